@@ -1,0 +1,190 @@
+"""Resolve a TARGET (`model.py`, `model.py:Name`, `package.module:attr`) into an nn.Module.
+
+Every way a target can be wrong raises `TargetError` with a one-line message that names the
+problem, so the CLI can print it and exit 2 instead of showing a traceback.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import inspect
+import itertools
+import os
+import sys
+import traceback
+from pathlib import Path
+from types import ModuleType
+from typing import Iterator, Optional
+
+import torch.nn as nn
+
+__all__ = ["TargetError", "load_target", "parse_input", "split_target"]
+
+MAX_SPATIAL_AXES = 3  # Conv1d/2d/3d
+_counter = itertools.count()
+
+
+class TargetError(ValueError):
+    """A target or an --input that cannot be used; the message is one line for the user."""
+
+
+def parse_input(text: str) -> tuple[int, ...]:
+    """Parse `C,H,W` (or `C,L`, `C,D,H,W`) into a tuple of positive ints."""
+    parts = [p.strip() for p in text.split(",")]
+    expected = "C,H,W (or C,L / C,D,H,W) as positive integers, e.g. 3,32,32"
+    if not 2 <= len(parts) <= 1 + MAX_SPATIAL_AXES:
+        raise TargetError(f"--input {text!r}: expected {expected}")
+    try:
+        dims = tuple(int(p) for p in parts)
+    except ValueError:
+        raise TargetError(f"--input {text!r}: expected {expected}") from None
+    if any(d <= 0 for d in dims):
+        raise TargetError(f"--input {text!r}: every size must be positive")
+    return dims
+
+
+def split_target(target: str) -> tuple[str, Optional[str], bool]:
+    """Split a target into (file-or-module, attribute name or None, is_file)."""
+    if not target.strip():
+        raise TargetError("empty target: give model.py, model.py:Name or package.module:attr")
+    if target.endswith(".py") or os.path.exists(target):
+        return target, None, True
+    where, sep, name = target.rpartition(":")
+    if sep:
+        if not name.isidentifier():
+            raise TargetError(f"{target}: {name!r} after ':' is not a Python name")
+        is_file = where.endswith(".py") or os.path.exists(where)
+        return where, name, is_file
+    return target, None, False
+
+
+def load_target(target: str) -> nn.Module:
+    """Return the nn.Module a target names, instantiating a class or calling a factory.
+
+    A file or module without a name must define exactly one nn.Module subclass itself
+    (imported ones don't count). Classes and factories are called with no arguments.
+    """
+    where, name, is_file = split_target(target)
+    if is_file:
+        path = Path(where)
+        if not path.is_file():
+            raise TargetError(f"{where}: no such file")
+        with _isolated_import(path) as module:
+            return _pick(module, name, label=where)
+    try:
+        module = importlib.import_module(where)
+    except ImportError as exc:
+        raise TargetError(f"cannot import module {where!r}: {exc}") from None
+    except SyntaxError as exc:
+        raise _syntax_error(exc) from None
+    return _pick(module, name, label=where)
+
+
+@contextlib.contextmanager
+def _isolated_import(path: Path) -> Iterator[ModuleType]:
+    """Import a file under a unique module name, with its folder on sys.path for siblings.
+
+    The file's own module and any sibling modules it imported are dropped from sys.modules
+    afterwards (after the caller has instantiated the model, since a factory may import
+    lazily), so two loads of files with the same names never see each other's modules.
+    """
+    path = path.resolve()
+    folder = str(path.parent)
+    unique = f"_rfcalc_target_{next(_counter)}_{''.join(c if c.isalnum() else '_' for c in path.stem)}"
+    before = set(sys.modules)
+    saved_path = list(sys.path)
+    saved_bytecode = sys.dont_write_bytecode
+    sys.path.insert(0, folder)
+    sys.dont_write_bytecode = True  # leave no __pycache__ in the user's folder
+    try:
+        spec = importlib.util.spec_from_file_location(unique, path)
+        if spec is None or spec.loader is None:
+            raise TargetError(f"{path}: cannot be loaded as a Python file")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[unique] = module  # dataclasses and typing look their module up here
+        try:
+            spec.loader.exec_module(module)
+        except SyntaxError as exc:
+            raise _syntax_error(exc) from None
+        except ImportError as exc:
+            raise TargetError(f"{_where_in(exc, path)}: import failed: {exc}") from None
+        except Exception as exc:  # the user's file raised while running: report, don't crash
+            raise TargetError(f"{_where_in(exc, path)}: {type(exc).__name__}: {exc}") from None
+        yield module
+    finally:
+        sys.path[:] = saved_path
+        sys.dont_write_bytecode = saved_bytecode
+        for key in set(sys.modules) - before:
+            mod_file = getattr(sys.modules[key], "__file__", None) or ""
+            if key == unique or mod_file.startswith(folder + os.sep):
+                del sys.modules[key]
+
+
+def _syntax_error(exc: SyntaxError) -> TargetError:
+    where = f"{exc.filename}:{exc.lineno}" if exc.lineno else str(exc.filename)
+    return TargetError(f"{where}: syntax error: {exc.msg}")
+
+
+def _where_in(exc: BaseException, path: Path) -> str:
+    """`file:line` of the deepest traceback frame inside the target file, else the file."""
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename and Path(frame.filename).resolve() == path:
+            line = frame.lineno
+    return f"{path}:{line}" if line else str(path)
+
+
+def _module_classes(module: ModuleType) -> list[str]:
+    """Names of the nn.Module subclasses defined in (not imported into) a module."""
+    return sorted(
+        attr for attr, obj in vars(module).items()
+        if inspect.isclass(obj) and issubclass(obj, nn.Module)
+        and obj.__module__ == module.__name__ and not attr.startswith("_")
+    )
+
+
+def _pick(module: ModuleType, name: Optional[str], label: str) -> nn.Module:
+    candidates = _module_classes(module)
+    if name is None:
+        if not candidates:
+            raise TargetError(f"{label} defines no nn.Module subclass; name one with {label}:Name")
+        if len(candidates) > 1:
+            raise TargetError(f"{label} defines several nn.Module classes ({', '.join(candidates)});"
+                              f" pick one with {label}:Name")
+        name = candidates[0]
+    if not hasattr(module, name):
+        hint = f" (nn.Module classes there: {', '.join(candidates)})" if candidates else ""
+        raise TargetError(f"{label} has no attribute {name!r}{hint}")
+    return _instantiate(getattr(module, name), f"{label}:{name}")
+
+
+def _instantiate(obj: object, label: str) -> nn.Module:
+    """A module instance as is; a class or a factory called with no arguments."""
+    if isinstance(obj, nn.Module):
+        return obj
+    if not callable(obj):
+        raise TargetError(f"{label} is a {type(obj).__name__}, not an nn.Module class, "
+                          "factory function or instance")
+    if inspect.isclass(obj) and not issubclass(obj, nn.Module):
+        raise TargetError(f"{label} is a class but not an nn.Module subclass")
+    try:
+        signature = inspect.signature(obj)
+    except (TypeError, ValueError):
+        signature = None  # builtins without a signature: just try the call
+    if signature is not None:
+        try:
+            signature.bind()
+        except TypeError:
+            needed = [p.name for p in signature.parameters.values()
+                      if p.default is p.empty
+                      and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+            raise TargetError(f"{label} needs arguments ({', '.join(needed)}); give a class or "
+                              "factory that works with none, or a module instance") from None
+    try:
+        model = obj()
+    except Exception as exc:  # the user's constructor failed: one line, not a traceback
+        raise TargetError(f"{label}(): {type(exc).__name__}: {exc}") from None
+    if not isinstance(model, nn.Module):
+        raise TargetError(f"{label}() returned a {type(model).__name__}, not an nn.Module")
+    return model

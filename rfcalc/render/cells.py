@@ -1,0 +1,111 @@
+"""How one value of a Row is written as text, shared by every tabular format.
+
+Per-axis values are compact: `3` when all axes agree, `1×7` when they don't. Fractions (from
+up-sampling) are always written as exact fractions, `1/2`, never as decimals. A missing value
+(an op without a window) is `-`.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Optional, Sequence, Union
+
+from rfcalc.analysis import APPROX, GLOBAL, UNKNOWN, Analysis, Row
+
+__all__ = ["COLUMNS", "NUMERIC", "axes", "number", "row_cells", "summary_lines", "params"]
+
+COLUMNS = ("name", "op", "kernel", "stride", "padding", "dilation", "size", "jump", "rf",
+           "start", "params")
+NUMERIC = frozenset(COLUMNS[2:])  # right-aligned where a format aligns
+TIMES = "×"
+MISSING = "-"
+APPROX_MARK = "~"   # rf of an APPROX row is a bound, not exact
+
+Value = Union[int, Fraction]
+
+
+def number(v: Value) -> str:
+    """An int as is, a Fraction as `p/q` (or as an int when integral)."""
+    f = Fraction(v)
+    return str(f.numerator) if f.denominator == 1 else f"{f.numerator}/{f.denominator}"
+
+
+def axes(values: Optional[Sequence[Value]]) -> str:
+    """`3` when all axes agree, `1×7` when not, `-` when absent or flattened."""
+    if not values:
+        return MISSING
+    if all(v == values[0] for v in values):
+        return number(values[0])
+    return TIMES.join(number(v) for v in values)
+
+
+def params(n: int) -> str:
+    """Parameters with thousands separators, as torchinfo writes them."""
+    return f"{n:,}"
+
+
+def rf_cell(row: Row) -> str:
+    """The rf column: `global`, `?` for unknown, a `~` mark on approximate bounds."""
+    if row.status == GLOBAL:
+        return "global"
+    if row.status == UNKNOWN:
+        return "?"
+    text = axes(row.rf)
+    return APPROX_MARK + text if row.status == APPROX and text != MISSING else text
+
+
+def row_cells(row: Row) -> dict[str, str]:
+    """Every column of one row as text."""
+    unknown = row.status == UNKNOWN
+    return {
+        "name": row.name,
+        "op": row.op,
+        "kernel": axes(row.kernel),
+        "stride": axes(row.stride),
+        "padding": axes(row.padding),
+        "dilation": axes(row.dilation),
+        "size": axes(row.size),
+        # an unknown row claims nothing: its jump and start are as unknown as its field
+        "jump": "?" if unknown else axes(row.jump),
+        "rf": rf_cell(row),
+        "start": "?" if unknown else axes(row.start),
+        "params": params(row.params),
+    }
+
+
+def shape(dims: Sequence[int]) -> str:
+    return TIMES.join(str(d) for d in dims)
+
+
+def summary_lines(analysis: Analysis) -> list[str]:
+    """The summary under a table: output field, jump, parameters, coverage, caveats."""
+    out = analysis.output
+    spatial = tuple(analysis.input_shape[1:])
+    layout = {1: " (C×L)", 2: " (C×H×W)", 3: " (C×D×H×W)"}.get(len(spatial), "")
+    lines = [f"Input: {shape(analysis.input_shape)}{layout}"]
+    if out.status == GLOBAL:
+        lines.append("Output receptive field: global (every input position reaches every output)"
+                     + (f"; {out.note}" if out.note else ""))
+    elif out.status == UNKNOWN:
+        lines.append("Output receptive field: unknown, an op without a rule touched the map"
+                     + (f": {out.note}" if out.note else ""))
+    else:
+        bound = " (approximate: an upper bound)" if out.status == APPROX else ""
+        lines.append(f"Output receptive field: {axes(out.rf)}{bound}"
+                     + (f"; {out.note}" if out.note and out.status == APPROX else ""))
+    if out.status != UNKNOWN:
+        lines.append(f"Output jump: {axes(out.jump)}, start: {axes(out.start)}, "
+                     f"size: {axes(out.size) if out.size else 'flattened'}")
+    lines.append(f"Parameters: {params(analysis.params)}")
+    if out.status == UNKNOWN:
+        lines.append("Covers the whole input: unknown")
+    else:
+        verdict = "yes" if analysis.covers_input else "no"
+        lines.append(f"Covers the whole {shape(spatial)} input: {verdict}")
+    lines.extend(f"Note: {n}" for n in analysis.notes)
+    return lines
+
+
+def row_notes(analysis: Analysis) -> list[str]:
+    """`name: note` for every row that is not exact, in order (the table's footnotes)."""
+    return [f"{r.name} ({r.status}): {r.note}" if r.note else f"{r.name} ({r.status})"
+            for r in analysis.rows if r.status in (APPROX, GLOBAL, UNKNOWN)]

@@ -1,0 +1,62 @@
+"""The architecture as a graphviz diagram: one node per row, in execution order.
+
+Edges come from the recorded data flow when rows carry it (`Row.inputs`: the names of the
+rows, or "input", whose outputs fed this op). Without that information the diagram is the
+execution chain, and its label says so rather than passing a guess off as the data flow.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import graphviz
+
+from rfcalc.analysis import Analysis, Row
+from rfcalc.render.cells import axes, rf_cell, shape
+
+__all__ = ["build", "node_label", "CHAIN_NOTE", "INPUT_NODE"]
+
+INPUT_NODE = "input"
+CHAIN_NOTE = "edges: execution order (no data-flow record available)"
+_STATUS_COLOUR = {"exact": "black", "approx": "darkorange", "global": "navy", "unknown": "red"}
+
+
+def node_label(row: Row) -> str:
+    """`name`, `op`, output size and rf, one per line."""
+    size = axes(row.size) if row.size else "flat"
+    # DOT line breaks are the two characters backslash-n; escape the parts' own backslashes
+    parts = (row.name, row.op, f"size {size}", f"rf {rf_cell(row)}")
+    return "\\n".join(graphviz.escape(p) for p in parts)
+
+
+def _inputs(row: Row) -> Optional[Sequence[str]]:
+    # Row.inputs is optional in the contract; None means "not recorded"
+    return getattr(row, "inputs", None)
+
+
+def build(analysis: Analysis, title: str = "") -> graphviz.Digraph:
+    """A top-to-bottom Digraph of the rows, labelled with the input shape (and the edge
+    caveat when no data flow was recorded)."""
+    rows = list(analysis.rows)
+    has_flow = bool(rows) and all(_inputs(r) is not None for r in rows)
+    label = title or f"input {shape(analysis.input_shape)}"
+    if not has_flow:
+        label += f"\\n{CHAIN_NOTE}"
+    dot = graphviz.Digraph("rfcalc", graph_attr={"rankdir": "TB", "label": label,
+                                                 "labelloc": "t", "fontname": "Helvetica"},
+                           node_attr={"shape": "box", "fontname": "Helvetica",
+                                      "fontsize": "10"})
+    dot.node("n_input", f"input\\n{shape(analysis.input_shape)}", shape="oval")
+    ids = {}
+    for i, row in enumerate(rows):
+        ids[row.name] = f"n{i}"
+        dot.node(f"n{i}", node_label(row), color=_STATUS_COLOUR.get(row.status, "black"))
+    if has_flow:
+        for i, row in enumerate(rows):
+            for src in _inputs(row):
+                dot.edge("n_input" if src == INPUT_NODE else ids.get(src, "n_input"), f"n{i}")
+    else:
+        previous = "n_input"
+        for i in range(len(rows)):
+            dot.edge(previous, f"n{i}")
+            previous = f"n{i}"
+    return dot

@@ -1,0 +1,181 @@
+"""Every format renders a hand-built Analysis; the expected cells are worked out by hand.
+
+The hand-built net on a 3×8×8 input (start = centre of the first unit's field, in input
+pixels, as in the course's convention):
+  features.0  Conv2d 3×3, s1, p1, 3→16: rf 3, jump 1, start 0; params 3·16·9 + 16 = 448
+  features.1  Conv2d 1×7, s1, p0×3, 16→16: rf (3, 3+6) = 3×9; params 16·16·7 + 16 = 1,808
+  features.2.pool MaxPool2d 2, s2: rf (3+1, 9+1) = 4×10, jump 2, start 0 + 1/2·1 = 1/2
+  up          Upsample ×4 (approx): jump 2/4 = 1/2, size 16, rf kept at 4×10, start -1/4
+  blur        an op without a rule: unknown
+  head        Linear 16·4·4·... global, params 2,560 + 10 = 2,570 (made-up but fixed)
+Total params: 448 + 1,808 + 2,570 = 4,826.
+"""
+import csv
+import io
+import json
+from fractions import Fraction as F
+
+import pytest
+
+from rfcalc.analysis import APPROX, EXACT, GLOBAL, UNKNOWN, Analysis, Row
+from rfcalc.render import FORMATS, render
+from rfcalc.render import graphviz as graph
+from rfcalc.render.cells import axes, number
+
+
+def _row(name, op, k, s, p, d, size, jump, rf, start, params, status=EXACT, note=""):
+    return Row(name, op, k, s, p, d, size, jump, rf, start, params, status, note)
+
+
+ROWS = (
+    _row("features.0", "Conv2d", (3, 3), (1, 1), (1, 1), (1, 1), (8, 8), (1, 1), (3, 3),
+         (0, 0), 448),
+    _row("features.1", "Conv2d", (1, 7), (1, 1), (0, 3), (1, 1), (8, 8), (1, 1), (3, 9),
+         (0, 0), 1808),
+    _row("features.2.pool", "MaxPool2d", (2, 2), (2, 2), (0, 0), (1, 1), (4, 4), (2, 2),
+         (4, 10), (F(1, 2), F(1, 2)), 0),
+    _row("up", "Upsample", None, None, None, None, (16, 16), (F(1, 2), F(1, 2)), (4, 10),
+         (F(-1, 4), F(-1, 4)), 0, APPROX, "up-sampling border"),
+    _row("blur", "fft_fft2", None, None, None, None, (16, 16), (), (), (), 0, UNKNOWN,
+         "no rule for torch.fft.fft2"),
+    _row("head", "Linear", None, None, None, None, (), (), (), (), 2570, GLOBAL,
+         "every input reaches every output"),
+)
+ANALYSIS = Analysis((3, 8, 8), ROWS, ROWS[-1], 4826, ("a note for the whole model",))
+# The same net cut after the pool: an exact output field 4×10 that misses the 8×8 input
+# (4 < 8 on the first axis), and 448 + 1,808 = 2,256 parameters.
+CUT = Analysis((3, 8, 8), ROWS[:3], ROWS[2], 2256)
+
+
+def test_cells_compact_per_axis_values_and_fractions():
+    assert axes((3, 3)) == "3"
+    assert axes((1, 7)) == "1×7"
+    assert axes((F(1, 2), F(1, 2))) == "1/2"
+    assert axes((F(4, 2), F(-1, 4))) == "2×-1/4"
+    assert axes(None) == "-" and axes(()) == "-"
+    assert number(F(6, 3)) == "2"
+
+
+def _text_line(text, name):
+    return next(line.split() for line in text.splitlines() if line.split()[:1] == [name])
+
+
+def test_text_table_rows_and_summary():
+    text = render(ANALYSIS, "text")
+    assert _text_line(text, "features.1") == [
+        "features.1", "Conv2d", "1×7", "1", "0×3", "1", "8", "1", "3×9", "0", "1,808"]
+    assert _text_line(text, "features.2.pool") == [
+        "features.2.pool", "MaxPool2d", "2", "2", "0", "1", "4", "2", "4×10", "1/2", "0"]
+    assert _text_line(text, "up") == [
+        "up", "Upsample", "-", "-", "-", "-", "16", "1/2", "~4×10", "-1/4", "0"]
+    assert _text_line(text, "blur") == [
+        "blur", "fft_fft2", "-", "-", "-", "-", "16", "?", "?", "?", "0"]
+    assert _text_line(text, "head") == [
+        "head", "Linear", "-", "-", "-", "-", "-", "-", "global", "-", "2,570"]
+    # nested names are indented by their depth (two spaces a level)
+    assert "\n    features.2.pool " in text
+    assert "Output receptive field: global" in text
+    assert "Parameters: 4,826" in text
+    assert "Covers the whole 8×8 input: yes" in text
+    assert "Note: a note for the whole model" in text
+    assert "  blur (unknown): no rule for torch.fft.fft2" in text
+
+
+def test_text_summary_of_an_exact_output_that_misses_the_input():
+    text = render(CUT, "text")
+    assert "Output receptive field: 4×10\n" in text
+    assert "Output jump: 2, start: 1/2, size: 4" in text
+    assert "Parameters: 2,256" in text
+    assert "Covers the whole 8×8 input: no" in text
+
+
+def test_text_summary_says_unknown():
+    out = ROWS[4]
+    text = render(Analysis((3, 8, 8), ROWS[:5], out, 2256), "text")
+    assert "Output receptive field: unknown, an op without a rule touched the map: " \
+           "no rule for torch.fft.fft2" in text
+    assert "Covers the whole input: unknown" in text
+
+
+def test_markdown_table():
+    md = render(ANALYSIS, "markdown")
+    lines = md.splitlines()
+    assert lines[0] == ("| name | op | kernel | stride | padding | dilation | size | jump | rf "
+                        "| start | params |")
+    assert lines[1] == "|:---|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    assert "| features.1 | Conv2d | 1×7 | 1 | 0×3 | 1 | 8 | 1 | 3×9 | 0 | 1,808 |" in lines
+    assert "| up | Upsample | - | - | - | - | 16 | 1/2 | \\~4×10 | -1/4 | 0 |" in lines
+    assert "- Parameters: 4,826" in lines
+
+
+def test_csv_rows_parse_back():
+    rows = list(csv.DictReader(io.StringIO(render(ANALYSIS, "csv"))))
+    assert [r["name"] for r in rows] == [r.name for r in ROWS]
+    assert rows[1] == {"name": "features.1", "op": "Conv2d", "kernel": "1×7", "stride": "1",
+                       "padding": "0×3", "dilation": "1", "size": "8", "jump": "1",
+                       "rf": "3×9", "start": "0", "params": "1808", "status": "exact",
+                       "note": ""}
+    assert rows[5]["rf"] == "global" and rows[5]["status"] == "global"
+
+
+def test_json_document():
+    doc = json.loads(render(ANALYSIS, "json"))
+    assert doc["input"] == [3, 8, 8]
+    assert doc["params"] == 4826
+    assert doc["covers_input"] is True
+    pool = doc["layers"][2]
+    assert pool == {"name": "features.2.pool", "op": "MaxPool2d", "kernel": [2, 2],
+                    "stride": [2, 2], "padding": [0, 0], "dilation": [1, 1], "size": [4, 4],
+                    "jump": [2, 2], "rf": [4, 10], "start": [0.5, 0.5], "params": 0,
+                    "global": False, "status": "exact", "note": None}
+    up = doc["layers"][3]
+    assert up["kernel"] is None and up["jump"] == [0.5, 0.5] and up["start"] == [-0.25, -0.25]
+    assert isinstance(doc["layers"][0]["rf"][0], int)
+    blur = doc["layers"][4]
+    assert blur["rf"] is None and blur["jump"] is None and blur["status"] == "unknown"
+    assert doc["layers"][5]["global"] is True and doc["layers"][5]["size"] == []
+    assert doc["output"]["global"] is True
+    cut = json.loads(render(CUT, "json"))
+    assert cut["output"]["rf"] == [4, 10] and cut["output"]["start"] == [0.5, 0.5]
+    assert cut["covers_input"] is False
+
+
+NASTY = Analysis((3, 8, 8), (_row("a_b", "Fn<&>%$#{}~^\\", None, None, None, None, (8, 8),
+                                  (1, 1), (1, 1), (0, 0), 0),), None, 0)
+NASTY = Analysis(NASTY.input_shape, NASTY.rows, NASTY.rows[0], 0)
+
+
+def test_html_is_a_standalone_escaped_page():
+    page = render(ANALYSIS, "html")
+    assert page.startswith("<!DOCTYPE html>\n<html lang=\"en\">")
+    assert '<meta charset="utf-8">' in page and page.rstrip().endswith("</html>")
+    assert ('<tr class="exact"><td>features.1</td><td>Conv2d</td><td class="num">1×7</td>'
+            in page)
+    assert "<li>Parameters: 4,826</li>" in page
+    nasty = render(NASTY, "html")
+    assert "<td>Fn&lt;&amp;&gt;%$#{}~^\\</td>" in nasty
+    assert "Fn<&>" not in nasty
+
+
+def test_latex_tabular_is_escaped():
+    tex = render(ANALYSIS, "latex")
+    assert tex.startswith("\\begin{tabular}{llrrrrrrrrr}\n\\toprule\n")
+    assert ("features.1 & Conv2d & 1$\\times$7 & 1 & 0$\\times$3 & 1 & 8 & 1 & 3$\\times$9 "
+            "& 0 & 1,808 \\\\") in tex
+    assert "\\item Parameters: 4,826" in tex
+    nasty = render(NASTY, "latex")
+    assert ("a\\_b & Fn\\textless{}\\&\\textgreater{}\\%\\$\\#\\{\\}\\textasciitilde{}"
+            "\\textasciicircum{}\\textbackslash{} &") in nasty
+
+
+def test_unknown_format_is_refused():
+    with pytest.raises(ValueError, match="unknown format 'yaml'"):
+        render(ANALYSIS, "yaml")
+    assert FORMATS == ("text", "markdown", "csv", "json", "html", "latex")
+
+
+def test_graph_labels_nodes_and_says_when_edges_are_the_execution_chain():
+    source = graph.build(CUT).source
+    assert 'n1 [label="features.1\\nConv2d\\nsize 8\\nrf 3×9"' in source
+    assert "n_input -> n0" in source and "n0 -> n1" in source and "n1 -> n2" in source
+    assert graph.CHAIN_NOTE in source
