@@ -62,8 +62,8 @@ def split_target(target: str) -> tuple[str, Optional[str], bool]:
 def load_target(target: str) -> nn.Module:
     """Return the nn.Module a target names, instantiating a class or calling a factory.
 
-    A file or module without a name must define exactly one nn.Module subclass itself
-    (imported ones don't count). Classes and factories are called with no arguments.
+    Without a name, the file or module must define (not import) exactly one nn.Module
+    subclass that can be built with no arguments. Classes and factories are called with none.
     """
     where, name, is_file = split_target(target)
     if is_file:
@@ -144,15 +144,39 @@ def _module_classes(module: ModuleType) -> list[str]:
     )
 
 
+def _needs_arguments(obj: object) -> list[str]:
+    """The parameters a call with no arguments would be missing ([] if none or unknowable)."""
+    try:
+        signature = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return []  # builtins without a signature: just try the call
+    try:
+        signature.bind()
+    except TypeError:
+        return [p.name for p in signature.parameters.values()
+                if p.default is p.empty
+                and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return []
+
+
 def _pick(module: ModuleType, name: Optional[str], label: str) -> nn.Module:
+    """The named attribute, or the one nn.Module class defined here that needs no arguments.
+
+    Helper blocks (a ConvLayer taking channel counts) need arguments and the CLI could not
+    build them anyway, so they don't compete with the net itself for the unnamed pick.
+    """
     candidates = _module_classes(module)
     if name is None:
         if not candidates:
             raise TargetError(f"{label} defines no nn.Module subclass; name one with {label}:Name")
-        if len(candidates) > 1:
-            raise TargetError(f"{label} defines several nn.Module classes ({', '.join(candidates)});"
+        buildable = [c for c in candidates if not _needs_arguments(getattr(module, c))]
+        if not buildable:
+            raise TargetError(f"every nn.Module class in {label} needs arguments "
+                              f"({', '.join(candidates)}); name a factory with {label}:Name")
+        if len(buildable) > 1:
+            raise TargetError(f"{label} defines several nn.Module classes ({', '.join(buildable)});"
                               f" pick one with {label}:Name")
-        name = candidates[0]
+        name = buildable[0]
     if not hasattr(module, name):
         hint = f" (nn.Module classes there: {', '.join(candidates)})" if candidates else ""
         raise TargetError(f"{label} has no attribute {name!r}{hint}")
@@ -168,19 +192,10 @@ def _instantiate(obj: object, label: str) -> nn.Module:
                           "factory function or instance")
     if inspect.isclass(obj) and not issubclass(obj, nn.Module):
         raise TargetError(f"{label} is a class but not an nn.Module subclass")
-    try:
-        signature = inspect.signature(obj)
-    except (TypeError, ValueError):
-        signature = None  # builtins without a signature: just try the call
-    if signature is not None:
-        try:
-            signature.bind()
-        except TypeError:
-            needed = [p.name for p in signature.parameters.values()
-                      if p.default is p.empty
-                      and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-            raise TargetError(f"{label} needs arguments ({', '.join(needed)}); give a class or "
-                              "factory that works with none, or a module instance") from None
+    needed = _needs_arguments(obj)
+    if needed:
+        raise TargetError(f"{label} needs arguments ({', '.join(needed)}); give a class or "
+                          "factory that works with none, or a module instance")
     try:
         model = obj()
     except Exception as exc:  # the user's constructor failed: one line, not a traceback
