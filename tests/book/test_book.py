@@ -1,0 +1,223 @@
+"""The book builds cleanly offline, and a real browser finds every page whole.
+
+One build (into a temporary folder, never over book/_build) serves all tests here: it runs
+the CPU chapters, so a chapter that raises or a warning fails it. Headless Chromium, driven by
+Playwright through the system's /usr/bin/chromium, then loads every page from a local server.
+"""
+from __future__ import annotations
+
+import functools
+import html.parser
+import json
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+BOOK = Path(__file__).resolve().parents[2] / "book"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync"]
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _pages() -> list[str]:
+    """Every page of the book in reading order, as document names from _toc.yml."""
+    toc = yaml.safe_load((BOOK / "_toc.yml").read_text())
+    return [toc["root"]] + [c["file"] for c in toc["chapters"]]
+
+
+def _excluded() -> list[str]:
+    config = yaml.safe_load((BOOK / "_config.yml").read_text())
+    return config["execute"]["exclude_patterns"]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[Path, str]:
+    """Build the book once with warnings as errors; return the HTML folder and the log."""
+    out = tmp_path_factory.mktemp("book")
+    cmd = [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; "
+           "sys.exit(main())", "build", str(BOOK), "--path-output", str(out),
+           "--warningiserror", "--keep-going", "--all"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"book build failed:\n{log[-6000:]}"
+    return out / "_build" / "html", log
+
+
+def test_build_has_no_warnings_and_runs_every_cpu_chapter(built):
+    html_dir, log = built
+    # ipykernel's own start-up notice about its local TCP transport is no build warning.
+    warnings = [line for line in log.splitlines() if ("WARNING" in line or "ERROR" in line)
+                and not line.startswith("[IPKernelApp] WARNING | Kernel is running over TCP")]
+    assert not warnings, "\n".join(warnings)
+    for page in _pages():
+        assert (html_dir / f"{page}.html").is_file(), page
+    # Every chapter shows cell outputs: executed by this build, or committed with them.
+    for page in _pages()[1:]:
+        assert 'class="cell_output' in (html_dir / f"{page}.html").read_text(), page
+
+
+@pytest.mark.parametrize("name", ["06_data.ipynb", "07_training.ipynb"])
+def test_committed_chapters_carry_their_outputs(name):
+    """Chapters excluded from execution must hold outputs from their real run, no errors."""
+    assert name in _excluded()
+    nb = json.loads((BOOK / name).read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert code and all(c.get("execution_count") for c in code), "a cell never ran"
+    outputs = [o for c in code for o in c["outputs"]]
+    assert not [o for o in outputs if o["output_type"] == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs), "no figure"
+
+
+def _text(html_dir: Path, page: str) -> str:
+    raw = (html_dir / f"{page}.html").read_text()
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", raw))
+
+
+def test_numbers_the_course_rests_on_are_shown(built):
+    html_dir, _ = built
+    # Chapter 1: the 7 rows typed in by hand agree with rfcalc; the output field is 24
+    # (16 after pool2, + (3-1)*4 for conv5).
+    assert "all 7 rows agree; the output sees 24 pixels" in _text(html_dir, "01_rf_arithmetic")
+    # Chapter 5: the assignment's Net, counted in examples/s9_net.py's docstring by hand.
+    ch5 = _text(html_dir, "05_budget")
+    assert "190,509" in ch5 and "receptive field 48" in ch5
+
+
+class _Ids(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        self.ids.update(v for k, v in attrs if k in ("id", "name") and v)
+
+
+@functools.lru_cache(maxsize=None)
+def _fetch_ids(url: str) -> frozenset[str] | None:
+    """The ids of the page at url, or None when it cannot be fetched."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            parser = _Ids()
+            parser.feed(resp.read().decode("utf-8", "replace"))
+            return frozenset(parser.ids)
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep pytest's output for failures
+        pass
+
+
+@pytest.fixture(scope="module")
+def site(built):
+    html_dir, _ = built
+    server = ThreadingHTTPServer(("127.0.0.1", 0),
+                                 functools.partial(_Quiet, directory=str(html_dir)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser_page(tmp_path_factory):
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("Chromium is not installed (scripts/setup-system.sh installs it as root)")
+    from playwright.sync_api import sync_playwright
+
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(profile), executable_path=chromium, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            yield context.new_page()
+        finally:
+            context.close()
+
+
+_IMAGES_JS = """async () => {
+  const imgs = Array.from(document.images);
+  imgs.forEach(i => { i.loading = 'eager'; });
+  await Promise.all(imgs.map(i => i.decode().catch(() => null)));
+  return imgs.map(i => ({src: i.currentSrc || i.src, ok: i.complete && i.naturalWidth > 0}));
+}"""
+
+
+def _problems_on(page, url: str) -> tuple[list[str], list[str]]:
+    """Load url; return its problems (console errors, failed loads, images) and its links."""
+    problems: list[str] = []
+    on_console = lambda m: m.type == "error" and problems.append(f"console: {m.text}")
+    on_error = lambda e: problems.append(f"page error: {e}")
+    on_failed = lambda r: problems.append(f"failed: {r.url} {r.failure}")
+    on_response = lambda r: r.status >= 400 and problems.append(f"HTTP {r.status}: {r.url}")
+    page.on("console", on_console)
+    page.on("pageerror", on_error)
+    page.on("requestfailed", on_failed)
+    page.on("response", on_response)
+    try:
+        page.goto(url, wait_until="networkidle")
+        problems += [f"image not loaded: {i['src']}" for i in page.evaluate(_IMAGES_JS)
+                     if not i["ok"]]
+        links = page.evaluate("Array.from(document.querySelectorAll('a[href]'), a => a.href)")
+    finally:
+        page.remove_listener("console", on_console)
+        page.remove_listener("pageerror", on_error)
+        page.remove_listener("requestfailed", on_failed)
+        page.remove_listener("response", on_response)
+    return problems, links
+
+
+def _broken(links: list[str], site: str) -> list[str]:
+    """Internal links whose page is missing or whose #fragment is no id on that page."""
+    broken = []
+    for link in sorted(set(links)):
+        if not link.startswith(site):
+            continue
+        target, _, fragment = link.partition("#")
+        ids = _fetch_ids(target)
+        if ids is None:
+            broken.append(link)
+        elif fragment and urllib.parse.unquote(fragment) not in ids:
+            broken.append(link)
+    return broken
+
+
+def test_every_page_loads_whole_in_chromium(built, site, browser_page):
+    html_dir, _ = built
+    report: dict[str, list[str]] = {}
+    images = 0
+    for page in ["index"] + _pages():
+        problems, links = _problems_on(browser_page, site + f"{page}.html")
+        problems += [f"broken link: {link}" for link in _broken(links, site)]
+        images += browser_page.evaluate("document.images.length")
+        if problems:
+            report[page] = problems
+    assert not report, json.dumps(report, indent=1)
+    assert images > 0
+
+
+def test_solutions_stay_hidden_until_clicked(built, site, browser_page):
+    browser_page.goto(site + "01_rf_arithmetic.html", wait_until="networkidle")
+    solution = browser_page.locator(".admonition.dropdown").first  # Solution 1
+    body = solution.locator("p").last
+    assert not body.is_visible()
+    solution.locator("button, .admonition-title").first.click()
+    body.wait_for(state="visible", timeout=5000)
+    assert "Solution 1" in solution.inner_text()
