@@ -1,0 +1,6 @@
+"""`python -m training ...` is the `rftrain` command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,31 @@
+"""Checkpoints written atomically (temp file + os.replace), and read back for --resume."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .fsutil import UserError, atomic_path
+
+LAST = "last.pt"     # everything needed to continue: model, optimizer, schedule, RNG, history
+BEST = "best.pt"     # the weights with the best test accuracy so far
+
+
+def save(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """torch.save into a temporary file, then rename: a crash leaves the old file intact."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint on the CPU; UserError if it is missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no checkpoint to resume from: {path} does not exist")
+    try:
+        # Our own file with RNG states (numpy arrays, tuples): not loadable weights-only.
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise UserError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})") from None
