@@ -1,0 +1,196 @@
+"""The albumentations reference and the batched tensor pipeline apply the same operations."""
+from __future__ import annotations
+
+import math
+
+import albumentations as A
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from training.augment import AugConfig, TensorAugment, affine, albumentations_pipeline, \
+    color_jitter, cutout, hflip
+
+MEAN, STD = (0.5, 0.4, 0.3), (0.25, 0.2, 0.1)
+ONLY = {f: 0.0 for f in ("flip_p", "affine_p", "jitter_p", "gray_p", "cutout_p")}
+
+
+def only(**kw) -> AugConfig:
+    return AugConfig(**{**ONLY, **kw})
+
+
+def smooth_image() -> np.ndarray:
+    """Gradients plus one bright block: bilinear sampling of it differs little between libs."""
+    yy, xx = np.mgrid[0:32, 0:32]
+    img = np.stack([xx * 8, yy * 8, (xx + yy) * 4], -1).astype(np.uint8)
+    img[4:10, 20:28] = 255
+    return img
+
+
+def rand_images(n: int = 8, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+
+
+def reference(cfg: AugConfig, images: np.ndarray) -> torch.Tensor:
+    pipe = albumentations_pipeline(cfg, MEAN, STD)
+    return torch.stack([pipe(image=im)["image"] for im in images])
+
+
+def tensor(cfg: AugConfig, images: np.ndarray, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return TensorAugment(cfg, MEAN, STD)(torch.from_numpy(images), g)
+
+
+def to01(x: torch.Tensor) -> torch.Tensor:
+    """Undo Normalize: back to 0..1."""
+    return x * torch.tensor(STD)[None, :, None, None] + torch.tensor(MEAN)[None, :, None, None]
+
+
+def as_float(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+
+
+def test_no_augmentation_is_normalize_only_in_both():
+    imgs = rand_images()
+    # (v/255 - mean) / std for one pixel by hand: v = imgs[0, 0, 0, 0], channel 0.
+    v = int(imgs[0, 0, 0, 0])
+    for out in (reference(AugConfig.off(), imgs), tensor(AugConfig.off(), imgs)):
+        assert out.shape == (8, 3, 32, 32) and out.dtype == torch.float32
+        assert out[0, 0, 0, 0].item() == pytest.approx((v / 255 - 0.5) / 0.25, abs=1e-5)
+    assert torch.allclose(reference(AugConfig.off(), imgs), tensor(AugConfig.off(), imgs),
+                          atol=1e-5)
+
+
+def test_flip_p1_is_the_same_image_in_both():
+    imgs = rand_images()
+    ref, ten = reference(only(flip_p=1), imgs), tensor(only(flip_p=1), imgs)
+    expected = tensor(AugConfig.off(), imgs[:, :, ::-1].copy())
+    assert torch.allclose(ref, expected, atol=1e-5) and torch.allclose(ten, expected, atol=1e-5)
+
+
+def test_gray_p1_matches_cv2_weights():
+    imgs = rand_images()
+    ref, ten = to01(reference(only(gray_p=1), imgs)), to01(tensor(only(gray_p=1), imgs))
+    # By hand for one pixel: 0.299 R + 0.587 G + 0.114 B.
+    r, g, b = (int(c) for c in imgs[0, 5, 7])
+    assert ten[0, :, 5, 7].tolist() == pytest.approx([(0.299 * r + 0.587 * g + 0.114 * b) / 255] * 3,
+                                                     abs=1e-5)
+    assert (ten - ref).abs().max() <= 1 / 255 + 1e-5  # albumentations rounds to uint8
+
+
+@pytest.mark.parametrize("angle, scale, tx, ty", [
+    (10.0, 1.0, 0.0, 0.0), (-15.0, 1.0, 0.0, 0.0), (0.0, 1.1, 0.0, 0.0), (0.0, 0.9, 0.0, 0.0),
+    (0.0, 1.0, 3 / 32, 0.0), (0.0, 1.0, 0.0, -2 / 32), (15.0, 0.9, 3 / 32, -3 / 32),
+    (90.0, 1.0, 0.0, 0.0),
+])
+def test_affine_matches_albumentations_affine(angle, scale, tx, ty):
+    img = smooth_image()
+    ref = A.Affine(rotate=(angle, angle), scale=(scale, scale),
+                   translate_percent={"x": (tx, tx), "y": (ty, ty)},
+                   border_mode=cv2.BORDER_CONSTANT, fill=0, p=1)(image=img)["image"]
+    t = lambda v: torch.tensor([float(v)])  # noqa: E731
+    out = affine(as_float(img[None]), t(angle), t(scale), t(tx), t(ty))
+    diff = (out[0].permute(1, 2, 0) - torch.from_numpy(ref).float() / 255).abs()
+    # Same geometry: away from the border only uint8 rounding and bilinear weights differ.
+    assert diff[4:28, 4:28].max() < 0.01
+    assert diff.mean() < 0.005
+
+
+def test_affine_90_degrees_is_counter_clockwise():
+    x = torch.zeros(1, 3, 32, 32)
+    x[0, :, 0, 31] = 1  # top-right corner
+    out = affine(x, torch.tensor([90.0]), torch.ones(1), torch.zeros(1), torch.zeros(1))
+    assert out[0, 0, 0, 0] == pytest.approx(1, abs=1e-5)  # -> top-left
+    assert out.sum() == pytest.approx(3, abs=1e-4)
+
+
+@pytest.mark.parametrize("b, c, s, h", [(1.2, 1, 1, 0), (1, 0.8, 1, 0), (1, 1, 1.2, 0),
+                                        (1, 1, 0.8, 0), (1, 1, 1, 0.1), (1, 1, 1, -0.1)])
+def test_color_jitter_matches_albumentations(b, c, s, h):
+    imgs = rand_images(4)
+    ref = A.ColorJitter(brightness=(b, b), contrast=(c, c), saturation=(s, s), hue=(h, h), p=1)
+    expected = torch.stack([torch.from_numpy(ref(image=im)["image"]) for im in imgs])
+    expected = expected.permute(0, 3, 1, 2).float() / 255
+    n = len(imgs)
+    out = color_jitter(as_float(imgs), torch.full((n,), b), torch.full((n,), c),
+                       torch.full((n,), s), torch.full((n,), float(h)))
+    # albumentations works in uint8 (and hue in OpenCV's 0..179 steps): allow a few levels.
+    assert (out - expected).abs().mean() < 1.5 / 255
+    assert (out - expected).abs().max() <= 6 / 255
+
+
+def test_color_jitter_identity_factors_change_nothing_but_hue_roundtrip():
+    x = as_float(rand_images(2))
+    ones, zero = torch.ones(2), torch.zeros(2)
+    assert torch.allclose(color_jitter(x, ones, ones, ones, zero), x, atol=1e-5)
+
+
+def test_cutout_p1_one_16x16_hole_of_the_mean_in_both():
+    imgs = np.full((6, 32, 32, 3), 255, np.uint8)  # white: the mean-coloured hole stands out
+    cfg = only(cutout_p=1)
+    for out in (reference(cfg, imgs), tensor(cfg, imgs)):
+        x = to01(out)
+        hole = (x - 1).abs().amax(1) > 1e-4              # N x H x W
+        assert hole.sum((1, 2)).tolist() == [256] * 6    # exactly one 16 x 16 hole each
+        # the fill is the mean rounded to uint8, i.e. Normalize turns it into ~0
+        assert out.permute(0, 2, 3, 1)[hole].abs().max() <= 0.5 / 255 / min(STD) + 1e-5
+        rows = hole.any(2)
+        assert all(int(r.sum()) == 16 for r in rows)
+
+
+def test_cutout_hole_position():
+    x = torch.zeros(2, 3, 8, 8)
+    fill = torch.tensor([0.1, 0.2, 0.3])
+    out = cutout(x, torch.tensor([0, 5]), torch.tensor([2, 5]), 3,
+                 fill, torch.tensor([True, False]))
+    assert out[0, 2, 0:3, 2:5].eq(0.3).all() and out[0].ne(0).sum() == 3 * 9
+    assert out[1].eq(0).all()  # not applied
+
+
+def test_probabilities_are_honoured():
+    # 2000 images, flip p = 0.5: the count of flipped ones is Binomial(2000, 0.5),
+    # sd = sqrt(2000 / 4) = 22.4; 5 sd is 112.
+    imgs = rand_images(2000, seed=1)
+    out = tensor(only(flip_p=0.5), imgs, seed=3)
+    plain = tensor(AugConfig.off(), imgs)
+    flipped = (~torch.isclose(out, plain).flatten(1).all(1)).sum().item()
+    assert abs(flipped - 1000) < 112
+
+
+def test_full_default_pipelines_shapes_and_ranges():
+    imgs = rand_images(16)
+    cfg = AugConfig(flip_p=1, affine_p=1, jitter_p=1, gray_p=1, cutout_p=1)
+    lo = min((0 - m) / s for m, s in zip(MEAN, STD))
+    hi = max((1 - m) / s for m, s in zip(MEAN, STD))
+    for out in (reference(cfg, imgs), tensor(cfg, imgs)):
+        assert out.shape == (16, 3, 32, 32) and out.dtype == torch.float32
+        assert out.min() >= lo - 1e-4 and out.max() <= hi + 1e-4
+        assert torch.isfinite(out).all()
+
+
+def test_tensor_pipeline_is_seeded():
+    imgs = rand_images(4)
+    cfg = AugConfig()
+    assert torch.equal(tensor(cfg, imgs, seed=5), tensor(cfg, imgs, seed=5))
+    assert not torch.equal(tensor(cfg, imgs, seed=5), tensor(cfg, imgs, seed=6))
+
+
+def test_hflip_mask():
+    x = torch.arange(4.0).view(1, 1, 1, 4).expand(2, 3, 1, 4)
+    out = hflip(x, torch.tensor([True, False]))
+    assert out[0, 0, 0].tolist() == [3, 2, 1, 0] and out[1, 0, 0].tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("bad", [dict(flip_p=1.5), dict(rotate=-1), dict(scale=1.0),
+                                 dict(hue=0.6)])
+def test_config_rejects_bad_values(bad):
+    with pytest.raises(ValueError):
+        AugConfig(**bad)
+
+
+def test_default_strengths_are_the_assignments():
+    cfg = AugConfig()
+    assert (cfg.flip_p, cfg.affine_p, cfg.shift, cfg.scale, cfg.rotate) == (0.5, 0.5, 0.1, 0.1, 15)
+    assert (cfg.cutout_p, cfg.cutout_holes, cfg.cutout_size) == (0.5, 1, 16)
+    assert math.isclose(cfg.gray_p, 0.1)
