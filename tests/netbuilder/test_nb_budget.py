@@ -1,0 +1,127 @@
+"""The sympy polynomials against built modules, and the width solver's maximality."""
+from __future__ import annotations
+
+import random
+
+import pytest
+import sympy
+import torch
+import torch.nn as nn
+
+from netbuilder.budget import (BudgetError, count, evaluate, latex, macs_poly, params_poly,
+                               scaled_widths, solve, width_symbols)
+from netbuilder.build import Net, build, count_params
+from netbuilder.presets import s9
+from netbuilder.spec import DWS, PLAIN, ConvUnit, NetSpec, Stage, divisors
+from netbuilder.variants import family
+
+
+def random_spec(rng: random.Random) -> NetSpec:
+    """A random buildable spec: 1-4 stages, mixed kinds, kernels, dilations, groups, skips."""
+    n = rng.randint(1, 4)
+    groups = [rng.choice((1, 1, 2, 4)) for _ in range(n)]  # grouped transitions
+    widths = tuple(g * rng.randint(1, 12) for g in groups)
+    widths = tuple(w * max(groups) for w in widths)        # every width divisible by any groups
+    stages = []
+    for i in range(n):
+        units = []
+        for j in range(rng.randint(1, 3)):
+            k = rng.choice((1, 3, 5))
+            d = rng.choice((1, 2))
+            can_skip = not (i == 0 and j == 0)             # the stem changes channel count
+            units.append(ConvUnit(kind=rng.choice((PLAIN, DWS)), kernel=k, dilation=d,
+                                  padding=d * (k - 1) // 2,
+                                  skip=can_skip and rng.random() < 0.5))
+        stages.append(Stage(tuple(units), ConvUnit(kernel=rng.choice((1, 3)),
+                                                   stride=rng.choice((1, 2)), groups=groups[i])))
+    return NetSpec("random", tuple(stages), widths, in_channels=rng.choice((1, 3)),
+                   num_classes=rng.choice((2, 10)))
+
+
+def test_s9_polynomial_by_hand():
+    w1, w2, w3, w4 = width_symbols(4)
+    # c1.0 plain 3->w1: 27*w1 + 2*w1 (BN) = 29*w1; c1.1 dws(w1): 9w1+w1 + w1^2+w1 + 2w1
+    # = w1^2 + 13*w1; t_i: 9*w_i*w_(i+1) + 2*w_(i+1); two dws(w): 2*w^2 + 26*w;
+    # t4 = 9*w4^2 + 2*w4; head 10*w4 + 10.
+    expected = (w1**2 + 42 * w1 + 9 * w1 * w2 + 2 * w2 + 2 * w2**2 + 26 * w2
+                + 9 * w2 * w3 + 2 * w3 + 2 * w3**2 + 26 * w3 + 9 * w3 * w4 + 2 * w4
+                + 2 * w4**2 + 26 * w4 + 9 * w4**2 + 2 * w4 + 10 * w4 + 10)
+    assert sympy.expand(params_poly(s9()) - expected) == 0
+    assert count(s9()) == 190_509
+    assert "w_{1}^{2}" in latex(s9())
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_polynomial_matches_built_module(seed):
+    spec = random_spec(random.Random(seed))
+    assert evaluate(params_poly(spec), spec.widths) == count_params(build(spec))
+
+
+def _hook_macs(model: nn.Module, shape: tuple[int, ...]) -> int:
+    """Weight multiply-accumulates counted by running the model: output pixels x weight size."""
+    total = 0
+
+    def hook(module, _inputs, out):
+        nonlocal total
+        total += out.shape[-2] * out.shape[-1] * module.weight.numel()
+
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            m.register_forward_hook(hook)
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, *shape))
+    return total
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_macs_polynomial_matches_a_forward_pass(seed):
+    spec = random_spec(random.Random(100 + seed))
+    shape = (spec.in_channels, 40, 36)
+    assert evaluate(macs_poly(spec, shape), spec.widths) == _hook_macs(build(spec), shape)
+
+
+def test_s9_macs():
+    # size x size x weights: c1.0 32^2*621; c1.1 32^2*(207+529); t1 30^2*6624;
+    # c2 2*30^2*(288+1024); t2 26^2*18144; c3 2*26^2*(567+3969); t3 18^2*52731;
+    # c4 2*18^2*(837+8649); t4 2^2*77841; head 930.
+    expected = (1024 * 621 + 1024 * 736 + 900 * 6624 + 2 * 900 * 1312 + 676 * 18144
+                + 2 * 676 * 4536 + 324 * 52731 + 2 * 324 * 9486 + 4 * 77841 + 930)
+    assert evaluate(macs_poly(s9(), (3, 32, 32)), s9().widths) == expected
+
+
+def test_s9_budget_gives_back_its_own_widths():
+    assert solve(s9(), 190_509).spec.widths == (23, 32, 63, 93)
+    # one parameter less and t = 93 no longer fits; t = 92 rounds 23*92/93 etc.
+    assert solve(s9(), 190_508).spec.widths == scaled_widths((23, 32, 63, 93), (1, 1, 1, 1), 92)
+
+
+def test_narrowest_budget():
+    # widths 1,1,1,1 in the hand polynomial: 1+42+9+28+2+9+28+2+9+40+11+10 = 191
+    assert solve(s9(), 191).spec.widths == (1, 1, 1, 1)
+    with pytest.raises(BudgetError, match="too small"):
+        solve(s9(), 190)
+
+
+@pytest.mark.parametrize("budget", [50_000, 100_000, 200_000, 500_000])
+def test_every_variant_is_maximal_within_budget(budget):
+    for v in family().values():
+        sizing = solve(v.spec, budget)
+        fits = count_params(Net(sizing.spec))
+        one_more = scaled_widths(v.spec.widths, divisors(v.spec), sizing.t + 1)
+        over = count_params(Net(v.spec.with_widths(one_more)))
+        assert fits <= budget < over, v.name
+        assert sizing.spec.widths == scaled_widths(v.spec.widths, divisors(v.spec), sizing.t)
+        assert max(sizing.spec.widths) == sizing.t  # the widest stage is the scaled axis
+
+
+def test_grouped_transitions_get_divisible_widths():
+    base = s9()
+    stages = tuple(Stage(s.units, ConvUnit(dilation=s.transition.dilation, groups=4))
+                   for s in base.stages)
+    spec = NetSpec("grouped", stages, (24, 32, 64, 96))
+    assert divisors(spec) == (4, 4, 4, 4)
+    sizing = solve(spec, 60_000)
+    assert all(w % 4 == 0 for w in sizing.spec.widths)
+    assert count_params(build(sizing.spec)) <= 60_000 < count_params(
+        build(spec.with_widths(sizing.next_widths)))
+    assert sizing.next_widths[-1] == sizing.spec.widths[-1] + 4
