@@ -1,0 +1,124 @@
+"""A run's files, atomic checkpoints, refusing to mix runs, and interrupt + resume."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from training import checkpoint
+from training.augment import AugConfig
+from training.data import Cifar
+from training.engine import TrainConfig
+from training.fsutil import UserError
+from training.models import load_model
+from training.run import train_run
+
+from train_synth import CLASSES, make_images
+
+TIMING = ("train_seconds", "test_seconds", "images_per_s")
+CPU = torch.device("cpu")
+
+
+class Stop(Exception):
+    pass
+
+
+def synthetic(n_train: int = 48, n_test: int = 16) -> Cifar:
+    x, y = make_images(n_train + n_test, seed=0)
+    return Cifar(x[:n_train], y[:n_train], x[n_train:], y[n_train:], CLASSES, "synthetic")
+
+
+def go(model: Path, out: Path, cfg: TrainConfig, **kw) -> dict:
+    return train_run(lambda: load_model(str(model)), synthetic(), cfg, out, device=CPU,
+                     progress=False, **kw)
+
+
+def test_files_written(tmp_path, tiny_model):
+    out = tmp_path / "run"
+    summary = go(tiny_model, out, TrainConfig(epochs=2, batch_size=16), command="rftrain x")
+    for name in ("last.pt", "best.pt", "history.json", "history.csv", "curves.png",
+                 "confusion.csv", "confusion.png", "summary.json"):
+        assert (out / name).stat().st_size > 0, name
+    history = json.loads((out / "history.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2]
+    assert (out / "history.csv").read_text().count("\n") == 3  # header + 2 epochs
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk == summary and summary["finished"] and summary["command"] == "rftrain x"
+    assert summary["test_acc"] == [r["test_acc"] for r in history]
+    # Confusion counts add up to the 16 test images; its diagonal is the last accuracy.
+    rows = [line.split(",")[1:] for line in (out / "confusion.csv").read_text().splitlines()[1:]]
+    counts = [[int(v) for v in r] for r in rows]
+    assert sum(map(sum, counts)) == 16
+    assert sum(counts[i][i] for i in range(10)) / 16 == pytest.approx(history[-1]["test_acc"])
+    best = torch.load(out / "best.pt", weights_only=True)
+    assert best["test_acc"] == max(r["test_acc"] for r in history)
+    # A misclassified gallery exists unless every test image was right.
+    assert (out / "misclassified.png").exists() == (history[-1]["test_acc"] < 1)
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, tiny_model, fast):
+    cfg = TrainConfig(epochs=3, batch_size=16, fast=fast, aug=AugConfig(), seed=3)
+    whole = go(tiny_model, tmp_path / "whole", cfg)
+
+    def stop_after_first(epoch, record, preds):
+        if epoch == 1:
+            raise Stop
+    with pytest.raises(Stop):
+        go(tiny_model, tmp_path / "cut", cfg, on_epoch_end=[stop_after_first])
+    saved = checkpoint.load(tmp_path / "cut" / "last.pt")
+    assert saved["epoch"] == 1 and len(saved["history"]) == 1
+    assert not json.loads((tmp_path / "cut" / "summary.json").read_text())["finished"]
+
+    resumed = go(tiny_model, tmp_path / "cut", cfg, resume=True)
+    assert resumed["epochs_done"] == 3 and resumed["test_acc"] == whole["test_acc"]
+    strip = lambda h: [{k: v for k, v in r.items() if k not in TIMING} for r in h]  # noqa: E731
+    a = json.loads((tmp_path / "whole" / "history.json").read_text())
+    b = json.loads((tmp_path / "cut" / "history.json").read_text())
+    assert strip(a) == strip(b)
+    wa = checkpoint.load(tmp_path / "whole" / "last.pt")["trainer"]
+    wb = checkpoint.load(tmp_path / "cut" / "last.pt")["trainer"]
+    assert wa["lr_steps"] == wb["lr_steps"]
+    assert all(torch.equal(wa["model"][k], wb["model"][k]) for k in wa["model"])
+    assert wa["optimizer"]["state"].keys() == wb["optimizer"]["state"].keys()
+    for k, s in wa["optimizer"]["state"].items():
+        assert torch.equal(s["momentum_buffer"], wb["optimizer"]["state"][k]["momentum_buffer"])
+
+
+def test_refuses_to_mix_runs(tmp_path, tiny_model):
+    out = tmp_path / "run"
+    cfg = TrainConfig(epochs=1, batch_size=16)
+    go(tiny_model, out, cfg)
+    with pytest.raises(UserError, match="is not empty .* --resume .* --force"):
+        go(tiny_model, out, cfg)
+    with pytest.raises(UserError, match=r"different settings .*batch_size 16 -> 32"):
+        go(tiny_model, out, TrainConfig(epochs=1, batch_size=32), resume=True)
+    (out / "notes.txt").write_text("mine")
+    go(tiny_model, out, cfg, force=True)
+    assert (out / "notes.txt").read_text() == "mine"  # --force replaces only run files
+    with pytest.raises(UserError, match="nothing to resume"):
+        go(tiny_model, tmp_path / "empty", cfg, resume=True)
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    checkpoint.save(path, {"epoch": 1})
+
+    def crash(obj, f, *a, **k):
+        Path(f).write_bytes(b"half a checkpoint")
+        raise OSError("disk full")
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        checkpoint.save(path, {"epoch": 2})
+    monkeypatch.undo()
+    assert checkpoint.load(path) == {"epoch": 1}
+    assert os.listdir(tmp_path) == ["last.pt"]  # no temporary file left behind
+
+
+def test_corrupt_checkpoint_is_a_user_error(tmp_path):
+    (tmp_path / "last.pt").write_bytes(b"garbage")
+    with pytest.raises(UserError, match="not a readable checkpoint"):
+        checkpoint.load(tmp_path / "last.pt")
