@@ -1,0 +1,106 @@
+"""The variant family: names, widened specs, receptive fields, skipping, sorting, tables."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from fractions import Fraction
+
+import pytest
+
+from netbuilder.presets import s9
+from netbuilder.spec import SpecError
+from netbuilder.table import render
+from netbuilder.variants import Variant, family, generate, lookup, sort_variants
+
+
+def _expected_rf(transition: str, depth: int) -> int:
+    """Output field by hand: 4*depth size-keeping 3x3 units, four transitions, then the GAP."""
+    if transition == "dilated":   # units +2 each, transitions +2*(1+2+4+8); 2x2 map: GAP +1
+        return 1 + 2 * 4 * depth + 30 + 1
+    if transition == "none":      # units +2, transitions +2 each; 24x24 map: GAP +23
+        return 1 + 2 * 4 * depth + 8 + 23
+    # strided: stage i runs at jump 2**i: units +2*2**i each, transitions +2*2**i;
+    # 2x2 map at jump 16: GAP +16
+    return 1 + sum(2 * 2**i * (depth + 1) for i in range(4)) + 16
+
+
+@pytest.fixture(scope="module")
+def measured():
+    try:
+        from rfcalc import analyze  # noqa: F401
+    except ImportError:
+        pytest.skip("rfcalc.analyze has not landed yet")
+    return generate(200_000, (3, 32, 32), min_rf=44)
+
+
+def test_family_names():
+    names = list(family())
+    assert len(names) == len(set(names)) == 2 * 3 * 2 * 3
+    assert "dws-dilated-skip-x2" in names and "plain-strided-noskip-x1" in names
+    with pytest.raises(SpecError, match="unknown variant 'dws-pooled-skip-x2'"):
+        lookup("dws-pooled-skip-x2")
+
+
+def test_dws_dilated_skip_x2_is_the_assignment_structure():
+    assert lookup("dws-dilated-skip-x2").stages == s9().stages
+
+
+def test_receptive_fields_and_budget(measured):
+    assert len(measured) == 36 and not any(v.skipped for v in measured)
+    for v in measured:
+        assert 0 < v.params <= 200_000, v.name
+        assert tuple(v.rf) == (_expected_rf(v.transition, v.depth),) * 2, v.name
+        assert v.meets_rf == (_expected_rf(v.transition, v.depth) >= 44), v.name
+    below = sorted(v.name for v in measured if not v.meets_rf)
+    # dilated and none at depth 1: 1 + 8 + 30 + 1 = 40 and 1 + 8 + 8 + 23 = 40
+    assert below == sorted(f"{c}-{t}-{s}-x1" for c in ("dws", "plain")
+                           for t in ("dilated", "none") for s in ("noskip", "skip"))
+
+
+def test_geometry_that_vanishes_is_skipped_with_a_reason(measured):
+    small = generate(200_000, (3, 16, 16), min_rf=0)
+    skipped = {v.name: v.skipped for v in small if v.skipped}
+    # dilated: 16 -> 14 -> 10 -> 2 -> 2 - 16 < 1; none and strided stay >= 1 pixel
+    assert sorted(skipped) == sorted(n for n in family() if "-dilated-" in n)
+    assert all("t4 shrinks the map from 2x2" in r for r in skipped.values())
+
+
+def _fake(name: str, rf: int, params: int, macs: int) -> Variant:
+    conv, trans, skip, depth = name.split("-")
+    return Variant(name, s9(), conv, trans, skip == "skip", int(depth[1:]), params=params,
+                   macs=macs, size=(2, 2), rf=(Fraction(rf), Fraction(rf)), rf_status="exact",
+                   meets_rf=rf >= 44)
+
+
+FAKES = [_fake("dws-dilated-skip-x2", 48, 190_000, 9), _fake("plain-none-skip-x1", 40, 199_000, 7),
+         _fake("dws-strided-skip-x1", 77, 150_000, 8), _fake("plain-dilated-skip-x3", 48, 195_000, 5)]
+
+
+def test_sorting():
+    names = lambda vs: [v.name for v in vs]  # noqa: E731
+    assert names(sort_variants(FAKES, "rf")) == [
+        "dws-strided-skip-x1", "plain-dilated-skip-x3", "dws-dilated-skip-x2",
+        "plain-none-skip-x1"]                     # rf down, then params down
+    assert names(sort_variants(FAKES, "params"))[0] == "plain-none-skip-x1"
+    assert names(sort_variants(FAKES, "macs"))[0] == "dws-dilated-skip-x2"
+    assert names(sort_variants(FAKES, "name"))[0] == "dws-dilated-skip-x2"
+
+
+def test_tables():
+    skipped = [Variant("dws-dilated-skip-x1", s9(), "dws", "dilated", True, 1,
+                       skipped="t4 shrinks the map")]
+    data = json.loads(render(FAKES, "json", budget=200_000, min_rf=44, skipped=skipped))
+    assert [r["name"] for r in data["variants"]] == [v.name for v in FAKES]
+    assert data["variants"][0]["rf"] == "48" and data["variants"][0]["params"] == 190_000
+    assert data["variants"][0]["widths"] == [23, 32, 63, 93]
+    assert data["skipped"] == [{"name": "dws-dilated-skip-x1", "reason": "t4 shrinks the map"}]
+    rows = list(csv.DictReader(io.StringIO(render(FAKES, "csv", budget=1, min_rf=0,
+                                                  skipped=skipped))))
+    assert rows[1]["params"] == "199000" and rows[1]["meets_rf"] == "False"
+    assert rows[-1]["skipped"] == "t4 shrinks the map" and rows[-1]["params"] == ""
+    md = render(FAKES, "markdown", budget=1, min_rf=0).splitlines()
+    assert md[0].startswith("| name |") and len(md) == 2 + len(FAKES)
+    text = render(FAKES, "text", budget=200_000, min_rf=44).splitlines()
+    assert text[0] == "budget 200,000 parameters, required receptive field 44"
+    assert "190,000" in text[2] and text[3].endswith("NO")
