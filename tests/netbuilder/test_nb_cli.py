@@ -1,0 +1,113 @@
+"""The netbuilder CLI: results on stdout, every user error one line on stderr with exit 2."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from netbuilder.cli import main
+from netbuilder.presets import s9
+
+from conftest import ROOT
+
+
+def _run(capsys, *argv):
+    """Exit status, stdout, stderr of one in-process run (argparse errors raise SystemExit)."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _bad_spec_file(tmp_path):
+    data = s9().to_dict()
+    data["stages"][0]["transition"]["groups"] = 4  # 23 -> 32 channels: 4 does not divide 23
+    path = tmp_path / "grouped.json"
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["variants", "--budget", "150"], "too small for every variant"),
+    (["variants", "--input", "3,32"], "C,H,W"),
+    (["variants", "--input", "3,x,32"], "--input '3,x,32'"),
+    (["variants", "--input", "3,0,32"], "must be positive"),
+    (["variants", "--budget", "2e5"], "invalid int value"),
+    (["variants", "--format", "xml"], "invalid choice"),
+    (["variants", "--min-rf", "-1"], "--min-rf must be >= 0"),
+    (["show", "s9", "--input", "3,16,16"], "t4 shrinks the map from 2x2"),
+    (["show", "s9", "--input", "1,32,32"], "has 1 channels"),
+    (["show", "vgg16"], "unknown variant 'vgg16'"),
+    (["show", "s9", "--budget", "100"], "too small for s9"),
+    (["show", "missing.json"], "missing.json: cannot read"),
+    (["export", "dws-dilated-skip-x9", "-o", "m.py"], "unknown variant"),
+    (["export", "s9"], "required: -o"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_errors_are_one_line_with_status_2(capsys, tmp_path, argv, message):
+    code, out, err = _run(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+def test_groups_that_cannot_divide(capsys, tmp_path):
+    code, out, err = _run(capsys, "show", _bad_spec_file(tmp_path))
+    assert code == 2 and err == ("netbuilder: error: t1: groups 4 must divide both channel "
+                                 "counts (23 -> 32)\n")
+
+
+def test_export_refuses_to_clobber(capsys, tmp_path):
+    target = tmp_path / "model.py"
+    assert _run(capsys, "export", "s9", "-o", str(target))[0] == 0
+    first = target.read_text()
+    target.write_text("# edited\n")
+    code, _, err = _run(capsys, "export", "s9", "-o", str(target))
+    assert code == 2 and "exists; use --force" in err and err.count("\n") == 1
+    assert target.read_text() == "# edited\n"
+    assert _run(capsys, "export", "s9", "-o", str(target), "--force")[0] == 0
+    assert target.read_text() == first
+
+
+def test_export_variant_records_its_budget(capsys, tmp_path):
+    target = tmp_path / "v.py"
+    code, out, _ = _run(capsys, "export", "plain-strided-skip-x2", "-o", str(target))
+    assert code == 0 and "parameters" in out
+    assert "netbuilder export plain-strided-skip-x2 -o" in target.read_text()
+    assert "--budget 200000" in target.read_text()
+
+
+def test_show_s9(capsys, analyze):
+    code, out, _ = _run(capsys, "show", "s9", "--latex")
+    assert code == 0
+    assert "parameters  190,509" in out and "widths      23, 32, 63, 93" in out
+    assert "P = w1**2 + 9*w1*w2 + 42*w1" in out and "w_{1}^{2}" in out
+    assert "rf          48" in out
+
+
+def test_show_variant_at_the_assignment_budget(capsys, analyze):
+    code, out, _ = _run(capsys, "show", "dws-dilated-skip-x2", "--budget", "190509")
+    assert code == 0 and "widths      23, 32, 63, 93" in out
+    # t = 94: round(23*94/93) = 23, round(32*94/93) = 32, round(63*94/93) = 64, 94
+    assert "widths 23,32,64,94 would need" in out
+
+
+def test_variants_command_lists_at_least_8_in_under_10_seconds(analyze):
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "netbuilder", "variants", "--budget", "200000",
+                           "--min-rf", "44", "--format", "json"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    elapsed = time.perf_counter() - start
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)["variants"]
+    names = {r["name"] for r in rows}
+    assert len(names) == len(rows) >= 8
+    assert all(r["params"] <= 200_000 and r["meets_rf"] for r in rows)
+    assert elapsed < 10, f"took {elapsed:.1f} s"
