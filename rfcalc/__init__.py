@@ -1,0 +1,12 @@
+"""rfcalc: exact receptive fields of any PyTorch model, walked by execution.
+
+    from rfcalc import analyze, verify
+    analysis = analyze(model, (3, 32, 32))   # rows in execution order, analysis.output
+    checks = verify(model, (3, 32, 32))      # the same fields measured with gradients
+"""
+from .analysis import APPROX, EXACT, GLOBAL, UNKNOWN, Analysis, Row, analyze
+from .geometry import RFError
+from .verify import RowCheck, Verification, verify
+
+__all__ = ["analyze", "verify", "Analysis", "Row", "RFError", "RowCheck", "Verification",
+           "EXACT", "APPROX", "GLOBAL", "UNKNOWN"]

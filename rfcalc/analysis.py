@@ -7,13 +7,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
-# A row's status: how far its field can be trusted.
-EXACT = "exact"        # the classic arithmetic, exactly
-APPROX = "approx"      # a bound: widest window of an uneven adaptive pool, up-sampling border
-GLOBAL = "global"      # every input pixel can reach every unit (Linear, GAP, attention, SE gate)
-UNKNOWN = "unknown"    # an op without a rule touched the spatial map: nothing is claimed
+# A row's status: how far its field can be trusted. Defined (torch-free) in geometry.py:
+# EXACT the classic arithmetic, exactly; APPROX units differ (up-sampling, uneven adaptive
+# pool) and rf is the widest unit's; GLOBAL every unit sees the whole map (a pooled gate
+# broadcast back, flatten + Linear, attention, statistics over the map); UNKNOWN an op without
+# a rule touched the spatial map: nothing is claimed.
+from .geometry import APPROX, EXACT, GLOBAL, UNKNOWN, Field, RFError
+
+if TYPE_CHECKING:
+    import torch.nn as nn
 
 Num = Fraction  # spatial quantities are exact rationals: up-sampling makes jumps fractional
 
@@ -58,3 +62,90 @@ class Analysis:
         if o.status == GLOBAL:
             return True
         return bool(o.rf) and all(r >= n for r, n in zip(o.rf, self.input_shape[1:]))
+
+
+def to_row(name: str, op: str, f: Field, *, params: int = 0, size: tuple[int, ...] = (),
+           kernel=None, stride=None, padding=None, dilation=None) -> Row:
+    """A Row from a recorded field; an UNKNOWN field claims no jump, rf or start."""
+    status = f.shown_status
+    note = f.note
+    if status == APPROX and not note:
+        note = "units differ: rf is the widest unit's, jump the mean spacing"
+    if status == UNKNOWN:
+        jump = rf = start = ()
+    else:
+        jump = tuple(a.jump for a in f.axes)
+        rf = tuple(a.rf for a in f.axes)
+        start = tuple(a.start for a in f.axes)
+    return Row(name, op, kernel, stride, padding, dilation, size, jump, rf, start, params,
+               status, note)
+
+
+def _validate(input_shape: Sequence[int]) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(n) for n in input_shape)
+    except (TypeError, ValueError):
+        raise RFError(f"input shape {input_shape!r} is not a sequence of integers") from None
+    if len(shape) < 2 or any(n < 1 for n in shape) \
+            or any(int(n) != n for n in input_shape):
+        raise RFError(f"input shape {input_shape!r} must be (channels, *spatial) with every "
+                      "size a positive integer")
+    return shape
+
+
+def probe_for(model: "nn.Module", shape: tuple[int, ...], dtype=None, fill: Optional[float] = None):
+    """A (1, *shape) probe on the model's device: seeded normal noise, or a constant."""
+    import torch
+
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = dtype or (param.dtype if param is not None and param.is_floating_point()
+                      else torch.float32)
+    if fill is not None:
+        return torch.full((1, *shape), fill, dtype=dtype, device=device)
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn((1, *shape), generator=gen).to(device=device, dtype=dtype)
+
+
+def analyze(model: "nn.Module", input_shape: Sequence[int]) -> Analysis:
+    """The field of every op of one forward pass of `model` on a (1, *input_shape) probe.
+
+    Runs in eval mode under no_grad (the model's train/eval flags are restored). Rows come in
+    execution order; a leaf module's row is named by its path (`c1.0.conv`), functional ops by
+    the op under the running module's path (`layer1.0.add`, again `layer1.0.add_1`). A module
+    called twice gives two rows (`conv`, `conv_1`); its parameters are counted on the first
+    only, so the params column sums to `Analysis.params` when no parameter is used outside a
+    module row. Raises RFError (a ValueError) when the input is too small or the forward fails.
+    """
+    import torch
+
+    from .record import record
+
+    shape = _validate(input_shape)
+    flags = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        with torch.no_grad():
+            rec = record(model, probe_for(model, shape))
+    finally:
+        for m, flag in flags.items():
+            m.train(flag)
+    rows = tuple(to_row(s.name, s.op, s.field, params=s.params, size=s.size, kernel=s.kernel,
+                        stride=s.stride, padding=s.padding, dilation=s.dilation)
+                 for s in rec.steps)
+    by_name = {r.name: r for r in rows}
+    if rec.output_field is None:
+        output = Row("output", "output", None, None, None, None, (), (), (), (), 0, UNKNOWN,
+                     "the output does not come from the input through torch ops")
+    elif rec.output is None:  # the model returned its input
+        output = to_row("input", "input", rec.output_field,
+                        size=tuple(n for n in shape[1:]))
+    else:
+        output = by_name[rec.output.name]
+        if rec.output_field is not rec.output.field:  # changed by an alias op after its row
+            output = to_row(output.name, output.op, rec.output_field, params=output.params,
+                            size=output.size)
+    params = sum(p.numel() for p in model.parameters())
+    notes = tuple(dict.fromkeys(f"{r.name}: {r.note}" if not r.note.startswith(r.op) else r.note
+                                for r in rows if r.status != EXACT and r.note))
+    return Analysis(shape, rows, output, params, notes)

@@ -1,0 +1,287 @@
+"""Walk a model by execution: one forward pass, every torch op seen, fields propagated.
+
+A `TorchFunctionMode` sees every torch function and Tensor method the forward calls (the
+F.conv2d inside nn.Conv2d, F.max_pool2d, torch.cat, x + y, x.view), so Python control flow
+needs nothing special: only the executed path is recorded. Global module hooks supply the
+qualified names. A leaf module (nn.Conv2d, nn.ReLU, ...) becomes one row named by its path;
+functional ops get generated names (`add`, `add_1`) under the path of the module running them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field as dc_field
+from typing import Any, Callable, Iterator, Optional
+
+import torch
+import torch.nn as nn
+from torch.overrides import TorchFunctionMode
+from torch.utils.hooks import RemovableHandle
+from torch.utils.weak import WeakIdKeyDictionary
+
+from . import rules
+from .geometry import EXACT, UNKNOWN, Field, RFError, input_axis
+
+
+@dataclass
+class Step:
+    """One recorded op (a row to be): its name, op, window, output field and output tensor."""
+
+    name: str
+    op: str
+    field: Field
+    params: int = 0
+    kernel: Optional[tuple[int, ...]] = None
+    stride: Optional[tuple[int, ...]] = None
+    padding: Optional[tuple[int, ...]] = None
+    dilation: Optional[tuple[int, ...]] = None
+    size: tuple[int, ...] = ()
+    tensor: Optional[torch.Tensor] = None   # kept only when Recording.keep_tensors
+
+
+@dataclass
+class _Frame:
+    module: nn.Module
+    path: str
+    leaf: bool
+    inner: list[rules.Outcome] = dc_field(default_factory=list)
+    ops: list[str] = dc_field(default_factory=list)
+    inputs: list[Field] = dc_field(default_factory=list)
+
+
+def _tensors(obj: Any) -> Iterator[torch.Tensor]:
+    """Tensors inside nested tuples, lists and dicts, in order."""
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, (list, tuple)):
+        for item in obj:
+            yield from _tensors(item)
+    elif isinstance(obj, dict):
+        for item in obj.values():
+            yield from _tensors(item)
+
+
+def input_field(spatial: tuple[int, ...]) -> Field:
+    """The input pixels: jump 1, rf 1, start 0 on every spatial axis."""
+    return Field(tuple(input_axis(n) for n in spatial), tuple(range(-len(spatial), 0)))
+
+
+class Recording(TorchFunctionMode):
+    """The recorder: use `record(model, probe)` rather than this class directly.
+
+    `substitute` maps a canonical op name to a replacement function (the linearised run of
+    `verify`); the rule of the original op still gives the field.
+    """
+
+    def __init__(self, model: nn.Module, *, keep_tensors: bool = False,
+                 substitute: Optional[dict[str, Callable]] = None):
+        super().__init__()
+        self.fields: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self.made_by: WeakIdKeyDictionary = WeakIdKeyDictionary()  # tensor -> Step
+        self.steps: list[Step] = []
+        self.keep_tensors = keep_tensors
+        self.substitute = substitute or {}
+        self.paths = {}
+        for path, module in model.named_modules(remove_duplicate=False):
+            self.paths.setdefault(module, path)
+        self.stack: list[_Frame] = []
+        self.calls: dict[nn.Module, int] = {}
+        self.used_names: set[str] = set()
+        self.counters: dict[str, int] = {}
+        self._handles: list[RemovableHandle] = []
+        self._quiet = 0   # >0 inside an autograd.Function: its internals are not ours to read
+
+    # ------------------------------------------------------------------ naming
+    def _unique(self, base: str) -> str:
+        n = self.counters.get(base, 0)
+        name = base if n == 0 else f"{base}_{n}"
+        while name in self.used_names:
+            n += 1
+            name = f"{base}_{n}"
+        self.counters[base] = n + 1
+        self.used_names.add(name)
+        return name
+
+    def _scope(self) -> str:
+        for frame in reversed(self.stack):
+            if not frame.leaf:
+                return frame.path
+        return ""
+
+    def where(self) -> str:
+        """The innermost module path being run, for error messages."""
+        return self.stack[-1].path if self.stack else "the model's forward"
+
+    # ------------------------------------------------------------------ fields
+    def set_field(self, tensor: torch.Tensor, f: Field, step: Optional[Step]) -> None:
+        self.fields[tensor] = f
+        if step is not None:
+            self.made_by[tensor] = step
+
+    def field_of(self, tensor: torch.Tensor) -> Optional[Field]:
+        return self.fields.get(tensor)
+
+    def _emit(self, step: Step, outs: list[torch.Tensor]) -> None:
+        if outs:
+            f = step.field
+            step.size = tuple(outs[0].shape[d] for d in f.dims) if f.dims is not None else ()
+            if self.keep_tensors:
+                # a clone: later in-place ops on the original must not change this row's value
+                step.tensor = outs[0].clone() if outs[0].requires_grad else outs[0]
+        self.steps.append(step)
+
+    # ------------------------------------------------------------------ ops
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = rules.canonical(func)
+        run = self.substitute.get(name, func) if self.substitute else func
+        if self._quiet:
+            return run(*args, **kwargs)
+        inputs = [(t, self.fields[t]) for t in _tensors((args, kwargs)) if t in self.fields]
+        try:
+            out = run(*args, **kwargs)
+        except RFError:
+            raise
+        except Exception as exc:
+            if not inputs:
+                raise
+            sizes = "x".join(str(n) for n in inputs[0][1].axes and
+                             (a.size for a in inputs[0][1].axes) or ())
+            raise RFError(f"{self.where()}: {name} failed on a map of size {sizes or '?'}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                          ) from exc
+        if not inputs:
+            return out
+        outs = list(_tensors(out))
+        if not outs:
+            return out
+        call = rules.Call(name, tuple(args), kwargs, inputs, out)
+        outcome = rules.apply(call)
+        f = outcome.field
+        if f.status != UNKNOWN and f.dims is not None:
+            actual = tuple(outs[0].shape[d] for d in f.dims) if outs[0].dim() >= \
+                max([-d for d in f.dims] or [0]) else None
+            if actual != tuple(a.size for a in f.axes):
+                f = Field((), None, UNKNOWN,
+                          f"{name}: the rule's size {tuple(a.size for a in f.axes)} disagrees "
+                          f"with the op's output {actual}")
+        frame = self.stack[-1] if self.stack else None
+        step = None
+        if frame is not None and frame.leaf:
+            frame.inner.append(outcome)
+            frame.ops.append(name)
+        elif not outcome.alias:
+            scope = self._scope()
+            step = Step(self._unique(f"{scope}.{name}" if scope else name), name, f, 0,
+                        outcome.kernel, outcome.stride, outcome.padding, outcome.dilation)
+            self._emit(step, outs)
+        for t in outs:
+            previous = self.made_by.get(t) if outcome.alias else None
+            self.set_field(t, f, step or previous)
+        return out
+
+    # ------------------------------------------------------------------ modules
+    def _pre(self, module: nn.Module, args: tuple) -> None:
+        path = self.paths.get(module, type(module).__name__.lower())
+        leaf = next(iter(module.children()), None) is None
+        frame = _Frame(module, path, leaf)
+        frame.inputs = [self.fields[t] for t in _tensors(args) if t in self.fields]
+        self.stack.append(frame)
+
+    def _post(self, module: nn.Module, args: tuple, output: Any) -> None:
+        if not self.stack or self.stack[-1].module is not module:
+            return
+        frame = self.stack.pop()
+        if not frame.leaf or self._quiet or not frame.inputs:
+            return
+        outs = list(_tensors(output))
+        if not outs:
+            return
+        n = self.calls.get(module, 0)
+        self.calls[module] = n + 1
+        # parameters are counted on a module's first call only, so the column sums to the total
+        params = 0 if n else sum(p.numel() for p in module.parameters(recurse=False))
+        f = self.fields.get(outs[0])
+        if f is None:  # computed outside torch (numpy, a C extension): nothing is claimed
+            f = Field((), None, UNKNOWN, f"{frame.path}: output not produced by torch ops")
+        windows = [o for o in frame.inner if o.kernel is not None]
+        pads = [o.padding for o in frame.inner if o.padding is not None]
+        last = windows[-1] if windows else None
+        padding = tuple(map(sum, zip(*pads))) if pads else None
+        step = Step(self._unique(frame.path or type(module).__name__.lower()),
+                    type(module).__name__, f, params,
+                    last.kernel if last else None, last.stride if last else None,
+                    padding, last.dilation if last else None)
+        self._emit(step, outs)
+        for t in outs:
+            self.set_field(t, self.fields.get(t, f), step)
+
+    def __enter__(self):
+        self._handles = [nn.modules.module.register_module_forward_pre_hook(self._pre),
+                         nn.modules.module.register_module_forward_hook(self._post)]
+        self._original_apply = torch.autograd.Function.apply
+        recorder = self
+
+        def apply(cls, *args, **kwargs):
+            """A custom autograd.Function: its backward is arbitrary, so nothing is claimed."""
+            inputs = [t for t in _tensors((args, kwargs)) if t in recorder.fields]
+            recorder._quiet += 1
+            try:
+                out = recorder._original_apply.__func__(cls, *args, **kwargs)
+            finally:
+                recorder._quiet -= 1
+            if inputs and not recorder._quiet:
+                outs = list(_tensors(out))
+                f = Field((), None, UNKNOWN, f"{cls.__name__}: a custom autograd.Function")
+                scope = recorder._scope()
+                step = Step(recorder._unique(f"{scope}.{cls.__name__}" if scope else
+                                             cls.__name__), cls.__name__, f)
+                recorder._emit(step, outs)
+                for t in outs:
+                    recorder.set_field(t, f, step)
+            return out
+
+        torch.autograd.Function.apply = classmethod(apply)
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        try:
+            return super().__exit__(*exc)
+        finally:
+            torch.autograd.Function.apply = self._original_apply
+            for handle in self._handles:
+                handle.remove()
+            self._handles = []
+
+
+@dataclass
+class Record:
+    """What one forward pass left: the steps in order and the output's field."""
+
+    steps: list[Step]
+    output: Optional[Step]
+    output_field: Optional[Field]
+    probe: torch.Tensor
+    result: Any
+
+
+def record(model: nn.Module, probe: torch.Tensor, *, keep_tensors: bool = False,
+           substitute: Optional[dict[str, Callable]] = None) -> Record:
+    """Run `model(probe)` once under the recorder. Errors in the forward become RFError."""
+    rec = Recording(model, keep_tensors=keep_tensors, substitute=substitute)
+    spatial = tuple(probe.shape[2:])
+    rec.set_field(probe, input_field(spatial), None)
+    try:
+        with rec:
+            result = model(probe)
+    except RFError:
+        raise
+    except Exception as exc:
+        message = str(exc).splitlines()[0] if str(exc) else ""
+        raise RFError(f"{rec.where()}: the model's forward raised {type(exc).__name__}"
+                      + (f": {message}" if message else "")) from exc
+    outs = list(_tensors(result))
+    out_field = rec.fields.get(outs[0]) if outs else None
+    out_step = rec.made_by.get(outs[0]) if outs else None
+    return Record(rec.steps, out_step, out_field, probe, result)
+
+
+__all__ = ["Step", "Record", "record", "input_field", "EXACT"]
