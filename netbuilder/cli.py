@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 from typing import NoReturn, Optional, Sequence
 
 from rfcalc.load import TargetError, parse_input
 
-from .budget import macs_poly, params_poly, evaluate, solve
+from .budget import Sizing, evaluate, macs_poly, params_poly, solve
 from .build import build, count_params
 from .export import ExportError, source, write
 from .presets import PRESETS, preset
@@ -21,6 +22,7 @@ from .table import FORMATS, render
 from .variants import SORT_KEYS, generate, lookup, receptive_field, sort_variants
 
 DEFAULT_BUDGET = 200_000
+MAX_BUDGET = 20_000_000  # every variant is built and run once on the CPU: keep that sane
 
 
 class _Parser(argparse.ArgumentParser):
@@ -81,9 +83,17 @@ def resolve(name: str, budget: Optional[int]) -> tuple[NetSpec, Optional[int]]:
     return spec, budget
 
 
-def _sized(args: argparse.Namespace) -> tuple[NetSpec, tuple[int, ...], Optional[object]]:
+def _budget(budget: Optional[int]) -> Optional[int]:
+    if budget is not None and not 1 <= budget <= MAX_BUDGET:
+        raise SpecError(f"--budget must be between 1 and {MAX_BUDGET:,} parameters, "
+                        f"not {budget:,}")
+    return budget
+
+
+def _sized(args: argparse.Namespace) -> tuple[NetSpec, tuple[int, ...], Optional[Sizing]]:
+    """The spec NAME means at its widths (solved if there is a budget), the input, the sizing."""
     shape = parse_input(args.input)
-    spec, budget = resolve(args.name, args.budget)
+    spec, budget = resolve(args.name, _budget(args.budget))
     check(spec, shape)
     sizing = solve(spec, budget) if budget is not None else None
     return (sizing.spec if sizing else spec), shape, sizing
@@ -91,9 +101,9 @@ def _sized(args: argparse.Namespace) -> tuple[NetSpec, tuple[int, ...], Optional
 
 def cmd_variants(args: argparse.Namespace) -> str:
     shape = parse_input(args.input)
-    budget = DEFAULT_BUDGET if args.budget is None else args.budget
-    if args.min_rf < 0:
-        raise SpecError(f"--min-rf must be >= 0, not {args.min_rf:g}")
+    budget = DEFAULT_BUDGET if args.budget is None else _budget(args.budget)
+    if not (math.isfinite(args.min_rf) and args.min_rf >= 0):
+        raise SpecError(f"--min-rf must be a number >= 0, not {args.min_rf:g}")
     measured = generate(budget, shape, args.min_rf)
     built = [v for v in measured if not v.skipped]
     skipped = [v for v in measured if v.skipped]
@@ -107,10 +117,10 @@ def cmd_variants(args: argparse.Namespace) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> str:
-    spec, shape, _ = _sized(args)
+    spec, shape, sizing = _sized(args)
     argv = ["netbuilder", "export", args.name, "-o", args.output]
-    if args.budget is not None or spec.name != args.name:
-        argv += ["--budget", str(args.budget if args.budget is not None else DEFAULT_BUDGET)]
+    if sizing is not None:
+        argv += ["--budget", str(sizing.budget)]
     write(args.output, source(spec, shape, command=shlex.join(argv)), force=args.force)
     return f"wrote {args.output}: {spec.name}, widths {','.join(map(str, spec.widths))}, " \
            f"{count_params(build(spec)):,} parameters\n"

@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Optional
 
+import torch
+
 from .budget import BudgetError, evaluate, macs_poly, solve
 from .build import Net, count_params
 from .presets import s9
@@ -41,6 +43,7 @@ class Variant:
     rf_status: str = ""
     meets_rf: bool = False
     skipped: str = ""                       # why it could not be built, if it could not
+    over_budget: bool = False               # skipped because even the narrowest is too big
 
     @property
     def rf_min(self) -> Optional[Fraction]:
@@ -95,6 +98,8 @@ def measure(v: Variant, budget: int, input_shape: tuple[int, ...],
     try:
         sizes = check(v.spec, input_shape)
         sized = solve(v.spec, budget).spec
+    except BudgetError as exc:
+        return replace(v, skipped=str(exc), over_budget=True)
     except SpecError as exc:
         return replace(v, skipped=str(exc))
     model = Net(sized).eval()
@@ -108,12 +113,20 @@ def measure(v: Variant, budget: int, input_shape: tuple[int, ...],
 def generate(budget: int, input_shape: tuple[int, ...] = (3, 32, 32), min_rf: float = 0,
              base: Optional[NetSpec] = None) -> list[Variant]:
     """Measure the whole family; BudgetError/SpecError if not one variant can be built."""
-    out = [measure(v, budget, input_shape, min_rf) for v in family(base).values()]
+    if budget < 1:
+        raise BudgetError(f"budget must be a positive number of parameters, not {budget}")
+    threads = torch.get_num_threads()
+    # One-image probes of small nets: thread hand-offs cost more than they save (10x slower
+    # with 2 threads on a busy 2-core machine), so measure single-threaded.
+    torch.set_num_threads(1)
+    try:
+        out = [measure(v, budget, input_shape, min_rf) for v in family(base).values()]
+    finally:
+        torch.set_num_threads(threads)
     if all(v.skipped for v in out):
-        budget_fails = [v.skipped for v in out if "too small" in v.skipped]
-        if len(budget_fails) == len(out):
+        if all(v.over_budget for v in out):
             raise BudgetError(f"budget {budget:,} is too small for every variant "
-                              f"(e.g. {budget_fails[0]})")
+                              f"(e.g. {out[0].skipped})")
         raise SpecError(f"no variant can be built on input {','.join(map(str, input_shape))} "
                         f"(e.g. {out[0].skipped})")
     return out

@@ -37,3 +37,13 @@ def analyze():
         except ImportError:
             pytest.skip("rfcalc.analyze has not landed yet")
     return analyze
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These tests run tiny batches: one thread avoids hand-off stalls on a shared 2-core box."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -34,13 +34,17 @@ def _bad_spec_file(tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["variants", "--budget", "150"], "too small for every variant"),
+    # the narrowest variant, plain x1 at widths 1: stem 27+2, four transitions 9+2, three
+    # units 9+2, head 10+10 = 29 + 44 + 33 + 20 = 126 parameters
+    (["variants", "--budget", "125"], "too small for every variant"),
+    (["variants", "--budget", "0"], "--budget must be between 1 and"),
+    (["variants", "--min-rf", "nan"], "--min-rf must be a number >= 0"),
     (["variants", "--input", "3,32"], "C,H,W"),
     (["variants", "--input", "3,x,32"], "--input '3,x,32'"),
     (["variants", "--input", "3,0,32"], "must be positive"),
     (["variants", "--budget", "2e5"], "invalid int value"),
     (["variants", "--format", "xml"], "invalid choice"),
-    (["variants", "--min-rf", "-1"], "--min-rf must be >= 0"),
+    (["variants", "--min-rf", "-1"], "--min-rf must be a number >= 0, not -1"),
     (["show", "s9", "--input", "3,16,16"], "t4 shrinks the map from 2x2"),
     (["show", "s9", "--input", "1,32,32"], "has 1 channels"),
     (["show", "vgg16"], "unknown variant 'vgg16'"),

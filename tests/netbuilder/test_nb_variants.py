@@ -66,6 +66,14 @@ def test_geometry_that_vanishes_is_skipped_with_a_reason(measured):
     assert all("t4 shrinks the map from 2x2" in r for r in skipped.values())
 
 
+def test_the_narrowest_budget_builds_only_the_narrowest_variants(measured):
+    # plain x1 at widths 1,1,1,1: 29 + 4*11 + 3*11 + 20 = 126 parameters (see test_nb_cli)
+    built = [v for v in generate(126, (3, 32, 32)) if not v.skipped]
+    assert sorted(v.name for v in built) == sorted(
+        n for n in family() if n.startswith("plain-") and n.endswith("-x1"))
+    assert {v.params for v in built} == {126}
+
+
 def _fake(name: str, rf: int, params: int, macs: int) -> Variant:
     conv, trans, skip, depth = name.split("-")
     return Variant(name, s9(), conv, trans, skip == "skip", int(depth[1:]), params=params,
