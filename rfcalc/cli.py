@@ -19,7 +19,6 @@ __all__ = ["main"]
 
 DEFAULT_INPUT = "3,32,32"
 GRAPH_FORMATS = ("svg", "png", "pdf", "dot")
-VERIFY_FORMATS = ("text", "markdown", "csv", "json")
 
 
 class UsageError(Exception):
@@ -59,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     table.add_argument("--format", choices=FORMATS, default="text")
     verify = command("verify", "Compare the computed fields with a gradient measurement.",
                      _verify)
-    verify.add_argument("--format", choices=VERIFY_FORMATS, default="text")
+    verify.add_argument("--format", choices=("text", "markdown", "csv", "json"), default="text")
     graph = command("graph", "Draw the architecture with each layer's size and field.", _graph)
     graph.add_argument("-o", "--output", required=True, metavar="FILE",
                        help=f"output file; its suffix picks the format ({', '.join(GRAPH_FORMATS)})")
@@ -69,12 +68,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def _analyze(args: argparse.Namespace):
     """Load the target and analyse it; bad targets and too-small inputs become UsageError."""
-    from rfcalc import analyze  # torch-heavy: imported only once the arguments are good
+    model = load_target(args.target)  # first, so a bad target is reported before any work
+    from rfcalc import RFError, analyze
 
-    model = load_target(args.target)
     try:
         return model, analyze(model, args.input)
-    except ValueError as exc:  # the analyzer's "input too small at layer X" and kin
+    except RFError as exc:  # the analyzer's "input too small at layer X", a failed forward
         raise UsageError(f"{args.target} at input {','.join(map(str, args.input))}: {exc}") from None
 
 
@@ -93,7 +92,7 @@ def _verify(args: argparse.Namespace) -> int:
     model, analysis = _analyze(args)
     result = verify(model, args.input, analysis)
     sys.stdout.write(render_verify.render(result, args.format))
-    return 1 if render_verify.disagreements(result) else 0
+    return 0 if result.agree else 1
 
 
 def _graph(args: argparse.Namespace) -> int:

@@ -1,0 +1,179 @@
+"""The rfcalc CLI: in-process through main([...]) (fast), plus two real console-script runs."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from rfcalc.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+NET = str(REPO / "examples" / "s9_net.py")
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_usage_error(capsys, *argv, match):
+    code, out, err = run(capsys, *argv)
+    assert code == 2, (out, err)
+    assert "Traceback" not in err
+    assert err.count("\n") == 1 and err.startswith("rfcalc"), err
+    assert match in err, err
+    return err
+
+
+def test_table_of_the_assignments_net(capsys):
+    code, out, err = run(capsys, "table", NET)
+    assert code == 0 and err == ""
+    assert "Output receptive field: 48\n" in out
+    assert "Parameters: 190,509" in out
+    assert "Covers the whole 32×32 input: yes" in out
+
+
+def test_json_agrees(capsys):
+    code, out, _ = run(capsys, "table", NET, "--format", "json")
+    doc = json.loads(out)
+    assert code == 0
+    assert doc["input"] == [3, 32, 32]
+    assert doc["output"]["rf"] == [48, 48]
+    assert doc["params"] == 190509
+    assert doc["covers_input"] is True
+    # 32 → 30 → 26 → 18 → 2 through the transitions (dilations 1, 2, 4, 8, no padding):
+    # 32-2·1 = 30, 30-2·2 = 26, 26-2·4 = 18, 18-2·8 = 2
+    sizes = {layer["name"]: layer["size"] for layer in doc["layers"]}
+    assert [sizes[f"t{i}.conv"] for i in (1, 2, 3, 4)] == [[30, 30], [26, 26], [18, 18], [2, 2]]
+
+
+@pytest.mark.parametrize("fmt, fragment", [
+    ("markdown", "| name | op | kernel |"),
+    ("csv", "name,op,kernel,stride,padding,dilation,size,jump,rf,start,params,status,note\n"),
+    ("html", "<!DOCTYPE html>"),
+    ("latex", "\\begin{tabular}"),
+])
+def test_other_formats(capsys, fmt, fragment):
+    code, out, _ = run(capsys, "table", NET, "--format", fmt)
+    assert code == 0 and fragment in out
+
+
+def test_torchvision_resnet18_as_a_target(capsys):
+    code, out, _ = run(capsys, "table", "torchvision.models:resnet18", "--input", "3,224,224",
+                       "--format", "json")
+    doc = json.loads(out)
+    assert code == 0
+    layers = {layer["name"]: layer for layer in doc["layers"]}
+    # By hand: conv1 7 (jump 2); maxpool 3/2: 7+2·2 = 11 (jump 4); layer1, four 3×3:
+    # 11+4·2·4 = 43; layer2: 43+2·4 = 51 (jump 8), +3·2·8 = 99; layer3: 99+2·8 = 115
+    # (jump 16), +3·2·16 = 211; layer4: 211+2·16 = 243 (jump 32), +3·2·32 = 435.
+    assert layers["layer4.1.conv2"]["rf"] == [435, 435]
+    assert layers["layer4.1.conv2"]["jump"] == [32, 32]
+    assert layers["layer4.1.conv2"]["size"] == [7, 7]
+    # 11,689,512: torchvision's documented parameter count for resnet18
+    assert doc["params"] == 11689512
+    # the adaptive average pool over the 7×7 map is a 7×7 window of jump 32:
+    # 435 + (7-1)·32 = 627, which the flatten and fc keep
+    assert layers["avgpool"]["kernel"] == [7, 7]
+    assert doc["output"]["rf"] == [627, 627]
+    assert doc["covers_input"] is True
+
+
+def write(tmp_path, name, body):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return str(path)
+
+
+def test_bad_targets(capsys, tmp_path):
+    assert_usage_error(capsys, "table", str(tmp_path / "none.py"), match="none.py: no such file")
+    bad = write(tmp_path, "bad.py", "import torch\nclass Net(:\n")
+    assert_usage_error(capsys, "table", bad, match=f"{bad}:2: syntax error")
+    empty = write(tmp_path, "empty.py", "import torch.nn as nn\nx = nn.Conv2d\n")
+    assert_usage_error(capsys, "table", empty, match="defines no nn.Module subclass")
+    two = write(tmp_path, "two.py", """
+        import torch.nn as nn
+        class A(nn.Module):
+            pass
+        class B(nn.Module):
+            pass
+    """)
+    assert_usage_error(capsys, "table", two, match="several nn.Module classes (A, B)")
+    args = write(tmp_path, "args.py", """
+        import torch.nn as nn
+        class A(nn.Module):
+            def __init__(self, width):
+                super().__init__()
+    """)
+    assert_usage_error(capsys, "table", f"{args}:A", match="A needs arguments (width)")
+    imp = write(tmp_path, "imp.py", "import torch\nfrom no_such_module_rf import x\n")
+    assert_usage_error(capsys, "verify", imp, match=f"{imp}:2: import failed")
+    assert_usage_error(capsys, "graph", "no_such_pkg_rf:Net", "-o", str(tmp_path / "g.dot"),
+                       match="cannot import module 'no_such_pkg_rf'")
+
+
+def test_bad_options(capsys):
+    assert_usage_error(capsys, "table", NET, "--input", "32", match="--input '32': expected C,H,W")
+    # 3,32 is a valid 1-D shape, but Conv2d cannot take it: the forward's error, one line
+    assert_usage_error(capsys, "table", NET, "--input", "3,32", match="at input 3,32: c1.0.conv")
+    assert_usage_error(capsys, "table", NET, "--input", "3,x,32", match="--input '3,x,32'")
+    assert_usage_error(capsys, "table", NET, "--format", "yaml", match="invalid choice: 'yaml'")
+    assert_usage_error(capsys, "verify", NET, "--format", "html", match="invalid choice: 'html'")
+    assert_usage_error(capsys, "nonsense", match="invalid choice: 'nonsense'")
+
+
+def test_input_too_small_for_the_net(capsys):
+    # 8 → 8 (c1, padded) → 6 (t1) → 2 (t2, dilation 2): t3's dilated 3×3 spans 9 pixels
+    assert_usage_error(capsys, "table", NET, "--input", "3,8,8", match="t3")
+
+
+def test_graph_dot_and_svg(capsys, tmp_path):
+    dot = tmp_path / "net.dot"
+    code, out, err = run(capsys, "graph", NET, "-o", str(dot))
+    assert code == 0, err
+    source = dot.read_text()
+    assert source.startswith("digraph rfcalc {")
+    assert "t4.conv\\nConv2d\\nsize 2\\nrf 47" in source
+    # refuse to clobber, then overwrite with --force
+    dot.write_text("mine")
+    assert_usage_error(capsys, "graph", NET, "-o", str(dot), match="exists; pass --force")
+    assert dot.read_text() == "mine"
+    assert run(capsys, "graph", NET, "-o", str(dot), "--force")[0] == 0
+    assert dot.read_text() == source
+    svg = tmp_path / "net.svg"
+    assert run(capsys, "graph", NET, "-o", str(svg))[0] == 0
+    assert "<svg" in svg.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.dot", "net.svg"]  # no temp left
+
+
+def test_graph_errors(capsys, tmp_path, monkeypatch):
+    assert_usage_error(capsys, "graph", NET, "-o", str(tmp_path / "net.jpeg"),
+                       match="unknown graph format '.jpeg'")
+    assert_usage_error(capsys, "graph", NET, "-o", str(tmp_path / "no" / "net.svg"),
+                       match="does not exist")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `dot` binary to be found
+    assert_usage_error(capsys, "graph", NET, "-o", str(tmp_path / "net.png"),
+                       match="`dot` program was not found")
+    assert not (tmp_path / "net.png").exists()
+    assert run(capsys, "graph", NET, "-o", str(tmp_path / "net.dot"))[0] == 0
+
+
+def _console_script():
+    script = Path(sys.executable).with_name("rfcalc")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "rfcalc.cli"]
+
+
+def test_console_script_runs(tmp_path):
+    done = subprocess.run([*_console_script(), "table", NET], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Output receptive field: 48\n" in done.stdout
+    missing = subprocess.run([*_console_script(), "table", "missing.py"], capture_output=True,
+                             text=True, cwd=tmp_path, timeout=120)
+    assert missing.returncode == 2
+    assert missing.stderr == "rfcalc: error: missing.py: no such file\n"
+    assert missing.stdout == ""
