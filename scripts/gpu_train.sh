@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Train the assignment's Net (examples/s9_net.py) on the real CIFAR-10 copy with the default
+# recipe on the fast path (data and augmentation on the GPU, bf16, channels_last), time both
+# augmentation paths, and write one result JSON. Run from anywhere on a machine with a GPU:
+#
+#   cp /path/to/cifar10-jpeg.tar.xz data/      # data/ is git-ignored
+#   bash scripts/gpu_train.sh                  # or: EPOCHS=30 OUT=runs/x bash scripts/gpu_train.sh
+#
+# Re-running continues an interrupted run (--resume from OUT/last.pt), so a job cut off by a
+# time limit can simply be started again. Extra arguments go to `python -m training`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PY:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
+ARCHIVE=${ARCHIVE:-data/cifar10-jpeg.tar.xz}
+DATA=${DATA:-data/cifar10-jpeg}
+CACHE=${CACHE:-data/cifar10-jpeg.npz}
+OUT=${OUT:-runs/gpu-s9}
+EPOCHS=${EPOCHS:-100}
+MODEL=${MODEL:-examples/s9_net.py}
+
+fail() { echo "gpu_train.sh: $*" >&2; exit 2; }
+"$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' \
+    || fail "no CUDA GPU visible to $PY (torch $("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null || echo missing))"
+if [ ! -d "$DATA/train" ]; then
+    [ -f "$ARCHIVE" ] || fail "$ARCHIVE is missing: copy cifar10-jpeg.tar.xz there (data/ is git-ignored)"
+    mkdir -p "$DATA"
+    tar xJf "$ARCHIVE" -C "$DATA"
+fi
+mkdir -p "$OUT"
+
+# Throughput of both paths first (about a minute), once per OUT.
+BENCH="$OUT/throughput.json"
+[ -f "$BENCH" ] || "$PY" benchmarks/train_throughput.py --device cuda --data-dir "$DATA" \
+    --data-cache "$CACHE" --batch-size 512 --batches 40 --json "$BENCH"
+
+RESUME=()
+[ -f "$OUT/last.pt" ] && RESUME=(--resume)
+"$PY" -m training --model "$MODEL" --data-dir "$DATA" --data-cache "$CACHE" --device cuda \
+    --epochs "$EPOCHS" --out "$OUT" --no-progress "${RESUME[@]}" "$@"
+
+"$PY" - "$OUT" <<'PYEOF'
+import json, sys
+from pathlib import Path
+from training.fsutil import write_json
+out = Path(sys.argv[1])
+s = json.loads((out / "summary.json").read_text())
+b = json.loads((out / "throughput.json").read_text())
+result = {k: s[k] for k in ("command", "device", "torch", "data", "data_decode_seconds",
+                            "path", "params", "epochs_done", "finished", "test_acc",
+                            "best_test_acc", "wall_seconds", "time_to_85_seconds",
+                            "train_images_per_s")}
+result["throughput"] = {k: b[k] for k in ("pipeline_images_per_s", "train_images_per_s",
+                                          "batch_size")}
+write_json(out / "result.json", result)
+print(f"result: {out / 'result.json'}: best test accuracy {s['best_test_acc']:.2%}, "
+      f"85% after {s['time_to_85_seconds']} s, {s['wall_seconds']:.0f} s in all")
+PYEOF
