@@ -177,3 +177,62 @@ def test_console_script_runs(tmp_path):
     assert missing.returncode == 2
     assert missing.stderr == "rfcalc: error: missing.py: no such file\n"
     assert missing.stdout == ""
+
+
+TINY = """
+    import torch.nn as nn
+
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(1, 2, 3, padding=1)
+            self.b = nn.Conv2d(2, 2, 5, padding=2)
+            self.c = nn.Conv2d(2, 2, 3, padding=1)
+
+        def forward(self, x):
+            return self.c(self.b(self.a(x)))
+"""
+
+
+def test_verify_a_tiny_net(capsys, tmp_path):
+    # 1×8×8 input, centre unit (8-1)//2 = 3 on both axes:
+    #   a: rf 3, field 3-1..3+1 = 2..4
+    #   b: rf 3+4 = 7, field 3-3..3+3 = 0..6
+    #   c: rf 7+2 = 9, field 3-4..3+4 = -1..7, clipped by the border to 0..7 (8 inside)
+    target = write(tmp_path, "tiny.py", TINY)
+    code, out, err = run(capsys, "verify", target, "--input", "1,8,8")
+    assert code == 0, err
+    lines = [line.split() for line in out.splitlines()]
+    assert ["a", "Conv2d", "exact", "3", "3", "2..4", "2..4", "ok"] in lines
+    assert ["b", "Conv2d", "exact", "3", "7", "0..6", "0..6", "ok"] in lines
+    assert ["c", "Conv2d", "exact", "3", "9", "0..7", "0..7", "ok"] in lines
+    assert "clipped by the border: rf 9, 8 inside the image" in out
+    assert "3 rows: 3 agree, 0 differ, 0 not measured" in out
+    code, out, _ = run(capsys, "verify", target, "--input", "1,8,8", "--format", "json")
+    doc = json.loads(out)
+    assert code == 0 and doc["agree"] is True and doc["disagreements"] == []
+    assert doc["rows"][2]["theory_span"] == [[0, 7], [0, 7]]
+    assert doc["rows"][2]["clipped"] is True and doc["rows"][1]["clipped"] is False
+
+
+def test_verify_exits_1_on_a_disagreement(capsys, tmp_path, monkeypatch):
+    import importlib
+    from fractions import Fraction
+
+    # the module, not the function that rfcalc/__init__ re-exports under the same name
+    module = importlib.import_module("rfcalc.verify")
+    real = module.verify
+
+    def off_by_one(model, shape, analysis=None):
+        result = real(model, shape, analysis)
+        wrong = module.RowCheck("b", "Conv2d", "exact", (8, 8), (3, 3),
+                                (Fraction(7), Fraction(7)), ((0, 6), (0, 6)),
+                                ((0, 5), (0, 6)), False)
+        return module.Verification(result.input_shape, (result.checks[0], wrong))
+
+    monkeypatch.setattr(module, "verify", off_by_one)
+    code, out, _ = run(capsys, "verify", write(tmp_path, "tiny.py", TINY), "--input", "1,8,8")
+    assert code == 1
+    assert ["b", "Conv2d", "exact", "3", "7", "0..6", "0..5×0..6", "DIFFERS"] in \
+        [line.split() for line in out.splitlines()]
+    assert "DISAGREEMENT: b" in out

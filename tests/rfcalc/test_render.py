@@ -179,3 +179,37 @@ def test_graph_labels_nodes_and_says_when_edges_are_the_execution_chain():
     assert 'n1 [label="features.1\\nConv2d\\nsize 8\\nrf 3×9"' in source
     assert "n_input -> n0" in source and "n0 -> n1" in source and "n1 -> n2" in source
     assert graph.CHAIN_NOTE in source
+
+
+def test_verify_renderers():
+    from rfcalc.render import verify as rv
+    from rfcalc.verify import RowCheck, Verification
+
+    # conv 5×5 at centre (3, 3) of an 8×8 input: rf 5, field 1..5, measured the same;
+    # a later 9×9 field at unit (3, 3) spans -1..7, which the border clips to 0..7;
+    # an unknown row is not measured
+    result = Verification((1, 8, 8), (
+        RowCheck("a", "Conv2d", EXACT, (8, 8), (3, 3), (F(5), F(5)), ((1, 5), (1, 5)),
+                 ((1, 5), (1, 5)), True),
+        RowCheck("b", "Conv2d", EXACT, (8, 8), (3, 3), (F(9), F(9)), ((0, 7), (0, 7)),
+                 ((0, 7), (0, 6)), False),
+        RowCheck("c", "fft_fft2", UNKNOWN, (8, 8), (), (), None, None, None, "no rule"),
+    ), ("a note",))
+    text = rv.render(result, "text")
+    lines = [line.split() for line in text.splitlines()]
+    assert ["a", "Conv2d", "exact", "3", "5", "1..5", "1..5", "ok"] in lines
+    assert ["b", "Conv2d", "exact", "3", "9", "0..7", "0..7×0..6", "DIFFERS"] in lines
+    assert ["c", "fft_fft2", "unknown", "-", "-", "-", "-", "-"] in lines
+    assert "    clipped by the border: rf 9, 8 inside the image\n" in text
+    assert "3 rows: 1 agree, 1 differ, 1 not measured (unknown fields)" in text
+    assert "DISAGREEMENT: b\n" in text and "Note: a note" in text
+    md = rv.render(result, "markdown")
+    assert "| a | Conv2d | exact | 3 | 5 | 1..5 | 1..5 | ok |  |" in md
+    rows = list(csv.DictReader(io.StringIO(rv.render(result, "csv"))))
+    assert rows[1]["measured"] == "0..7×0..6" and rows[1]["check"] == "DIFFERS"
+    doc = json.loads(rv.render(result, "json"))
+    assert doc["agree"] is False and doc["disagreements"] == ["b"]
+    assert doc["rows"][1]["measured_span"] == [[0, 7], [0, 6]]
+    assert doc["rows"][2]["rf"] is None and doc["rows"][2]["agree"] is None
+    with pytest.raises(ValueError, match="unknown format 'html'"):
+        rv.render(result, "html")
