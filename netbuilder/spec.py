@@ -157,7 +157,8 @@ def _check_unit(step: Step) -> None:
         value = getattr(u, what)
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise SpecError(f"{where}: {what} must be an integer >= {low}, not {value!r}")
-    if not 0 <= u.dropout < 1:
+    if not isinstance(u.dropout, (int, float)) or isinstance(u.dropout, bool) \
+            or not 0 <= u.dropout < 1:
         raise SpecError(f"{where}: dropout must be in [0, 1), not {u.dropout!r}")
     if u.kind == DWS and u.groups != 1:
         raise SpecError(f"{where}: groups applies to plain units; a depthwise conv's groups "

@@ -32,6 +32,8 @@ def test_s9_sizes():
     (lambda s: _with_transition(s, 0, ConvUnit(kind="sep")), "unknown unit kind"),
     (lambda s: _with_transition(s, 0, ConvUnit(kernel=0)), "kernel must be"),
     (lambda s: _with_transition(s, 0, ConvUnit(dropout=1.0)), "dropout"),
+    (lambda s: _with_transition(s, 0, ConvUnit(dropout="0.1")), "dropout"),    # from JSON
+    (lambda s: _with_transition(s, 0, ConvUnit(dilation="2")), "dilation must be"),
     (lambda s: dataclasses.replace(s, widths=(23, 32, 63)), "3 widths for 4 stages"),
     (lambda s: dataclasses.replace(s, widths=(23, 0, 63, 93)), "width of stage 2"),
     (lambda s: dataclasses.replace(s, stages=(Stage((), s.stages[0].transition),),
