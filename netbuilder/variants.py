@@ -99,9 +99,9 @@ def measure(v: Variant, budget: int, input_shape: tuple[int, ...],
         sizes = check(v.spec, input_shape)
         sized = solve(v.spec, budget).spec
     except BudgetError as exc:
-        return replace(v, skipped=str(exc), over_budget=True)
+        return replace(v, skipped=_reason(v, exc), over_budget=True)
     except SpecError as exc:
-        return replace(v, skipped=str(exc))
+        return replace(v, skipped=_reason(v, exc))
     model = Net(sized).eval()
     rf, status = receptive_field(model, input_shape)
     return replace(v, spec=sized, params=count_params(model),
@@ -148,6 +148,12 @@ def sort_variants(variants: list[Variant], key: str = "rf") -> list[Variant]:
         return (-rf, -v.params, v.name)
 
     return sorted(variants, key=rank)
+
+
+def _reason(v: Variant, exc: Exception) -> str:
+    """The error without the variant's own name in front (the table names it already)."""
+    text = str(exc)
+    return text[len(v.name) + 2:] if text.startswith(f"{v.name}: ") else text
 
 
 def receptive_field(model: Net, input_shape: tuple[int, ...]):
