@@ -122,7 +122,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         prepare_out(Path(args.out), resume=args.resume, force=args.force)
         data = load_cifar10(args.data_dir, download=args.download, cache=args.data_cache)
         print(f"data: {data.source}: {len(data.train_y)} train, {len(data.test_y)} test "
-              f"images ({data.decode_seconds:.1f} s to decode)", flush=True)
+              f"images ({data.decode_seconds:.1f} s to load)", flush=True)
         data = data.limited(args.limit_train, args.limit_test)
         summary = train_run(lambda: load_model(args.model, args.preset), data, cfg,
                             args.out, device=device, resume=args.resume, force=args.force,

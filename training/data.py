@@ -225,6 +225,7 @@ def _read_folders_cached(root: Path, cache: Optional[str | os.PathLike]) -> Cifa
     if cache is None:
         return _read_folders(root)
     cache = Path(cache)
+    t0 = time.perf_counter()
     key = _fingerprint(root)
     if cache.is_file():
         try:
@@ -232,7 +233,8 @@ def _read_folders_cached(root: Path, cache: Optional[str | os.PathLike]) -> Cifa
                 if str(z["fingerprint"]) == key:
                     return Cifar(z["train_x"], z["train_y"], z["test_x"], z["test_y"],
                                  tuple(str(c) for c in z["classes"]),
-                                 source=f"{root} (cached in {cache})")
+                                 source=f"{root} (cached in {cache})",
+                                 decode_seconds=time.perf_counter() - t0)
         except Exception:
             pass  # an unreadable or stale cache is simply rebuilt
     data = _read_folders(root)

@@ -92,3 +92,17 @@ def test_same_seed_same_first_epoch(tmp_path, tiny_model, fast):
     wa = torch.load(out_a / "last.pt", weights_only=False)["trainer"]["model"]
     wb = torch.load(out_b / "last.pt", weights_only=False)["trainer"]["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_albumentations_workers_are_seeded_per_epoch():
+    from training.loaders import EpochShuffle, ReferenceBatches
+    data = synthetic(8, 2)
+
+    def first(epoch):
+        # Fixed order, so only the augmentation draws can differ between epochs.
+        b = ReferenceBatches(data.train_x, data.train_y, 8, AugConfig(), (0.5,) * 3,
+                             (0.25,) * 3, seed=1, workers=1, sampler=EpochShuffle(8, 1, False))
+        return next(b.epoch(epoch))
+    (x0, y0), (x0b, y0b), (x1, _) = first(0), first(0), first(1)
+    assert torch.equal(x0, x0b) and torch.equal(y0, y0b)  # same (seed, epoch): same batch
+    assert not torch.equal(x0, x1)
