@@ -115,3 +115,22 @@ def test_variants_command_lists_at_least_8_in_under_10_seconds(analyze):
     assert len(names) == len(rows) >= 8
     assert all(r["params"] <= 200_000 and r["meets_rf"] for r in rows)
     assert elapsed < 10, f"took {elapsed:.1f} s"
+
+
+def test_export_a_spec_file_at_a_budget(capsys, tmp_path):
+    from conftest import load_class
+    data = s9().to_dict()
+    data["name"] = "mine"
+    spec_file = tmp_path / "mine.json"
+    spec_file.write_text(json.dumps(data))
+    target = tmp_path / "mine.py"
+    code, out, err = _run(capsys, "export", str(spec_file), "-o", str(target),
+                          "--budget", "50000")
+    assert code == 0, err
+    # s9's structure at 50,000: t = 46 gives round(23*46/93) = 11, round(32*46/93) = 16,
+    # round(63*46/93) = 31, 46; the hand polynomial (test_nb_budget) there: 121 + 1584 + 462
+    # + 512 + 4464 + 448 + 1922 + 12834 + 868 + 23276 + 1840 + 10 = 48,341. At t = 47
+    # (12, 16, 32, 47) it is 50,613 > 50,000.
+    assert "widths 11,16,31,46, 48,341 parameters" in out
+    model = load_class(target)()
+    assert sum(p.numel() for p in model.parameters()) == 48_341
