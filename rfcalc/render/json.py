@@ -11,7 +11,7 @@ from typing import Any, Optional, Sequence, Union
 
 from rfcalc.analysis import GLOBAL, UNKNOWN, Analysis, Row
 
-__all__ = ["render", "document", "row_dict", "number", "per_axis"]
+__all__ = ["render", "document", "dumps", "row_dict", "number", "per_axis"]
 
 
 def number(v: Union[int, Fraction]) -> Union[int, float]:
@@ -53,5 +53,21 @@ def document(analysis: Analysis) -> dict[str, Any]:
     }
 
 
+def dumps(doc: dict[str, Any]) -> str:
+    """JSON with one top-level key per line and one line per layer: readable and diffable,
+    where indent=2 would spend a line on every number of every per-axis list."""
+    def one(value: Any) -> str:
+        return json.dumps(value, ensure_ascii=False)
+
+    parts = []
+    for key, value in doc.items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            body = ",\n".join(f"    {one(v)}" for v in value)
+            parts.append(f"  {one(key)}: [\n{body}\n  ]")
+        else:
+            parts.append(f"  {one(key)}: {one(value)}")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
+
+
 def render(analysis: Analysis) -> str:
-    return json.dumps(document(analysis), indent=2, ensure_ascii=False) + "\n"
+    return dumps(document(analysis))

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from typing import Any, Optional, Sequence
 
 from rfcalc.render.cells import TIMES, axes, shape
-from rfcalc.render.json import per_axis
+from rfcalc.render.json import dumps, per_axis
 from rfcalc.render.markdown import escape as md_escape
 from rfcalc.verify import RowCheck, Verification
 
@@ -138,7 +137,7 @@ def document(result: Verification) -> dict[str, Any]:
 def render(result: Verification, fmt: str = "text") -> str:
     """The verification in one of FORMATS; ValueError for any other name."""
     if fmt == "json":
-        return json.dumps(document(result), indent=2) + "\n"
+        return dumps(document(result))
     writers = {"text": _text, "markdown": _markdown, "csv": _csv}
     if fmt not in writers:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
