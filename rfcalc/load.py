@@ -68,8 +68,10 @@ def load_target(target: str) -> nn.Module:
     where, name, is_file = split_target(target)
     if is_file:
         path = Path(where)
-        if not path.is_file():
+        if not path.exists():
             raise TargetError(f"{where}: no such file")
+        if not path.is_file():
+            raise TargetError(f"{where}: not a file")
         with _isolated_import(path) as module:
             return _pick(module, name, label=where)
     try:

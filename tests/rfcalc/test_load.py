@@ -106,6 +106,8 @@ def test_class_that_needs_arguments(tmp_path):
 def test_missing_file_and_no_module(tmp_path):
     with pytest.raises(TargetError, match=r"nothere.py: no such file"):
         load_target(str(tmp_path / "nothere.py"))
+    with pytest.raises(TargetError, match=r": not a file"):
+        load_target(str(tmp_path))
     path = write(tmp_path, "m.py", "from torch.nn import Conv2d\nx = 1\n")
     with pytest.raises(TargetError, match=r"m.py defines no nn.Module subclass"):
         load_target(str(path))
