@@ -9,7 +9,7 @@ functional ops get generated names (`add`, `add_1`) under the path of the module
 from __future__ import annotations
 
 from dataclasses import dataclass, field as dc_field
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Union
 
 import torch
 import torch.nn as nn
@@ -71,7 +71,7 @@ class Recording(TorchFunctionMode):
     `verify`); the rule of the original op still gives the field.
     """
 
-    def __init__(self, model: nn.Module, *, keep_tensors: bool = False,
+    def __init__(self, model: nn.Module, *, keep_tensors: Union[bool, set[str]] = False,
                  substitute: Optional[dict[str, Callable]] = None):
         super().__init__()
         self.fields: WeakIdKeyDictionary = WeakIdKeyDictionary()
@@ -108,7 +108,8 @@ class Recording(TorchFunctionMode):
 
     def where(self) -> str:
         """The innermost module path being run, for error messages."""
-        return self.stack[-1].path if self.stack else "the model's forward"
+        path = self.stack[-1].path if self.stack else ""
+        return path or "the model's forward"
 
     # ------------------------------------------------------------------ fields
     def set_field(self, tensor: torch.Tensor, f: Field, step: Optional[Step]) -> None:
@@ -123,7 +124,8 @@ class Recording(TorchFunctionMode):
         if outs:
             f = step.field
             step.size = tuple(outs[0].shape[d] for d in f.dims) if f.dims is not None else ()
-            if self.keep_tensors:
+            keep = self.keep_tensors
+            if keep is True or (keep and step.name in keep):
                 # a clone: later in-place ops on the original must not change this row's value
                 step.tensor = outs[0].clone() if outs[0].requires_grad else outs[0]
         self.steps.append(step)
@@ -217,20 +219,23 @@ class Recording(TorchFunctionMode):
     def __enter__(self):
         self._handles = [nn.modules.module.register_module_forward_pre_hook(self._pre),
                          nn.modules.module.register_module_forward_hook(self._post)]
-        self._original_apply = torch.autograd.Function.apply
+        self._original_apply = torch.autograd.Function.__dict__["apply"]
         recorder = self
 
         def apply(cls, *args, **kwargs):
             """A custom autograd.Function: its backward is arbitrary, so nothing is claimed."""
-            inputs = [t for t in _tensors((args, kwargs)) if t in recorder.fields]
+            inputs = [recorder.fields[t] for t in _tensors((args, kwargs))
+                      if t in recorder.fields]
             recorder._quiet += 1
             try:
-                out = recorder._original_apply.__func__(cls, *args, **kwargs)
+                out = recorder._original_apply.__get__(None, cls)(*args, **kwargs)
             finally:
                 recorder._quiet -= 1
             if inputs and not recorder._quiet:
                 outs = list(_tensors(out))
-                f = Field((), None, UNKNOWN, f"{cls.__name__}: a custom autograd.Function")
+                dims = inputs[0].dims if outs and inputs[0].dims is not None and \
+                    outs[0].dim() >= max(-d for d in inputs[0].dims) else None
+                f = Field((), dims, UNKNOWN, f"{cls.__name__}: a custom autograd.Function")
                 scope = recorder._scope()
                 step = Step(recorder._unique(f"{scope}.{cls.__name__}" if scope else
                                              cls.__name__), cls.__name__, f)
@@ -263,7 +268,7 @@ class Record:
     result: Any
 
 
-def record(model: nn.Module, probe: torch.Tensor, *, keep_tensors: bool = False,
+def record(model: nn.Module, probe: torch.Tensor, *, keep_tensors: Union[bool, set[str]] = False,
            substitute: Optional[dict[str, Callable]] = None) -> Record:
     """Run `model(probe)` once under the recorder. Errors in the forward become RFError."""
     rec = Recording(model, keep_tensors=keep_tensors, substitute=substitute)

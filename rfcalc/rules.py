@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field as dc_field
 from fractions import Fraction
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -490,6 +490,11 @@ def _reshaped(call: Call, note: str) -> Outcome:
         raise _Passthrough
     src, out = call.first_tensor, call.out_tensor
     if f.dims is None:
+        n = len(f.axes)
+        if n and out.dim() >= n + 1 and all(out.shape[d] == 1 for d in range(-n, 0)) \
+                and all(a.size == 1 for a in f.axes):
+            # a pooled vector viewed back as a 1x1 map (an SE gate): the map is back
+            return Outcome(Field(f.axes, tuple(range(-n, 0)), f.status, f.note))
         return Outcome(f)
     m = max(-d for d in f.dims)
     if out.dim() >= m and tuple(src.shape[-m:]) == tuple(out.shape[-m:]):
@@ -564,7 +569,6 @@ def getitem(call: Call) -> Outcome:
         index = index[:at] + (slice(None),) * (ndim - len(index) + 1) + index[at + 1:]
     index = index + (slice(None),) * (ndim - len(index))
     pos = _positive(f.dims, ndim)
-    removed_before = 0
     axes = []
     for d, item in enumerate(index):
         if d in pos:
@@ -579,8 +583,6 @@ def getitem(call: Call) -> Outcome:
                 raise NotGeometric("empty slice of the map")
             # a crop is a window of 1 with stride `step` and padding -start
             axes.append(g.resample(a, size, step, 1, lambda o, s=start, t=step: (o * t + s,) * 2))
-        elif not isinstance(item, slice) and min(pos) > d:
-            removed_before += 1
     dims = tuple(d for d in f.dims)  # negative dims are unchanged by indexing in front
     if any(not isinstance(item, slice) for d, item in enumerate(index) if d > min(pos)):
         raise NotGeometric("an integer index after the spatial dims")
@@ -698,10 +700,4 @@ def repeat(call: Call) -> Outcome:
     return Outcome(f)
 
 
-def describe(call_name: str, outcome: Outcome) -> str:
-    """A short label for debugging and notes."""
-    return f"{call_name} -> {outcome.field.status}"
-
-
 __all__ = ["Call", "Outcome", "RULES", "rule", "lookup", "apply", "canonical"]
-_ = Sequence  # typing re-export guard

@@ -167,8 +167,9 @@ def verify(model: nn.Module, input_shape: Sequence[int], analysis: Optional[Anal
     lin = linearised(model)
     probe = probe_for(lin, shape, dtype=torch.float64, fill=1.0).requires_grad_(True)
     with torch.enable_grad():
-        rec = record(lin, probe, keep_tensors=True, substitute=LINEARISE)
         wanted = set(rows) if rows is not None else None
+        rec = record(lin, probe, keep_tensors=True if wanted is None else wanted,
+                     substitute=LINEARISE)
         checks = []
         measured: dict[tuple, tuple[str, Optional[tuple[Span, ...]]]] = {}
         for step in rec.steps:
@@ -197,6 +198,9 @@ def _check(step: Step, spatial: tuple[int, ...], probe: torch.Tensor,
     theory = _theory(f, centre, spatial)
     note = ""
     key = _key(f)
+    if step.tensor is not None and not step.tensor.is_floating_point():
+        return RowCheck(step.name, step.op, row.status, step.size, centre, row.rf, theory, None,
+                        None, "a boolean or integer output has no gradient to measure")
     if unique and key in measured:
         first, span = measured[key]
         note = f"same field as {first}: measured there"
