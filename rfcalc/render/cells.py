@@ -101,8 +101,17 @@ def summary_lines(analysis: Analysis) -> list[str]:
     else:
         verdict = "yes" if analysis.covers_input else "no"
         lines.append(f"Covers the whole {shape(spatial)} input: {verdict}")
-    lines.extend(f"Note: {n}" for n in analysis.notes)
+    lines.extend(f"Note: {n}" for n in model_notes(analysis))
     return lines
+
+
+def model_notes(analysis: Analysis) -> list[str]:
+    """Analysis.notes, less those that only repeat a row's note (shown with its row)."""
+    repeats = set()
+    for r in analysis.rows:
+        if r.note:
+            repeats.update({r.note, f"{r.name}: {r.note}"})
+    return [n for n in analysis.notes if n not in repeats]
 
 
 def row_notes(analysis: Analysis) -> list[str]:

@@ -213,3 +213,11 @@ def test_verify_renderers():
     assert doc["rows"][2]["rf"] is None and doc["rows"][2]["agree"] is None
     with pytest.raises(ValueError, match="unknown format 'html'"):
         rv.render(result, "html")
+
+
+def test_model_notes_that_repeat_a_row_note_are_shown_once():
+    notes = ("blur: no rule for torch.fft.fft2", "up-sampling border", "something else")
+    text = render(Analysis((3, 8, 8), ROWS, ROWS[-1], 4826, notes), "text")
+    assert text.count("no rule for torch.fft.fft2") == 1
+    assert text.count("up-sampling border") == 1
+    assert "Note: something else" in text
