@@ -53,7 +53,9 @@ def build(analysis: Analysis, title: str = "") -> graphviz.Digraph:
     if has_flow:
         for i, row in enumerate(rows):
             for src in _inputs(row):
-                dot.edge("n_input" if src == INPUT_NODE else ids.get(src, "n_input"), f"n{i}")
+                if src != INPUT_NODE and src not in ids:
+                    raise ValueError(f"row {row.name!r} reads {src!r}, which is not an earlier row")
+                dot.edge("n_input" if src == INPUT_NODE else ids[src], f"n{i}")
     else:
         previous = "n_input"
         for i in range(len(rows)):

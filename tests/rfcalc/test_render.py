@@ -221,3 +221,25 @@ def test_model_notes_that_repeat_a_row_note_are_shown_once():
     assert text.count("no rule for torch.fft.fft2") == 1
     assert text.count("up-sampling border") == 1
     assert "Note: something else" in text
+
+
+def test_graph_draws_the_recorded_data_flow_when_rows_carry_it():
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class FlowRow(Row):
+        inputs: tuple = ()
+
+    a, b = ROWS[0], ROWS[1]
+    rows = (FlowRow(**{**a.__dict__, "inputs": ("input",)}),
+            FlowRow(**{**b.__dict__, "inputs": ("features.0",)}),
+            FlowRow(**{**b.__dict__, "name": "add", "op": "add",
+                       "inputs": ("features.0", "features.1")}))
+    source = graph.build(Analysis((3, 8, 8), rows, rows[-1], 0)).source
+    # a skip: features.0 feeds both features.1 and the add
+    for edge in ("n_input -> n0", "n0 -> n1", "n0 -> n2", "n1 -> n2"):
+        assert edge in source
+    assert graph.CHAIN_NOTE not in source
+    broken = (FlowRow(**{**a.__dict__, "inputs": ("nowhere",)}),)
+    with pytest.raises(ValueError, match="reads 'nowhere'"):
+        graph.build(Analysis((3, 8, 8), broken, broken[0], 0))
