@@ -12,9 +12,7 @@ Runs on real CIFAR-10 (--data-dir) or on random images of the same shape (no dow
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path

@@ -78,9 +78,11 @@ def write_confusion(out: Path, cm: np.ndarray, classes: Sequence[str]) -> None:
 
 def plot_misclassified(out: Path, images: np.ndarray, true: np.ndarray, pred: np.ndarray,
                        classes: Sequence[str], n: int = 25) -> int:
-    """misclassified.png: the first `n` wrong test images, 'true -> predicted'; returns how
-    many it shows (0 writes nothing)."""
-    wrong = np.flatnonzero(np.asarray(true) != np.asarray(pred))[:n]
+    """misclassified.png: `n` wrong test images spread evenly over the test set (so over
+    the classes too), 'true -> predicted'; returns how many it shows (0 writes nothing)."""
+    wrong = np.flatnonzero(np.asarray(true) != np.asarray(pred))
+    if len(wrong) > n:
+        wrong = wrong[np.linspace(0, len(wrong) - 1, n).round().astype(int)]
     if len(wrong) == 0:
         return 0
     cols = min(5, len(wrong))
