@@ -93,7 +93,16 @@ def _normalised(size: int, period: int, advance: int, lo: list[int], hi: list[in
         if all(lo[r + p] == lo[r] + step and hi[r + p] == hi[r] + step
                for r in range(period - p)):
             return Axis(size, p, step, tuple(lo[:p]), tuple(hi[:p]))
-    return Axis(size, period, advance, tuple(lo), tuple(hi))
+    axis = Axis(size, period, advance, tuple(lo), tuple(hi))
+    if size >= 2 and period > 1:
+        # only the map's own units matter: if they happen to sit on a line (adaptive 3 -> 2
+        # is a k2 s1 window), the classic description is exact for all of them
+        (l0, h0), (l1, h1) = axis.unit(0), axis.unit(1)
+        step = l1 - l0
+        if step >= 0 and h1 - h0 == step and all(
+                axis.unit(o) == (l0 + o * step, h0 + o * step) for o in range(2, size)):
+            return Axis(size, 1, step, (l0,), (h0,))
+    return axis
 
 
 def resample(axis: Axis, size: int, num: int, den: int,
