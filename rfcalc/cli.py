@@ -59,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     verify = command("verify", "Compare the computed fields with a gradient measurement.",
                      _verify)
     verify.add_argument("--format", choices=("text", "markdown", "csv", "json"), default="text")
+    verify.add_argument("--fast", action="store_true",
+                        help="measure each distinct field once; rows that pass a field on "
+                             "unchanged (ReLU, BatchNorm) reuse that measurement")
     graph = command("graph", "Draw the architecture with each layer's size and field.", _graph)
     graph.add_argument("-o", "--output", required=True, metavar="FILE",
                        help=f"output file; its suffix picks the format ({', '.join(GRAPH_FORMATS)})")
@@ -90,7 +93,7 @@ def _verify(args: argparse.Namespace) -> int:
     from rfcalc.verify import verify
 
     model, analysis = _analyze(args)
-    result = verify(model, args.input, analysis)
+    result = verify(model, args.input, analysis, unique=args.fast)
     sys.stdout.write(render_verify.render(result, args.format))
     return 0 if result.agree else 1
 

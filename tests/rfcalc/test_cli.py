@@ -215,6 +215,28 @@ def test_verify_a_tiny_net(capsys, tmp_path):
     assert doc["rows"][2]["clipped"] is True and doc["rows"][1]["clipped"] is False
 
 
+def test_verify_fast_reuses_the_measurement_of_an_unchanged_field(capsys, tmp_path):
+    target = write(tmp_path, "relu.py", """
+        import torch.nn as nn
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(1, 2, 3, padding=1)
+                self.act = nn.ReLU()
+
+            def forward(self, x):
+                return self.act(self.conv(x))
+    """)
+    # centre (7-1)//2 = 3, rf 3: field 2..4, passed on unchanged by the ReLU
+    code, out, err = run(capsys, "verify", target, "--input", "1,7,7", "--fast")
+    assert code == 0, err
+    lines = [line.split() for line in out.splitlines()]
+    assert ["conv", "Conv2d", "exact", "3", "3", "2..4", "2..4", "ok"] in lines
+    assert ["act", "ReLU", "exact", "3", "3", "2..4", "2..4", "ok"] in lines
+    assert "same field as conv: measured there" in out
+
+
 def test_verify_exits_1_on_a_disagreement(capsys, tmp_path, monkeypatch):
     import importlib
     from fractions import Fraction
@@ -223,8 +245,8 @@ def test_verify_exits_1_on_a_disagreement(capsys, tmp_path, monkeypatch):
     module = importlib.import_module("rfcalc.verify")
     real = module.verify
 
-    def off_by_one(model, shape, analysis=None):
-        result = real(model, shape, analysis)
+    def off_by_one(model, shape, analysis=None, **options):
+        result = real(model, shape, analysis, **options)
         wrong = module.RowCheck("b", "Conv2d", "exact", (8, 8), (3, 3),
                                 (Fraction(7), Fraction(7)), ((0, 6), (0, 6)),
                                 ((0, 5), (0, 6)), False)
