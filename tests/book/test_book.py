@@ -92,9 +92,15 @@ def test_numbers_the_course_rests_on_are_shown(built):
     # Chapter 1: the 7 rows typed in by hand agree with rfcalc; the output field is 24
     # (16 after pool2, + (3-1)*4 for conv5).
     assert "all 7 rows agree; the output sees 24 pixels" in _text(html_dir, "01_rf_arithmetic")
+    # Chapter 2: five 3x3 layers of dilation 2 reach offsets -10..10 in steps of 2 on each
+    # axis, 11 x 11 = 121 pixels of the 21 x 21 = 441 in their field (1 + 5 * 2 * 2 = 21).
+    assert "gridded 2,2,2,2,2 reaches 121 of the 441 pixels" in _text(html_dir, "02_dilated")
+    # Chapter 4: a 1x1 stem and eight padded 3x3 layers: 1 + 8 * 2 = 17, skips or not.
+    ch4 = _text(html_dir, "04_skip")
+    assert "plain : rf 17" in ch4 and "residual: rf 17" in ch4
     # Chapter 5: the assignment's Net, counted in examples/s9_net.py's docstring by hand.
     ch5 = _text(html_dir, "05_budget")
-    assert "190,509" in ch5 and "receptive field 48" in ch5
+    assert "190,509 parameters, receptive field 48" in ch5
 
 
 class _Ids(html.parser.HTMLParser):
@@ -214,6 +220,15 @@ def test_every_page_loads_whole_in_chromium(built, site, browser_page):
 
 
 def test_solutions_stay_hidden_until_clicked(built, site, browser_page):
+    for page in _pages()[1:]:
+        browser_page.goto(site + f"{page}.html", wait_until="networkidle")
+        solutions = browser_page.locator(".admonition.dropdown")
+        assert solutions.count() >= 1, f"{page}: no exercise solutions"
+        hidden = browser_page.evaluate(
+            "Array.from(document.querySelectorAll('.admonition.dropdown'), d => "
+            "Array.from(d.children).filter(c => !c.classList.contains('admonition-title'))"
+            ".every(c => c.offsetParent === null))")
+        assert all(hidden), f"{page}: a solution is visible before it is clicked"
     browser_page.goto(site + "01_rf_arithmetic.html", wait_until="networkidle")
     solution = browser_page.locator(".admonition.dropdown").first  # Solution 1
     body = solution.locator("p").last
