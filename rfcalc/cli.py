@@ -12,8 +12,10 @@ import tempfile
 from pathlib import Path
 from typing import Callable, NoReturn, Optional, Sequence
 
+from rfcalc.geometry import RFError
 from rfcalc.load import TargetError, load_target, parse_input
 from rfcalc.render import FORMATS
+from rfcalc.render.verify import FORMATS as VERIFY_FORMATS
 
 __all__ = ["main"]
 
@@ -58,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     table.add_argument("--format", choices=FORMATS, default="text")
     verify = command("verify", "Compare the computed fields with a gradient measurement.",
                      _verify)
-    verify.add_argument("--format", choices=("text", "markdown", "csv", "json"), default="text")
+    verify.add_argument("--format", choices=VERIFY_FORMATS, default="text")
     verify.add_argument("--fast", action="store_true",
                         help="measure each distinct field once; rows that pass a field on "
                              "unchanged (ReLU, BatchNorm) reuse that measurement")
@@ -72,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
 def _analyze(args: argparse.Namespace):
     """Load the target and analyse it; bad targets and too-small inputs become UsageError."""
     model = load_target(args.target)  # first, so a bad target is reported before any work
-    from rfcalc import RFError, analyze
+    from rfcalc import analyze
 
     try:
         return model, analyze(model, args.input)
@@ -112,6 +114,8 @@ def _graph(args: argparse.Namespace) -> int:
                          f"use one of .{', .'.join(GRAPH_FORMATS)}")
     if not path.parent.is_dir():
         raise UsageError(f"{path}: folder {path.parent} does not exist")
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder; give a file name such as net.svg")
     if path.exists() and not args.force:
         raise UsageError(f"{path} exists; pass --force to overwrite it")
     _, analysis = _analyze(args)
@@ -125,7 +129,8 @@ def _graph(args: argparse.Namespace) -> int:
             raise UsageError(f"graphviz's `dot` program was not found on PATH: install graphviz "
                              f"to write .{fmt}, or write a .dot file") from None
         except graphviz.CalledProcessError as exc:
-            raise UsageError(f"graphviz's `dot` failed: {exc.stderr!r}") from None
+            detail = (exc.stderr or b"").decode(errors="replace").strip()
+            raise UsageError(f"graphviz's `dot` failed: {detail}") from None
     _write(path, data, overwrite=args.force)
     print(f"wrote {path}")
     return 0
@@ -133,7 +138,10 @@ def _graph(args: argparse.Namespace) -> int:
 
 def _write(path: Path, data: bytes, overwrite: bool) -> None:
     """Write atomically; without `overwrite`, never replace a file that appeared meanwhile."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise UsageError(f"cannot write in {path.parent}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -143,10 +151,11 @@ def _write(path: Path, data: bytes, overwrite: bool) -> None:
         if overwrite:
             os.replace(tmp, path)
         else:
-            try:
-                os.link(tmp, path)  # fails if path exists: no clobbering, even in a race
-            except FileExistsError:
-                raise UsageError(f"{path} exists; pass --force to overwrite it") from None
+            os.link(tmp, path)  # fails if path exists: no clobbering, even in a race
+    except FileExistsError:
+        raise UsageError(f"{path} exists; pass --force to overwrite it") from None
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -160,7 +169,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return int(exc.code or 0)
     try:
         return args.run(args)
-    except (UsageError, TargetError) as exc:
+    except (UsageError, TargetError, RFError) as exc:
         message = " ".join(str(exc).split())  # one line, whatever the message held
         print(f"rfcalc: error: {message}", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
 """The rfcalc CLI: in-process through main([...]) (fast), plus two real console-script runs."""
+import errno
 import json
 import os
 import subprocess
@@ -258,3 +259,19 @@ def test_verify_exits_1_on_a_disagreement(capsys, tmp_path, monkeypatch):
     assert ["b", "Conv2d", "exact", "3", "7", "0..6", "0..5×0..6", "DIFFERS"] in \
         [line.split() for line in out.splitlines()]
     assert "DISAGREEMENT: b" in out
+
+
+def test_graph_write_problems_are_one_line(capsys, tmp_path, monkeypatch):
+    folder = tmp_path / "net.svg"
+    folder.mkdir()
+    assert_usage_error(capsys, "graph", NET, "-o", str(folder), "--force", match="is a folder")
+    # a file system that refuses the write (read-only, no hard links): one line, no temp left
+    def refuse(src, dst):
+        raise PermissionError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(os, "link", refuse)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert_usage_error(capsys, "graph", NET, "-o", str(out / "net.dot"),
+                       match="cannot write " + str(out / "net.dot") + ": Read-only file system")
+    assert list(out.iterdir()) == []
