@@ -73,13 +73,21 @@ def _parser() -> argparse.ArgumentParser:
 
 def _analyze(args: argparse.Namespace):
     """Load the target and analyse it; bad targets and too-small inputs become UsageError."""
-    model = load_target(args.target)  # first, so a bad target is reported before any work
-    from rfcalc import analyze
+    with _user_prints_to_stderr():
+        model = load_target(args.target)  # first, so a bad target is reported before any work
+        from rfcalc import analyze
 
-    try:
-        return model, analyze(model, args.input)
-    except RFError as exc:  # the analyzer's "input too small at layer X", a failed forward
-        raise UsageError(f"{args.target} at input {','.join(map(str, args.input))}: {exc}") from None
+        try:
+            return model, analyze(model, args.input)
+        except RFError as exc:  # the analyzer's "input too small at layer X", a failed forward
+            shape = ",".join(map(str, args.input))
+            raise UsageError(f"{args.target} at input {shape}: {exc}") from None
+
+
+def _user_prints_to_stderr():
+    """The model file's own prints (at import, in __init__ or forward) go to stderr, so
+    stdout holds only our output and `--format json` stays parseable."""
+    return contextlib.redirect_stdout(sys.stderr)
 
 
 def _table(args: argparse.Namespace) -> int:
@@ -95,7 +103,8 @@ def _verify(args: argparse.Namespace) -> int:
     from rfcalc.verify import verify
 
     model, analysis = _analyze(args)
-    result = verify(model, args.input, analysis, unique=args.fast)
+    with _user_prints_to_stderr():
+        result = verify(model, args.input, analysis, unique=args.fast)
     sys.stdout.write(render_verify.render(result, args.format))
     return 0 if result.agree else 1
 

@@ -111,7 +111,7 @@ def _isolated_import(path: Path) -> Iterator[ModuleType]:
             raise _syntax_error(exc) from None
         except ImportError as exc:
             raise TargetError(f"{_where_in(exc, path)}: import failed: {exc}") from None
-        except Exception as exc:  # the user's file raised while running: report, don't crash
+        except (Exception, SystemExit) as exc:  # the file raised or exited while running
             raise TargetError(f"{_where_in(exc, path)}: {type(exc).__name__}: {exc}") from None
         yield module
     finally:
@@ -200,7 +200,7 @@ def _instantiate(obj: object, label: str) -> nn.Module:
                           "factory that works with none, or a module instance")
     try:
         model = obj()
-    except Exception as exc:  # the user's constructor failed: one line, not a traceback
+    except (Exception, SystemExit) as exc:  # the user's constructor failed: one line
         raise TargetError(f"{label}(): {type(exc).__name__}: {exc}") from None
     if not isinstance(model, nn.Module):
         raise TargetError(f"{label}() returned a {type(model).__name__}, not an nn.Module")

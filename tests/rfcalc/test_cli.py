@@ -275,3 +275,18 @@ def test_graph_write_problems_are_one_line(capsys, tmp_path, monkeypatch):
     assert_usage_error(capsys, "graph", NET, "-o", str(out / "net.dot"),
                        match="cannot write " + str(out / "net.dot") + ": Read-only file system")
     assert list(out.iterdir()) == []
+
+
+def test_prints_in_the_model_file_do_not_spoil_json(capsys, tmp_path):
+    target = write(tmp_path, "chatty.py", TINY.replace(
+        "import torch.nn as nn", "import torch.nn as nn\n    print('loading')").replace(
+        "return self.c(", "print('forward')\n            return self.c("))
+    code, out, err = run(capsys, "table", target, "--input", "1,8,8", "--format", "json")
+    assert code == 0
+    assert json.loads(out)["output"]["rf"] == [9, 9]  # 3 + 4 + 2, as in the verify test
+    assert err == "loading\nforward\n"
+
+
+def test_a_file_that_exits_is_reported(capsys, tmp_path):
+    target = write(tmp_path, "exits.py", "import sys\nsys.exit(3)\n")
+    assert_usage_error(capsys, "table", target, match=f"{target}:2: SystemExit: 3")
