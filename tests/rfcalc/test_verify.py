@@ -1,0 +1,108 @@
+"""verify(): the gradient measurement itself, and that it can tell a wrong theory apart."""
+import importlib.util
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+import zoo  # tests/rfcalc is on sys.path (pytest rootdir-less test folders)
+from rfcalc import analyze, rules, verify
+from rfcalc.rules import Outcome
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def s9():
+    spec = importlib.util.spec_from_file_location("s9_net", ROOT / "examples" / "s9_net.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.Net()
+
+
+def test_spans_of_a_plain_stack():
+    result = verify(zoo.Dilated(), (3, 32, 32))
+    c = result["convs.2"]
+    # rf 15 with start 7 on an 18-wide map: centre unit 8 at 7 + 8 = 15, field 15 ± 7 = 8..22
+    assert c.centre == (8, 8) and c.theory_rf == (15, 15)
+    assert c.theory_span == c.measured_span == ((8, 22), (8, 22))
+    assert c.measured_rf == (15, 15) and c.agree
+
+
+def test_clipped_fields_compare_inside_the_image():
+    result = verify(s9(), (3, 32, 32))
+    c = result["t4.conv"]
+    # rf 47 centred at 15 (unit 0 of 2): -8..38, clipped to the 32-pixel image: 0..31
+    assert c.theory_rf == (47, 47) and c.centre == (0, 0)
+    assert c.theory_span == c.measured_span == ((0, 31), (0, 31))
+    assert c.theory_clipped_rf == (32, 32)
+    assert result.agree and len(result.checks) == len(analyze(s9(), (3, 32, 32)).rows)
+
+
+def test_a_wrong_rule_is_caught(monkeypatch):
+    real = rules.RULES["conv2d"]
+
+    def forgets_the_kernel(call):
+        outcome = real(call)
+        return Outcome(call.first, outcome.kernel, outcome.stride, outcome.padding,
+                       outcome.dilation)
+
+    monkeypatch.setitem(rules.RULES, "conv2d", forgets_the_kernel)
+    result = verify(zoo.VGGStack(), (3, 32, 32))
+    # the claimed rf 1 of features.0 cannot hide the 3x3 window from the gradient
+    assert not result.agree
+    c = result["features.0"]
+    assert c.theory_span == ((15, 15), (15, 15)) and c.measured_span == ((14, 16), (14, 16))
+
+
+def test_dead_relus_and_max_pools_do_not_hide_pixels():
+    class Dead(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 2, 3, padding=1)
+            self.pool = nn.MaxPool2d(3, 2, 1)
+
+        def forward(self, x):
+            # a ReLU that is zero everywhere (no gradient in the real model), then a max-pool
+            return self.pool(torch.relu(self.conv(x) - 1e6))
+
+    result = verify(Dead(), (3, 16, 16))
+    # conv rf 3; pool k3 s2 p1: rf 3 + 2 = 5, jump 2, (16 + 2 - 3)//2 + 1 = 8 units;
+    # centre unit 3 at 3·2 = 6: 6 ± 2 = 4..8
+    assert result["pool"].measured_span == ((4, 8), (4, 8)) and result.agree
+
+
+def test_the_model_is_left_untouched():
+    model = zoo.ResNetStrided().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    verify(model, (3, 16, 16))
+    assert model.training and model.stem.weight.dtype == torch.float32
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_unknown_rows_are_not_measured():
+    result = verify(zoo.CustomOps("roll"), (3, 16, 16))
+    assert result["roll"].agree is None and result["roll"].measured_span is None
+    assert result["after"].agree is None and result.agree
+
+
+def test_rows_filter_and_unique_measurement():
+    full = verify(zoo.MobileBlock(), (3, 32, 32))
+    some = verify(zoo.MobileBlock(), (3, 32, 32), rows=["dw2"])
+    assert [c.name for c in some.checks] == ["dw2"]
+    assert some["dw2"] == full["dw2"]
+    fast = verify(zoo.MobileBlock(), (3, 32, 32), unique=True)
+    # relu6 after the stem has the stem's field: measured once, reported for both
+    assert fast["relu6"].note.startswith("same field as stem")
+    assert [c.measured_span for c in fast.checks] == [c.measured_span for c in full.checks]
+
+
+def test_rows_missing_from_the_analysis_are_noted():
+    model = zoo.Branchy()
+    analysis = analyze(model, (3, 32, 32))
+    fake = type(analysis)(analysis.input_shape, (*analysis.rows,
+                                                  analysis.rows[0].__class__(
+                                                      "ghost", "Conv2d", None, None, None,
+                                                      None, (), (), (), (), 0)),
+                          analysis.output, analysis.params)
+    result = verify(model, (3, 32, 32), fake)
+    assert any("ghost" in n for n in result.notes)
