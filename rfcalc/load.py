@@ -72,7 +72,7 @@ def load_target(target: str) -> nn.Module:
             raise TargetError(f"{where}: no such file")
         if not path.is_file():
             raise TargetError(f"{where}: not a file")
-        with _isolated_import(path) as module:
+        with _isolated_import(path, where) as module:
             return _pick(module, name, label=where)
     try:
         module = importlib.import_module(where)
@@ -80,20 +80,24 @@ def load_target(target: str) -> nn.Module:
         raise TargetError(f"cannot import module {where!r}: {exc}") from None
     except SyntaxError as exc:
         raise _syntax_error(exc) from None
+    except (Exception, SystemExit) as exc:  # the module raised while being imported
+        raise TargetError(f"importing {where}: {type(exc).__name__}: {exc}") from None
     return _pick(module, name, label=where)
 
 
 @contextlib.contextmanager
-def _isolated_import(path: Path) -> Iterator[ModuleType]:
+def _isolated_import(path: Path, label: str) -> Iterator[ModuleType]:
     """Import a file under a unique module name, with its folder on sys.path for siblings.
 
     The file's own module and any sibling modules it imported are dropped from sys.modules
     afterwards (after the caller has instantiated the model, since a factory may import
     lazily), so two loads of files with the same names never see each other's modules.
+    Errors name the file as the user wrote it (`label`).
     """
     path = path.resolve()
     folder = str(path.parent)
-    unique = f"_rfcalc_target_{next(_counter)}_{''.join(c if c.isalnum() else '_' for c in path.stem)}"
+    stem = "".join(c if c.isalnum() else "_" for c in path.stem)
+    unique = f"_rfcalc_target_{next(_counter)}_{stem}"
     before = set(sys.modules)
     saved_path = list(sys.path)
     saved_bytecode = sys.dont_write_bytecode
@@ -108,11 +112,12 @@ def _isolated_import(path: Path) -> Iterator[ModuleType]:
         try:
             spec.loader.exec_module(module)
         except SyntaxError as exc:
-            raise _syntax_error(exc) from None
+            raise _syntax_error(exc, path, label) from None
         except ImportError as exc:
-            raise TargetError(f"{_where_in(exc, path)}: import failed: {exc}") from None
+            raise TargetError(f"{_where_in(exc, path, label)}: import failed: {exc}") from None
         except (Exception, SystemExit) as exc:  # the file raised or exited while running
-            raise TargetError(f"{_where_in(exc, path)}: {type(exc).__name__}: {exc}") from None
+            raise TargetError(f"{_where_in(exc, path, label)}: {type(exc).__name__}: {exc}") \
+                from None
         yield module
     finally:
         sys.path[:] = saved_path
@@ -123,18 +128,23 @@ def _isolated_import(path: Path) -> Iterator[ModuleType]:
                 del sys.modules[key]
 
 
-def _syntax_error(exc: SyntaxError) -> TargetError:
-    where = f"{exc.filename}:{exc.lineno}" if exc.lineno else str(exc.filename)
+def _syntax_error(exc: SyntaxError, path: Optional[Path] = None,
+                  label: str = "") -> TargetError:
+    """`file:line: syntax error: ...`, naming the target as typed when the error is in it."""
+    name = str(exc.filename)
+    if path is not None and exc.filename and Path(exc.filename).resolve() == path:
+        name = label
+    where = f"{name}:{exc.lineno}" if exc.lineno else name
     return TargetError(f"{where}: syntax error: {exc.msg}")
 
 
-def _where_in(exc: BaseException, path: Path) -> str:
-    """`file:line` of the deepest traceback frame inside the target file, else the file."""
+def _where_in(exc: BaseException, path: Path, label: str) -> str:
+    """`label:line` of the deepest traceback frame inside the target file, else the label."""
     line = None
     for frame in traceback.extract_tb(exc.__traceback__):
         if frame.filename and Path(frame.filename).resolve() == path:
             line = frame.lineno
-    return f"{path}:{line}" if line else str(path)
+    return f"{label}:{line}" if line else label
 
 
 def _module_classes(module: ModuleType) -> list[str]:

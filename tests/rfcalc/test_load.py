@@ -171,3 +171,21 @@ def test_importable_module_targets():
         load_target("no_such_pkg_rf:Net")
     with pytest.raises(TargetError, match=r"torchvision.models has no attribute 'resnet_999'"):
         load_target("torchvision.models:resnet_999")
+
+
+def test_errors_name_the_file_as_typed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, "m.py", "import torch\n\nclass A(:\n")
+    with pytest.raises(TargetError, match=r"^m.py:3: syntax error: "):
+        load_target("m.py")
+    write(tmp_path, "n.py", "import torch\nraise RuntimeError('boom')\n")
+    with pytest.raises(TargetError, match=r"^n.py:2: RuntimeError: boom$"):
+        load_target("n.py")
+
+
+def test_a_module_that_raises_on_import(tmp_path, monkeypatch):
+    write(tmp_path, "rf_raising_module.py", "raise RuntimeError('boom')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(TargetError, match=r"^importing rf_raising_module: RuntimeError: boom$"):
+        load_target("rf_raising_module:Net")
+    assert "rf_raising_module" not in sys.modules
