@@ -182,6 +182,10 @@ def apply(call: Call) -> Outcome:
         bad = next(f for _, f in call.inputs if f.status == UNKNOWN)
         return Outcome(Field((), _same_dims(call, bad.dims), UNKNOWN, bad.note))
     except NotGeometric as exc:
+        if call.inputs and all(f.status == GLOBAL for _, f in call.inputs):
+            # every unit already sees the whole map: no op can make that less true
+            f = call.first
+            return Outcome(Field(f.axes, _same_dims(call, f.dims), GLOBAL, f.note))
         return _unknown(call, str(exc))
 
 

@@ -154,13 +154,14 @@ def _key(f: Field) -> tuple:
 
 
 def verify(model: nn.Module, input_shape: Sequence[int], analysis: Optional[Analysis] = None,
-           *, rows: Optional[Iterable[str]] = None, unique: bool = False) -> Verification:
+           *, rows: Optional[Iterable[str]] = None, unique: bool = True) -> Verification:
     """Gradient check of every row with a spatial field (see the module docstring).
 
     `analysis` (optional) is the `analyze` result shown to the user; row names that this run
     did not reproduce are listed in the notes. `rows` limits the check to those names;
-    `unique` measures only the first row of each distinct field and gives later rows with the
-    same field its measurement (much faster on deep nets; a no-change rule is then trusted).
+    `unique` (default) measures only the first row of each distinct field and gives later
+    rows with the same field its measurement, with a note saying so: on ResNet-50 that is 23
+    backward passes instead of 175. `unique=False` measures every row (the tests do).
     """
     shape = _validate(input_shape)
     spatial = shape[1:]
