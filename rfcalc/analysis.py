@@ -39,6 +39,7 @@ class Row:
     params: int                            # parameters owned by this op (0 for functional ops)
     status: str = EXACT
     note: str = ""                         # why a row is approx/global/unknown
+    inputs: Optional[tuple[str, ...]] = None  # rows (or "input") that fed it; None: not recorded
 
     @property
     def is_global(self) -> bool:
@@ -65,7 +66,8 @@ class Analysis:
 
 
 def to_row(name: str, op: str, f: Field, *, params: int = 0, size: tuple[int, ...] = (),
-           kernel=None, stride=None, padding=None, dilation=None) -> Row:
+           kernel=None, stride=None, padding=None, dilation=None,
+           inputs: Optional[tuple[str, ...]] = None) -> Row:
     """A Row from a recorded field; an UNKNOWN field claims no jump, rf or start."""
     status = f.shown_status
     note = f.note
@@ -78,7 +80,7 @@ def to_row(name: str, op: str, f: Field, *, params: int = 0, size: tuple[int, ..
         rf = tuple(a.rf for a in f.axes)
         start = tuple(a.start for a in f.axes)
     return Row(name, op, kernel, stride, padding, dilation, size, jump, rf, start, params,
-               status, note)
+               status, note, inputs)
 
 
 def _validate(input_shape: Sequence[int]) -> tuple[int, ...]:
@@ -131,7 +133,8 @@ def analyze(model: "nn.Module", input_shape: Sequence[int]) -> Analysis:
         for m, flag in flags.items():
             m.train(flag)
     rows = tuple(to_row(s.name, s.op, s.field, params=s.params, size=s.size, kernel=s.kernel,
-                        stride=s.stride, padding=s.padding, dilation=s.dilation)
+                        stride=s.stride, padding=s.padding, dilation=s.dilation,
+                        inputs=s.inputs)
                  for s in rec.steps)
     by_name = {r.name: r for r in rows}
     if rec.output_field is None:
@@ -144,7 +147,7 @@ def analyze(model: "nn.Module", input_shape: Sequence[int]) -> Analysis:
         output = by_name[rec.output.name]
         if rec.output_field is not rec.output.field:  # changed by an alias op after its row
             output = to_row(output.name, output.op, rec.output_field, params=output.params,
-                            size=output.size)
+                            size=output.size, inputs=output.inputs)
     params = sum(p.numel() for p in model.parameters())
     notes = tuple(dict.fromkeys(f"{r.name}: {r.note}" if not r.note.startswith(r.op) else r.note
                                 for r in rows if r.status != EXACT and r.note))

@@ -35,6 +35,7 @@ class Step:
     dilation: Optional[tuple[int, ...]] = None
     size: tuple[int, ...] = ()
     tensor: Optional[torch.Tensor] = None   # kept only when Recording.keep_tensors
+    inputs: tuple[str, ...] = ()            # the steps (or "input") whose outputs fed this op
 
 
 @dataclass
@@ -45,6 +46,7 @@ class _Frame:
     inner: list[rules.Outcome] = dc_field(default_factory=list)
     ops: list[str] = dc_field(default_factory=list)
     inputs: list[Field] = dc_field(default_factory=list)
+    sources: tuple[str, ...] = ()
 
 
 def _tensors(obj: Any) -> Iterator[torch.Tensor]:
@@ -120,6 +122,12 @@ class Recording(TorchFunctionMode):
     def field_of(self, tensor: torch.Tensor) -> Optional[Field]:
         return self.fields.get(tensor)
 
+    def sources(self, tensors) -> tuple[str, ...]:
+        """Names of the steps that made these field-carrying tensors ("input" for the probe),
+        each once, in order: the data-flow edges of the graph."""
+        names = (self.made_by[t].name if t in self.made_by else "input" for t in tensors)
+        return tuple(dict.fromkeys(names))
+
     def _emit(self, step: Step, outs: list[torch.Tensor]) -> None:
         if outs:
             f = step.field
@@ -173,7 +181,8 @@ class Recording(TorchFunctionMode):
         elif not outcome.alias:
             scope = self._scope()
             step = Step(self._unique(f"{scope}.{name}" if scope else name), name, f, 0,
-                        outcome.kernel, outcome.stride, outcome.padding, outcome.dilation)
+                        outcome.kernel, outcome.stride, outcome.padding, outcome.dilation,
+                        inputs=self.sources(t for t, _ in inputs))
             self._emit(step, outs)
         for t in outs:
             previous = self.made_by.get(t) if outcome.alias else None
@@ -185,7 +194,9 @@ class Recording(TorchFunctionMode):
         path = self.paths.get(module, type(module).__name__.lower())
         leaf = next(iter(module.children()), None) is None
         frame = _Frame(module, path, leaf)
-        frame.inputs = [self.fields[t] for t in _tensors(args) if t in self.fields]
+        tensors = [t for t in _tensors(args) if t in self.fields]
+        frame.inputs = [self.fields[t] for t in tensors]
+        frame.sources = self.sources(tensors)
         self.stack.append(frame)
 
     def _post(self, module: nn.Module, args: tuple, output: Any) -> None:
@@ -211,7 +222,7 @@ class Recording(TorchFunctionMode):
         step = Step(self._unique(frame.path or type(module).__name__.lower()),
                     type(module).__name__, f, params,
                     last.kernel if last else None, last.stride if last else None,
-                    padding, last.dilation if last else None)
+                    padding, last.dilation if last else None, inputs=frame.sources)
         self._emit(step, outs)
         for t in outs:
             self.set_field(t, self.fields.get(t, f), step)
@@ -224,8 +235,8 @@ class Recording(TorchFunctionMode):
 
         def apply(cls, *args, **kwargs):
             """A custom autograd.Function: its backward is arbitrary, so nothing is claimed."""
-            inputs = [recorder.fields[t] for t in _tensors((args, kwargs))
-                      if t in recorder.fields]
+            tensors = [t for t in _tensors((args, kwargs)) if t in recorder.fields]
+            inputs = [recorder.fields[t] for t in tensors]
             recorder._quiet += 1
             try:
                 out = recorder._original_apply.__get__(None, cls)(*args, **kwargs)
@@ -238,7 +249,8 @@ class Recording(TorchFunctionMode):
                 f = Field((), dims, UNKNOWN, f"{cls.__name__}: a custom autograd.Function")
                 scope = recorder._scope()
                 step = Step(recorder._unique(f"{scope}.{cls.__name__}" if scope else
-                                             cls.__name__), cls.__name__, f)
+                                             cls.__name__), cls.__name__, f,
+                            inputs=recorder.sources(tensors))
                 recorder._emit(step, outs)
                 for t in outs:
                     recorder.set_field(t, f, step)

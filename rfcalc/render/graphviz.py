@@ -29,8 +29,7 @@ def node_label(row: Row) -> str:
 
 
 def _inputs(row: Row) -> Optional[Sequence[str]]:
-    # Row.inputs is optional in the contract; None means "not recorded"
-    return getattr(row, "inputs", None)
+    return row.inputs
 
 
 def build(analysis: Analysis, title: str = "") -> graphviz.Digraph:

@@ -101,6 +101,16 @@ def test_resnet_block_with_strided_shortcut():
     assert_verified(zoo.ResNetStrided(), (3, 32, 32))
 
 
+def test_rows_record_the_data_flow():
+    r = rows(analyze(zoo.ResNetStrided(), (3, 32, 32)))
+    # forward: stem(x) -> relu -> conv1 -> bn1 -> relu -> conv2; shortcut(relu(stem)); add; relu
+    assert r["stem"].inputs == ("input",)
+    assert r["conv1"].inputs == ("relu",)
+    assert r["shortcut"].inputs == ("relu",)
+    assert r["add"].inputs == ("conv2", "shortcut")
+    assert r["relu_2"].inputs == ("add",)
+
+
 def test_inception_block_with_asymmetric_kernels():
     r = rows(analyze(zoo.Inception(), (3, 32, 32)))
     # stem rf 3. 1x7 (pad 0,3): H stays 3, W 3 + 6 = 9; then 7x1: H 9
