@@ -227,7 +227,7 @@ def test_solutions_stay_hidden_until_clicked(built, site, browser_page):
         hidden = browser_page.evaluate(
             "Array.from(document.querySelectorAll('.admonition.dropdown'), d => "
             "Array.from(d.children).filter(c => !c.classList.contains('admonition-title'))"
-            ".every(c => c.offsetParent === null))")
+            ".every(c => !c.checkVisibility({visibilityProperty: true})))")
         assert all(hidden), f"{page}: a solution is visible before it is clicked"
     browser_page.goto(site + "01_rf_arithmetic.html", wait_until="networkidle")
     solution = browser_page.locator(".admonition.dropdown").first  # Solution 1
