@@ -68,6 +68,13 @@ def test_build_has_no_warnings_and_runs_every_cpu_chapter(built):
     # Every chapter shows cell outputs: executed by this build, or committed with them.
     for page in _pages()[1:]:
         assert 'class="cell_output' in (html_dir / f"{page}.html").read_text(), page
+    # Markdown tables from rfcalc and netbuilder render as tables, not as rows of pipes.
+    for page in _pages():
+        raw = (html_dir / f"{page}.html").read_text()
+        assert not re.search(r"<p>\|[^<]*\|\s*\n\|", raw), f"{page}: a table left as text"
+    for page, tables in {"01_rf_arithmetic": 2, "04_skip": 1, "05_budget": 2,
+                         "08_experiments": 1}.items():
+        assert (html_dir / f"{page}.html").read_text().count("<table") >= tables, page
 
 
 @pytest.mark.parametrize("name", ["06_data.ipynb", "07_training.ipynb"])
