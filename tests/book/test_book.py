@@ -53,11 +53,13 @@ def built(tmp_path_factory) -> tuple[Path, str]:
            "--warningiserror", "--keep-going", "--all"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"book build failed:\n{log[-6000:]}"
+    # The cause (a warning, a cell's exception) sits far above the final traceback.
+    causes = [line for line in log.splitlines() if re.search(r"WARNING|Error\b|error:", line)]
+    assert proc.returncode == 0, "book build failed:\n" + "\n".join(causes[-40:])
     return out / "_build" / "html", log
 
 
-def test_build_has_no_warnings_and_runs_every_cpu_chapter(built):
+def test_build_is_clean_and_every_chapter_has_outputs(built):
     html_dir, log = built
     # ipykernel's own start-up notice about its local TCP transport is no build warning.
     warnings = [line for line in log.splitlines() if ("WARNING" in line or "ERROR" in line)
