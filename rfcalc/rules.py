@@ -482,7 +482,7 @@ def along_dim(call: Call) -> Outcome:
     spatial = dims is not None and int(dim) % ndim in _positive(dims, ndim)
     if spatial and call.name in ("glu", "cumsum", "cumprod"):
         raise NotGeometric(f"{call.name} along a spatial dim")
-    return _spread_if(call, spatial, f"computed along a spatial dim")
+    return _spread_if(call, spatial, "computed along a spatial dim")
 
 
 # ---------------------------------------------------------------- shape ops

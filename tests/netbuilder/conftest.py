@@ -1,41 +1,25 @@
-"""Shared fixtures for the netbuilder tests: the example Net, file loading, rfcalc's analyzer."""
+"""Shared fixtures for the netbuilder tests: the example Net and rfcalc's analyzer."""
 from __future__ import annotations
 
-import importlib.util
-import itertools
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "s9_net.py"
-_ids = itertools.count()
+from rfcalc.load import load_target
 
-
-def load_class(path: Path, name: str = "Net"):
-    """A class from a Python file, imported under a fresh module name."""
-    spec = importlib.util.spec_from_file_location(f"_nb_test_{next(_ids)}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return getattr(module, name)
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "s9_net.py"
 
 
 @pytest.fixture
 def example_net():
-    """The assignment's Net class from examples/s9_net.py."""
-    return load_class(EXAMPLE)
+    """A maker of the assignment's Net from examples/s9_net.py, loaded as rfcalc loads it."""
+    return lambda: load_target(str(EXAMPLE))
 
 
 @pytest.fixture
 def analyze():
-    """rfcalc's analyze (the receptive-field tests wait for it to exist)."""
-    try:
-        from rfcalc import analyze
-    except ImportError:
-        try:
-            from rfcalc.analysis import analyze
-        except ImportError:
-            pytest.skip("rfcalc.analyze has not landed yet")
+    """rfcalc's analyze."""
+    from rfcalc import analyze
     return analyze
 
 

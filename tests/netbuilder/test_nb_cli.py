@@ -6,13 +6,16 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from netbuilder.cli import main
 from netbuilder.presets import s9
 
-from conftest import ROOT
+from rfcalc.load import load_target
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(capsys, *argv):
@@ -118,7 +121,6 @@ def test_variants_command_lists_at_least_8_in_under_10_seconds(analyze):
 
 
 def test_export_a_spec_file_at_a_budget(capsys, tmp_path):
-    from conftest import load_class
     data = s9().to_dict()
     data["name"] = "mine"
     spec_file = tmp_path / "mine.json"
@@ -132,5 +134,5 @@ def test_export_a_spec_file_at_a_budget(capsys, tmp_path):
     # + 512 + 4464 + 448 + 1922 + 12834 + 868 + 23276 + 1840 + 10 = 48,341. At t = 47
     # (12, 16, 32, 47) it is 50,613 > 50,000.
     assert "widths 11,16,31,46, 48,341 parameters" in out
-    model = load_class(target)()
+    model = load_target(str(target))
     assert sum(p.numel() for p in model.parameters()) == 48_341

@@ -13,7 +13,7 @@ from netbuilder.export import ExportError, source, write
 from netbuilder.presets import s9
 from netbuilder.variants import lookup
 
-from conftest import load_class
+from rfcalc.load import load_target
 
 VARIANT = "plain-strided-noskip-x3"
 
@@ -38,7 +38,7 @@ def test_exported_s9_matches_the_example(tmp_path, example_net):
     theirs = example_net()
     with torch.no_grad():
         theirs.train()(torch.randn(8, 3, 32, 32))  # non-default BatchNorm statistics
-    ours = load_class(_export(tmp_path, s9()))()
+    ours = load_target(str(_export(tmp_path, s9())))
     assert count_params(ours) == 190_509
     ours.load_state_dict(theirs.state_dict(), strict=True)
     x = torch.randn(2, 3, 32, 32)
@@ -48,14 +48,14 @@ def test_exported_s9_matches_the_example(tmp_path, example_net):
 def test_exported_variant_matches_the_built_one(tmp_path):
     spec = solve(lookup(VARIANT), 100_000).spec
     built = build(spec).eval()
-    exported = load_class(_export(tmp_path, spec))().eval()
+    exported = load_target(str(_export(tmp_path, spec))).eval()
     exported.load_state_dict(built.state_dict(), strict=True)
     x = torch.randn(2, 3, 32, 32)
     assert torch.equal(exported(x), built(x))
 
 
 def test_exported_variant_loads_and_trains_one_step(tmp_path):
-    from rfcalc.load import load_target  # what `rfcalc table` and training use
+    # load_target is what `rfcalc table` and training use
     path = _export(tmp_path, solve(lookup("dws-dilated-skip-x3"), 200_000).spec)
     model = load_target(str(path))
     assert count_params(model) <= 200_000
@@ -73,15 +73,11 @@ def test_exported_variant_loads_and_trains_one_step(tmp_path):
 
 
 def test_exported_variant_through_rfcalc(tmp_path, analyze):
-    from rfcalc.load import load_target
     path = _export(tmp_path, solve(lookup("dws-dilated-skip-x3"), 200_000).spec)
     # 12 size-keeping 3x3 units (3 per stage) add 24, the transitions 2*(1+2+4+8) = 30:
     # 1 + 24 + 30 = 55 on a 2x2 map; the global average adds 1: 56.
     assert tuple(analyze(load_target(str(path)), (3, 32, 32)).output.rf) == (56, 56)
-    try:
-        from rfcalc.cli import main
-    except ImportError:
-        pytest.skip("rfcalc's CLI has not landed yet")
+    from rfcalc.cli import main
     assert main(["table", str(path)]) == 0
 
 

@@ -27,10 +27,6 @@ def _expected_rf(transition: str, depth: int) -> int:
 
 @pytest.fixture(scope="module")
 def measured():
-    try:
-        from rfcalc import analyze  # noqa: F401
-    except ImportError:
-        pytest.skip("rfcalc.analyze has not landed yet")
     return generate(200_000, (3, 32, 32), min_rf=44)
 
 

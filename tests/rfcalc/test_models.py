@@ -3,9 +3,7 @@
     r_out = r_in + (k-1)·d·j_in,  j_out = j_in·s,  start_out = start_in + ((k-1)/2·d - p)·j_in
 
 and every model also checked against the gradient measurement of verify()."""
-import importlib.util
 from fractions import Fraction as Fr
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,16 +12,6 @@ import torch.nn as nn
 from rfcalc import APPROX, EXACT, GLOBAL, UNKNOWN, RFError, analyze, verify
 
 import zoo  # tests/rfcalc is on sys.path (pytest rootdir-less test folders)
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_s9():
-    spec = importlib.util.spec_from_file_location("s9_net", ROOT / "examples" / "s9_net.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.Net()
-
 
 def rows(analysis):
     return {r.name: r for r in analysis.rows}
@@ -42,7 +30,7 @@ def assert_verified(model, shape):
 
 
 def test_s9_net():
-    net = load_s9()
+    net = zoo.s9_net()
     a = analyze(net, (3, 32, 32))
     r = rows(a)
     # every conv is stride 1, so the jump stays 1; transitions k3 with no padding:
@@ -271,7 +259,7 @@ def test_asymmetric_stride_padding_dilation():
 
 def test_too_small_input_is_a_clear_value_error():
     with pytest.raises(ValueError, match="t4.conv") as err:
-        analyze(load_s9(), (3, 16, 16))   # t4 needs 17 pixels, gets 16 - 2 - 4 - 8 = 2
+        analyze(zoo.s9_net(), (3, 16, 16))   # t4 needs 17 pixels, gets 16 - 2 - 4 - 8 = 2
     assert isinstance(err.value, RFError)
     with pytest.raises(RFError, match="positive"):
         analyze(zoo.VGGStack(), (3, 0, 32))

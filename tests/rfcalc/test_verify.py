@@ -1,6 +1,4 @@
 """verify(): the gradient measurement itself, and that it can tell a wrong theory apart."""
-import importlib.util
-from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -8,16 +6,6 @@ import torch.nn as nn
 import zoo  # tests/rfcalc is on sys.path (pytest rootdir-less test folders)
 from rfcalc import analyze, rules, verify
 from rfcalc.rules import Outcome
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def s9():
-    spec = importlib.util.spec_from_file_location("s9_net", ROOT / "examples" / "s9_net.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.Net()
-
 
 def test_spans_of_a_plain_stack():
     result = verify(zoo.Dilated(), (3, 32, 32))
@@ -29,13 +17,13 @@ def test_spans_of_a_plain_stack():
 
 
 def test_clipped_fields_compare_inside_the_image():
-    result = verify(s9(), (3, 32, 32), unique=False)
+    result = verify(zoo.s9_net(), (3, 32, 32), unique=False)
     c = result["t4.conv"]
     # rf 47 centred at 15 (unit 0 of 2): -8..38, clipped to the 32-pixel image: 0..31
     assert c.theory_rf == (47, 47) and c.centre == (0, 0)
     assert c.theory_span == c.measured_span == ((0, 31), (0, 31))
     assert c.theory_clipped_rf == (32, 32)
-    assert result.agree and len(result.checks) == len(analyze(s9(), (3, 32, 32)).rows)
+    assert result.agree and len(result.checks) == len(analyze(zoo.s9_net(), (3, 32, 32)).rows)
 
 
 def test_a_wrong_rule_is_caught(monkeypatch):

@@ -5,11 +5,21 @@ tests/rfcalc/test_models.py. The CLI tests may import these too.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from rfcalc.load import load_target
+
 C = 4  # channels everywhere: geometry does not depend on width
+S9_FILE = Path(__file__).resolve().parents[2] / "examples" / "s9_net.py"
+
+
+def s9_net() -> nn.Module:
+    """The assignment's Net, loaded from examples/s9_net.py as the CLI loads it."""
+    return load_target(str(S9_FILE))
 
 
 def conv(cin: int, cout: int, k=3, s=1, p=1, d=1, groups=1) -> nn.Conv2d:
