@@ -3,10 +3,11 @@
     from rfcalc import analyze, verify
     analysis = analyze(model, (3, 32, 32))   # rows in execution order, analysis.output
     checks = verify(model, (3, 32, 32))      # the same fields measured with gradients
+    grad = gradient_map(model, (3, 32, 32), row="t4.conv")  # the pixels its centre unit sees
 """
 from .analysis import APPROX, EXACT, GLOBAL, UNKNOWN, Analysis, Row, analyze
 from .geometry import RFError
-from .verify import RowCheck, Verification, verify
+from .verify import RowCheck, Verification, gradient_map, verify
 
-__all__ = ["analyze", "verify", "Analysis", "Row", "RFError", "RowCheck", "Verification",
+__all__ = ["analyze", "verify", "gradient_map", "Analysis", "Row", "RFError", "RowCheck", "Verification",
            "EXACT", "APPROX", "GLOBAL", "UNKNOWN"]

@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .analysis import UNKNOWN, Analysis, _validate, probe_for
-from .geometry import Field
+from .geometry import Field, RFError
 from .record import Step, record
 
 Span = tuple[int, int]
@@ -214,18 +214,57 @@ def _check(step: Step, spatial: tuple[int, ...], probe: torch.Tensor,
 
 def _measure(step: Step, centre: tuple[int, ...], probe: torch.Tensor
              ) -> Optional[tuple[Span, ...]]:
+    grad = _unit_gradient(step, centre, probe)
+    return None if grad is None else _span(grad != 0)
+
+
+def _unit_gradient(step: Step, unit: tuple[int, ...], probe: torch.Tensor
+                   ) -> Optional[torch.Tensor]:
+    """|d out[unit] / d input|, summed over the output's and the input's channels."""
     out = step.tensor
     if out is None or not out.requires_grad:
         return None
     f = step.field
     if f.dims is None:
-        unit = out.sum()
+        target = out.sum()
     else:
         index = [slice(None)] * out.dim()
-        for d, c in zip(f.dims, centre):
+        for d, c in zip(f.dims, unit):
             index[d] = c
-        unit = out[tuple(index)].sum()
-    grad, = torch.autograd.grad(unit, probe, retain_graph=True, allow_unused=True)
+        target = out[tuple(index)].sum()
+    grad, = torch.autograd.grad(target, probe, retain_graph=True, allow_unused=True)
+    return None if grad is None else grad[0].abs().sum(0)
+
+
+def gradient_map(model: nn.Module, input_shape: Sequence[int], row: Optional[str] = None,
+                 unit: Optional[Sequence[int]] = None) -> torch.Tensor:
+    """The input pixels one unit sees, as a map: |gradient| per input pixel (float64, the
+    input's spatial shape) of unit `unit` (default: the centre unit) of row `row` (default:
+    the model's output), measured on the linearised copy that `verify` uses. Non-zero exactly
+    inside the unit's field (clipped to the image); the values show how many paths reach each
+    pixel. Raises RFError for an unknown row, a unit outside the map, or a row without a field.
+    """
+    shape = _validate(input_shape)
+    lin = linearised(model)
+    probe = probe_for(lin, shape, dtype=torch.float64, fill=1.0).requires_grad_(True)
+    with torch.enable_grad():
+        rec = record(lin, probe, keep_tensors=True if row is None else {row},
+                     substitute=LINEARISE)
+        if row is None:
+            step = rec.output
+        else:
+            step = next((s for s in rec.steps if s.name == row), None)
+            if step is None:
+                raise RFError(f"no row named {row!r} (rows: {', '.join(s.name for s in rec.steps)})")
+        if step is None or step.field.status == UNKNOWN or step.field.dims is None \
+                and unit is not None:
+            raise RFError(f"{row or 'the output'} has no spatial field to take a unit of")
+        sizes = tuple(a.size for a in step.field.axes)
+        unit = tuple((n - 1) // 2 for n in sizes) if unit is None else tuple(unit)
+        if len(unit) != len(sizes) or not all(0 <= u < n for u, n in zip(unit, sizes)):
+            raise RFError(f"unit {unit} is outside the {'x'.join(map(str, sizes))} map "
+                          f"of {step.name}")
+        grad = _unit_gradient(step, unit, probe)
     if grad is None:
-        return None
-    return _span(grad[0].abs().sum(0) != 0)
+        raise RFError(f"{step.name}: the output does not depend on the input through autograd")
+    return grad.detach()

@@ -4,7 +4,7 @@ import torch
 import torch.nn as nn
 
 import zoo  # tests/rfcalc is on sys.path (pytest rootdir-less test folders)
-from rfcalc import analyze, rules, verify
+from rfcalc import analyze, gradient_map, rules, verify
 from rfcalc.rules import Outcome
 
 def test_spans_of_a_plain_stack():
@@ -94,3 +94,26 @@ def test_rows_missing_from_the_analysis_are_noted():
                           analysis.output, analysis.params)
     result = verify(model, (3, 32, 32), fake)
     assert any("ghost" in n for n in result.notes)
+
+
+def test_gradient_map_shows_the_gridding_of_dilated_convs():
+    net = nn.Sequential(nn.Conv2d(1, 1, 3, dilation=2), nn.Conv2d(1, 1, 3, dilation=2))
+    # one 3x3 conv of dilation 2: the centre unit (2, 2) of the 5x5 map sees input pixels
+    # 2 + {0, 2, 4} on each axis: 9 pixels, every other one
+    one = gradient_map(net[0], (1, 9, 9), unit=(2, 2))
+    assert torch.equal(torch.nonzero(one).T, torch.tensor(
+        [[2] * 3 + [4] * 3 + [6] * 3, [2, 4, 6] * 3]))
+    # two of them: offsets {0, 2, 4} + {0, 2, 4} = {0, 2, 4, 6, 8}: 25 of the 81 pixels, the
+    # centre reached by 3·3 = 9 paths (per axis: 0+4, 2+2, 4+0) and a corner by one
+    both = gradient_map(net, (1, 9, 9))
+    assert (both != 0).sum() == 25 and (both[1::2] == 0).all() and (both[:, 1::2] == 0).all()
+    assert both[4, 4] / both[0, 0] == 9
+
+
+def test_gradient_map_errors():
+    import pytest
+    from rfcalc import RFError
+    with pytest.raises(RFError, match="no row named 'nope'"):
+        gradient_map(zoo.Dilated(), (3, 32, 32), row="nope")
+    with pytest.raises(RFError, match="outside the"):
+        gradient_map(nn.Conv2d(1, 1, 3), (1, 9, 9), unit=(7, 0))
