@@ -6,9 +6,9 @@ s9); skips are written out in `forward`, one line per unit, with the map size af
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
+
+from rfcalc.files import write_text
 
 from .budget import count
 from .spec import DWS, ConvUnit, NetSpec, check, steps
@@ -109,19 +109,9 @@ def write(path: str, text: str, force: bool = False) -> None:
         raise ExportError(f"{path}: folder {str(target.parent)!r} does not exist")
     if target.exists() and not force:
         raise ExportError(f"{path}: exists; use --force to overwrite it")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        if force:
-            os.replace(tmp, target)
-        else:
-            os.link(tmp, target)  # fails if the file appeared meanwhile: never clobber
-            os.unlink(tmp)
+        write_text(target, text, overwrite=force)
     except FileExistsError:
-        os.unlink(tmp)
         raise ExportError(f"{path}: exists; use --force to overwrite it") from None
     except OSError as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         raise ExportError(f"{path}: cannot write: {exc.strerror or exc}") from None

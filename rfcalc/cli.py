@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Callable, NoReturn, Optional, Sequence
 
+from rfcalc.files import write_bytes
 from rfcalc.geometry import RFError
 from rfcalc.load import TargetError, load_target, parse_input
 from rfcalc.render import FORMATS
@@ -148,26 +147,11 @@ def _graph(args: argparse.Namespace) -> int:
 def _write(path: Path, data: bytes, overwrite: bool) -> None:
     """Write atomically; without `overwrite`, never replace a file that appeared meanwhile."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise UsageError(f"cannot write in {path.parent}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would surprise: use the usual mode
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # fails if path exists: no clobbering, even in a race
+        write_bytes(path, data, overwrite=overwrite)
     except FileExistsError:
         raise UsageError(f"{path} exists; pass --force to overwrite it") from None
     except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
