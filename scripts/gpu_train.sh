@@ -6,6 +6,12 @@
 #   cp /path/to/cifar10-jpeg.tar.xz data/      # data/ is git-ignored
 #   bash scripts/gpu_train.sh                  # or: EPOCHS=30 OUT=runs/x bash scripts/gpu_train.sh
 #
+# On a machine whose Python lacks the project's dependencies (this workplace's GPU image has
+# torch but not albumentations, torchinfo or graphviz), fetch wheels first where PyPI is
+# reachable (`bash scripts/gpu_wheels.sh`), carry .whl/ and the archive, and start with
+#   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl &&
+#   export PYTHONPATH=/tmp/site:$PWD && bash scripts/gpu_train.sh
+#
 # Re-running continues an interrupted run (--resume from OUT/last.pt), so a job cut off by a
 # time limit can simply be started again. Extra arguments go to `python -m training`.
 set -euo pipefail
