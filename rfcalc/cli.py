@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     graph.add_argument("-o", "--output", required=True, metavar="FILE",
                        help=f"output file; its suffix picks the format ({', '.join(GRAPH_FORMATS)})")
     graph.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    graph.add_argument("--compact", action="store_true",
+                       help="leave out ops that change neither size nor field (BatchNorm, "
+                            "ReLU, dropout, ...), keeping the edges through them")
     return parser
 
 
@@ -127,7 +130,7 @@ def _graph(args: argparse.Namespace) -> int:
     if path.exists() and not args.force:
         raise UsageError(f"{path} exists; pass --force to overwrite it")
     _, analysis = _analyze(args)
-    dot = build(analysis)
+    dot = build(analysis, compact_rows=args.compact)
     if fmt == "dot":
         data = dot.source.encode()
     else:

@@ -6,6 +6,7 @@ execution chain, and its label says so rather than passing a guess off as the da
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional, Sequence
 
 import graphviz
@@ -13,7 +14,7 @@ import graphviz
 from rfcalc.analysis import Analysis, Row
 from rfcalc.render.cells import axes, rf_cell, shape
 
-__all__ = ["build", "node_label", "CHAIN_NOTE", "INPUT_NODE"]
+__all__ = ["build", "compact", "node_label", "CHAIN_NOTE", "INPUT_NODE"]
 
 INPUT_NODE = "input"
 CHAIN_NOTE = "edges: execution order (no data-flow record available)"
@@ -32,10 +33,37 @@ def _inputs(row: Row) -> Optional[Sequence[str]]:
     return row.inputs
 
 
-def build(analysis: Analysis, title: str = "") -> graphviz.Digraph:
+def _passes_through(row: Row, by_name: dict[str, Row]) -> bool:
+    """A windowless op of one input that leaves its size and field as they were."""
+    if row.kernel is not None or row.inputs is None or len(row.inputs) != 1:
+        return False
+    src = by_name.get(row.inputs[0])
+    return src is not None and (src.size, src.jump, src.rf, src.start, src.status) == \
+        (row.size, row.jump, row.rf, row.start, row.status)
+
+
+def compact(rows: Sequence[Row]) -> list[Row]:
+    """The rows that change something (windows, merges, size or field), each wired to the
+    kept rows behind it: BatchNorm, ReLU, dropout and the like drop out of the diagram."""
+    by_name = {r.name: r for r in rows}
+    kept, behind = [], {}  # behind: a dropped row -> the kept rows (or "input") it stands for
+    for row in rows:
+        if row.inputs is None:
+            return list(rows)  # no data flow recorded: nothing can be rewired
+        sources = tuple(dict.fromkeys(s for src in row.inputs for s in behind.get(src, (src,))))
+        if _passes_through(row, by_name):
+            behind[row.name] = sources
+        else:
+            kept.append(replace(row, inputs=sources))
+    return kept
+
+
+def build(analysis: Analysis, title: str = "", *, compact_rows: bool = False
+          ) -> graphviz.Digraph:
     """A top-to-bottom Digraph of the rows, labelled with the input shape (and the edge
-    caveat when no data flow was recorded)."""
-    rows = list(analysis.rows)
+    caveat when no data flow was recorded); `compact_rows` leaves out the rows that change
+    neither size nor field (see `compact`)."""
+    rows = compact(analysis.rows) if compact_rows else list(analysis.rows)
     has_flow = bool(rows) and all(_inputs(r) is not None for r in rows)
     label = title or f"input {shape(analysis.input_shape)}"
     if not has_flow:

@@ -151,6 +151,23 @@ def test_graph_dot_and_svg(capsys, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["net.dot", "net.svg"]  # no temp left
 
 
+def test_compact_graph_keeps_what_changes_the_field(capsys, tmp_path):
+    import re
+    dot = tmp_path / "net.dot"
+    assert run(capsys, "graph", NET, "-o", str(dot), "--compact")[0] == 0
+    source = dot.read_text()
+    # kept: the conv of each plain layer (c1.0, t1..t4: 5), depthwise, pointwise and add of
+    # each of the 7 skip layers (21), gap, head and flatten (3); BatchNorm, ReLU, dropout and
+    # log_softmax (same size and field as their one input) drop out: 29 nodes and the input
+    assert len(re.findall(r"^\s*n\d+ \[", source, re.M)) == 29
+    ids = dict(re.findall(r"^\s*(n\d+) \[label=\"([\w.]+)", source, re.M))
+    node = {name: n for n, name in ids.items()}
+    assert "c1.0.norm" not in node and "log_softmax" not in node
+    # the first skip adds the stem's output (through its BN/ReLU/dropout) to the pointwise conv
+    for src in ("c1.0.conv", "c1.1.conv.1"):
+        assert f"{node[src]} -> {node['c1.1.add']}" in source
+
+
 def test_graph_errors(capsys, tmp_path, monkeypatch):
     assert_usage_error(capsys, "graph", NET, "-o", str(tmp_path / "net.jpeg"),
                        match="unknown graph format '.jpeg'")

@@ -224,22 +224,16 @@ def test_model_notes_that_repeat_a_row_note_are_shown_once():
 
 
 def test_graph_draws_the_recorded_data_flow_when_rows_carry_it():
-    from dataclasses import dataclass
-
-    @dataclass(frozen=True)
-    class FlowRow(Row):
-        inputs: tuple = ()
+    from dataclasses import replace
 
     a, b = ROWS[0], ROWS[1]
-    rows = (FlowRow(**{**a.__dict__, "inputs": ("input",)}),
-            FlowRow(**{**b.__dict__, "inputs": ("features.0",)}),
-            FlowRow(**{**b.__dict__, "name": "add", "op": "add",
-                       "inputs": ("features.0", "features.1")}))
+    rows = (replace(a, inputs=("input",)), replace(b, inputs=("features.0",)),
+            replace(b, name="add", op="add", inputs=("features.0", "features.1")))
     source = graph.build(Analysis((3, 8, 8), rows, rows[-1], 0)).source
     # a skip: features.0 feeds both features.1 and the add
     for edge in ("n_input -> n0", "n0 -> n1", "n0 -> n2", "n1 -> n2"):
         assert edge in source
     assert graph.CHAIN_NOTE not in source
-    broken = (FlowRow(**{**a.__dict__, "inputs": ("nowhere",)}),)
+    broken = (replace(a, inputs=("nowhere",)),)
     with pytest.raises(ValueError, match="reads 'nowhere'"):
         graph.build(Analysis((3, 8, 8), broken, broken[0], 0))
