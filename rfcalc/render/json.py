@@ -36,7 +36,8 @@ def row_dict(row: Row) -> dict[str, Any]:
     return {"name": row.name, "op": row.op, "kernel": per_axis(row.kernel),
             "stride": per_axis(row.stride), "padding": per_axis(row.padding),
             "dilation": per_axis(row.dilation), **_field(row), "params": row.params,
-            "global": row.status == GLOBAL, "status": row.status, "note": row.note or None}
+            "global": row.status == GLOBAL, "status": row.status, "note": row.note or None,
+            "inputs": None if row.inputs is None else list(row.inputs)}
 
 
 def document(analysis: Analysis) -> dict[str, Any]:

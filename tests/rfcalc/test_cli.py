@@ -50,6 +50,10 @@ def test_json_agrees(capsys):
     # 32-2·1 = 30, 30-2·2 = 26, 26-2·4 = 18, 18-2·8 = 2
     sizes = {layer["name"]: layer["size"] for layer in doc["layers"]}
     assert [sizes[f"t{i}.conv"] for i in (1, 2, 3, 4)] == [[30, 30], [26, 26], [18, 18], [2, 2]]
+    # the data flow: ConvLayer.forward returns x + dropout(relu(norm(conv(x))))
+    inputs = {layer["name"]: layer["inputs"] for layer in doc["layers"]}
+    assert inputs["c1.0.conv"] == ["input"]
+    assert inputs["c2.0.add"] == ["t1.drop", "c2.0.drop"]
 
 
 @pytest.mark.parametrize("fmt, fragment", [

@@ -127,7 +127,7 @@ def test_json_document():
     assert pool == {"name": "features.2.pool", "op": "MaxPool2d", "kernel": [2, 2],
                     "stride": [2, 2], "padding": [0, 0], "dilation": [1, 1], "size": [4, 4],
                     "jump": [2, 2], "rf": [4, 10], "start": [0.5, 0.5], "params": 0,
-                    "global": False, "status": "exact", "note": None}
+                    "global": False, "status": "exact", "note": None, "inputs": None}
     up = doc["layers"][3]
     assert up["kernel"] is None and up["jump"] == [0.5, 0.5] and up["start"] == [-0.25, -0.25]
     assert isinstance(doc["layers"][0]["rf"][0], int)
