@@ -62,9 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", default="runs", help="the runs folder of cpu_experiments.sh")
     p.add_argument("--out", default="book/results/cpu-experiments.json")
     p.add_argument("--variants", nargs="*", default=[])
+    p.add_argument("--repeats", nargs="*", default=[],
+                   help="runs of a variant again with another seed (folders under exp-cpu)")
     a = p.parse_args(argv)
     runs = Path(a.runs)
-    wanted = {"s9": runs / "s9-cpu-5ep"} | {v: runs / "exp-cpu" / v for v in a.variants}
+    wanted = {"s9": runs / "s9-cpu-5ep"} | {v: runs / "exp-cpu" / v
+                                            for v in [*a.variants, *a.repeats]}
     records, missing = {}, []
     for key, folder in wanted.items():
         rec = run_record(folder)
@@ -77,11 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         "device": f"{cpu_model()}, {os.cpu_count()} cores, CPU only",
         "data": "CIFAR-10 (the JPEG copy, data/cifar10-jpeg: 50,000 train / 10,000 test)",
         "s9": records.pop("s9", None),
-        "variants": records,
+        "variants": {k: r for k, r in records.items() if k not in a.repeats},
+        "repeats": {k: r for k, r in records.items() if k in a.repeats},
         "missing": missing,
     }
     write_json(a.out, result)
-    print(f"wrote {a.out}: {len(records)} variant runs"
+    print(f"wrote {a.out}: {len(records)} runs of variants"
           + (f", missing: {', '.join(missing)}" if missing else ""))
     return 0
 
