@@ -15,6 +15,8 @@ from typing import Optional
 
 import torch
 
+from rfcalc import UNKNOWN, analyze
+
 from .budget import BudgetError, evaluate, macs_poly, solve
 from .build import Net, count_params
 from .presets import s9
@@ -158,12 +160,8 @@ def _reason(v: Variant, exc: Exception) -> str:
 
 def receptive_field(model: Net, input_shape: tuple[int, ...]):
     """The output's field from rfcalc: (per-axis rf or None if unknown, status)."""
-    try:
-        from rfcalc import analyze
-    except ImportError:
-        from rfcalc.analysis import analyze  # type: ignore[attr-defined,no-redef]
     out = analyze(model, input_shape).output
-    if out.status == "unknown" or not out.rf:
+    if out.status == UNKNOWN or not out.rf:
         return None, out.status
     return tuple(Fraction(r) for r in out.rf), out.status
 

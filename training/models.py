@@ -22,12 +22,9 @@ def load_model(target: Optional[str] = None, preset: Optional[str] = None) -> nn
             return load_target(target)
         except TargetError as exc:
             raise UserError(str(exc)) from None
-    try:
-        from netbuilder.build import build
-        from netbuilder.presets import preset as lookup
-        from netbuilder.spec import SpecError
-    except ImportError as exc:
-        raise UserError(f"--preset needs netbuilder ({exc})") from None
+    from netbuilder.build import build
+    from netbuilder.presets import preset as lookup
+    from netbuilder.spec import SpecError
     try:
         return build(lookup(preset))
     except SpecError as exc:
