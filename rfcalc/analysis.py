@@ -54,6 +54,8 @@ class Analysis:
     rows: Sequence[Row]
     output: Row                            # the field of the model's (first) output tensor
     params: int                            # total parameters of the model (each counted once)
+    # the notes section under the table: one line per row that is not exact,
+    # "name (status): note", in execution order
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -63,6 +65,31 @@ class Analysis:
         if o.status == GLOBAL:
             return True
         return bool(o.rf) and all(r >= n for r, n in zip(o.rf, self.input_shape[1:]))
+
+    # How an Analysis shows itself (the renderers do the work): print() and str() give the
+    # text table, a notebook the table with its status colours, repr() one line.
+
+    def __str__(self) -> str:
+        from .render import render
+
+        return render(self, "text")
+
+    def __repr__(self) -> str:
+        from .render.cells import rf_cell, shape
+
+        return (f"<Analysis of a {shape(self.input_shape)} input: {len(self.rows)} rows, "
+                f"output rf {rf_cell(self.output)} ({self.output.status}), "
+                f"{self.params:,} parameters>")
+
+    def _repr_markdown_(self) -> str:
+        from .render import render
+
+        return render(self, "markdown")
+
+    def _repr_html_(self) -> str:
+        from .render import html, layers
+
+        return html.fragment(layers.table(self))
 
 
 def to_row(name: str, op: str, f: Field, *, params: int = 0, size: tuple[int, ...] = (),
@@ -149,6 +176,6 @@ def analyze(model: "nn.Module", input_shape: Sequence[int]) -> Analysis:
             output = to_row(output.name, output.op, rec.output_field, params=output.params,
                             size=output.size, inputs=output.inputs)
     params = sum(p.numel() for p in model.parameters())
-    notes = tuple(dict.fromkeys(f"{r.name}: {r.note}" if not r.note.startswith(r.op) else r.note
-                                for r in rows if r.status != EXACT and r.note))
+    notes = tuple(f"{r.name} ({r.status}): {r.note}" if r.note else f"{r.name} ({r.status})"
+                  for r in rows if r.status != EXACT)
     return Analysis(shape, rows, output, params, notes)

@@ -1,22 +1,19 @@
-"""Renderers: an Analysis in, text out, nothing computed here.
+"""Renderers: results in, text out, nothing computed here.
 
-`render(analysis, fmt)` picks the format; `FORMATS` lists them. The graph (graphviz) and the
-verify comparison have their own entry points in `rfcalc.render.graphviz` and
-`rfcalc.render.verify`.
+`render(analysis, fmt)` writes an Analysis in one of FORMATS. Every table of the project goes
+through the one writer in `rfcalc.render.table` (a `Table` in, any format out; `rfcalc verify`
+and `netbuilder variants` build their own Table). The graph (graphviz) has its own entry
+point in `rfcalc.render.graphviz`.
 """
 from __future__ import annotations
 
-from importlib import import_module
-
 from rfcalc.analysis import Analysis
+from rfcalc.render import layers
+from rfcalc.render.table import FORMATS, write
 
 __all__ = ["FORMATS", "render"]
-
-FORMATS = ("text", "markdown", "csv", "json", "html", "latex")
 
 
 def render(analysis: Analysis, fmt: str = "text") -> str:
     """The analysis as one of FORMATS; ValueError for any other name."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    return import_module(f"rfcalc.render.{fmt}").render(analysis)
+    return write(layers.table(analysis), fmt)

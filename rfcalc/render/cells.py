@@ -11,7 +11,8 @@ from typing import Optional, Sequence, Union
 
 from rfcalc.analysis import APPROX, GLOBAL, UNKNOWN, Analysis, Row
 
-__all__ = ["COLUMNS", "NUMERIC", "axes", "number", "row_cells", "summary_lines", "params"]
+__all__ = ["COLUMNS", "NUMERIC", "TIMES", "axes", "number", "row_cells", "rf_cell", "shape",
+           "summary_lines", "params"]
 
 COLUMNS = ("name", "op", "kernel", "stride", "padding", "dilation", "size", "jump", "rf",
            "start", "params")
@@ -77,7 +78,7 @@ def shape(dims: Sequence[int]) -> str:
 
 
 def summary_lines(analysis: Analysis) -> list[str]:
-    """The summary under a table: output field, jump, parameters, coverage, caveats."""
+    """The summary under a table: input, output field, jump, size, parameters, coverage."""
     out = analysis.output
     spatial = tuple(analysis.input_shape[1:])
     layout = {1: " (C×L)", 2: " (C×H×W)", 3: " (C×D×H×W)"}.get(len(spatial), "")
@@ -101,20 +102,5 @@ def summary_lines(analysis: Analysis) -> list[str]:
     else:
         verdict = "yes" if analysis.covers_input else "no"
         lines.append(f"Covers the whole {shape(spatial)} input: {verdict}")
-    lines.extend(f"Note: {n}" for n in model_notes(analysis))
     return lines
 
-
-def model_notes(analysis: Analysis) -> list[str]:
-    """Analysis.notes, less those that only repeat a row's note (shown with its row)."""
-    repeats = set()
-    for r in analysis.rows:
-        if r.note:
-            repeats.update({r.note, f"{r.name}: {r.note}"})
-    return [n for n in analysis.notes if n not in repeats]
-
-
-def row_notes(analysis: Analysis) -> list[str]:
-    """`name: note` for every row that is not exact, in order (the table's footnotes)."""
-    return [f"{r.name} ({r.status}): {r.note}" if r.note else f"{r.name} ({r.status})"
-            for r in analysis.rows if r.status in (APPROX, GLOBAL, UNKNOWN)]

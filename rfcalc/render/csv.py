@@ -1,28 +1,23 @@
-"""CSV: one header line and one line per row (written by the csv module), no summary.
+"""CSV (the csv module): one header line and one line per row, every column; no summary.
 
-The status and note columns carry what the text format shows as `global`, `?`, `~` and
-footnotes, so a spreadsheet loses nothing.
+Data-only columns (a row's status and note, say) carry what the other formats show with
+marks, colours and footnotes, so a spreadsheet loses nothing.
 """
 from __future__ import annotations
 
 import csv
 import io
 
-from rfcalc.analysis import Analysis
-from rfcalc.render.cells import COLUMNS, row_cells
+from rfcalc.render.table import Table, cell_text
 
-__all__ = ["render"]
-
-HEADER = (*COLUMNS, "status", "note")
+__all__ = ["write"]
 
 
-def render(analysis: Analysis) -> str:
-    """Every row, cells written as in the text table (`1×7`, `1/2`); params without commas."""
+def write(table: Table) -> str:
+    """Every row, cells as in the text table (`1×7`, `1/2`), counts without separators."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(HEADER)
-    for row in analysis.rows:
-        cells = row_cells(row)
-        cells["params"] = str(row.params)  # a number a spreadsheet can sum
-        writer.writerow([*(cells[c] for c in COLUMNS), row.status, row.note])
+    writer.writerow([c.name for c in table.columns])
+    for row in table.rows:
+        writer.writerow([cell_text(row.cells[c.name], csv=True) for c in table.columns])
     return buffer.getvalue()

@@ -1,12 +1,15 @@
-"""A standalone HTML page: the table and the summary, every string escaped."""
+"""HTML: a standalone page (`write`) or the bare table for a notebook (`fragment`), every
+string escaped, rows coloured by their status."""
 from __future__ import annotations
 
 from html import escape
 
-from rfcalc.analysis import Analysis
-from rfcalc.render.cells import COLUMNS, NUMERIC, row_cells, row_notes, summary_lines, shape
+from rfcalc.render.table import Table, TableRow, cell_text
 
-__all__ = ["render"]
+__all__ = ["write", "fragment"]
+
+# The colours of the row statuses that are not exact (rfcalc's; netbuilder's rows carry them)
+COLOURS = {"approx": "#8a5a00", "global": "#225", "unknown": "#a00"}
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; }
@@ -14,44 +17,54 @@ table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
 th, td { padding: 0.2em 0.6em; border-bottom: 1px solid #ddd; }
 th { text-align: left; background: #f4f4f4; }
 td.num { text-align: right; }
-tr.approx td { color: #8a5a00; } tr.global td { color: #225; } tr.unknown td { color: #a00; }
-""".strip()
+""".strip() + "\n" + " ".join(f"tr.{s} td {{ color: {c}; }}" for s, c in COLOURS.items())
 
 
-def render(analysis: Analysis, title: str = "") -> str:
+def _row(table: Table, row: TableRow, inline: bool) -> str:
+    num = '<td class="num" style="text-align: right">' if inline else '<td class="num">'
+    tds = "".join((num if c.numeric else "<td>") + escape(cell_text(row.cells[c.name])) + "</td>"
+                  for c in table.shown)
+    attrs = f' class="{escape(row.status)}"' if row.status else ""
+    if inline and row.status in COLOURS:  # a notebook shows no page style sheet
+        attrs += f' style="color: {COLOURS[row.status]}"'
+    if row.tip:
+        attrs += f' title="{escape(row.tip)}"'
+    return f"<tr{attrs}>{tds}</tr>"
+
+
+def _body(table: Table, inline: bool) -> str:
+    head = "".join(f"<th>{escape(c.name)}</th>" for c in table.shown)
+    rows = "\n".join(_row(table, r, inline) for r in table.rows)
+    caption = "".join(f"<p>{escape(line)}</p>\n" for line in table.caption)
+    summary = "".join(f"<li>{escape(line)}</li>" for line in table.summary)
+    notes = ""
+    if table.notes:
+        notes = (f"<h2>{escape(table.notes_title or 'Notes')}</h2><ul>"
+                 + "".join(f"<li>{escape(n)}</li>" for n in table.notes) + "</ul>\n")
+    return (f"{caption}<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{rows}\n</tbody>\n"
+            "</table>\n" + (f"<ul>{summary}</ul>\n" if summary else "") + notes)
+
+
+def fragment(table: Table) -> str:
+    """Caption, table, summary and notes as HTML elements with the row colours inline, for a
+    notebook's output cell."""
+    return _body(table, inline=True)
+
+
+def write(table: Table) -> str:
     """A complete page (doctype, charset, title); rows carry their status as a CSS class."""
-    title = title or f"rfcalc: receptive fields at input {shape(analysis.input_shape)}"
-    head = "".join(f"<th>{escape(c)}</th>" for c in COLUMNS)
-    body = []
-    for row in analysis.rows:
-        cells = row_cells(row)
-        tds = "".join(f'<td class="num">{escape(cells[c])}</td>' if c in NUMERIC
-                      else f"<td>{escape(cells[c])}</td>" for c in COLUMNS)
-        tip = f' title="{escape(row.note)}"' if row.note else ""
-        body.append(f'<tr class="{escape(row.status)}"{tip}>{tds}</tr>')
-    summary = "".join(f"<li>{escape(line)}</li>" for line in summary_lines(analysis))
-    notes = row_notes(analysis)
-    notes_html = ("<h2>Rows that are not exact</h2><ul>"
-                  + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>") if notes else ""
+    title = escape(table.title or "table")
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<title>{escape(title)}</title>
+<title>{title}</title>
 <style>
 {_STYLE}
 </style>
 </head>
 <body>
-<h1>{escape(title)}</h1>
-<table>
-<thead><tr>{head}</tr></thead>
-<tbody>
-{chr(10).join(body)}
-</tbody>
-</table>
-<ul>{summary}</ul>
-{notes_html}
-</body>
+<h1>{title}</h1>
+{_body(table, inline=False)}</body>
 </html>
 """

@@ -1,10 +1,11 @@
-"""A LaTeX tabular (booktabs rules) with every cell escaped; the summary as a list below."""
+"""A LaTeX tabular (booktabs rules) with every cell escaped; caption, summary and notes as a
+list below it."""
 from __future__ import annotations
 
-from rfcalc.analysis import Analysis
-from rfcalc.render.cells import COLUMNS, NUMERIC, TIMES, row_cells, row_notes, summary_lines
+from rfcalc.render.cells import TIMES
+from rfcalc.render.table import Table, cell_text
 
-__all__ = ["render", "escape"]
+__all__ = ["write", "escape"]
 
 _SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -18,15 +19,17 @@ def escape(text: str) -> str:
     return "".join(_SPECIAL.get(ch, ch) for ch in text)
 
 
-def render(analysis: Analysis) -> str:
+def write(table: Table) -> str:
     """`\\begin{tabular}...\\end{tabular}` (needs \\usepackage{booktabs}), then an itemize."""
-    spec = "".join("r" if c in NUMERIC else "l" for c in COLUMNS)
+    cols = table.shown
+    spec = "".join("r" if c.numeric else "l" for c in cols)
     out = [f"\\begin{{tabular}}{{{spec}}}", r"\toprule",
-           " & ".join(escape(c) for c in COLUMNS) + r" \\", r"\midrule"]
-    for row in analysis.rows:
-        cells = row_cells(row)
-        out.append(" & ".join(escape(cells[c]) for c in COLUMNS) + r" \\")
-    out += [r"\bottomrule", r"\end{tabular}", "", r"\begin{itemize}"]
-    out += [f"\\item {escape(line)}" for line in (*summary_lines(analysis), *row_notes(analysis))]
-    out.append(r"\end{itemize}")
+           " & ".join(escape(c.name) for c in cols) + r" \\", r"\midrule"]
+    out += [" & ".join(escape(cell_text(r.cells[c.name])) for c in cols) + r" \\"
+            for r in table.rows]
+    out += [r"\bottomrule", r"\end{tabular}"]
+    items = [*table.caption, *table.summary, *table.notes]
+    if items:
+        out += ["", r"\begin{itemize}", *(f"\\item {escape(line)}" for line in items),
+                r"\end{itemize}"]
     return "\n".join(out) + "\n"

@@ -1,10 +1,9 @@
-"""A GitHub-flavoured Markdown table, then the summary as a list."""
+"""A GitHub-flavoured Markdown table, the caption above it, summary and notes as a list."""
 from __future__ import annotations
 
-from rfcalc.analysis import Analysis
-from rfcalc.render.cells import COLUMNS, NUMERIC, row_cells, row_notes, summary_lines
+from rfcalc.render.table import Table, cell_text
 
-__all__ = ["render", "escape"]
+__all__ = ["write", "escape"]
 
 
 def escape(text: str) -> str:
@@ -14,14 +13,16 @@ def escape(text: str) -> str:
     return text
 
 
-def render(analysis: Analysis) -> str:
-    """A pipe table of every row, then the summary lines and any row notes as bullets."""
-    out = ["| " + " | ".join(COLUMNS) + " |",
-           "|" + "|".join("---:" if c in NUMERIC else ":---" for c in COLUMNS) + "|"]
-    for row in analysis.rows:
-        cells = row_cells(row)
-        out.append("| " + " | ".join(escape(cells[c]) for c in COLUMNS) + " |")
-    out.append("")
-    out.extend(f"- {escape(line)}" for line in summary_lines(analysis))
-    out.extend(f"- {escape(note)}" for note in row_notes(analysis))
+def write(table: Table) -> str:
+    """A pipe table of every row, then the summary lines and the notes as bullets."""
+    cols = table.shown
+    out = [escape(line) for line in table.caption] + ([""] if table.caption else [])
+    out += ["| " + " | ".join(escape(c.name) for c in cols) + " |",
+            "|" + "|".join("---:" if c.numeric else ":---" for c in cols) + "|"]
+    out += ["| " + " | ".join(escape(cell_text(r.cells[c.name])) for c in cols) + " |"
+            for r in table.rows]
+    tail = [*table.summary, *table.notes]
+    if tail:
+        out.append("")
+        out.extend(f"- {escape(line)}" for line in tail)
     return "\n".join(out) + "\n"

@@ -1,33 +1,47 @@
-"""Plain-text table in the spirit of torchinfo's summary, then the summary lines."""
+"""Plain text: an aligned table between rules, in the spirit of torchinfo's summary, then the
+summary lines and the notes.
+
+The alignment is tabulate's. tabulate rather than rich: the table goes to pipes, files and
+tests as often as to a terminal, and tabulate's output depends on the cells alone, where rich
+fits tables to the terminal's width (wrapping or cutting wide ones) and adds styling codes.
+"""
 from __future__ import annotations
 
-from rfcalc.analysis import Analysis
-from rfcalc.render.cells import COLUMNS, NUMERIC, row_cells, row_notes, summary_lines
+from tabulate import DataRow, TableFormat, tabulate
 
-__all__ = ["render"]
+from rfcalc.render.table import Table, cell_text
+
+__all__ = ["write"]
+
+# Columns two spaces apart and nothing else: the rules are drawn here, and the header goes in
+# as a row because tabulate pads `headers=` two extra characters.
+_FORMAT = TableFormat(lineabove=None, linebelowheader=None, linebetweenrows=None, linebelow=None,
+                      headerrow=DataRow("", "  ", ""), datarow=DataRow("", "  ", ""),
+                      padding=0, with_header_hide=None)
 
 
-def render(analysis: Analysis) -> str:
-    """The rows as an aligned table (names indented by module depth), the summary below."""
-    rows = []
-    for row in analysis.rows:
-        cells = row_cells(row)
-        # indent by depth so nested blocks read as a tree, as torchinfo does
-        depth = row.name.count(".")
-        cells["name"] = "  " * depth + row.name
-        rows.append(cells)
-    widths = {c: max([len(c)] + [len(r[c]) for r in rows]) for c in COLUMNS}
-
-    def line(cells: dict[str, str]) -> str:
-        return "  ".join(cells[c].rjust(widths[c]) if c in NUMERIC else cells[c].ljust(widths[c])
-                         for c in COLUMNS).rstrip()
-
-    header = line({c: c for c in COLUMNS})
-    rule = "=" * len(header)
-    out = [rule, header, "-" * len(header), *(line(r) for r in rows), rule]
-    out.extend(summary_lines(analysis))
-    notes = row_notes(analysis)
-    if notes:
-        out.append("Rows that are not exact (~ marks an approximate bound):")
-        out.extend(f"  {n}" for n in notes)
+def write(table: Table) -> str:
+    """Caption, the table (the `under` column on a line of its own below each row), summary,
+    then the notes under their title."""
+    columns = [c for c in table.shown if c.name != table.under]
+    body = []
+    for row in table.rows:
+        cells = [cell_text(row.cells[c.name]) for c in columns]
+        cells[0] = "  " * row.depth + cells[0]  # nested modules read as a tree
+        body.append(cells)
+    lines = tabulate([[c.name for c in columns], *body], tablefmt=_FORMAT,
+                     colalign=["right" if c.numeric else "left" for c in columns],
+                     disable_numparse=True, preserve_whitespace=True).splitlines()
+    lines = [line.rstrip() for line in lines]
+    width = max(len(line) for line in lines)
+    out = [*table.caption, "=" * width, lines[0], "-" * width]
+    for row, line in zip(table.rows, lines[1:]):
+        out.append(line)
+        extra = cell_text(row.cells.get(table.under, "")) if table.under else ""
+        if extra:
+            out.append(f"    {extra}")
+    out += ["=" * width, *table.summary]
+    if table.notes:
+        out.append(f"{table.notes_title}:" if table.notes_title else "Notes:")
+        out.extend(f"  {n}" for n in table.notes)
     return "\n".join(out) + "\n"

@@ -41,7 +41,10 @@ ROWS = (
     _row("head", "Linear", None, None, None, None, (), (), (), (), 2570, GLOBAL,
          "every input reaches every output"),
 )
-ANALYSIS = Analysis((3, 8, 8), ROWS, ROWS[-1], 4826, ("a note for the whole model",))
+# the notes section: one line per row that is not exact, as analyze() writes it
+NOTES = ("up (approx): up-sampling border", "blur (unknown): no rule for torch.fft.fft2",
+         "head (global): every input reaches every output")
+ANALYSIS = Analysis((3, 8, 8), ROWS, ROWS[-1], 4826, NOTES)
 # The same net cut after the pool: an exact output field 4×10 that misses the 8×8 input
 # (4 < 8 on the first axis), and 448 + 1,808 = 2,256 parameters.
 CUT = Analysis((3, 8, 8), ROWS[:3], ROWS[2], 2256)
@@ -77,8 +80,12 @@ def test_text_table_rows_and_summary():
     assert "Output receptive field: global" in text
     assert "Parameters: 4,826" in text
     assert "Covers the whole 8×8 input: yes" in text
-    assert "Note: a note for the whole model" in text
-    assert "  blur (unknown): no rule for torch.fft.fft2" in text
+    assert text.endswith("Rows that are not exact (~ marks an approximate bound):\n"
+                         "  up (approx): up-sampling border\n"
+                         "  blur (unknown): no rule for torch.fft.fft2\n"
+                         "  head (global): every input reaches every output\n")
+    # each note once: the summary does not repeat them
+    assert text.count("no rule for torch.fft.fft2") == 1
 
 
 def test_text_summary_of_an_exact_output_that_misses_the_input():
@@ -215,14 +222,6 @@ def test_verify_renderers():
         rv.render(result, "html")
 
 
-def test_model_notes_that_repeat_a_row_note_are_shown_once():
-    notes = ("blur: no rule for torch.fft.fft2", "up-sampling border", "something else")
-    text = render(Analysis((3, 8, 8), ROWS, ROWS[-1], 4826, notes), "text")
-    assert text.count("no rule for torch.fft.fft2") == 1
-    assert text.count("up-sampling border") == 1
-    assert "Note: something else" in text
-
-
 def test_graph_draws_the_recorded_data_flow_when_rows_carry_it():
     from dataclasses import replace
 
@@ -237,3 +236,97 @@ def test_graph_draws_the_recorded_data_flow_when_rows_carry_it():
     broken = (replace(a, inputs=("nowhere",)),)
     with pytest.raises(ValueError, match="reads 'nowhere'"):
         graph.build(Analysis((3, 8, 8), broken, broken[0], 0))
+
+
+def _writer_table():
+    from rfcalc.render.table import Column, Table, TableRow
+
+    cols = (Column("name"), Column("count", numeric=True), Column("why"),
+            Column("raw", data_only=True))
+    rows = (TableRow({"name": "a_b", "count": 1234567, "why": "", "raw": "x"}, status="exact"),
+            TableRow({"name": "c", "count": 7, "why": "1×7 & <more>", "raw": ""},
+                     status="unknown", tip="no rule", depth=2))
+    return Table(cols, rows, {"n": [1234567, 7], "rows": [{"a": 1}]}, title="T & t",
+                 caption=("cap",), summary=("sum 1",), notes_title="Notes here",
+                 notes=("n1",))
+
+
+def test_table_writer_text_lays_out_every_cell():
+    from dataclasses import replace
+
+    from rfcalc.render.table import write
+
+    table = _writer_table()
+    lines = write(table, "text").splitlines()
+    # name 5 wide (c indented two levels), count 9 ("1,234,567"), why 12; two spaces apart
+    assert lines == ["cap", "=" * 30,
+                     "name       count  why",
+                     "-" * 30,
+                     "a_b    1,234,567",
+                     "    c          7  1×7 & <more>",
+                     "=" * 30, "sum 1", "Notes here:", "  n1"]
+    # `under`: that column leaves the table for a line of its own under its (non-empty) row
+    under = write(replace(table, under="why"), "text").splitlines()
+    assert under[1:8] == ["=" * 16, "name       count", "-" * 16, "a_b    1,234,567",
+                          "    c          7", "    1×7 & <more>", "=" * 16]
+
+
+def test_table_writer_other_formats_cell_by_cell():
+    from rfcalc.render.table import write
+
+    table = _writer_table()
+    rows = list(csv.reader(io.StringIO(write(table, "csv"))))
+    assert rows == [["name", "count", "why", "raw"], ["a_b", "1234567", "", "x"],
+                    ["c", "7", "1×7 & <more>", ""]]
+    md = write(table, "markdown").splitlines()
+    assert md == ["cap", "", "| name | count | why |", "|:---|---:|:---|",
+                  "| a\\_b | 1,234,567 |  |", "| c | 7 | 1×7 & \\<more\\> |", "",
+                  "- sum 1", "- n1"]
+    tex = write(table, "latex").splitlines()
+    assert tex[:7] == ["\\begin{tabular}{lrl}", "\\toprule", "name & count & why \\\\",
+                       "\\midrule", "a\\_b & 1,234,567 &  \\\\",
+                       "c & 7 & 1$\\times$7 \\& \\textless{}more\\textgreater{} \\\\",
+                       "\\bottomrule"]
+    assert tex[-5:] == ["\\begin{itemize}", "\\item cap", "\\item sum 1", "\\item n1",
+                        "\\end{itemize}"]
+    page = write(table, "html")
+    assert "<title>T &amp; t</title>" in page and "<p>cap</p>" in page
+    assert ('<tr class="exact"><td>a_b</td><td class="num">1,234,567</td><td></td></tr>'
+            in page)
+    assert ('<tr class="unknown" title="no rule"><td>c</td><td class="num">7</td>'
+            "<td>1×7 &amp; &lt;more&gt;</td></tr>") in page
+    assert "<li>sum 1</li>" in page and "<h2>Notes here</h2><ul><li>n1</li></ul>" in page
+    assert "raw" not in page
+    assert json.loads(write(table, "json")) == {"n": [1234567, 7], "rows": [{"a": 1}]}
+    with pytest.raises(ValueError, match="unknown format 'yaml'"):
+        write(table, "yaml")
+
+
+def test_analysis_shows_itself_as_the_table():
+    assert str(ANALYSIS) == render(ANALYSIS, "text")
+    assert ANALYSIS._repr_markdown_() == render(ANALYSIS, "markdown")
+    one = repr(ANALYSIS)
+    assert one == ("<Analysis of a 3×8×8 input: 6 rows, output rf global (global), "
+                   "4,826 parameters>")
+    html = ANALYSIS._repr_html_()
+    assert "<html" not in html and html.startswith("<table>")
+    # a notebook has no page style sheet: the status colour is on the row itself
+    assert ('<tr class="unknown" style="color: #a00" title="no rule for torch.fft.fft2">'
+            "<td>blur</td>") in html
+    assert '<tr class="exact"><td>features.0</td>' in html
+    assert "<li>blur (unknown): no rule for torch.fft.fft2</li>" in html
+
+
+def test_analyze_notes_are_the_notes_section():
+    import torch.nn as nn
+
+    from rfcalc import analyze
+
+    # conv 3 (exact), nearest up-sampling x2 (units differ: approx), conv 3 (approx again)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Upsample(scale_factor=2), nn.Conv2d(2, 2, 3))
+    analysis = analyze(model, (1, 8, 8))
+    why = "units differ: rf is the widest unit's, jump the mean spacing"
+    assert analysis.notes == (f"1 (approx): {why}", f"2 (approx): {why}")
+    assert str(analysis).endswith(
+        f"Rows that are not exact (~ marks an approximate bound):\n  1 (approx): {why}\n"
+        f"  2 (approx): {why}\n")
