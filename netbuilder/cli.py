@@ -12,6 +12,7 @@ import sys
 from typing import NoReturn, Optional, Sequence
 
 from rfcalc.load import TargetError, parse_input
+from rfcalc.render import cells
 
 from .budget import Sizing, evaluate, macs_poly, params_poly, solve
 from .build import build, count_params
@@ -108,12 +109,12 @@ def cmd_variants(args: argparse.Namespace) -> str:
     built = [v for v in measured if not v.skipped]
     skipped = [v for v in measured if v.skipped]
     shown = built if args.all else [v for v in built if v.meets_rf]
-    text = render(sort_variants(shown, args.sort), args.format, budget=budget,
-                  min_rf=args.min_rf, skipped=skipped if args.all else ())
-    if args.format == "text" and not args.all and (len(shown) < len(built) or skipped):
-        text += (f"({len(built) - len(shown)} below receptive field {args.min_rf:g} and "
-                 f"{len(skipped)} that cannot be built are hidden; --all lists them)\n")
-    return text
+    hidden = []
+    if not args.all and (len(shown) < len(built) or skipped):
+        hidden.append(f"({len(built) - len(shown)} below receptive field {args.min_rf:g} and "
+                      f"{len(skipped)} that cannot be built are hidden; --all lists them)")
+    return render(sort_variants(shown, args.sort), args.format, budget=budget,
+                  min_rf=args.min_rf, skipped=skipped if args.all else (), summary=hidden)
 
 
 def cmd_export(args: argparse.Namespace) -> str:
@@ -137,9 +138,8 @@ def cmd_show(args: argparse.Namespace) -> str:
              f"parameters  {count_params(model):,}",
              f"formula     P = {poly}",
              f"MACs        {evaluate(macs_poly(spec, shape), spec.widths):,}",
-             f"output map  {'x'.join(map(str, sizes[-1]))} before the global average",
-             f"rf          {'?' if rf is None else 'x'.join(sorted({str(r) for r in rf}))}"
-             f" ({status})"]
+             f"output map  {cells.shape(sizes[-1])} before the global average",
+             f"rf          {'?' if rf is None else cells.axes(rf)} ({status})"]
     if sizing is not None:
         lines.append(f"budget      {sizing.budget:,}: widths "
                      f"{','.join(map(str, sizing.next_widths))} would need "

@@ -1,82 +1,72 @@
-"""Variants in, text out: text, markdown, json and csv tables (nothing is computed here)."""
+"""Variants as a table; rfcalc's one table writer lays it out in any of its FORMATS.
+
+Cells use rfcalc's notation (`48`, `48×128` in axis order, counts with thousands separators);
+the JSON document keeps numbers as numbers and per-axis values as lists in axis order.
+"""
 from __future__ import annotations
 
-import csv
-import io
-import json
-from fractions import Fraction
-from typing import Optional, Sequence
+from typing import Any, Sequence
+
+from rfcalc.render.cells import axes
+from rfcalc.render.json import number, per_axis
+from rfcalc.render.table import FORMATS, Column, Table, TableRow, write
 
 from .variants import Variant
 
-FORMATS = ("text", "markdown", "json", "csv")
-COLUMNS = ("name", "conv", "transition", "skip", "depth", "widths", "params", "macs", "out",
-           "rf", "rf_status", "meets_rf")
+__all__ = ["FORMATS", "COLUMNS", "record", "table", "render"]
+
+COLUMNS = (Column("name"), Column("conv"), Column("transition"), Column("skip"),
+           Column("depth", numeric=True), Column("widths"), Column("params", numeric=True),
+           Column("macs", numeric=True), Column("out", numeric=True), Column("rf", numeric=True),
+           Column("rf_status"), Column("meets_rf"), Column("skipped", data_only=True))
+MISSING = "-"
 
 
-def _rf(rf: Optional[tuple[Fraction, ...]]) -> str:
-    if rf is None:
-        return "?"
-    parts = [str(r) for r in rf]
-    return parts[0] if len(set(parts)) == 1 else "x".join(parts)
-
-
-def record(v: Variant) -> dict:
-    """One variant as plain values (numbers stay numbers, for json)."""
+def record(v: Variant) -> dict[str, Any]:
+    """One variant for the JSON document: numbers as numbers, null where it was not built."""
+    built = not v.skipped
     return {
         "name": v.name, "conv": v.conv, "transition": v.transition,
         "skip": v.skip, "depth": v.depth,
-        "widths": list(v.spec.widths) if not v.skipped else None,
-        "params": v.params if not v.skipped else None,
-        "macs": v.macs if not v.skipped else None,
-        "out": "x".join(map(str, v.size)) if v.size else None,
-        "rf": _rf(v.rf) if not v.skipped else None,
+        "widths": list(v.spec.widths) if built else None,
+        "params": v.params if built else None,
+        "macs": v.macs if built else None,
+        "out": list(v.size) if built else None,
+        "rf": per_axis(v.rf) if built else None,
         "rf_status": v.rf_status or None,
         "meets_rf": v.meets_rf,
         "skipped": v.skipped or None,
     }
 
 
-def _cells(v: Variant) -> list[str]:
-    return [v.name, v.conv, v.transition, "yes" if v.skip else "no", str(v.depth),
-            ",".join(map(str, v.spec.widths)), f"{v.params:,}", f"{v.macs:,}",
-            "x".join(map(str, v.size)), _rf(v.rf), v.rf_status,
-            "yes" if v.meets_rf else "NO"]
+def _cells(v: Variant) -> dict[str, Any]:
+    built = not v.skipped
+    return {"name": v.name, "conv": v.conv, "transition": v.transition, "skip": v.skip,
+            "depth": v.depth,
+            "widths": ",".join(map(str, v.spec.widths)) if built else MISSING,
+            "params": v.params if built else MISSING, "macs": v.macs if built else MISSING,
+            "out": axes(v.size) if built else MISSING,
+            "rf": (axes(v.rf) if v.rf else "?") if built else MISSING,
+            "rf_status": v.rf_status or MISSING,
+            "meets_rf": "yes" if v.meets_rf else "NO", "skipped": v.skipped}
+
+
+def table(variants: Sequence[Variant], *, budget: int, min_rf: float,
+          skipped: Sequence[Variant] = (), summary: Sequence[str] = ()) -> Table:
+    """The measured variants, then the skipped ones (their reasons as notes too)."""
+    wanted = number(min_rf) if float(min_rf).is_integer() else min_rf
+    doc = {"budget": budget, "min_rf": wanted,
+           "variants": [record(v) for v in variants],
+           "skipped": [{"name": v.name, "reason": v.skipped} for v in skipped]}
+    rows = tuple(TableRow(_cells(v), status=v.rf_status) for v in (*variants, *skipped))
+    return Table(COLUMNS, rows, doc, title=f"netbuilder variants at {budget:,} parameters",
+                 caption=(f"budget {budget:,} parameters, required receptive field {min_rf:g}",),
+                 summary=tuple(summary), notes_title="Variants that cannot be built",
+                 notes=tuple(f"{v.name}: {v.skipped}" for v in skipped))
 
 
 def render(variants: Sequence[Variant], fmt: str = "text", *, budget: int, min_rf: float,
-           skipped: Sequence[Variant] = ()) -> str:
-    """The table of measured variants, plus the skipped ones and why (as notes or records)."""
-    if fmt == "json":
-        return json.dumps({"budget": budget, "min_rf": min_rf,
-                           "variants": [record(v) for v in variants],
-                           "skipped": [{"name": v.name, "reason": v.skipped} for v in skipped]},
-                          indent=2) + "\n"
-    if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(COLUMNS + ("skipped",))
-        for v in list(variants) + list(skipped):
-            rec = record(v)
-            rec["widths"] = ",".join(map(str, rec["widths"])) if rec["widths"] else ""
-            writer.writerow(["" if rec[c] is None else rec[c] for c in COLUMNS + ("skipped",)])
-        return buf.getvalue()
-    header = [c.replace("_", " ") for c in COLUMNS]
-    rows = [_cells(v) for v in variants]
-    notes = [f"skipped {v.name}: {v.skipped}" for v in skipped]
-    if fmt == "markdown":
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
-        lines += [""] + [f"- {n}" for n in notes] if notes else []
-        return "\n".join(lines) + "\n"
-    if fmt != "text":
-        raise ValueError(f"unknown format {fmt!r}")
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(header)]
-    numeric = {"depth", "params", "macs", "rf"}
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if h in numeric else c.ljust(w)
-                         for c, w, h in zip(cells, widths, COLUMNS)).rstrip()
-    lines = [f"budget {budget:,} parameters, required receptive field {min_rf:g}",
-             line(header)] + [line(r) for r in rows] + notes
-    return "\n".join(lines) + "\n"
+           skipped: Sequence[Variant] = (), summary: Sequence[str] = ()) -> str:
+    """The table (see `table`) in one of FORMATS; ValueError for any other name."""
+    return write(table(variants, budget=budget, min_rf=min_rf, skipped=skipped,
+                       summary=summary), fmt)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import replace
 from fractions import Fraction
 
 import pytest
@@ -95,16 +96,39 @@ def test_tables():
     skipped = [Variant("dws-dilated-skip-x1", s9(), "dws", "dilated", True, 1,
                        skipped="t4 shrinks the map")]
     data = json.loads(render(FAKES, "json", budget=200_000, min_rf=44, skipped=skipped))
+    assert data["budget"] == 200_000 and data["min_rf"] == 44
+    assert isinstance(data["min_rf"], int)
     assert [r["name"] for r in data["variants"]] == [v.name for v in FAKES]
-    assert data["variants"][0]["rf"] == "48" and data["variants"][0]["params"] == 190_000
-    assert data["variants"][0]["widths"] == [23, 32, 63, 93]
+    first = data["variants"][0]
+    # numbers are numbers, per-axis values lists in axis order
+    assert first["rf"] == [48, 48] and first["out"] == [2, 2] and first["params"] == 190_000
+    assert first["widths"] == [23, 32, 63, 93] and first["macs"] == 9 and first["depth"] == 2
+    assert first["skip"] is True and first["meets_rf"] is True
     assert data["skipped"] == [{"name": "dws-dilated-skip-x1", "reason": "t4 shrinks the map"}]
+    assert json.loads(render(FAKES, "json", budget=1, min_rf=44.5))["min_rf"] == 44.5
     rows = list(csv.DictReader(io.StringIO(render(FAKES, "csv", budget=1, min_rf=0,
                                                   skipped=skipped))))
-    assert rows[1]["params"] == "199000" and rows[1]["meets_rf"] == "False"
-    assert rows[-1]["skipped"] == "t4 shrinks the map" and rows[-1]["params"] == ""
+    assert rows[1] == {"name": "plain-none-skip-x1", "conv": "plain", "transition": "none",
+                       "skip": "yes", "depth": "1", "widths": "23,32,63,93",
+                       "params": "199000", "macs": "7", "out": "2", "rf": "40",
+                       "rf_status": "exact", "meets_rf": "NO", "skipped": ""}
+    assert rows[-1]["skipped"] == "t4 shrinks the map" and rows[-1]["params"] == "-"
     md = render(FAKES, "markdown", budget=1, min_rf=0).splitlines()
-    assert md[0].startswith("| name |") and len(md) == 2 + len(FAKES)
-    text = render(FAKES, "text", budget=200_000, min_rf=44).splitlines()
+    assert md[2].startswith("| name |") and len(md) == 4 + len(FAKES)
+    assert md[5] == ("| plain-none-skip-x1 | plain | none | yes | 1 | 23,32,63,93 | 199,000 "
+                     "| 7 | 2 | 40 | exact | NO |")
+    text = render(FAKES, "text", budget=200_000, min_rf=44, skipped=skipped).splitlines()
     assert text[0] == "budget 200,000 parameters, required receptive field 44"
-    assert "190,000" in text[2] and text[3].endswith("NO")
+    assert text[4].split() == ["dws-dilated-skip-x2", "dws", "dilated", "yes", "2",
+                               "23,32,63,93", "190,000", "9", "2", "48", "exact", "yes"]
+    assert text[5].endswith("NO")
+    assert text[-2:] == ["Variants that cannot be built:",
+                         "  dws-dilated-skip-x1: t4 shrinks the map"]
+
+
+def test_per_axis_values_keep_their_axis_order():
+    tall = replace(FAKES[0], size=(2, 82), rf=(Fraction(48), Fraction(128)))
+    assert json.loads(render([tall], "json", budget=1, min_rf=0))["variants"][0]["rf"] == \
+        [48, 128]
+    text = render([tall], "text", budget=1, min_rf=0)
+    assert " 2×82  48×128 " in text
