@@ -1,6 +1,7 @@
 """`rfcalc table|verify|graph TARGET`: arguments, exit codes, nothing else.
 
-Exit status: 0 fine, 1 `verify` found a disagreement, 2 bad input (one line on stderr).
+Exit status: 0 fine, 1 `verify` found a disagreement, 2 bad input (one line on stderr) or no
+command at all (the help, on stderr). The conventions are `rfcalc.commandline`'s.
 """
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import argparse
 import contextlib
 import sys
 from pathlib import Path
-from typing import Callable, NoReturn, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
-from rfcalc.files import write_bytes
+from rfcalc.commandline import Parser, UserError, check_output, run, write_output
 from rfcalc.geometry import RFError
 from rfcalc.load import TargetError, load_target, parse_input
 from rfcalc.render import FORMATS
@@ -21,16 +22,7 @@ __all__ = ["main"]
 DEFAULT_INPUT = "3,32,32"
 GRAPH_FORMATS = ("svg", "png", "pdf", "dot")
 
-
-class UsageError(Exception):
-    """Bad input: printed as one line, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but its errors are one line (no usage block) so scripts can read them."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
+UsageError = UserError  # the name this module's commands raised before UserError was shared
 
 
 def _input(text: str) -> tuple[int, ...]:
@@ -41,31 +33,33 @@ def _input(text: str) -> tuple[int, ...]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="rfcalc", description="Exact receptive fields of a PyTorch model.")
-    subs = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = Parser(prog="rfcalc", description="Exact receptive fields of a PyTorch model.")
+    parser.add_version()
+    subs = parser.add_commands()
 
     def command(name: str, help_: str, run: Callable[[argparse.Namespace], int]):
         sub = subs.add_parser(name, help=help_, description=help_)
         sub.add_argument("target", metavar="TARGET",
                          help="model.py, model.py:Name (class or factory) or package.module:attr")
-        sub.add_argument("--input", type=_input, default=_input(DEFAULT_INPUT), metavar="C,H,W",
-                         help=f"input shape without the batch (default {DEFAULT_INPUT}; "
-                              "C,L for Conv1d)")
+        sub.add_argument("--input", type=_input, default=DEFAULT_INPUT, metavar="C,H,W",
+                         help="input shape without the batch (C,L for Conv1d, C,D,H,W for 3-D)")
         sub.set_defaults(run=run)
         return sub
 
     table = command("table", "Print every layer's kernel, stride, jump and receptive field.",
                     _table)
-    table.add_argument("--format", choices=FORMATS, default="text")
+    table.add_argument("--format", choices=FORMATS, default="text", help="output format")
     verify = command("verify", "Compare the computed fields with a gradient measurement.",
                      _verify)
-    verify.add_argument("--format", choices=VERIFY_FORMATS, default="text")
+    verify.add_argument("--format", choices=VERIFY_FORMATS, default="text",
+                        help="output format")
     verify.add_argument("--fast", action="store_true",
                         help="measure each distinct field once; rows that pass a field on "
                              "unchanged (ReLU, BatchNorm) reuse that measurement")
     graph = command("graph", "Draw the architecture with each layer's size and field.", _graph)
     graph.add_argument("-o", "--output", required=True, metavar="FILE",
-                       help=f"output file; its suffix picks the format ({', '.join(GRAPH_FORMATS)})")
+                       help="output file; its suffix picks the format "
+                            f"({', '.join(GRAPH_FORMATS)})")
     graph.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     graph.add_argument("--compact", action="store_true",
                        help="leave out ops that change neither size nor field (BatchNorm, "
@@ -74,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _analyze(args: argparse.Namespace):
-    """Load the target and analyse it; bad targets and too-small inputs become UsageError."""
+    """Load the target and analyse it; bad targets and too-small inputs become UserError."""
     with _user_prints_to_stderr():
         model = load_target(args.target)  # first, so a bad target is reported before any work
         from rfcalc import analyze
@@ -83,7 +77,7 @@ def _analyze(args: argparse.Namespace):
             return model, analyze(model, args.input)
         except RFError as exc:  # the analyzer's "input too small at layer X", a failed forward
             shape = ",".join(map(str, args.input))
-            raise UsageError(f"{args.target} at input {shape}: {exc}") from None
+            raise UserError(f"{args.target} at input {shape}: {exc}") from None
 
 
 def _user_prints_to_stderr():
@@ -121,14 +115,9 @@ def _graph(args: argparse.Namespace) -> int:
     if fmt == "gv":
         fmt = "dot"
     if fmt not in GRAPH_FORMATS:
-        raise UsageError(f"{path}: unknown graph format {path.suffix or '(no suffix)'!r}; "
-                         f"use one of .{', .'.join(GRAPH_FORMATS)}")
-    if not path.parent.is_dir():
-        raise UsageError(f"{path}: folder {path.parent} does not exist")
-    if path.is_dir():
-        raise UsageError(f"{path} is a folder; give a file name such as net.svg")
-    if path.exists() and not args.force:
-        raise UsageError(f"{path} exists; pass --force to overwrite it")
+        raise UserError(f"{path}: unknown graph format {path.suffix or '(no suffix)'!r}; "
+                        f"use one of .{', .'.join(GRAPH_FORMATS)}")
+    check_output(path, force=args.force, example="net.svg")
     _, analysis = _analyze(args)
     dot = build(analysis, compact_rows=args.compact)
     if fmt == "dot":
@@ -137,42 +126,19 @@ def _graph(args: argparse.Namespace) -> int:
         try:
             data = dot.pipe(format=fmt)
         except graphviz.ExecutableNotFound:
-            raise UsageError(f"graphviz's `dot` program was not found on PATH: install graphviz "
+            raise UserError(f"graphviz's `dot` program was not found on PATH: install graphviz "
                              f"to write .{fmt}, or write a .dot file") from None
         except graphviz.CalledProcessError as exc:
             detail = (exc.stderr or b"").decode(errors="replace").strip()
-            raise UsageError(f"graphviz's `dot` failed: {detail}") from None
-    _write(path, data, overwrite=args.force)
+            raise UserError(f"graphviz's `dot` failed: {detail}") from None
+    write_output(path, data, force=args.force)
     print(f"wrote {path}")
     return 0
 
 
-def _write(path: Path, data: bytes, overwrite: bool) -> None:
-    """Write atomically; without `overwrite`, never replace a file that appeared meanwhile."""
-    try:
-        write_bytes(path, data, overwrite=overwrite)
-    except FileExistsError:
-        raise UsageError(f"{path} exists; pass --force to overwrite it") from None
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the CLI; returns the exit status (the console script passes it to sys.exit)."""
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as exc:  # --help, or a one-line argparse error
-        return int(exc.code or 0)
-    try:
-        return args.run(args)
-    except (UsageError, TargetError, RFError) as exc:
-        message = " ".join(str(exc).split())  # one line, whatever the message held
-        print(f"rfcalc: error: {message}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # `rfcalc table ... | head`: not an error worth a traceback
-        with contextlib.suppress(OSError):
-            sys.stderr.close()
-        return 0
+    return run(_parser(), argv, errors=(TargetError, RFError))
 
 
 if __name__ == "__main__":

@@ -311,3 +311,32 @@ def test_prints_in_the_model_file_do_not_spoil_json(capsys, tmp_path):
 def test_a_file_that_exits_is_reported(capsys, tmp_path):
     target = write(tmp_path, "exits.py", "import sys\nsys.exit(3)\n")
     assert_usage_error(capsys, "table", target, match=f"{target}:2: SystemExit: 3")
+
+
+def test_version_comes_from_the_package_metadata(capsys):
+    from importlib.metadata import version
+
+    code, out, err = run(capsys, "--version")
+    assert code == 0 and out == f"rfcalc {version('rfkit')}\n"
+    done = subprocess.run([sys.executable, "-m", "rfcalc", "--version"], capture_output=True,
+                          text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 0 and done.stdout == out
+
+
+def test_a_bare_command_prints_the_help_and_exits_2(capsys):
+    # argparse's convention for a missing required argument: usage on stderr, status 2
+    code, out, err = run(capsys)
+    assert code == 2 and out == ""
+    assert err.startswith("usage: rfcalc ")
+    purposes = {"table": "Print every layer's kernel, stride, jump and receptive field.",
+                "verify": "Compare the computed fields with a gradient measurement.",
+                "graph": "Draw the architecture with each layer's size and field."}
+    for name, purpose in purposes.items():
+        assert [name, *purpose.split()] in [line.split() for line in err.splitlines()]
+
+
+def test_help_shows_every_default(capsys):
+    code, out, _ = run(capsys, "table", "--help")
+    assert code == 0
+    text = " ".join(out.split())
+    assert "(default: 3,32,32)" in text and "(default: text)" in text

@@ -1,0 +1,148 @@
+"""What every command of the project shares (`rfcalc`, `netbuilder`, and any later one).
+
+- `UserError`: bad input. `run` prints it as one line, `prog: error: message`, exit status 2.
+- `Parser`: argparse with one-line errors, every default shown in `--help`, and `--version`
+  (the installed package's version). A bare command (no subcommand) prints the full help,
+  each subcommand with its one-line purpose, on stderr and exits 2: argparse's convention for
+  a missing required argument, since nothing that was asked for was done.
+- `check_output` / `write_output`: an output file is validated before the work and written
+  atomically after it, never over an existing file without `--force`.
+- `progress`: a tqdm bar on stderr, only on a terminal or when asked (`--progress`).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Callable, Iterable, NoReturn, Optional, Sequence, TypeVar, Union
+
+from rfcalc.files import write_bytes
+
+__all__ = ["UserError", "Parser", "version", "add_progress_flag", "progress", "run",
+           "check_output", "write_output", "DISTRIBUTION"]
+
+DISTRIBUTION = "rfkit"  # the package on PyPI terms: pyproject.toml's [project] name
+
+T = TypeVar("T")
+
+
+class UserError(Exception):
+    """Bad input (a file, a name, a setting): printed as one line, exit status 2."""
+
+
+def version() -> str:
+    """The installed distribution's version, from its metadata (pyproject.toml's)."""
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show every default that has a value; a None default's help says in words what it does."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.help is None:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the project's conventions (see the module docstring)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        # one line (no usage block), so a script or a test can read it
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def add_version(self) -> None:
+        self.add_argument("--version", action="version", version=f"%(prog)s {version()}",
+                          help="print the version and exit")
+
+    def add_commands(self) -> argparse._SubParsersAction:
+        """The subcommands; each `add_parser(name, help=...)` gets its one line in the help."""
+        return self.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser,
+                                   title="commands")
+
+
+def add_progress_flag(parser: argparse.ArgumentParser) -> None:
+    """`--progress` / `--no-progress`; unset: a bar only when stderr is a terminal."""
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="show a progress bar on stderr (default: only on a terminal)")
+
+
+def progress(items: Iterable[T], *, total: Optional[int] = None, desc: str = "",
+             show: Optional[bool] = None) -> Iterable[T]:
+    """`items`, with a tqdm bar on stderr when `show` (None: when stderr is a terminal)."""
+    if show is None:
+        show = sys.stderr.isatty()
+    if not show:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, total=total, desc=desc, file=sys.stderr, leave=False, unit="net")
+
+
+def check_output(path: Union[str, Path], *, force: bool, example: str) -> Path:
+    """The output path, if it can be written: its folder exists, it is not a folder, and it is
+    not there already unless `force`. UserError otherwise (checked before any work)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; give a file name such as {example}")
+    if not path.parent.is_dir():
+        raise UserError(f"{path}: folder {path.parent} does not exist")
+    if path.exists() and not force:
+        raise UserError(f"{path} exists; pass --force to overwrite it")
+    return path
+
+
+def write_output(path: Union[str, Path], data: Union[bytes, str], *, force: bool) -> None:
+    """Write atomically (rfcalc.files); without `force` never replace a file, even one that
+    appeared meanwhile. UserError if it cannot be written."""
+    path = Path(path)
+    try:
+        write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data,
+                    overwrite=force)
+    except FileExistsError:
+        raise UserError(f"{path} exists; pass --force to overwrite it") from None
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def run(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]],
+        errors: tuple[type[Exception], ...] = ()) -> int:
+    """Parse argv and run the chosen subcommand's `run(args) -> int`; returns the exit status.
+
+    UserError and `errors` (the library's own, e.g. a model that cannot be loaded) become one
+    line on stderr and status 2; --help, --version and argparse's errors keep theirs.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:  # a bare command: what it can do, not a terse "a command is required"
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    command: Optional[Callable[[argparse.Namespace], int]] = getattr(args, "run", None)
+    if command is None:  # options but no subcommand
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return command(args)
+    except (UserError, *errors) as exc:
+        message = " ".join(str(exc).split())  # one line, whatever the message held
+        print(f"{parser.prog}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `rfcalc table ... | head`: not an error worth a traceback
+        with contextlib.suppress(OSError):
+            sys.stderr.close()
+        return 0
