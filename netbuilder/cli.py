@@ -1,6 +1,7 @@
 """`netbuilder variants | export | show`: arguments, exit codes, nothing else.
 
-Every user error is one line on stderr and exit status 2.
+Every user error is one line on stderr and exit status 2; a bare `netbuilder` prints the help
+(each command's purpose) on stderr, status 2. The conventions are `rfcalc.commandline`'s.
 """
 from __future__ import annotations
 
@@ -9,61 +10,74 @@ import json
 import math
 import shlex
 import sys
-from typing import NoReturn, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
+from rfcalc.commandline import (Parser, add_progress_flag, check_output, progress, run,
+                                write_output)
 from rfcalc.load import TargetError, parse_input
 from rfcalc.render import cells
 
 from .budget import Sizing, evaluate, macs_poly, params_poly, solve
 from .build import build, count_params
-from .export import ExportError, source, write
+from .export import source
 from .presets import PRESETS, preset
 from .spec import NetSpec, SpecError, check, from_dict
 from .table import FORMATS, render
-from .variants import SORT_KEYS, generate, lookup, receptive_field, sort_variants
+from .variants import SORT_KEYS, family, generate, lookup, receptive_field, sort_variants
+
+__all__ = ["main"]
 
 DEFAULT_BUDGET = 200_000
 MAX_BUDGET = 20_000_000  # every variant is built and run once on the CPU: keep that sane
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (and still exit status 2)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
+DEFAULT_INPUT = "3,32,32"
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="netbuilder", description="Budgeted variants of a compact CIFAR-10 CNN.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = Parser(prog="netbuilder", description="Budgeted variants of a compact CIFAR-10 CNN.")
+    p.add_version()
+    sub = p.add_commands()
 
-    def common(sp: argparse.ArgumentParser, budget_help: str) -> None:
-        sp.add_argument("--budget", type=int, default=None, help=budget_help)
-        sp.add_argument("--input", default="3,32,32", help="input shape C,H,W (default 3,32,32)")
+    def command(name: str, help_: str, run_: Callable[[argparse.Namespace], str]):
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(run=lambda args: _print(run_(args)))
+        return sp
 
-    v = sub.add_parser("variants", help="the family widened to one budget, with rf, params, MACs")
-    common(v, f"parameter budget (default {DEFAULT_BUDGET:,})")
+    def common(sp: argparse.ArgumentParser, budget: Optional[int], budget_help: str) -> None:
+        sp.add_argument("--budget", type=int, default=budget, help=budget_help)
+        sp.add_argument("--input", default=DEFAULT_INPUT, metavar="C,H,W",
+                        help="input shape without the batch")
+
+    v = command("variants", "The family widened to one budget, with rf, params and MACs.",
+                cmd_variants)
+    common(v, DEFAULT_BUDGET, "parameter budget")
     v.add_argument("--min-rf", type=float, default=0.0,
                    help="required output receptive field; smaller variants are hidden")
-    v.add_argument("--format", choices=FORMATS, default="text")
+    v.add_argument("--format", choices=FORMATS, default="text", help="output format")
     v.add_argument("--sort", choices=SORT_KEYS, default="rf",
-                   help="rf/params/macs: largest first; name: alphabetical (default rf)")
+                   help="rf/params/macs: largest first; name: alphabetical")
     v.add_argument("--all", action="store_true",
                    help="also list variants below --min-rf and those that cannot be built")
+    add_progress_flag(v)
 
     names = "s9, a variant name from `netbuilder variants`, or a spec .json file"
-    e = sub.add_parser("export", help="write a standalone model file")
+    as_written = (f"widen to this budget (default: {DEFAULT_BUDGET:,} for a variant; a preset "
+                  "or spec file as written)")
+    e = command("export", "Write a standalone model file.", cmd_export)
     e.add_argument("name", help=names)
-    e.add_argument("-o", "--output", required=True, help="the .py file to write")
+    e.add_argument("-o", "--output", required=True, metavar="FILE", help="the .py file to write")
     e.add_argument("--force", action="store_true", help="overwrite an existing file")
-    common(e, f"widen to this budget (variants: default {DEFAULT_BUDGET:,}; presets and spec "
-              "files: as written unless given)")
+    common(e, None, as_written)
 
-    s = sub.add_parser("show", help="a net's widths, parameter formula, MACs and field")
+    s = command("show", "A net's widths, parameter formula, MACs and receptive field.", cmd_show)
     s.add_argument("name", help=names)
     s.add_argument("--latex", action="store_true", help="print the formula as LaTeX")
-    common(s, "as for export")
+    common(s, None, as_written)
     return p
+
+
+def _print(text: str) -> int:
+    sys.stdout.write(text)
+    return 0
 
 
 def resolve(name: str, budget: Optional[int]) -> tuple[NetSpec, Optional[int]]:
@@ -102,10 +116,13 @@ def _sized(args: argparse.Namespace) -> tuple[NetSpec, tuple[int, ...], Optional
 
 def cmd_variants(args: argparse.Namespace) -> str:
     shape = parse_input(args.input)
-    budget = DEFAULT_BUDGET if args.budget is None else _budget(args.budget)
+    budget = _budget(args.budget)
     if not (math.isfinite(args.min_rf) and args.min_rf >= 0):
         raise SpecError(f"--min-rf must be a number >= 0, not {args.min_rf:g}")
-    measured = generate(budget, shape, args.min_rf)
+    # 20-30 s on a laptop CPU: say how far it is (on a terminal, or with --progress)
+    measured = generate(budget, shape, args.min_rf,
+                        progress=lambda items: progress(items, total=len(family()),
+                                                        desc="variants", show=args.progress))
     built = [v for v in measured if not v.skipped]
     skipped = [v for v in measured if v.skipped]
     shown = built if args.all else [v for v in built if v.meets_rf]
@@ -118,11 +135,12 @@ def cmd_variants(args: argparse.Namespace) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> str:
+    check_output(args.output, force=args.force, example="model.py")
     spec, shape, sizing = _sized(args)
     argv = ["netbuilder", "export", args.name, "-o", args.output]
     if sizing is not None:
         argv += ["--budget", str(sizing.budget)]
-    write(args.output, source(spec, shape, command=shlex.join(argv)), force=args.force)
+    write_output(args.output, source(spec, shape, command=shlex.join(argv)), force=args.force)
     return f"wrote {args.output}: {spec.name}, widths {','.join(map(str, spec.widths))}, " \
            f"{count_params(build(spec)):,} parameters\n"
 
@@ -150,19 +168,9 @@ def cmd_show(args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
-COMMANDS = {"variants": cmd_variants, "export": cmd_export, "show": cmd_show}
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 2 bad input)."""
-    args = _parser().parse_args(argv)
-    try:
-        out = COMMANDS[args.command](args)
-    except (SpecError, ExportError, TargetError) as exc:
-        print(f"netbuilder: error: {exc}", file=sys.stderr)
-        return 2
-    sys.stdout.write(out)
-    return 0
+    return run(_parser(), argv, errors=(SpecError, TargetError))
 
 
 if __name__ == "__main__":

@@ -6,10 +6,6 @@ s9); skips are written out in `forward`, one line per unit, with the map size af
 """
 from __future__ import annotations
 
-from pathlib import Path
-
-from rfcalc.files import write_text
-
 from .budget import count
 from .spec import DWS, ConvUnit, NetSpec, check, steps
 
@@ -38,10 +34,6 @@ def conv_unit(c_in: int, c_out: int, *, depthwise: bool = False, kernel: int = 3
     unit.add_module("drop", nn.Dropout(dropout))
     return unit
 '''
-
-
-class ExportError(ValueError):
-    """An output path that cannot be written; the message is one line for the user."""
 
 
 def _call(unit: ConvUnit, c_in: int, c_out: int, dropout_arg: str) -> str:
@@ -99,19 +91,3 @@ def source(spec: NetSpec, input_shape: tuple[int, ...] = (3, 32, 32), command: s
     forward += ["        x = self.head(self.gap(x))", "        return F.log_softmax(x.flatten(1), dim=1)"]
     return "\n".join(lines + forward) + "\n"
 
-
-def write(path: str, text: str, force: bool = False) -> None:
-    """Write text to path atomically; refuse an existing path unless force."""
-    target = Path(path)
-    if target.is_dir():
-        raise ExportError(f"{path}: is a directory; give a file name like model.py")
-    if not target.parent.is_dir():
-        raise ExportError(f"{path}: folder {str(target.parent)!r} does not exist")
-    if target.exists() and not force:
-        raise ExportError(f"{path}: exists; use --force to overwrite it")
-    try:
-        write_text(target, text, overwrite=force)
-    except FileExistsError:
-        raise ExportError(f"{path}: exists; use --force to overwrite it") from None
-    except OSError as exc:
-        raise ExportError(f"{path}: cannot write: {exc.strerror or exc}") from None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Optional
+from typing import Callable, Iterable, Optional
 
 import torch
 
@@ -113,8 +113,11 @@ def measure(v: Variant, budget: int, input_shape: tuple[int, ...],
 
 
 def generate(budget: int, input_shape: tuple[int, ...] = (3, 32, 32), min_rf: float = 0,
-             base: Optional[NetSpec] = None) -> list[Variant]:
-    """Measure the whole family; BudgetError/SpecError if not one variant can be built."""
+             base: Optional[NetSpec] = None,
+             progress: Callable[[Iterable[Variant]], Iterable[Variant]] = iter) -> list[Variant]:
+    """Measure the whole family; BudgetError/SpecError if not one variant can be built.
+
+    `progress` wraps the variants as they are measured (a progress bar, say)."""
     if budget < 1:
         raise BudgetError(f"budget must be a positive number of parameters, not {budget}")
     threads = torch.get_num_threads()
@@ -122,7 +125,8 @@ def generate(budget: int, input_shape: tuple[int, ...] = (3, 32, 32), min_rf: fl
     # with 2 threads on a busy 2-core machine), so measure single-threaded.
     torch.set_num_threads(1)
     try:
-        out = [measure(v, budget, input_shape, min_rf) for v in family(base).values()]
+        out = [measure(v, budget, input_shape, min_rf)
+               for v in progress(family(base).values())]
     finally:
         torch.set_num_threads(threads)
     if all(v.skipped for v in out):

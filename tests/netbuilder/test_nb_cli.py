@@ -76,7 +76,7 @@ def test_export_refuses_to_clobber(capsys, tmp_path):
     first = target.read_text()
     target.write_text("# edited\n")
     code, _, err = _run(capsys, "export", "s9", "-o", str(target))
-    assert code == 2 and "exists; use --force" in err and err.count("\n") == 1
+    assert code == 2 and "exists; pass --force" in err and err.count("\n") == 1
     assert target.read_text() == "# edited\n"
     assert _run(capsys, "export", "s9", "-o", str(target), "--force")[0] == 0
     assert target.read_text() == first
@@ -136,3 +136,51 @@ def test_export_a_spec_file_at_a_budget(capsys, tmp_path):
     assert "widths 11,16,31,46, 48,341 parameters" in out
     model = load_target(str(target))
     assert sum(p.numel() for p in model.parameters()) == 48_341
+
+
+def test_version_bare_command_and_python_m(capsys):
+    from importlib.metadata import version
+
+    code, printed, _ = _run(capsys, "--version")
+    assert code == 0 and printed == f"netbuilder {version('rfkit')}\n"
+    # a bare command: the help with each command's purpose, on stderr, status 2 (argparse's
+    # convention for a missing required argument)
+    code, out, err = _run(capsys)
+    assert code == 2 and out == "" and err.startswith("usage: netbuilder")
+    lines = [line.split() for line in err.splitlines()]
+    assert ["export", "Write", "a", "standalone", "model", "file."] in lines
+    assert any(line[:2] == ["variants", "The"] for line in lines)
+    done = subprocess.run([sys.executable, "-m", "netbuilder", "--version"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout == printed
+
+
+def test_help_shows_the_defaults(capsys):
+    code, out, _ = _run(capsys, "variants", "--help")
+    text = " ".join(out.split())
+    assert code == 0
+    for default in ("parameter budget (default: 200000)", "(default: 3,32,32)",
+                    "(default: text)", "(default: rf)", "(default: 0.0)"):
+        assert default in text
+
+
+def test_show_keeps_the_axis_order(capsys):
+    # 3x32x112: rows as for 32x32 (47 after t4 on a 2-row map, the GAP adds 1: 48); columns
+    # 112 -> 110 -> 106 -> 98 -> 82 after the transitions, the GAP over 82 adds 81: 128
+    code, out, _ = _run(capsys, "show", "s9", "--input", "3,32,112")
+    assert code == 0
+    assert "output map  2×82 before the global average" in out
+    assert "rf          48×128 (exact)" in out
+
+
+def test_variants_progress_only_when_asked(capsys, monkeypatch):
+    import netbuilder.cli as cli
+
+    # the measuring is not the point here: two fake variants pass through the bar
+    monkeypatch.setattr(cli, "generate", lambda *a, progress, **k: list(progress([1, 2])) and [])
+    monkeypatch.setattr(cli, "render", lambda *a, **k: "")
+    code, _, err = _run(capsys, "variants", "--progress")
+    assert code == 0 and "variants:" in err  # tqdm's bar, on stderr
+    for argv in (["--no-progress"], []):  # not asked, and stderr is not a terminal here
+        code, _, err = _run(capsys, "variants", *argv)
+        assert code == 0 and err == ""

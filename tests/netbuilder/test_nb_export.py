@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from netbuilder.budget import solve
 from netbuilder.build import build, count_params
-from netbuilder.export import ExportError, source, write
+from netbuilder.export import source
 from netbuilder.presets import s9
 from netbuilder.variants import lookup
 
@@ -20,7 +20,7 @@ VARIANT = "plain-strided-noskip-x3"
 
 def _export(tmp_path, spec, name="model.py"):
     path = tmp_path / name
-    write(str(path), source(spec))
+    path.write_text(source(spec))
     return path
 
 
@@ -79,21 +79,3 @@ def test_exported_variant_through_rfcalc(tmp_path, analyze):
     assert tuple(analyze(load_target(str(path)), (3, 32, 32)).output.rf) == (56, 56)
     from rfcalc.cli import main
     assert main(["table", str(path)]) == 0
-
-
-def test_refuses_to_overwrite_and_leaves_no_temporary_files(tmp_path):
-    path = tmp_path / "model.py"
-    path.write_text("# mine\n")
-    with pytest.raises(ExportError, match="exists; use --force"):
-        write(str(path), source(s9()))
-    assert path.read_text() == "# mine\n"
-    write(str(path), source(s9()), force=True)
-    assert "class Net" in path.read_text()
-    assert [p.name for p in tmp_path.iterdir()] == ["model.py"]
-
-
-def test_bad_output_paths(tmp_path):
-    with pytest.raises(ExportError, match="is a directory"):
-        write(str(tmp_path), "x")
-    with pytest.raises(ExportError, match="does not exist"):
-        write(str(tmp_path / "nope" / "m.py"), "x")
