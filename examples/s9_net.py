@@ -12,26 +12,27 @@ import torch.nn.functional as F
 
 
 class ConvLayer(nn.Module):
-    """A 3x3 convolution, then BatchNorm, ReLU and dropout.
+    """A kxk convolution, then BatchNorm, ReLU and dropout.
 
-    depthwise=True makes it depthwise-separable (a per-channel 3x3 then a 1x1 mix, both with
-    bias); skip=True adds the input to the output, which needs in == out channels and a
-    padding that keeps the size.
+    depthwise=True makes it depthwise-separable (a per-channel kxk then a 1x1 mix, both with
+    bias); otherwise it is one convolution without bias (BatchNorm follows), grouped if asked.
+    skip=True adds the input to the output, which needs in == out channels and a padding that
+    keeps the size.
     """
 
     def __init__(self, in_channels: int, out_channels: int, *, depthwise: bool = False,
-                 skip: bool = False, dilation: int = 1, padding: int = 0,
-                 dropout: float = 0.05):
+                 skip: bool = False, kernel: int = 3, stride: int = 1, padding: int = 0,
+                 dilation: int = 1, groups: int = 1, dropout: float = 0.05):
         super().__init__()
         if depthwise:
             self.conv = nn.Sequential(
-                nn.Conv2d(in_channels, in_channels, 3, padding=padding, dilation=dilation,
-                          groups=in_channels, bias=True),
+                nn.Conv2d(in_channels, in_channels, kernel, stride=stride, padding=padding,
+                          dilation=dilation, groups=in_channels, bias=True),
                 nn.Conv2d(in_channels, out_channels, 1, bias=True),
             )
         else:
-            self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=padding,
-                                  dilation=dilation, bias=False)
+            self.conv = nn.Conv2d(in_channels, out_channels, kernel, stride=stride,
+                                  padding=padding, dilation=dilation, groups=groups, bias=False)
         self.norm = nn.BatchNorm2d(out_channels)
         self.drop = nn.Dropout(dropout)
         self.skip = skip

@@ -1,11 +1,13 @@
-"""Spec -> nn.Module, in the style of `examples/s9_net.py`.
+"""Spec -> nn.Module: the code shape of `examples/s9_net.py`.
 
-The module tree is the example's (attributes c1, t1, ..., gap, head; units with conv, norm,
-drop), so the `s9` preset and the example file share state_dicts key for key.
+`ConvLayer` is the example's block, word for word, and `netbuilder export` writes its source
+into every exported file; the Net has the example's module tree (attributes c1, t1, ..., gap,
+head; units with conv, norm, drop). So the `s9` preset, the example and an exported s9 share
+state_dicts key for key and `rfcalc table` rows name for name.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn as nn
@@ -15,31 +17,41 @@ from .spec import DWS, ConvUnit, NetSpec, check
 
 
 class ConvLayer(nn.Module):
-    """A kxk convolution (plain, or depthwise then pointwise), BatchNorm, ReLU, dropout.
+    """A kxk convolution, then BatchNorm, ReLU and dropout.
 
-    skip=True returns x + unit(x); the spec check makes sure the shapes allow it.
+    depthwise=True makes it depthwise-separable (a per-channel kxk then a 1x1 mix, both with
+    bias); otherwise it is one convolution without bias (BatchNorm follows), grouped if asked.
+    skip=True adds the input to the output, which needs in == out channels and a padding that
+    keeps the size.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, unit: ConvUnit):
+    def __init__(self, in_channels: int, out_channels: int, *, depthwise: bool = False,
+                 skip: bool = False, kernel: int = 3, stride: int = 1, padding: int = 0,
+                 dilation: int = 1, groups: int = 1, dropout: float = 0.05):
         super().__init__()
-        if unit.kind == DWS:
+        if depthwise:
             self.conv = nn.Sequential(
-                nn.Conv2d(in_channels, in_channels, unit.kernel, stride=unit.stride,
-                          padding=unit.padding, dilation=unit.dilation, groups=in_channels,
-                          bias=True),
+                nn.Conv2d(in_channels, in_channels, kernel, stride=stride, padding=padding,
+                          dilation=dilation, groups=in_channels, bias=True),
                 nn.Conv2d(in_channels, out_channels, 1, bias=True),
             )
         else:
-            self.conv = nn.Conv2d(in_channels, out_channels, unit.kernel, stride=unit.stride,
-                                  padding=unit.padding, dilation=unit.dilation,
-                                  groups=unit.groups, bias=False)
+            self.conv = nn.Conv2d(in_channels, out_channels, kernel, stride=stride,
+                                  padding=padding, dilation=dilation, groups=groups, bias=False)
         self.norm = nn.BatchNorm2d(out_channels)
-        self.drop = nn.Dropout(unit.dropout)
-        self.skip = unit.skip
+        self.drop = nn.Dropout(dropout)
+        self.skip = skip
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x):
         y = self.drop(F.relu(self.norm(self.conv(x))))
         return x + y if self.skip else y
+
+
+def layer_options(unit: ConvUnit) -> dict[str, Any]:
+    """The ConvLayer keyword arguments that build a spec's unit."""
+    return {"depthwise": unit.kind == DWS, "skip": unit.skip, "kernel": unit.kernel,
+            "stride": unit.stride, "padding": unit.padding, "dilation": unit.dilation,
+            "groups": unit.groups, "dropout": unit.dropout}
 
 
 class Net(nn.Module):
@@ -54,11 +66,11 @@ class Net(nn.Module):
         for i, stage in enumerate(spec.stages):
             units = []
             for unit in stage.units:
-                units.append(ConvLayer(c_in, spec.widths[i], unit))
+                units.append(ConvLayer(c_in, spec.widths[i], **layer_options(unit)))
                 c_in = spec.widths[i]
             self._add(f"c{i + 1}", nn.Sequential(*units))
             c_out = spec.widths[min(i + 1, last)]
-            self._add(f"t{i + 1}", ConvLayer(c_in, c_out, stage.transition))
+            self._add(f"t{i + 1}", ConvLayer(c_in, c_out, **layer_options(stage.transition)))
             c_in = c_out
         self.gap = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Conv2d(c_in, spec.num_classes, 1, bias=True)

@@ -24,13 +24,13 @@ def _export(tmp_path, spec, name="model.py"):
     return path
 
 
-def test_file_imports_only_torch_and_defines_one_module_class(tmp_path):
+def test_file_imports_only_torch_and_defines_the_block_and_the_net(tmp_path):
     tree = ast.parse(_export(tmp_path, s9()).read_text())
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
                 for a in n.names}
     imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert imported == {"torch"}
-    assert [n.name for n in tree.body if isinstance(n, ast.ClassDef)] == ["Net"]
+    assert [n.name for n in tree.body if isinstance(n, ast.ClassDef)] == ["ConvLayer", "Net"]
 
 
 def test_exported_s9_matches_the_example(tmp_path, example_net):

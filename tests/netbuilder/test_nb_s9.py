@@ -78,3 +78,35 @@ def test_s9_receptive_field_is_48(analyze):
     # after t4; the global average over the 2x2 map adds (2-1)*1: 48.
     out = analyze(build(s9()).eval(), (3, 32, 32)).output
     assert tuple(out.rf) == (48, 48)
+
+
+def _class_source(path, name):
+    import ast
+
+    tree = ast.parse(path.read_text())
+    return next(ast.dump(n) for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name)
+
+
+def test_example_preset_and_export_are_one_code_shape(tmp_path, example_net, analyze):
+    """examples/s9_net.py, the s9 preset and `netbuilder export s9` give rfcalc the same rows."""
+    from pathlib import Path
+
+    from netbuilder.cli import main
+    from rfcalc.load import load_target
+
+    exported = tmp_path / "s9_export.py"
+    assert main(["export", "s9", "-o", str(exported)]) == 0
+    nets = {"example": example_net(), "preset": build(s9()), "export": load_target(str(exported))}
+    rows = {k: analyze(m.eval(), (3, 32, 32)) for k, m in nets.items()}
+    names = {k: [(r.name, r.op) for r in a.rows] for k, a in rows.items()}
+    assert names["preset"] == names["example"] and names["export"] == names["example"]
+    # the skip of the first dws block is its ConvLayer's own add, named under its module
+    assert ("c1.1.add", "add") in names["example"]
+    # 5 plain ConvLayers (stem, t1..t4): conv, norm, relu, drop; 7 dws ones: conv.0, conv.1,
+    # norm, relu, drop, add; then gap, head, flatten, log_softmax: 20 + 42 + 4 = 66 rows
+    assert len(names["example"]) == 5 * 4 + 7 * 6 + 4
+    for analysis in rows.values():
+        assert analysis.params == 190_509 and tuple(analysis.output.rf) == (48, 48)
+    # and the block itself is one text: the example's ConvLayer is the one export writes
+    example = Path(__file__).resolve().parents[2] / "examples" / "s9_net.py"
+    assert _class_source(example, "ConvLayer") == _class_source(exported, "ConvLayer")
