@@ -12,8 +12,7 @@ import shlex
 import sys
 from typing import Callable, Optional, Sequence
 
-from rfcalc.commandline import (Parser, add_progress_flag, check_output, progress, run,
-                                write_output)
+from rfcalc.commandline import Parser, add_progress_flag, check_output, progress, run, write_output
 from rfcalc.load import TargetError, parse_input
 from rfcalc.render import cells
 
@@ -33,14 +32,11 @@ DEFAULT_INPUT = "3,32,32"
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = Parser(prog="netbuilder", description="Budgeted variants of a compact CIFAR-10 CNN.")
-    p.add_version()
-    sub = p.add_commands()
+    p = Parser(prog="netbuilder", description="Budgeted variants of a compact CIFAR-10 CNN.",
+               version=True)
 
-    def command(name: str, help_: str, run_: Callable[[argparse.Namespace], str]):
-        sp = sub.add_parser(name, help=help_, description=help_)
-        sp.set_defaults(run=lambda args: _print(run_(args)))
-        return sp
+    def command(name: str, purpose: str, text: Callable[[argparse.Namespace], str]):
+        return p.command(name, purpose, lambda args: _print(text(args)))
 
     def common(sp: argparse.ArgumentParser, budget: Optional[int], budget_help: str) -> None:
         sp.add_argument("--budget", type=int, default=budget, help=budget_help)

@@ -43,9 +43,10 @@ def source(spec: NetSpec, input_shape: tuple[int, ...] = (3, 32, 32), command: s
         blocks += [(f"c{i + 1}", after[last_unit]), (f"t{i + 1}", after[f"t{i + 1}"])]
     trail = " -> ".join([f"{h}x{w}"] + [f"{a}x{b}" for name, (_, a, b) in blocks
                                         if name.startswith("t")])
+    made = f" Made by `{command}`." if command else ""
     doc = [f'"""{spec.name}: a netbuilder net, {count(spec):,} parameters.', "",
-           f"Widths {', '.join(map(str, spec.widths))}; map sizes {trail}, then a global "
-           "average,", "a 1x1 head and log-softmax." + (f" Made by `{command}`." if command else ""),
+           f"Widths {', '.join(map(str, spec.widths))}; map sizes {trail},",
+           f"then a global average, a 1x1 head and log-softmax.{made}",
            "", "    rfcalc table <this file>", '"""']
     default_dropout = shared if shared is not None else _DEFAULTS["dropout"]
     lines = [*doc, "import torch.nn as nn", "import torch.nn.functional as F", "", "",

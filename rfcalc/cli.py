@@ -33,17 +33,15 @@ def _input(text: str) -> tuple[int, ...]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="rfcalc", description="Exact receptive fields of a PyTorch model.")
-    parser.add_version()
-    subs = parser.add_commands()
+    parser = Parser(prog="rfcalc", description="Exact receptive fields of a PyTorch model.",
+                    version=True)
 
     def command(name: str, help_: str, run: Callable[[argparse.Namespace], int]):
-        sub = subs.add_parser(name, help=help_, description=help_)
+        sub = parser.command(name, help_, run)
         sub.add_argument("target", metavar="TARGET",
                          help="model.py, model.py:Name (class or factory) or package.module:attr")
         sub.add_argument("--input", type=_input, default=DEFAULT_INPUT, metavar="C,H,W",
                          help="input shape without the batch (C,L for Conv1d, C,D,H,W for 3-D)")
-        sub.set_defaults(run=run)
         return sub
 
     table = command("table", "Print every layer's kernel, stride, jump and receptive field.",

@@ -20,7 +20,7 @@ from typing import Callable, Iterable, NoReturn, Optional, Sequence, TypeVar, Un
 
 from rfcalc.files import write_bytes
 
-__all__ = ["UserError", "Parser", "version", "add_progress_flag", "progress", "run",
+__all__ = ["UserError", "Parser", "installed_version", "add_progress_flag", "progress", "run",
            "check_output", "write_output", "DISTRIBUTION"]
 
 DISTRIBUTION = "rfkit"  # the package on PyPI terms: pyproject.toml's [project] name
@@ -32,7 +32,7 @@ class UserError(Exception):
     """Bad input (a file, a name, a setting): printed as one line, exit status 2."""
 
 
-def version() -> str:
+def installed_version() -> str:
     """The installed distribution's version, from its metadata (pyproject.toml's)."""
     try:
         return metadata.version(DISTRIBUTION)
@@ -52,22 +52,28 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 class Parser(argparse.ArgumentParser):
     """argparse with the project's conventions (see the module docstring)."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, version: bool = False, **kwargs):
         kwargs.setdefault("formatter_class", _HelpFormatter)
         super().__init__(*args, **kwargs)
+        self._commands: Optional[argparse._SubParsersAction] = None
+        if version:
+            self.add_argument("--version", action="version",
+                              version=f"%(prog)s {installed_version()}",
+                              help="print the version and exit")
 
     def error(self, message: str) -> NoReturn:
         # one line (no usage block), so a script or a test can read it
         self.exit(2, f"{self.prog}: error: {message}\n")
 
-    def add_version(self) -> None:
-        self.add_argument("--version", action="version", version=f"%(prog)s {version()}",
-                          help="print the version and exit")
-
-    def add_commands(self) -> argparse._SubParsersAction:
-        """The subcommands; each `add_parser(name, help=...)` gets its one line in the help."""
-        return self.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser,
-                                   title="commands")
+    def command(self, name: str, purpose: str, run: Callable[[argparse.Namespace], int]
+                ) -> "Parser":
+        """A subcommand: `purpose` is its line in the help, `run(args)` its exit status."""
+        if self._commands is None:
+            self._commands = self.add_subparsers(dest="command", metavar="COMMAND",
+                                                 parser_class=Parser, title="commands")
+        sub = self._commands.add_parser(name, help=purpose, description=purpose)
+        sub.set_defaults(run=run)
+        return sub
 
 
 def add_progress_flag(parser: argparse.ArgumentParser) -> None:

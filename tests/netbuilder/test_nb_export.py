@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import ast
 
-import pytest
 import torch
 import torch.nn.functional as F
 

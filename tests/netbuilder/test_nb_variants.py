@@ -78,8 +78,10 @@ def _fake(name: str, rf: int, params: int, macs: int) -> Variant:
                    meets_rf=rf >= 44)
 
 
-FAKES = [_fake("dws-dilated-skip-x2", 48, 190_000, 9), _fake("plain-none-skip-x1", 40, 199_000, 7),
-         _fake("dws-strided-skip-x1", 77, 150_000, 8), _fake("plain-dilated-skip-x3", 48, 195_000, 5)]
+FAKES = [_fake("dws-dilated-skip-x2", 48, 190_000, 9),
+         _fake("plain-none-skip-x1", 40, 199_000, 7),
+         _fake("dws-strided-skip-x1", 77, 150_000, 8),
+         _fake("plain-dilated-skip-x3", 48, 195_000, 5)]
 
 
 def test_sorting():

@@ -4,8 +4,7 @@ import io
 
 import pytest
 
-from rfcalc.commandline import (Parser, UserError, check_output, progress, run,
-                                write_output)
+from rfcalc.commandline import Parser, UserError, check_output, progress, run, write_output
 
 
 def test_output_files_are_checked_first_and_never_clobbered(tmp_path):
@@ -27,12 +26,6 @@ def test_output_files_are_checked_first_and_never_clobbered(tmp_path):
 
 
 def _parser(calls):
-    parser = Parser(prog="tool", description="A tool.")
-    subs = parser.add_commands()
-    go = subs.add_parser("go", help="Go somewhere.")
-    go.add_argument("--speed", type=int, default=3, help="how fast")
-    go.add_argument("--where", default=None, help="where to (default: here)")
-
     def run_go(args):
         calls.append(args.speed)
         if args.speed < 0:
@@ -41,7 +34,10 @@ def _parser(calls):
             raise ValueError("a library's own error")
         return 0
 
-    go.set_defaults(run=run_go)
+    parser = Parser(prog="tool", description="A tool.")
+    go = parser.command("go", "Go somewhere.", run_go)
+    go.add_argument("--speed", type=int, default=3, help="how fast")
+    go.add_argument("--where", default=None, help="where to (default: here)")
     return parser
 
 
@@ -87,8 +83,7 @@ def test_progress_only_when_asked_or_on_a_terminal(monkeypatch):
 def test_version_is_the_distributions(capsys):
     from importlib.metadata import version
 
-    parser = Parser(prog="tool")
-    parser.add_version()
+    parser = Parser(prog="tool", version=True)
     with pytest.raises(SystemExit):
         parser.parse_args(["--version"])
     assert capsys.readouterr().out == f"tool {version('rfkit')}\n"
