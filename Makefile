@@ -1,10 +1,11 @@
 # Set-up on first use: a virtual environment in .venv with the project installed editable,
 # and the system tools (graphviz's dot, Chromium for the book check) where we may apt-get.
+# Then `. .venv/bin/activate` puts rfcalc, netbuilder and rftrain on PATH.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 READY := $(VENV)/.ready
 
-.PHONY: demo test book bench clean
+.PHONY: demo test book lab bench clean
 
 demo: $(READY)
 	$(VENV)/bin/rfcalc table examples/s9_net.py
@@ -15,13 +16,22 @@ test: $(READY)
 book: $(READY)
 	$(VENV)/bin/jupyter-book build book
 
+# JupyterLab on the course: the venv's own kernel (env paths before any user-level kernel of
+# the same name), and the MyST chapters (book/*.md) open as notebooks through jupytext.
+lab: $(READY)
+	install -D -m 644 scripts/jupyterlab/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
+	JUPYTER_PREFER_ENV_PATH=1 $(VENV)/bin/jupyter lab $$([ "$$(id -u)" = 0 ] && echo --allow-root) \
+		book/01_rf_arithmetic.md
+
 bench: $(READY)
 	$(PY) benchmarks/rfcalc_resnet50.py
 
 $(READY): pyproject.toml constraints.txt scripts/setup-system.sh
 	bash scripts/setup-system.sh
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q -c constraints.txt -e '.[test,book]'
+	@# pip's output (a wall of "Location ... is ignored" warnings) only if it fails
+	$(PY) -m pip install -q -c constraints.txt -e '.[test,book,lab]' > $(VENV)/pip.log 2>&1 \
+		|| { cat $(VENV)/pip.log; exit 1; }
 	touch $(READY)
 
 clean:
