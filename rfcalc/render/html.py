@@ -8,8 +8,9 @@ from rfcalc.render.table import Table, TableRow, cell_text
 
 __all__ = ["write", "fragment"]
 
-# The colours of the row statuses that are not exact (rfcalc's; netbuilder's rows carry them)
-COLOURS = {"approx": "#8a5a00", "global": "#225", "unknown": "#a00"}
+# The colours of the row statuses that are not exact (rfcalc's; netbuilder's rows carry them),
+# and of a verify row whose measurement differs from the theory
+COLOURS = {"approx": "#8a5a00", "global": "#225", "unknown": "#a00", "differs": "#c00"}
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; }
