@@ -54,8 +54,8 @@ class Analysis:
     rows: Sequence[Row]
     output: Row                            # the field of the model's (first) output tensor
     params: int                            # total parameters of the model (each counted once)
-    # the notes section under the table: one line per row that is not exact,
-    # "name (status): note", in execution order
+    # what the notes section under the table shows: one line per row that is not exact,
+    # "name (status): note", in execution order (then any note on the model as a whole)
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property

@@ -14,7 +14,7 @@ from rfcalc.render.table import Column, Table, TableRow
 
 __all__ = ["table", "document", "row_dict", "NOTES_TITLE"]
 
-NOTES_TITLE = "Rows that are not exact (~ marks an approximate bound)"
+NOTES_TITLE = "Notes (~ marks an approximate rf)"
 _COLUMNS = (*(Column(c, numeric=c in NUMERIC) for c in COLUMNS),
             Column("status", data_only=True), Column("note", data_only=True))
 

@@ -80,7 +80,7 @@ def test_text_table_rows_and_summary():
     assert "Output receptive field: global" in text
     assert "Parameters: 4,826" in text
     assert "Covers the whole 8×8 input: yes" in text
-    assert text.endswith("Rows that are not exact (~ marks an approximate bound):\n"
+    assert text.endswith("Notes (~ marks an approximate rf):\n"
                          "  up (approx): up-sampling border\n"
                          "  blur (unknown): no rule for torch.fft.fft2\n"
                          "  head (global): every input reaches every output\n")
@@ -328,5 +328,6 @@ def test_analyze_notes_are_the_notes_section():
     why = "units differ: rf is the widest unit's, jump the mean spacing"
     assert analysis.notes == (f"1 (approx): {why}", f"2 (approx): {why}")
     assert str(analysis).endswith(
-        f"Rows that are not exact (~ marks an approximate bound):\n  1 (approx): {why}\n"
+        f"Notes (~ marks an approximate rf):\n"
+        f"  1 (approx): {why}\n"
         f"  2 (approx): {why}\n")
