@@ -118,7 +118,8 @@ def cmd_variants(args: argparse.Namespace) -> str:
     # 20-30 s on a laptop CPU: say how far it is (on a terminal, or with --progress)
     measured = generate(budget, shape, args.min_rf,
                         progress=lambda items: progress(items, total=len(family()),
-                                                        desc="variants", show=args.progress))
+                                                        desc="variants", unit="net",
+                                                        show=args.progress))
     built = [v for v in measured if not v.skipped]
     skipped = [v for v in measured if v.skipped]
     shown = built if args.all else [v for v in built if v.meets_rf]

@@ -83,7 +83,7 @@ def add_progress_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def progress(items: Iterable[T], *, total: Optional[int] = None, desc: str = "",
-             show: Optional[bool] = None) -> Iterable[T]:
+             unit: str = "it", show: Optional[bool] = None) -> Iterable[T]:
     """`items`, with a tqdm bar on stderr when `show` (None: when stderr is a terminal)."""
     if show is None:
         show = sys.stderr.isatty()
@@ -91,7 +91,7 @@ def progress(items: Iterable[T], *, total: Optional[int] = None, desc: str = "",
         return items
     from tqdm.auto import tqdm
 
-    return tqdm(items, total=total, desc=desc, file=sys.stderr, leave=False, unit="net")
+    return tqdm(items, total=total, desc=desc, file=sys.stderr, leave=False, unit=unit)
 
 
 def check_output(path: Union[str, Path], *, force: bool, example: str) -> Path:
