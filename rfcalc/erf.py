@@ -34,8 +34,8 @@ from .analysis import GLOBAL, UNKNOWN, Analysis, Row, analyze
 from .geometry import RFError
 
 __all__ = ["ERF", "ERFError", "THRESHOLDS", "erf", "erf_maps", "resolve_row", "capture_point",
-           "noise_images", "noise_words", "load_images", "load_weights", "centred_square", "gaussian_sigma",
-           "share_inside", "extent", "IMAGE_SUFFIXES"]
+           "noise_images", "noise_words", "load_images", "load_weights", "centred_square",
+           "gaussian_sigma", "share_inside", "extent", "IMAGE_SUFFIXES"]
 
 THRESHOLDS = (20, 30, 50, 99)      # percent of the contribution, as in Ding et al.
 NOISE_SEED = 0
