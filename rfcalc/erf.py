@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ from .analysis import GLOBAL, UNKNOWN, Analysis, Row, analyze
 from .geometry import RFError
 
 __all__ = ["ERF", "ERFError", "THRESHOLDS", "erf", "erf_maps", "resolve_row", "capture_point",
-           "noise_images", "noise_words", "load_images", "load_weights", "centred_square",
+           "run_capturing", "noise_images", "noise_words", "load_images", "load_weights", "centred_square",
            "gaussian_sigma", "share_inside", "extent", "IMAGE_SUFFIXES"]
 
 THRESHOLDS = (20, 30, 50, 99)      # percent of the contribution, as in Ding et al.
@@ -259,54 +259,74 @@ class _Captured(Exception):
     pass
 
 
-def _capture(model: nn.Module, module: nn.Module, call: int, x: torch.Tensor) -> torch.Tensor:
-    """Run the model on x until `module`'s call number `call` returns; give its output."""
-    seen = {"n": 0, "out": None}
+Point = tuple[nn.Module, int]   # a module and which call of it (0 = first)
 
-    def hook(_mod, _inp, out):
-        if seen["n"] == call:
-            seen["out"] = out
-            raise _Captured  # the rest of the forward pass is not needed
-        seen["n"] += 1
 
-    handle = module.register_forward_hook(hook)
+def run_capturing(model: nn.Module, points: Sequence[Point], x: torch.Tensor,
+                  on_output: Callable[[int, torch.Tensor], object]) -> None:
+    """Run `model(x)`, calling `on_output(i, tensor)` when point i's module call returns; the
+    forward pass stops as soon as every point has been seen (the rest is not needed)."""
+    wanted: dict[nn.Module, dict[int, list[int]]] = {}
+    for i, (module, call) in enumerate(points):
+        wanted.setdefault(module, {}).setdefault(call, []).append(i)
+    calls = dict.fromkeys(wanted, 0)
+    left = {"n": len(points)}
+
+    def hook(module, _inp, out):
+        k = calls[module]
+        calls[module] += 1
+        for i in wanted[module].get(k, ()):
+            if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+                out = out[0]
+            if not isinstance(out, torch.Tensor):
+                raise ERFError(f"{type(module).__name__} did not return a tensor")
+            on_output(i, out)
+            left["n"] -= 1
+        if left["n"] == 0:
+            raise _Captured
+
+    handles = [m.register_forward_hook(hook) for m in wanted]
     try:
         model(x)
     except _Captured:
         pass
     finally:
-        handle.remove()
-    out = seen["out"]
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-        out = out[0]
-    if not isinstance(out, torch.Tensor):
-        raise ERFError("the captured module did not return a tensor")
-    return out
+        for h in handles:
+            h.remove()
+    if left["n"]:
+        raise ERFError("the forward pass did not reach every row asked for "
+                       "(data-dependent control flow?)")
 
 
 # ---------------------------------------------------------------------------------- maps
 
-def erf_maps(model: nn.Module, images: torch.Tensor, targets: Sequence[tuple[nn.Module, int,
-             tuple[int, ...]]], batch_size: int = 128) -> list[np.ndarray]:
+def erf_maps(model: nn.Module, images: torch.Tensor,
+             targets: Sequence[tuple[nn.Module, int, tuple[int, ...]]],
+             batch_size: int = 128) -> list[np.ndarray]:
     """For each (module, call, spatial size): the summed |gradient| map of its centre unit,
-    over all images (unnormalised, float64), in one forward and backward pass per batch."""
+    over all images (unnormalised, float64): one forward pass per batch for all targets, one
+    backward pass per target."""
     model.eval()
-    sums = [None] * len(targets)
+    sums: list = [None] * len(targets)
     for chunk in torch.split(images, batch_size):
         x = chunk.detach().clone().requires_grad_(True)
-        for i, (module, call, size) in enumerate(targets):
-            with torch.enable_grad():
-                out = _capture(model, module, call, x)
+        outs: dict[int, torch.Tensor] = {}
+        with torch.enable_grad():
+            run_capturing(model, [(m, c) for m, c, _ in targets], x,
+                          lambda i, out: outs.__setitem__(i, out))
+            for i, (_, _, size) in enumerate(targets):
+                out = outs[i]
                 spatial = tuple(out.shape[-len(size):]) if size else ()
                 if spatial != tuple(size):
                     raise ERFError(f"the captured output has shape {tuple(out.shape)}, not the "
                                    f"row's spatial size {tuple(size)}")
                 centre = tuple((n - 1) // 2 for n in size)
                 target = out[(Ellipsis, *centre)].sum()  # over the batch and the channels
-                grad, = torch.autograd.grad(target, x, allow_unused=True)
-            g = (torch.zeros_like(x) if grad is None else grad).abs().sum(1).sum(0)
-            g = g.to(torch.float64).cpu().numpy()
-            sums[i] = g if sums[i] is None else sums[i] + g
+                grad, = torch.autograd.grad(target, x, allow_unused=True,
+                                            retain_graph=i < len(targets) - 1)
+                g = (torch.zeros_like(x) if grad is None else grad).abs().sum(1).sum(0)
+                g = g.to(torch.float64).cpu().numpy()
+                sums[i] = g if sums[i] is None else sums[i] + g
     return sums
 
 
