@@ -33,7 +33,7 @@ import torch.nn as nn
 from .analysis import GLOBAL, UNKNOWN, Analysis, Row, analyze
 from .geometry import RFError
 
-__all__ = ["ERF", "ERFError", "THRESHOLDS", "erf", "erf_maps", "resolve_row", "capture_point",
+__all__ = ["ERF", "ERFError", "THRESHOLDS", "erf", "erfs", "erf_maps", "resolve_row", "capture_point",
            "run_capturing", "noise_images", "noise_words", "load_images", "load_weights", "centred_square",
            "gaussian_sigma", "share_inside", "extent", "IMAGE_SUFFIXES"]
 
@@ -356,6 +356,14 @@ def erf(model: nn.Module, images: torch.Tensor, layer: Optional[str] = None, *,
     """The ERF of the centre unit of row `layer` (default: the model's output, or the last row
     with a spatial map) over `images` (N, C, *spatial), used as given (see `noise_images`,
     `load_images`). Raises ERFError for a row that does not exist or cannot be captured."""
+    return erfs(model, images, [layer], analysis=analysis, inputs=inputs, weights=weights,
+                batch_size=batch_size)[0]
+
+
+def erfs(model: nn.Module, images: torch.Tensor, layers: Sequence[Optional[str]], *,
+         analysis: Optional[Analysis] = None, inputs: str = "", weights: str = "",
+         batch_size: int = 128) -> list[ERF]:
+    """`erf` for several layers at once: one forward pass per batch serves them all."""
     images = torch.as_tensor(images)
     if images.dim() < 3:
         raise ERFError(f"images must be (N, C, *spatial), got shape {tuple(images.shape)}")
@@ -363,15 +371,16 @@ def erf(model: nn.Module, images: torch.Tensor, layer: Optional[str] = None, *,
     if param is not None:
         images = images.to(device=param.device, dtype=param.dtype)
     analysis = analysis or analyze(model, tuple(images.shape[1:]))
-    row, note = resolve_row(analysis, layer)
-    module, call = capture_point(model, analysis, row)
+    picked = [resolve_row(analysis, layer) for layer in layers]
+    targets = [(*capture_point(model, analysis, row), row.size) for row, _ in picked]
     flags = {m: m.training for m in model.modules()}
     try:
-        total, = erf_maps(model, images, [(module, call, row.size)], batch_size)
+        totals = erf_maps(model, images, targets, batch_size)
     finally:
         for m, flag in flags.items():
             m.train(flag)
-    return _result(row, total, images.shape[0], note, inputs, weights)
+    return [_result(row, total, images.shape[0], note, inputs, weights)
+            for (row, note), total in zip(picked, totals)]
 
 
 def _result(row: Row, total: np.ndarray, n: int, note: str, inputs: str, weights: str) -> ERF:

@@ -335,3 +335,18 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     torch.save({"a.weight": torch.zeros(1, 3, 3, 3)}, bad)
     usage_error(capsys, "erf", model, "--input", "3,9,9", "--weights", bad,
                 match="missing: b.weight")
+
+
+def test_several_layers_in_one_pass_equal_one_at_a_time():
+    from rfcalc.erf import erfs
+
+    torch.manual_seed(0)
+    net = load_target(NET).eval()
+    x = noise_images((3, 32, 32), 3)
+    analysis = analyze(net, (3, 32, 32))
+    together = erfs(net, x, ["t1.conv", "c3", None], analysis=analysis)
+    for layer, e in zip(["t1.conv", "c3", None], together):
+        alone = erf(net, x, layer, analysis=analysis)
+        assert e.row.name == alone.row.name
+        np.testing.assert_allclose(e.map, alone.map, rtol=1e-5, atol=1e-9)
+    assert [e.row.name for e in together] == ["t1.conv", "c3.1.add", "head"]
