@@ -77,7 +77,7 @@ def _linear_copy(model: nn.Module) -> nn.Module:
 
 
 def reachable_sets(model: nn.Module, analysis: Analysis, names: list[str],
-                   batch: int = 64) -> dict[str, np.ndarray]:
+                   batch: int = 256) -> dict[str, np.ndarray]:
     """For each named row: a bool array (units, pixels), True where the unit can reach the
     input pixel (see the module docstring). Rows must be capturable (`capture_point`).
 
