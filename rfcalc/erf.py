@@ -33,9 +33,10 @@ import torch.nn as nn
 from .analysis import GLOBAL, UNKNOWN, Analysis, Row, analyze
 from .geometry import RFError
 
-__all__ = ["ERF", "ERFError", "THRESHOLDS", "erf", "erfs", "erf_maps", "resolve_row", "capture_point",
-           "run_capturing", "noise_images", "noise_words", "load_images", "load_weights", "centred_square",
-           "gaussian_sigma", "share_inside", "extent", "IMAGE_SUFFIXES"]
+__all__ = ["ERF", "ERFError", "THRESHOLDS", "IMAGE_SUFFIXES", "erf", "erfs", "erf_maps",
+           "resolve_row", "capture_point", "run_capturing", "noise_images", "noise_words",
+           "load_images", "load_weights", "centred_square", "gaussian_sigma", "share_inside",
+           "extent"]
 
 THRESHOLDS = (20, 30, 50, 99)      # percent of the contribution, as in Ding et al.
 NOISE_SEED = 0
@@ -352,7 +353,7 @@ def _centre(row: Row, unit: Sequence[int], shape: Sequence[int]) -> tuple[float,
 
 def erf(model: nn.Module, images: torch.Tensor, layer: Optional[str] = None, *,
         analysis: Optional[Analysis] = None, inputs: str = "", weights: str = "",
-        batch_size: int = 128) -> ERF:
+        batch_size: Optional[int] = None) -> ERF:
     """The ERF of the centre unit of row `layer` (default: the model's output, or the last row
     with a spatial map) over `images` (N, C, *spatial), used as given (see `noise_images`,
     `load_images`). Raises ERFError for a row that does not exist or cannot be captured."""
@@ -362,14 +363,17 @@ def erf(model: nn.Module, images: torch.Tensor, layer: Optional[str] = None, *,
 
 def erfs(model: nn.Module, images: torch.Tensor, layers: Sequence[Optional[str]], *,
          analysis: Optional[Analysis] = None, inputs: str = "", weights: str = "",
-         batch_size: int = 128) -> list[ERF]:
-    """`erf` for several layers at once: one forward pass per batch serves them all."""
+         batch_size: Optional[int] = None) -> list[ERF]:
+    """`erf` for several layers at once: one forward pass per batch serves them all. Batches
+    hold 128 images, fewer for large inputs (about 4 M input values a batch)."""
     images = torch.as_tensor(images)
     if images.dim() < 3:
         raise ERFError(f"images must be (N, C, *spatial), got shape {tuple(images.shape)}")
     param = next(model.parameters(), None)
     if param is not None:
         images = images.to(device=param.device, dtype=param.dtype)
+    if batch_size is None:
+        batch_size = max(1, min(128, (1 << 22) // max(1, images[0].numel())))
     analysis = analysis or analyze(model, tuple(images.shape[1:]))
     picked = [resolve_row(analysis, layer) for layer in layers]
     targets = [(*capture_point(model, analysis, row), row.size) for row, _ in picked]
