@@ -1,4 +1,4 @@
-"""`rfcalc table|verify|graph TARGET`: arguments, exit codes, nothing else.
+"""`rfcalc table|verify|graph|erf|explore TARGET`: arguments, exit codes, nothing else.
 
 Exit status: 0 fine, 1 `verify` found a disagreement, 2 bad input (one line on stderr) or no
 command at all (the help, on stderr). The conventions are `rfcalc.commandline`'s.
@@ -62,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     graph.add_argument("--compact", action="store_true",
                        help="leave out ops that change neither size nor field (BatchNorm, "
                             "ReLU, dropout, ...), keeping the edges through them")
+    # the effective receptive field and the explorer page: arguments and runs in erf_cli
+    from rfcalc.erf_cli import add_erf_arguments, add_explore_arguments, run_erf, run_explore
+
+    add_erf_arguments(command("erf", "The effective receptive field: the pixels a unit "
+                                     "really uses (Luo et al. 2016).", run_erf))
+    add_explore_arguments(command("explore", "Write one offline HTML page to click through "
+                                             "the fields of every layer.", run_explore))
     return parser
 
 
