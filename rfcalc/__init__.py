@@ -6,8 +6,9 @@
     grad = gradient_map(model, (3, 32, 32), row="t4.conv")  # the pixels its centre unit sees
 """
 from .analysis import APPROX, EXACT, GLOBAL, UNKNOWN, Analysis, Row, analyze
-from .geometry import RFError
+from .geometry import RFError, Window
+from .rules import register_rule, supported_ops
 from .verify import RowCheck, Verification, gradient_map, verify
 
 __all__ = ["analyze", "verify", "gradient_map", "Analysis", "Row", "RFError", "RowCheck", "Verification",
-           "EXACT", "APPROX", "GLOBAL", "UNKNOWN"]
+           "EXACT", "APPROX", "GLOBAL", "UNKNOWN", "Window", "register_rule", "supported_ops"]
