@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from functools import cached_property
 from math import gcd
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 # A field's status: how far it can be trusted (re-exported by rfcalc.analysis).
 EXACT = "exact"        # the classic arithmetic, exactly
@@ -198,18 +198,24 @@ def _normalised(size: int, period: int, advance: int, lo: list[int], hi: list[in
 
 def resample(axis: Axis, size: int, num: int, den: int,
              taps: Callable[[int], tuple[int, int]],
-             actual: Optional[Callable[[int], tuple[int, int]]] = None) -> Axis:
+             actual: Optional[Callable[[int], tuple[int, int]]] = None,
+             reads: Optional[Callable[[int], Iterable[int]]] = None) -> Axis:
     """A general op where output unit o reads input units taps(o) = (first, last).
 
     `taps(o + den)` must equal `taps(o)` shifted by `num` input units (the op advances
     num/den input units per output unit), which makes the classic field periodic. What each
     unit really sees is read from the input's units inside the map only: positions outside
     it (padding, or pixels a crop cut away) add nothing. `actual` (default `taps`) gives the
-    units really read where they differ from the periodic pattern (torch's float arithmetic).
+    units really read where they differ from the periodic pattern (torch's float arithmetic);
+    `reads` the units read where they are not contiguous (dilation: the holes read nothing).
     """
     if size < 1:
         raise RFError(f"output size {size} is below 1")
-    seen = tuple(_seen_by(axis, *(actual or taps)(o)) for o in range(size))
+    if reads is not None:
+        seen = tuple(_hull(axis.seen[i] for i in reads(o) if 0 <= i < axis.size)
+                     for o in range(size))
+    else:
+        seen = tuple(_seen_by(axis, *(actual or taps)(o)) for o in range(size))
     mixed = _mixed(axis, seen)
     if not axis.classic:
         return Axis(size, 1, 0, (0,), (0,), axis.extent, seen, False, mixed)
@@ -263,7 +269,10 @@ def window(axis: Axis, k: int, s: int = 1, pad_lo: int = 0, pad_hi: Optional[int
         raise NotGeometric(f"kernel {k}, stride {s}, dilation {d} must be positive")
     pad_hi = pad_lo if pad_hi is None else pad_hi
     size = window_size(axis.size, k, s, pad_lo, pad_hi, d, ceil_mode)
-    return resample(axis, size, s, 1, lambda o: (o * s - pad_lo, o * s - pad_lo + (k - 1) * d))
+    reads = None if d == 1 or k == 1 else \
+        (lambda o: range(o * s - pad_lo, o * s - pad_lo + (k - 1) * d + 1, d))
+    return resample(axis, size, s, 1, lambda o: (o * s - pad_lo, o * s - pad_lo + (k - 1) * d),
+                    reads=reads)
 
 
 def transposed(axis: Axis, k: int, s: int = 1, pad: int = 0, d: int = 1,
@@ -271,11 +280,14 @@ def transposed(axis: Axis, k: int, s: int = 1, pad: int = 0, d: int = 1,
     """Transposed convolution: output o reads input i where i·s = o + pad - t·d, 0 <= t < k."""
     size = (axis.size - 1) * s - 2 * pad + d * (k - 1) + output_padding + 1
 
-    def taps(o: int) -> tuple[int, int]:
-        hits = [(o + pad - t * d) // s for t in range(k) if (o + pad - t * d) % s == 0]
-        return (min(hits), max(hits)) if hits else (1, 0)
+    def hits(o: int) -> list[int]:
+        return [(o + pad - t * d) // s for t in range(k) if (o + pad - t * d) % s == 0]
 
-    return resample(axis, size, 1, s, taps)
+    def taps(o: int) -> tuple[int, int]:
+        h = hits(o)
+        return (min(h), max(h)) if h else (1, 0)
+
+    return resample(axis, size, 1, s, taps, reads=hits)
 
 
 def adaptive(axis: Axis, size: int) -> Axis:

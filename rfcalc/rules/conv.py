@@ -107,22 +107,32 @@ def im2col(call: Call) -> Outcome:
                               for a, ki, si, pi, di in zip(f.axes, k, s, p, d)))
     windows = with_axes(call.first, axes)
     flat = mixed(windows, "unfold: the windows are flattened into one dim", keep_dims=False)
+    size = tuple(a.size for a in windows.axes)
+    # entries still apart: F.fold with the same window puts every pixel back in its place
     return Outcome(Field(flat.axes, None, flat.status, flat.note,
-                         packed=("unfold", (k, d, p, s), -1, windows)), Window(k, s, p, d))
+                         packed=("unfold", (k, d, p, s), size, call.first, windows)),
+                   Window(k, s, p, d))
 
 
 @rule("F.fold")
 def col2im(call: Call) -> Outcome:
-    """F.fold(input, output_size, kernel_size, dilation, padding, stride): every window is
-    summed back into place, a transposed conv over the unfolded windows."""
+    """F.fold(input, output_size, kernel_size, dilation, padding, stride): every window's
+    entries are summed back into place. Straight after F.unfold with the same window (only
+    element-wise ops between) each pixel gets back its own values: the field before the
+    unfold. After the entries were mixed (a weight @ the columns), each output pixel reads
+    every window holding it: a transposed window over the windows."""
     packed = call.first.packed
-    if call.first.dims is not None or packed is None or packed[0] != "unfold" \
-            or packed[2] != -1 or len(packed[3].axes) != 2:
+    if call.first.dims is not None or packed is None or packed[0] not in ("unfold", "cols"):
         raise NotGeometric("F.fold of a tensor that is not (a layout-keeping function of) "
                            "the output of F.unfold")
-    f = packed[3]
     k, d, p, s = _window_args(call, 2, 2)
     out = tuple(call.out_tensor.shape[-2:])
+    if packed[0] == "unfold":
+        before = packed[3]
+        if packed[1] != (k, d, p, s) or tuple(a.size for a in before.axes) != out:
+            raise NotGeometric("F.fold with another window than its F.unfold")
+        return Outcome(before, Window(k, s, p, d))
+    f = packed[4]
     axes = []
     for a, ki, di, pi, si, n in zip(f.axes, k, d, p, s, out):
         t = g.transposed(a, ki, si, pi, di, 0)
@@ -130,4 +140,3 @@ def col2im(call: Call) -> Outcome:
             t = g.transposed(a, ki, si, pi, di, n - t.size)
         axes.append(t)
     return Outcome(Field(tuple(axes), f.dims, f.status, f.note), Window(k, s, p, d))
-

@@ -71,6 +71,7 @@ class Outcome:
 Rule = Callable[[Call], Outcome]
 RULES: dict[str, Rule] = {}
 _SEES_UNKNOWN: set[str] = set()
+_KEEPS_LAYOUT: set[Rule] = set()   # rules that may pass a flattened map's layout on
 
 _BINARY = {"add", "sub", "mul", "div", "truediv", "floordiv", "mod", "pow", "matmul", "and",
            "or", "xor", "lshift", "rshift"}
@@ -80,7 +81,10 @@ _SYNONYMS = {"truediv": "div", "concat": "cat", "concatenate": "cat", "swapaxes"
 
 def canonical(func: Callable) -> str:
     """The plain name of a torch function or Tensor method: `__radd__`, `add_` -> `add`."""
+    func = getattr(func, "_opoverload", func)  # a torch.library custom op: its overload
     name = getattr(func, "__name__", "") or ""
+    if name.endswith(".default"):  # torch.ops.lib.op.default is called `op`
+        name = name[: -len(".default")]
     if name == "__get__":  # a Tensor property such as .data or .T
         return "get_" + getattr(getattr(func, "__self__", None), "__name__", "?")
     if name.startswith("__") and name.endswith("__"):
@@ -94,7 +98,7 @@ def canonical(func: Callable) -> str:
 
 def qualified(func: Callable) -> str:
     """`F.name`, `Tensor.name` or `torch.name`: where `func` lives, for names that collide."""
-    raw = getattr(func, "__name__", "") or ""
+    raw = getattr(getattr(func, "_opoverload", func), "__name__", "") or ""
     name = canonical(func)
     if getattr(F, raw, None) is func:
         return f"F.{name}"
@@ -105,9 +109,16 @@ def qualified(func: Callable) -> str:
     return name
 
 
+# plain names that two different functions share: their rules are keyed by where they live
+COLLISIONS = frozenset({"unfold", "fold", "batch_norm", "instance_norm"})
+
+
 def key_of(func: Union[str, Callable]) -> str:
-    """The table key for an op given as a name or as the function itself."""
-    return func if isinstance(func, str) else qualified(func)
+    """The table key for an op given as a name or as the function itself (its canonical
+    name; qualified, `F.unfold`, where two functions share the name)."""
+    if isinstance(func, str):
+        return func
+    return qualified(func) if canonical(func) in COLLISIONS else canonical(func)
 
 
 def register_rule(op: Union[str, Callable], rule: Rule, *, unknown_inputs: bool = False,
@@ -115,7 +126,7 @@ def register_rule(op: Union[str, Callable], rule: Rule, *, unknown_inputs: bool 
     """Give `op` a rule: from now on every call of it is analysed by `rule(call) -> Outcome`.
 
     `op` is the function itself (`torch.nn.functional.grid_sample`, `torch.Tensor.unfold`,
-    `torch.ops.mylib.blur`) or its canonical name (`"grid_sample"`; in-place and reflected
+    a `torch.library.custom_op`, `torch.ops.mylib.blur`) or its canonical name (`"grid_sample"`; in-place and reflected
     variants share it). `rule` receives a `Call` and returns an `Outcome`; it raises
     `rfcalc.geometry.NotGeometric` where it has no exact answer (the row becomes unknown with
     that reason). `unknown_inputs=True`: the rule is called even when an input's field is
@@ -131,11 +142,15 @@ def register_rule(op: Union[str, Callable], rule: Rule, *, unknown_inputs: bool 
     (_SEES_UNKNOWN.add if unknown_inputs else _SEES_UNKNOWN.discard)(key)
 
 
-def rule(*names: str, unknown_inputs: bool = False) -> Callable[[Rule], Rule]:
-    """Decorator form of `register_rule` for the catalogue: one rule, several names."""
+def rule(*names: str, unknown_inputs: bool = False,
+         keeps_layout: bool = False) -> Callable[[Rule], Rule]:
+    """Decorator form of `register_rule` for the catalogue: one rule, several names.
+    `keeps_layout`: the rule passes on how a flattened map is laid out (Field.packed)."""
     def register(fn: Rule) -> Rule:
         for name in names:
             register_rule(name, fn, unknown_inputs=unknown_inputs)
+        if keeps_layout:
+            _KEEPS_LAYOUT.add(fn)
         return fn
     return register
 
@@ -179,21 +194,35 @@ def apply(call: Call, key: Optional[str] = None) -> Outcome:
     if bad and found not in _SEES_UNKNOWN:
         return Outcome(Field((), same_dims(call, bad[0].dims), UNKNOWN, bad[0].note))
     try:
-        return fn(call)
+        outcome = fn(call)
     except NotGeometric as exc:
         if call.inputs and all(whole_global(f) for _, f in call.inputs):
             # every unit already sees the whole map: no op can make that less true
             f = call.first
             return Outcome(Field(f.axes, same_dims(call, f.dims), GLOBAL, f.note))
         return Outcome(unknown_field(call, str(exc)))
+    f = outcome.field
+    if f.packed is not None and f.packed[0] != "mixed" and fn not in _KEEPS_LAYOUT \
+            and any(f is fi for _, fi in call.inputs):
+        # the op moved a flattened map's elements: what view could undo is gone
+        outcome = Outcome(Field(f.axes, None, f.status, f.note), outcome.window, outcome.alias)
+    return outcome
 
 
 # ---------------------------------------------------------------- helpers for rules
 
 def whole_global(f: Field) -> bool:
-    """Every axis global (or the field flattened after mixing every position)."""
-    return f.status == GLOBAL or (bool(f.axes) and f.status != UNKNOWN
-                                  and all(a.mixed for a in f.axes))
+    """Every unit sees the whole map: every axis global, or a flattened vector whose every
+    element mixed every position (attention, a Linear over the flattened map). A flattened
+    map that nothing mixed yet is shown as global, but its elements are not."""
+    if f.status == UNKNOWN:
+        return False
+    if f.dims is None:
+        return f.status == GLOBAL and f.packed == MIXED
+    return f.status == GLOBAL or (bool(f.axes) and all(a.mixed for a in f.axes))
+
+
+MIXED = ("mixed",)   # Field.packed of a flattened vector whose every element saw everything
 
 
 def unknown_field(call: Call, why: str) -> Field:
@@ -221,15 +250,18 @@ def ints(value: Any, n: int) -> tuple[int, ...]:
     return (int(value),) * n
 
 
-def mixed(f: Field, note: str, which: Optional[set[int]] = None, keep_dims: bool = True) -> Field:
+def mixed(f: Field, note: str, which: Optional[set[int]] = None, keep_dims: bool = True,
+          really: bool = False) -> Field:
     """The field once positions are mixed along the axes `which` (indices into f.axes; None:
     all): along those every unit sees the whole map. `keep_dims=False`: the map is gone
-    (flattened into a vector), every axis collapses."""
+    (flattened into a vector), every axis collapses; `really`: every element of that vector
+    mixed every position (else it is only shown as a whole)."""
     if f.status == UNKNOWN:
         return f
     if not keep_dims or f.dims is None:
         return Field(tuple(g.collapse(a) for a in f.axes), None, GLOBAL,
-                     f.note if whole_global(f) else note)
+                     f.note if whole_global(f) else note,
+                     MIXED if really or whole_global(f) else None)
     which = set(range(len(f.axes))) if which is None else which
     axes = tuple(g.spread(a) if i in which and not a.mixed else a for i, a in enumerate(f.axes))
     note_ = f.note if f.note and all(f.axes[i].mixed for i in which) else note

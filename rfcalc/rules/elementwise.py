@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .. import geometry as g
 from ..geometry import EXACT, GLOBAL, UNKNOWN, Field, NotGeometric
-from .dispatch import Call, Outcome, mixed, positive, rule, whole_global
+from .dispatch import MIXED, Call, Outcome, mixed, positive, rule, whole_global
 
 _NO_CHANGE = ("dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
               "feature_alpha_dropout", "hardswish", "prelu", "rrelu", "logsigmoid", "softsign",
@@ -14,7 +14,7 @@ _ALIASES = ("contiguous", "clone", "detach", "to", "float", "double", "half", "b
             "type", "cpu", "cuda", "requires_grad", "get_data", "coalesce")
 
 
-@rule("pointwise", *_NO_CHANGE, unknown_inputs=True)
+@rule("pointwise", *_NO_CHANGE, unknown_inputs=True, keeps_layout=True)
 def pointwise(call: Call) -> Outcome:
     """Each output element reads the same position of every input: the union of the fields.
 
@@ -42,7 +42,8 @@ def pointwise(call: Call) -> Outcome:
         axes = tuple(g.union([g.collapse(f.axes[i]) for f in fields])
                      for i in range(len(fields[0].axes)))
         status = GLOBAL if globals_ else EXACT
-        return Outcome(Field(axes, None, status, _note(fields, globals_)))
+        return Outcome(Field(axes, None, status, _note(fields, globals_),
+                             MIXED if globals_ else None))
     if out.dim() < max(-d for d in dims):
         raise NotGeometric("the output has fewer dims than the map")
     sizes = [out.shape[d] for d in dims]
@@ -75,7 +76,7 @@ def _note(fields: list[Field], globals_: list[Field]) -> str:
     return ""
 
 
-@rule(*_ALIASES)
+@rule(*_ALIASES, keeps_layout=True)
 def alias(call: Call) -> Outcome:
     """Same values, maybe another dtype or device: the field travels on, without a row."""
     return Outcome(call.first, alias=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from .. import geometry as g
-from ..geometry import Field, NotGeometric
+from ..geometry import GLOBAL, Field, NotGeometric
 from .dispatch import Call, Outcome, mixed, plus_arguments, positive, rule, with_axes
 
 
@@ -184,8 +184,10 @@ def linear(call: Call) -> Outcome:
     """Linear mixes its last dim: global along that axis when it is spatial (a token-mixing
     Linear along W), else per position. A weight computed from the input widens every unit."""
     f = call.first
-    if f.dims is None:
-        return Outcome(plus_arguments(call, _flat(f)))
+    if f.dims is None:  # over a flattened map: every element mixes every position
+        flat = mixed(f, f"{call.name}: mixes every position of the map", keep_dims=False,
+                     really=True) if f.status == GLOBAL else f
+        return Outcome(plus_arguments(call, flat))
     return Outcome(plus_arguments(call, _contract(call, f, -1)))
 
 
@@ -218,6 +220,11 @@ def matmul(call: Call) -> Outcome:
         if f.status == "unknown":
             return Outcome(f)
         if f.dims is None:
+            if f.packed is not None and f.packed[0] == "unfold" and len(call.args) > 1 \
+                    and call.args[1] is call.first_tensor:
+                # weight @ F.unfold(x): a convolution in disguise, every window's entries mixed
+                return Outcome(Field(f.axes, None, f.status, f.note,
+                                     packed=("cols",) + f.packed[1:]))
             return Outcome(_flat(f))
         left = call.args[0] is call.first_tensor
         if left or call.first_tensor.dim() >= 2:
@@ -283,7 +290,7 @@ def _everything(call: Call, why: str) -> Outcome:
     known = [fi for _, fi in call.inputs if fi.status != "unknown"]
     if not known:
         return Outcome(call.first)
-    return Outcome(mixed(known[0], f"{call.name}: {why}", keep_dims=False))
+    return Outcome(mixed(known[0], f"{call.name}: {why}", keep_dims=False, really=True))
 
 
 

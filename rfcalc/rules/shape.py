@@ -26,6 +26,11 @@ def _unpacked(f: Field, out: torch.Tensor) -> Field | None:
         if out.dim() == ndim and all(out.shape[d] == a.size for a, d in zip(kept.axes, kept.dims)):
             return kept
         return None
+    if f.packed[0] == "cols":  # weight @ F.unfold(x), viewed as the map of windows
+        size, windows = f.packed[2], f.packed[4]
+        if out.dim() >= len(size) and tuple(out.shape[-len(size):]) == size:
+            return windows
+        return None
     if f.packed[0] != "flat":
         return None
     _, tail, flat_dim, before = f.packed
@@ -36,7 +41,7 @@ def _unpacked(f: Field, out: torch.Tensor) -> Field | None:
 
 
 @rule("view", "reshape", "flatten", "view_as", "reshape_as", "squeeze", "unsqueeze",
-      "unflatten", "ravel")
+      "unflatten", "ravel", keeps_layout=True)
 def reshape(call: Call) -> Outcome:
     """Keep the map if its trailing dims survive unchanged; a flatten of the map's dims is
     shown as global but remembered, so a view that restores the map restores its field."""
@@ -51,8 +56,8 @@ def reshape(call: Call) -> Outcome:
                 and all(a.size == 1 for a in f.axes):
             # a pooled vector viewed back as a 1x1 map (an SE gate): the map is back
             return Outcome(Field(f.axes, tuple(range(-n, 0)), f.status, f.note))
-        if f.packed is not None and out.dim() >= 1 and src.dim() >= 1 \
-                and out.shape[-1] != src.shape[-1]:
+        if f.packed is not None and f.packed[0] != "mixed" and out.dim() >= 1 \
+                and src.dim() >= 1 and out.shape[-1] != src.shape[-1]:
             return Outcome(Field(f.axes, None, f.status, f.note))  # the layout is lost
         return Outcome(f)
     m = max(-d for d in f.dims)
@@ -69,7 +74,7 @@ def reshape(call: Call) -> Outcome:
                          "end here", keep_dims=False))
 
 
-@rule("permute", "transpose", "movedim", "get_T", "get_mT", "t")
+@rule("permute", "transpose", "movedim", "get_T", "get_mT", "t", keeps_layout=True)
 def permute(call: Call) -> Outcome:
     """Reordering dims moves the map with them: spatial axes swap with their dims."""
     f = call.first
@@ -82,6 +87,8 @@ def permute(call: Call) -> Outcome:
             moved = where[flat_dim % ndim] - ndim
             return Outcome(Field(f.axes, None, f.status, f.note,
                                  packed=(kind, tail, moved, before)))
+        if f.packed is not None and f.packed[0] == "mixed":
+            return Outcome(f)
         return Outcome(Field(f.axes, None, f.status, f.note))
     dims = tuple(where[d] - ndim for d in positive(f.dims, ndim))
     return Outcome(Field(f.axes, dims, f.status, f.note, f.packed))
@@ -191,8 +198,9 @@ def flip(call: Call) -> Outcome:
     """Reversing a spatial dim reverses its units: unit o sees what unit n-1-o saw."""
     f = call.first
     ndim = call.first_tensor.dim()
-    if call.name == "flip":
-        dims = _dims_arg(call.arg(1, "dims"), ndim)
+    if call.name == "flip":  # x.flip(-2, -1) or flip(x, dims=(-2, -1))
+        given = call.kwargs.get("dims", call.args[1] if len(call.args) == 2 else call.args[1:])
+        dims = _dims_arg(given, ndim)
     else:
         dims = [1 % ndim] if call.name == "fliplr" else [0]
     if f.dims is None:

@@ -11,10 +11,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from measure import check, positive  # tests/rfcalc is on sys.path, as for zoo
 
 from rfcalc import APPROX, EXACT, GLOBAL, UNKNOWN, analyze
-
-from measure import check, positive  # tests/rfcalc is on sys.path, as for zoo
 
 
 class Fn(nn.Module):
@@ -93,8 +92,8 @@ def test_recompute_scale_factor_uses_the_size_ratio():
 def test_reflect_padding_reaches_mirrored_pixels():
     # pad 3 (reflect) then k3 unpadded, 8 pixels: unit 0 reads padded 0..2 = pixels 3, 2, 1:
     # it sees 1..3, where zero padding would see nothing at all
-    m = pos(lambda s, x: F.conv1d(F.pad(x, (3, 3), mode="reflect"), torch.ones(1, 1, 3, dtype=x.dtype)),
-            nd=1)
+    m = pos(lambda s, x: F.conv1d(F.pad(x, (3, 3), mode="reflect"),
+                                  torch.ones(1, 1, 3, dtype=x.dtype)), nd=1)
     r = rows(m, (1, 8))
     assert r["conv1d"].status == APPROX and "reflect" in r["conv1d"].note
     result = check(m, (1, 8))
@@ -103,8 +102,8 @@ def test_reflect_padding_reaches_mirrored_pixels():
 
 def test_circular_padding_reaches_the_other_side():
     # circular pad 2 then k5: unit 0 reads pixels 6, 7, 0, 1, 2: the whole 8 (rf >= 8)
-    m = pos(lambda s, x: F.conv1d(F.pad(x, (2, 2), mode="circular"), torch.ones(1, 1, 5, dtype=x.dtype)),
-            nd=1)
+    m = pos(lambda s, x: F.conv1d(F.pad(x, (2, 2), mode="circular"),
+                                  torch.ones(1, 1, 5, dtype=x.dtype)), nd=1)
     r = rows(m, (1, 8))["conv1d"]
     assert r.status == APPROX and r.rf == (8,)
     check(m, (1, 8))
