@@ -250,16 +250,17 @@ def window_size(n: int, k: int, s: int, pad_lo: int, pad_hi: int, d: int = 1,
                 ceil_mode: bool = False) -> int:
     """PyTorch's output size of a sliding window (conv, pool) over n units."""
     span = n + pad_lo + pad_hi - d * (k - 1) - 1
-    if span < 0:
-        raise RFError(f"a map of size {n} (padding {pad_lo}+{pad_hi}) is smaller than the "
-                      f"window {d * (k - 1) + 1} (kernel {k}, dilation {d})")
-    if not ceil_mode:
+    if ceil_mode:  # one window may hang over the end (even past a map smaller than it)
+        out = (span + s - 1) // s + 1
+        # PyTorch drops a last window that would start in the right padding
+        if out >= 1 and (out - 1) * s >= n + pad_lo:
+            out -= 1
+        if out >= 1:
+            return out
+    elif span >= 0:
         return span // s + 1
-    out = -(-span // s) + 1
-    # PyTorch drops a last window that would start in the right padding
-    if (out - 1) * s >= n + pad_lo:
-        out -= 1
-    return out
+    raise RFError(f"a map of size {n} (padding {pad_lo}+{pad_hi}) is smaller than the "
+                  f"window {d * (k - 1) + 1} (kernel {k}, dilation {d})")
 
 
 def window(axis: Axis, k: int, s: int = 1, pad_lo: int = 0, pad_hi: Optional[int] = None,

@@ -218,3 +218,13 @@ def test_a_crop_never_claims_cut_pixels():
     # negative padding crops the same way
     m = pos(lambda s, x: s.c3(F.pad(s.c3(x), (-3, -3))), nd=1)
     check(m, (1, 10))
+
+
+def test_ceil_mode_window_larger_than_the_map():
+    # found by the property test: avg_pool k2 s2 ceil_mode on 1 unit is one window hanging
+    # over the end (torch: (1 - 1 - 1 + 1) // 2 + 1 = 1 unit), not an error
+    from rfcalc.geometry import window_size
+    assert window_size(1, 2, 2, 0, 0, ceil_mode=True) == 1
+    m = positive(nn.Sequential(nn.Conv1d(1, 1, 3), nn.AvgPool1d(2, 2, ceil_mode=True)))
+    assert rows(m, (1, 3))["1"].size == (1,)
+    check(m, (1, 3))
