@@ -129,9 +129,10 @@ def register_rule(op: Union[str, Callable], rule: Rule, *, unknown_inputs: bool 
     a `torch.library.custom_op`, `torch.ops.mylib.blur`) or its canonical name
     (`"grid_sample"`; in-place and reflected variants share it). `rule` receives a `Call`
     and returns an `Outcome`; it raises `rfcalc.geometry.NotGeometric` where it has no exact
-    answer (the row becomes unknown with that reason). `unknown_inputs=True`: the rule is called even when an input's field is
-    already unknown (by default the output is then unknown without asking). `replace=False`
-    refuses to overwrite an existing rule (ValueError).
+    answer (the row becomes unknown with that reason). `unknown_inputs=True`: the rule is
+    called even when an input's field is already unknown (by default the output is then
+    unknown without asking). `replace=False` refuses to overwrite an existing rule
+    (ValueError).
     """
     key = key_of(op)
     if not callable(rule):
