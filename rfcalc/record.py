@@ -56,7 +56,8 @@ _ESCAPES = frozenset({"numpy", "tolist", "array"})
 def _version(t: torch.Tensor) -> int:
     """The tensor's version counter (bumped by every in-place write, shared by its views)."""
     try:
-        return t._version
+        with torch._C.DisableTorchFunction():
+            return t._version
     except RuntimeError:  # an inference tensor keeps none
         return -1
 
@@ -139,7 +140,8 @@ class Recording(TorchFunctionMode):
         self.fields[tensor] = f
         if step is not None:
             self.made_by[tensor] = step
-        base = tensor._base if tensor._base is not None else tensor
+        with torch._C.DisableTorchFunction():  # our own reads are not the model's ops
+            base = tensor._base if tensor._base is not None else tensor
         views = self.aliases.setdefault(id(base), [])
         if not any(r() is tensor for r in views):
             views.append(weakref.ref(tensor))
@@ -148,13 +150,16 @@ class Recording(TorchFunctionMode):
         """`tensor` was changed in place: every tensor sharing its storage changed with it.
         Those that view exactly the same elements get its new field; others (a slice, a
         reshaped view) are partly overwritten: nothing is claimed for them."""
-        base = tensor._base if tensor._base is not None else tensor
-        layout = (tuple(tensor.shape), tensor.stride(), tensor.storage_offset())
-        for ref in self.aliases.get(id(base), []):
-            other = ref()
-            if other is None or other is tensor or other not in self.fields:
+        with torch._C.DisableTorchFunction():
+            base = tensor._base if tensor._base is not None else tensor
+            layout = (tuple(tensor.shape), tensor.stride(), tensor.storage_offset())
+            others = [(r(), None) for r in self.aliases.get(id(base), [])]
+            others = [(o, (tuple(o.shape), o.stride(), o.storage_offset()))
+                      for o, _ in others if o is not None]
+        for other, where in others:
+            if other is tensor or other not in self.fields:
                 continue
-            same = (tuple(other.shape), other.stride(), other.storage_offset()) == layout
+            same = where == layout
             g = f if same else Field((), None, UNKNOWN, f"{name}: written in place through a "
                                      "view of it (slice assignment, an in-place op on a view)")
             self.set_field(other, g, step or self.made_by.get(other))

@@ -228,3 +228,11 @@ def test_ceil_mode_window_larger_than_the_map():
     m = positive(nn.Sequential(nn.Conv1d(1, 1, 3), nn.AvgPool1d(2, 2, ceil_mode=True)))
     assert rows(m, (1, 3))["1"].size == (1,)
     check(m, (1, 3))
+
+
+def test_rfcalcs_own_reads_make_no_rows():
+    # the recorder looks at views (_base) and version counters: never as rows of the model
+    m = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Linear(6, 6), nn.ReLU(inplace=True))
+    a = analyze(m, (1, 5, 6))
+    assert [r.op for r in a.rows] == ["Conv2d", "Linear", "ReLU"]
+    assert a.output.axis_status == (EXACT, GLOBAL) and not a.unruled
