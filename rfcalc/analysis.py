@@ -69,11 +69,14 @@ class Analysis:
 
     @property
     def covers_input(self) -> bool:
-        """Whether the output field is at least as large as the input on every axis."""
+        """Whether the output field is at least as large as the input on every axis (a global
+        axis covers it)."""
         o = self.output
-        if o.status == GLOBAL:
+        if o.status == GLOBAL and (not o.axis_status or all(s == GLOBAL for s in o.axis_status)):
             return True
-        return bool(o.rf) and all(r >= n for r, n in zip(o.rf, self.input_shape[1:]))
+        per = o.axis_status or (o.status,) * len(o.rf)
+        return bool(o.rf) and all(s == GLOBAL or r >= n
+                                  for r, n, s in zip(o.rf, self.input_shape[1:], per))
 
 
 _RANK = {EXACT: 0, APPROX: 1, GLOBAL: 2, UNKNOWN: 3}

@@ -268,7 +268,7 @@ def mixed(f: Field, note: str, which: Optional[set[int]] = None, keep_dims: bool
     note_ = f.note if f.note and all(f.axes[i].mixed for i in which) else note
     if len(which) == len(f.axes):
         return Field(axes, f.dims, GLOBAL, note_ if f.status != GLOBAL else f.note)
-    return Field(axes, f.dims, f.status, f.note or note_)
+    return Field(axes, f.dims, f.status, note_)  # the op that made these axes global
 
 
 def with_axes(f: Field, axes: tuple[g.Axis, ...], dims: Optional[tuple[int, ...]] = None,

@@ -131,7 +131,9 @@ def test_softmax_along_w_is_global_along_w_only():
     m = pos(lambda s, x: torch.softmax(s.c3(x), dim=-1))
     r = rows(m, (1, 6, 10))["softmax"]
     assert r.status == GLOBAL and r.axis_status == (EXACT, GLOBAL) and r.rf == (3, 12)
-    assert "global along W" in r.note
+    assert "global along W" in r.note and r.note.startswith("softmax")
+    # global along W only: the output does not cover the 6 rows of the input
+    assert not analyze(m, (1, 6, 10)).covers_input
 
 
 def test_one_axis_statistics_and_token_mixing():
