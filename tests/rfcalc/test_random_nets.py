@@ -65,14 +65,16 @@ class Concat(nn.Module):
 
 
 class Gate(nn.Module):
-    """x times its mean along some spatial dims (broadcast back): a gate, global along them."""
+    """(x + 1) times its mean along some spatial dims (broadcast back): a gate, global along
+    them. The + 1: a zero-padded unit times the mean would be a constant 0 (no gradient), a
+    value fact rfcalc cannot know (after a conv with a bias it is not 0)."""
 
     def __init__(self, dims: tuple[int, ...]):
         super().__init__()
         self.dims = dims
 
     def forward(self, x):
-        return x * x.mean(self.dims, keepdim=True)
+        return (x + 1) * x.mean(self.dims, keepdim=True)
 
     def extra_repr(self) -> str:
         return f"dims={self.dims}"
