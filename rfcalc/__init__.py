@@ -8,8 +8,10 @@
 """
 from .analysis import APPROX, EXACT, GLOBAL, UNKNOWN, Analysis, Row, analyze
 from .erf import ERF, erf
-from .geometry import RFError
+from .geometry import RFError, Window
+from .rules import register_rule, supported_ops
 from .verify import RowCheck, Verification, gradient_map, verify
 
 __all__ = ["analyze", "verify", "gradient_map", "erf", "ERF", "Analysis", "Row", "RFError",
-           "RowCheck", "Verification", "EXACT", "APPROX", "GLOBAL", "UNKNOWN"]
+           "RowCheck", "Verification", "EXACT", "APPROX", "GLOBAL", "UNKNOWN", "Window",
+           "register_rule", "supported_ops"]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Optional, Sequence
 # pool) and rf is the widest unit's; GLOBAL every unit sees the whole map (a pooled gate
 # broadcast back, flatten + Linear, attention, statistics over the map); UNKNOWN an op without
 # a rule touched the spatial map: nothing is claimed.
-from .geometry import APPROX, EXACT, GLOBAL, UNKNOWN, Field, RFError
+from .geometry import APPROX, EXACT, GLOBAL, UNKNOWN, Field, RFError, Window
 
 if TYPE_CHECKING:
     import torch.nn as nn
@@ -28,22 +28,32 @@ class Row:
 
     name: str                              # qualified module path, or e.g. "add_1", "cat"
     op: str                                # module class or torch function name
-    kernel: Optional[tuple[int, ...]]      # None where the op has no window
-    stride: Optional[tuple[int, ...]]
-    padding: Optional[tuple[int, ...]]
-    dilation: Optional[tuple[int, ...]]
+    window: Optional[Window]               # kernel, stride, padding, dilation; None: no window
     size: tuple[int, ...]                  # output spatial size; () once the map is flattened
     jump: tuple[Num, ...]
     rf: tuple[Num, ...]
     start: tuple[Num, ...]
     params: int                            # parameters owned by this op (0 for functional ops)
-    status: str = EXACT
+    status: str = EXACT                    # the row's: the least trusted of its axes
     note: str = ""                         # why a row is approx/global/unknown
     inputs: Optional[tuple[str, ...]] = None  # rows (or "input") that fed it; None: not recorded
+    axis_status: tuple[str, ...] = ()      # per axis (global along W, exact along H)
 
     @property
-    def is_global(self) -> bool:
-        return self.status == GLOBAL
+    def kernel(self) -> Optional[tuple[int, ...]]:
+        return self.window.kernel if self.window else None
+
+    @property
+    def stride(self) -> Optional[tuple[int, ...]]:
+        return self.window.stride if self.window else None
+
+    @property
+    def padding(self) -> Optional[tuple[int, ...]]:
+        return self.window.padding if self.window else None
+
+    @property
+    def dilation(self) -> Optional[tuple[int, ...]]:
+        return self.window.dilation if self.window else None
 
 
 @dataclass(frozen=True)
@@ -57,14 +67,18 @@ class Analysis:
     # what the notes section under the table shows: one line per row that is not exact,
     # "name (status): note", in execution order (then any note on the model as a whole)
     notes: tuple[str, ...] = field(default_factory=tuple)
+    unruled: dict = field(default_factory=dict)   # ops of this model without a rule: count
 
     @property
     def covers_input(self) -> bool:
-        """Whether the output field is at least as large as the input on every axis."""
+        """Whether the output field is at least as large as the input on every axis (a global
+        axis covers it)."""
         o = self.output
-        if o.status == GLOBAL:
+        if o.status == GLOBAL and (not o.axis_status or all(s == GLOBAL for s in o.axis_status)):
             return True
-        return bool(o.rf) and all(r >= n for r, n in zip(o.rf, self.input_shape[1:]))
+        per = o.axis_status or (o.status,) * len(o.rf)
+        return bool(o.rf) and all(s == GLOBAL or r >= n
+                                  for r, n, s in zip(o.rf, self.input_shape[1:], per))
 
     # How an Analysis shows itself (the renderers do the work): print() and str() give the
     # text table, a notebook the table with its status colours, repr() one line.
@@ -91,23 +105,59 @@ class Analysis:
 
         return html.fragment(layers.table(self))
 
+_RANK = {EXACT: 0, APPROX: 1, GLOBAL: 2, UNKNOWN: 3}
+
+
+def axis_names(n: int) -> tuple[str, ...]:
+    """How the spatial axes are called in notes: L; H, W; D, H, W."""
+    return {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}.get(n, tuple(f"axis {i}" for i in
+                                                                      range(n)))
+
+
+def judge(f: Field) -> tuple[str, tuple[str, ...], str]:
+    """The one place a row's status is decided: (status, status per axis, note).
+
+    Per axis: GLOBAL where every unit sees the whole map along it (or the map was flattened
+    after mixing); APPROX where the units differ (up-sampling, an uneven pool), where the
+    classic field clipped to the image is not what each unit really sees (a padding mode
+    that copies pixels, a crop, a flip), or where a rule said so; else EXACT. The row's
+    status is its least trusted axis's; UNKNOWN claims nothing.
+    """
+    if f.status == UNKNOWN:
+        return UNKNOWN, (), f.note
+    per = []
+    for a in f.axes:
+        if f.status == GLOBAL or a.mixed:
+            per.append(GLOBAL)
+        elif f.status == APPROX or not a.uniform or not a.faithful:
+            per.append(APPROX)
+        else:
+            per.append(EXACT)
+    status = max(per, key=_RANK.__getitem__) if per else f.status
+    note = f.note
+    if APPROX in per and not note:
+        if all(a.faithful for a in f.axes):
+            note = "units differ: rf is the widest unit's, jump the mean spacing"
+        else:
+            note = "some units see other pixels than the classic field: rf is the widest unit's"
+    if GLOBAL in per and len(set(per)) > 1:
+        names = axis_names(len(per))
+        where = ", ".join(f"{s} along {n}" for s, n in zip(per, names))
+        note = f"{note} ({where})" if note else where
+    return status, tuple(per), note
+
 
 def to_row(name: str, op: str, f: Field, *, params: int = 0, size: tuple[int, ...] = (),
-           kernel=None, stride=None, padding=None, dilation=None,
-           inputs: Optional[tuple[str, ...]] = None) -> Row:
+           window: Optional[Window] = None, inputs: Optional[tuple[str, ...]] = None) -> Row:
     """A Row from a recorded field; an UNKNOWN field claims no jump, rf or start."""
-    status = f.shown_status
-    note = f.note
-    if status == APPROX and not note:
-        note = "units differ: rf is the widest unit's, jump the mean spacing"
+    status, per_axis, note = judge(f)
     if status == UNKNOWN:
         jump = rf = start = ()
     else:
         jump = tuple(a.jump for a in f.axes)
         rf = tuple(a.rf for a in f.axes)
         start = tuple(a.start for a in f.axes)
-    return Row(name, op, kernel, stride, padding, dilation, size, jump, rf, start, params,
-               status, note, inputs)
+    return Row(name, op, window, size, jump, rf, start, params, status, note, inputs, per_axis)
 
 
 def _validate(input_shape: Sequence[int]) -> tuple[int, ...]:
@@ -159,13 +209,12 @@ def analyze(model: "nn.Module", input_shape: Sequence[int]) -> Analysis:
     finally:
         for m, flag in flags.items():
             m.train(flag)
-    rows = tuple(to_row(s.name, s.op, s.field, params=s.params, size=s.size, kernel=s.kernel,
-                        stride=s.stride, padding=s.padding, dilation=s.dilation,
+    rows = tuple(to_row(s.name, s.op, s.field, params=s.params, size=s.size, window=s.window,
                         inputs=s.inputs)
                  for s in rec.steps)
     by_name = {r.name: r for r in rows}
     if rec.output_field is None:
-        output = Row("output", "output", None, None, None, None, (), (), (), (), 0, UNKNOWN,
+        output = Row("output", "output", None, (), (), (), (), 0, UNKNOWN,
                      "the output does not come from the input through torch ops")
     elif rec.output is None:  # the model returned its input
         output = to_row("input", "input", rec.output_field,
@@ -178,4 +227,8 @@ def analyze(model: "nn.Module", input_shape: Sequence[int]) -> Analysis:
     params = sum(p.numel() for p in model.parameters())
     notes = tuple(f"{r.name} ({r.status}): {r.note}" if r.note else f"{r.name} ({r.status})"
                   for r in rows if r.status != EXACT)
-    return Analysis(shape, rows, output, params, notes)
+    if rec.unruled:
+        notes += ("no rule for: " + ", ".join(f"{op} ×{n}" if n > 1 else op
+                                             for op, n in rec.unruled.items())
+                  + " (rfcalc.register_rule adds one)",)
+    return Analysis(shape, rows, output, params, notes, dict(rec.unruled))

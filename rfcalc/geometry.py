@@ -15,10 +15,11 @@ the centre are the only rationals. Invariant: lo and hi never decrease with the 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
+from functools import cached_property
 from math import gcd
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 # A field's status: how far it can be trusted (re-exported by rfcalc.analysis).
 EXACT = "exact"        # the classic arithmetic, exactly
@@ -37,83 +38,187 @@ class NotGeometric(Exception):
     """An op whose effect on the field has no exact description; the caller marks it UNKNOWN."""
 
 
+Span = Optional[tuple[int, int]]   # first and last input pixel a unit sees; None: none at all
+
+
+@dataclass(frozen=True)
+class Window:
+    """The window of an op, one value per spatial axis: what the table's columns show."""
+
+    kernel: Optional[tuple[int, ...]] = None
+    stride: Optional[tuple[int, ...]] = None
+    padding: Optional[tuple[int, ...]] = None
+    dilation: Optional[tuple[int, ...]] = None
+
+
 @dataclass(frozen=True)
 class Axis:
-    """The field of every unit along one spatial axis (see the module docstring)."""
+    """The field of every unit along one spatial axis (see the module docstring).
+
+    Two descriptions travel together. The *classic* one (`period`, `advance`, `lo`, `hi`) is
+    the arithmetic a textbook does: it extends past the map and counts padding, and gives the
+    jump, rf and start columns. `seen` is the truth, unit by unit: the first and last input
+    pixel (inside the image) each unit of the map can reach, or None where it reaches none.
+    A row is exact where the classic field clipped to the image is `seen` for every unit.
+    `classic` is False where no classic description exists (a flip, a roll): the columns are
+    then read from `seen`. `mixed`: every unit sees the same, whole reach of the map along
+    this axis (a global axis).
+    """
 
     size: int
     period: int
     advance: int
     lo: tuple[int, ...]
     hi: tuple[int, ...]
+    extent: int = 0                        # input pixels along this axis
+    seen: tuple[Span, ...] = ()
+    classic: bool = True
+    mixed: bool = False
 
-    def unit(self, o: int) -> tuple[int, int]:
-        """First and last input pixel seen by unit `o` (any integer, also outside the map)."""
+    def _virtual(self, o: int) -> tuple[int, int]:
         q, r = divmod(o, self.period)
         return self.lo[r] + q * self.advance, self.hi[r] + q * self.advance
+
+    def unit(self, o: int) -> tuple[int, int]:
+        """First and last input pixel of unit `o`: by the classic arithmetic (any integer, also
+        outside the map; padding counted) where that is faithful to what the units see, else
+        what unit `o` of the map really sees ((0, -1): nothing)."""
+        if not (0 <= o < self.size) or self.faithful:
+            return self._virtual(o)
+        return self.seen[o] or (0, -1)
+
+    def sees(self, o: int) -> Span:
+        """First and last input pixel unit `o` of the map really reaches (None: none)."""
+        return self.seen[o] if 0 <= o < self.size else None
+
+    def clipped(self, o: int) -> Span:
+        """The classic field of unit `o`, clipped to the image."""
+        lo, hi = self._virtual(o)
+        lo, hi = max(lo, 0), min(hi, self.extent - 1)
+        return (lo, hi) if lo <= hi else None
+
+    @cached_property
+    def faithful(self) -> bool:
+        """Whether the classic description, clipped to the image, is every unit's field."""
+        return self.classic and all(self.clipped(o) == s for o, s in enumerate(self.seen))
 
     @property
     def jump(self) -> Fraction:
         """Mean distance between neighbouring units, in input pixels."""
-        return Fraction(self.advance, self.period)
+        if self.classic:
+            return Fraction(self.advance, self.period)
+        first, last = self._centre(0), self._centre(self.size - 1)
+        if self.size < 2 or first is None or last is None:
+            return Fraction(0)
+        return (last - first) / (self.size - 1)
+
+    def _centre(self, o: int) -> Optional[Fraction]:
+        s = self.sees(o)
+        return None if s is None else Fraction(s[0] + s[1], 2)
 
     @property
     def rf(self) -> Fraction:
-        """The widest unit's field (every unit's, when the axis is uniform)."""
-        return Fraction(max(h - l for l, h in zip(self.lo, self.hi)) + 1)
+        """The widest unit's field (every unit's, when the axis is uniform and faithful)."""
+        widest = max((s[1] - s[0] + 1 for s in self.seen if s), default=0)
+        if not self.classic:
+            return Fraction(widest)
+        return Fraction(max(widest, max(h - lo for lo, h in zip(self.lo, self.hi)) + 1))
 
     @property
     def start(self) -> Fraction:
         """Centre of unit 0's field, in input pixel coordinates."""
-        return Fraction(self.lo[0] + self.hi[0], 2)
+        if self.classic:
+            return Fraction(self.lo[0] + self.hi[0], 2)
+        return self._centre(0) or Fraction(0)
 
     @property
     def uniform(self) -> bool:
         """Whether every unit has the same field shifted by the jump (the classic case)."""
-        return self.period == 1
+        return self.classic and self.period == 1
 
-    def span(self) -> tuple[int, int]:
+    def span(self) -> Span:
         """First and last input pixel seen by any unit of the map."""
-        return self.unit(0)[0], self.unit(self.size - 1)[1]
+        return _hull(self.seen)
+
+
+def _hull(spans) -> Span:
+    spans = [s for s in spans if s is not None]
+    if not spans:
+        return None
+    return min(s[0] for s in spans), max(s[1] for s in spans)
+
+
+def _seen_by(axis: Axis, first: int, last: int) -> Span:
+    """What a unit reading input units first..last (clipped to the map) sees."""
+    first, last = max(first, 0), min(last, axis.size - 1)
+    if first > last:
+        return None
+    if axis.mixed or first == last:  # a global axis: every unit sees the same
+        return axis.seen[first]
+    return _hull(axis.seen[first:last + 1])
+
+
+def _mixed(axis: Axis, seen: tuple[Span, ...]) -> bool:
+    """An axis stays global where it was and every unit still sees the same whole reach."""
+    return axis.mixed and None not in seen and len(set(seen)) == 1
 
 
 def input_axis(n: int) -> Axis:
     """Input pixels: size n, jump 1, rf 1, start 0."""
     if n < 1:
         raise RFError(f"input size {n} is not positive")
-    return Axis(n, 1, 1, (0,), (0,))
+    return Axis(n, 1, 1, (0,), (0,), n, tuple((i, i) for i in range(n)))
 
 
-def _normalised(size: int, period: int, advance: int, lo: list[int], hi: list[int]) -> Axis:
-    """The same axis with the shortest period that describes it."""
+def _normalised(size: int, period: int, advance: int, lo: list[int], hi: list[int],
+                like: Axis, seen: tuple[Span, ...], classic: bool = True,
+                mixed: bool = False) -> Axis:
+    """The axis with the shortest period that describes its classic field."""
+    def make(p: int, step: int, lo_: tuple[int, ...], hi_: tuple[int, ...]) -> Axis:
+        return Axis(size, p, step, lo_, hi_, like.extent, seen, classic, mixed)
+
     for p in range(1, period):
         if period % p or (advance * p) % period:
             continue
         step = advance * p // period
         if all(lo[r + p] == lo[r] + step and hi[r + p] == hi[r] + step
                for r in range(period - p)):
-            return Axis(size, p, step, tuple(lo[:p]), tuple(hi[:p]))
-    axis = Axis(size, period, advance, tuple(lo), tuple(hi))
+            return make(p, step, tuple(lo[:p]), tuple(hi[:p]))
+    axis = make(period, advance, tuple(lo), tuple(hi))
     if size >= 2 and period > 1:
         # only the map's own units matter: if they happen to sit on a line (adaptive 3 -> 2
         # is a k2 s1 window), the classic description is exact for all of them
-        (l0, h0), (l1, h1) = axis.unit(0), axis.unit(1)
+        (l0, h0), (l1, h1) = axis._virtual(0), axis._virtual(1)
         step = l1 - l0
         if step >= 0 and h1 - h0 == step and all(
-                axis.unit(o) == (l0 + o * step, h0 + o * step) for o in range(2, size)):
-            return Axis(size, 1, step, (l0,), (h0,))
+                axis._virtual(o) == (l0 + o * step, h0 + o * step) for o in range(2, size)):
+            return make(1, step, (l0,), (h0,))
     return axis
 
 
 def resample(axis: Axis, size: int, num: int, den: int,
-             taps: Callable[[int], tuple[int, int]]) -> Axis:
+             taps: Callable[[int], tuple[int, int]],
+             actual: Optional[Callable[[int], tuple[int, int]]] = None,
+             reads: Optional[Callable[[int], Iterable[int]]] = None) -> Axis:
     """A general op where output unit o reads input units taps(o) = (first, last).
 
     `taps(o + den)` must equal `taps(o)` shifted by `num` input units (the op advances
-    num/den input units per output unit), which makes the result periodic.
+    num/den input units per output unit), which makes the classic field periodic. What each
+    unit really sees is read from the input's units inside the map only: positions outside
+    it (padding, or pixels a crop cut away) add nothing. `actual` (default `taps`) gives the
+    units really read where they differ from the periodic pattern (torch's float arithmetic);
+    `reads` the units read where they are not contiguous (dilation: the holes read nothing).
     """
     if size < 1:
         raise RFError(f"output size {size} is below 1")
+    if reads is not None:
+        seen = tuple(_hull(axis.seen[i] for i in reads(o) if 0 <= i < axis.size)
+                     for o in range(size))
+    else:
+        seen = tuple(_seen_by(axis, *(actual or taps)(o)) for o in range(size))
+    mixed = _mixed(axis, seen)
+    if not axis.classic:
+        return Axis(size, 1, 0, (0,), (0,), axis.extent, seen, False, mixed)
     g = gcd(num, axis.period)
     period = den * axis.period // g
     if period > MAX_PERIOD:
@@ -125,25 +230,37 @@ def resample(axis: Axis, size: int, num: int, den: int,
         if first > last:
             raise NotGeometric(f"unit {o} reads no input unit")
         # lo/hi are non-decreasing in the unit index, so the end taps bound the window
-        lo.append(axis.unit(first)[0])
-        hi.append(axis.unit(last)[1])
-    return _normalised(size, period, advance, lo, hi)
+        lo.append(axis._virtual(first)[0])
+        hi.append(axis._virtual(last)[1])
+    return _normalised(size, period, advance, lo, hi, axis, seen, True, mixed)
+
+
+def gather(axis: Axis, reads: list[list[int]], classic: Optional[Axis] = None) -> Axis:
+    """An op where output unit o reads exactly the input units `reads[o]` (any order, any
+    place: a mirrored border, a wrapped roll, a flip). `classic` is the textbook description
+    to show next to it (e.g. zero padding for a reflect pad), or None where there is none."""
+    seen = tuple(_hull(axis.seen[i] for i in r if 0 <= i < axis.size) for r in reads)
+    mixed = _mixed(axis, seen)
+    if classic is None or not axis.classic:
+        return Axis(len(reads), 1, 0, (0,), (0,), axis.extent, seen, False, mixed)
+    return replace(classic, seen=seen, mixed=mixed)
 
 
 def window_size(n: int, k: int, s: int, pad_lo: int, pad_hi: int, d: int = 1,
                 ceil_mode: bool = False) -> int:
     """PyTorch's output size of a sliding window (conv, pool) over n units."""
     span = n + pad_lo + pad_hi - d * (k - 1) - 1
-    if span < 0:
-        raise RFError(f"a map of size {n} (padding {pad_lo}+{pad_hi}) is smaller than the "
-                      f"window {d * (k - 1) + 1} (kernel {k}, dilation {d})")
-    if not ceil_mode:
+    if ceil_mode:  # one window may hang over the end (even past a map smaller than it)
+        out = (span + s - 1) // s + 1
+        # PyTorch drops a last window that would start in the right padding
+        if out >= 1 and (out - 1) * s >= n + pad_lo:
+            out -= 1
+        if out >= 1:
+            return out
+    elif span >= 0:
         return span // s + 1
-    out = -(-span // s) + 1
-    # PyTorch drops a last window that would start in the right padding
-    if (out - 1) * s >= n + pad_lo:
-        out -= 1
-    return out
+    raise RFError(f"a map of size {n} (padding {pad_lo}+{pad_hi}) is smaller than the "
+                  f"window {d * (k - 1) + 1} (kernel {k}, dilation {d})")
 
 
 def window(axis: Axis, k: int, s: int = 1, pad_lo: int = 0, pad_hi: Optional[int] = None,
@@ -153,7 +270,10 @@ def window(axis: Axis, k: int, s: int = 1, pad_lo: int = 0, pad_hi: Optional[int
         raise NotGeometric(f"kernel {k}, stride {s}, dilation {d} must be positive")
     pad_hi = pad_lo if pad_hi is None else pad_hi
     size = window_size(axis.size, k, s, pad_lo, pad_hi, d, ceil_mode)
-    return resample(axis, size, s, 1, lambda o: (o * s - pad_lo, o * s - pad_lo + (k - 1) * d))
+    reads = None if d == 1 or k == 1 else \
+        (lambda o: range(o * s - pad_lo, o * s - pad_lo + (k - 1) * d + 1, d))
+    return resample(axis, size, s, 1, lambda o: (o * s - pad_lo, o * s - pad_lo + (k - 1) * d),
+                    reads=reads)
 
 
 def transposed(axis: Axis, k: int, s: int = 1, pad: int = 0, d: int = 1,
@@ -161,11 +281,14 @@ def transposed(axis: Axis, k: int, s: int = 1, pad: int = 0, d: int = 1,
     """Transposed convolution: output o reads input i where i·s = o + pad - t·d, 0 <= t < k."""
     size = (axis.size - 1) * s - 2 * pad + d * (k - 1) + output_padding + 1
 
-    def taps(o: int) -> tuple[int, int]:
-        hits = [(o + pad - t * d) // s for t in range(k) if (o + pad - t * d) % s == 0]
-        return (min(hits), max(hits)) if hits else (1, 0)
+    def hits(o: int) -> list[int]:
+        return [(o + pad - t * d) // s for t in range(k) if (o + pad - t * d) % s == 0]
 
-    return resample(axis, size, 1, s, taps)
+    def taps(o: int) -> tuple[int, int]:
+        h = hits(o)
+        return (min(h), max(h)) if h else (1, 0)
+
+    return resample(axis, size, 1, s, taps, reads=hits)
 
 
 def adaptive(axis: Axis, size: int) -> Axis:
@@ -177,7 +300,7 @@ def adaptive(axis: Axis, size: int) -> Axis:
 
 
 def interpolate(axis: Axis, size: int, scale: Fraction, offset: Fraction, linear: bool,
-                nearest_floor: bool = True) -> Axis:
+                actual: Optional[Callable[[int], tuple[int, int]]] = None) -> Axis:
     """Up/down-sampling where output o samples input position src = o·scale + offset.
 
     Nearest reads floor(src); linear reads floor(src) and the next unit unless src is a whole
@@ -194,14 +317,16 @@ def interpolate(axis: Axis, size: int, scale: Fraction, offset: Fraction, linear
         return first, last
 
     # shifting o by scale's denominator shifts src by its numerator
-    return resample(axis, size, scale.numerator, scale.denominator, taps)
+    return resample(axis, size, scale.numerator, scale.denominator, taps, actual)
 
 
 def broadcast(axis: Axis, size: int) -> Axis:
-    """A size-1 axis repeated over `size` units: every unit sees the same field (jump 0)."""
+    """A size-1 axis repeated over `size` units: every unit sees the same field (jump 0), so
+    the axis is global."""
     if axis.size != 1:
         raise NotGeometric(f"cannot broadcast a map of size {axis.size} to {size}")
-    return Axis(size, 1, 0, (axis.lo[0],), (axis.hi[0],))
+    return Axis(size, 1, 0, (axis.lo[0],), (axis.hi[0],), axis.extent, axis.seen * size,
+                axis.classic, size > 1 or axis.mixed)
 
 
 def collapse(axis: Axis) -> Axis:
@@ -215,31 +340,79 @@ def spread(axis: Axis) -> Axis:
 
 
 def _contains(outer: Axis, inner: Axis) -> bool:
-    return all(outer.unit(o)[0] <= inner.unit(o)[0] and outer.unit(o)[1] >= inner.unit(o)[1]
-               for o in range(outer.size))
+    return all(outer._virtual(o)[0] <= inner._virtual(o)[0]
+               and outer._virtual(o)[1] >= inner._virtual(o)[1] for o in range(outer.size))
 
 
-def union(axes: list[Axis]) -> Axis:
-    """Per unit, the smallest first pixel and largest last pixel of the merged fields."""
+def union(axes: list[Axis], strict: bool = True) -> Axis:
+    """Per unit, the smallest first pixel and largest last pixel of the merged fields.
+
+    Fields that advance by different jumps have no classic description: NotGeometric, or
+    with `strict=False` an axis that keeps only what each unit sees."""
     first = axes[0]
     if any(a.size != first.size for a in axes):
         raise NotGeometric("merged maps differ in size: " + ", ".join(str(a.size) for a in axes))
+    seen = tuple(_hull(us) for us in zip(*(a.seen for a in axes)))
+    mixed = any(a.mixed for a in axes) and None not in seen and len(set(seen)) == 1
+    if not all(a.classic for a in axes):
+        return Axis(first.size, 1, 0, (0,), (0,), first.extent, seen, False, mixed)
     if all(a.jump == first.jump for a in axes):
         period = first.period
         for a in axes[1:]:
             period = period * a.period // gcd(period, a.period)
         if period > MAX_PERIOD:
             raise NotGeometric(f"the merged pattern repeats only every {period} units")
-        units = [[a.unit(o) for a in axes] for o in range(period)]
+        units = [[a._virtual(o) for a in axes] for o in range(period)]
         return _normalised(first.size, period, int(first.jump * period),
                            [min(u[0] for u in us) for us in units],
-                           [max(u[1] for u in us) for us in units])
+                           [max(u[1] for u in us) for us in units], first, seen, True, mixed)
     # different jumps: exact only when one field holds all the others unit by unit
     for outer in axes:
         if all(_contains(outer, a) for a in axes):
-            return outer
+            return replace(outer, seen=seen, mixed=mixed)
+    if not strict:
+        return Axis(first.size, 1, 0, (0,), (0,), first.extent, seen, False, mixed)
     raise NotGeometric("merged fields advance by different jumps: "
                        + ", ".join(str(a.jump) for a in axes))
+
+
+def pad(axis: Axis, lo: int, hi: int, mode: str = "constant") -> Axis:
+    """Padding by (lo, hi) units (negative: a crop). `constant` (zeros) adds units that see
+    nothing; `reflect`, `replicate` and `circular` fill them with copies of border units,
+    which then see those units' pixels: the classic description (zero padding) is kept next
+    to what each unit really sees, and the two differ at the border."""
+    classic = window(axis, 1, 1, lo, hi)
+    if mode in ("constant", "zeros"):
+        return classic
+    n = axis.size
+    if n < 1 or (mode == "reflect" and max(lo, hi) >= n):
+        raise RFError(f"{mode} padding by {max(lo, hi)} needs a map larger than {n}")
+
+    def source(i: int) -> int:
+        if 0 <= i < n:
+            return i
+        if mode == "replicate":
+            return min(max(i, 0), n - 1)
+        if mode == "circular":
+            return i % n
+        if mode == "reflect":
+            return -i if i < 0 else 2 * (n - 1) - i
+        raise NotGeometric(f"padding mode {mode!r}")
+
+    return gather(axis, [[source(o - lo)] for o in range(classic.size)], classic)
+
+
+def flip(axis: Axis) -> Axis:
+    """The axis reversed: unit o sees what unit size-1-o saw (no classic description)."""
+    return gather(axis, [[axis.size - 1 - o] for o in range(axis.size)])
+
+
+def roll(axis: Axis, shift: int) -> Axis:
+    """torch.roll: unit o sees what unit (o - shift) mod size saw."""
+    n = axis.size
+    if shift % n == 0:
+        return axis
+    return gather(axis, [[(o - shift) % n] for o in range(n)])
 
 
 @dataclass(frozen=True)
@@ -248,16 +421,14 @@ class Field:
 
     `dims` are the tensor dimensions (negative, counted from the end) holding the axes, or
     None once the map has been flattened away (the axes then keep the last known field).
+    `packed` says how a flattened map was laid out where an op can undo it (F.unfold's
+    windows, `flatten` of the spatial dims): the axes then still hold every unit's field.
+    `status` is what the rules say (EXACT, or GLOBAL on every axis, or UNKNOWN: no axes);
+    how each axis is shown is decided from the axes themselves (rfcalc.analysis.judge).
     """
 
     axes: tuple[Axis, ...]
     dims: Optional[tuple[int, ...]]
     status: str = EXACT
     note: str = ""
-
-    @property
-    def shown_status(self) -> str:
-        """EXACT fields whose units differ are shown as APPROX (rf is the widest unit's)."""
-        if self.status == EXACT and not all(a.uniform for a in self.axes):
-            return APPROX
-        return self.status
+    packed: Optional[tuple] = None

@@ -8,7 +8,10 @@ functional ops get generated names (`add`, `add_1`) under the path of the module
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field as dc_field
+import weakref
+from collections import Counter
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Any, Callable, Iterator, Optional, Union
 
 import torch
@@ -18,7 +21,7 @@ from torch.utils.hooks import RemovableHandle
 from torch.utils.weak import WeakIdKeyDictionary
 
 from . import rules
-from .geometry import EXACT, UNKNOWN, Field, RFError, input_axis
+from .geometry import EXACT, UNKNOWN, Field, RFError, Window, input_axis
 
 
 @dataclass
@@ -29,10 +32,7 @@ class Step:
     op: str
     field: Field
     params: int = 0
-    kernel: Optional[tuple[int, ...]] = None
-    stride: Optional[tuple[int, ...]] = None
-    padding: Optional[tuple[int, ...]] = None
-    dilation: Optional[tuple[int, ...]] = None
+    window: Optional[Window] = None
     size: tuple[int, ...] = ()
     tensor: Optional[torch.Tensor] = None   # kept only when Recording.keep_tensors
     inputs: tuple[str, ...] = ()            # the steps (or "input") whose outputs fed this op
@@ -44,9 +44,22 @@ class _Frame:
     path: str
     leaf: bool
     inner: list[rules.Outcome] = dc_field(default_factory=list)
-    ops: list[str] = dc_field(default_factory=list)
     inputs: list[Field] = dc_field(default_factory=list)
     sources: tuple[str, ...] = ()
+
+
+# Tensor methods through which values leave torch: what comes back (torch.from_numpy,
+# torch.tensor) has no recorded producer, so it may depend on the input unseen
+_ESCAPES = frozenset({"numpy", "tolist", "array"})
+
+
+def _version(t: torch.Tensor) -> int:
+    """The tensor's version counter (bumped by every in-place write, shared by its views)."""
+    try:
+        with torch._C.DisableTorchFunction():
+            return t._version
+    except RuntimeError:  # an inference tensor keeps none
+        return -1
 
 
 def _tensors(obj: Any) -> Iterator[torch.Tensor]:
@@ -90,6 +103,15 @@ class Recording(TorchFunctionMode):
         self.counters: dict[str, int] = {}
         self._handles: list[RemovableHandle] = []
         self._quiet = 0   # >0 inside an autograd.Function: its internals are not ours to read
+        self.unruled: Counter[str] = Counter()   # ops that had no rule, with their counts
+        # writes the rules cannot see: tensors sharing storage (views of one base), and data
+        # that left torch (numpy, tolist) from a field-carrying tensor
+        self.aliases: dict[int, list[weakref.ref]] = {}
+        self.escaped = ""
+        # the model's own tensors (parameters, buffers, tensor attributes): known constants
+        self.owned = {id(t) for m in model.modules()
+                      for t in _tensors([*m.parameters(recurse=False), *m.buffers(recurse=False),
+                                         *vars(m).values()])}
 
     # ------------------------------------------------------------------ naming
     def _unique(self, base: str) -> str:
@@ -118,6 +140,29 @@ class Recording(TorchFunctionMode):
         self.fields[tensor] = f
         if step is not None:
             self.made_by[tensor] = step
+        with torch._C.DisableTorchFunction():  # our own reads are not the model's ops
+            base = tensor._base if tensor._base is not None else tensor
+        views = self.aliases.setdefault(id(base), [])
+        if not any(r() is tensor for r in views):
+            views.append(weakref.ref(tensor))
+
+    def _written(self, tensor: torch.Tensor, f: Field, step: Optional[Step], name: str) -> None:
+        """`tensor` was changed in place: every tensor sharing its storage changed with it.
+        Those that view exactly the same elements get its new field; others (a slice, a
+        reshaped view) are partly overwritten: nothing is claimed for them."""
+        with torch._C.DisableTorchFunction():
+            base = tensor._base if tensor._base is not None else tensor
+            layout = (tuple(tensor.shape), tensor.stride(), tensor.storage_offset())
+            others = [(r(), None) for r in self.aliases.get(id(base), [])]
+            others = [(o, (tuple(o.shape), o.stride(), o.storage_offset()))
+                      for o, _ in others if o is not None]
+        for other, where in others:
+            if other is tensor or other not in self.fields:
+                continue
+            same = where == layout
+            g = f if same else Field((), None, UNKNOWN, f"{name}: written in place through a "
+                                     "view of it (slice assignment, an in-place op on a view)")
+            self.set_field(other, g, step or self.made_by.get(other))
 
     def field_of(self, tensor: torch.Tensor) -> Optional[Field]:
         return self.fields.get(tensor)
@@ -142,10 +187,17 @@ class Recording(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         name = rules.canonical(func)
+        key = rules.qualified(func)
         run = self.substitute.get(name, func) if self.substitute else func
         if self._quiet:
             return run(*args, **kwargs)
-        inputs = [(t, self.fields[t]) for t in _tensors((args, kwargs)) if t in self.fields]
+        tensors = list(_tensors((args, kwargs)))
+        inputs = [(t, self.fields[t]) for t in tensors if t in self.fields]
+        versions = [(t, _version(t)) for t, _ in inputs]
+        if inputs and name in _ESCAPES:
+            self.escaped = self.escaped or f"{name} on a map"
+        strangers = bool(self.escaped) and any(t not in self.fields and t.dim() > 0
+                                               and id(t) not in self.owned for t in tensors)
         try:
             out = run(*args, **kwargs)
         except RFError:
@@ -161,11 +213,21 @@ class Recording(TorchFunctionMode):
         if not inputs:
             return out
         outs = list(_tensors(out))
+        mutated = [t for t, v in versions if _version(t) != v and not any(t is o for o in outs)]
         if not outs:
+            for t in mutated:  # setitem, copy_ into a slice, out=: written, nothing returned
+                f = Field((), None, UNKNOWN, f"{name}: part of the map is overwritten in place")
+                self.set_field(t, f, self.made_by.get(t))
+                self._written(t, f, self.made_by.get(t), name)
             return out
         call = rules.Call(name, tuple(args), kwargs, inputs, out)
-        outcome = rules.apply(call)
+        outcome = rules.apply(call, key)
+        if outcome.no_rule:
+            self.unruled[name] += 1
         f = outcome.field
+        if strangers and f.status != UNKNOWN:
+            f = Field((), None, UNKNOWN, f"{name}: reads a tensor with no recorded producer after "
+                      f"data left torch ({self.escaped}): it may come from the input")
         if f.status != UNKNOWN and f.dims is not None:
             actual = tuple(outs[0].shape[d] for d in f.dims) if outs[0].dim() >= \
                 max([-d for d in f.dims] or [0]) else None
@@ -177,16 +239,19 @@ class Recording(TorchFunctionMode):
         step = None
         if frame is not None and frame.leaf:
             frame.inner.append(outcome)
-            frame.ops.append(name)
         elif not outcome.alias:
             scope = self._scope()
             step = Step(self._unique(f"{scope}.{name}" if scope else name), name, f, 0,
-                        outcome.kernel, outcome.stride, outcome.padding, outcome.dilation,
-                        inputs=self.sources(t for t, _ in inputs))
+                        outcome.window, inputs=self.sources(t for t, _ in inputs))
             self._emit(step, outs)
         for t in outs:
             previous = self.made_by.get(t) if outcome.alias else None
             self.set_field(t, f, step or previous)
+        for t in outs + mutated:
+            if _version(t) != dict((id(a), v) for a, v in versions).get(id(t), _version(t)):
+                self._written(t, self.fields[t] if t in self.fields else f, step, name)
+        for t in mutated:
+            self.set_field(t, Field((), None, UNKNOWN, f"{name}: overwritten in place"), step)
         return out
 
     # ------------------------------------------------------------------ modules
@@ -215,14 +280,9 @@ class Recording(TorchFunctionMode):
         f = self.fields.get(outs[0])
         if f is None:  # computed outside torch (numpy, a C extension): nothing is claimed
             f = Field((), None, UNKNOWN, f"{frame.path}: output not produced by torch ops")
-        windows = [o for o in frame.inner if o.kernel is not None]
-        pads = [o.padding for o in frame.inner if o.padding is not None]
-        last = windows[-1] if windows else None
-        padding = tuple(map(sum, zip(*pads))) if pads else None
         step = Step(self._unique(frame.path or type(module).__name__.lower()),
-                    type(module).__name__, f, params,
-                    last.kernel if last else None, last.stride if last else None,
-                    padding, last.dilation if last else None, inputs=frame.sources)
+                    type(module).__name__, f, params, _module_window(frame.inner),
+                    inputs=frame.sources)
         self._emit(step, outs)
         for t in outs:
             self.set_field(t, self.fields.get(t, f), step)
@@ -269,15 +329,28 @@ class Recording(TorchFunctionMode):
             self._handles = []
 
 
+def _module_window(inner: list[rules.Outcome]) -> Optional[Window]:
+    """A leaf module's window: its last sliding window, with every padding inside it summed
+    (nn.Conv2d with padding_mode="reflect" is F.pad, then conv2d with padding 0)."""
+    windows = [o.window for o in inner if o.window is not None and o.window.kernel is not None]
+    pads = [o.window.padding for o in inner if o.window is not None
+            and o.window.padding is not None]
+    if not windows and not pads:
+        return None
+    last = windows[-1] if windows else Window()
+    padding = tuple(map(sum, zip(*pads))) if pads else None
+    return Window(last.kernel, last.stride, padding, last.dilation)
+
+
 @dataclass
 class Record:
-    """What one forward pass left: the steps in order and the output's field."""
+    """What one forward pass left: the steps in order, the output's field, and the ops that
+    had no rule (name -> how many calls)."""
 
     steps: list[Step]
     output: Optional[Step]
     output_field: Optional[Field]
-    probe: torch.Tensor
-    result: Any
+    unruled: dict[str, int] = dc_field(default_factory=dict)
 
 
 def record(model: nn.Module, probe: torch.Tensor, *, keep_tensors: Union[bool, set[str]] = False,
@@ -298,7 +371,7 @@ def record(model: nn.Module, probe: torch.Tensor, *, keep_tensors: Union[bool, s
     outs = list(_tensors(result))
     out_field = rec.fields.get(outs[0]) if outs else None
     out_step = rec.made_by.get(outs[0]) if outs else None
-    return Record(rec.steps, out_step, out_field, probe, result)
+    return Record(rec.steps, out_step, out_field, dict(rec.unruled))
 
 
 __all__ = ["Step", "Record", "record", "input_field", "EXACT"]

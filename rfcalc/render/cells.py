@@ -45,7 +45,12 @@ def params(n: int) -> str:
 
 
 def rf_cell(row: Row) -> str:
-    """The rf column: `global`, `?` for unknown, a `~` mark on approximate bounds."""
+    """The rf column: `global`, `?` for unknown, a `~` mark on approximate bounds; per axis
+    where only some axes are global (`5×global`)."""
+    per = row.axis_status
+    if row.status == GLOBAL and per and len(set(per)) > 1:
+        return TIMES.join("global" if s == GLOBAL else (APPROX_MARK if s == APPROX else "")
+                          + number(v) for s, v in zip(per, row.rf))
     if row.status == GLOBAL:
         return "global"
     if row.status == UNKNOWN:

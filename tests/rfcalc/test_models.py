@@ -210,7 +210,7 @@ def test_squeeze_excitation_is_global():
     assert_verified(zoo.SqueezeExcite(), (3, 16, 16))
 
 
-@pytest.mark.parametrize("which, op", [("roll", "roll"), ("fn", "_Double")])
+@pytest.mark.parametrize("which, op", [("rot90", "rot90"), ("fn", "_Double")])
 def test_unknown_ops_claim_nothing(which, op):
     a = analyze(zoo.CustomOps(which), (3, 16, 16))
     r = rows(a)

@@ -18,13 +18,15 @@ from fractions import Fraction as F
 import pytest
 
 from rfcalc.analysis import APPROX, EXACT, GLOBAL, UNKNOWN, Analysis, Row
+from rfcalc.geometry import Window
 from rfcalc.render import FORMATS, render
 from rfcalc.render import graphviz as graph
 from rfcalc.render.cells import axes, number
 
 
 def _row(name, op, k, s, p, d, size, jump, rf, start, params, status=EXACT, note=""):
-    return Row(name, op, k, s, p, d, size, jump, rf, start, params, status, note)
+    window = None if k is None else Window(k, s, p, d)
+    return Row(name, op, window, size, jump, rf, start, params, status, note)
 
 
 ROWS = (

@@ -216,9 +216,9 @@ class _Double(torch.autograd.Function):
 
 
 class CustomOps(nn.Module):
-    """torch.roll (no rule) on one path, a custom autograd.Function on another."""
+    """torch.rot90 (no rule) on one path, a custom autograd.Function on another."""
 
-    def __init__(self, which: str = "roll"):
+    def __init__(self, which: str = "rot90"):
         super().__init__()
         self.stem = conv(3, C)
         self.after = conv(C, C)
@@ -226,7 +226,7 @@ class CustomOps(nn.Module):
 
     def forward(self, x):
         x = self.stem(x)
-        x = torch.roll(x, 1, dims=-1) if self.which == "roll" else _Double.apply(x)
+        x = torch.rot90(x, 1, dims=(-2, -1)) if self.which == "rot90" else _Double.apply(x)
         return self.after(x)
 
 

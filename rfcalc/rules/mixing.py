@@ -1,0 +1,296 @@
+"""Ops that mix positions ("attention-like"): statistics and normalisations, softmax and
+friends along a dim, reductions, Linear / matmul / einsum over a dim, attention.
+
+Mixing is a per-axis fact: an op along W makes every unit see the whole map along W and
+leaves H as it was ("global along W, 5 along H").
+"""
+from __future__ import annotations
+
+import torch
+
+from .. import geometry as g
+from ..geometry import GLOBAL, Field, NotGeometric
+from .dispatch import Call, Outcome, mixed, plus_arguments, positive, rule, with_axes
+
+
+def _spatial_hits(f: Field, ndim: int, dims) -> set[int]:
+    """Indices of f's axes that lie in the tensor dims `dims`."""
+    if f.dims is None:
+        return set()
+    pos = positive(f.dims, ndim)
+    return {i for i, p in enumerate(pos) if p in {int(d) % ndim for d in dims}}
+
+
+def _along(call: Call, dims, note: str) -> Outcome:
+    """The op mixes along tensor dims `dims`: the spatial axes among them become global."""
+    f = call.first
+    if f.dims is None:
+        return Outcome(_flat(f))
+    hit = _spatial_hits(f, call.first_tensor.dim(), dims)
+    if not hit:
+        return Outcome(f)
+    return Outcome(mixed(f, f"{call.name}: {note}", hit))
+
+
+def _flat(f: Field) -> Field:
+    """A flattened field without its layout: the op mixed or moved its elements."""
+    return Field(f.axes, None, f.status, f.note) if f.packed is not None else f
+
+
+def _all_dims(call: Call) -> range:
+    return range(call.first_tensor.dim())
+
+
+@rule("batch_norm")
+def batch_norm(call: Call) -> Outcome:
+    """F.batch_norm(input, running_mean, running_var, weight, bias, training, ...): running
+    statistics (eval) are per channel; batch statistics cover the whole map."""
+    training = call.arg(5, "training", False) or call.arg(1, "running_mean") is None
+    return _stats(call, bool(training))
+
+
+@rule("torch.batch_norm")
+def torch_batch_norm(call: Call) -> Outcome:
+    """torch.batch_norm(input, weight, bias, running_mean, running_var, training, ...)."""
+    training = call.arg(5, "training", False) or call.arg(3, "running_mean") is None
+    return _stats(call, bool(training))
+
+
+@rule("instance_norm")
+def instance_norm(call: Call) -> Outcome:
+    """F.instance_norm(input, running_mean, running_var, weight, bias, use_input_stats)."""
+    use_input = call.arg(5, "use_input_stats", True) or call.arg(1, "running_mean") is None
+    return _stats(call, bool(use_input))
+
+
+@rule("torch.instance_norm")
+def torch_instance_norm(call: Call) -> Outcome:
+    """torch.instance_norm(input, weight, bias, running_mean, running_var, use_input_stats)."""
+    use_input = call.arg(5, "use_input_stats", True) or call.arg(3, "running_mean") is None
+    return _stats(call, bool(use_input))
+
+
+@rule("group_norm")
+def group_norm(call: Call) -> Outcome:
+    """GroupNorm's statistics cover each group's channels *and* the whole map."""
+    return _stats(call, True)
+
+
+def _stats(call: Call, over_map: bool) -> Outcome:
+    if not over_map:
+        return Outcome(_flat(call.first) if call.first.dims is None else call.first)
+    return _along(call, _all_dims(call), "statistics are taken over the whole map")
+
+
+@rule("layer_norm", "rms_norm")
+def layer_norm(call: Call) -> Outcome:
+    """Normalised over the trailing dims `normalized_shape`: global along the spatial axes
+    among them (over channels only, channels-last, it is per position)."""
+    shape = call.arg(1, "normalized_shape")
+    n = 1 if isinstance(shape, int) else len(tuple(shape))
+    ndim = call.first_tensor.dim()
+    return _along(call, range(ndim - n, ndim), "normalised over spatial dims")
+
+
+@rule("softmax", "log_softmax", "softmin", "normalize")
+def along_dim(call: Call) -> Outcome:
+    """Ops along one dim: per position when it is a channel dim, else global along it."""
+    default = 1 if call.name == "normalize" else None
+    dim = call.arg(2 if call.name == "normalize" else 1, "dim", default)
+    if dim is None:
+        raise NotGeometric("implicit softmax dim")
+    return _along(call, [dim], "computed along a spatial dim")
+
+
+@rule("cumsum", "cumprod", "logcumsumexp", "cummax", "cummin")
+def cumulative(call: Call) -> Outcome:
+    """A running sum along a spatial dim: unit o sees units 0..o of that dim."""
+    f = call.first
+    ndim = call.first_tensor.dim()
+    hit = _spatial_hits(f, ndim, [call.arg(1, "dim")])
+    if f.dims is None:
+        return Outcome(_flat(f))
+    axes = tuple(g.gather(a, [list(range(o + 1)) for o in range(a.size)]) if i in hit else a
+                 for i, a in enumerate(f.axes))
+    return Outcome(with_axes(f, axes, note=f"{call.name}: unit o sees units 0..o"))
+
+
+@rule("glu")
+def glu(call: Call) -> Outcome:
+    """F.glu halves `dim` (default -1): unit o reads o and o + n/2 along it."""
+    f = call.first
+    ndim = call.first_tensor.dim()
+    dim = call.arg(1, "dim", -1)
+    hit = _spatial_hits(f, ndim, [dim])
+    if f.dims is None:
+        return Outcome(_flat(f))
+    axes = tuple(g.gather(a, [[o, o + a.size // 2] for o in range(a.size // 2)]) if i in hit
+                 else a for i, a in enumerate(f.axes))
+    return Outcome(with_axes(f, axes, note="glu: unit o reads units o and o + n/2"))
+
+
+_REDUCTIONS = ("mean", "sum", "amax", "amin", "max", "min", "std", "var", "prod", "norm",
+               "logsumexp", "nansum", "nanmean", "median", "any", "all", "argmax", "argmin",
+               "count_nonzero", "std_mean", "var_mean")
+
+
+@rule(*_REDUCTIONS, unknown_inputs=True)
+def reduction(call: Call) -> Outcome:
+    """Reducing over spatial dims pools them into one unit (an exact window as large as the
+    map); with keepdim the map lives on, one unit wide along them. `max(a, b)` with two
+    tensors is element-wise."""
+    from .elementwise import pointwise
+
+    if len(call.inputs) > 1 or isinstance(call.arg(1, "dim"), torch.Tensor) \
+            or isinstance(call.kwargs.get("other"), torch.Tensor):
+        return pointwise(call)
+    f = call.first
+    if f.status == "unknown":
+        return Outcome(f)
+    ndim = call.first_tensor.dim()
+    dim = call.arg(2 if call.name == "norm" else 1, "dim")
+    keep = bool(call.kwargs.get("keepdim", call.args[2] if len(call.args) > 2
+                                and isinstance(call.args[2], bool) else False))
+    if f.dims is None:
+        return Outcome(_flat(f))
+    if dim is None or (isinstance(dim, (list, tuple)) and len(dim) == 0):
+        reduced = set(range(ndim))
+    else:
+        reduced = {int(d) % ndim for d in (dim if isinstance(dim, (list, tuple)) else [dim])}
+    pos = positive(f.dims, ndim)
+    hit = reduced & set(pos)
+    if not hit:
+        if keep or all(r < min(pos) for r in reduced):
+            return Outcome(f)
+        new = [p - sum(1 for r in reduced if r < p) for p in pos]
+        out_ndim = ndim - len(reduced)
+        return Outcome(Field(f.axes, tuple(p - out_ndim for p in new), f.status, f.note))
+    axes = tuple(g.collapse(a) if p in hit else a for a, p in zip(f.axes, pos))
+    if keep:
+        return Outcome(Field(axes, f.dims, f.status, f.note))
+    if hit == set(pos):
+        return Outcome(Field(axes, None, f.status, f.note))
+    # part of the map is reduced away: the rest is shown as a whole, but a later unsqueeze
+    # that puts the dims back restores the per-axis field
+    kept = Field(axes, f.dims, f.status, f.note)
+    flat = mixed(kept, f"{call.name}: part of the map is reduced away", keep_dims=False)
+    out_shape = tuple(call.out_tensor.shape)
+    return Outcome(Field(flat.axes, None, flat.status, flat.note,
+                         packed=("reduced", out_shape, tuple(sorted(hit)), kept, ndim)))
+
+
+@rule("linear", "bilinear")
+def linear(call: Call) -> Outcome:
+    """Linear mixes its last dim: global along that axis when it is spatial (a token-mixing
+    Linear along W), else per position. A weight computed from the input widens every unit."""
+    f = call.first
+    if f.dims is None:  # over a flattened map: every element mixes every position
+        flat = mixed(f, f"{call.name}: mixes every position of the map", keep_dims=False,
+                     really=True) if f.status == GLOBAL else f
+        return Outcome(plus_arguments(call, flat))
+    return Outcome(plus_arguments(call, _contract(call, f, -1)))
+
+
+def _contract(call: Call, f: Field, dim: int) -> Field:
+    """The field after tensor dim `dim` (of the input) is contracted with constant weights
+    and replaced by a dim of the output's size at the same place."""
+    ndim = call.first_tensor.dim()
+    out = call.out_tensor
+    hit = _spatial_hits(f, ndim, [dim])
+    if not hit:
+        return f
+    if out.dim() != ndim:
+        raise NotGeometric(f"{call.name} changes the number of dims")
+    i = hit.pop()
+    n = out.shape[f.dims[i]]
+    a = g.broadcast(g.collapse(f.axes[i]), n) if n > 1 else g.collapse(f.axes[i])
+    axes = tuple(a if j == i else b for j, b in enumerate(f.axes))
+    base = Field(f.axes, f.dims, f.status, f.note)
+    return mixed(base, f"{call.name}: mixes every position along the axis", {i}) \
+        if n == f.axes[i].size else Field(axes, f.dims, f.status,
+                                          f"{call.name}: mixes every position along the axis")
+
+
+@rule("matmul", "mm", unknown_inputs=True)
+def matmul(call: Call) -> Outcome:
+    """x @ W with constant W contracts x's last dim; W @ x its second-to-last: global along
+    that axis if it is spatial. A product of two maps (attention's q·kᵀ) mixes everything."""
+    if len(call.inputs) == 1 and call.args:
+        f = call.first
+        if f.status == "unknown":
+            return Outcome(f)
+        if f.dims is None:
+            if f.packed is not None and f.packed[0] == "unfold" and len(call.args) > 1 \
+                    and call.args[1] is call.first_tensor:
+                # weight @ F.unfold(x): a convolution in disguise, every window's entries mixed
+                return Outcome(Field(f.axes, None, f.status, f.note,
+                                     packed=("cols",) + f.packed[1:]))
+            return Outcome(_flat(f))
+        left = call.args[0] is call.first_tensor
+        if left or call.first_tensor.dim() >= 2:
+            return Outcome(_contract(call, f, -1 if left else -2))
+    return _everything(call, "a product across positions")
+
+
+@rule("bmm", "baddbmm", "addmm", "tensordot", unknown_inputs=True)
+def products(call: Call) -> Outcome:
+    """Batched products and sums of products: anything but a channel mix is taken as global."""
+    return _everything(call, "a product across positions")
+
+
+@rule("einsum", unknown_inputs=True)
+def einsum(call: Call) -> Outcome:
+    """einsum with one map operand: a spatial index kept in the output is per position; one
+    that is summed away and replaced by a new output index mixes that axis (global along
+    it). Two map operands (attention) mix everything."""
+    equation = call.args[0] if call.args and isinstance(call.args[0], str) else None
+    operands = call.args[1:]
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    if equation is None or "->" not in equation or "." in equation or len(call.inputs) != 1:
+        return _everything(call, "a product across positions")
+    f = call.first
+    if f.status == "unknown" or f.dims is None:
+        return Outcome(_flat(f))
+    ins, out_spec = equation.replace(" ", "").split("->")
+    specs = ins.split(",")
+    at = next(i for i, o in enumerate(operands) if o is call.first_tensor)
+    mine, others = specs[at], "".join(s for j, s in enumerate(specs) if j != at)
+    ndim = len(mine)
+    pos = positive(f.dims, ndim)
+    out_n = len(out_spec)
+    fresh = [c for c in out_spec if c not in mine]
+    axes, dims = list(f.axes), []
+    mixes = set()
+    for i, p in enumerate(pos):
+        c = mine[p]
+        if c in out_spec and c not in others:
+            dims.append(out_spec.index(c) - out_n)
+        elif c in out_spec:  # scaled per position by a constant indexed by c: no mixing
+            dims.append(out_spec.index(c) - out_n)
+        elif fresh:
+            new = fresh.pop(0)
+            n = call.out_tensor.shape[out_spec.index(new)]
+            axes[i] = g.broadcast(g.collapse(axes[i]), n) if n > 1 else g.collapse(axes[i])
+            dims.append(out_spec.index(new) - out_n)
+            mixes.add(i)
+        else:
+            raise NotGeometric("einsum sums a spatial index away")
+    note = f"einsum: sums over a spatial index ({equation})" if mixes else f.note
+    return Outcome(Field(tuple(axes), tuple(dims), f.status, f.note or note))
+
+
+@rule("scaled_dot_product_attention", "multi_head_attention_forward", unknown_inputs=True)
+def attention(call: Call) -> Outcome:
+    """Attention lets every position read every other."""
+    return _everything(call, "attention reads every position")
+
+
+def _everything(call: Call, why: str) -> Outcome:
+    known = [fi for _, fi in call.inputs if fi.status != "unknown"]
+    if not known:
+        return Outcome(call.first)
+    return Outcome(mixed(known[0], f"{call.name}: {why}", keep_dims=False, really=True))
+
+
+

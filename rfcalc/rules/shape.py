@@ -1,0 +1,236 @@
+"""Shape ops: reshapes (and the flatten + view round trip), permutes, crops, flips, rolls."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .. import geometry as g
+from ..geometry import Field, NotGeometric
+from .dispatch import Call, Outcome, mixed, positive, rule
+
+
+def _packed(f: Field, tail: tuple[int, ...]) -> Field:
+    """A map flattened into one trailing dim: shown as a whole (global), kept to be undone."""
+    flat = mixed(f, "the spatial map is flattened, per-position fields end here",
+                 keep_dims=False)
+    return Field(flat.axes, None, flat.status, flat.note, packed=("flat", tail, -1, f))
+
+
+def _unpacked(f: Field, out: torch.Tensor) -> Field | None:
+    """The field before a flatten, if this view puts the map back exactly as it was."""
+    if f.packed is None:
+        return None
+    if f.packed[0] == "reduced":  # a partial reduction: the dims come back as size 1
+        _, _, _, kept, ndim = f.packed
+        if out.dim() == ndim and all(out.shape[d] == a.size for a, d in zip(kept.axes, kept.dims)):
+            return kept
+        return None
+    if f.packed[0] == "cols":  # weight @ F.unfold(x), viewed as the map of windows
+        size, windows = f.packed[2], f.packed[4]
+        if out.dim() >= len(size) and tuple(out.shape[-len(size):]) == size:
+            return windows
+        return None
+    if f.packed[0] != "flat":
+        return None
+    _, tail, flat_dim, before = f.packed
+    n = len(tail)
+    if flat_dim == -1 and out.dim() >= n and tuple(out.shape[-n:]) == tuple(tail):
+        return before
+    return None
+
+
+@rule("view", "reshape", "flatten", "view_as", "reshape_as", "squeeze", "unsqueeze",
+      "unflatten", "ravel", keeps_layout=True)
+def reshape(call: Call) -> Outcome:
+    """Keep the map if its trailing dims survive unchanged; a flatten of the map's dims is
+    shown as global but remembered, so a view that restores the map restores its field."""
+    f = call.first
+    src, out = call.first_tensor, call.out_tensor
+    if f.dims is None:
+        restored = _unpacked(f, out)
+        if restored is not None:
+            return Outcome(restored)
+        n = len(f.axes)
+        if n and out.dim() >= n + 1 and all(out.shape[d] == 1 for d in range(-n, 0)) \
+                and all(a.size == 1 for a in f.axes):
+            # a pooled vector viewed back as a 1x1 map (an SE gate): the map is back
+            return Outcome(Field(f.axes, tuple(range(-n, 0)), f.status, f.note))
+        if f.packed is not None and f.packed[0] != "mixed" and out.dim() >= 1 \
+                and src.dim() >= 1 and out.shape[-1] != src.shape[-1]:
+            return Outcome(Field(f.axes, None, f.status, f.note))  # the layout is lost
+        return Outcome(f)
+    m = max(-d for d in f.dims)
+    if out.dim() >= m and tuple(src.shape[-m:]) == tuple(out.shape[-m:]):
+        return Outcome(f)
+    if all(a.size == 1 for a in f.axes):  # a 1x1 map: nothing mixes, the field lives on
+        return Outcome(Field(f.axes, None, f.status, f.note))
+    # the trailing dims from some k on (the map's, maybe channels too) merged into one?
+    for k in range(src.dim() - m, -1, -1):
+        tail = tuple(src.shape[k:])
+        if tuple(out.shape) == tuple(src.shape[:k]) + (math.prod(tail),):
+            return Outcome(_packed(f, tail))
+    return Outcome(mixed(f, f"{call.name}: the spatial map is flattened, per-position fields "
+                         "end here", keep_dims=False))
+
+
+@rule("permute", "transpose", "movedim", "get_T", "get_mT", "t", keeps_layout=True)
+def permute(call: Call) -> Outcome:
+    """Reordering dims moves the map with them: spatial axes swap with their dims."""
+    f = call.first
+    ndim = call.first_tensor.dim()
+    order = _order(call, ndim)
+    where = {old: new for new, old in enumerate(order)}
+    if f.dims is None:
+        if f.packed is not None and f.packed[0] == "flat":
+            kind, tail, flat_dim, before = f.packed
+            moved = where[flat_dim % ndim] - ndim
+            return Outcome(Field(f.axes, None, f.status, f.note,
+                                 packed=(kind, tail, moved, before)))
+        if f.packed is not None and f.packed[0] == "mixed":
+            return Outcome(f)
+        return Outcome(Field(f.axes, None, f.status, f.note))
+    dims = tuple(where[d] - ndim for d in positive(f.dims, ndim))
+    return Outcome(Field(f.axes, dims, f.status, f.note, f.packed))
+
+
+def _order(call: Call, ndim: int) -> list[int]:
+    order = list(range(ndim))
+    if call.name == "permute":
+        rest = call.args[1:] or (call.kwargs.get("dims"),)
+        perm = rest[0] if len(rest) == 1 and isinstance(rest[0], (list, tuple)) else rest
+        return [int(p) % ndim for p in perm]
+    if call.name in ("transpose", "t", "get_T", "get_mT"):
+        if call.name == "transpose":
+            a, b = int(call.arg(1, "dim0")) % ndim, int(call.arg(2, "dim1")) % ndim
+        else:
+            a, b = (ndim - 2, ndim - 1) if ndim >= 2 else (0, 0)
+            if call.name == "get_T":
+                return order[::-1]
+        order[a], order[b] = order[b], order[a]
+        return order
+    # movedim(source, destination)
+    src, dst = call.arg(1, "source"), call.arg(2, "destination")
+    src = [int(s) % ndim for s in (src if isinstance(src, (list, tuple)) else [src])]
+    dst = [int(d) % ndim for d in (dst if isinstance(dst, (list, tuple)) else [dst])]
+    rest = [d for d in range(ndim) if d not in src]
+    placed: list = [None] * ndim
+    for s_, d_ in zip(src, dst):
+        placed[d_] = s_
+    it = iter(rest)
+    return [o if o is not None else next(it) for o in placed]
+
+
+@rule("getitem")
+def getitem(call: Call) -> Outcome:
+    """Basic indexing: batch/channel selections keep the map, spatial slices crop it (a unit
+    next to a crop reaches only what the crop left)."""
+    f = call.first
+    src = call.first_tensor
+    index = call.args[1]
+    index = index if isinstance(index, tuple) else (index,)
+    if any(i is None or isinstance(i, (torch.Tensor, list, bool)) for i in index):
+        raise NotGeometric("advanced indexing")
+    if f.dims is None:
+        return Outcome(f)
+    ndim = src.dim()
+    if index.count(Ellipsis) > 1:
+        raise NotGeometric("several ellipses")
+    if Ellipsis in index:
+        at = index.index(Ellipsis)
+        index = index[:at] + (slice(None),) * (ndim - len(index) + 1) + index[at + 1:]
+    index = index + (slice(None),) * (ndim - len(index))
+    pos = positive(f.dims, ndim)
+    axes = list(f.axes)
+    cropped = False
+    for d, item in enumerate(index):
+        if d in pos:
+            if not isinstance(item, slice):
+                raise NotGeometric("an integer index removes a spatial dim")
+            i = pos.index(d)
+            a = f.axes[i]
+            start, stop, step = item.indices(a.size)
+            if step < 1:
+                raise NotGeometric("negative step")
+            size = max(0, -(-(stop - start) // step))
+            if size < 1:
+                raise NotGeometric("empty slice of the map")
+            cropped = cropped or (start, size, step) != (0, a.size, 1)
+            # a crop is a window of 1 with stride `step` and padding -start
+            axes[i] = g.resample(a, size, step, 1, lambda o, s=start, t=step: (o * t + s,) * 2)
+    if any(not isinstance(item, slice) for d, item in enumerate(index) if d > min(pos)):
+        raise NotGeometric("an integer index after the spatial dims")
+    note = f.note or ("getitem: a crop, units next to it reach only what is left"
+                      if cropped else "")
+    return Outcome(Field(tuple(axes), f.dims, f.status, note))
+
+
+@rule("chunk", "split", "unbind", "tensor_split", "split_with_sizes")
+def split(call: Call) -> Outcome:
+    """Splitting channels: every piece keeps the field (along a spatial axis: UNKNOWN)."""
+    f = call.first
+    ndim = call.first_tensor.dim()
+    dim = int(call.arg(1 if call.name == "unbind" else 2, "dim", 0)) % ndim
+    if f.dims is not None and dim in positive(f.dims, ndim):
+        raise NotGeometric("split along a spatial axis")
+    if call.name == "unbind" and f.dims is not None and dim > min(positive(f.dims, ndim)):
+        raise NotGeometric("unbind after the spatial dims")
+    return Outcome(f)
+
+
+@rule("repeat")
+def repeat(call: Call) -> Outcome:
+    """Tiling channels keeps the map; tiling a spatial dim is not geometric."""
+    f = call.first
+    out = call.out_tensor
+    if f.dims is not None and any(out.shape[d] != call.first_tensor.shape[d] for d in f.dims):
+        raise NotGeometric("repeat tiles the spatial map")
+    return Outcome(f)
+
+
+def _dims_arg(value, ndim: int) -> list[int]:
+    value = value if isinstance(value, (list, tuple)) else [value]
+    return [int(d) % ndim for d in value]
+
+
+@rule("flip", "fliplr", "flipud")
+def flip(call: Call) -> Outcome:
+    """Reversing a spatial dim reverses its units: unit o sees what unit n-1-o saw."""
+    f = call.first
+    ndim = call.first_tensor.dim()
+    if call.name == "flip":  # x.flip(-2, -1) or flip(x, dims=(-2, -1))
+        given = call.kwargs.get("dims", call.args[1] if len(call.args) == 2 else call.args[1:])
+        dims = _dims_arg(given, ndim)
+    else:
+        dims = [1 % ndim] if call.name == "fliplr" else [0]
+    if f.dims is None:
+        if dims:
+            raise NotGeometric("flip of a flattened map")
+        return Outcome(f)
+    pos = positive(f.dims, ndim)
+    axes = tuple(g.flip(a) if p in dims else a for a, p in zip(f.axes, pos))
+    return Outcome(Field(axes, f.dims, f.status, f.note))
+
+
+@rule("roll")
+def roll(call: Call) -> Outcome:
+    """torch.roll along spatial dims: units wrap around (the field moves with them)."""
+    f = call.first
+    ndim = call.first_tensor.dim()
+    shifts, dims = call.arg(1, "shifts"), call.arg(2, "dims")
+    if dims is None or (isinstance(dims, (list, tuple)) and not dims):
+        raise NotGeometric("roll of the flattened tensor")
+    shifts = list(shifts) if isinstance(shifts, (list, tuple)) else [shifts]
+    dims = _dims_arg(dims, ndim)
+    if f.dims is None:
+        return Outcome(f)
+    pos = positive(f.dims, ndim)
+    axes = list(f.axes)
+    for s, d in zip(shifts, dims):
+        if d in pos:
+            i = pos.index(d)
+            axes[i] = g.roll(axes[i], int(s))
+    return Outcome(Field(tuple(axes), f.dims, f.status, f.note))
+
+
+

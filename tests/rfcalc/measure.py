@@ -1,0 +1,115 @@
+"""Plain-autograd measurement of what each unit sees, and the contract rows must keep.
+
+Independent of rfcalc's own `verify`: the model is run as written (the tests build linear,
+positive-weight models, so no path cancels and no ReLU hides a pixel), every unit of a row is
+back-propagated to the input on its own, and the input pixels with a non-zero gradient give
+its span per axis. rfcalc's recorder is used only to find the tensor each row produced.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Optional
+
+import torch
+import torch.nn as nn
+
+from rfcalc.analysis import judge
+from rfcalc.geometry import APPROX, EXACT, GLOBAL, UNKNOWN, Field
+from rfcalc.record import record
+
+Span = Optional[tuple[int, int]]
+
+
+def positive(model: nn.Module, dtype=torch.float64) -> nn.Module:
+    """The model in `dtype` with every weight a positive constant and biases zero."""
+    model = model.to(dtype).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() >= 2:
+                p.fill_(1.0 / p[0].numel())
+            elif name.endswith("bias"):
+                p.zero_()
+            else:
+                p.fill_(1.0)
+    return model
+
+
+def _spans(grad: torch.Tensor) -> Optional[tuple[tuple[int, int], ...]]:
+    hit = grad != 0
+    if not bool(hit.any()):
+        return None
+    out = []
+    for axis in range(hit.dim()):
+        others = [d for d in range(hit.dim()) if d != axis]
+        line = hit.any(dim=others) if others else hit
+        idx = torch.nonzero(line).flatten()
+        out.append((int(idx[0]), int(idx[-1])))
+    return tuple(out)
+
+
+def measure(model: nn.Module, shape: tuple[int, ...], rows: Optional[list[str]] = None,
+            dtype=torch.float64):
+    """{row name: (field, {unit: spans per axis or None})} for rows with a spatial map."""
+    probe = torch.ones((1, *shape), dtype=dtype, requires_grad=True)
+    with torch.enable_grad():
+        rec = record(model, probe, keep_tensors=True if rows is None else set(rows))
+        result = {}
+        for step in rec.steps:
+            if (rows is not None and step.name not in rows) or step.tensor is None:
+                continue
+            f = step.field
+            if f.status == UNKNOWN or f.dims is None or not step.tensor.requires_grad:
+                result[step.name] = (f, None)
+                continue
+            units = {}
+            for unit in itertools.product(*(range(a.size) for a in f.axes)):
+                index = [slice(None)] * step.tensor.dim()
+                for d, c in zip(f.dims, unit):
+                    index[d] = c
+                grad, = torch.autograd.grad(step.tensor[tuple(index)].sum(), probe,
+                                            retain_graph=True, allow_unused=True)
+                units[unit] = None if grad is None else _spans(grad[0].abs().sum(0))
+            result[step.name] = (f, units)
+    return result
+
+
+def contract(name: str, f: Field, units: Optional[dict]) -> list[str]:
+    """What is wrong with one row's claim against its measurement ([] if nothing).
+
+    Exact axes: every unit sees exactly its classic field clipped to the image. Approx axes:
+    the rf is never narrower than any unit. Global axes: every unit sees the whole map along
+    it. Unknown rows claim nothing. And on every claimed axis, what rfcalc says each unit
+    sees (`Axis.unit`) is what it sees.
+    """
+    status, per, _ = judge(f)
+    if status == UNKNOWN or units is None:
+        return []
+    errors = []
+    for u, m in units.items():
+        if m is None and all(a.sees(o) is not None for a, o in zip(f.axes, u)):
+            errors.append(f"{name} unit {u}: claims pixels, measured none")
+    for i, (a, s) in enumerate(zip(f.axes, per)):
+        measured = {u: m[i] for u, m in units.items() if m is not None}
+        reach = list(measured.values())
+        whole = (min(m[0] for m in reach), max(m[1] for m in reach)) if reach else None
+        for u, m in measured.items():
+            o = u[i]
+            claim = a.clipped(o) if s == EXACT else a.sees(o)
+            if s == EXACT and m != claim:
+                errors.append(f"{name} axis {i} unit {u}: exact {claim}, measured {m}")
+            if s == APPROX and m and m[1] - m[0] + 1 > a.rf:
+                errors.append(f"{name} axis {i} unit {u}: approx rf {a.rf} < measured {m}")
+            if s == GLOBAL and m != whole:
+                errors.append(f"{name} axis {i} unit {u}: global, measured {m} of {whole}")
+            if a.sees(o) != m:
+                errors.append(f"{name} axis {i} unit {u}: sees {a.sees(o)}, measured {m}")
+    return errors
+
+
+def check(model: nn.Module, shape: tuple[int, ...], rows: Optional[list[str]] = None,
+          dtype=torch.float64) -> dict:
+    """Measure and assert the contract on every measured row; returns the measurement."""
+    result = measure(model, shape, rows, dtype)
+    errors = [e for name, (f, units) in result.items() for e in contract(name, f, units)]
+    assert not errors, "\n".join(errors[:20])
+    return result
