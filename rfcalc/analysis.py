@@ -109,8 +109,13 @@ def probe_for(model: "nn.Module", shape: tuple[int, ...], dtype=None, fill: Opti
     return torch.randn((1, *shape), generator=gen).to(device=device, dtype=dtype)
 
 
-def analyze(model: "nn.Module", input_shape: Sequence[int]) -> Analysis:
+def analyze(model: "nn.Module", input_shape: Sequence[int], *, real: bool = False
+            ) -> Analysis:
     """The field of every op of one forward pass of `model` on a (1, *input_shape) probe.
+
+    The pass runs on tensors without data (rfcalc.execute), so its cost does not grow with the
+    input size; where the model needs values (`.item()`, `if x.mean() > 0`, `nonzero`) it runs
+    on real values instead and a note says where. `real=True` always runs on real values.
 
     Runs in eval mode under no_grad (the model's train/eval flags are restored). Rows come in
     execution order; a leaf module's row is named by its path (`c1.0.conv`), functional ops by
@@ -121,14 +126,14 @@ def analyze(model: "nn.Module", input_shape: Sequence[int]) -> Analysis:
     """
     import torch
 
-    from .record import record
+    from .execute import record_shapes
 
     shape = _validate(input_shape)
     flags = {m: m.training for m in model.modules()}
     model.eval()
     try:
         with torch.no_grad():
-            rec = record(model, probe_for(model, shape))
+            rec, ran_real = record_shapes(model, shape, real=real)
     finally:
         for m, flag in flags.items():
             m.train(flag)
@@ -151,4 +156,6 @@ def analyze(model: "nn.Module", input_shape: Sequence[int]) -> Analysis:
     params = sum(p.numel() for p in model.parameters())
     notes = tuple(dict.fromkeys(f"{r.name}: {r.note}" if not r.note.startswith(r.op) else r.note
                                 for r in rows if r.status != EXACT and r.note))
+    if ran_real:
+        notes += (ran_real,)
     return Analysis(shape, rows, output, params, notes)
