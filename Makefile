@@ -16,7 +16,7 @@ book: $(READY)
 	$(VENV)/bin/jupyter-book build book
 
 bench: $(READY)
-	$(PY) benchmarks/rfcalc_resnet50.py
+	$(PY) benchmarks/rfcalc_speed.py
 
 $(READY): pyproject.toml constraints.txt scripts/setup-system.sh
 	bash scripts/setup-system.sh
