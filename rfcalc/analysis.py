@@ -109,13 +109,15 @@ def probe_for(model: "nn.Module", shape: tuple[int, ...], dtype=None, fill: Opti
     return torch.randn((1, *shape), generator=gen).to(device=device, dtype=dtype)
 
 
-def analyze(model: "nn.Module", input_shape: Sequence[int], *, real: bool = False
+def analyze(model: "nn.Module", input_shape: Sequence[int], *, real: Optional[bool] = None
             ) -> Analysis:
     """The field of every op of one forward pass of `model` on a (1, *input_shape) probe.
 
-    The pass runs on tensors without data (rfcalc.execute), so its cost does not grow with the
-    input size; where the model needs values (`.item()`, `if x.mean() > 0`, `nonzero`) it runs
-    on real values instead and a note says where. `real=True` always runs on real values.
+    Above 256x256 pixels the pass runs on tensors without data (rfcalc.execute), so its cost
+    does not grow with the input size; where the model needs values (`.item()`,
+    `if x.mean() > 0`, `nonzero`) it runs on real values instead and a note says where. Small
+    inputs run on real values (cheaper there). `real=True` always runs on real values,
+    `real=False` data-free wherever the model allows.
 
     Runs in eval mode under no_grad (the model's train/eval flags are restored). Rows come in
     execution order; a leaf module's row is named by its path (`c1.0.conv`), functional ops by

@@ -14,6 +14,9 @@ so a forward that checks `x.device` or builds tensors `device=x.device` runs as 
 real, where meta tensors would report `meta`. Shapes are static (no ShapeEnv): the input
 shape is fixed, which is what an analysis is about.
 
+Small inputs (up to REAL_UP_TO pixels) run on real values from the start: there a real
+forward pass is cheaper than the data-free machinery's one-off start-up cost.
+
 A forward that needs values fails on fake tensors with a clear signal: `.item()`, `bool(t)`
 (`if x.mean() > 0`), `.tolist()`, `nonzero`, boolean-mask indexing, `.numpy()`. Any failure
 of the data-free run is retried on real values (a genuine error, such as an input too small
@@ -23,6 +26,7 @@ returns a note naming the model's source line and module that needed values.
 from __future__ import annotations
 
 import linecache
+import math
 import os
 from types import FrameType, TracebackType
 from typing import Optional
@@ -34,21 +38,31 @@ from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 
 from .record import Record, record
 
+# The first data-free op of a process imports torch's compiler stack (torch._dynamo): about
+# 1 s on an idle 2-core CPU, 4 s on a loaded one. A real forward pass on a small input costs
+# less than that (ResNet-50 at 224x224: 0.05 s idle), so inputs up to this many pixels (per
+# sample, spatial) run on real values; both paths give the same rows (tests/rfcalc).
+REAL_UP_TO = 256 * 256
+
 # frames in torch or rfcalc are not the model's code
 _SKIP = (os.path.dirname(torch.__file__) + os.sep, os.path.dirname(__file__) + os.sep)
 
 
-def record_shapes(model: nn.Module, shape: tuple[int, ...], *, real: bool = False
+def record_shapes(model: nn.Module, shape: tuple[int, ...], *, real: Optional[bool] = None
                   ) -> tuple[Record, Optional[str]]:
     """`record(model, probe)` on a (1, *shape) probe without data, or on real values where
-    the model needs them (or where `real` asks). Returns the record and, when a data-free run
-    was tried and abandoned, a note saying where values were needed (None otherwise).
+    the model needs them. `real`: True always real values, False data-free first, None (the
+    default) real values for inputs of up to REAL_UP_TO pixels, data-free above. Returns the
+    record and, when a data-free run was tried and abandoned, a note saying where values were
+    needed (None otherwise).
 
     The caller sets eval mode and no_grad. The model's state is left as it was: module
     attributes the data-free forward set to fake tensors (a lazily built cache) are undone.
     """
     from .analysis import probe_for
 
+    if real is None:
+        real = math.prod(shape[1:]) <= REAL_UP_TO
     if real:
         return record(model, probe_for(model, shape)), None
     if any(isinstance(p, nn.parameter.UninitializedParameter) for p in model.parameters()):

@@ -50,7 +50,7 @@ def test_the_zoo_list_is_complete():
 
 
 def assert_same(model, shape):
-    fake, real = analyze(model, shape), analyze(model, shape, real=True)
+    fake, real = analyze(model, shape, real=False), analyze(model, shape, real=True)
     ran_real = [n for n in fake.notes if REAL_NOTE in n]
     # only Branchy branches on a value (`if x.mean() >= 0`); everything else runs data-free
     assert len(ran_real) == isinstance(model, zoo.Branchy), fake.notes
@@ -114,7 +114,7 @@ class Gated(nn.Module):
 @pytest.mark.parametrize("sign, rf", [(1.0, 5), (-1.0, 7)])
 def test_control_flow_on_values_runs_real_and_says_where(sign, rf):
     # stem 1x1 (rf 1), block3.conv 3x3 (3), then one (x.mean() > 0) or two 3x3 convs
-    a = analyze(Gated(sign), (3, 16, 16))
+    a = analyze(Gated(sign), (3, 16, 16), real=False)
     assert a.output.rf == (rf, rf)
     note = [n for n in a.notes if REAL_NOTE in n]
     assert len(note) == 1 and "at block3.gate" in note[0] and "x.mean() > 0" in note[0]
@@ -142,7 +142,7 @@ class ValueOps(nn.Module):
 @pytest.mark.parametrize("which, text", [("item", ".item()"), ("nonzero", "nonzero"),
                                          ("numpy", ".numpy()"), ("tolist", "tolist")])
 def test_values_read_in_the_forward_fall_back_to_real(which, text):
-    a = analyze(ValueOps(which), (3, 9, 9))
+    a = analyze(ValueOps(which), (3, 9, 9), real=False)
     note = [n for n in a.notes if REAL_NOTE in n]
     assert len(note) == 1 and text in note[0], a.notes
     assert a.rows[0].name == "conv" and a.rows[0].rf == (3, 3) and a.rows[0].size == (7, 7)
@@ -166,7 +166,7 @@ def test_the_forward_sees_tensors_without_data_and_the_model_keeps_its_own():
     spy = Spy()
     weight, calls = spy.conv.weight, spy.calls
     before = weight.detach().clone()
-    analyze(spy, (3, 8, 8))
+    analyze(spy, (3, 8, 8), real=False)
     assert seen == [FakeTensor]
     assert not hasattr(spy, "cache")                      # the fake attribute was undone
     assert spy.conv.weight is weight and torch.equal(weight, before)
@@ -176,6 +176,20 @@ def test_the_forward_sees_tensors_without_data_and_the_model_keeps_its_own():
 
 def test_lazy_modules_run_real():
     model = nn.Sequential(nn.LazyConv2d(4, 3), nn.ReLU())
-    a = analyze(model, (3, 8, 8))
+    a = analyze(model, (3, 8, 8), real=False)
     assert a.rows[0].rf == (3, 3) and any("lazy" in n for n in a.notes)
     assert not isinstance(model[0].weight, FakeTensor) and model[0].weight.shape == (4, 3, 3, 3)
+
+
+def test_small_inputs_run_on_real_values_and_large_ones_without_data():
+    seen = []
+
+    class Spy(nn.Module):
+        def forward(self, x):
+            seen.append(type(x))
+            return x[:, :, ::2]
+
+    analyze(Spy(), (1, 256, 256))       # 65,536 pixels: real values, and no note about it
+    analyze(Spy(), (1, 256, 257))       # one column more: data-free
+    assert seen == [torch.Tensor, FakeTensor]
+    assert analyze(Spy(), (1, 4, 4)).notes == ()
