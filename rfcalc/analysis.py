@@ -113,10 +113,10 @@ def analyze(model: "nn.Module", input_shape: Sequence[int], *, real: Optional[bo
             ) -> Analysis:
     """The field of every op of one forward pass of `model` on a (1, *input_shape) probe.
 
-    Above 256x256 pixels the pass runs on tensors without data (rfcalc.execute), so its cost
-    does not grow with the input size; where the model needs values (`.item()`,
-    `if x.mean() > 0`, `nonzero`) it runs on real values instead and a note says where. Small
-    inputs run on real values (cheaper there). `real=True` always runs on real values,
+    For all but small models on small inputs the pass runs on tensors without data
+    (rfcalc.execute), so its cost does not grow with the input size; where the model needs
+    values (`.item()`, `if x.mean() > 0`, `nonzero`) it runs on real values instead and a note
+    says where. Small cases run on real values (cheaper there). `real=True` always runs on real values,
     `real=False` data-free wherever the model allows.
 
     Runs in eval mode under no_grad (the model's train/eval flags are restored). Rows come in
