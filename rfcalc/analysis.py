@@ -116,8 +116,8 @@ def analyze(model: "nn.Module", input_shape: Sequence[int], *, real: Optional[bo
     For all but small models on small inputs the pass runs on tensors without data
     (rfcalc.execute), so its cost does not grow with the input size; where the model needs
     values (`.item()`, `if x.mean() > 0`, `nonzero`) it runs on real values instead and a note
-    says where. Small cases run on real values (cheaper there). `real=True` always runs on real values,
-    `real=False` data-free wherever the model allows.
+    says where. Small cases run on real values (cheaper there). `real=True` always runs on
+    real values, `real=False` data-free wherever the model allows.
 
     Runs in eval mode under no_grad (the model's train/eval flags are restored). Rows come in
     execution order; a leaf module's row is named by its path (`c1.0.conv`), functional ops by
