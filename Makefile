@@ -24,7 +24,7 @@ lab: $(READY)
 		book/01_rf_arithmetic.md
 
 bench: $(READY)
-	$(PY) benchmarks/rfcalc_resnet50.py
+	$(PY) benchmarks/rfcalc_speed.py
 
 $(READY): pyproject.toml constraints.txt scripts/setup-system.sh
 	bash scripts/setup-system.sh

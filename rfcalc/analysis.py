@@ -186,8 +186,15 @@ def probe_for(model: "nn.Module", shape: tuple[int, ...], dtype=None, fill: Opti
     return torch.randn((1, *shape), generator=gen).to(device=device, dtype=dtype)
 
 
-def analyze(model: "nn.Module", input_shape: Sequence[int]) -> Analysis:
+def analyze(model: "nn.Module", input_shape: Sequence[int], *, real: Optional[bool] = None
+            ) -> Analysis:
     """The field of every op of one forward pass of `model` on a (1, *input_shape) probe.
+
+    For all but small models on small inputs the pass runs on tensors without data
+    (rfcalc.execute), so its cost does not grow with the input size; where the model needs
+    values (`.item()`, `if x.mean() > 0`, `nonzero`) it runs on real values instead and a note
+    says where. Small cases run on real values (cheaper there). `real=True` always runs on
+    real values, `real=False` data-free wherever the model allows.
 
     Runs in eval mode under no_grad (the model's train/eval flags are restored). Rows come in
     execution order; a leaf module's row is named by its path (`c1.0.conv`), functional ops by
@@ -198,14 +205,14 @@ def analyze(model: "nn.Module", input_shape: Sequence[int]) -> Analysis:
     """
     import torch
 
-    from .record import record
+    from .execute import record_shapes
 
     shape = _validate(input_shape)
     flags = {m: m.training for m in model.modules()}
     model.eval()
     try:
         with torch.no_grad():
-            rec = record(model, probe_for(model, shape))
+            rec, ran_real = record_shapes(model, shape, real=real)
     finally:
         for m, flag in flags.items():
             m.train(flag)
@@ -231,4 +238,6 @@ def analyze(model: "nn.Module", input_shape: Sequence[int]) -> Analysis:
         notes += ("no rule for: " + ", ".join(f"{op} ×{n}" if n > 1 else op
                                              for op, n in rec.unruled.items())
                   + " (rfcalc.register_rule adds one)",)
+    if ran_real:
+        notes += (ran_real,)
     return Analysis(shape, rows, output, params, notes, dict(rec.unruled))

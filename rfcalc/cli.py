@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--fast", action="store_true",
                         help="measure each distinct field once; rows that pass a field on "
                              "unchanged (ReLU, BatchNorm) reuse that measurement")
+    verify.add_argument("--progress", action="store_true",
+                        help="show a progress bar on stderr even when it is not a terminal")
     graph = command("graph", "Draw the architecture with each layer's size and field.", _graph)
     graph.add_argument("-o", "--output", required=True, metavar="FILE",
                        help="output file; its suffix picks the format "
@@ -105,7 +107,8 @@ def _verify(args: argparse.Namespace) -> int:
 
     model, analysis = _analyze(args)
     with _user_prints_to_stderr():
-        result = verify(model, args.input, analysis, unique=args.fast)
+        result = verify(model, args.input, analysis, unique=args.fast,
+                        progress=True if args.progress else None)
     sys.stdout.write(render_verify.render(result, args.format))
     return 0 if result.agree else 1
 

@@ -116,3 +116,105 @@ def test_gradient_map_errors():
         gradient_map(zoo.Dilated(), (3, 32, 32), row="nope")
     with pytest.raises(RFError, match="outside the"):
         gradient_map(nn.Conv2d(1, 1, 3), (1, 9, 9), unit=(7, 0))
+
+
+class Shapes(nn.Module):
+    """Convolutions of every kind the channel-summed run replaces, plus a linear layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.grouped = nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2)
+        self.dilated = nn.Conv2d(6, 6, 3, dilation=2, padding=2, groups=6)
+        self.same = nn.Conv2d(6, 4, 4, padding="same")
+        self.up = nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, output_padding=1)
+        self.line = nn.Conv1d(4, 2, 5, stride=3, dilation=2)
+        self.fc = nn.Linear(2 * 19, 3)
+
+    def forward(self, x):
+        y = self.up(self.same(self.dilated(self.grouped(torch.cat([x, x * 2], 1)))))
+        z = self.line(y.flatten(2)[..., :64])            # (N, 2, 19)
+        return self.fc(z.flatten(1)), y
+
+
+def test_channel_summed_run_gives_the_same_values_and_gradients():
+    from rfcalc.record import record
+    from rfcalc.verify import LINEARISE, channel_summed, linearised
+
+    lin = linearised(Shapes())
+    results = []
+    for subs in (LINEARISE, {**LINEARISE, **channel_summed(lin)}):
+        probe = torch.rand(1, 2, 11, 11, dtype=torch.float64, generator=torch.Generator()
+                           .manual_seed(1)).requires_grad_(True)
+        with torch.enable_grad():
+            (out, y) = record(lin, probe, substitute=subs).result
+            grads = [torch.autograd.grad(t.sum(), probe, retain_graph=True)[0]
+                     for t in (out, y[..., 3, 5], y[..., 7:, :2])]
+        results.append((out, y, grads))
+    (out_a, y_a, g_a), (out_b, y_b, g_b) = results
+    assert torch.allclose(out_a, out_b) and torch.allclose(y_a, y_b)
+    for a, b in zip(g_a, g_b):
+        assert torch.allclose(a, b) and torch.equal(a != 0, b != 0)
+
+
+def test_a_filter_computed_from_the_input_is_not_summed():
+    class Dynamic(nn.Module):
+        def forward(self, x):
+            weight = x.mean((0, 2, 3)).view(1, -1, 1, 1).expand(2, -1, 3, 3).contiguous()
+            return nn.functional.conv2d(x, weight)
+
+    # the weight depends on every pixel: the row's unit sees the whole 9x9 image
+    result = verify(Dynamic(), (2, 9, 9), unique=False)
+    assert result["dynamic"].measured_span == ((0, 8), (0, 8))
+
+
+def test_a_slice_assignment_after_the_row_is_measured_on_the_returned_tensor():
+    class Overwrite(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.one = nn.Conv2d(3, 2, 1)
+            self.seven = nn.Conv2d(3, 2, 7, padding=3)
+
+        def forward(self, x):
+            y = self.one(x)
+            y[..., 4:-4, 4:-4] = self.seven(x)[..., 4:-4, 4:-4]
+            return y
+
+    model = Overwrite()
+    result = verify(model, (3, 16, 16))
+    claim = analyze(model, (3, 16, 16)).output
+    # the centre unit 7 of the returned map is inside the overwritten square: a 7x7 window,
+    # 7 - 3 .. 7 + 3 = 4..10, whatever the analysis claims
+    if claim.status != "unknown":
+        output = result["output"]
+        assert output.measured_span == ((4, 10), (4, 10))
+        assert output.agree == (output.theory_span == ((4, 10), (4, 10)))
+        assert result.agree == output.agree
+    assert not (result.agree and claim.rf == (1, 1))   # never "ok" for the 1x1 claim
+
+
+def test_values_that_leave_torch_are_flagged_not_passed():
+    import numpy as np
+
+    class RoundTrip(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 2, 3, padding=1)
+            self.branch = nn.Conv2d(2, 2, 5, padding=2)
+            self.head = nn.Conv2d(2, 2, 3, padding=1)
+
+        def forward(self, x):
+            x = self.stem(x)
+            back = torch.from_numpy(np.ascontiguousarray(self.branch(x).detach().numpy()))
+            return self.head(x + back)
+
+    result = verify(RoundTrip(), (3, 16, 16))
+    assert result["stem"].agree and result["branch"].agree   # before the values left
+    assert result["head"].agree is None and "left torch" in result["head"].note
+    assert any("`numpy` at" in n for n in result.notes)
+
+
+def test_progress_bar_on_stderr_only_when_asked(capsys):
+    verify(zoo.Dilated(), (3, 32, 32), progress=True)
+    assert "verify" in capsys.readouterr().err
+    verify(zoo.Dilated(), (3, 32, 32))   # stderr is not a terminal under pytest
+    assert capsys.readouterr().err == ""
