@@ -24,10 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from training.augment import AugConfig  # noqa: E402
-from training.cli import resolve_device  # noqa: E402
 from training.data import CLASSES, Cifar, load_cifar10  # noqa: E402
 from training.engine import Trainer, TrainConfig, seed_everything  # noqa: E402
-from training.fsutil import UserError, write_json  # noqa: E402
+from training.fsutil import write_json  # noqa: E402
+from training.options import UserError, resolve_device  # noqa: E402
 from training.loaders import ReferenceBatches, TensorBatches  # noqa: E402
 from training.models import load_model  # noqa: E402
 

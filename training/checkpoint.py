@@ -7,7 +7,8 @@ from typing import Any
 
 import torch
 
-from .fsutil import UserError, atomic_path
+from .fsutil import atomic_path
+from .options import UserError
 
 LAST = "last.pt"     # everything needed to continue: model, optimizer, schedule, RNG, history
 BEST = "best.pt"     # the weights with the best test accuracy so far
@@ -25,7 +26,9 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"no checkpoint to resume from: {path} does not exist")
     try:
-        # Our own file with RNG states (numpy arrays, tuples): not loadable weights-only.
-        return torch.load(path, map_location="cpu", weights_only=False)
+        # Tensors, numbers and strings only (RNG states included): a shared run folder
+        # cannot make this process run code.
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise UserError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+        raise UserError(f"{path} is not a readable checkpoint "
+                        f"({type(exc).__name__}: {exc})".splitlines()[0]) from None

@@ -9,7 +9,7 @@ from PIL import Image
 
 from training import data as data_mod
 from training.data import Cifar, load_cifar10
-from training.fsutil import UserError
+from training.options import UserError
 
 from train_synth import CLASSES, make_images, write_folders, write_pickles
 

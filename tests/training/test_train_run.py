@@ -12,7 +12,7 @@ from training import checkpoint
 from training.augment import AugConfig
 from training.data import Cifar
 from training.engine import TrainConfig
-from training.fsutil import UserError
+from training.options import UserError
 from training.models import load_model
 from training.run import train_run
 
