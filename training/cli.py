@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--out", help="output folder; required")
     g.add_argument("--resume", action="store_true", help="continue the run in --out")
     g.add_argument("--force", action="store_true", help="start over in a non-empty --out")
+    g.add_argument("--stop-after", type=int, metavar="EPOCHS",
+                   help="stop after this many more epochs; continue later with --resume "
+                   "(for time-limited sessions)")
     g.add_argument("--limit-train", type=int, metavar="N",
                    help="train on a fixed class-balanced subset of N")
     g.add_argument("--limit-test", type=int, metavar="N",
@@ -103,7 +106,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> tuple[dict, bool]:
               f"({data.decode_seconds:.1f} s to load)", flush=True)
     summary = train_run(lambda: load_model(args.model, args.preset), data, cfg, args.out,
                         device=device, resume=args.resume, force=args.force,
-                        command=shlex.join([PROG, *argv]), progress=args.progress, world=world)
+                        command=shlex.join([PROG, *argv]), progress=args.progress, world=world,
+                        stop_after=args.stop_after)
     return summary, world.main
 
 
@@ -127,7 +131,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         distributed.shutdown()
     if main_rank:
         best = summary["best_test_acc"]
-        print(f"done: {summary['epochs_done']} epochs, best test accuracy "
+        what = "done" if summary["finished"] else "stopped (continue with --resume)"
+        print(f"{what}: {summary['epochs_done']} epochs, best test accuracy "
               f"{best:.2%} in {summary['wall_seconds']:.0f} s; results in {args.out}")
     return 0
 

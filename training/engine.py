@@ -357,15 +357,18 @@ def epoch_line(record: dict) -> str:
 
 
 def fit(trainer: Trainer, *, start_epoch: int = 0, history: Optional[list] = None,
-        on_epoch_end: Iterable[EpochCallback] = ()) -> list[dict]:
-    """Train from `start_epoch` to cfg.epochs, testing after each; returns the history.
+        on_epoch_end: Iterable[EpochCallback] = (), stop_epoch: Optional[int] = None
+        ) -> list[dict]:
+    """Train from `start_epoch` to cfg.epochs (or to `stop_epoch`, to be resumed later),
+    testing after each; returns the history.
 
     Each callback gets (epochs done, that epoch's record, test predictions); one that raises
     stops training (after the callbacks before it, e.g. the checkpoint, have run). Under
     torchrun only rank 0 prints and runs the callbacks.
     """
     history = history if history is not None else []  # the caller's list grows in place
-    for epoch in range(start_epoch, trainer.cfg.epochs):
+    end = trainer.cfg.epochs if stop_epoch is None else min(stop_epoch, trainer.cfg.epochs)
+    for epoch in range(start_epoch, end):
         record = {"epoch": epoch + 1, **trainer.train_epoch(epoch)}
         t0 = time.perf_counter()
         record["test_loss"], record["test_acc"], preds = trainer.evaluate()

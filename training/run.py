@@ -229,16 +229,19 @@ def train_run(build_model: Callable[[], nn.Module], data: Cifar, cfg: TrainConfi
               out: str | os.PathLike, *, device: torch.device, resume: bool = False,
               force: bool = False, on_epoch_end: Iterable[EpochCallback] = (),
               command: Optional[str] = None, progress: Optional[bool] = None,
-              world: Optional[World] = None) -> dict:
+              world: Optional[World] = None, stop_after: Optional[int] = None) -> dict:
     """Train (or continue) a run in `out`; returns the summary also written to summary.json.
 
     `build_model` is called after seeding, so the same seed gives the same initial weights.
     Under torchrun (`world` defaults to what its environment says) each process calls this
-    with the same arguments; rank 0 writes the files and prints.
+    with the same arguments; rank 0 writes the files and prints. `stop_after` ends this call
+    after that many more epochs, the run resumable (for time-limited sessions).
     """
     out = Path(out)
     world = world or world_from_env(device)
     cfg = checked_config(cfg, device, data, world)
+    if stop_after is not None and stop_after < 1:
+        raise UserError(f"--stop-after must be at least 1, got {stop_after}")
     check_out(out, resume=resume, force=force)
     model = checked_model(build_model, cfg, data, world)
     state = resume_state(out, cfg, data, world) if resume else None
@@ -250,7 +253,8 @@ def train_run(build_model: Callable[[], nn.Module], data: Cifar, cfg: TrainConfi
         tqdm.write(recorder.recipe())
     world.barrier()
     fit(trainer, start_epoch=recorder.start, history=recorder.history,
-        on_epoch_end=[recorder.epoch_done, *on_epoch_end])
+        on_epoch_end=[recorder.epoch_done, *on_epoch_end],
+        stop_epoch=None if stop_after is None else recorder.start + stop_after)
     result = recorder.summary(len(recorder.history) == cfg.epochs)
     if world.main:
         write_json(out / "summary.json", result)

@@ -23,7 +23,8 @@ x, y = torch.randn(256, 3, 32, 32), torch.randint(0, 10, (256,))
 for _ in range(2):
     loss = torch.nn.functional.cross_entropy(m(x), y)
     opt.zero_grad(); loss.backward(); opt.step()
-print(malloc_tuned(), torch.cat([p.detach().flatten() for p in m.parameters()]).double().sum().item().hex())
+flat = torch.cat([p.detach().flatten() for p in m.parameters()])
+print(malloc_tuned(), flat.double().sum().item().hex(), flat.abs().double().sum().item().hex())
 """
 
 
@@ -32,7 +33,7 @@ def run(env_extra: dict) -> tuple[str, str]:
     env.update(PYTHONPATH=str(ROOT), **env_extra)
     out = subprocess.run([sys.executable, "-c", STEP], capture_output=True, text=True,
                          env=env, cwd=ROOT, timeout=120, check=True).stdout.split()
-    return out[0], out[1]
+    return out[0], out[1] + out[2]
 
 
 @pytest.mark.skipif(not GLIBC, reason="the settings apply to glibc only")
