@@ -49,6 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--limit-test", type=int, metavar="N",
                    help="test on a fixed class-balanced subset of N")
 
+    g.add_argument("--limit-stratify", action=argparse.BooleanOptionalAction, default=True,
+                   help="--limit-* keep each class's share; --no-limit-stratify takes the "
+                   "first N of a fixed permutation, as runs before this option did")
+
     add_dataclass_options(p.add_argument_group("recipe"), TrainConfig, skip=("aug", *SPEED))
     g = p.add_argument_group("augmentation (same config for both pipelines)")
     g.add_argument("--no-augment", action="store_true", help="normalize only")
@@ -98,7 +102,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> tuple[dict, bool]:
     check_out(Path(args.out), resume=args.resume, force=args.force)
     data = load_cifar10(args.data_dir, download=args.download, cache=args.data_cache)
     full = (len(data.train_y), len(data.test_y))
-    data = data.limited(args.limit_train, args.limit_test)
+    data = data.limited(args.limit_train, args.limit_test, stratify=args.limit_stratify)
     if world.main:
         used = (len(data.train_y), len(data.test_y))
         of = f" (of {full[0]} / {full[1]})" if used != full else ""

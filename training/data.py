@@ -57,11 +57,14 @@ class Cifar:
         std = np.sqrt(s2 / n - mean ** 2)
         return tuple(float(m) / 255 for m in mean), tuple(float(s) / 255 for s in std)
 
-    def limited(self, n_train: Optional[int], n_test: Optional[int]) -> "Cifar":
+    def limited(self, n_train: Optional[int], n_test: Optional[int],
+                stratify: bool = True) -> "Cifar":
         """A fixed subset per split (the same for every run), stratified: each class keeps its
-        share of the split (largest remainders decide the rounding)."""
-        tx, ty = _stratified(self.train_x, self.train_y, n_train, "--limit-train")
-        vx, vy = _stratified(self.test_x, self.test_y, n_test, "--limit-test")
+        share of the split (largest remainders decide the rounding). `stratify=False` takes
+        the first n of one fixed permutation instead (what runs before stratifying used)."""
+        pick = _stratified if stratify else _first_of_permutation
+        tx, ty = pick(self.train_x, self.train_y, n_train, "--limit-train")
+        vx, vy = pick(self.test_x, self.test_y, n_test, "--limit-test")
         return replace(self, train_x=tx, train_y=ty, test_x=vx, test_y=vy)
 
     def digest(self) -> str:
@@ -71,6 +74,15 @@ class Cifar:
             h.update(str((a.dtype, a.shape)).encode())
             h.update(np.ascontiguousarray(a).data)
         return h.hexdigest()
+
+
+def _first_of_permutation(x: np.ndarray, y: np.ndarray, n: Optional[int], what: str):
+    if n is None or n >= len(y):
+        return x, y
+    if n <= 0:
+        raise UserError(f"{what} must be positive, got {n}")
+    idx = np.sort(np.random.default_rng(0).permutation(len(y))[:n])
+    return x[idx], y[idx]
 
 
 def _stratified(x: np.ndarray, y: np.ndarray, n: Optional[int], what: str):

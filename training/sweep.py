@@ -6,14 +6,15 @@ A sweep file (JSON; relative paths are relative to the current folder, as for rf
     {"name": "ch8", "out": "runs/ch8", "result": "book/results/ch8.json",
      "data_dir": "data/cifar10-jpeg", "data_cache": "data/cifar10-jpeg.npz",
      "common": {"epochs": 3, "limit_train": 10000, "fast": true},
-     "models": {"s9": {"preset": "s9"},
+     "models": {"s9": {"preset": "s9", "seeds": [1, 2, 3]},
                 "dws-dilated-skip-x2": {"variant": "dws-dilated-skip-x2", "budget": 200000},
                 "mine": {"model": "nets/mine.py:Net", "options": {"batch_size": 256}}},
      "recipes": {"onecycle": {}, "fixed-lr-0.1": {"schedule": "constant", "lr": 0.1}},
      "seeds": [1, 2]}
 
 Options are rftrain's (`lr` or `--lr`); true is `--flag`, false `--no-flag`, null leaves the
-default. They merge common < model < recipe, and the seed comes last. Each run lives in
+default. They merge common < model < recipe, and the seed comes last; a model's own "seeds"
+replace the sweep's. Each run lives in
 OUT/MODEL/RECIPE/seedN and logs to OUT/logs/MODEL--RECIPE--seedN.log. A finished run
 (summary.json says so) is skipped, an interrupted one (last.pt) resumed, so the command can
 simply be started again after a kill. A `variant` is exported by netbuilder into
@@ -141,13 +142,13 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
         else:
             targets[name] = [f"--{kind}", str(m[kind])]
     runs = []
-    for (model, m), (recipe, r), seed in itertools.product(models.items(), recipes.items(),
-                                                           seeds):
+    for (model, m), (recipe, r) in itertools.product(models.items(), recipes.items()):
         if not isinstance(r, dict):
             raise UserError(f"{path}: recipe {recipe!r} must be an object of rftrain options")
-        options = {**common, **_dict(m, "options", f"{path}: model {model!r}"), **r,
-                   "seed": seed}
-        runs.append(Run(model, recipe, seed, targets[model], options))
+        for seed in m.get("seeds", seeds):  # a model may repeat with its own seeds
+            options = {**common, **_dict(m, "options", f"{path}: model {model!r}"), **r,
+                       "seed": seed}
+            runs.append(Run(model, recipe, seed, targets[model], options))
     return Sweep(name=str(spec.get("name", path.stem)), out=out,
                  result=Path(spec.get("result", out / "sweep.json")), data=data, runs=runs,
                  variants=variants)

@@ -168,3 +168,11 @@ def test_schedules_in_words():
     assert TrainConfig(momentum_schedule="cycle").schedules(1)["momentum"] == \
         "cycled opposite to the lr: 0.95 -> 0.85 at the lr peak -> 0.95"
     assert math.isclose(TrainConfig().lr, 0.05) and TrainConfig().momentum_schedule == "fixed"
+
+
+def test_unstratified_limit_is_the_subset_older_runs_used():
+    # Runs before stratifying took the first N of one permutation drawn with seed 0; the book's
+    # chapter-8 CPU runs were made that way and --no-limit-stratify must give them back.
+    d = synthetic(60, 20)
+    old = np.sort(np.random.default_rng(0).permutation(60)[:25])
+    assert np.array_equal(d.limited(25, None, stratify=False).train_y, d.train_y[old])
