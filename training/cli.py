@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -115,6 +117,19 @@ def _run(args: argparse.Namespace, argv: list[str]) -> tuple[dict, bool]:
     return summary, world.main
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_sigterm():
+    """SIGTERM (a sweep or a batch system stopping the run) unwinds like Ctrl-C: temporary
+    files are removed and the last checkpoint stays the one to resume from. Returns the
+    handler to restore (None where it could not be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _interrupt)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
@@ -123,6 +138,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     args = parser.parse_args(argv)
     from . import distributed
+    previous = _stop_on_sigterm()
     try:
         summary, main_rank = _run(args, argv)
     except UserError as exc:
@@ -133,6 +149,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 130
     finally:
         distributed.shutdown()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     if main_rank:
         best = summary["best_test_acc"]
         what = "done" if summary["finished"] else "stopped (continue with --resume)"

@@ -135,3 +135,29 @@ def test_results_do_not_depend_on_workers():
     assert len(alone) == 8
     assert all(torch.equal(a, b) for a, b in zip(alone, two))
     assert not torch.equal(alone[0], alone[4])  # epochs differ (different draws)
+
+
+def test_sigterm_stops_cleanly_and_resumes(tmp_path, tiny_model, pickles):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "o"
+    cmd = [sys.executable, "-m", "training", *base(tiny_model, pickles, out), "--epochs", "40",
+           "--batch-size", "4", "--fast"]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (out / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted; continue with the same command and --resume" \
+        in err, err
+    assert not [p for p in os.listdir(out) if p.endswith(".tmp")]
+    epochs = torch.load(out / "last.pt", weights_only=True)["epoch"]
+    assert 1 <= epochs < 40
