@@ -136,12 +136,13 @@ class TrainConfig:
         if self.schedule == "constant":
             lr = f"constant {self.lr:g} for {total} steps"
         else:
-            peak = round(self.pct_start * total)
-            floor = self.lr / self.final_div_factor
-            lr = (f"one-cycle per step ({total} steps, cosine): {self.lr:g} -> {self.max_lr:g} "
-                  f"at step {peak}")
-            lr += (f" -> {self.lr:g} at step {2 * peak} -> {floor:g} at the end" if
-                   self.three_phase else f" -> {floor:g} at the end")
+            # OneCycleLR's phase ends, as 0-based step indices (it interpolates between them)
+            peak, floor = self.pct_start * total - 1, self.lr / self.final_div_factor
+            lr = (f"one-cycle per step ({total} steps, cosine, counted from 0): {self.lr:g} -> "
+                  f"{self.max_lr:g} at step {peak:g}")
+            if self.three_phase:
+                lr += f" -> {self.lr:g} at step {2 * self.pct_start * total - 2:g}"
+            lr += f" -> {floor:g} at step {total - 1}"
         if self.momentum_schedule == "cycle":
             mom = (f"cycled opposite to the lr: {self.max_momentum:g} -> {self.base_momentum:g}"
                    f" at the lr peak -> {self.max_momentum:g}")

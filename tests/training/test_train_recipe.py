@@ -85,7 +85,8 @@ def test_history_and_printout_show_the_schedule_that_ran(tmp_path, tiny_model, c
     # The last epoch ends at 0.05 / 1e4 = 5e-06: printed as such, not 0.0000.
     assert "->5e-06" in out and "0.0000" not in out
     assert "momentum: fixed 0.9" in out
-    assert "0.05 -> 0.1 at step 4 -> 0.05 at step 8 -> 5e-06 at the end" in out
+    # OneCycleLR's phases end at steps 0.4 * 10 - 1 = 3, 2 * 0.4 * 10 - 2 = 6 and 9.
+    assert "0.05 -> 0.1 at step 3 -> 0.05 at step 6 -> 5e-06 at step 9" in out
 
 
 def test_l1_adds_lr_times_l1_times_sign(tmp_path, tiny_model):
@@ -163,8 +164,11 @@ def test_resume_refuses_other_data_of_the_same_size(tmp_path, tiny_model):
 
 def test_schedules_in_words():
     s = TrainConfig(epochs=10).schedules(98)
-    assert s["lr"] == ("one-cycle per step (980 steps, cosine): 0.05 -> 0.1 at step 392 -> "
-                       "0.05 at step 784 -> 5e-06 at the end")
+    # 980 steps: 0.4 * 980 - 1 = 391, 2 * 392 - 2 = 782, 979
+    assert s["lr"] == ("one-cycle per step (980 steps, cosine, counted from 0): 0.05 -> 0.1 "
+                       "at step 391 -> 0.05 at step 782 -> 5e-06 at step 979")
+    two = TrainConfig(epochs=1, three_phase=False, pct_start=0.3).schedules(10)["lr"]
+    assert two.endswith("0.05 -> 0.1 at step 2 -> 5e-06 at step 9")
     assert TrainConfig(momentum_schedule="cycle").schedules(1)["momentum"] == \
         "cycled opposite to the lr: 0.95 -> 0.85 at the lr peak -> 0.95"
     assert math.isclose(TrainConfig().lr, 0.05) and TrainConfig().momentum_schedule == "fixed"
