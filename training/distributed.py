@@ -39,23 +39,8 @@ class World:
             dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return t
 
-    def agree(self, ok: bool) -> bool:
-        """True only if every rank says True (so all ranks stop together on an error)."""
-        if self.size == 1:
-            return ok
-        flag = torch.tensor([0 if ok else 1], dtype=torch.int64,
-                            device=_collective_device())
-        dist.all_reduce(flag, op=dist.ReduceOp.SUM)
-        return int(flag.item()) == 0
-
 
 SINGLE = World()
-
-
-def _collective_device() -> torch.device:
-    if dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
 
 
 def world_from_env(device: torch.device) -> World:
