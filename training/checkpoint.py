@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,13 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
         # Tensors, numbers and strings only (RNG states included): a shared run folder
         # cannot make this process run code.
         return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" not in str(exc).lower():
+            raise UserError(f"{path} is not a readable checkpoint ({exc})"
+                            .splitlines()[0]) from None
+        raise UserError(f"{path} holds more than tensors and numbers (an older rftrain's "
+                        "checkpoint, or not ours) and is not loaded: start over with --force"
+                        ) from None
     except Exception as exc:
-        raise UserError(f"{path} is not a readable checkpoint "
-                        f"({type(exc).__name__}: {exc})".splitlines()[0]) from None
+        raise UserError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})"
+                        .splitlines()[0]) from None

@@ -113,6 +113,9 @@ def resume_state(out: Path, cfg: TrainConfig, data: Cifar, world: World) -> dict
     """The checkpoint to continue from; UserError if it was made with other settings, other
     data or another number of processes (the result would not be the same run)."""
     state = checkpoint.load(out / checkpoint.LAST)
+    if not {"config", "data", "world_size", "trainer"} <= state.keys():
+        raise UserError(f"{out / checkpoint.LAST} was written by an older rftrain and cannot "
+                        "be continued exactly: start over with --force")
     saved, now = _comparable(state["config"]), _comparable(cfg.to_dict())
     diff = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
     if diff:
