@@ -31,9 +31,9 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
         # cannot make this process run code.
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" not in str(exc).lower():
-            raise UserError(f"{path} is not a readable checkpoint ({exc})"
-                            .splitlines()[0]) from None
+        if "Unsupported global" not in str(exc):  # not a disallowed object: damaged
+            raise UserError(f"{path} is not a readable checkpoint (damaged, or not a torch "
+                            "file)") from None
         raise UserError(f"{path} holds more than tensors and numbers (an older rftrain's "
                         "checkpoint, or not ours) and is not loaded: start over with --force"
                         ) from None
