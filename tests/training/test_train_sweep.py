@@ -96,3 +96,21 @@ def test_bad_sweep_files(tmp_path, spec, expected):
     path.write_text(json.dumps(spec))
     with pytest.raises(UserError, match=expected):
         load_sweep(path)
+
+
+def test_netbuilder_variant_is_exported_once(tmp_path, monkeypatch):
+    from training.models import load_model
+    from training.sweep import export_variants
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"out": str(tmp_path / "runs"), "data_dir": "d", "models": {
+        "v": {"variant": "dws-dilated-skip-x2", "budget": 150000}}}))
+    sweep = load_sweep(path)
+    assert sweep.runs[0].target == ["--model", str(tmp_path / "runs" / "models" / "v.py")]
+    export_variants(sweep)
+    target = tmp_path / "runs" / "models" / "v.py"
+    params = sum(p.numel() for p in load_model(str(target)).parameters())
+    assert 100_000 < params <= 150_000
+    stamp = target.stat().st_mtime_ns
+    export_variants(sweep)  # kept for resumed runs: not rewritten
+    assert target.stat().st_mtime_ns == stamp
