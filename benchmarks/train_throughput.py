@@ -1,19 +1,27 @@
-"""Images/second of the two augmentation paths, alone and inside a training step.
+"""Train images/s of the two augmentation paths, for several batch sizes, with glibc malloc as
+tuned by the training package and as it comes (the CPU batch-512 cliff).
 
-  * pipeline: batches produced per second by the albumentations DataLoader (for each
-    --workers count) and by the batched tensor pipeline on --device;
-  * train: a whole epoch of SGD steps on the model (default: the assignment's Net) over
-    --batches batches, fed by each path (after one untimed warm-up epoch, which also pays
-    for torch.compile when --compile is given).
+  * pipeline: images/s of augmented batches alone: the albumentations DataLoader (for each
+    --workers count) and the batched tensor pipeline on --device;
+  * train: SGD steps on the model (default: the assignment's Net) fed by each path, timed over
+    --batches batches after one untimed warm-up batch (which also pays for torch.compile).
 
-Runs on real CIFAR-10 (--data-dir) or on random images of the same shape (no download).
-    python benchmarks/train_throughput.py --device cpu --batches 4 --batch-size 128
+On a GPU the training steps use bf16 autocast and channels_last (--no-amp,
+--no-channels-last to compare) and --compile adds torch.compile; the tensor pipeline runs
+on the GPU. `--allocator both` runs the whole measurement twice in child processes, with the
+malloc settings (tuned) and without them (RFTRAIN_MALLOC=system), and prints both.
+
+Runs on real CIFAR-10 (--data-dir) or on random images of the same shape (no download):
+    python benchmarks/train_throughput.py --device cpu --batch-size 128 512 --batches 3
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,13 +31,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+from training.allocator import OPT_OUT, malloc_tuned  # noqa: E402
 from training.augment import AugConfig  # noqa: E402
-from training.cli import resolve_device  # noqa: E402
 from training.data import CLASSES, Cifar, load_cifar10  # noqa: E402
 from training.engine import Trainer, TrainConfig, seed_everything  # noqa: E402
-from training.fsutil import UserError, write_json  # noqa: E402
+from training.fsutil import write_json  # noqa: E402
 from training.loaders import ReferenceBatches, TensorBatches  # noqa: E402
 from training.models import load_model  # noqa: E402
+from training.options import UserError, resolve_device  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -50,75 +59,155 @@ def pipeline_rate(batches, device: torch.device) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def train_rate(model_target: str, batches, test, cfg: TrainConfig, device: torch.device) -> float:
-    """Images/s of a timed training epoch, after an untimed one."""
+class _First:
+    """The first batch of a batch source, as a one-batch source (the warm-up)."""
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return 1
+
+    def epoch(self, epoch: int):
+        for batch in self.batches.epoch(epoch):
+            yield batch
+            return
+
+
+def _minor_faults() -> int:
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def train_rate(model_target: str, batches, test, cfg: TrainConfig,
+               device: torch.device) -> tuple[float, float]:
+    """Images/s of training steps over `batches`, after one untimed warm-up step, and the
+    minor page faults per step (the malloc cliff shows there, whatever the machine's load)."""
     seed_everything(cfg.seed)
     trainer = Trainer(load_model(model_target), batches, test, cfg, device, loss="nll",
                       progress=False)
+    trainer.train = _First(batches)
     trainer.train_epoch(0)
-    return trainer.train_epoch(1)["images_per_s"]
+    trainer.train = batches
+    faults = _minor_faults()
+    rate = trainer.train_epoch(1)["images_per_s"]
+    return rate, (_minor_faults() - faults) / len(batches)
+
+
+def _data(args) -> Cifar:
+    n = max(args.batch_size) * args.batches
+    if args.data_dir:
+        return load_cifar10(args.data_dir, cache=args.data_cache).limited(n, max(args.batch_size))
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (n + 512, 32, 32, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, n + 512)
+    return Cifar(x[:n], y[:n], x[n:], y[n:], CLASSES, "random images")
+
+
+def measure(args, device: torch.device) -> dict:
+    gpu = device.type == "cuda"
+    amp = gpu if args.amp is None else args.amp
+    channels_last = gpu if args.channels_last is None else args.channels_last
+    data = _data(args)
+    mean, std = data.mean_std()
+    aug = AugConfig()
+    name = torch.cuda.get_device_name(device) if gpu else "cpu"
+    print(f"device: {name}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{os.cpu_count()} CPUs; malloc {'tuned' if malloc_tuned() else 'as it comes'}; "
+          f"data: {data.source}", flush=True)
+    results: dict = {"device": name, "torch": torch.__version__, "cpus": os.cpu_count(),
+                     "threads": torch.get_num_threads(), "data": data.source,
+                     "malloc_tuned": malloc_tuned(), "amp_bf16": amp,
+                     "channels_last": channels_last, "compile": args.compile,
+                     "batches": args.batches, "pipeline_images_per_s": {},
+                     "train_images_per_s": {}, "page_faults_per_step": {}}
+
+    def report(kind: str, label: str, rate: float) -> None:
+        results[kind][label] = round(rate, 1)
+        print(f"{kind.split('_')[0]:>8}  {label:<40} {rate:>10,.0f} images/s", flush=True)
+
+    for bs in args.batch_size:
+        n = bs * args.batches
+        x, y = data.train_x[:n], data.train_y[:n]
+        test = TensorBatches(data.test_x[:bs], data.test_y[:bs], bs, None, mean, std, seed=0,
+                             device=device, shuffle=False)
+        paths = [(f"batch {bs}, albumentations, {w} workers",
+                  ReferenceBatches(x, y, bs, aug, mean, std, seed=0, workers=w, pin_memory=gpu),
+                  False) for w in args.workers]
+        paths.append((f"batch {bs}, tensor on {device.type}",
+                      TensorBatches(x, y, bs, aug, mean, std, seed=0, device=device), True))
+        for label, batches, _ in paths:
+            report("pipeline_images_per_s", label, pipeline_rate(batches, device))
+        if args.skip_train:
+            continue
+        for label, batches, fast in paths:
+            cfg = TrainConfig(epochs=2, batch_size=bs, fast=fast, amp=amp,
+                              channels_last=channels_last, compile=args.compile)
+            extra = "".join(s for s, on in ((" +bf16", amp), (" +channels_last", channels_last),
+                                            (" +compile", args.compile)) if on)
+            rate, faults = train_rate(args.model, batches, test, cfg, device)
+            report("train_images_per_s", label + extra, rate)
+            results["page_faults_per_step"][label + extra] = round(faults)
+            print(f"{'':>8}  {'':<40} {faults:>10,.0f} page faults a step", flush=True)
+    return results
+
+
+def both_allocators(argv: list[str], json_out: str | None) -> int:
+    """Run this script twice in child processes, malloc tuned and as it comes; merge."""
+    merged = {}
+    for label, env_value in (("malloc tuned", None), ("malloc as it comes", "system")):
+        env = {k: v for k, v in os.environ.items() if k != OPT_OUT}
+        if env_value:
+            env[OPT_OUT] = env_value
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "r.json"
+            print(f"== {label}", flush=True)
+            proc = subprocess.run([sys.executable, __file__, *argv, "--allocator", "current",
+                                   "--json", str(out)], env=env)
+            if proc.returncode:
+                return proc.returncode
+            merged[label] = json.loads(out.read_text())
+    if json_out:
+        write_json(json_out, merged)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data-dir", help="CIFAR-10 (default: random images of its shape)")
     p.add_argument("--data-cache", help=".npz cache for an image-folder copy")
-    p.add_argument("--model", default=str(ROOT / "examples" / "s9_net.py"))
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("--batches", type=int, default=20, help="batches per timed epoch")
-    p.add_argument("--workers", type=int, nargs="+",
-                   default=sorted({0, min(8, os.cpu_count() or 1)}),
+    p.add_argument("--model", default=str(ROOT / "examples" / "s9_net.py"), help="model target")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    p.add_argument("--batch-size", type=int, nargs="+", default=[128, 512], help="batch sizes")
+    p.add_argument("--batches", type=int, default=3, help="timed batches per measurement")
+    p.add_argument("--workers", type=int, nargs="+", default=[0],
                    help="DataLoader worker counts to time for the albumentations path")
-    p.add_argument("--compile", action="store_true")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="bf16 autocast (None: on with a GPU)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="channels_last (None: on with a GPU)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--skip-train", action="store_true", help="time the pipelines only")
+    p.add_argument("--allocator", choices=("current", "both"), default="current",
+                   help="current: this process as it is; both: tuned and as it comes")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
+    if args.allocator == "both":
+        rest = [a for a in argv if a not in ("--allocator", "both")]
+        if args.json:
+            i = rest.index("--json")
+            del rest[i:i + 2]
+        return both_allocators(rest, args.json)
     try:
-        device = resolve_device(args.device)
-        n = args.batch_size * args.batches
-        if args.data_dir:
-            data = load_cifar10(args.data_dir, cache=args.data_cache).limited(n, args.batch_size)
-        else:
-            rng = np.random.default_rng(0)
-            x = rng.integers(0, 256, (n + args.batch_size, 32, 32, 3), dtype=np.uint8)
-            y = rng.integers(0, 10, n + args.batch_size)
-            data = Cifar(x[:n], y[:n], x[n:], y[n:], CLASSES, "random images")
+        results = measure(args, resolve_device(args.device))
     except UserError as exc:
         print(f"train_throughput: error: {exc}", file=sys.stderr)
         return 2
-    gpu = device.type == "cuda"
-    mean, std = data.mean_std()
-    aug = AugConfig()
-    print(f"device: {torch.cuda.get_device_name(device) if gpu else 'cpu'}; torch "
-          f"{torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
-          f"data: {data.source}, {len(data.train_y)} images, batch {args.batch_size}")
-    test = TensorBatches(data.test_x, data.test_y, args.batch_size, None, mean, std, seed=0,
-                         device=device, shuffle=False)
-    results: dict = {"device": torch.cuda.get_device_name(device) if gpu else "cpu",
-                     "torch": torch.__version__, "cpus": os.cpu_count(), "data": data.source,
-                     "batch_size": args.batch_size, "images": len(data.train_y),
-                     "pipeline_images_per_s": {}, "train_images_per_s": {}}
-
-    def report(kind: str, name: str, rate: float) -> None:
-        results[kind][name] = round(rate, 1)
-        print(f"{kind.split('_')[0]:>8}  {name:<34} {rate:>10,.0f} images/s", flush=True)
-
-    paths = [(f"albumentations, {w} workers",
-              ReferenceBatches(data.train_x, data.train_y, args.batch_size, aug, mean, std,
-                               seed=0, workers=w, pin_memory=gpu), False) for w in args.workers]
-    paths.append((f"tensor on {device.type}",
-                  TensorBatches(data.train_x, data.train_y, args.batch_size, aug, mean, std,
-                                seed=0, device=device), True))
-    for name, batches, _ in paths:
-        report("pipeline_images_per_s", name, pipeline_rate(batches, device))
-    if not args.skip_train:
-        for name, batches, fast in paths:
-            cfg = TrainConfig(epochs=2, batch_size=args.batch_size, fast=fast, amp=gpu,
-                              channels_last=gpu, compile=args.compile)
-            label = name + (" +bf16+channels_last" if gpu else "") + \
-                (" +compile" if args.compile else "")
-            report("train_images_per_s", label, train_rate(args.model, batches, test, cfg, device))
     if args.json:
         write_json(args.json, results)
     return 0

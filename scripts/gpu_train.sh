@@ -38,7 +38,7 @@ mkdir -p "$OUT"
 # Throughput of both paths first (about a minute), once per OUT.
 BENCH="$OUT/throughput.json"
 [ -f "$BENCH" ] || "$PY" benchmarks/train_throughput.py --device cuda --data-dir "$DATA" \
-    --data-cache "$CACHE" --batch-size 512 --batches 40 --json "$BENCH"
+    --data-cache "$CACHE" --batch-size 128 512 --batches 40 --json "$BENCH"
 
 RESUME=()
 [ -f "$OUT/last.pt" ] && RESUME=(--resume)
@@ -52,12 +52,12 @@ from training.fsutil import write_json
 out = Path(sys.argv[1])
 s = json.loads((out / "summary.json").read_text())
 b = json.loads((out / "throughput.json").read_text())
-result = {k: s[k] for k in ("command", "device", "torch", "data", "data_decode_seconds",
-                            "path", "params", "epochs_done", "finished", "test_acc",
-                            "best_test_acc", "wall_seconds", "time_to_85_seconds",
-                            "train_images_per_s")}
+result = {k: s[k] for k in ("command", "device", "world_size", "torch", "data",
+                            "data_decode_seconds", "path", "params", "schedule", "epochs_done",
+                            "finished", "test_acc", "best_test_acc", "wall_seconds",
+                            "time_to_85_seconds", "train_images_per_s")}
 result["throughput"] = {k: b[k] for k in ("pipeline_images_per_s", "train_images_per_s",
-                                          "batch_size")}
+                                          "amp_bf16", "channels_last", "compile")}
 write_json(out / "result.json", result)
 print(f"result: {out / 'result.json'}: best test accuracy {s['best_test_acc']:.2%}, "
       f"85% after {s['time_to_85_seconds']} s, {s['wall_seconds']:.0f} s in all")

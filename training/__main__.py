@@ -1,4 +1,4 @@
-"""`python -m training ...` is the `rftrain` command."""
+"""`python -m training ...` is the `rftrain` command (also under torchrun: `-m training`)."""
 import sys
 
 from .cli import main

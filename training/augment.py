@@ -8,7 +8,7 @@ Normalize turns into 0. The affine border is black (0), as ShiftScaleRotate's de
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Optional, Sequence
 
 import torch
@@ -17,24 +17,30 @@ import torch.nn.functional as F
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601, as cv2.COLOR_RGB2GRAY
 
 
+def _aug(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class AugConfig:
-    """Probabilities and strengths shared by both pipelines (the assignment's defaults)."""
+    """Probabilities and strengths shared by both pipelines (the assignment's defaults); each
+    field is also an `rftrain` flag."""
 
-    flip_p: float = 0.5
-    affine_p: float = 0.5
-    shift: float = 0.1        # fraction of width/height, uniform in [-shift, shift] per axis
-    scale: float = 0.1        # zoom factor uniform in [1 - scale, 1 + scale]
-    rotate: float = 15.0      # degrees, uniform in [-rotate, rotate]
-    jitter_p: float = 0.5
-    brightness: float = 0.2   # factor uniform in [1 - b, 1 + b]
-    contrast: float = 0.2
-    saturation: float = 0.2
-    hue: float = 0.1          # hue shift uniform in [-hue, hue] turns (0.5 = half the circle)
-    gray_p: float = 0.1
-    cutout_p: float = 0.5
-    cutout_holes: int = 1
-    cutout_size: int = 16     # hole side in pixels, filled with the data set's mean
+    flip_p: float = _aug(0.5, "probability of a horizontal flip")
+    affine_p: float = _aug(0.5, "probability of the shift/scale/rotate")
+    shift: float = _aug(0.1, "shift, fraction of width/height, uniform in [-shift, shift]")
+    scale: float = _aug(0.1, "zoom factor uniform in [1 - scale, 1 + scale]")
+    rotate: float = _aug(15.0, "degrees, uniform in [-rotate, rotate]")
+    jitter_p: float = _aug(0.5, "probability of the colour jitter")
+    brightness: float = _aug(0.2, "brightness factor uniform in [1 - b, 1 + b]")
+    contrast: float = _aug(0.2, "contrast factor uniform in [1 - c, 1 + c]")
+    saturation: float = _aug(0.2, "saturation factor uniform in [1 - s, 1 + s]")
+    hue: float = _aug(0.1, "hue shift uniform in [-hue, hue] turns (0.5 = half the circle)")
+    gray_p: float = _aug(0.1, "probability of turning the image grey")
+    cutout_p: float = _aug(0.5, "probability of cutout")
+    cutout_holes: int = _aug(1, "cutout holes per image")
+    cutout_size: int = _aug(16, "cutout hole side in pixels (filled with the data set's mean); "
+                            "at most the image side")
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -47,6 +53,14 @@ class AugConfig:
             raise ValueError(f"augmentation scale must be < 1, got {self.scale}")
         if self.hue > 0.5:
             raise ValueError(f"augmentation hue must be <= 0.5, got {self.hue}")
+        if self.cutout_p and self.cutout_holes and self.cutout_size < 1:
+            raise ValueError("augmentation cutout_size must be at least 1 with cutout on")
+
+    def check_image(self, height: int, width: int) -> None:
+        """ValueError if a setting cannot apply to height x width images (both paths)."""
+        if self.cutout_p and self.cutout_holes and self.cutout_size > min(height, width):
+            raise ValueError(f"augmentation cutout_size {self.cutout_size} is larger than the "
+                             f"{height}x{width} images")
 
     @classmethod
     def off(cls) -> "AugConfig":
@@ -220,7 +234,8 @@ class TensorAugment:
             x = torch.where(apply[:, None, None, None], moved, x)
         if cfg.jitter_p:
             apply = coin(cfg.jitter_p)
-            b, c = uniform(1 - cfg.brightness, 1 + cfg.brightness), uniform(1 - cfg.contrast, 1 + cfg.contrast)
+            b = uniform(1 - cfg.brightness, 1 + cfg.brightness)
+            c = uniform(1 - cfg.contrast, 1 + cfg.contrast)
             s, hue = uniform(1 - cfg.saturation, 1 + cfg.saturation), uniform(-cfg.hue, cfg.hue)
             # albumentations shuffles the four per image; here once per batch (cheaper).
             order = torch.randperm(4, generator=g, device=dev).tolist()
@@ -229,7 +244,8 @@ class TensorAugment:
             x = to_gray(x, coin(cfg.gray_p))
         if cfg.cutout_p and cfg.cutout_holes:
             apply = coin(cfg.cutout_p)
-            size = min(cfg.cutout_size, h, w)
+            cfg.check_image(h, w)  # no silent clamp: the albumentations path cannot either
+            size = cfg.cutout_size
             fill = (torch.round(self.mean * 255) / 255).to(dev)  # as albumentations' uint8 fill
             for _ in range(cfg.cutout_holes):
                 top = torch.randint(0, h - size + 1, (n,), generator=g, device=dev)

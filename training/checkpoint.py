@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .fsutil import UserError, atomic_path
+from .fsutil import atomic_path
+from .options import UserError
 
 LAST = "last.pt"     # everything needed to continue: model, optimizer, schedule, RNG, history
 BEST = "best.pt"     # the weights with the best test accuracy so far
@@ -25,7 +27,16 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"no checkpoint to resume from: {path} does not exist")
     try:
-        # Our own file with RNG states (numpy arrays, tuples): not loadable weights-only.
-        return torch.load(path, map_location="cpu", weights_only=False)
+        # Tensors, numbers and strings only (RNG states included): a shared run folder
+        # cannot make this process run code.
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" not in str(exc):  # not a disallowed object: damaged
+            raise UserError(f"{path} is not a readable checkpoint (damaged, or not a torch "
+                            "file)") from None
+        raise UserError(f"{path} holds more than tensors and numbers (an older rftrain's "
+                        "checkpoint, or not ours) and is not loaded: start over with --force"
+                        ) from None
     except Exception as exc:
-        raise UserError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+        raise UserError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})"
+                        .splitlines()[0]) from None

@@ -9,6 +9,7 @@ Decoding 60,000 JPEG files takes a while, so the arrays can be cached in one .np
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import time
@@ -20,7 +21,8 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .fsutil import UserError, atomic_path
+from .fsutil import atomic_path
+from .options import UserError
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
            "dog", "frog", "horse", "ship", "truck")
@@ -55,18 +57,49 @@ class Cifar:
         std = np.sqrt(s2 / n - mean ** 2)
         return tuple(float(m) / 255 for m in mean), tuple(float(s) / 255 for s in std)
 
-    def limited(self, n_train: Optional[int], n_test: Optional[int]) -> "Cifar":
-        """A random subset (fixed seed, so every run sees the same one) for quick runs."""
-        def pick(x: np.ndarray, y: np.ndarray, n: Optional[int]):
-            if n is None or n >= len(y):
-                return x, y
-            if n <= 0:
-                raise UserError(f"--limit must be positive, got {n}")
-            idx = np.sort(np.random.default_rng(0).permutation(len(y))[:n])
-            return x[idx], y[idx]
-        tx, ty = pick(self.train_x, self.train_y, n_train)
-        vx, vy = pick(self.test_x, self.test_y, n_test)
+    def limited(self, n_train: Optional[int], n_test: Optional[int],
+                stratify: bool = True) -> "Cifar":
+        """A fixed subset per split (the same for every run), stratified: each class keeps its
+        share of the split (largest remainders decide the rounding). `stratify=False` takes
+        the first n of one fixed permutation instead (what runs before stratifying used)."""
+        pick = _stratified if stratify else _first_of_permutation
+        tx, ty = pick(self.train_x, self.train_y, n_train, "--limit-train")
+        vx, vy = pick(self.test_x, self.test_y, n_test, "--limit-test")
         return replace(self, train_x=tx, train_y=ty, test_x=vx, test_y=vy)
+
+    def digest(self) -> str:
+        """A fingerprint of the images and labels (BLAKE2b), to tell data sets apart."""
+        h = hashlib.blake2b(digest_size=16)
+        for a in (self.train_x, self.train_y, self.test_x, self.test_y):
+            h.update(str((a.dtype, a.shape)).encode())
+            h.update(np.ascontiguousarray(a).data)
+        return h.hexdigest()
+
+
+def _first_of_permutation(x: np.ndarray, y: np.ndarray, n: Optional[int], what: str):
+    if n is None or n >= len(y):
+        return x, y
+    if n <= 0:
+        raise UserError(f"{what} must be positive, got {n}")
+    idx = np.sort(np.random.default_rng(0).permutation(len(y))[:n])
+    return x[idx], y[idx]
+
+
+def _stratified(x: np.ndarray, y: np.ndarray, n: Optional[int], what: str):
+    if n is None or n >= len(y):
+        return x, y
+    if n <= 0:
+        raise UserError(f"{what} must be positive, got {n}")
+    classes, counts = np.unique(y, return_counts=True)
+    share = counts * n / len(y)
+    take = np.floor(share).astype(int)
+    rest = n - take.sum()
+    take[np.argsort(-(share - take), kind="stable")[:rest]] += 1
+    rng = np.random.default_rng(0)
+    idx = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:k]
+                          for c, k in zip(classes, take)])
+    idx = np.sort(idx)
+    return x[idx], y[idx]
 
 
 def load_cifar10(data_dir: str | os.PathLike, *, download: bool = False,

@@ -9,13 +9,14 @@ from typing import Any, ContextManager
 from rfcalc import files
 
 
-class UserError(Exception):
-    """Bad input from the user (data folder, output folder, options): a one-line message."""
-
-
 def atomic_path(path: str | os.PathLike) -> ContextManager[Path]:
     """rfcalc.files.atomic_path, creating the folder first (run folders are made on demand)."""
     return files.atomic_path(path, make_parents=True)
+
+
+def is_temporary(name: str) -> bool:
+    """A temporary file of atomic_path (`.NAME.XXXX.tmp`): left only by a killed process."""
+    return name.startswith(".") and name.endswith(".tmp")
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -5,19 +5,21 @@
 * `TensorBatches`: the uint8 set kept on the training device, augmented there a whole batch
   at a time with torch ops (the fast path on a GPU).
 
-Both take a `sampler` (any torch Sampler; one with `set_epoch`, such as DistributedSampler,
-is told the epoch) so a DDP run can shard the data; the default shuffles from (seed, epoch),
-which is what makes a resumed run draw the same batches as an uninterrupted one.
+Both take a `sampler` (any torch Sampler; one with `set_epoch` is told the epoch); the default
+shuffles from (seed, epoch), which is what makes a resumed run draw the same batches as an
+uninterrupted one. Under torchrun both shard every global batch over the ranks
+(`distributed.GlobalBatchShard`).
 """
 from __future__ import annotations
 
-from typing import Iterator, Optional, Sequence, Sized
+from typing import Callable, Iterator, Optional, Sequence, Sized
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .augment import AugConfig, TensorAugment, albumentations_pipeline
+from .distributed import SINGLE, GlobalBatchShard, World, rank_seed
 
 
 def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
@@ -48,34 +50,70 @@ def _num_batches(n: int, batch_size: int) -> int:
     return (n + batch_size - 1) // batch_size
 
 
-class _AlbumentationsSet(Dataset):
+class _AlbumentationsBatches(Dataset):
+    """Indexed by (batch seed, image indices): the batch, each image through the pipeline,
+    the pipeline seeded once per batch. Whichever worker makes a batch, it comes out the same,
+    so the results do not depend on the number of workers."""
+
     def __init__(self, images: np.ndarray, labels: np.ndarray, transform):
         self.images, self.labels, self.transform = images, labels, transform
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, i: int):
-        return self.transform(image=self.images[i])["image"], int(self.labels[i])
+    def __getitem__(self, key: tuple[int, list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        seed, idx = key
+        self.transform.set_random_seed(seed)
+        x = torch.stack([self.transform(image=self.images[i])["image"] for i in idx])
+        return x, torch.as_tensor(self.labels[idx], dtype=torch.long)
 
 
-def _seed_worker(worker_id: int) -> None:
-    # Each worker's torch seed is derived from the loader's generator: reuse it for albumentations.
-    info = torch.utils.data.get_worker_info()
-    info.dataset.transform.set_random_seed(torch.initial_seed() % 2 ** 32)
+class _BatchKeys(Sampler[tuple[int, list[int]]]):
+    """The epoch's batches as (seed, indices): `sampler`'s order cut into batches."""
+
+    def __init__(self, sampler: Sized, batch_size: int, seed_of: Callable[[int], int]):
+        self.sampler, self.batch_size, self.seed_of = sampler, batch_size, seed_of
+
+    def __len__(self) -> int:
+        return _num_batches(len(self.sampler), self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[int, list[int]]]:
+        order = list(iter(self.sampler))
+        for k, start in enumerate(range(0, len(order), self.batch_size)):
+            yield self.seed_of(k), order[start:start + self.batch_size]
+
+
+def _stream_seed(seed: int, epoch: int, stream: int, world: World) -> int:
+    """Rank 0 (and a single process) keeps the original streams; other ranks get their own."""
+    if world.rank == 0:
+        return epoch_seed(seed, epoch, stream)
+    return rank_seed(seed, epoch, stream, world.rank)
+
+
+def _sharded(sampler: Sized, batch_size: int, world: World) -> tuple[Sized, int]:
+    """This rank's sampler and batch size: the global batch split over the ranks."""
+    if world.size == 1:
+        return sampler, batch_size
+    return GlobalBatchShard(sampler, batch_size, world), batch_size // world.size
 
 
 class ReferenceBatches:
-    """Batches through a DataLoader running the albumentations pipeline in `workers` processes."""
+    """Batches through a DataLoader running the albumentations pipeline in `workers` processes.
+
+    The augmentation of batch k of epoch e is seeded from (seed, e, k), whatever the number
+    of workers. `batch_size` is the global batch: under torchrun (`world`) each rank loads its
+    slice of every global batch.
+    """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int,
                  aug: Optional[AugConfig], mean: Sequence[float], std: Sequence[float], *,
                  seed: int, workers: int = 0, sampler: Optional[Sampler] = None,
-                 pin_memory: bool = False):
+                 pin_memory: bool = False, world: World = SINGLE):
         transform = albumentations_pipeline(aug or AugConfig.off(), mean, std)
-        self.dataset = _AlbumentationsSet(images, labels, transform)
-        self.sampler = sampler if sampler is not None else EpochShuffle(len(labels), seed)
-        self.batch_size, self.seed, self.workers = batch_size, seed, workers
+        self.dataset = _AlbumentationsBatches(images, labels, transform)
+        base = sampler if sampler is not None else EpochShuffle(len(labels), seed)
+        self.sampler, self.batch_size = _sharded(base, batch_size, world)
+        self.seed, self.workers, self.world = seed, workers, world
         self.pin_memory = pin_memory
 
     def __len__(self) -> int:
@@ -84,28 +122,30 @@ class ReferenceBatches:
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
-        if self.workers == 0:
-            self.dataset.transform.set_random_seed(epoch_seed(self.seed, epoch, 1) % 2 ** 32)
-        loader = DataLoader(self.dataset, batch_size=self.batch_size, sampler=self.sampler,
-                            num_workers=self.workers, worker_init_fn=_seed_worker,
-                            generator=torch.Generator().manual_seed(epoch_seed(self.seed, epoch, 2)),
-                            pin_memory=self.pin_memory, persistent_workers=False)
+        base = _stream_seed(self.seed, epoch, 1, self.world)
+        keys = _BatchKeys(self.sampler, self.batch_size,
+                          lambda k: (base + 7919 * k) % 2 ** 32)  # noqa: E731
+        loader = DataLoader(self.dataset, batch_size=None, sampler=keys,
+                            num_workers=self.workers, pin_memory=self.pin_memory,
+                            persistent_workers=False)
         return iter(loader)
 
 
 class TensorBatches:
-    """Batches cut from a uint8 set held on `device` and augmented there (or only normalized)."""
+    """Batches cut from a uint8 set held on `device` and augmented there (or only normalized).
+    `batch_size` is the global batch; under torchrun each rank takes its slice of each."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int,
                  aug: Optional[AugConfig], mean: Sequence[float], std: Sequence[float], *,
                  seed: int, device: torch.device, sampler: Optional[Sized] = None,
-                 shuffle: bool = True):
+                 shuffle: bool = True, world: World = SINGLE):
         self.images = torch.from_numpy(np.ascontiguousarray(images)).to(device)
         self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
         self.augment = TensorAugment(aug, mean, std)
         self.train = aug is not None
-        self.sampler = sampler if sampler is not None else EpochShuffle(len(labels), seed, shuffle)
-        self.batch_size, self.seed, self.device = batch_size, seed, device
+        base = sampler if sampler is not None else EpochShuffle(len(labels), seed, shuffle)
+        self.sampler, self.batch_size = _sharded(base, batch_size, world)
+        self.seed, self.device, self.world = seed, device, world
 
     def __len__(self) -> int:
         return _num_batches(len(self.sampler), self.batch_size)
@@ -115,7 +155,7 @@ class TensorBatches:
             self.sampler.set_epoch(epoch)
         order = torch.as_tensor(list(iter(self.sampler)), dtype=torch.long).to(self.device)
         g = torch.Generator(device=self.device)
-        g.manual_seed(epoch_seed(self.seed, epoch, 1))
+        g.manual_seed(_stream_seed(self.seed, epoch, 1, self.world))
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
             yield self.augment(self.images[idx], g, train=self.train), self.labels[idx]

@@ -34,19 +34,23 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_curves(out: Path, history: Sequence[dict], lr_steps: Sequence[float]) -> None:
-    """curves.png: loss and accuracy per epoch (train and test), and the lr per step."""
+def plot_curves(out: Path, history: Sequence[dict], lr_steps: Sequence[float],
+                momentum_steps: Sequence[float] = ()) -> None:
+    """curves.png: loss and accuracy per epoch (train and test), and the lr and the momentum
+    each optimizer step used (the schedules that actually ran)."""
     epochs = [r["epoch"] for r in history]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4))
     for ax, key, title in ((axes[0], "loss", "loss"), (axes[1], "acc", "accuracy")):
         ax.plot(epochs, [r[f"train_{key}"] for r in history], "o-", label="train")
         ax.plot(epochs, [r[f"test_{key}"] for r in history], "o-", label="test")
         ax.set(xlabel="epoch", title=title)
         ax.grid(alpha=0.3)
         ax.legend()
-    axes[2].plot(np.arange(1, len(lr_steps) + 1), lr_steps)
-    axes[2].set(xlabel="step (batch)", title="learning rate (OneCycleLR)")
-    axes[2].grid(alpha=0.3)
+    for ax, steps, title in ((axes[2], lr_steps, "learning rate"),
+                             (axes[3], momentum_steps, "momentum")):
+        ax.plot(np.arange(1, len(steps) + 1), steps)
+        ax.set(xlabel="step (batch)", title=f"{title} per step")
+        ax.grid(alpha=0.3)
     _save(fig, out / "curves.png")
 
 

@@ -2,6 +2,8 @@
 
 Files in `out`: last.pt (to resume), best.pt (best test accuracy), history.json/.csv,
 curves.png, confusion.csv/.png, misclassified.png (after the last epoch) and summary.json.
+Order: check everything (settings, folder, model, data, checkpoint) without writing, then
+write. Under torchrun every rank checks the same things and rank 0 alone writes.
 """
 from __future__ import annotations
 
@@ -13,13 +15,17 @@ from typing import Callable, Iterable, Optional
 
 import torch
 import torch.nn as nn
+from tqdm.auto import tqdm
 
 from . import checkpoint, report
 from .data import Cifar
+from .distributed import World, world_from_env
 from .engine import EpochCallback, Trainer, TrainConfig, detect_loss, fit, rng_state, \
     seed_everything, set_rng_state
-from .fsutil import UserError, write_json
+from .fsutil import is_temporary, write_json
 from .loaders import ReferenceBatches, TensorBatches
+from .models import check_outputs, convert_norm
+from .options import UserError
 
 ARTIFACTS = (checkpoint.LAST, checkpoint.BEST, "history.json", "history.csv", "curves.png",
              "confusion.csv", "confusion.png", "misclassified.png", "summary.json")
@@ -27,22 +33,34 @@ ARTIFACTS = (checkpoint.LAST, checkpoint.BEST, "history.json", "history.csv", "c
 RESUME_FREE = ("workers", "compile")
 
 
-def prepare_out(out: Path, *, resume: bool, force: bool) -> None:
-    """Refuse to mix runs: a non-empty folder needs --resume (continue) or --force (restart)."""
+def check_out(out: Path, *, resume: bool, force: bool) -> None:
+    """Refuse to mix runs, without writing: a non-empty folder needs --resume (continue) or
+    --force (restart). Temporary files a killed run left behind do not count."""
+    if resume and force:
+        raise UserError("--resume continues the run in --out and --force starts it over: "
+                        "give one of them")
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder")
-    busy = out.is_dir() and any(out.iterdir())
     if resume:
         if not (out / checkpoint.LAST).is_file():
             raise UserError(f"nothing to resume: {out / checkpoint.LAST} does not exist")
         return
+    busy = out.is_dir() and any(not is_temporary(p.name) for p in out.iterdir())
     if busy and not force:
         raise UserError(f"--out {out} is not empty (another run?): pass --resume to continue "
                         "it or --force to start over there")
-    if force:  # start over: drop only what a run writes, never anything else in the folder
+
+
+def prepare_out(out: Path, *, force: bool) -> None:
+    """Create `out`; with --force drop what a run writes (never anything else there), and
+    stale temporary files of a killed run in any case. Call only after every check passed."""
+    out.mkdir(parents=True, exist_ok=True)
+    for p in out.iterdir():
+        if is_temporary(p.name) and p.is_file():
+            p.unlink(missing_ok=True)
+    if force:
         for name in ARTIFACTS:
             (out / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
 
 
 def device_name(device: torch.device) -> str:
@@ -51,100 +69,196 @@ def device_name(device: torch.device) -> str:
     return f"{device.type} ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
+def checked_config(cfg: TrainConfig, device: torch.device, data: Cifar,
+                   world: World) -> TrainConfig:
+    """The config with automatic settings decided; UserError on what cannot run."""
+    try:
+        cfg.check()
+        cfg.aug.check_image(*data.train_x.shape[1:3])
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    if cfg.batch_size % world.size:
+        raise UserError(f"--batch-size {cfg.batch_size} must be a multiple of the "
+                        f"{world.size} processes (it is the global batch)")
+    if cfg.sync_bn and world.size > 1 and device.type != "cuda":
+        raise UserError("--sync-bn needs GPUs: torch's SyncBatchNorm does not run on the CPU")
+    return cfg.resolved(device)
+
+
+def checked_model(build_model: Callable[[], nn.Module], cfg: TrainConfig, data: Cifar,
+                  world: World) -> nn.Module:
+    """A fresh model (seeded first: same seed, same weights), with --norm and --sync-bn
+    applied, that maps the data's images to one score per class."""
+    seed_everything(cfg.seed)
+    model = convert_norm(build_model(), cfg.norm, cfg.norm_groups)
+    mean, std = data.mean_std()
+    probe = torch.from_numpy(data.train_x[:2]).permute(0, 3, 1, 2).float() / 255
+    probe = (probe - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+    check_outputs(model, probe, len(data.classes))
+    if cfg.sync_bn and world.size > 1:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
+
+
 def _comparable(cfg: dict) -> dict:
     return {k: v for k, v in cfg.items() if k not in RESUME_FREE}
 
 
-def train_run(build_model: Callable[[], nn.Module], data: Cifar, cfg: TrainConfig, out: Path,
-              *, device: torch.device, resume: bool = False, force: bool = False,
-              on_epoch_end: Iterable[EpochCallback] = (), command: Optional[str] = None,
-              progress: Optional[bool] = None) -> dict:
-    """Train (or continue) a run in `out`; returns the summary also written to summary.json.
+def data_record(data: Cifar) -> dict:
+    return {"digest": data.digest(), "train_images": len(data.train_y),
+            "test_images": len(data.test_y)}
 
-    `build_model` is called after seeding, so the same seed gives the same initial weights.
-    """
-    cfg.check()
-    out = Path(out)
-    prepare_out(out, resume=resume, force=force)
-    state = checkpoint.load(out / checkpoint.LAST) if resume else None
-    if state is not None:
-        saved = _comparable(state["config"])
-        now = _comparable(cfg.to_dict())
-        diff = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
-        if diff:
-            raise UserError(f"--resume with different settings than the run in {out}: "
-                            + ", ".join(f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in diff))
-        if state["sizes"] != [len(data.train_y), len(data.test_y)]:
-            raise UserError(f"--resume with different data than the run in {out}: "
-                            f"{state['sizes']} train/test images then, "
-                            f"{[len(data.train_y), len(data.test_y)]} now")
 
-    seed_everything(cfg.seed)
-    model = build_model()
+def resume_state(out: Path, cfg: TrainConfig, data: Cifar, world: World) -> dict:
+    """The checkpoint to continue from; UserError if it was made with other settings, other
+    data or another number of processes (the result would not be the same run)."""
+    state = checkpoint.load(out / checkpoint.LAST)
+    if not {"config", "data", "world_size", "trainer"} <= state.keys():
+        raise UserError(f"{out / checkpoint.LAST} was written by an older rftrain and cannot "
+                        "be continued exactly: start over with --force")
+    saved, now = _comparable(state["config"]), _comparable(cfg.to_dict())
+    diff = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
+    if diff:
+        raise UserError(f"--resume with different settings than the run in {out}: "
+                        + ", ".join(f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in diff))
+    then, current = state["data"], data_record(data)
+    if then != current:
+        raise UserError(f"--resume with different data than the run in {out}: "
+                        f"{then['train_images']}/{then['test_images']} train/test images "
+                        f"(digest {then['digest'][:12]}) then, {current['train_images']}/"
+                        f"{current['test_images']} (digest {current['digest'][:12]}) now")
+    if state["world_size"] != world.size:
+        raise UserError(f"--resume with {world.size} processes; the run in {out} had "
+                        f"{state['world_size']} (the batches would differ)")
+    return state
+
+
+def make_trainer(model: nn.Module, data: Cifar, cfg: TrainConfig, device: torch.device,
+                 world: World, progress: Optional[bool]) -> Trainer:
+    """The batch sources of the chosen path (this rank's shards) and the Trainer on them."""
     mean, std = data.mean_std()
     if cfg.fast:
         train = TensorBatches(data.train_x, data.train_y, cfg.batch_size, cfg.aug, mean, std,
-                              seed=cfg.seed, device=device)
+                              seed=cfg.seed, device=device, world=world)
     else:
         train = ReferenceBatches(data.train_x, data.train_y, cfg.batch_size, cfg.aug, mean, std,
                                  seed=cfg.seed, workers=cfg.workers,
-                                 pin_memory=device.type == "cuda")
-    # Testing is the same on both paths: normalize only, on the device, in order.
+                                 pin_memory=device.type == "cuda", world=world)
+    # Testing is the same on both paths: normalize only, on the device, in order, all of it.
     test = TensorBatches(data.test_x, data.test_y, cfg.batch_size, None, mean, std,
                          seed=cfg.seed, device=device, shuffle=False)
     loss = cfg.loss
     if loss == "auto":
         probe, _ = next(iter(test.epoch(0)))
         loss = detect_loss(model.to(device), probe[:8])
-    trainer = Trainer(model, train, test, cfg, device, loss=loss, progress=progress)
+    return Trainer(model, train, test, cfg, device, loss=loss, progress=progress, world=world)
 
-    history: list[dict] = []
-    start, best_acc, wall_before = 0, -1.0, 0.0
-    if state is not None:
-        trainer.load_state_dict(state["trainer"])
+
+class Recorder:
+    """Rank 0's record of a run: restores a checkpoint, writes every file after each epoch,
+    and builds the summary."""
+
+    def __init__(self, out: Path, data: Cifar, cfg: TrainConfig, trainer: Trainer,
+                 device: torch.device, world: World, command: Optional[str]):
+        self.out, self.data, self.cfg, self.trainer = out, data, cfg, trainer
+        self.device, self.world, self.command = device, world, command
+        self.history: list[dict] = []
+        self.start, self.best_acc, self.wall_before = 0, -1.0, 0.0
+        self.data_record = data_record(data)
+        self.t_run = time.perf_counter()
+
+    def restore(self, state: Optional[dict]) -> None:
+        if state is None:
+            return
+        self.trainer.load_state_dict(state["trainer"])
         set_rng_state(state["rng"])
-        start, history = state["epoch"], state["history"]
-        best_acc, wall_before = state["best_acc"], state["wall_seconds"]
-    t_run = time.perf_counter()
+        self.start, self.history = state["epoch"], state["history"]
+        self.best_acc, self.wall_before = state["best_acc"], state["wall_seconds"]
 
-    def summary(finished: bool) -> dict:
-        accs = [r["test_acc"] for r in history]
+    def recipe(self) -> str:
+        cfg, n = self.cfg, self.world.size
+        per = f" ({n} processes x {cfg.batch_size // n})" if n > 1 else ""
+        s = cfg.schedules(len(self.trainer.train))
+        return (f"recipe: SGD, {cfg.epochs} epochs, batch {cfg.batch_size}{per}, weight decay "
+                f"{cfg.weight_decay:g}, L1 {cfg.l1:g}, loss {self.trainer.loss_kind}, norm "
+                f"{cfg.norm}\n  lr: {s['lr']}\n  momentum: {s['momentum']}")
+
+    def summary(self, finished: bool) -> dict:
+        h, cfg = self.history, self.cfg
+        accs = [r["test_acc"] for r in h]
+        seconds = sum(r["train_seconds"] for r in h)
         return {
-            "command": command, "finished": finished, "device": device_name(device),
-            "torch": torch.__version__, "data": data.source,
-            "data_decode_seconds": round(data.decode_seconds, 3),
-            "train_images": len(data.train_y), "test_images": len(data.test_y),
+            "command": self.command, "finished": finished, "device": device_name(self.device),
+            "world_size": self.world.size, "torch": torch.__version__, "data": self.data.source,
+            "data_digest": self.data_record["digest"],
+            "data_decode_seconds": round(self.data.decode_seconds, 3),
+            "train_images": len(self.data.train_y), "test_images": len(self.data.test_y),
             "path": "tensor (fast)" if cfg.fast else f"albumentations ({cfg.workers} workers)",
-            "loss": trainer.loss_kind, "params": sum(p.numel() for p in model.parameters()),
-            "config": cfg.to_dict(), "epochs_done": len(history), "test_acc": accs,
+            "loss": self.trainer.loss_kind,
+            "params": sum(p.numel() for p in self.trainer.module.parameters()),
+            "config": cfg.to_dict(), "schedule": cfg.schedules(len(self.trainer.train)),
+            "epochs_done": len(h), "test_acc": accs,
             "best_test_acc": max(accs) if accs else None,
-            "wall_seconds": round(wall_before + time.perf_counter() - t_run, 2),
-            "time_to_85_seconds": report.time_to_accuracy(history, 0.85),
-            "train_images_per_s": (sum(r["images_per_s"] for r in history) / len(history)
-                                   if history else None),
+            "wall_seconds": round(self.wall_before + time.perf_counter() - self.t_run, 2),
+            "time_to_85_seconds": report.time_to_accuracy(h, 0.85),
+            # all images trained on / all seconds spent training (not a mean of rates)
+            "train_images_per_s": (sum(r["train_images"] for r in h) / seconds
+                                   if seconds else None),
         }
 
-    def save(epoch: int, record: dict, preds) -> None:
-        nonlocal best_acc
-        if record["test_acc"] > best_acc:
-            best_acc = record["test_acc"]
-            checkpoint.save(out / checkpoint.BEST, {"model": trainer.module.state_dict(),
-                                                    "epoch": epoch, "test_acc": best_acc})
+    def epoch_done(self, epoch: int, record: dict, preds) -> None:
+        """The callback after each epoch: checkpoints, history, plots, summary."""
+        out, t = self.out, self.trainer
+        if record["test_acc"] > self.best_acc:
+            self.best_acc = record["test_acc"]
+            checkpoint.save(out / checkpoint.BEST, {"model": t.module.state_dict(),
+                                                    "epoch": epoch, "test_acc": self.best_acc})
         checkpoint.save(out / checkpoint.LAST, {
-            "trainer": trainer.state_dict(), "rng": rng_state(), "epoch": epoch,
-            "history": history, "best_acc": best_acc, "config": cfg.to_dict(),
-            "sizes": [len(data.train_y), len(data.test_y)],
-            "wall_seconds": wall_before + time.perf_counter() - t_run})
-        report.write_history(out, history)
-        report.plot_curves(out, history, trainer.lr_steps)
-        if epoch == cfg.epochs:
-            k = len(data.classes)
-            report.write_confusion(out, report.confusion_matrix(data.test_y, preds, k),
-                                   data.classes)
-            report.plot_misclassified(out, data.test_x, data.test_y, preds, data.classes)
-        write_json(out / "summary.json", summary(epoch == cfg.epochs))
+            "trainer": t.state_dict(), "rng": rng_state(), "epoch": epoch,
+            "history": self.history, "best_acc": self.best_acc, "config": self.cfg.to_dict(),
+            "data": self.data_record, "world_size": self.world.size,
+            "wall_seconds": self.wall_before + time.perf_counter() - self.t_run})
+        report.write_history(out, self.history)
+        report.plot_curves(out, self.history, t.lr_steps, t.momentum_steps)
+        if epoch == self.cfg.epochs:
+            d = self.data
+            cm = report.confusion_matrix(d.test_y, preds, len(d.classes))
+            report.write_confusion(out, cm, d.classes)
+            report.plot_misclassified(out, d.test_x, d.test_y, preds, d.classes)
+        write_json(out / "summary.json", self.summary(epoch == self.cfg.epochs))
 
-    fit(trainer, start_epoch=start, history=history, on_epoch_end=[save, *on_epoch_end])
-    result = summary(len(history) == cfg.epochs)
-    write_json(out / "summary.json", result)
+
+def train_run(build_model: Callable[[], nn.Module], data: Cifar, cfg: TrainConfig,
+              out: str | os.PathLike, *, device: torch.device, resume: bool = False,
+              force: bool = False, on_epoch_end: Iterable[EpochCallback] = (),
+              command: Optional[str] = None, progress: Optional[bool] = None,
+              world: Optional[World] = None, stop_after: Optional[int] = None) -> dict:
+    """Train (or continue) a run in `out`; returns the summary also written to summary.json.
+
+    `build_model` is called after seeding, so the same seed gives the same initial weights.
+    Under torchrun (`world` defaults to what its environment says) each process calls this
+    with the same arguments; rank 0 writes the files and prints. `stop_after` ends this call
+    after that many more epochs, the run resumable (for time-limited sessions).
+    """
+    out = Path(out)
+    world = world or world_from_env(device)
+    cfg = checked_config(cfg, device, data, world)
+    if stop_after is not None and stop_after < 1:
+        raise UserError(f"--stop-after must be at least 1, got {stop_after}")
+    check_out(out, resume=resume, force=force)
+    model = checked_model(build_model, cfg, data, world)
+    state = resume_state(out, cfg, data, world) if resume else None
+    trainer = make_trainer(model, data, cfg, device, world, progress)
+    recorder = Recorder(out, data, cfg, trainer, device, world, command)
+    recorder.restore(state)
+    if world.main:
+        prepare_out(out, force=force)
+        tqdm.write(recorder.recipe())
+    world.barrier()
+    fit(trainer, start_epoch=recorder.start, history=recorder.history,
+        on_epoch_end=[recorder.epoch_done, *on_epoch_end],
+        stop_epoch=None if stop_after is None else recorder.start + stop_after)
+    result = recorder.summary(len(recorder.history) == cfg.epochs)
+    if world.main:
+        write_json(out / "summary.json", result)
     return result

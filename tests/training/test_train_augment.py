@@ -74,8 +74,8 @@ def test_gray_p1_matches_cv2_weights():
     ref, ten = to01(reference(only(gray_p=1), imgs)), to01(tensor(only(gray_p=1), imgs))
     # By hand for one pixel: 0.299 R + 0.587 G + 0.114 B.
     r, g, b = (int(c) for c in imgs[0, 5, 7])
-    assert ten[0, :, 5, 7].tolist() == pytest.approx([(0.299 * r + 0.587 * g + 0.114 * b) / 255] * 3,
-                                                     abs=1e-5)
+    luma = (0.299 * r + 0.587 * g + 0.114 * b) / 255
+    assert ten[0, :, 5, 7].tolist() == pytest.approx([luma] * 3, abs=1e-5)
     assert (ten - ref).abs().max() <= 1 / 255 + 1e-5  # albumentations rounds to uint8
 
 

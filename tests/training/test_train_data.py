@@ -9,7 +9,7 @@ from PIL import Image
 
 from training import data as data_mod
 from training.data import Cifar, load_cifar10
-from training.fsutil import UserError
+from training.options import UserError
 
 from train_synth import CLASSES, make_images, write_folders, write_pickles
 
@@ -125,7 +125,8 @@ def test_missing_batch_names_the_file(pickles):
 def test_wrong_shape_batch(pickles):
     with open(pickles / "cifar-10-batches-py" / "data_batch_2", "wb") as fh:
         pickle.dump({b"data": np.zeros((3, 100), np.uint8), b"labels": [0, 1, 2]}, fh)
-    with pytest.raises(UserError, match=r"data_batch_2 is not a CIFAR-10 batch: data uint8 \(3, 100\)"):
+    with pytest.raises(UserError,
+                       match=r"data_batch_2 is not a CIFAR-10 batch: data uint8 \(3, 100\)"):
         load_cifar10(pickles)
 
 

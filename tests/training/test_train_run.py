@@ -12,7 +12,7 @@ from training import checkpoint
 from training.augment import AugConfig
 from training.data import Cifar
 from training.engine import TrainConfig
-from training.fsutil import UserError
+from training.options import UserError
 from training.models import load_model
 from training.run import train_run
 
@@ -121,4 +121,13 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
 def test_corrupt_checkpoint_is_a_user_error(tmp_path):
     (tmp_path / "last.pt").write_bytes(b"garbage")
     with pytest.raises(UserError, match="not a readable checkpoint"):
+        checkpoint.load(tmp_path / "last.pt")
+
+
+def test_checkpoint_with_objects_is_refused_not_executed(tmp_path):
+    # An older rftrain stored numpy RNG states; anything beyond tensors and numbers could run
+    # code when unpickled, so it is refused with the way out.
+    import numpy as np
+    torch.save({"rng": np.zeros(3)}, tmp_path / "last.pt")
+    with pytest.raises(UserError, match="holds more than tensors and numbers .* --force"):
         checkpoint.load(tmp_path / "last.pt")
