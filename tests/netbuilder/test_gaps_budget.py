@@ -1,0 +1,51 @@
+"""The width solver against brute force over built modules, and `meets_rf` at its boundary."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from netbuilder.budget import solve
+from netbuilder.build import build, count_params
+from netbuilder.spec import divisors
+from netbuilder.variants import family, measure
+
+from test_nb_budget import _ratio_widths, random_spec
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_solver_matches_brute_force_over_built_modules(seed):
+    """Walk t = 1, 2, ... building every version: the last one that fits is the solver's."""
+    spec = random_spec(random.Random(500 + seed))
+    base, div = spec.widths, divisors(spec)
+    counts = []
+    t = 1
+    while True:
+        n = count_params(build(spec.with_widths(_ratio_widths(base, div, t))))
+        counts.append(n)
+        if n > 20_000 or t > 60:
+            break
+        t += 1
+    assert all(a < b for a, b in zip(counts, counts[1:]))  # strictly growing in t
+    for budget in sorted({counts[0], counts[len(counts) // 2] - 1, counts[len(counts) // 2],
+                          counts[-2] + 1}):
+        best = max(i + 1 for i, n in enumerate(counts) if n <= budget)
+        sizing = solve(spec, budget)
+        assert sizing.t == best, (budget, counts)
+        assert sizing.spec.widths == _ratio_widths(base, div, best)
+        assert sizing.params == counts[best - 1] and sizing.next_params == counts[best]
+
+
+@pytest.fixture(scope="module")
+def dws_dilated_x2():
+    return family()["dws-dilated-skip-x2"]
+
+
+@pytest.mark.parametrize("min_rf, meets", [(47, True), (48, True), (48.5, False), (49, False)])
+def test_meets_rf_at_the_boundary(dws_dilated_x2, min_rf, meets):
+    # rf by hand (as in test_nb_variants): 1 + 2*4*2 (units) + 2*(1+2+4+8) (dilated
+    # transitions) + 1 (the average over the 2x2 map) = 48: a field of exactly the required
+    # size meets it.
+    v = measure(dws_dilated_x2, 50_000, (3, 32, 32), min_rf)
+    assert tuple(v.rf) == (48, 48)
+    assert v.meets_rf is meets
