@@ -49,3 +49,30 @@ def test_meets_rf_at_the_boundary(dws_dilated_x2, min_rf, meets):
     v = measure(dws_dilated_x2, 50_000, (3, 32, 32), min_rf)
     assert tuple(v.rf) == (48, 48)
     assert v.meets_rf is meets
+
+
+def test_budget_errors_say_what_and_why():
+    from netbuilder.budget import BudgetError
+    from netbuilder.presets import s9
+    # widths 1,1,1,1 cost 191 by the hand polynomial in test_nb_budget
+    with pytest.raises(BudgetError) as small:
+        solve(s9(), 190)
+    assert str(small.value) == ("budget 190 is too small for s9: its narrowest version "
+                                "(widths 1,1,1,1) has 191 parameters")
+    with pytest.raises(BudgetError, match="^budget 1 is too small"):
+        solve(s9(), 1)
+    for bad in (0, -5):
+        with pytest.raises(BudgetError) as exc:
+            solve(s9(), bad)
+        assert str(exc.value) == f"budget must be a positive number of parameters, not {bad}"
+
+
+def test_evaluate_refuses_fractional_counts():
+    import sympy
+
+    from netbuilder.budget import evaluate, width_symbols
+    from netbuilder.spec import SpecError
+    (w1,) = width_symbols(1)
+    assert evaluate(3 * w1**2 + 1, (4,)) == 49
+    with pytest.raises(SpecError, match="fractional"):
+        evaluate(sympy.Rational(1, 2) * w1, (3,))
