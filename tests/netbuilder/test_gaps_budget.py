@@ -76,3 +76,19 @@ def test_evaluate_refuses_fractional_counts():
     assert evaluate(3 * w1**2 + 1, (4,)) == 49
     with pytest.raises(SpecError, match="fractional"):
         evaluate(sympy.Rational(1, 2) * w1, (3,))
+
+
+def test_relaxed_polynomial_scales_the_widest_stage_wherever_it_is():
+    import sympy
+
+    from netbuilder.budget import count
+    from netbuilder.presets import s9
+    base = s9()
+    spec = base.with_widths((32, 93, 63, 23))      # the widest stage second, not last
+    sizing = solve(spec, 150_000)
+    t = sizing.relaxed.free_symbols.pop()
+    # on the relaxed axis the widest stage is t itself: at t = 93 every width is the base's
+    assert sizing.relaxed.subs(t, 93) == count(spec)
+    # and the root is where the relaxed count meets the budget
+    assert abs(float(sizing.relaxed.subs(t, sizing.root)) - 150_000) < 1e-6
+    assert sympy.Poly(sizing.relaxed, t).degree() == 2

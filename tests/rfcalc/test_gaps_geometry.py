@@ -71,3 +71,18 @@ def test_window_matches_conv(k, s, d):
 def test_adaptive_matches_adaptive_avg_pool(n, size):
     reach = _reach(lambda x: F.adaptive_avg_pool1d(x, size), n)
     assert _units(g.adaptive(g.input_axis(n), size)) == reach
+
+
+def test_broadcast_needs_a_single_unit():
+    with pytest.raises(NotGeometric, match="cannot broadcast a map of size 3 to 5"):
+        g.broadcast(g.input_axis(3), 5)
+
+
+def test_different_jumps_merge_only_when_one_field_holds_the_other():
+    fine = g.window(g.input_axis(10), 3)              # 8 units, unit o sees o..o+2
+    wide = g.Axis(8, 1, 0, (1,), (20,))               # every unit sees 1..20 (jump 0)
+    # unit 0 of `fine` starts at 0, left of 1: `wide` does not hold it, nor the reverse
+    with pytest.raises(NotGeometric, match="different jumps"):
+        g.union([fine, wide])
+    wider = g.Axis(8, 1, 0, (0,), (20,))
+    assert g.union([fine, wider]) == wider
