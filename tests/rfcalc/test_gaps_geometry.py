@@ -1,5 +1,5 @@
 """geometry.py against brute force: which input pixels reach each output unit of a real torch
-op (the Jacobian of a 1-D op with positive weights), over many strides, paddings, dilations."""
+op (1-D, positive weights, one impulse per input pixel), over strides, paddings, dilations."""
 from __future__ import annotations
 
 import itertools
@@ -13,11 +13,12 @@ from rfcalc.geometry import NotGeometric
 
 
 def _reach(op, n: int) -> list[tuple[int, int] | None]:
-    """Per output unit, the first and last input pixel with a non-zero derivative."""
-    x = torch.ones(1, 1, n, dtype=torch.float64)
-    jac = torch.autograd.functional.jacobian(op, x)[0, 0, :, 0, 0, :]  # out x in
+    """Per output unit, the first and last input pixel that reaches it: the op (positive
+    weights, so nothing cancels) applied to each of the n one-pixel impulses at once."""
+    impulses = torch.eye(n, dtype=torch.float64)[:, None, :]          # n x 1 x n
+    reached = op(impulses)[:, 0, :].T != 0                             # out x in
     out = []
-    for row in jac:
+    for row in reached:
         idx = torch.nonzero(row).flatten().tolist()
         out.append((idx[0], idx[-1]) if idx else None)
     return out
