@@ -92,3 +92,11 @@ def test_relaxed_polynomial_scales_the_widest_stage_wherever_it_is():
     # and the root is where the relaxed count meets the budget
     assert abs(float(sizing.relaxed.subs(t, sizing.root)) - 150_000) < 1e-6
     assert sympy.Poly(sizing.relaxed, t).degree() == 2
+
+
+def test_width_symbols_are_w1_to_wn_and_the_sizing_keeps_its_budget():
+    from netbuilder.budget import latex, params_poly
+    from netbuilder.presets import s9
+    assert {str(s) for s in params_poly(s9()).free_symbols} == {"w1", "w2", "w3", "w4"}
+    assert "w_{0}" not in latex(s9()) and "w_{4}" in latex(s9())
+    assert solve(s9(), 100_000).budget == 100_000
