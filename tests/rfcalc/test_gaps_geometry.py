@@ -87,3 +87,8 @@ def test_different_jumps_merge_only_when_one_field_holds_the_other():
         g.union([fine, wide])
     wider = g.Axis(8, 1, 0, (0,), (20,))
     assert g.union([fine, wider]) == wider
+
+
+def test_merging_maps_of_different_sizes_is_not_geometric():
+    with pytest.raises(NotGeometric, match="merged maps differ in size: 4, 5"):
+        g.union([g.input_axis(4), g.input_axis(5)])
