@@ -5,13 +5,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 READY := $(VENV)/.ready
 
-.PHONY: demo test book lab bench clean
+.PHONY: demo test book lab bench mutation clean
 
 demo: $(READY)
 	$(VENV)/bin/rfcalc table examples/s9_net.py
 
+# Coverage is reported for information (one line), never a gate.
 test: $(READY)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --cov=rfcalc --cov=netbuilder --cov=training --cov-report=
+	@echo "coverage of rfcalc, netbuilder, training: $$($(PY) -m coverage report --format=total)%"
 
 book: $(READY)
 	$(VENV)/bin/jupyter-book build book
@@ -26,6 +28,15 @@ lab: $(READY)
 bench: $(READY)
 	$(PY) benchmarks/rfcalc_speed.py
 
+# Mutation testing (not part of `make test`; tens of minutes): mutmut mutates the modules in
+# pyproject.toml's [tool.mutmut], from a clean mutants/ each time, then prints the per-module
+# score. MUTATE narrows it to mutant-name globs: make mutation MUTATE='netbuilder.budget*'
+MUTATE ?=
+mutation: $(READY)
+	rm -rf mutants && mkdir mutants
+	nice $(VENV)/bin/mutmut run --max-children 2 $(MUTATE) >mutants/run.log 2>&1; \
+	  status=$$?; $(PY) scripts/mutation_summary.py; exit $$status
+
 $(READY): pyproject.toml constraints.txt scripts/setup-system.sh
 	bash scripts/setup-system.sh
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -35,4 +46,4 @@ $(READY): pyproject.toml constraints.txt scripts/setup-system.sh
 	touch $(READY)
 
 clean:
-	rm -rf $(VENV) book/_build
+	rm -rf $(VENV) book/_build mutants .coverage

@@ -89,10 +89,39 @@ def test_s9_macs():
     assert evaluate(macs_poly(s9(), (3, 32, 32)), s9().widths) == expected
 
 
+def _ratio_widths(base: tuple[int, ...], div: tuple[int, ...], t: int) -> tuple[int, ...]:
+    """The documented rule, written out independently of the solver: the widest stage gets
+    div_ref * t, every other stage its ratio to it rounded half up to a multiple of its divisor
+    (and at least the divisor)."""
+    ref = base.index(max(base))
+    out = []
+    for b, d in zip(base, div):
+        num, den = t * div[ref] * b, base[ref] * d          # the exact ratio num / den
+        rounded = (2 * num + den) // (2 * den)              # floor(x + 1/2): half up
+        out.append(d * max(1, rounded))
+    return tuple(out)
+
+
 def test_s9_budget_gives_back_its_own_widths():
     assert solve(s9(), 190_509).spec.widths == (23, 32, 63, 93)
-    # one parameter less and t = 93 no longer fits; t = 92 rounds 23*92/93 etc.
-    assert solve(s9(), 190_508).spec.widths == scaled_widths((23, 32, 63, 93), (1, 1, 1, 1), 92)
+    # one parameter less and t = 93 no longer fits; t = 92 by hand: 23*92/93 = 22.75 -> 23,
+    # 32*92/93 = 31.66 -> 32, 63*92/93 = 62.32 -> 62, and 92
+    assert solve(s9(), 190_508).spec.widths == (23, 32, 62, 92)
+
+
+def test_scaled_widths_by_hand():
+    # t = 46 on s9: 11.38 -> 11, 15.83 -> 16, 31.16 -> 31, 46
+    assert scaled_widths((23, 32, 63, 93), (1, 1, 1, 1), 46) == (11, 16, 31, 46)
+    # exact halves round up (not to even): 1*5/2 = 2.5 -> 3, 1*3/2 = 1.5 -> 2
+    assert scaled_widths((1, 2), (1, 1), 5) == (3, 5)
+    assert scaled_widths((1, 2), (1, 1), 3) == (2, 3)
+    # never below one (or the divisor): 1*1/10 = 0.1 -> 1
+    assert scaled_widths((1, 10), (1, 1), 1) == (1, 1)
+    # divisors: ref 96 with d 4 at t = 10 is 40; 24*40/96 = 10 -> 2.5 groups of 4 -> 3 -> 12;
+    # 32*40/96 = 13.3 -> 3.33 groups -> 3 -> 12; 64*40/96 = 26.7 -> 6.67 -> 7 -> 28
+    assert scaled_widths((24, 32, 64, 96), (4, 4, 4, 4), 10) == (12, 12, 28, 40)
+    # a divisor on one stage only: ref 8 (d 1) at t = 7: 6*7/8 = 5.25 is 2.6 groups of 2 -> 3 -> 6
+    assert scaled_widths((6, 8), (2, 1), 7) == (6, 7)
 
 
 def test_narrowest_budget():
@@ -107,10 +136,11 @@ def test_every_variant_is_maximal_within_budget(budget):
     for v in family().values():
         sizing = solve(v.spec, budget)
         fits = count_params(Net(sizing.spec))
-        one_more = scaled_widths(v.spec.widths, divisors(v.spec), sizing.t + 1)
+        one_more = _ratio_widths(v.spec.widths, divisors(v.spec), sizing.t + 1)
         over = count_params(Net(v.spec.with_widths(one_more)))
         assert fits <= budget < over, v.name
-        assert sizing.spec.widths == scaled_widths(v.spec.widths, divisors(v.spec), sizing.t)
+        assert sizing.spec.widths == _ratio_widths(v.spec.widths, divisors(v.spec), sizing.t)
+        assert (sizing.params, sizing.next_params) == (fits, over), v.name
         assert max(sizing.spec.widths) == sizing.t  # the widest stage is the scaled axis
 
 

@@ -189,13 +189,27 @@ def _console_script():
     return [str(script)] if script.exists() else [sys.executable, "-m", "rfcalc.cli"]
 
 
+def _checkout_env() -> dict:
+    """The environment with this checkout first on the path: the installed console script then
+    imports the code under test, not whatever `pip install -e` pointed it at."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    return dict(os.environ, PYTHONPATH=path, PYTHONDONTWRITEBYTECODE="1")
+
+
 def test_console_script_runs(tmp_path):
-    done = subprocess.run([*_console_script(), "table", NET], capture_output=True, text=True,
-                          cwd=tmp_path, timeout=120)
+    script = _console_script()
+    if len(script) == 1:  # the console script's own interpreter finds the checkout's rfcalc
+        python = Path(script[0]).read_text().splitlines()[0].removeprefix("#!").strip()
+        where = subprocess.run([python, "-c", "import rfcalc.cli; print(rfcalc.cli.__file__)"],
+                               capture_output=True, text=True, cwd=tmp_path, env=_checkout_env(),
+                               timeout=120)
+        assert Path(where.stdout.strip()) == REPO / "rfcalc" / "cli.py", where
+    done = subprocess.run([*script, "table", NET], capture_output=True, text=True,
+                          cwd=tmp_path, env=_checkout_env(), timeout=120)
     assert done.returncode == 0, done.stderr
     assert "Output receptive field: 48\n" in done.stdout
-    missing = subprocess.run([*_console_script(), "table", "missing.py"], capture_output=True,
-                             text=True, cwd=tmp_path, timeout=120)
+    missing = subprocess.run([*script, "table", "missing.py"], capture_output=True,
+                             text=True, cwd=tmp_path, env=_checkout_env(), timeout=120)
     assert missing.returncode == 2
     assert missing.stderr == "rfcalc: error: missing.py: no such file\n"
     assert missing.stdout == ""

@@ -72,3 +72,30 @@ def test_inception_v3_mixed_7c_gradient():
     check = result["Mixed_7c.cat_2"]
     assert out.rf == (1311, 1311)
     assert check.agree and check.measured_rf == (1311, 1311), check
+
+
+def test_inception_blocks_gradient_by_default():
+    """The Mixed_7c gradient check in small: torchvision's own Inception A, B, C and E blocks
+    (1x7/7x1 factorised convs, branches concatenated, a grid reduction) on a 99x99 input."""
+    import torch.nn as nn
+    from torchvision.models.inception import (BasicConv2d, InceptionA, InceptionB, InceptionC,
+                                              InceptionE)
+    model = nn.Sequential(BasicConv2d(3, 8, kernel_size=3, stride=2),   # 49x49
+                          InceptionA(8, pool_features=8),                # 224 + 8 channels
+                          InceptionB(232),                               # 24x24, 712 channels
+                          InceptionC(712, channels_7x7=8),               # 768 channels
+                          InceptionE(768))
+    # By hand: stem rf 3, jump 2, start 1. A's widest branches (5x5, or two 3x3) add 4·2:
+    # 11. B ends in 3x3 stride 2 on every branch, its double-3x3 branch adds 2·2 + 2·2: 19,
+    # jump 4, start 1 + 2 = 3. C's 7x7dbl branch adds 6·4 twice per axis: 67. E's 3x3dbl
+    # branch adds 2·4 (3x3), then 2·4 on each axis through its 1x3 | 3x1 pair: 83.
+    shape = (3, 99, 99)
+    last = analyze(model, shape).rows[-1]
+    assert last.rf == (83, 83) and last.jump == (4, 4) and last.start == (3, 3)
+    assert last.size == (24, 24)
+    # the centre unit (24 - 1) // 2 = 11 sits at 3 + 11·4 = 47: its field 47 ± 41 = 6..88 is
+    # inside the image, so the gradient sees all of it
+    result = verify(model, shape, rows=[last.name])
+    check = result[last.name]
+    assert check.centre == (11, 11)
+    assert check.measured_span == ((6, 88), (6, 88)) and check.agree, check

@@ -148,25 +148,54 @@ def test_cutout_hole_position():
     assert out[1].eq(0).all()  # not applied
 
 
-def test_probabilities_are_honoured():
-    # 2000 images, flip p = 0.5: the count of flipped ones is Binomial(2000, 0.5),
-    # sd = sqrt(2000 / 4) = 22.4; 5 sd is 112.
-    imgs = rand_images(2000, seed=1)
-    out = tensor(only(flip_p=0.5), imgs, seed=3)
-    plain = tensor(AugConfig.off(), imgs)
-    flipped = (~torch.isclose(out, plain).flatten(1).all(1)).sum().item()
-    assert abs(flipped - 1000) < 112
+OPS = ("flip_p", "affine_p", "jitter_p", "gray_p", "cutout_p")
 
 
-def test_full_default_pipelines_shapes_and_ranges():
+def changed(cfg: AugConfig, images: np.ndarray, path: str, seed: int = 3) -> int:
+    """How many images the pipeline changed (compared with normalize only)."""
+    out = reference(cfg, images) if path == "albumentations" else tensor(cfg, images, seed=seed)
+    plain = tensor(AugConfig.off(), images)
+    return int((~torch.isclose(out, plain, atol=1e-5).flatten(1).all(1)).sum())
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_probabilities_are_honoured(op):
+    # Random images: every op changes an image it is applied to (a flip, a grey version, a
+    # hole, a random affine or jitter are never the identity on noise), so the count of
+    # changed images is Binomial(n, p) on each path. n = 1200, p = 0.3: mean 360,
+    # sd = sqrt(n p (1 - p)) = 15.9, 5 sd = 79; half the probability (180) or always (1200)
+    # is far outside. The two paths against each other: the difference of two independent
+    # counts has sd sqrt(2 n p (1 - p)) = 22.4, 5 sd = 112.
+    n, p = 1200, 0.3
+    imgs = rand_images(n, seed=1)
+    ref = changed(only(**{op: p}), imgs, "albumentations")
+    ten = changed(only(**{op: p}), imgs, "tensor")
+    sd = math.sqrt(n * p * (1 - p))
+    assert abs(ref - n * p) < 5 * sd, ("albumentations", ref)
+    assert abs(ten - n * p) < 5 * sd, ("tensor", ten)
+    assert abs(ref - ten) < 5 * math.sqrt(2) * sd, (ref, ten)
+
+
+def test_all_ops_at_p1_content():
+    # Every op applied: flip, affine, jitter, then grey makes R = G = B, then the cutout hole
+    # keeps the mean colour (not grey): exactly one 16 x 16 square, elsewhere grey pixels.
     imgs = rand_images(16)
     cfg = AugConfig(flip_p=1, affine_p=1, jitter_p=1, gray_p=1, cutout_p=1)
     lo = min((0 - m) / s for m, s in zip(MEAN, STD))
     hi = max((1 - m) / s for m, s in zip(MEAN, STD))
+    fill = torch.tensor([round(m * 255) / 255 for m in MEAN])
+    grey_only = to01(tensor(only(gray_p=1), imgs))
     for out in (reference(cfg, imgs), tensor(cfg, imgs)):
         assert out.shape == (16, 3, 32, 32) and out.dtype == torch.float32
         assert out.min() >= lo - 1e-4 and out.max() <= hi + 1e-4
-        assert torch.isfinite(out).all()
+        x = to01(out)
+        colour = (x[:, 0] - x[:, 1]).abs().maximum((x[:, 1] - x[:, 2]).abs()) > 1e-4
+        assert colour.sum((1, 2)).tolist() == [256] * 16
+        rows, cols = colour.any(2), colour.any(1)
+        assert rows.sum(1).tolist() == [16] * 16 and cols.sum(1).tolist() == [16] * 16
+        assert (x.permute(0, 2, 3, 1)[colour] - fill).abs().max() < 1e-4
+        # and the geometry and colours did change: not merely the grey input with a hole
+        assert ((x - grey_only).abs().amax(1) > 0.05)[~colour].float().mean() > 0.5
 
 
 def test_tensor_pipeline_is_seeded():

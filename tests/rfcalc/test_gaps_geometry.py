@@ -1,0 +1,94 @@
+"""geometry.py against brute force: which input pixels reach each output unit of a real torch
+op (1-D, positive weights, one impulse per input pixel), over strides, paddings, dilations."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rfcalc import geometry as g
+from rfcalc.geometry import NotGeometric
+
+
+def _reach(op, n: int) -> list[tuple[int, int] | None]:
+    """Per output unit, the first and last input pixel that reaches it: the op (positive
+    weights, so nothing cancels) applied to each of the n one-pixel impulses at once."""
+    impulses = torch.eye(n, dtype=torch.float64)[:, None, :]          # n x 1 x n
+    reached = op(impulses)[:, 0, :].T != 0                             # out x in
+    out = []
+    for row in reached:
+        idx = torch.nonzero(row).flatten().tolist()
+        out.append((idx[0], idx[-1]) if idx else None)
+    return out
+
+
+def _units(a: g.Axis) -> list[tuple[int, int]]:
+    return [a.unit(o) for o in range(a.size)]
+
+
+@pytest.mark.parametrize("k, s, d", [(k, s, d) for k, s, d in
+                                     itertools.product((1, 2, 3, 4), (1, 2, 3), (1, 2, 3))])
+def test_transposed_matches_conv_transpose(k, s, d):
+    # torch's padding p crops p units off both ends of the unpadded output, and output_padding
+    # adds units at the end: unit o of the padded op is unit o + p of the unpadded one. The
+    # geometry describes the repeating pattern (taps may fall outside the map, as padding
+    # does for a conv), so units are compared where all their taps lie inside the map.
+    n = 16
+    w = torch.ones(1, 1, k, dtype=torch.float64)
+    full = _reach(lambda x: F.conv_transpose1d(x, w, stride=s, dilation=d), n)
+    for pad, out_pad in ((0, 0), (1, 0), (1, 1), (2, 1), (0, 2)):
+        if out_pad >= max(s, d) or pad > d * (k - 1):
+            continue  # torch refuses these
+        size = len(full) - 2 * pad + out_pad
+        reach = [full[o + pad] if o + pad < len(full) else None for o in range(size)]
+        middle = reach[size // 4: 3 * size // 4]  # far from both borders
+        try:
+            a = g.transposed(g.input_axis(n), k, s, pad, d, out_pad)
+        except NotGeometric:
+            # only when the pattern has holes: units that read no input at all
+            assert None in middle, (k, s, d, pad, out_pad)
+            continue
+        assert a.size == size and None not in middle, (k, s, d, pad, out_pad)
+        inside = [o for o in range(size) if 0 <= a.unit(o)[0] and a.unit(o)[1] < n]
+        assert len(inside) >= 3, (k, s, d, pad, out_pad)
+        assert [a.unit(o) for o in inside] == [reach[o] for o in inside], (k, s, d, pad, out_pad)
+
+
+@pytest.mark.parametrize("k, s, d", [(k, s, d) for k, s, d in
+                                     itertools.product((1, 2, 3, 5), (1, 2, 3), (1, 2))])
+def test_window_matches_conv(k, s, d):
+    # padding as real pixels: the unpadded op on n + lo + hi pixels, indices shifted by lo
+    n = 11
+    w = torch.ones(1, 1, k, dtype=torch.float64)
+    for lo, hi in ((0, 0), (1, 1), (2, 0), (0, 3)):
+        reach = _reach(lambda x: F.conv1d(x, w, stride=s, dilation=d), n + lo + hi)
+        a = g.window(g.input_axis(n), k, s, lo, hi, d)
+        assert _units(a) == [(f - lo, last - lo) for f, last in reach], (lo, hi)
+
+
+@pytest.mark.parametrize("n, size", [(7, 3), (10, 4), (5, 5), (6, 4), (9, 2), (4, 7)])
+def test_adaptive_matches_adaptive_avg_pool(n, size):
+    reach = _reach(lambda x: F.adaptive_avg_pool1d(x, size), n)
+    assert _units(g.adaptive(g.input_axis(n), size)) == reach
+
+
+def test_broadcast_needs_a_single_unit():
+    with pytest.raises(NotGeometric, match="cannot broadcast a map of size 3 to 5"):
+        g.broadcast(g.input_axis(3), 5)
+
+
+def test_different_jumps_merge_only_when_one_field_holds_the_other():
+    fine = g.window(g.input_axis(10), 3)              # 8 units, unit o sees o..o+2
+    wide = g.Axis(8, 1, 0, (1,), (20,))               # every unit sees 1..20 (jump 0)
+    # unit 0 of `fine` starts at 0, left of 1: `wide` does not hold it, nor the reverse
+    with pytest.raises(NotGeometric, match="different jumps"):
+        g.union([fine, wide])
+    wider = g.Axis(8, 1, 0, (0,), (20,))
+    assert g.union([fine, wider]) == wider
+
+
+def test_merging_maps_of_different_sizes_is_not_geometric():
+    with pytest.raises(NotGeometric, match="merged maps differ in size: 4, 5"):
+        g.union([g.input_axis(4), g.input_axis(5)])
