@@ -76,10 +76,6 @@ def test_netbuilder_bad_arguments(capsys, tmp_path, monkeypatch, argv):
     _assert_one_line_error(*_run(capsys, main, argv))
 
 
-# argparse-level errors of rftrain still print the whole usage block (issue 16, owned by the
-# training CLI's rewrite): pinned here as expected failures that turn into errors once fixed.
-_USAGE_BUG = pytest.mark.xfail(strict=True, reason="rftrain's argparse errors print the usage "
-                               "block instead of one line (issue 16; fixed in the training CLI)")
 
 
 def _rftrain_cases(tmp: Path) -> list:
@@ -92,12 +88,9 @@ def _rftrain_cases(tmp: Path) -> list:
         pytest.param([*base, "--preset", "nope"], id="unknown-preset"),
         pytest.param([*base, "--preset", "s9", "--epochs", "0"], id="zero-epochs"),
         pytest.param([*base, "--preset", "s9", "--flip-p", "1.5"], id="probability-above-1"),
-        pytest.param([*base, "--preset", "s9", "--loss", "bogus"], id="unknown-loss",
-                     marks=_USAGE_BUG),
-        pytest.param([*base, "--preset", "s9", "--epochs", "x"], id="epochs-not-a-number",
-                     marks=_USAGE_BUG),
-        pytest.param(["--out", str(tmp / "out"), "--preset", "s9"], id="no-data-dir",
-                     marks=_USAGE_BUG),
+        pytest.param([*base, "--preset", "s9", "--loss", "bogus"], id="unknown-loss"),
+        pytest.param([*base, "--preset", "s9", "--epochs", "x"], id="epochs-not-a-number"),
+        pytest.param(["--out", str(tmp / "out"), "--preset", "s9"], id="no-data-dir"),
     ]
 
 

@@ -1,22 +1,20 @@
 """The gradient check (`rfcalc.verify`'s Verification) side by side with the theory.
 
-Formats: text, markdown, csv, json. Spans are inclusive input-pixel ranges of the centre
-unit, written `lo..hi` per axis (`14..16` when all axes agree, `0..31×2..29` when not).
+Formats: those of rfcalc's one table writer (`rfcalc.render.table`). Spans are inclusive
+input-pixel ranges of the centre unit, written `lo..hi` per axis (`14..16` when all axes
+agree, `0..31×2..29` when not).
 """
 from __future__ import annotations
 
-import csv
-import io
 from typing import Any, Optional, Sequence
 
 from rfcalc.render.cells import TIMES, axes, shape
-from rfcalc.render.json import dumps, per_axis
-from rfcalc.render.markdown import escape as md_escape
+from rfcalc.render.json import per_axis
+from rfcalc.render.table import FORMATS, Column, Table, TableRow, write
 from rfcalc.verify import RowCheck, Verification
 
-__all__ = ["FORMATS", "render", "check_cells", "summary_lines"]
+__all__ = ["FORMATS", "render", "table", "check_cells", "summary_lines"]
 
-FORMATS = ("text", "markdown", "csv", "json")
 COLUMNS = ("name", "op", "status", "centre", "rf", "theory", "measured", "check", "note")
 OK, DIFFERS, NOT_MEASURED = "ok", "DIFFERS", "-"
 
@@ -75,45 +73,6 @@ def summary_lines(result: Verification) -> list[str]:
     return lines
 
 
-def _text(result: Verification) -> str:
-    rows = [check_cells(c) for c in result.checks]
-    cols = COLUMNS[:-1]  # the note goes under its row: it is long and usually empty
-    widths = {c: max([len(c)] + [len(r[c]) for r in rows]) for c in cols}
-
-    def line(cells: dict[str, str]) -> str:
-        return "  ".join(cells[c].ljust(widths[c]) for c in cols).rstrip()
-
-    header = line({c: c for c in cols})
-    out = ["=" * len(header), header, "-" * len(header)]
-    for cells in rows:
-        out.append(line(cells))
-        if cells["note"]:
-            out.append(f"    {cells['note']}")
-    out.append("=" * len(header))
-    out.extend(summary_lines(result))
-    return "\n".join(out) + "\n"
-
-
-def _markdown(result: Verification) -> str:
-    out = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join(":---" for _ in COLUMNS) + "|"]
-    for check in result.checks:
-        cells = check_cells(check)
-        out.append("| " + " | ".join(md_escape(cells[c]) for c in COLUMNS) + " |")
-    out.append("")
-    out.extend(f"- {md_escape(line)}" for line in summary_lines(result))
-    return "\n".join(out) + "\n"
-
-
-def _csv(result: Verification) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    for check in result.checks:
-        cells = check_cells(check)
-        writer.writerow([cells[c] for c in COLUMNS])
-    return buffer.getvalue()
-
-
 def _span_list(value: Spans) -> Optional[list[list[int]]]:
     return None if value is None else [[lo, hi] for lo, hi in value]
 
@@ -134,11 +93,15 @@ def document(result: Verification) -> dict[str, Any]:
     }
 
 
+def table(result: Verification) -> Table:
+    """The checks as a table for rfcalc's one writer; the note goes under its row in text."""
+    rows = tuple(TableRow(check_cells(c), status="differs" if c.agree is False else c.status,
+                          tip=c.note) for c in result.checks)
+    return Table(tuple(Column(c) for c in COLUMNS), rows, document(result),
+                 title=f"rfcalc verify at input {shape(result.input_shape)}",
+                 summary=tuple(summary_lines(result)), under="note")
+
+
 def render(result: Verification, fmt: str = "text") -> str:
     """The verification in one of FORMATS; ValueError for any other name."""
-    if fmt == "json":
-        return dumps(document(result))
-    writers = {"text": _text, "markdown": _markdown, "csv": _csv}
-    if fmt not in writers:
-        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    return writers[fmt](result)
+    return write(table(result), fmt)

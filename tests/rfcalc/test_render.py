@@ -220,8 +220,8 @@ def test_verify_renderers():
     assert doc["agree"] is False and doc["disagreements"] == ["b"]
     assert doc["rows"][1]["measured_span"] == [[0, 7], [0, 6]]
     assert doc["rows"][2]["rf"] is None and doc["rows"][2]["agree"] is None
-    with pytest.raises(ValueError, match="unknown format 'html'"):
-        rv.render(result, "html")
+    with pytest.raises(ValueError, match="unknown format 'yaml'"):
+        rv.render(result, "yaml")
 
 
 def test_graph_draws_the_recorded_data_flow_when_rows_carry_it():
