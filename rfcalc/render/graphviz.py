@@ -104,9 +104,9 @@ Column = list[tuple[str, list[int]]]  # (block, row indices) from top to bottom
 
 def columns(rows: Sequence[Row], height: Optional[int] = None) -> list[Column]:
     """Blocks packed into columns in execution order, whole blocks where they fit: a column
-    holds at most `height` nodes (by default about √(3n), at least 8), so n nodes take about
-    √(n/3) columns and the page stays roughly as wide as it is tall."""
-    height = height or max(8, math.ceil(math.sqrt(3 * len(rows))))
+    holds at most `height` nodes (by default about √(4n), at least 8), so n nodes take about
+    √(n/4) columns: a page a little taller than it is wide, as the nodes are wider than tall."""
+    height = height or max(8, math.ceil(math.sqrt(4 * len(rows))))
     cols: list[Column] = [[]]
     used = 0
     for name, idx in _blocks(rows):
@@ -121,6 +121,7 @@ def columns(rows: Sequence[Row], height: Optional[int] = None) -> list[Column]:
 
 
 def _legend(dot: graphviz.Digraph, statuses: Sequence[str]) -> None:
+    """The key to a node's lines and the fill of each status present."""
     with dot.subgraph(name="cluster_legend") as leg:
         leg.attr(label="legend", fontsize="9", style="dashed", color="grey50")
         leg.node("legend_key", "name\\nop kernel d(ilation) s(tride)\\n"
@@ -153,7 +154,9 @@ def build(analysis: Analysis, title: str = "", *, compact_rows: bool = False,
     ids = {row.name: f"n{i}" for i, row in enumerate(rows)}
     column_of: dict[str, int] = {"n_input": 0}
     tops = ["n_input"]
-    for c, col in enumerate(columns(rows, height)):
+    cols = columns(rows, height)
+    statuses = [s for s in FILL if s == EXACT or any(r.status == s for r in rows)]
+    for c, col in enumerate(cols):
         # An invisible box per column keeps each column's blocks together.
         with dot.subgraph(name=f"cluster_col{c}") as column:
             column.attr(label="", style="invis")
@@ -169,6 +172,9 @@ def build(analysis: Analysis, title: str = "", *, compact_rows: bool = False,
                         sub.node(f"n{i}", node_label(row),
                                  fillcolor=FILL.get(row.status, "white"))
                         column_of[f"n{i}"] = c
+            if c == len(cols) - 1:  # the legend under the last column, not beside it
+                _legend(column, statuses)
+                column_of["legend_key"] = c
         if c:
             tops.append(f"n{col[0][1][0]}")
     # The columns start on one rank, in order, left to right.
@@ -195,5 +201,8 @@ def build(analysis: Analysis, title: str = "", *, compact_rows: bool = False,
         for i in range(len(rows)):
             edge(previous, f"n{i}")
             previous = f"n{i}"
-    _legend(dot, [s for s in FILL if s == EXACT or any(r.status == s for r in rows)])
+    if cols:
+        dot.edge(f"n{cols[-1][-1][1][-1]}", "legend_key", style="invis")
+    else:  # no rows: the input and the legend
+        _legend(dot, statuses)
     return dot

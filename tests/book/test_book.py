@@ -99,11 +99,11 @@ def test_committed_chapters_carry_their_outputs(name):
     streams = [[o.get("name") for o in c["outputs"] if o["output_type"] == "stream"]
                for c in code]
     assert not [s for s in streams if "stderr" in s], "stderr in a committed output"
-    # Code and printed lines fit the text column (about 80 characters at 1280 px).
+    # Code and printed lines fit the text column (77 characters at 1280 px).
     lines = [line for c in code for line in "".join(c["source"]).splitlines()]
     lines += [line for o in outputs if o["output_type"] == "stream"
               for line in "".join(o["text"]).splitlines()]
-    assert not [line for line in lines if len(line) > 79], "lines wider than the column"
+    assert not [line for line in lines if len(line) > 77], "lines wider than the column"
 
 
 def test_chapter_7_is_the_training_and_holds_a_finished_run():

@@ -157,7 +157,7 @@ def test_graph_dot_and_svg(capsys, tmp_path):
     assert run(capsys, "graph", NET, "-o", str(svg), "--compact", "--force")[0] == 0
     width, height = (float(v) for v in re.search(
         r'<svg width="([\d.]+)pt" height="([\d.]+)pt"', svg.read_text()).groups())
-    assert width <= 900 and height <= 800, (width, height)
+    assert width <= 600 and height <= 900, (width, height)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["net.dot", "net.svg"]  # no temp left
 
 
