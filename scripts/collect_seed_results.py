@@ -8,8 +8,9 @@ Run folders: `<runs>/<variant>` (seed 1) and `<runs>/<variant>-seed<N>`, as rftr
 `variants[<variant>]["runs"]`, sorted by seed. Records already in the JSON whose folders are
 gone (the first seed-1 runs) are kept as they are; a folder's record replaces the JSON's for
 the same variant and seed. The recipe that actually ran (learning rates and momentum) is read
-from the optimizer and schedule saved in each last.pt, not from the configuration's nominal
-values: OneCycleLR cycles momentum by default whatever the optimizer was given.
+from the optimizer and schedule saved in every last.pt under `--runs` (finished or not), not
+from the configuration's nominal values: OneCycleLR cycles momentum by default whatever the
+optimizer was given.
 """
 from __future__ import annotations
 
@@ -80,10 +81,16 @@ def old_records(doc: dict) -> dict[tuple[str, int], dict]:
     return found
 
 
+def _shown(folder: Path, runs: Path) -> str:
+    """`runs/exp-cpu/<name>`: the folder as seen from the project root above `runs`."""
+    return str(folder.resolve().relative_to(runs.resolve().parent.parent))
+
+
 def collect(runs: Path, doc: dict, variants: list[str], seeds: list[int]) -> dict:
     """The JSON document with every finished (variant, seed) of `variants` x `seeds`."""
     found = old_records(doc)
-    for folder in sorted(p for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []:
+    folders = sorted(p for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
+    for folder in folders:
         m = RUN_NAME.match(folder.name)
         rec = record(folder) if m else None
         if rec is None:
@@ -91,6 +98,7 @@ def collect(runs: Path, doc: dict, variants: list[str], seeds: list[int]) -> dic
         seed = int(m["seed"] or 1)
         if rec["seed"] != seed:
             raise SystemExit(f"{folder}: the folder says seed {seed}, the run seed {rec['seed']}")
+        rec["run"] = _shown(folder, runs)
         found[(m["variant"], seed)] = rec
     out = {k: v for k, v in doc.items() if k not in ("variants", "repeats", "missing")}
     out["variants"] = {
@@ -98,11 +106,15 @@ def collect(runs: Path, doc: dict, variants: list[str], seeds: list[int]) -> dic
         for name in variants if any(n == name for n, _ in found)}
     out["missing"] = [f"{name} seed {s}" for name in variants for s in seeds
                       if (name, s) not in found]
-    ran = {json.dumps(r["schedule"], sort_keys=True) for e in out["variants"].values()
-           for r in e["runs"] if r.get("schedule")}
+    # The schedule is the code's, not the run's result: read it from every checkpoint, of
+    # finished and unfinished runs alike (the first seed-1 runs left none).
+    sources = {_shown(f, runs): schedule(f / "last.pt") for f in folders}
+    sources = {f: sched for f, sched in sources.items() if sched}
+    ran = {json.dumps(sched, sort_keys=True) for sched in sources.values()}
     if len(ran) > 1:
         raise SystemExit(f"the runs followed {len(ran)} different schedules: {sorted(ran)}")
     out["schedule"] = json.loads(ran.pop()) if ran else None
+    out["schedule_read_from"] = sorted(sources)
     return out
 
 

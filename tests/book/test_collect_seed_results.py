@@ -40,10 +40,11 @@ def _run(folder: Path, seed: int, accs: list[float], *, finished: bool = True,
 
 
 def test_collects_every_seed_keeps_old_records_and_lists_the_missing(collector, tmp_path):
-    runs = tmp_path / "runs"
+    runs = tmp_path / "runs" / "exp"
     _run(runs / "a", 1, [0.1, 0.3])                     # seed 1: the folder has no -seed tail
     _run(runs / "a-seed2", 2, [0.2, 0.25], cycle_momentum=True)
-    _run(runs / "b-seed3", 3, [0.4], finished=False)    # still running: not collected
+    _run(runs / "b-seed3", 3, [0.4], finished=False,    # still running: not collected,
+         cycle_momentum=True)                            # but its schedule is read
     old = {"about": "kept", "variants": {"b": {"seed": 1, "best_test_acc": 0.5}},
            "repeats": {"a-seed2": {"seed": 2, "best_test_acc": 0.99}}}
     doc = collector.collect(runs, old, ["a", "b", "c"], [1, 2, 3])
@@ -60,6 +61,9 @@ def test_collects_every_seed_keeps_old_records_and_lists_the_missing(collector, 
     # lr from max_lr / div_factor = 0.05 up to 0.1
     assert doc["schedule"]["momentum"] == [0.95, 0.85, 0.95]
     assert (doc["schedule"]["start_lr"], doc["schedule"]["max_lr"]) == (0.05, 0.1)
+    # folders named from the project root above the runs folder, as rftrain was given them
+    assert doc["schedule_read_from"] == ["runs/exp/a-seed2", "runs/exp/b-seed3"]
+    assert a[0]["run"] == "runs/exp/a"
 
 
 def test_a_fixed_momentum_is_recorded_and_mixed_schedules_are_refused(collector, tmp_path):
