@@ -124,7 +124,7 @@ def test_chapter_7_is_the_training_and_holds_a_finished_run():
 
 def _text(html_dir: Path, page: str) -> str:
     raw = (html_dir / f"{page}.html").read_text()
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", raw))
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", raw)))
 
 
 def test_numbers_the_course_rests_on_are_shown(built):
