@@ -117,7 +117,7 @@ def test_chapter_7_is_the_training_and_holds_a_finished_run():
     text = "".join("".join(o.get("text", "")) for c in nb["cells"] if c["cell_type"] == "code"
                    for o in c["outputs"])
     # The committed outputs come from a finished run, and say how the training cell got it.
-    assert re.search(r"found the finished run|trained epochs 1 to", text)
+    assert re.search(r"found\s+the\s+finished\s+run|trained\s+epochs\s+1\s+to", text)
     done = re.search(r"(\d+) epochs, ([\d,]+) images, [\d.]+ min, test accuracy", text)
     assert done and int(done.group(1)) >= 1
 
