@@ -344,13 +344,16 @@ def _module_window(inner: list[rules.Outcome]) -> Optional[Window]:
 
 @dataclass
 class Record:
-    """What one forward pass left: the steps in order, the output's field, and the ops that
-    had no rule (name -> how many calls)."""
+    """What one forward pass left: the steps in order, the output's field, the ops that had
+    no rule (name -> how many calls), and the probe and what the model returned (verify
+    back-propagates from them)."""
 
     steps: list[Step]
     output: Optional[Step]
     output_field: Optional[Field]
     unruled: dict[str, int] = dc_field(default_factory=dict)
+    probe: Optional[torch.Tensor] = None
+    result: Any = None
 
 
 def record(model: nn.Module, probe: torch.Tensor, *, keep_tensors: Union[bool, set[str]] = False,
@@ -371,7 +374,7 @@ def record(model: nn.Module, probe: torch.Tensor, *, keep_tensors: Union[bool, s
     outs = list(_tensors(result))
     out_field = rec.fields.get(outs[0]) if outs else None
     out_step = rec.made_by.get(outs[0]) if outs else None
-    return Record(rec.steps, out_step, out_field, dict(rec.unruled))
+    return Record(rec.steps, out_step, out_field, dict(rec.unruled), probe, result)
 
 
 __all__ = ["Step", "Record", "record", "input_field", "EXACT"]

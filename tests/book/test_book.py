@@ -34,9 +34,14 @@ def _chromium() -> str | None:
 
 
 def _pages() -> list[str]:
-    """Every page of the book in reading order, as document names from _toc.yml."""
+    """Every page of the book in reading order, as document names from _toc.yml (chapters
+    and the sections nested under them)."""
     toc = yaml.safe_load((BOOK / "_toc.yml").read_text())
-    return [toc["root"]] + [c["file"] for c in toc["chapters"]]
+
+    def files(entries: list[dict]) -> list[str]:
+        return [name for e in entries
+                for name in [e["file"], *files(e.get("sections", []))] if "file" in e]
+    return [toc["root"]] + files(toc["chapters"])
 
 
 def _excluded() -> list[str]:
@@ -88,12 +93,38 @@ def test_committed_chapters_carry_their_outputs(name):
     assert code and all(c.get("execution_count") for c in code), "a cell never ran"
     outputs = [o for c in code for o in c["outputs"]]
     assert not [o for o in outputs if o["output_type"] == "error"]
-    assert any("image/png" in o.get("data", {}) for o in outputs), "no figure"
+    figures = sum("image/png" in o.get("data", {}) for o in outputs)
+    assert figures >= 2, f"{figures} figures"
+    # One text box per cell: no stderr (warnings, progress bars) in the committed outputs.
+    streams = [[o.get("name") for o in c["outputs"] if o["output_type"] == "stream"]
+               for c in code]
+    assert not [s for s in streams if "stderr" in s], "stderr in a committed output"
+    # Code and printed lines fit the text column (77 characters at 1280 px).
+    lines = [line for c in code for line in "".join(c["source"]).splitlines()]
+    lines += [line for o in outputs if o["output_type"] == "stream"
+              for line in "".join(o["text"]).splitlines()]
+    assert not [line for line in lines if len(line) > 77], "lines wider than the column"
+
+
+def test_chapter_7_is_the_training_and_holds_a_finished_run():
+    nb = json.loads((BOOK / "07_training.ipynb").read_text())
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    # The notebook trains through the package (no copy of the loop), settings from the
+    # environment, as another notebook runner (a test, a GPU machine) sets them.
+    assert "train_run(" in code and "for x, y in" not in code
+    for name in ("EPOCHS", "SUBSET", "RUN_DIR", "CIFAR10_DIR"):
+        assert f'os.environ.get("{name}"' in code, name
+    text = "".join("".join(o.get("text", "")) for c in nb["cells"] if c["cell_type"] == "code"
+                   for o in c["outputs"])
+    # The committed outputs come from a finished run, and say how the training cell got it.
+    assert re.search(r"found\s+the\s+finished\s+run|trained\s+epochs\s+1\s+to", text)
+    done = re.search(r"(\d+) epochs, ([\d,]+) images, [\d.]+ min, test accuracy", text)
+    assert done and int(done.group(1)) >= 1
 
 
 def _text(html_dir: Path, page: str) -> str:
     raw = (html_dir / f"{page}.html").read_text()
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", raw))
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", raw)))
 
 
 def test_numbers_the_course_rests_on_are_shown(built):
@@ -110,6 +141,14 @@ def test_numbers_the_course_rests_on_are_shown(built):
     # Chapter 5: the assignment's Net, counted in examples/s9_net.py's docstring by hand.
     ch5 = _text(html_dir, "05_budget")
     assert "190,509 parameters, receptive field 48" in ch5
+    # Growth 2d per transition (jump 1): t1 +2, t2 +4, t3 +8, t4 +16; unpadded, each
+    # shrinks the map by 2d: 32 -> 30 -> 26 -> 18 -> 2.
+    assert "t1 +2, t2 +4, t3 +8, t4 +16" in ch5 and "32 -> 30 -> 26 -> 18 -> 2" in ch5
+    # t4's 3x3 taps 8 apart on an 18x18 map read rows and columns {0,1,8,9,16,17}: 6 x 6.
+    assert "t4 reads 36 of the 324 positions" in ch5
+    # Biases before BatchNorm in the 7 separable layers (depthwise + pointwise, one per
+    # channel each): c1.1: 23+23, c2: 2*(32+32), c3: 2*(63+63), c4: 2*(93+93) = 798.
+    assert "798 bias parameters sit before a BatchNorm" in ch5
 
 
 class _Ids(html.parser.HTMLParser):
@@ -245,3 +284,76 @@ def test_solutions_stay_hidden_until_clicked(built, site, browser_page):
     solution.locator("button, .admonition-title").first.click()
     body.wait_for(state="visible", timeout=5000)
     assert "Solution 1" in solution.inner_text()
+
+
+# Everything a reader must see whole: tables, code and its outputs, figures, display maths.
+_WIDE_JS = """() => {
+  const column = document.querySelector('article.bd-article');
+  const box = column.getBoundingClientRect();
+  const style = getComputedStyle(column);
+  const right = box.right - parseFloat(style.paddingRight);
+  const what = 'table, pre, img, svg, mjx-container[display="true"], .cell_output';
+  const name = e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + ' ' +
+    (e.innerText || e.getAttribute('src') || '').trim().slice(0, 60).replace(/\\s+/g, ' ');
+  const found = [];
+  for (const e of column.querySelectorAll(what)) {
+    if (!e.checkVisibility()) continue;           // folded solutions, hidden outputs
+    if (e.closest('svg') && e.tagName.toLowerCase() !== 'svg') continue;
+    if (e.closest('mjx-container') && e.tagName.toLowerCase() === 'svg') continue;
+    const r = e.getBoundingClientRect();
+    if (r.right > right + 1) found.push(`${name(e)}: right edge ${Math.round(r.right)} px, ` +
+                                         `column ends at ${Math.round(right)} px`);
+    // content cut off inside its own box (a code line, a table's last columns)
+    const scroller = e.tagName.toLowerCase() === 'table' ? e.parentElement : e;
+    if (scroller.scrollWidth > scroller.clientWidth + 1 &&
+        getComputedStyle(scroller).overflowX !== 'visible')
+      found.push(`${name(e)}: ${scroller.scrollWidth} px of content in ` +
+                 `${scroller.clientWidth} px`);
+  }
+  return found;
+}"""
+
+
+def test_nothing_is_wider_than_the_text_column_at_1280(built, site, browser_page):
+    """At 1280x800 no table, code cell, output or figure overflows the text column or hides
+    part of itself behind a scroll bar."""
+    browser_page.set_viewport_size({"width": 1280, "height": 800})
+    report = {}
+    for page in _pages():
+        browser_page.goto(site + f"{page}.html", wait_until="networkidle")
+        browser_page.evaluate(_IMAGES_JS)
+        if found := browser_page.evaluate(_WIDE_JS):
+            report[page] = found
+    assert not report, json.dumps(report, indent=1, ensure_ascii=False)
+
+
+def test_no_page_scrolls_sideways_on_a_phone(built, site, browser_page):
+    """At 390 px (a phone) the page itself never scrolls sideways (a wide table or code
+    block may scroll inside its own box)."""
+    browser_page.set_viewport_size({"width": 390, "height": 844})
+    wide = {}
+    try:
+        for page in _pages():
+            browser_page.goto(site + f"{page}.html", wait_until="networkidle")
+            browser_page.evaluate(_IMAGES_JS)
+            width = browser_page.evaluate("document.documentElement.scrollWidth")
+            if width > 390:
+                wide[page] = width
+    finally:
+        browser_page.set_viewport_size({"width": 1280, "height": 800})
+    assert not wide, f"pages wider than the 390 px screen: {wide}"
+
+
+def test_each_cell_shows_one_output_box_for_its_text(built):
+    """stdout and stderr of a cell are merged into one box (nb_merge_streams)."""
+    html_dir, _ = built
+    boxes = re.compile(r'<div class="output (?:stream|stderr)')
+    report = {}
+    for page in _pages()[1:]:
+        raw = (html_dir / f"{page}.html").read_text()
+        cells = raw.split('<div class="cell_output docutils container">')[1:]
+        many = [i for i, cell in enumerate(cells)
+                if len(boxes.findall(cell.split('<div class="cell docutils container')[0])) > 1]
+        if many:
+            report[page] = many
+    assert not report, f"cells (by output index) with several text boxes: {report}"

@@ -2,6 +2,7 @@
 import errno
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -127,7 +128,7 @@ def test_bad_options(capsys):
     assert_usage_error(capsys, "table", NET, "--input", "3,32", match="at input 3,32: c1.0.conv")
     assert_usage_error(capsys, "table", NET, "--input", "3,x,32", match="--input '3,x,32'")
     assert_usage_error(capsys, "table", NET, "--format", "yaml", match="invalid choice: 'yaml'")
-    assert_usage_error(capsys, "verify", NET, "--format", "html", match="invalid choice: 'html'")
+    assert_usage_error(capsys, "verify", NET, "--format", "yaml", match="invalid choice: 'yaml'")
     assert_usage_error(capsys, "nonsense", match="invalid choice: 'nonsense'")
 
 
@@ -142,7 +143,7 @@ def test_graph_dot_and_svg(capsys, tmp_path):
     assert code == 0, err
     source = dot.read_text()
     assert source.startswith("digraph rfcalc {")
-    assert "t4.conv\\nConv2d\\nsize 2\\nrf 47" in source
+    assert "t4.conv\\nConv2d 3×3 d8\\n2×2 · j 1 · rf 47" in source
     # refuse to clobber, then overwrite with --force
     dot.write_text("mine")
     assert_usage_error(capsys, "graph", NET, "-o", str(dot), match="exists; pass --force")
@@ -152,6 +153,11 @@ def test_graph_dot_and_svg(capsys, tmp_path):
     svg = tmp_path / "net.svg"
     assert run(capsys, "graph", NET, "-o", str(svg))[0] == 0
     assert "<svg" in svg.read_text()
+    # The Net's compact diagram fits a page: a few columns, not a 200 x 7,800 px ribbon.
+    assert run(capsys, "graph", NET, "-o", str(svg), "--compact", "--force")[0] == 0
+    width, height = (float(v) for v in re.search(
+        r'<svg width="([\d.]+)pt" height="([\d.]+)pt"', svg.read_text()).groups())
+    assert width <= 600 and height <= 900, (width, height)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["net.dot", "net.svg"]  # no temp left
 
 

@@ -185,7 +185,11 @@ def test_unknown_format_is_refused():
 
 def test_graph_labels_nodes_and_says_when_edges_are_the_execution_chain():
     source = graph.build(CUT).source
-    assert 'n1 [label="features.1\\nConv2d\\nsize 8\\nrf 3×9"' in source
+    # name; op with its window (1×7, dilation and stride 1 left out); size · jump · rf
+    assert 'n1 [label="features.1\\nConv2d 1×7\\n8×8 · j 1 · rf 3×9"' in source
+    # the pool's stride shows; its field is exact, so white, like the legend's "exact"
+    assert 'n2 [label="features.2.pool\\nMaxPool2d 2×2 s2\\n4×4 · j 2 · rf 4×10" ' \
+        'fillcolor=white' in source
     assert "n_input -> n0" in source and "n0 -> n1" in source and "n1 -> n2" in source
     assert graph.CHAIN_NOTE in source
 
@@ -333,3 +337,32 @@ def test_analyze_notes_are_the_notes_section():
         f"Notes (~ marks an approximate rf):\n"
         f"  1 (approx): {why}\n"
         f"  2 (approx): {why}\n")
+
+
+def test_graph_colours_rows_by_status_and_explains_the_colours_in_a_legend():
+    from dataclasses import replace
+
+    a = ROWS[0]
+    rows = (replace(a, inputs=("input",)),
+            replace(a, name="up", op="interpolate", window=None, status="approx",
+                    inputs=(a.name,)))
+    source = graph.build(Analysis((3, 8, 8), rows, rows[-1], 0)).source
+    assert f'fillcolor="{graph.FILL["approx"]}"' in source
+    assert "cluster_legend" in source and "approx (rf is a bound)" in source
+    assert "global (whole map)" not in source  # only the statuses present are explained
+
+
+def test_graph_columns_keep_blocks_whole_and_in_order():
+    from dataclasses import replace
+
+    # blocks of 3, 3 and 4 rows (by the first part of the name) and 2 top-level rows (one
+    # block), in columns of at most 6 nodes: 3 + 3 | 4 + 2
+    names = ["a.0", "a.1", "a.2", "b.0", "b.1", "b.2", "c.0", "c.1", "c.2", "c.3", "head",
+             "flatten"]
+    rows = [replace(ROWS[0], name=n) for n in names]
+    cols = graph.columns(rows, height=6)
+    assert [[(b, idx) for b, idx in col] for col in cols] == [
+        [("a", [0, 1, 2]), ("b", [3, 4, 5])], [("c", [6, 7, 8, 9]), ("", [10, 11])]]
+    # a block taller than a column is split, never dropped
+    assert graph.columns(rows[:6], height=2) == [[("a", [0, 1])], [("a", [2])],
+                                                 [("b", [3, 4])], [("b", [5])]]
