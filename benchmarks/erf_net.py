@@ -7,6 +7,7 @@ the machine's load average (a shared machine's wall time says little), and with 
 time and size of `rfcalc explore`'s page for the Net. Exits 1 if the median wall time is 5 s or
 more.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,10 @@ def main() -> int:
         images, words = load_images(args.images, (3, 32, 32), args.n)
     else:
         images, words = noise_images((3, 32, 32), args.n), f"{args.n} Gaussian-noise inputs"
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"torch {torch.__version__}, {args.threads} threads; inputs: {words}")
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"torch {torch.__version__}, {args.threads} threads; inputs: {words}"
+    )
     erf(model, images[:4], analysis=analysis)
     walls = []
     for _ in range(args.repeats):
@@ -52,15 +55,16 @@ def main() -> int:
         erf(model, images, analysis=analysis)
         walls.append(time.perf_counter() - t)
         print(f"erf: wall {walls[-1]:.2f} s, cpu {time.process_time() - c:.2f} s")
-    print(f"median wall {statistics.median(walls):.2f} s; load average "
-          f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print(
+        f"median wall {statistics.median(walls):.2f} s; load average "
+        f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}"
+    )
     if args.page:
         from rfcalc.explore import build_page
 
         t = time.perf_counter()
         page = build_page(model, analysis, images, words, title="examples/s9_net.py")
-        print(f"explore page: {time.perf_counter() - t:.1f} s, "
-              f"{len(page.encode()) / 1e6:.2f} MB")
+        print(f"explore page: {time.perf_counter() - t:.1f} s, {len(page.encode()) / 1e6:.2f} MB")
     return 0 if statistics.median(walls) < LIMIT_S else 1
 
 

@@ -18,6 +18,7 @@ on a noisy machine. Prints one table and checks issue 11's bar; exits 1 if a bar
 
     python benchmarks/rfcalc_speed.py [--repeats 3] [--torchinfo-repeats 3] [--timeout 900]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,24 +68,42 @@ def child(name: str, size: int, repeats: int, torchinfo_repeats: int) -> dict:
             out.append(time.perf_counter() - t0)
         return out
 
-    analysis = analyze(model, shape)   # warm-up (lazy imports, torch's dispatch caches)
+    analysis = analyze(model, shape)  # warm-up (lazy imports, torch's dispatch caches)
     rf_times = timed(lambda: analyze(model, shape), repeats)
     rf_peak = _rss()
-    ti_times = timed(lambda: torchinfo.summary(model, input_size=(1, *shape), verbose=0,
-                                               device="cpu"), torchinfo_repeats)
-    return {"rows": len(analysis.rows), "notes": list(analysis.notes),
-            "rf": [str(r) for r in analysis.output.rf] or [analysis.output.status],
-            "baseline": baseline, "rfcalc": rf_times, "rfcalc_peak": rf_peak,
-            "torchinfo": ti_times, "torchinfo_peak": _rss(), "threads": torch.get_num_threads()}
+    ti_times = timed(
+        lambda: torchinfo.summary(model, input_size=(1, *shape), verbose=0, device="cpu"),
+        torchinfo_repeats,
+    )
+    return {
+        "rows": len(analysis.rows),
+        "notes": list(analysis.notes),
+        "rf": [str(r) for r in analysis.output.rf] or [analysis.output.status],
+        "baseline": baseline,
+        "rfcalc": rf_times,
+        "rfcalc_peak": rf_peak,
+        "torchinfo": ti_times,
+        "torchinfo_peak": _rss(),
+        "threads": torch.get_num_threads(),
+    }
 
 
 def run_case(name: str, size: int, args: argparse.Namespace) -> dict:
-    command = [sys.executable, __file__, "--child", f"{name}:{size}", "--repeats",
-               str(args.repeats), "--torchinfo-repeats", str(args.torchinfo_repeats)]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        f"{name}:{size}",
+        "--repeats",
+        str(args.repeats),
+        "--torchinfo-repeats",
+        str(args.torchinfo_repeats),
+    ]
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout,
-                              env=env, check=False)
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=args.timeout, env=env, check=False
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"did not finish in {args.timeout} s"}
     if done.returncode != 0:
@@ -94,8 +113,15 @@ def run_case(name: str, size: int, args: argparse.Namespace) -> dict:
 
 def cli_time(repeats: int) -> list[float]:
     """Wall time of the inception command in a fresh process each time."""
-    command = [sys.executable, "-m", "rfcalc.cli", "table", "torchvision.models:inception_v3",
-               "--input", "3,1600,1600"]
+    command = [
+        sys.executable,
+        "-m",
+        "rfcalc.cli",
+        "table",
+        "torchvision.models:inception_v3",
+        "--input",
+        "3,1600,1600",
+    ]
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     out = []
     for _ in range(repeats):
@@ -108,8 +134,12 @@ def cli_time(repeats: int) -> list[float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="timed rfcalc runs (default 3)")
-    parser.add_argument("--torchinfo-repeats", type=int, default=3,
-                        help="timed torchinfo runs (default 3; each is a real forward pass)")
+    parser.add_argument(
+        "--torchinfo-repeats",
+        type=int,
+        default=3,
+        help="timed torchinfo runs (default 3; each is a real forward pass)",
+    )
     parser.add_argument("--timeout", type=int, default=900, help="seconds per case")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -120,11 +150,15 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(name, int(size), args.repeats, args.torchinfo_repeats)))
         return 0
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f} at start; median of {args.repeats} rfcalc "
-          f"and {args.torchinfo_repeats} torchinfo runs per case")
-    header = (f"{'model':<14}{'input':>11}  {'rfcalc':>9} {'torchinfo':>10} {'ratio':>7}  "
-              f"{'base RSS':>9} {'rfcalc peak':>12} {'torchinfo peak':>15}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f} at start; median of {args.repeats} rfcalc "
+        f"and {args.torchinfo_repeats} torchinfo runs per case"
+    )
+    header = (
+        f"{'model':<14}{'input':>11}  {'rfcalc':>9} {'torchinfo':>10} {'ratio':>7}  "
+        f"{'base RSS':>9} {'rfcalc peak':>12} {'torchinfo peak':>15}"
+    )
     print(header)
     print("-" * len(header))
     results = {}
@@ -135,13 +169,17 @@ def main(argv: list[str] | None = None) -> int:
             print(label + r["error"])
             continue
         rf, ti = statistics.median(r["rfcalc"]), statistics.median(r["torchinfo"])
-        print(label + f"{rf:>8.3f}s {ti:>9.3f}s {rf / ti:>7.3f}  {r['baseline'] / GB:>8.2f}G "
-              f"{r['rfcalc_peak'] / GB:>11.2f}G {r['torchinfo_peak'] / GB:>14.2f}G")
+        print(
+            label + f"{rf:>8.3f}s {ti:>9.3f}s {rf / ti:>7.3f}  {r['baseline'] / GB:>8.2f}G "
+            f"{r['rfcalc_peak'] / GB:>11.2f}G {r['torchinfo_peak'] / GB:>14.2f}G"
+        )
         for note in r["notes"]:
             print(f"{'':14}note: {note}")
     cli = cli_time(args.repeats)
-    print(f"`rfcalc table torchvision.models:inception_v3 --input 3,1600,1600` (fresh process): "
-          f"median {statistics.median(cli):.2f}s of {', '.join(f'{t:.2f}' for t in cli)}")
+    print(
+        f"`rfcalc table torchvision.models:inception_v3 --input 3,1600,1600` (fresh process): "
+        f"median {statistics.median(cli):.2f}s of {', '.join(f'{t:.2f}' for t in cli)}"
+    )
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
     failures = []
@@ -149,17 +187,18 @@ def main(argv: list[str] | None = None) -> int:
     if any("error" in r for r in (r224, r1k, r2k)):
         failures.append("a ResNet-50 case did not run")
     else:
-        med = {s: statistics.median(r["rfcalc"]) for s, r in ((224, r224), (1024, r1k),
-                                                               (2048, r2k))}
+        med = {
+            s: statistics.median(r["rfcalc"]) for s, r in ((224, r224), (1024, r1k), (2048, r2k))
+        }
         ratio = med[1024] / statistics.median(r1k["torchinfo"])
         if ratio > 0.1:
             failures.append(f"ResNet-50 1024²: rfcalc/torchinfo = {ratio:.3f} > 0.1")
         if med[2048] > 1.5 * med[224]:
-            failures.append(f"ResNet-50: {med[2048]:.3f}s at 2048² > 1.5 x {med[224]:.3f}s "
-                            "at 224²")
+            failures.append(f"ResNet-50: {med[2048]:.3f}s at 2048² > 1.5 x {med[224]:.3f}s at 224²")
         if r2k["rfcalc_peak"] >= GB:
-            failures.append(f"peak RSS during the analysis at 2048²: "
-                            f"{r2k['rfcalc_peak'] / GB:.2f} GB >= 1 GB")
+            failures.append(
+                f"peak RSS during the analysis at 2048²: {r2k['rfcalc_peak'] / GB:.2f} GB >= 1 GB"
+            )
     if statistics.median(cli) >= 3:
         failures.append(f"rfcalc table inception_v3 at 1600²: {statistics.median(cli):.2f}s >= 3s")
     for failure in failures:

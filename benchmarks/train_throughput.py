@@ -14,6 +14,7 @@ malloc settings (tuned) and without them (RFTRAIN_MALLOC=system), and prints bot
 Runs on real CIFAR-10 (--data-dir) or on random images of the same shape (no download):
     python benchmarks/train_throughput.py --device cpu --batch-size 128 512 --batches 3
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +35,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 from training.allocator import OPT_OUT, malloc_tuned  # noqa: E402
 from training.augment import AugConfig  # noqa: E402
 from training.data import CLASSES, Cifar, load_cifar10  # noqa: E402
-from training.engine import Trainer, TrainConfig, seed_everything  # noqa: E402
+from training.engine import TrainConfig, Trainer, seed_everything  # noqa: E402
 from training.fsutil import write_json  # noqa: E402
 from training.loaders import ReferenceBatches, TensorBatches  # noqa: E402
 from training.models import load_model  # noqa: E402
@@ -82,13 +83,15 @@ def _minor_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def train_rate(model_target: str, batches, test, cfg: TrainConfig,
-               device: torch.device) -> tuple[float, float]:
+def train_rate(
+    model_target: str, batches, test, cfg: TrainConfig, device: torch.device
+) -> tuple[float, float]:
     """Images/s of training steps over `batches`, after one untimed warm-up step, and the
     minor page faults per step (the malloc cliff shows there, whatever the machine's load)."""
     seed_everything(cfg.seed)
-    trainer = Trainer(load_model(model_target), batches, test, cfg, device, loss="nll",
-                      progress=False)
+    trainer = Trainer(
+        load_model(model_target), batches, test, cfg, device, loss="nll", progress=False
+    )
     trainer.train = _First(batches)
     trainer.train_epoch(0)
     trainer.train = batches
@@ -115,15 +118,27 @@ def measure(args, device: torch.device) -> dict:
     mean, std = data.mean_std()
     aug = AugConfig()
     name = torch.cuda.get_device_name(device) if gpu else "cpu"
-    print(f"device: {name}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} CPUs; malloc {'tuned' if malloc_tuned() else 'as it comes'}; "
-          f"data: {data.source}", flush=True)
-    results: dict = {"device": name, "torch": torch.__version__, "cpus": os.cpu_count(),
-                     "threads": torch.get_num_threads(), "data": data.source,
-                     "malloc_tuned": malloc_tuned(), "amp_bf16": amp,
-                     "channels_last": channels_last, "compile": args.compile,
-                     "batches": args.batches, "pipeline_images_per_s": {},
-                     "train_images_per_s": {}, "page_faults_per_step": {}}
+    print(
+        f"device: {name}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{os.cpu_count()} CPUs; malloc {'tuned' if malloc_tuned() else 'as it comes'}; "
+        f"data: {data.source}",
+        flush=True,
+    )
+    results: dict = {
+        "device": name,
+        "torch": torch.__version__,
+        "cpus": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "data": data.source,
+        "malloc_tuned": malloc_tuned(),
+        "amp_bf16": amp,
+        "channels_last": channels_last,
+        "compile": args.compile,
+        "batches": args.batches,
+        "pipeline_images_per_s": {},
+        "train_images_per_s": {},
+        "page_faults_per_step": {},
+    }
 
     def report(kind: str, label: str, rate: float) -> None:
         results[kind][label] = round(rate, 1)
@@ -132,22 +147,54 @@ def measure(args, device: torch.device) -> dict:
     for bs in args.batch_size:
         n = bs * args.batches
         x, y = data.train_x[:n], data.train_y[:n]
-        test = TensorBatches(data.test_x[:bs], data.test_y[:bs], bs, None, mean, std, seed=0,
-                             device=device, shuffle=False)
-        paths = [(f"batch {bs}, albumentations, {w} workers",
-                  ReferenceBatches(x, y, bs, aug, mean, std, seed=0, workers=w, pin_memory=gpu),
-                  False) for w in args.workers]
-        paths.append((f"batch {bs}, tensor on {device.type}",
-                      TensorBatches(x, y, bs, aug, mean, std, seed=0, device=device), True))
+        test = TensorBatches(
+            data.test_x[:bs],
+            data.test_y[:bs],
+            bs,
+            None,
+            mean,
+            std,
+            seed=0,
+            device=device,
+            shuffle=False,
+        )
+        paths = [
+            (
+                f"batch {bs}, albumentations, {w} workers",
+                ReferenceBatches(x, y, bs, aug, mean, std, seed=0, workers=w, pin_memory=gpu),
+                False,
+            )
+            for w in args.workers
+        ]
+        paths.append(
+            (
+                f"batch {bs}, tensor on {device.type}",
+                TensorBatches(x, y, bs, aug, mean, std, seed=0, device=device),
+                True,
+            )
+        )
         for label, batches, _ in paths:
             report("pipeline_images_per_s", label, pipeline_rate(batches, device))
         if args.skip_train:
             continue
         for label, batches, fast in paths:
-            cfg = TrainConfig(epochs=2, batch_size=bs, fast=fast, amp=amp,
-                              channels_last=channels_last, compile=args.compile)
-            extra = "".join(s for s, on in ((" +bf16", amp), (" +channels_last", channels_last),
-                                            (" +compile", args.compile)) if on)
+            cfg = TrainConfig(
+                epochs=2,
+                batch_size=bs,
+                fast=fast,
+                amp=amp,
+                channels_last=channels_last,
+                compile=args.compile,
+            )
+            extra = "".join(
+                s
+                for s, on in (
+                    (" +bf16", amp),
+                    (" +channels_last", channels_last),
+                    (" +compile", args.compile),
+                )
+                if on
+            )
             rate, faults = train_rate(args.model, batches, test, cfg, device)
             report("train_images_per_s", label + extra, rate)
             results["page_faults_per_step"][label + extra] = round(faults)
@@ -165,8 +212,10 @@ def both_allocators(argv: list[str], json_out: str | None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "r.json"
             print(f"== {label}", flush=True)
-            proc = subprocess.run([sys.executable, __file__, *argv, "--allocator", "current",
-                                   "--json", str(out)], env=env)
+            proc = subprocess.run(
+                [sys.executable, __file__, *argv, "--allocator", "current", "--json", str(out)],
+                env=env,
+            )
             if proc.returncode:
                 return proc.returncode
             merged[label] = json.loads(out.read_text())
@@ -177,31 +226,49 @@ def both_allocators(argv: list[str], json_out: str | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--data-dir", help="CIFAR-10 (default: random images of its shape)")
     p.add_argument("--data-cache", help=".npz cache for an image-folder copy")
     p.add_argument("--model", default=str(ROOT / "examples" / "s9_net.py"), help="model target")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
     p.add_argument("--batch-size", type=int, nargs="+", default=[128, 512], help="batch sizes")
     p.add_argument("--batches", type=int, default=3, help="timed batches per measurement")
-    p.add_argument("--workers", type=int, nargs="+", default=[0],
-                   help="DataLoader worker counts to time for the albumentations path")
-    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
-                   help="bf16 autocast (None: on with a GPU)")
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                   help="channels_last (None: on with a GPU)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="DataLoader worker counts to time for the albumentations path",
+    )
+    p.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bf16 autocast (None: on with a GPU)",
+    )
+    p.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="channels_last (None: on with a GPU)",
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--skip-train", action="store_true", help="time the pipelines only")
-    p.add_argument("--allocator", choices=("current", "both"), default="current",
-                   help="current: this process as it is; both: tuned and as it comes")
+    p.add_argument(
+        "--allocator",
+        choices=("current", "both"),
+        default="current",
+        help="current: this process as it is; both: tuned and as it comes",
+    )
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
     if args.allocator == "both":
         rest = [a for a in argv if a not in ("--allocator", "both")]
         if args.json:
             i = rest.index("--json")
-            del rest[i:i + 2]
+            del rest[i : i + 2]
         return both_allocators(rest, args.json)
     try:
         results = measure(args, resolve_device(args.device))

@@ -7,6 +7,7 @@ output (the 2x2 global average adds one pixel).
 
     rfcalc table examples/s9_net.py
 """
+
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -20,19 +21,46 @@ class ConvLayer(nn.Module):
     keeps the size.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, *, depthwise: bool = False,
-                 skip: bool = False, kernel: int = 3, stride: int = 1, padding: int = 0,
-                 dilation: int = 1, groups: int = 1, dropout: float = 0.05):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        depthwise: bool = False,
+        skip: bool = False,
+        kernel: int = 3,
+        stride: int = 1,
+        padding: int = 0,
+        dilation: int = 1,
+        groups: int = 1,
+        dropout: float = 0.05,
+    ):
         super().__init__()
         if depthwise:
             self.conv = nn.Sequential(
-                nn.Conv2d(in_channels, in_channels, kernel, stride=stride, padding=padding,
-                          dilation=dilation, groups=in_channels, bias=True),
+                nn.Conv2d(
+                    in_channels,
+                    in_channels,
+                    kernel,
+                    stride=stride,
+                    padding=padding,
+                    dilation=dilation,
+                    groups=in_channels,
+                    bias=True,
+                ),
                 nn.Conv2d(in_channels, out_channels, 1, bias=True),
             )
         else:
-            self.conv = nn.Conv2d(in_channels, out_channels, kernel, stride=stride,
-                                  padding=padding, dilation=dilation, groups=groups, bias=False)
+            self.conv = nn.Conv2d(
+                in_channels,
+                out_channels,
+                kernel,
+                stride=stride,
+                padding=padding,
+                dilation=dilation,
+                groups=groups,
+                bias=False,
+            )
         self.norm = nn.BatchNorm2d(out_channels)
         self.drop = nn.Dropout(dropout)
         self.skip = skip
@@ -55,13 +83,13 @@ class Net(nn.Module):
             return ConvLayer(c_in, c_out, dilation=dilation, dropout=dropout)
 
         self.c1 = nn.Sequential(ConvLayer(3, 23, padding=1, dropout=dropout), dws(23))  # 32
-        self.t1 = transition(23, 32, 1)                                                   # 30
+        self.t1 = transition(23, 32, 1)  # 30
         self.c2 = nn.Sequential(dws(32), dws(32))
-        self.t2 = transition(32, 63, 2)                                                   # 26
+        self.t2 = transition(32, 63, 2)  # 26
         self.c3 = nn.Sequential(dws(63), dws(63))
-        self.t3 = transition(63, 93, 4)                                                   # 18
+        self.t3 = transition(63, 93, 4)  # 18
         self.c4 = nn.Sequential(dws(93), dws(93))
-        self.t4 = transition(93, 93, 8)                                                   # 2
+        self.t4 = transition(93, 93, 8)  # 2
         self.gap = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Conv2d(93, num_classes, 1, bias=True)
 

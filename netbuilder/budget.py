@@ -14,6 +14,7 @@ P(t) is strictly increasing. "Maximal" means: P(t) <= budget < P(t + 1), i.e. on
 on the scaled axis would exceed the budget. sympy solves the relaxed quadratic (fractional
 widths) for a first t; a short integer search then lands on the maximal one exactly.
 """
+
 from __future__ import annotations
 
 import math
@@ -49,13 +50,13 @@ def params_poly(spec: NetSpec) -> sympy.Expr:
     w = width_symbols(len(spec.widths))
     total = sympy.Integer(0)
     for step, c_in, c_out in _channels(spec, w):
-        u, kk = step.unit, step.unit.kernel ** 2
+        u, kk = step.unit, step.unit.kernel**2
         if u.kind == DWS:
-            conv = kk * c_in + c_in + c_in * c_out + c_out   # depthwise + bias, pointwise + bias
+            conv = kk * c_in + c_in + c_in * c_out + c_out  # depthwise + bias, pointwise + bias
         else:
             conv = sympy.Rational(kk, u.groups) * c_in * c_out
-        total += conv + 2 * c_out                              # BatchNorm weight and bias
-    total += w[-1] * spec.num_classes + spec.num_classes       # 1x1 head with bias
+        total += conv + 2 * c_out  # BatchNorm weight and bias
+    total += w[-1] * spec.num_classes + spec.num_classes  # 1x1 head with bias
     return sympy.expand(total)
 
 
@@ -65,7 +66,7 @@ def macs_poly(spec: NetSpec, input_shape: tuple[int, ...]) -> sympy.Expr:
     w = width_symbols(len(spec.widths))
     total = sympy.Integer(0)
     for (step, c_in, c_out), (h, wd) in zip(_channels(spec, w), sizes):
-        u, kk, hw = step.unit, step.unit.kernel ** 2, h * wd
+        u, kk, hw = step.unit, step.unit.kernel**2, h * wd
         if u.kind == DWS:
             total += hw * kk * c_in + hw * c_in * c_out
         else:
@@ -92,14 +93,14 @@ def count(spec: NetSpec) -> int:
 class Sizing:
     """A spec widened to a budget, with what proves the widths maximal."""
 
-    spec: NetSpec            # the structure at the solved widths
+    spec: NetSpec  # the structure at the solved widths
     budget: int
-    t: int                   # position on the scaled axis
-    params: int              # P(t) <= budget
-    next_params: int         # P(t + 1) > budget
+    t: int  # position on the scaled axis
+    params: int  # P(t) <= budget
+    next_params: int  # P(t + 1) > budget
     next_widths: tuple[int, ...]
-    relaxed: sympy.Expr      # P with fractional widths, a polynomial in t
-    root: sympy.Expr         # where the relaxed polynomial meets the budget (exact)
+    relaxed: sympy.Expr  # P with fractional widths, a polynomial in t
+    root: sympy.Expr  # where the relaxed polynomial meets the budget (exact)
 
 
 def scaled_widths(base: tuple[int, ...], div: tuple[int, ...], t: int) -> tuple[int, ...]:
@@ -121,8 +122,11 @@ def solve(spec: NetSpec, budget: int) -> Sizing:
     ref = max(range(len(base)), key=lambda i: base[i])
     t_sym = sympy.Symbol("t", positive=True)
     w = width_symbols(len(base))
-    relaxed = sympy.expand(poly.subs(
-        {w[i]: t_sym * sympy.Rational(div[ref] * base[i], base[ref]) for i in range(len(base))}))
+    relaxed = sympy.expand(
+        poly.subs(
+            {w[i]: t_sym * sympy.Rational(div[ref] * base[i], base[ref]) for i in range(len(base))}
+        )
+    )
     # Exact roots in radicals (the quadratic formula for these nets): sympy.roots is 20x
     # faster than sympy.solve here and gives the same closed form.
     roots = [r for r in sympy.roots(sympy.Poly(relaxed - budget, t_sym)) if r.is_real]
@@ -136,8 +140,10 @@ def solve(spec: NetSpec, budget: int) -> Sizing:
         t -= 1
     if p(t) > budget:
         narrow = scaled_widths(base, div, 1)
-        raise BudgetError(f"budget {budget:,} is too small for {spec.name}: its narrowest "
-                          f"version (widths {','.join(map(str, narrow))}) has {p(1):,} parameters")
+        raise BudgetError(
+            f"budget {budget:,} is too small for {spec.name}: its narrowest "
+            f"version (widths {','.join(map(str, narrow))}) has {p(1):,} parameters"
+        )
     while p(t + 1) <= budget:
         t += 1
     widths = scaled_widths(base, div, t)

@@ -5,6 +5,7 @@ into every exported file; the Net has the example's module tree (attributes c1, 
 head; units with conv, norm, drop). So the `s9` preset, the example and an exported s9 share
 state_dicts key for key and `rfcalc table` rows name for name.
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -25,19 +26,46 @@ class ConvLayer(nn.Module):
     keeps the size.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, *, depthwise: bool = False,
-                 skip: bool = False, kernel: int = 3, stride: int = 1, padding: int = 0,
-                 dilation: int = 1, groups: int = 1, dropout: float = 0.05):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        depthwise: bool = False,
+        skip: bool = False,
+        kernel: int = 3,
+        stride: int = 1,
+        padding: int = 0,
+        dilation: int = 1,
+        groups: int = 1,
+        dropout: float = 0.05,
+    ):
         super().__init__()
         if depthwise:
             self.conv = nn.Sequential(
-                nn.Conv2d(in_channels, in_channels, kernel, stride=stride, padding=padding,
-                          dilation=dilation, groups=in_channels, bias=True),
+                nn.Conv2d(
+                    in_channels,
+                    in_channels,
+                    kernel,
+                    stride=stride,
+                    padding=padding,
+                    dilation=dilation,
+                    groups=in_channels,
+                    bias=True,
+                ),
                 nn.Conv2d(in_channels, out_channels, 1, bias=True),
             )
         else:
-            self.conv = nn.Conv2d(in_channels, out_channels, kernel, stride=stride,
-                                  padding=padding, dilation=dilation, groups=groups, bias=False)
+            self.conv = nn.Conv2d(
+                in_channels,
+                out_channels,
+                kernel,
+                stride=stride,
+                padding=padding,
+                dilation=dilation,
+                groups=groups,
+                bias=False,
+            )
         self.norm = nn.BatchNorm2d(out_channels)
         self.drop = nn.Dropout(dropout)
         self.skip = skip
@@ -49,9 +77,16 @@ class ConvLayer(nn.Module):
 
 def layer_options(unit: ConvUnit) -> dict[str, Any]:
     """The ConvLayer keyword arguments that build a spec's unit."""
-    return {"depthwise": unit.kind == DWS, "skip": unit.skip, "kernel": unit.kernel,
-            "stride": unit.stride, "padding": unit.padding, "dilation": unit.dilation,
-            "groups": unit.groups, "dropout": unit.dropout}
+    return {
+        "depthwise": unit.kind == DWS,
+        "skip": unit.skip,
+        "kernel": unit.kernel,
+        "stride": unit.stride,
+        "padding": unit.padding,
+        "dilation": unit.dilation,
+        "groups": unit.groups,
+        "dropout": unit.dropout,
+    }
 
 
 class Net(nn.Module):

@@ -3,6 +3,7 @@
 Every user error is one line on stderr and exit status 2; a bare `netbuilder` prints the help
 (each command's purpose) on stderr, status 2. The conventions are `rfcalc.commandline`'s.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,32 +33,48 @@ DEFAULT_INPUT = "3,32,32"
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = Parser(prog="netbuilder", description="Budgeted variants of a compact CIFAR-10 CNN.",
-               version=True)
+    p = Parser(
+        prog="netbuilder", description="Budgeted variants of a compact CIFAR-10 CNN.", version=True
+    )
 
     def command(name: str, purpose: str, text: Callable[[argparse.Namespace], str]):
         return p.command(name, purpose, lambda args: _print(text(args)))
 
     def common(sp: argparse.ArgumentParser, budget: Optional[int], budget_help: str) -> None:
         sp.add_argument("--budget", type=int, default=budget, help=budget_help)
-        sp.add_argument("--input", default=DEFAULT_INPUT, metavar="C,H,W",
-                        help="input shape without the batch")
+        sp.add_argument(
+            "--input", default=DEFAULT_INPUT, metavar="C,H,W", help="input shape without the batch"
+        )
 
-    v = command("variants", "The family widened to one budget, with rf, params and MACs.",
-                cmd_variants)
+    v = command(
+        "variants", "The family widened to one budget, with rf, params and MACs.", cmd_variants
+    )
     common(v, DEFAULT_BUDGET, "parameter budget")
-    v.add_argument("--min-rf", type=float, default=0.0,
-                   help="required output receptive field; smaller variants are hidden")
+    v.add_argument(
+        "--min-rf",
+        type=float,
+        default=0.0,
+        help="required output receptive field; smaller variants are hidden",
+    )
     v.add_argument("--format", choices=FORMATS, default="text", help="output format")
-    v.add_argument("--sort", choices=SORT_KEYS, default="rf",
-                   help="rf/params/macs: largest first; name: alphabetical")
-    v.add_argument("--all", action="store_true",
-                   help="also list variants below --min-rf and those that cannot be built")
+    v.add_argument(
+        "--sort",
+        choices=SORT_KEYS,
+        default="rf",
+        help="rf/params/macs: largest first; name: alphabetical",
+    )
+    v.add_argument(
+        "--all",
+        action="store_true",
+        help="also list variants below --min-rf and those that cannot be built",
+    )
     add_progress_flag(v)
 
     names = "s9, a variant name from `netbuilder variants`, or a spec .json file"
-    as_written = (f"widen to this budget (default: {DEFAULT_BUDGET:,} for a variant; a preset "
-                  "or spec file as written)")
+    as_written = (
+        f"widen to this budget (default: {DEFAULT_BUDGET:,} for a variant; a preset "
+        "or spec file as written)"
+    )
     e = command("export", "Write a standalone model file.", cmd_export)
     e.add_argument("name", help=names)
     e.add_argument("-o", "--output", required=True, metavar="FILE", help="the .py file to write")
@@ -96,8 +113,7 @@ def resolve(name: str, budget: Optional[int]) -> tuple[NetSpec, Optional[int]]:
 
 def _budget(budget: Optional[int]) -> Optional[int]:
     if budget is not None and not 1 <= budget <= MAX_BUDGET:
-        raise SpecError(f"--budget must be between 1 and {MAX_BUDGET:,} parameters, "
-                        f"not {budget:,}")
+        raise SpecError(f"--budget must be between 1 and {MAX_BUDGET:,} parameters, not {budget:,}")
     return budget
 
 
@@ -116,19 +132,31 @@ def cmd_variants(args: argparse.Namespace) -> str:
     if not (math.isfinite(args.min_rf) and args.min_rf >= 0):
         raise SpecError(f"--min-rf must be a number >= 0, not {args.min_rf:g}")
     # 20-30 s on a laptop CPU: say how far it is (on a terminal, or with --progress)
-    measured = generate(budget, shape, args.min_rf,
-                        progress=lambda items: progress(items, total=len(family()),
-                                                        desc="variants", unit="net",
-                                                        show=args.progress))
+    measured = generate(
+        budget,
+        shape,
+        args.min_rf,
+        progress=lambda items: progress(
+            items, total=len(family()), desc="variants", unit="net", show=args.progress
+        ),
+    )
     built = [v for v in measured if not v.skipped]
     skipped = [v for v in measured if v.skipped]
     shown = built if args.all else [v for v in built if v.meets_rf]
     hidden = []
     if not args.all and (len(shown) < len(built) or skipped):
-        hidden.append(f"({len(built) - len(shown)} below receptive field {args.min_rf:g} and "
-                      f"{len(skipped)} that cannot be built are hidden; --all lists them)")
-    return render(sort_variants(shown, args.sort), args.format, budget=budget,
-                  min_rf=args.min_rf, skipped=skipped if args.all else (), summary=hidden)
+        hidden.append(
+            f"({len(built) - len(shown)} below receptive field {args.min_rf:g} and "
+            f"{len(skipped)} that cannot be built are hidden; --all lists them)"
+        )
+    return render(
+        sort_variants(shown, args.sort),
+        args.format,
+        budget=budget,
+        min_rf=args.min_rf,
+        skipped=skipped if args.all else (),
+        summary=hidden,
+    )
 
 
 def cmd_export(args: argparse.Namespace) -> str:
@@ -138,8 +166,10 @@ def cmd_export(args: argparse.Namespace) -> str:
     if sizing is not None:
         argv += ["--budget", str(sizing.budget)]
     write_output(args.output, source(spec, shape, command=shlex.join(argv)), force=args.force)
-    return f"wrote {args.output}: {spec.name}, widths {','.join(map(str, spec.widths))}, " \
-           f"{count_params(build(spec)):,} parameters\n"
+    return (
+        f"wrote {args.output}: {spec.name}, widths {','.join(map(str, spec.widths))}, "
+        f"{count_params(build(spec)):,} parameters\n"
+    )
 
 
 def cmd_show(args: argparse.Namespace) -> str:
@@ -148,19 +178,24 @@ def cmd_show(args: argparse.Namespace) -> str:
     model = build(spec, shape).eval()
     sizes = check(spec, shape)
     rf, status = receptive_field(model, shape)
-    lines = [f"{spec.name} on input {','.join(map(str, shape))}",
-             f"widths      {', '.join(map(str, spec.widths))}",
-             f"parameters  {count_params(model):,}",
-             f"formula     P = {poly}",
-             f"MACs        {evaluate(macs_poly(spec, shape), spec.widths):,}",
-             f"output map  {cells.shape(sizes[-1])} before the global average",
-             f"rf          {'?' if rf is None else cells.axes(rf)} ({status})"]
+    lines = [
+        f"{spec.name} on input {','.join(map(str, shape))}",
+        f"widths      {', '.join(map(str, spec.widths))}",
+        f"parameters  {count_params(model):,}",
+        f"formula     P = {poly}",
+        f"MACs        {evaluate(macs_poly(spec, shape), spec.widths):,}",
+        f"output map  {cells.shape(sizes[-1])} before the global average",
+        f"rf          {'?' if rf is None else cells.axes(rf)} ({status})",
+    ]
     if sizing is not None:
-        lines.append(f"budget      {sizing.budget:,}: widths "
-                     f"{','.join(map(str, sizing.next_widths))} would need "
-                     f"{sizing.next_params:,}")
+        lines.append(
+            f"budget      {sizing.budget:,}: widths "
+            f"{','.join(map(str, sizing.next_widths))} would need "
+            f"{sizing.next_params:,}"
+        )
     if args.latex:
         import sympy
+
         lines.append(f"latex       {sympy.latex(poly)}")
     return "\n".join(lines) + "\n"
 

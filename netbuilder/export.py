@@ -5,6 +5,7 @@ The file holds `ConvLayer`, netbuilder's block (its source, as in `netbuilder.bu
 the built Net's (and the example's for s9), and `rfcalc table` names its rows the same way.
 `forward` is one line per block, with the map size after it.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -13,8 +14,11 @@ from .budget import count
 from .build import ConvLayer, layer_options
 from .spec import ConvUnit, NetSpec, check, steps
 
-_DEFAULTS = {name: p.default for name, p in inspect.signature(ConvLayer).parameters.items()
-             if p.default is not inspect.Parameter.empty}
+_DEFAULTS = {
+    name: p.default
+    for name, p in inspect.signature(ConvLayer).parameters.items()
+    if p.default is not inspect.Parameter.empty
+}
 
 
 def _call(unit: ConvUnit, c_in: int, c_out: int, dropout_arg: str) -> str:
@@ -41,33 +45,56 @@ def source(spec: NetSpec, input_shape: tuple[int, ...] = (3, 32, 32), command: s
     for i in range(len(spec.stages)):
         last_unit = [s.path for s in all_steps if s.path.startswith(f"c{i + 1}.")][-1]
         blocks += [(f"c{i + 1}", after[last_unit]), (f"t{i + 1}", after[f"t{i + 1}"])]
-    trail = " -> ".join([f"{h}x{w}"] + [f"{a}x{b}" for name, (_, a, b) in blocks
-                                        if name.startswith("t")])
+    trail = " -> ".join(
+        [f"{h}x{w}"] + [f"{a}x{b}" for name, (_, a, b) in blocks if name.startswith("t")]
+    )
     made = f" Made by `{command}`." if command else ""
-    doc = [f'"""{spec.name}: a netbuilder net, {count(spec):,} parameters.', "",
-           f"Widths {', '.join(map(str, spec.widths))}; map sizes {trail},",
-           f"then a global average, a 1x1 head and log-softmax.{made}",
-           "", "    rfcalc table <this file>", '"""']
+    doc = [
+        f'"""{spec.name}: a netbuilder net, {count(spec):,} parameters.',
+        "",
+        f"Widths {', '.join(map(str, spec.widths))}; map sizes {trail},",
+        f"then a global average, a 1x1 head and log-softmax.{made}",
+        "",
+        "    rfcalc table <this file>",
+        '"""',
+    ]
     default_dropout = shared if shared is not None else _DEFAULTS["dropout"]
-    lines = [*doc, "import torch.nn as nn", "import torch.nn.functional as F", "", "",
-             inspect.getsource(ConvLayer).rstrip(), "", "",
-             "class Net(nn.Module):",
-             f'    """{spec.name}: blocks c1..c{len(spec.stages)}, each closed by a transition '
-             't1.., then GAP and a 1x1 head."""', "",
-             f"    def __init__(self, dropout: float = {default_dropout!r}, "
-             f"num_classes: int = {spec.num_classes}):",
-             "        super().__init__()"]
+    lines = [
+        *doc,
+        "import torch.nn as nn",
+        "import torch.nn.functional as F",
+        "",
+        "",
+        inspect.getsource(ConvLayer).rstrip(),
+        "",
+        "",
+        "class Net(nn.Module):",
+        f'    """{spec.name}: blocks c1..c{len(spec.stages)}, each closed by a transition '
+        't1.., then GAP and a 1x1 head."""',
+        "",
+        f"    def __init__(self, dropout: float = {default_dropout!r}, "
+        f"num_classes: int = {spec.num_classes}):",
+        "        super().__init__()",
+    ]
     for i in range(len(spec.stages)):
         lines.append(f"        self.c{i + 1} = nn.Sequential(")
-        lines += [f"            {_call(s.unit, s.c_in, s.c_out, drop_arg)},"
-                  for s in all_steps if s.path.startswith(f"c{i + 1}.")]
+        lines += [
+            f"            {_call(s.unit, s.c_in, s.c_out, drop_arg)},"
+            for s in all_steps
+            if s.path.startswith(f"c{i + 1}.")
+        ]
         lines.append("        )")
         t = next(s for s in all_steps if s.path == f"t{i + 1}")
         lines.append(f"        self.t{i + 1} = {_call(t.unit, t.c_in, t.c_out, drop_arg)}")
-    lines += ["        self.gap = nn.AdaptiveAvgPool2d(1)",
-              f"        self.head = nn.Conv2d({spec.widths[-1]}, num_classes, 1, bias=True)", "",
-              "    def forward(self, x):"]
+    lines += [
+        "        self.gap = nn.AdaptiveAvgPool2d(1)",
+        f"        self.head = nn.Conv2d({spec.widths[-1]}, num_classes, 1, bias=True)",
+        "",
+        "    def forward(self, x):",
+    ]
     lines += [f"        {f'x = self.{name}(x)':<32}# {c}x{a}x{b}" for name, (c, a, b) in blocks]
-    lines += ["        x = self.head(self.gap(x))",
-              "        return F.log_softmax(x.flatten(1), dim=1)"]
+    lines += [
+        "        x = self.head(self.gap(x))",
+        "        return F.log_softmax(x.flatten(1), dim=1)",
+    ]
     return "\n".join(lines) + "\n"

@@ -1,4 +1,5 @@
 """The assignment's Net (`examples/s9_net.py`) as a spec, and the lookup of presets by name."""
+
 from __future__ import annotations
 
 from .spec import DWS, PLAIN, ConvUnit, NetSpec, SpecError, Stage
@@ -18,9 +19,12 @@ def s9() -> NetSpec:
     stem = ConvUnit(kind=PLAIN, padding=1, dropout=DROPOUT)  # 3 -> 23 channels, no skip
     first = (stem, dws())
     stages = tuple(
-        Stage(units=first if i == 0 else (dws(), dws()),
-              transition=ConvUnit(kind=PLAIN, dilation=d, padding=0, dropout=DROPOUT))
-        for i, d in enumerate(S9_DILATIONS))
+        Stage(
+            units=first if i == 0 else (dws(), dws()),
+            transition=ConvUnit(kind=PLAIN, dilation=d, padding=0, dropout=DROPOUT),
+        )
+        for i, d in enumerate(S9_DILATIONS)
+    )
     return NetSpec(name="s9", stages=stages, widths=S9_WIDTHS)
 
 

@@ -9,6 +9,7 @@ maps to stage 1's width) -> transition 1 (to stage 2's width) -> ... -> the last
 problem is a `SpecError` with a one-line message naming the unit ("c2.1", "t3") as the built
 module does.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Iterator, Optional
 
 PLAIN = "plain"  # a full 3x3 convolution without bias (BatchNorm follows)
-DWS = "dws"      # depthwise kxk with bias, then pointwise 1x1 with bias
+DWS = "dws"  # depthwise kxk with bias, then pointwise 1x1 with bias
 KINDS = (PLAIN, DWS)
 
 
@@ -33,7 +34,7 @@ class ConvUnit:
     dilation: int = 1
     padding: int = 0
     stride: int = 1
-    groups: int = 1          # plain units only: a depthwise conv's groups are its channels
+    groups: int = 1  # plain units only: a depthwise conv's groups are its channels
     skip: bool = False
     dropout: float = 0.05
 
@@ -67,8 +68,7 @@ class NetSpec:
 
     def with_widths(self, widths: tuple[int, ...]) -> "NetSpec":
         """The same structure at other widths."""
-        return NetSpec(self.name, self.stages, tuple(widths), self.in_channels,
-                       self.num_classes)
+        return NetSpec(self.name, self.stages, tuple(widths), self.in_channels, self.num_classes)
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (the inverse of `from_dict`)."""
@@ -79,13 +79,13 @@ class NetSpec:
 class Step:
     """One unit in execution order, with its module path and channel counts."""
 
-    path: str            # "c2.1" or "t3", as in the built module's state_dict
+    path: str  # "c2.1" or "t3", as in the built module's state_dict
     unit: ConvUnit
     c_in: int
     c_out: int
-    stage: int           # 0-based stage index
-    c_in_width: Optional[int] = None   # index into widths of c_in (None: the input's channels)
-    c_out_width: int = 0               # index into widths of c_out
+    stage: int  # 0-based stage index
+    c_in_width: Optional[int] = None  # index into widths of c_in (None: the input's channels)
+    c_out_width: int = 0  # index into widths of c_out
 
 
 def steps(spec: NetSpec) -> Iterator[Step]:
@@ -113,8 +113,10 @@ def check(spec: NetSpec, input_shape: Optional[tuple[int, ...]] = None) -> list[
         if len(input_shape) != 3:
             raise SpecError(f"input {_shape(input_shape)}: netbuilder nets take C,H,W")
         if input_shape[0] != spec.in_channels:
-            raise SpecError(f"input {_shape(input_shape)} has {input_shape[0]} channels; "
-                            f"{spec.name} takes {spec.in_channels}")
+            raise SpecError(
+                f"input {_shape(input_shape)} has {input_shape[0]} channels; "
+                f"{spec.name} takes {spec.in_channels}"
+            )
         hw = (input_shape[1], input_shape[2])
     for step in steps(spec):
         _check_unit(step)
@@ -125,7 +127,8 @@ def check(spec: NetSpec, input_shape: Optional[tuple[int, ...]] = None) -> list[
                 raise SpecError(
                     f"{spec.name}: {step.path} shrinks the map from {_hw(hw)} to {_hw(new)} "
                     f"(kernel {u.kernel}, dilation {u.dilation}, padding {u.padding}, "
-                    f"stride {u.stride})")
+                    f"stride {u.stride})"
+                )
             hw = new  # type: ignore[assignment]
             sizes.append(hw)  # type: ignore[arg-type]
     return sizes
@@ -141,8 +144,9 @@ def _check_structure(spec: NetSpec) -> None:
             raise SpecError(f"{spec.name}: {what} must be a positive integer, not {n!r}")
     for i, w in enumerate(spec.widths):
         if not isinstance(w, int) or isinstance(w, bool) or w < 1:
-            raise SpecError(f"{spec.name}: width of stage {i + 1} must be a positive integer, "
-                            f"not {w!r}")
+            raise SpecError(
+                f"{spec.name}: width of stage {i + 1} must be a positive integer, not {w!r}"
+            )
     for i, stage in enumerate(spec.stages):
         if not stage.units:
             raise SpecError(f"{spec.name}: stage {i + 1} has no units")
@@ -152,26 +156,33 @@ def _check_unit(step: Step) -> None:
     u, where = step.unit, step.path
     if u.kind not in KINDS:
         raise SpecError(f"{where}: unknown unit kind {u.kind!r} (use {' or '.join(KINDS)})")
-    for what, low in (("kernel", 1), ("dilation", 1), ("stride", 1), ("groups", 1),
-                      ("padding", 0)):
+    for what, low in (("kernel", 1), ("dilation", 1), ("stride", 1), ("groups", 1), ("padding", 0)):
         value = getattr(u, what)
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise SpecError(f"{where}: {what} must be an integer >= {low}, not {value!r}")
-    if not isinstance(u.dropout, (int, float)) or isinstance(u.dropout, bool) \
-            or not 0 <= u.dropout < 1:
+    if (
+        not isinstance(u.dropout, (int, float))
+        or isinstance(u.dropout, bool)
+        or not 0 <= u.dropout < 1
+    ):
         raise SpecError(f"{where}: dropout must be in [0, 1), not {u.dropout!r}")
     if u.kind == DWS and u.groups != 1:
-        raise SpecError(f"{where}: groups applies to plain units; a depthwise conv's groups "
-                        "are its channels")
+        raise SpecError(
+            f"{where}: groups applies to plain units; a depthwise conv's groups are its channels"
+        )
     if u.groups > 1 and (step.c_in % u.groups or step.c_out % u.groups):
-        raise SpecError(f"{where}: groups {u.groups} must divide both channel counts "
-                        f"({step.c_in} -> {step.c_out})")
+        raise SpecError(
+            f"{where}: groups {u.groups} must divide both channel counts "
+            f"({step.c_in} -> {step.c_out})"
+        )
     if u.skip and step.c_in != step.c_out:
         raise SpecError(f"{where}: a skip needs equal channels, not {step.c_in} -> {step.c_out}")
     if u.skip and not u.keeps_size:
-        raise SpecError(f"{where}: a skip needs a size-keeping unit (stride 1 and "
-                        f"2*padding == dilation*(kernel-1)), not padding {u.padding}, "
-                        f"dilation {u.dilation}, stride {u.stride}")
+        raise SpecError(
+            f"{where}: a skip needs a size-keeping unit (stride 1 and "
+            f"2*padding == dilation*(kernel-1)), not padding {u.padding}, "
+            f"dilation {u.dilation}, stride {u.stride}"
+        )
 
 
 def divisors(spec: NetSpec) -> tuple[int, ...]:
@@ -190,11 +201,15 @@ def from_dict(data: dict) -> NetSpec:
     try:
         stages = tuple(
             Stage(tuple(ConvUnit(**u) for u in s["units"]), ConvUnit(**s["transition"]))
-            for s in data["stages"])
-        return NetSpec(name=str(data.get("name", "custom")), stages=stages,
-                       widths=tuple(data["widths"]),
-                       in_channels=data.get("in_channels", 3),
-                       num_classes=data.get("num_classes", 10))
+            for s in data["stages"]
+        )
+        return NetSpec(
+            name=str(data.get("name", "custom")),
+            stages=stages,
+            widths=tuple(data["widths"]),
+            in_channels=data.get("in_channels", 3),
+            num_classes=data.get("num_classes", 10),
+        )
     except (KeyError, TypeError, AttributeError) as exc:
         raise SpecError(f"malformed spec: {type(exc).__name__}: {exc}") from None
 
@@ -207,5 +222,17 @@ def _shape(shape: tuple[int, ...]) -> str:
     return ",".join(str(n) for n in shape)
 
 
-__all__ = ["PLAIN", "DWS", "KINDS", "SpecError", "ConvUnit", "Stage", "NetSpec", "Step",
-           "steps", "check", "divisors", "from_dict"]
+__all__ = [
+    "PLAIN",
+    "DWS",
+    "KINDS",
+    "SpecError",
+    "ConvUnit",
+    "Stage",
+    "NetSpec",
+    "Step",
+    "steps",
+    "check",
+    "divisors",
+    "from_dict",
+]

@@ -3,6 +3,7 @@
 Cells use rfcalc's notation (`48`, `48×128` in axis order, counts with thousands separators);
 the JSON document keeps numbers as numbers and per-axis values as lists in axis order.
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -15,10 +16,21 @@ from .variants import Variant
 
 __all__ = ["FORMATS", "COLUMNS", "record", "table", "render"]
 
-COLUMNS = (Column("name"), Column("conv"), Column("transition"), Column("skip"),
-           Column("depth", numeric=True), Column("widths"), Column("params", numeric=True),
-           Column("macs", numeric=True), Column("out", numeric=True), Column("rf", numeric=True),
-           Column("rf_status"), Column("meets_rf"), Column("skipped", data_only=True))
+COLUMNS = (
+    Column("name"),
+    Column("conv"),
+    Column("transition"),
+    Column("skip"),
+    Column("depth", numeric=True),
+    Column("widths"),
+    Column("params", numeric=True),
+    Column("macs", numeric=True),
+    Column("out", numeric=True),
+    Column("rf", numeric=True),
+    Column("rf_status"),
+    Column("meets_rf"),
+    Column("skipped", data_only=True),
+)
 MISSING = "-"
 
 
@@ -26,8 +38,11 @@ def record(v: Variant) -> dict[str, Any]:
     """One variant for the JSON document: numbers as numbers, null where it was not built."""
     built = not v.skipped
     return {
-        "name": v.name, "conv": v.conv, "transition": v.transition,
-        "skip": v.skip, "depth": v.depth,
+        "name": v.name,
+        "conv": v.conv,
+        "transition": v.transition,
+        "skip": v.skip,
+        "depth": v.depth,
         "widths": list(v.spec.widths) if built else None,
         "params": v.params if built else None,
         "macs": v.macs if built else None,
@@ -41,32 +56,62 @@ def record(v: Variant) -> dict[str, Any]:
 
 def _cells(v: Variant) -> dict[str, Any]:
     built = not v.skipped
-    return {"name": v.name, "conv": v.conv, "transition": v.transition, "skip": v.skip,
-            "depth": v.depth,
-            "widths": ",".join(map(str, v.spec.widths)) if built else MISSING,
-            "params": v.params if built else MISSING, "macs": v.macs if built else MISSING,
-            "out": axes(v.size) if built else MISSING,
-            "rf": (axes(v.rf) if v.rf else "?") if built else MISSING,
-            "rf_status": v.rf_status or MISSING,
-            "meets_rf": "yes" if v.meets_rf else "NO", "skipped": v.skipped}
+    return {
+        "name": v.name,
+        "conv": v.conv,
+        "transition": v.transition,
+        "skip": v.skip,
+        "depth": v.depth,
+        "widths": ",".join(map(str, v.spec.widths)) if built else MISSING,
+        "params": v.params if built else MISSING,
+        "macs": v.macs if built else MISSING,
+        "out": axes(v.size) if built else MISSING,
+        "rf": (axes(v.rf) if v.rf else "?") if built else MISSING,
+        "rf_status": v.rf_status or MISSING,
+        "meets_rf": "yes" if v.meets_rf else "NO",
+        "skipped": v.skipped,
+    }
 
 
-def table(variants: Sequence[Variant], *, budget: int, min_rf: float,
-          skipped: Sequence[Variant] = (), summary: Sequence[str] = ()) -> Table:
+def table(
+    variants: Sequence[Variant],
+    *,
+    budget: int,
+    min_rf: float,
+    skipped: Sequence[Variant] = (),
+    summary: Sequence[str] = (),
+) -> Table:
     """The measured variants, then the skipped ones (their reasons as notes too)."""
     wanted = number(min_rf) if float(min_rf).is_integer() else min_rf
-    doc = {"budget": budget, "min_rf": wanted,
-           "variants": [record(v) for v in variants],
-           "skipped": [{"name": v.name, "reason": v.skipped} for v in skipped]}
+    doc = {
+        "budget": budget,
+        "min_rf": wanted,
+        "variants": [record(v) for v in variants],
+        "skipped": [{"name": v.name, "reason": v.skipped} for v in skipped],
+    }
     rows = tuple(TableRow(_cells(v), status=v.rf_status) for v in (*variants, *skipped))
-    return Table(COLUMNS, rows, doc, title=f"netbuilder variants at {budget:,} parameters",
-                 caption=(f"budget {budget:,} parameters, required receptive field {min_rf:g}",),
-                 summary=tuple(summary), notes_title="Variants that cannot be built",
-                 notes=tuple(f"{v.name}: {v.skipped}" for v in skipped))
+    return Table(
+        COLUMNS,
+        rows,
+        doc,
+        title=f"netbuilder variants at {budget:,} parameters",
+        caption=(f"budget {budget:,} parameters, required receptive field {min_rf:g}",),
+        summary=tuple(summary),
+        notes_title="Variants that cannot be built",
+        notes=tuple(f"{v.name}: {v.skipped}" for v in skipped),
+    )
 
 
-def render(variants: Sequence[Variant], fmt: str = "text", *, budget: int, min_rf: float,
-           skipped: Sequence[Variant] = (), summary: Sequence[str] = ()) -> str:
+def render(
+    variants: Sequence[Variant],
+    fmt: str = "text",
+    *,
+    budget: int,
+    min_rf: float,
+    skipped: Sequence[Variant] = (),
+    summary: Sequence[str] = (),
+) -> str:
     """The table (see `table`) in one of FORMATS; ValueError for any other name."""
-    return write(table(variants, budget=budget, min_rf=min_rf, skipped=skipped,
-                       summary=summary), fmt)
+    return write(
+        table(variants, budget=budget, min_rf=min_rf, skipped=skipped, summary=summary), fmt
+    )

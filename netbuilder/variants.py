@@ -6,6 +6,7 @@ unit of stage 1 stays the base's stem (a plain conv from the input's channels), 
 means n units in every block, the stem included. A variant is named
 `<conv>-<transition>-<skip|noskip>-x<depth>`; `dws-dilated-skip-x2` is the assignment's Net.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -33,19 +34,19 @@ class Variant:
     """One member of the family: its structure, and after measuring, its numbers."""
 
     name: str
-    spec: NetSpec                           # base widths until measured, then solved ones
+    spec: NetSpec  # base widths until measured, then solved ones
     conv: str
     transition: str
     skip: bool
     depth: int
     params: int = 0
     macs: int = 0
-    size: tuple[int, ...] = ()              # the map before the global average
+    size: tuple[int, ...] = ()  # the map before the global average
     rf: Optional[tuple[Fraction, ...]] = None
     rf_status: str = ""
     meets_rf: bool = False
-    skipped: str = ""                       # why it could not be built, if it could not
-    over_budget: bool = False               # skipped because even the narrowest is too big
+    skipped: str = ""  # why it could not be built, if it could not
+    over_budget: bool = False  # skipped because even the narrowest is too big
 
     @property
     def rf_min(self) -> Optional[Fraction]:
@@ -65,7 +66,7 @@ def structure(base: NetSpec, conv: str, transition: str, skip: bool, depth: int)
     for i in range(len(base.stages)):
         units = (stem,) + (unit,) * (depth - 1) if i == 0 else (unit,) * depth
         if transition == "dilated":
-            t = ConvUnit(dilation=2 ** i, padding=0, dropout=dropout)
+            t = ConvUnit(dilation=2**i, padding=0, dropout=dropout)
         elif transition == "strided":
             t = ConvUnit(stride=2, padding=1, dropout=dropout)
         else:
@@ -89,13 +90,14 @@ def lookup(name: str, base: Optional[NetSpec] = None) -> NetSpec:
     """A variant's structure (at the base widths) by name; SpecError otherwise."""
     variants = family(base)
     if name not in variants:
-        raise SpecError(f"unknown variant {name!r}: expected <plain|dws>-<dilated|none|strided>"
-                        "-<skip|noskip>-x<1|2|3>, e.g. dws-dilated-skip-x2, or a preset (s9)")
+        raise SpecError(
+            f"unknown variant {name!r}: expected <plain|dws>-<dilated|none|strided>"
+            "-<skip|noskip>-x<1|2|3>, e.g. dws-dilated-skip-x2, or a preset (s9)"
+        )
     return variants[name].spec
 
 
-def measure(v: Variant, budget: int, input_shape: tuple[int, ...],
-            min_rf: float = 0) -> Variant:
+def measure(v: Variant, budget: int, input_shape: tuple[int, ...], min_rf: float = 0) -> Variant:
     """Widen one variant to the budget, build it and analyse its receptive field."""
     try:
         sizes = check(v.spec, input_shape)
@@ -106,15 +108,25 @@ def measure(v: Variant, budget: int, input_shape: tuple[int, ...],
         return replace(v, skipped=_reason(v, exc))
     model = Net(sized).eval()
     rf, status = receptive_field(model, input_shape)
-    return replace(v, spec=sized, params=count_params(model),
-                    macs=evaluate(macs_poly(sized, input_shape), sized.widths),
-                    size=sizes[-1], rf=rf, rf_status=status,
-                    meets_rf=rf is not None and min(rf) >= min_rf)
+    return replace(
+        v,
+        spec=sized,
+        params=count_params(model),
+        macs=evaluate(macs_poly(sized, input_shape), sized.widths),
+        size=sizes[-1],
+        rf=rf,
+        rf_status=status,
+        meets_rf=rf is not None and min(rf) >= min_rf,
+    )
 
 
-def generate(budget: int, input_shape: tuple[int, ...] = (3, 32, 32), min_rf: float = 0,
-             base: Optional[NetSpec] = None,
-             progress: Callable[[Iterable[Variant]], Iterable[Variant]] = iter) -> list[Variant]:
+def generate(
+    budget: int,
+    input_shape: tuple[int, ...] = (3, 32, 32),
+    min_rf: float = 0,
+    base: Optional[NetSpec] = None,
+    progress: Callable[[Iterable[Variant]], Iterable[Variant]] = iter,
+) -> list[Variant]:
     """Measure the whole family; BudgetError/SpecError if not one variant can be built.
 
     `progress` wraps the variants as they are measured (a progress bar, say)."""
@@ -125,16 +137,18 @@ def generate(budget: int, input_shape: tuple[int, ...] = (3, 32, 32), min_rf: fl
     # with 2 threads on a busy 2-core machine), so measure single-threaded.
     torch.set_num_threads(1)
     try:
-        out = [measure(v, budget, input_shape, min_rf)
-               for v in progress(family(base).values())]
+        out = [measure(v, budget, input_shape, min_rf) for v in progress(family(base).values())]
     finally:
         torch.set_num_threads(threads)
     if all(v.skipped for v in out):
         if all(v.over_budget for v in out):
-            raise BudgetError(f"budget {budget:,} is too small for every variant "
-                              f"(e.g. {out[0].skipped})")
-        raise SpecError(f"no variant can be built on input {','.join(map(str, input_shape))} "
-                        f"(e.g. {out[0].skipped})")
+            raise BudgetError(
+                f"budget {budget:,} is too small for every variant (e.g. {out[0].skipped})"
+            )
+        raise SpecError(
+            f"no variant can be built on input {','.join(map(str, input_shape))} "
+            f"(e.g. {out[0].skipped})"
+        )
     return out
 
 
@@ -159,7 +173,7 @@ def sort_variants(variants: list[Variant], key: str = "rf") -> list[Variant]:
 def _reason(v: Variant, exc: Exception) -> str:
     """The error without the variant's own name in front (the table names it already)."""
     text = str(exc)
-    return text[len(v.name) + 2:] if text.startswith(f"{v.name}: ") else text
+    return text[len(v.name) + 2 :] if text.startswith(f"{v.name}: ") else text
 
 
 def receptive_field(model: Net, input_shape: tuple[int, ...]):
@@ -170,6 +184,18 @@ def receptive_field(model: Net, input_shape: tuple[int, ...]):
     return tuple(Fraction(r) for r in out.rf), out.status
 
 
-__all__ = ["TRANSITIONS", "SKIPS", "DEPTHS", "SORT_KEYS", "Variant", "variant_name",
-           "structure", "family", "lookup", "measure", "generate", "sort_variants",
-           "receptive_field"]
+__all__ = [
+    "TRANSITIONS",
+    "SKIPS",
+    "DEPTHS",
+    "SORT_KEYS",
+    "Variant",
+    "variant_name",
+    "structure",
+    "family",
+    "lookup",
+    "measure",
+    "generate",
+    "sort_variants",
+    "receptive_field",
+]

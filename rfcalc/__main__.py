@@ -1,4 +1,5 @@
 """`python -m rfcalc`: the same as the `rfcalc` command."""
+
 import sys
 
 from rfcalc.cli import main

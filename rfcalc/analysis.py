@@ -3,6 +3,7 @@
 The record types below are the contract between the analyzer and everything that shows its
 results (renderers, CLI, netbuilder, the book): rows in, text out.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -26,18 +27,18 @@ Num = Fraction  # spatial quantities are exact rationals: up-sampling makes jump
 class Row:
     """One executed operation, with the field of its output (one value per spatial axis)."""
 
-    name: str                              # qualified module path, or e.g. "add_1", "cat"
-    op: str                                # module class or torch function name
-    window: Optional[Window]               # kernel, stride, padding, dilation; None: no window
-    size: tuple[int, ...]                  # output spatial size; () once the map is flattened
+    name: str  # qualified module path, or e.g. "add_1", "cat"
+    op: str  # module class or torch function name
+    window: Optional[Window]  # kernel, stride, padding, dilation; None: no window
+    size: tuple[int, ...]  # output spatial size; () once the map is flattened
     jump: tuple[Num, ...]
     rf: tuple[Num, ...]
     start: tuple[Num, ...]
-    params: int                            # parameters owned by this op (0 for functional ops)
-    status: str = EXACT                    # the row's: the least trusted of its axes
-    note: str = ""                         # why a row is approx/global/unknown
+    params: int  # parameters owned by this op (0 for functional ops)
+    status: str = EXACT  # the row's: the least trusted of its axes
+    note: str = ""  # why a row is approx/global/unknown
     inputs: Optional[tuple[str, ...]] = None  # rows (or "input") that fed it; None: not recorded
-    axis_status: tuple[str, ...] = ()      # per axis (global along W, exact along H)
+    axis_status: tuple[str, ...] = ()  # per axis (global along W, exact along H)
 
     @property
     def kernel(self) -> Optional[tuple[int, ...]]:
@@ -60,14 +61,14 @@ class Row:
 class Analysis:
     """All rows in execution order, plus the summary of the model's output."""
 
-    input_shape: tuple[int, ...]           # (C, *spatial) as given by the user
+    input_shape: tuple[int, ...]  # (C, *spatial) as given by the user
     rows: Sequence[Row]
-    output: Row                            # the field of the model's (first) output tensor
-    params: int                            # total parameters of the model (each counted once)
+    output: Row  # the field of the model's (first) output tensor
+    params: int  # total parameters of the model (each counted once)
     # what the notes section under the table shows: one line per row that is not exact,
     # "name (status): note", in execution order (then any note on the model as a whole)
     notes: tuple[str, ...] = field(default_factory=tuple)
-    unruled: dict = field(default_factory=dict)   # ops of this model without a rule: count
+    unruled: dict = field(default_factory=dict)  # ops of this model without a rule: count
 
     @property
     def covers_input(self) -> bool:
@@ -77,8 +78,9 @@ class Analysis:
         if o.status == GLOBAL and (not o.axis_status or all(s == GLOBAL for s in o.axis_status)):
             return True
         per = o.axis_status or (o.status,) * len(o.rf)
-        return bool(o.rf) and all(s == GLOBAL or r >= n
-                                  for r, n, s in zip(o.rf, self.input_shape[1:], per))
+        return bool(o.rf) and all(
+            s == GLOBAL or r >= n for r, n, s in zip(o.rf, self.input_shape[1:], per)
+        )
 
     # How an Analysis shows itself (the renderers do the work): print() and str() give the
     # text table, a notebook the table with its status colours, repr() one line.
@@ -91,9 +93,11 @@ class Analysis:
     def __repr__(self) -> str:
         from .render.cells import rf_cell, shape
 
-        return (f"<Analysis of a {shape(self.input_shape)} input: {len(self.rows)} rows, "
-                f"output rf {rf_cell(self.output)} ({self.output.status}), "
-                f"{self.params:,} parameters>")
+        return (
+            f"<Analysis of a {shape(self.input_shape)} input: {len(self.rows)} rows, "
+            f"output rf {rf_cell(self.output)} ({self.output.status}), "
+            f"{self.params:,} parameters>"
+        )
 
     def _repr_markdown_(self) -> str:
         from .render import render
@@ -105,13 +109,15 @@ class Analysis:
 
         return html.fragment(layers.table(self))
 
+
 _RANK = {EXACT: 0, APPROX: 1, GLOBAL: 2, UNKNOWN: 3}
 
 
 def axis_names(n: int) -> tuple[str, ...]:
     """How the spatial axes are called in notes: L; H, W; D, H, W."""
-    return {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}.get(n, tuple(f"axis {i}" for i in
-                                                                      range(n)))
+    return {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}.get(
+        n, tuple(f"axis {i}" for i in range(n))
+    )
 
 
 def judge(f: Field) -> tuple[str, tuple[str, ...], str]:
@@ -147,8 +153,16 @@ def judge(f: Field) -> tuple[str, tuple[str, ...], str]:
     return status, tuple(per), note
 
 
-def to_row(name: str, op: str, f: Field, *, params: int = 0, size: tuple[int, ...] = (),
-           window: Optional[Window] = None, inputs: Optional[tuple[str, ...]] = None) -> Row:
+def to_row(
+    name: str,
+    op: str,
+    f: Field,
+    *,
+    params: int = 0,
+    size: tuple[int, ...] = (),
+    window: Optional[Window] = None,
+    inputs: Optional[tuple[str, ...]] = None,
+) -> Row:
     """A Row from a recorded field; an UNKNOWN field claims no jump, rf or start."""
     status, per_axis, note = judge(f)
     if status == UNKNOWN:
@@ -165,10 +179,11 @@ def _validate(input_shape: Sequence[int]) -> tuple[int, ...]:
         shape = tuple(int(n) for n in input_shape)
     except (TypeError, ValueError):
         raise RFError(f"input shape {input_shape!r} is not a sequence of integers") from None
-    if len(shape) < 2 or any(n < 1 for n in shape) \
-            or any(int(n) != n for n in input_shape):
-        raise RFError(f"input shape {input_shape!r} must be (channels, *spatial) with every "
-                      "size a positive integer")
+    if len(shape) < 2 or any(n < 1 for n in shape) or any(int(n) != n for n in input_shape):
+        raise RFError(
+            f"input shape {input_shape!r} must be (channels, *spatial) with every "
+            "size a positive integer"
+        )
     return shape
 
 
@@ -178,16 +193,18 @@ def probe_for(model: "nn.Module", shape: tuple[int, ...], dtype=None, fill: Opti
 
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
-    dtype = dtype or (param.dtype if param is not None and param.is_floating_point()
-                      else torch.float32)
+    dtype = dtype or (
+        param.dtype if param is not None and param.is_floating_point() else torch.float32
+    )
     if fill is not None:
         return torch.full((1, *shape), fill, dtype=dtype, device=device)
     gen = torch.Generator().manual_seed(0)
     return torch.randn((1, *shape), generator=gen).to(device=device, dtype=dtype)
 
 
-def analyze(model: "nn.Module", input_shape: Sequence[int], *, real: Optional[bool] = None
-            ) -> Analysis:
+def analyze(
+    model: "nn.Module", input_shape: Sequence[int], *, real: Optional[bool] = None
+) -> Analysis:
     """The field of every op of one forward pass of `model` on a (1, *input_shape) probe.
 
     For all but small models on small inputs the pass runs on tensors without data
@@ -216,28 +233,51 @@ def analyze(model: "nn.Module", input_shape: Sequence[int], *, real: Optional[bo
     finally:
         for m, flag in flags.items():
             m.train(flag)
-    rows = tuple(to_row(s.name, s.op, s.field, params=s.params, size=s.size, window=s.window,
-                        inputs=s.inputs)
-                 for s in rec.steps)
+    rows = tuple(
+        to_row(
+            s.name, s.op, s.field, params=s.params, size=s.size, window=s.window, inputs=s.inputs
+        )
+        for s in rec.steps
+    )
     by_name = {r.name: r for r in rows}
     if rec.output_field is None:
-        output = Row("output", "output", None, (), (), (), (), 0, UNKNOWN,
-                     "the output does not come from the input through torch ops")
+        output = Row(
+            "output",
+            "output",
+            None,
+            (),
+            (),
+            (),
+            (),
+            0,
+            UNKNOWN,
+            "the output does not come from the input through torch ops",
+        )
     elif rec.output is None:  # the model returned its input
-        output = to_row("input", "input", rec.output_field,
-                        size=tuple(n for n in shape[1:]))
+        output = to_row("input", "input", rec.output_field, size=tuple(n for n in shape[1:]))
     else:
         output = by_name[rec.output.name]
         if rec.output_field is not rec.output.field:  # changed by an alias op after its row
-            output = to_row(output.name, output.op, rec.output_field, params=output.params,
-                            size=output.size, inputs=output.inputs)
+            output = to_row(
+                output.name,
+                output.op,
+                rec.output_field,
+                params=output.params,
+                size=output.size,
+                inputs=output.inputs,
+            )
     params = sum(p.numel() for p in model.parameters())
-    notes = tuple(f"{r.name} ({r.status}): {r.note}" if r.note else f"{r.name} ({r.status})"
-                  for r in rows if r.status != EXACT)
+    notes = tuple(
+        f"{r.name} ({r.status}): {r.note}" if r.note else f"{r.name} ({r.status})"
+        for r in rows
+        if r.status != EXACT
+    )
     if rec.unruled:
-        notes += ("no rule for: " + ", ".join(f"{op} ×{n}" if n > 1 else op
-                                             for op, n in rec.unruled.items())
-                  + " (rfcalc.register_rule adds one)",)
+        notes += (
+            "no rule for: "
+            + ", ".join(f"{op} ×{n}" if n > 1 else op for op, n in rec.unruled.items())
+            + " (rfcalc.register_rule adds one)",
+        )
     if ran_real:
         notes += (ran_real,)
     return Analysis(shape, rows, output, params, notes, dict(rec.unruled))

@@ -3,6 +3,7 @@
 Exit status: 0 fine, 1 `verify` found a disagreement, 2 bad input (one line on stderr) or no
 command at all (the help, on stderr). The conventions are `rfcalc.commandline`'s.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,44 +34,75 @@ def _input(text: str) -> tuple[int, ...]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="rfcalc", description="Exact receptive fields of a PyTorch model.",
-                    version=True)
+    parser = Parser(
+        prog="rfcalc", description="Exact receptive fields of a PyTorch model.", version=True
+    )
 
     def command(name: str, help_: str, run: Callable[[argparse.Namespace], int]):
         sub = parser.command(name, help_, run)
-        sub.add_argument("target", metavar="TARGET",
-                         help="model.py, model.py:Name (class or factory) or package.module:attr")
-        sub.add_argument("--input", type=_input, default=DEFAULT_INPUT, metavar="C,H,W",
-                         help="input shape without the batch (C,L for Conv1d, C,D,H,W for 3-D)")
+        sub.add_argument(
+            "target",
+            metavar="TARGET",
+            help="model.py, model.py:Name (class or factory) or package.module:attr",
+        )
+        sub.add_argument(
+            "--input",
+            type=_input,
+            default=DEFAULT_INPUT,
+            metavar="C,H,W",
+            help="input shape without the batch (C,L for Conv1d, C,D,H,W for 3-D)",
+        )
         return sub
 
-    table = command("table", "Print every layer's kernel, stride, jump and receptive field.",
-                    _table)
+    table = command(
+        "table", "Print every layer's kernel, stride, jump and receptive field.", _table
+    )
     table.add_argument("--format", choices=FORMATS, default="text", help="output format")
-    verify = command("verify", "Compare the computed fields with a gradient measurement.",
-                     _verify)
-    verify.add_argument("--format", choices=VERIFY_FORMATS, default="text",
-                        help="output format")
-    verify.add_argument("--fast", action="store_true",
-                        help="measure each distinct field once; rows that pass a field on "
-                             "unchanged (ReLU, BatchNorm) reuse that measurement")
-    verify.add_argument("--progress", action="store_true",
-                        help="show a progress bar on stderr even when it is not a terminal")
+    verify = command("verify", "Compare the computed fields with a gradient measurement.", _verify)
+    verify.add_argument("--format", choices=VERIFY_FORMATS, default="text", help="output format")
+    verify.add_argument(
+        "--fast",
+        action="store_true",
+        help="measure each distinct field once; rows that pass a field on "
+        "unchanged (ReLU, BatchNorm) reuse that measurement",
+    )
+    verify.add_argument(
+        "--progress",
+        action="store_true",
+        help="show a progress bar on stderr even when it is not a terminal",
+    )
     graph = command("graph", "Draw the architecture with each layer's size and field.", _graph)
-    graph.add_argument("-o", "--output", required=True, metavar="FILE",
-                       help="output file; its suffix picks the format "
-                            f"({', '.join(GRAPH_FORMATS)})")
+    graph.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="FILE",
+        help=f"output file; its suffix picks the format ({', '.join(GRAPH_FORMATS)})",
+    )
     graph.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
-    graph.add_argument("--compact", action="store_true",
-                       help="leave out ops that change neither size nor field (BatchNorm, "
-                            "ReLU, dropout, ...), keeping the edges through them")
+    graph.add_argument(
+        "--compact",
+        action="store_true",
+        help="leave out ops that change neither size nor field (BatchNorm, "
+        "ReLU, dropout, ...), keeping the edges through them",
+    )
     # the effective receptive field and the explorer page: arguments and runs in erf_cli
     from rfcalc.erf_cli import add_erf_arguments, add_explore_arguments, run_erf, run_explore
 
-    add_erf_arguments(command("erf", "The effective receptive field: the pixels a unit "
-                                     "really uses (Luo et al. 2016).", run_erf))
-    add_explore_arguments(command("explore", "Write one offline HTML page to click through "
-                                             "the fields of every layer.", run_explore))
+    add_erf_arguments(
+        command(
+            "erf",
+            "The effective receptive field: the pixels a unit really uses (Luo et al. 2016).",
+            run_erf,
+        )
+    )
+    add_explore_arguments(
+        command(
+            "explore",
+            "Write one offline HTML page to click through the fields of every layer.",
+            run_explore,
+        )
+    )
     return parser
 
 
@@ -107,8 +139,9 @@ def _verify(args: argparse.Namespace) -> int:
 
     model, analysis = _analyze(args)
     with _user_prints_to_stderr():
-        result = verify(model, args.input, analysis, unique=args.fast,
-                        progress=True if args.progress else None)
+        result = verify(
+            model, args.input, analysis, unique=args.fast, progress=True if args.progress else None
+        )
     sys.stdout.write(render_verify.render(result, args.format))
     return 0 if result.agree else 1
 
@@ -123,8 +156,10 @@ def _graph(args: argparse.Namespace) -> int:
     if fmt == "gv":
         fmt = "dot"
     if fmt not in GRAPH_FORMATS:
-        raise UserError(f"{path}: unknown graph format {path.suffix or '(no suffix)'!r}; "
-                        f"use one of .{', .'.join(GRAPH_FORMATS)}")
+        raise UserError(
+            f"{path}: unknown graph format {path.suffix or '(no suffix)'!r}; "
+            f"use one of .{', .'.join(GRAPH_FORMATS)}"
+        )
     check_output(path, force=args.force, example="net.svg")
     _, analysis = _analyze(args)
     dot = build(analysis, compact_rows=args.compact)
@@ -134,8 +169,10 @@ def _graph(args: argparse.Namespace) -> int:
         try:
             data = dot.pipe(format=fmt)
         except graphviz.ExecutableNotFound:
-            raise UserError(f"graphviz's `dot` program was not found on PATH: install graphviz "
-                             f"to write .{fmt}, or write a .dot file") from None
+            raise UserError(
+                f"graphviz's `dot` program was not found on PATH: install graphviz "
+                f"to write .{fmt}, or write a .dot file"
+            ) from None
         except graphviz.CalledProcessError as exc:
             detail = (exc.stderr or b"").decode(errors="replace").strip()
             raise UserError(f"graphviz's `dot` failed: {detail}") from None

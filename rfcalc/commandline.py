@@ -9,6 +9,7 @@
   atomically after it, never over an existing file without `--force`.
 - `progress`: a tqdm bar on stderr, only on a terminal or when asked (`--progress`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,17 @@ from typing import Callable, Iterable, NoReturn, Optional, Sequence, TypeVar, Un
 
 from rfcalc.files import write_bytes
 
-__all__ = ["UserError", "Parser", "installed_version", "add_progress_flag", "progress", "run",
-           "check_output", "write_output", "DISTRIBUTION"]
+__all__ = [
+    "UserError",
+    "Parser",
+    "installed_version",
+    "add_progress_flag",
+    "progress",
+    "run",
+    "check_output",
+    "write_output",
+    "DISTRIBUTION",
+]
 
 DISTRIBUTION = "rfkit"  # the package on PyPI terms: pyproject.toml's [project] name
 
@@ -57,20 +67,25 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self._commands: Optional[argparse._SubParsersAction] = None
         if version:
-            self.add_argument("--version", action="version",
-                              version=f"%(prog)s {installed_version()}",
-                              help="print the version and exit")
+            self.add_argument(
+                "--version",
+                action="version",
+                version=f"%(prog)s {installed_version()}",
+                help="print the version and exit",
+            )
 
     def error(self, message: str) -> NoReturn:
         # one line (no usage block), so a script or a test can read it
         self.exit(2, f"{self.prog}: error: {message}\n")
 
-    def command(self, name: str, purpose: str, run: Callable[[argparse.Namespace], int]
-                ) -> "Parser":
+    def command(
+        self, name: str, purpose: str, run: Callable[[argparse.Namespace], int]
+    ) -> "Parser":
         """A subcommand: `purpose` is its line in the help, `run(args)` its exit status."""
         if self._commands is None:
-            self._commands = self.add_subparsers(dest="command", metavar="COMMAND",
-                                                 parser_class=Parser, title="commands")
+            self._commands = self.add_subparsers(
+                dest="command", metavar="COMMAND", parser_class=Parser, title="commands"
+            )
         sub = self._commands.add_parser(name, help=purpose, description=purpose)
         sub.set_defaults(run=run)
         return sub
@@ -78,12 +93,22 @@ class Parser(argparse.ArgumentParser):
 
 def add_progress_flag(parser: argparse.ArgumentParser) -> None:
     """`--progress` / `--no-progress`; unset: a bar only when stderr is a terminal."""
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                        help="show a progress bar on stderr (default: only on a terminal)")
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a progress bar on stderr (default: only on a terminal)",
+    )
 
 
-def progress(items: Iterable[T], *, total: Optional[int] = None, desc: str = "",
-             unit: str = "it", show: Optional[bool] = None) -> Iterable[T]:
+def progress(
+    items: Iterable[T],
+    *,
+    total: Optional[int] = None,
+    desc: str = "",
+    unit: str = "it",
+    show: Optional[bool] = None,
+) -> Iterable[T]:
     """`items`, with a tqdm bar on stderr when `show` (None: when stderr is a terminal)."""
     if show is None:
         show = sys.stderr.isatty()
@@ -112,16 +137,18 @@ def write_output(path: Union[str, Path], data: Union[bytes, str], *, force: bool
     appeared meanwhile. UserError if it cannot be written."""
     path = Path(path)
     try:
-        write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data,
-                    overwrite=force)
+        write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data, overwrite=force)
     except FileExistsError:
         raise UserError(f"{path} exists; pass --force to overwrite it") from None
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def run(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]],
-        errors: tuple[type[Exception], ...] = ()) -> int:
+def run(
+    parser: argparse.ArgumentParser,
+    argv: Optional[Sequence[str]],
+    errors: tuple[type[Exception], ...] = (),
+) -> int:
     """Parse argv and run the chosen subcommand's `run(args) -> int`; returns the exit status.
 
     UserError and `errors` (the library's own, e.g. a model that cannot be loaded) become one

@@ -16,6 +16,7 @@ are module outputs (`c1.0.conv`, a second call `conv_1`), any module path (`c1`:
 inside it), and functional ops that are the last op of their module (`c1.1.add`, the output of
 `c1.1`).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -33,12 +34,28 @@ import torch.nn as nn
 from .analysis import GLOBAL, UNKNOWN, Analysis, Row, analyze
 from .geometry import RFError
 
-__all__ = ["ERF", "ERFError", "THRESHOLDS", "IMAGE_SUFFIXES", "erf", "erfs", "erf_maps",
-           "resolve_row", "capture_point", "run_capturing", "noise_images", "noise_words",
-           "load_images", "load_weights", "centred_square", "gaussian_sigma", "share_inside",
-           "extent"]
+__all__ = [
+    "ERF",
+    "ERFError",
+    "THRESHOLDS",
+    "IMAGE_SUFFIXES",
+    "erf",
+    "erfs",
+    "erf_maps",
+    "resolve_row",
+    "capture_point",
+    "run_capturing",
+    "noise_images",
+    "noise_words",
+    "load_images",
+    "load_weights",
+    "centred_square",
+    "gaussian_sigma",
+    "share_inside",
+    "extent",
+]
 
-THRESHOLDS = (20, 30, 50, 99)      # percent of the contribution, as in Ding et al.
+THRESHOLDS = (20, 30, 50, 99)  # percent of the contribution, as in Ding et al.
 NOISE_SEED = 0
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 Span = tuple[int, int]
@@ -52,26 +69,26 @@ class ERFError(RFError):
 class Square:
     """The smallest square centred on the unit's field holding a share of the contribution."""
 
-    threshold: int                    # percent
-    side: int                         # pixels
-    of_rf: tuple[float, ...]          # side / theoretical rf, per axis (None rf: ())
-    of_input: tuple[float, ...]       # side / input size, per axis
-    area_ratio: float                 # area of the square inside the image / input area (Ding)
+    threshold: int  # percent
+    side: int  # pixels
+    of_rf: tuple[float, ...]  # side / theoretical rf, per axis (None rf: ())
+    of_input: tuple[float, ...]  # side / input size, per axis
+    area_ratio: float  # area of the square inside the image / input area (Ding)
 
 
 @dataclass(frozen=True)
 class ERF:
     """The ERF of one unit and its numbers (spans are inclusive input pixel ranges per axis)."""
 
-    row: Row                          # the row measured (geometry from `analyze`)
-    unit: tuple[int, ...]             # the unit: the centre of the row's map
-    map: np.ndarray                   # float64, the input's spatial shape, sums to 1
-    inputs: str                       # which images were used, in words
-    n: int                            # how many
-    box: Optional[tuple[Span, ...]]   # the unit's theoretical field (unclipped); None: unknown
-    centre: tuple[float, ...]         # the unit's field centre, start + u·jump
-    note: str = ""                    # e.g. the output has no spatial map: which row was used
-    weights: str = ""                 # where the weights came from ("" as initialised)
+    row: Row  # the row measured (geometry from `analyze`)
+    unit: tuple[int, ...]  # the unit: the centre of the row's map
+    map: np.ndarray  # float64, the input's spatial shape, sums to 1
+    inputs: str  # which images were used, in words
+    n: int  # how many
+    box: Optional[tuple[Span, ...]]  # the unit's theoretical field (unclipped); None: unknown
+    centre: tuple[float, ...]  # the unit's field centre, start + u·jump
+    note: str = ""  # e.g. the output has no spatial map: which row was used
+    weights: str = ""  # where the weights came from ("" as initialised)
 
     @property
     def input_size(self) -> tuple[int, ...]:
@@ -101,9 +118,15 @@ class ERF:
         for t in THRESHOLDS:
             side = centred_square(self.map, self.centre, t / 100)
             area = _square_area_inside(side, self.centre, self.map.shape)
-            out.append(Square(t, side, tuple(side / r for r in rf),
-                              tuple(side / n for n in self.map.shape),
-                              area / float(np.prod(self.map.shape))))
+            out.append(
+                Square(
+                    t,
+                    side,
+                    tuple(side / r for r in rf),
+                    tuple(side / n for n in self.map.shape),
+                    area / float(np.prod(self.map.shape)),
+                )
+            )
         return tuple(out)
 
     @property
@@ -112,6 +135,7 @@ class ERF:
 
 
 # ---------------------------------------------------------------------------------- numbers
+
 
 def extent(m: np.ndarray) -> Optional[tuple[Span, ...]]:
     """Per axis, the first and last index where `m` is non-zero (None if it is all zero)."""
@@ -196,6 +220,7 @@ def gaussian_sigma(m: np.ndarray) -> tuple[float, ...]:
 
 # ---------------------------------------------------------------------------------- rows
 
+
 def _spatial(row: Row) -> bool:
     return bool(row.size)
 
@@ -212,13 +237,17 @@ def resolve_row(analysis: Analysis, layer: Optional[str]) -> tuple[Row, str]:
         if not spatial:
             raise ERFError("no row of this model has a spatial map to take the ERF of")
         last = spatial[-1]
-        return last, (f"the model's output ({out.name}) has no spatial map: the ERF is taken "
-                      f"at {last.name}, the last row that has one")
+        return last, (
+            f"the model's output ({out.name}) has no spatial map: the ERF is taken "
+            f"at {last.name}, the last row that has one"
+        )
     for r in rows:
         if r.name == layer:
             if not _spatial(r):
-                raise ERFError(f"row {layer!r} has no spatial map (flattened); rows with one: "
-                               f"{_nearest(layer, [x.name for x in rows if _spatial(x)])}")
+                raise ERFError(
+                    f"row {layer!r} has no spatial map (flattened); rows with one: "
+                    f"{_nearest(layer, [x.name for x in rows if _spatial(x)])}"
+                )
             return r, ""
     inside = [r for r in rows if r.name.startswith(layer + ".")]
     if inside:
@@ -246,25 +275,30 @@ def capture_point(model: nn.Module, analysis: Analysis, row: Row) -> tuple[nn.Mo
     prefix = name.rpartition(".")[0]
     rows = list(analysis.rows)
     index = next(i for i, r in enumerate(rows) if r.name == name)
-    later = [r for r in rows[index + 1:]
-             if prefix == "" or r.name.startswith(prefix + ".")]
+    later = [r for r in rows[index + 1 :] if prefix == "" or r.name.startswith(prefix + ".")]
     if prefix in modules and not later:  # the last op of its module: the module's output
         return modules[prefix], 0
-    raise ERFError(f"row {name!r} is a functional op inside {prefix or 'the model'} whose "
-                   "output is no module's output, so it cannot be captured; measure "
-                   f"{prefix + ' or ' if prefix else ''}a module row such as "
-                   f"{_nearest(name, [r.name for r in rows if r.name in modules])}")
+    raise ERFError(
+        f"row {name!r} is a functional op inside {prefix or 'the model'} whose "
+        "output is no module's output, so it cannot be captured; measure "
+        f"{prefix + ' or ' if prefix else ''}a module row such as "
+        f"{_nearest(name, [r.name for r in rows if r.name in modules])}"
+    )
 
 
 class _Captured(Exception):
     pass
 
 
-Point = tuple[nn.Module, int]   # a module and which call of it (0 = first)
+Point = tuple[nn.Module, int]  # a module and which call of it (0 = first)
 
 
-def run_capturing(model: nn.Module, points: Sequence[Point], x: torch.Tensor,
-                  on_output: Callable[[int, torch.Tensor], object]) -> None:
+def run_capturing(
+    model: nn.Module,
+    points: Sequence[Point],
+    x: torch.Tensor,
+    on_output: Callable[[int, torch.Tensor], object],
+) -> None:
     """Run `model(x)`, calling `on_output(i, tensor)` when point i's module call returns; the
     forward pass stops as soon as every point has been seen (the rest is not needed)."""
     wanted: dict[nn.Module, dict[int, list[int]]] = {}
@@ -295,15 +329,20 @@ def run_capturing(model: nn.Module, points: Sequence[Point], x: torch.Tensor,
         for h in handles:
             h.remove()
     if left["n"]:
-        raise ERFError("the forward pass did not reach every row asked for "
-                       "(data-dependent control flow?)")
+        raise ERFError(
+            "the forward pass did not reach every row asked for (data-dependent control flow?)"
+        )
 
 
 # ---------------------------------------------------------------------------------- maps
 
-def erf_maps(model: nn.Module, images: torch.Tensor,
-             targets: Sequence[tuple[nn.Module, int, tuple[int, ...]]],
-             batch_size: int = 128) -> list[np.ndarray]:
+
+def erf_maps(
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: Sequence[tuple[nn.Module, int, tuple[int, ...]]],
+    batch_size: int = 128,
+) -> list[np.ndarray]:
     """For each (module, call, spatial size): the summed |gradient| map of its centre unit,
     over all images (unnormalised, float64): one forward pass per batch for all targets, one
     backward pass per target."""
@@ -313,18 +352,25 @@ def erf_maps(model: nn.Module, images: torch.Tensor,
         x = chunk.detach().clone().requires_grad_(True)
         outs: dict[int, torch.Tensor] = {}
         with torch.enable_grad():
-            run_capturing(model, [(m, c) for m, c, _ in targets], x,
-                          lambda i, out: outs.__setitem__(i, out))
+            run_capturing(
+                model,
+                [(m, c) for m, c, _ in targets],
+                x,
+                lambda i, out, outs=outs: outs.__setitem__(i, out),
+            )
             for i, (_, _, size) in enumerate(targets):
                 out = outs[i]
-                spatial = tuple(out.shape[-len(size):]) if size else ()
+                spatial = tuple(out.shape[-len(size) :]) if size else ()
                 if spatial != tuple(size):
-                    raise ERFError(f"the captured output has shape {tuple(out.shape)}, not the "
-                                   f"row's spatial size {tuple(size)}")
+                    raise ERFError(
+                        f"the captured output has shape {tuple(out.shape)}, not the "
+                        f"row's spatial size {tuple(size)}"
+                    )
                 centre = tuple((n - 1) // 2 for n in size)
                 target = out[(Ellipsis, *centre)].sum()  # over the batch and the channels
-                grad, = torch.autograd.grad(target, x, allow_unused=True,
-                                            retain_graph=i < len(targets) - 1)
+                (grad,) = torch.autograd.grad(
+                    target, x, allow_unused=True, retain_graph=i < len(targets) - 1
+                )
                 g = (torch.zeros_like(x) if grad is None else grad).abs().sum(1).sum(0)
                 g = g.to(torch.float64).cpu().numpy()
                 sums[i] = g if sums[i] is None else sums[i] + g
@@ -347,23 +393,43 @@ def _box(row: Row, unit: Sequence[int], shape: Sequence[int]) -> Optional[tuple[
 def _centre(row: Row, unit: Sequence[int], shape: Sequence[int]) -> tuple[float, ...]:
     if row.status == UNKNOWN or row.status == GLOBAL or not row.start:
         return tuple((n - 1) / 2 for n in shape)
-    return tuple(float(Fraction(s) + u * Fraction(j))
-                 for s, j, u in zip(row.start, row.jump, unit))
+    return tuple(float(Fraction(s) + u * Fraction(j)) for s, j, u in zip(row.start, row.jump, unit))
 
 
-def erf(model: nn.Module, images: torch.Tensor, layer: Optional[str] = None, *,
-        analysis: Optional[Analysis] = None, inputs: str = "", weights: str = "",
-        batch_size: Optional[int] = None) -> ERF:
+def erf(
+    model: nn.Module,
+    images: torch.Tensor,
+    layer: Optional[str] = None,
+    *,
+    analysis: Optional[Analysis] = None,
+    inputs: str = "",
+    weights: str = "",
+    batch_size: Optional[int] = None,
+) -> ERF:
     """The ERF of the centre unit of row `layer` (default: the model's output, or the last row
     with a spatial map) over `images` (N, C, *spatial), used as given (see `noise_images`,
     `load_images`). Raises ERFError for a row that does not exist or cannot be captured."""
-    return erfs(model, images, [layer], analysis=analysis, inputs=inputs, weights=weights,
-                batch_size=batch_size)[0]
+    return erfs(
+        model,
+        images,
+        [layer],
+        analysis=analysis,
+        inputs=inputs,
+        weights=weights,
+        batch_size=batch_size,
+    )[0]
 
 
-def erfs(model: nn.Module, images: torch.Tensor, layers: Sequence[Optional[str]], *,
-         analysis: Optional[Analysis] = None, inputs: str = "", weights: str = "",
-         batch_size: Optional[int] = None) -> list[ERF]:
+def erfs(
+    model: nn.Module,
+    images: torch.Tensor,
+    layers: Sequence[Optional[str]],
+    *,
+    analysis: Optional[Analysis] = None,
+    inputs: str = "",
+    weights: str = "",
+    batch_size: Optional[int] = None,
+) -> list[ERF]:
     """`erf` for several layers at once: one forward pass per batch serves them all. Batches
     hold 128 images, fewer for large inputs (about 4 M input values a batch)."""
     images = torch.as_tensor(images)
@@ -383,22 +449,36 @@ def erfs(model: nn.Module, images: torch.Tensor, layers: Sequence[Optional[str]]
     finally:
         for m, flag in flags.items():
             m.train(flag)
-    return [_result(row, total, images.shape[0], note, inputs, weights)
-            for (row, note), total in zip(picked, totals)]
+    return [
+        _result(row, total, images.shape[0], note, inputs, weights)
+        for (row, note), total in zip(picked, totals)
+    ]
 
 
 def _result(row: Row, total: np.ndarray, n: int, note: str, inputs: str, weights: str) -> ERF:
     s = float(total.sum())
     if s == 0:
-        raise ERFError(f"{row.name}: the centre unit's gradient is zero on every image "
-                       "(the unit does not depend on the input)")
+        raise ERFError(
+            f"{row.name}: the centre unit's gradient is zero on every image "
+            "(the unit does not depend on the input)"
+        )
     unit = tuple((k - 1) // 2 for k in row.size)
     shape = total.shape
-    return ERF(row, unit, total / s, inputs or f"{n} images", n, _box(row, unit, shape),
-               _centre(row, unit, shape), note, weights)
+    return ERF(
+        row,
+        unit,
+        total / s,
+        inputs or f"{n} images",
+        n,
+        _box(row, unit, shape),
+        _centre(row, unit, shape),
+        note,
+        weights,
+    )
 
 
 # ---------------------------------------------------------------------------------- inputs
+
 
 def noise_images(shape: Sequence[int], n: int = 100, seed: int = NOISE_SEED) -> torch.Tensor:
     """n Gaussian-noise inputs N(0, 1) of shape (C, *spatial), as in Luo et al."""
@@ -406,8 +486,9 @@ def noise_images(shape: Sequence[int], n: int = 100, seed: int = NOISE_SEED) -> 
     return torch.randn((n, *shape), generator=gen)
 
 
-def load_images(folder: Union[str, Path], shape: Sequence[int], n: int = 100,
-                seed: int = 0) -> tuple[torch.Tensor, str]:
+def load_images(
+    folder: Union[str, Path], shape: Sequence[int], n: int = 100, seed: int = 0
+) -> tuple[torch.Tensor, str]:
     """n images from a folder (searched recursively), as (n, C, H, W) float32, and a sentence
     saying how they were made.
 
@@ -423,10 +504,13 @@ def load_images(folder: Union[str, Path], shape: Sequence[int], n: int = 100,
     if not folder.is_dir():
         raise ERFError(f"{folder}: no such folder")
     if len(shape) != 3 or shape[0] not in (1, 3):
-        raise ERFError(f"--images needs an input of 1 or 3 channels and 2 spatial axes, not "
-                       f"{','.join(map(str, shape))}")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
-                   and p.is_file())
+        raise ERFError(
+            f"--images needs an input of 1 or 3 channels and 2 spatial axes, not "
+            f"{','.join(map(str, shape))}"
+        )
+    files = sorted(
+        p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    )
     if not files:
         raise ERFError(f"{folder}: no image files ({', '.join(IMAGE_SUFFIXES)})")
     if len(files) > n:
@@ -448,8 +532,10 @@ def load_images(folder: Union[str, Path], shape: Sequence[int], n: int = 100,
     std = x.std(axis=(0, 2, 3), keepdims=True)
     x = (x - mean) / np.where(std > 0, std, 1)
     skipped = f", {unreadable} unreadable skipped" if unreadable else ""
-    words = (f"{len(arrays)} images from {folder} (seeded sample{skipped}; fitted to {h}×{w}, "
-             "channels standardised)")
+    words = (
+        f"{len(arrays)} images from {folder} (seeded sample{skipped}; fitted to {h}×{w}, "
+        "channels standardised)"
+    )
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), words
 
 
@@ -471,6 +557,7 @@ def noise_words(n: int, seed: int = NOISE_SEED) -> str:
 
 
 # ---------------------------------------------------------------------------------- weights
+
 
 def load_weights(model: nn.Module, path: Union[str, Path]) -> None:
     """Load a checkpoint into `model`: a plain state_dict, `rftrain`'s best.pt
@@ -494,12 +581,18 @@ def load_weights(model: nn.Module, path: Union[str, Path]) -> None:
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} {list(state[k].shape)} vs {list(own[k].shape)}" for k in own
-              if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    shapes = [
+        f"{k} {list(state[k].shape)} vs {list(own[k].shape)}"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
     if missing or unexpected or shapes:
         parts = []
-        for label, keys in (("missing", missing), ("unexpected", unexpected),
-                            ("shape differs", shapes)):
+        for label, keys in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("shape differs", shapes),
+        ):
             if keys:
                 more = f" (+{len(keys) - 4} more)" if len(keys) > 4 else ""
                 parts.append(f"{label}: {', '.join(keys[:4])}{more}")
@@ -509,14 +602,23 @@ def load_weights(model: nn.Module, path: Union[str, Path]) -> None:
 
 def _numpy_data_globals() -> list:
     core = getattr(np, "_core", None) or np.core
-    return [core.multiarray._reconstruct, np.ndarray, np.dtype,
-            *{type(np.dtype(t)) for t in ("uint8", "uint32", "int32", "int64", "float32",
-                                          "float64", "bool")}]
+    return [
+        core.multiarray._reconstruct,
+        np.ndarray,
+        np.dtype,
+        *{
+            type(np.dtype(t))
+            for t in ("uint8", "uint32", "int32", "int64", "float32", "float64", "bool")
+        },
+    ]
 
 
 def _is_state(obj) -> bool:
-    return isinstance(obj, dict) and bool(obj) and all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    return (
+        isinstance(obj, dict)
+        and bool(obj)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
 
 
 def _state_dict(obj) -> Optional[dict]:
@@ -536,6 +638,5 @@ def _strip_prefix(state: dict, model: nn.Module) -> dict:
     own = set(model.state_dict())
     for prefix in ("module.", "_orig_mod."):
         if not (set(state) & own) and all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
+            state = {k[len(prefix) :]: v for k, v in state.items()}
     return state
-

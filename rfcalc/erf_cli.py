@@ -1,5 +1,6 @@
 """`rfcalc erf` and `rfcalc explore`: their arguments and what each run does (rfcalc.cli only
 wires them in). Errors are ERFError (an RFError), which the CLI prints as one line, exit 2."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,8 +13,8 @@ from rfcalc.geometry import RFError
 
 __all__ = ["add_erf_arguments", "add_explore_arguments", "run_erf", "run_explore", "INIT"]
 
-INIT = "init"        # in --compare: the model as initialised
-INIT_SEED = 0        # torch.manual_seed before the model is built: "as initialised" is repeatable
+INIT = "init"  # in --compare: the model as initialised
+INIT_SEED = 0  # torch.manual_seed before the model is built: "as initialised" is repeatable
 
 
 def _positive(text: str) -> int:
@@ -29,37 +30,70 @@ def _positive(text: str) -> int:
 def add_erf_arguments(sub: argparse.ArgumentParser) -> None:
     from rfcalc.render.erf import FORMATS, SCALES
 
-    sub.add_argument("--weights", metavar="CKPT",
-                     help="a state_dict, or a checkpoint written by rftrain (best.pt, last.pt); "
-                          "default: the model as initialised (torch.manual_seed(0))")
-    sub.add_argument("--compare", nargs=2, metavar=("CKPT_A", "CKPT_B"),
-                     help=f"two ERFs side by side on one colour scale; '{INIT}' is the model "
-                          "as initialised")
-    sub.add_argument("--images", metavar="DIR",
-                     help="a folder of images (searched recursively); default: Gaussian noise")
+    sub.add_argument(
+        "--weights",
+        metavar="CKPT",
+        help="a state_dict, or a checkpoint written by rftrain (best.pt, last.pt); "
+        "default: the model as initialised (torch.manual_seed(0))",
+    )
+    sub.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("CKPT_A", "CKPT_B"),
+        help=f"two ERFs side by side on one colour scale; '{INIT}' is the model as initialised",
+    )
+    sub.add_argument(
+        "--images",
+        metavar="DIR",
+        help="a folder of images (searched recursively); default: Gaussian noise",
+    )
     sub.add_argument("--n", type=_positive, default=100, help="how many images (default 100)")
-    sub.add_argument("--layer", metavar="NAME",
-                     help="the row (or module path) whose centre unit is measured; default: "
-                          "the output, or the last row with a spatial map")
-    sub.add_argument("-o", "--output", metavar="FILE",
-                     help="also draw the heatmap with the theoretical box (.png, .svg, .pdf)")
-    sub.add_argument("--scale", choices=SCALES, default="linear",
-                     help="colour scale of the picture (default linear)")
+    sub.add_argument(
+        "--layer",
+        metavar="NAME",
+        help="the row (or module path) whose centre unit is measured; default: "
+        "the output, or the last row with a spatial map",
+    )
+    sub.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="also draw the heatmap with the theoretical box (.png, .svg, .pdf)",
+    )
+    sub.add_argument(
+        "--scale",
+        choices=SCALES,
+        default="linear",
+        help="colour scale of the picture (default linear)",
+    )
     sub.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     sub.add_argument("--format", choices=FORMATS, default="text")
 
 
 def add_explore_arguments(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("--weights", metavar="CKPT",
-                     help="trained weights; the page then shows the ERF trained and at init")
-    sub.add_argument("--image", metavar="PATH", help="the picture under the grid of units "
-                                                     "(default: a plain grid)")
-    sub.add_argument("--images", metavar="DIR",
-                     help="images for the ERF heatmaps (default: Gaussian noise)")
-    sub.add_argument("--n", type=_positive, default=100,
-                     help="how many images for the ERF (default 100)")
-    sub.add_argument("-o", "--output", metavar="FILE", default="explore.html",
-                     help="the page to write (default explore.html)")
+    sub.add_argument(
+        "--weights",
+        metavar="CKPT",
+        help="trained weights; the page then shows the ERF trained and at init",
+    )
+    sub.add_argument(
+        "--image",
+        metavar="PATH",
+        help="the picture under the grid of units (default: a plain grid)",
+    )
+    sub.add_argument(
+        "--images", metavar="DIR", help="images for the ERF heatmaps (default: Gaussian noise)"
+    )
+    sub.add_argument(
+        "--n", type=_positive, default=100, help="how many images for the ERF (default 100)"
+    )
+    sub.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        default="explore.html",
+        help="the page to write (default explore.html)",
+    )
     sub.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
 
 
@@ -71,8 +105,9 @@ def _check_output(path: Optional[str], force: bool, suffixes: tuple[str, ...]) -
         return None
     p = Path(path)
     if p.suffix.lower().lstrip(".") not in suffixes:
-        raise ERFError(f"{p}: unknown format {p.suffix or '(no suffix)'!r}; use one of "
-                       f".{', .'.join(suffixes)}")
+        raise ERFError(
+            f"{p}: unknown format {p.suffix or '(no suffix)'!r}; use one of .{', .'.join(suffixes)}"
+        )
     if not p.parent.is_dir():
         raise ERFError(f"{p}: folder {p.parent} does not exist")
     if p.is_dir():
@@ -153,14 +188,14 @@ def run_erf(args: argparse.Namespace) -> int:
     for model, source in zip(models, sources):
         label = "" if source in (None, INIT) else str(source)
         with _quiet():
-            results.append(erf(model, images, args.layer, analysis=analysis, inputs=words,
-                               weights=label))
+            results.append(
+                erf(model, images, args.layer, analysis=analysis, inputs=words, weights=label)
+            )
     if out is not None and len(shape) != 3:
         raise ERFError("-o draws 2-D inputs only; use --format text|json here")
     sys.stdout.write(render(results, args.format))
     if out is not None:
-        _write(out, figure_bytes(results, out.suffix.lower().lstrip("."), args.scale),
-               args.force)
+        _write(out, figure_bytes(results, out.suffix.lower().lstrip("."), args.scale), args.force)
         print(f"wrote {out}", file=sys.stderr)
     return 0
 
@@ -180,8 +215,16 @@ def run_explore(args: argparse.Namespace) -> int:
     analysis = _analysis(init, args.target, shape)
     images, words = inputs_for(args, shape)
     with _quiet():
-        page = build_page(init, analysis, images, words, trained=trained,
-                          weights=args.weights or "", image=args.image, title=args.target)
+        page = build_page(
+            init,
+            analysis,
+            images,
+            words,
+            trained=trained,
+            weights=args.weights or "",
+            image=args.image,
+            title=args.target,
+        )
     _write(out, page.encode("utf-8"), args.force)
     print(f"wrote {out} ({len(page.encode('utf-8')) / 1e6:.2f} MB)")
     return 0

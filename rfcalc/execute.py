@@ -23,6 +23,7 @@ of the data-free run is retried on real values (a genuine error, such as an inpu
 for the model, fails again there and is reported from the real run); a retry that succeeds
 returns a note naming the model's source line and module that needed values.
 """
+
 from __future__ import annotations
 
 import linecache
@@ -50,8 +51,9 @@ REAL_UP_TO = 2 * 10**10
 _SKIP = (os.path.dirname(torch.__file__) + os.sep, os.path.dirname(__file__) + os.sep)
 
 
-def record_shapes(model: nn.Module, shape: tuple[int, ...], *, real: Optional[bool] = None
-                  ) -> tuple[Record, Optional[str]]:
+def record_shapes(
+    model: nn.Module, shape: tuple[int, ...], *, real: Optional[bool] = None
+) -> tuple[Record, Optional[str]]:
     """`record(model, probe)` on a (1, *shape) probe without data, or on real values where
     the model needs them. `real`: True always real values, False data-free first, None (the
     default) real values for inputs of up to REAL_UP_TO pixels, data-free above. Returns the
@@ -84,8 +86,9 @@ def record_shapes(model: nn.Module, shape: tuple[int, ...], *, real: Optional[bo
     return rec, f"ran on real values: {reason}"
 
 
-def _batch_norm_shape(x, running_mean, running_var, weight=None, bias=None, training=False,
-                      momentum=0.1, eps=1e-5):
+def _batch_norm_shape(
+    x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5
+):
     """Eval-mode batch norm on fake tensors: an output like `x`, after the checks torch makes.
 
     Fake tensors run batch norm through Python decompositions, 36 ms a call on ResNet-50 (most
@@ -109,28 +112,42 @@ def _stand_in(t):
 def _with_stand_ins(op):
     def run(x, weight, bias=None, *args, **kwargs):
         return op(x, _stand_in(weight), _stand_in(bias), *args, **kwargs)
+
     return run
 
 
 # ops replaced on the data-free run only; the recorder still applies the original op's rule
-SHAPE_ONLY = {"batch_norm": _batch_norm_shape, "linear": _with_stand_ins(F.linear),
-              **{f"conv{n}d": _with_stand_ins(getattr(F, f"conv{n}d")) for n in (1, 2, 3)},
-              **{f"conv_transpose{n}d": _with_stand_ins(getattr(F, f"conv_transpose{n}d"))
-                 for n in (1, 2, 3)}}
+SHAPE_ONLY = {
+    "batch_norm": _batch_norm_shape,
+    "linear": _with_stand_ins(F.linear),
+    **{f"conv{n}d": _with_stand_ins(getattr(F, f"conv{n}d")) for n in (1, 2, 3)},
+    **{
+        f"conv_transpose{n}d": _with_stand_ins(getattr(F, f"conv_transpose{n}d")) for n in (1, 2, 3)
+    },
+}
 
 
 def _attributes(model: nn.Module) -> dict[nn.Module, dict]:
     """Shallow copies of each module's attribute dicts (cheap: references only)."""
-    return {m: {"__dict__": dict(m.__dict__), "_buffers": dict(m._buffers),
-                "_parameters": dict(m._parameters)} for m in model.modules()}
+    return {
+        m: {
+            "__dict__": dict(m.__dict__),
+            "_buffers": dict(m._buffers),
+            "_parameters": dict(m._parameters),
+        }
+        for m in model.modules()
+    }
 
 
 def _undo_fakes(model: nn.Module, before: dict[nn.Module, dict]) -> None:
     """Put back every module attribute that the data-free run replaced with a fake tensor."""
     for m in model.modules():
         saved = before.get(m)
-        for where, now in (("__dict__", m.__dict__), ("_buffers", m._buffers),
-                           ("_parameters", m._parameters)):
+        for where, now in (
+            ("__dict__", m.__dict__),
+            ("_buffers", m._buffers),
+            ("_parameters", m._parameters),
+        ):
             for key, value in list(now.items()):
                 if isinstance(value, FakeTensor):
                     old = saved[where] if saved is not None else {}
@@ -144,8 +161,9 @@ def _needed_values(exc: BaseException, model: nn.Module) -> str:
     """Where the data-free forward failed: the model's source line and module, and what
     torch could not answer without values (e.g. aten._local_scalar_dense for `.item()`)."""
     innermost, seen = exc, {id(exc)}
-    while (innermost.__cause__ or innermost.__context__) is not None \
-            and id(innermost.__cause__ or innermost.__context__) not in seen:
+    while (innermost.__cause__ or innermost.__context__) is not None and id(
+        innermost.__cause__ or innermost.__context__
+    ) not in seen:
         innermost = innermost.__cause__ or innermost.__context__
         seen.add(id(innermost))
     what = str(innermost).splitlines()[0] if str(innermost) else type(innermost).__name__
@@ -158,8 +176,11 @@ def _needed_values(exc: BaseException, model: nn.Module) -> str:
             text = text.split("  #")[0].rstrip()  # a trailing comment is not the code
             line = f"`{text}` ({os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno})"
         code = frame.f_code
-        owner = frame.f_locals.get(code.co_varnames[0]) \
-            if code.co_name == "forward" and code.co_argcount else None
+        owner = (
+            frame.f_locals.get(code.co_varnames[0])
+            if code.co_name == "forward" and code.co_argcount
+            else None
+        )
         if module is None and isinstance(owner, nn.Module) and owner in paths:
             module = f"at {paths[owner]}" if paths[owner] else "in the model's forward"
         frame = frame.f_back

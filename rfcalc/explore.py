@@ -11,6 +11,7 @@ input per pixel: unit u of a row can reach pixel p exactly when lighting p chang
 positive weights no path can cancel another). They are packed one bit per (unit, pixel),
 gzip-compressed and base64-encoded; the browser unpacks them with DecompressionStream.
 """
+
 from __future__ import annotations
 
 import base64
@@ -27,13 +28,20 @@ import torch
 import torch.nn as nn
 
 from .analysis import APPROX, GLOBAL, UNKNOWN, Analysis, Row
-from .erf import (ERFError, _fit, capture_point, centred_square, erf_maps, run_capturing,
-                  share_inside)
+from .erf import (
+    ERFError,
+    _fit,
+    capture_point,
+    centred_square,
+    erf_maps,
+    run_capturing,
+    share_inside,
+)
 from .render.cells import COLUMNS, NUMERIC, row_cells, summary_lines
 
 __all__ = ["build_page", "reachable_sets", "MAX_REACH_PIXELS"]
 
-MAX_REACH_PIXELS = 64 * 64    # one one-hot input per pixel: beyond this, boxes only
+MAX_REACH_PIXELS = 64 * 64  # one one-hot input per pixel: beyond this, boxes only
 
 
 def _selectable(row: Row) -> bool:
@@ -76,8 +84,9 @@ def _linear_copy(model: nn.Module) -> nn.Module:
     return lin
 
 
-def reachable_sets(model: nn.Module, analysis: Analysis, names: list[str],
-                   batch: int = 256) -> dict[str, np.ndarray]:
+def reachable_sets(
+    model: nn.Module, analysis: Analysis, names: list[str], batch: int = 256
+) -> dict[str, np.ndarray]:
     """For each named row: a bool array (units, pixels), True where the unit can reach the
     input pixel (see the module docstring). Rows must be capturable (`capture_point`).
 
@@ -97,8 +106,12 @@ def _reach(model, analysis, names, batch, dtype) -> Optional[dict[str, np.ndarra
     base: dict[int, torch.Tensor] = {}
     tiny = {"min": float("inf")}
     with torch.no_grad():
-        run_capturing(lin, points, torch.zeros(1, c, h, w, dtype=dtype),
-                      lambda i, out: base.__setitem__(i, out.clone()))
+        run_capturing(
+            lin,
+            points,
+            torch.zeros(1, c, h, w, dtype=dtype),
+            lambda i, out: base.__setitem__(i, out.clone()),
+        )
         reach: dict[int, list] = {i: [] for i in range(len(names))}
         pixels = h * w
         for first in range(0, pixels, batch):
@@ -108,7 +121,7 @@ def _reach(model, analysis, names, batch, dtype) -> Optional[dict[str, np.ndarra
             x = x.view(len(idx), c, h, w)
 
             def keep(i, out):
-                diff = (out - base[i]).abs().sum(1)           # (batch, *unit spatial)
+                diff = (out - base[i]).abs().sum(1)  # (batch, *unit spatial)
                 hit = diff > 0
                 if bool(hit.any()):
                     tiny["min"] = min(tiny["min"], float(diff[hit].min()))
@@ -150,17 +163,32 @@ def _image_pixels(path: Optional[str], h: int, w: int) -> Optional[str]:
 
 
 def _erf_numbers(m: np.ndarray, row: Row, box: list[list[int]]) -> dict:
-    centre = [float(Fraction(s) + ((n - 1) // 2) * Fraction(j))
-              for s, j, n in zip(row.start, row.jump, row.size)] \
-        if row.status != GLOBAL else [(n - 1) / 2 for n in m.shape]
-    return {"inside": share_inside(m, box),
-            "square50": centred_square(m, centre, 0.5),
-            "square99": centred_square(m, centre, 0.99)}
+    centre = (
+        [
+            float(Fraction(s) + ((n - 1) // 2) * Fraction(j))
+            for s, j, n in zip(row.start, row.jump, row.size)
+        ]
+        if row.status != GLOBAL
+        else [(n - 1) / 2 for n in m.shape]
+    )
+    return {
+        "inside": share_inside(m, box),
+        "square50": centred_square(m, centre, 0.5),
+        "square99": centred_square(m, centre, 0.99),
+    }
 
 
-def build_page(model: nn.Module, analysis: Analysis, images: torch.Tensor, inputs: str, *,
-               trained: Optional[nn.Module] = None, weights: str = "",
-               image: Optional[str] = None, title: str = "") -> str:
+def build_page(
+    model: nn.Module,
+    analysis: Analysis,
+    images: torch.Tensor,
+    inputs: str,
+    *,
+    trained: Optional[nn.Module] = None,
+    weights: str = "",
+    image: Optional[str] = None,
+    title: str = "",
+) -> str:
     """The page as a string: `model` as initialised (geometry, reachable sets, ERF at init),
     `trained` (optional) for the trained ERF, `images` for the ERF, `image` under the grid."""
     if len(analysis.input_shape) != 3:
@@ -174,8 +202,10 @@ def build_page(model: nn.Module, analysis: Analysis, images: torch.Tensor, input
     if h * w <= MAX_REACH_PIXELS:
         reach = reachable_sets(model, analysis, names)
     else:
-        notes.append(f"reachable pixel sets are computed for inputs up to {MAX_REACH_PIXELS} "
-                     f"pixels; this {h}×{w} page shows the boxes only")
+        notes.append(
+            f"reachable pixel sets are computed for inputs up to {MAX_REACH_PIXELS} "
+            f"pixels; this {h}×{w} page shows the boxes only"
+        )
     variants = [("init", model)] + ([("trained", trained)] if trained is not None else [])
     # one ERF per field: the last capturable row of each run of rows with the same field
     # (conv, BatchNorm, ReLU, dropout, add), so rows that only rescale share it
@@ -185,22 +215,40 @@ def build_page(model: nn.Module, analysis: Analysis, images: torch.Tensor, input
     by_name = {r.name: r for r in analysis.rows}
     for label, net in variants:
         net_points = _capturable(net, analysis)
-        maps = erf_maps(net, images, [(*net_points[n], by_name[n].size) for n in erf_names],
-                        batch_size=32)
+        maps = erf_maps(
+            net, images, [(*net_points[n], by_name[n].size) for n in erf_names], batch_size=32
+        )
         erfs[label] = dict(zip(erf_names, maps))
     seen_reach: dict[str, list[int]] = {}
     rows = []
     for row in analysis.rows:
         cells = row_cells(row)
-        entry = {"name": row.name, "status": row.status, "note": row.note,
-                 "cells": [cells[c] for c in COLUMNS], "selectable": _selectable(row)}
+        entry = {
+            "name": row.name,
+            "status": row.status,
+            "note": row.note,
+            "cells": [cells[c] for c in COLUMNS],
+            "selectable": _selectable(row),
+        }
         if _selectable(row):
             boxes = _unit_boxes(row, (h, w))
-            entry.update(size=list(row.size), boxes=boxes, approx=row.status == APPROX,
-                         rf=cells["rf"], jump=cells["jump"], start=cells["start"],
-                         centres=[[float(Fraction(row.start[a]) + u * Fraction(row.jump[a]))
-                                   for u in range(row.size[a])] for a in range(2)]
-                         if row.status != GLOBAL else None)
+            entry.update(
+                size=list(row.size),
+                boxes=boxes,
+                approx=row.status == APPROX,
+                rf=cells["rf"],
+                jump=cells["jump"],
+                start=cells["start"],
+                centres=[
+                    [
+                        float(Fraction(row.start[a]) + u * Fraction(row.jump[a]))
+                        for u in range(row.size[a])
+                    ]
+                    for a in range(2)
+                ]
+                if row.status != GLOBAL
+                else None,
+            )
             if row.name in reach:
                 bits = np.packbits(reach[row.name], axis=1, bitorder="little").tobytes()
                 key = hashlib.sha1(bits).hexdigest()
@@ -222,24 +270,35 @@ def build_page(model: nn.Module, analysis: Analysis, images: torch.Tensor, input
                     m = m / total
                     entry["erf"][label] = {
                         "data": blob.add(m.astype("<f4").tobytes()),
-                        **_erf_numbers(m, row, box)}
+                        **_erf_numbers(m, row, box),
+                    }
             if row.name not in points:
-                entry["erf_missing"] = ("a functional op inside a module whose output is no "
-                                        "module's output: no reachable set measured here")
+                entry["erf_missing"] = (
+                    "a functional op inside a module whose output is no "
+                    "module's output: no reachable set measured here"
+                )
         rows.append(entry)
     data = {
-        "title": title, "input": list(analysis.input_shape), "inputs": inputs,
-        "weights": weights, "variants": [v for v, _ in variants],
-        "columns": list(COLUMNS), "numeric": [c in NUMERIC for c in COLUMNS],
-        "rows": rows, "summary": summary_lines(analysis), "notes": notes,
+        "title": title,
+        "input": list(analysis.input_shape),
+        "inputs": inputs,
+        "weights": weights,
+        "variants": [v for v, _ in variants],
+        "columns": list(COLUMNS),
+        "numeric": [c in NUMERIC for c in COLUMNS],
+        "rows": rows,
+        "summary": summary_lines(analysis),
+        "notes": notes,
         "image": _image_pixels(image, h, w),
         "default": _default_row(analysis, rows),
     }
     template = resources.files("rfcalc").joinpath("explore.html").read_text(encoding="utf-8")
     payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
-    return (template.replace("__TITLE__", escape(f"rfcalc explore: {title}"))
-            .replace("__DATA__", payload)
-            .replace("__BLOB__", blob.encoded()))
+    return (
+        template.replace("__TITLE__", escape(f"rfcalc explore: {title}"))
+        .replace("__DATA__", payload)
+        .replace("__BLOB__", blob.encoded())
+    )
 
 
 def _field_key(row: Row) -> tuple:
@@ -267,8 +326,11 @@ def _field_owners(analysis: Analysis, capturable: set[str]) -> dict[str, str]:
 def _default_row(analysis: Analysis, rows: list[dict]) -> int:
     """The deepest row with an ERF and a map of at least 4×4 units, else the last with an
     ERF, else the last selectable one."""
-    tests = (lambda r: r.get("erf") and min(r["size"]) >= 4, lambda r: r.get("erf"),
-             lambda r: r.get("selectable"))
+    tests = (
+        lambda r: r.get("erf") and min(r["size"]) >= 4,
+        lambda r: r.get("erf"),
+        lambda r: r.get("selectable"),
+    )
     for ok in tests:
         for i in range(len(rows) - 1, -1, -1):
             if ok(rows[i]):

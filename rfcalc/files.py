@@ -1,5 +1,6 @@
 """Atomic file writes, shared by the project's commands: a crash or a full disk never leaves a
 half-written file, and an existing file is replaced only when the caller says so."""
+
 from __future__ import annotations
 
 import contextlib
@@ -12,8 +13,9 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 @contextlib.contextmanager
-def atomic_path(path: PathLike, *, overwrite: bool = True,
-                make_parents: bool = False) -> Iterator[Path]:
+def atomic_path(
+    path: PathLike, *, overwrite: bool = True, make_parents: bool = False
+) -> Iterator[Path]:
     """Yield a temporary path next to `path`; when the block succeeds it becomes `path`.
 
     The temporary file lives in the same folder, so the final step is a rename on one file
@@ -42,14 +44,16 @@ def atomic_path(path: PathLike, *, overwrite: bool = True,
             os.unlink(tmp)
 
 
-def write_bytes(path: PathLike, data: bytes, *, overwrite: bool = True,
-                make_parents: bool = False) -> None:
+def write_bytes(
+    path: PathLike, data: bytes, *, overwrite: bool = True, make_parents: bool = False
+) -> None:
     """Write bytes atomically (see atomic_path)."""
     with atomic_path(path, overwrite=overwrite, make_parents=make_parents) as tmp:
         tmp.write_bytes(data)
 
 
-def write_text(path: PathLike, text: str, *, overwrite: bool = True,
-               make_parents: bool = False) -> None:
+def write_text(
+    path: PathLike, text: str, *, overwrite: bool = True, make_parents: bool = False
+) -> None:
     """Write UTF-8 text atomically (see atomic_path)."""
     write_bytes(path, text.encode("utf-8"), overwrite=overwrite, make_parents=make_parents)

@@ -13,6 +13,7 @@ every few units, so an `Axis` stores one (lo, hi) per *phase*: unit `o = q·peri
 may lie outside the image where padding was counted); the summary jump `advance / period` and
 the centre are the only rationals. Invariant: lo and hi never decrease with the unit index.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -22,12 +23,12 @@ from math import gcd
 from typing import Callable, Iterable, Optional
 
 # A field's status: how far it can be trusted (re-exported by rfcalc.analysis).
-EXACT = "exact"        # the classic arithmetic, exactly
-APPROX = "approx"      # units differ (up-sampling, uneven adaptive pool): rf is the widest unit's
-GLOBAL = "global"      # every unit sees the whole map (gate broadcast, flatten+Linear, attention)
-UNKNOWN = "unknown"    # an op without a rule touched the spatial map: nothing is claimed
+EXACT = "exact"  # the classic arithmetic, exactly
+APPROX = "approx"  # units differ (up-sampling, uneven adaptive pool): rf is the widest unit's
+GLOBAL = "global"  # every unit sees the whole map (gate broadcast, flatten+Linear, attention)
+UNKNOWN = "unknown"  # an op without a rule touched the spatial map: nothing is claimed
 
-MAX_PERIOD = 1 << 14   # phases kept per axis; beyond this an op is reported as not geometric
+MAX_PERIOD = 1 << 14  # phases kept per axis; beyond this an op is reported as not geometric
 
 
 class RFError(ValueError):
@@ -38,7 +39,7 @@ class NotGeometric(Exception):
     """An op whose effect on the field has no exact description; the caller marks it UNKNOWN."""
 
 
-Span = Optional[tuple[int, int]]   # first and last input pixel a unit sees; None: none at all
+Span = Optional[tuple[int, int]]  # first and last input pixel a unit sees; None: none at all
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class Axis:
     advance: int
     lo: tuple[int, ...]
     hi: tuple[int, ...]
-    extent: int = 0                        # input pixels along this axis
+    extent: int = 0  # input pixels along this axis
     seen: tuple[Span, ...] = ()
     classic: bool = True
     mixed: bool = False
@@ -155,7 +156,7 @@ def _seen_by(axis: Axis, first: int, last: int) -> Span:
         return None
     if axis.mixed or first == last:  # a global axis: every unit sees the same
         return axis.seen[first]
-    return _hull(axis.seen[first:last + 1])
+    return _hull(axis.seen[first : last + 1])
 
 
 def _mixed(axis: Axis, seen: tuple[Span, ...]) -> bool:
@@ -170,10 +171,19 @@ def input_axis(n: int) -> Axis:
     return Axis(n, 1, 1, (0,), (0,), n, tuple((i, i) for i in range(n)))
 
 
-def _normalised(size: int, period: int, advance: int, lo: list[int], hi: list[int],
-                like: Axis, seen: tuple[Span, ...], classic: bool = True,
-                mixed: bool = False) -> Axis:
+def _normalised(
+    size: int,
+    period: int,
+    advance: int,
+    lo: list[int],
+    hi: list[int],
+    like: Axis,
+    seen: tuple[Span, ...],
+    classic: bool = True,
+    mixed: bool = False,
+) -> Axis:
     """The axis with the shortest period that describes its classic field."""
+
     def make(p: int, step: int, lo_: tuple[int, ...], hi_: tuple[int, ...]) -> Axis:
         return Axis(size, p, step, lo_, hi_, like.extent, seen, classic, mixed)
 
@@ -181,8 +191,7 @@ def _normalised(size: int, period: int, advance: int, lo: list[int], hi: list[in
         if period % p or (advance * p) % period:
             continue
         step = advance * p // period
-        if all(lo[r + p] == lo[r] + step and hi[r + p] == hi[r] + step
-               for r in range(period - p)):
+        if all(lo[r + p] == lo[r] + step and hi[r + p] == hi[r] + step for r in range(period - p)):
             return make(p, step, tuple(lo[:p]), tuple(hi[:p]))
     axis = make(period, advance, tuple(lo), tuple(hi))
     if size >= 2 and period > 1:
@@ -190,16 +199,24 @@ def _normalised(size: int, period: int, advance: int, lo: list[int], hi: list[in
         # is a k2 s1 window), the classic description is exact for all of them
         (l0, h0), (l1, h1) = axis._virtual(0), axis._virtual(1)
         step = l1 - l0
-        if step >= 0 and h1 - h0 == step and all(
-                axis._virtual(o) == (l0 + o * step, h0 + o * step) for o in range(2, size)):
+        if (
+            step >= 0
+            and h1 - h0 == step
+            and all(axis._virtual(o) == (l0 + o * step, h0 + o * step) for o in range(2, size))
+        ):
             return make(1, step, (l0,), (h0,))
     return axis
 
 
-def resample(axis: Axis, size: int, num: int, den: int,
-             taps: Callable[[int], tuple[int, int]],
-             actual: Optional[Callable[[int], tuple[int, int]]] = None,
-             reads: Optional[Callable[[int], Iterable[int]]] = None) -> Axis:
+def resample(
+    axis: Axis,
+    size: int,
+    num: int,
+    den: int,
+    taps: Callable[[int], tuple[int, int]],
+    actual: Optional[Callable[[int], tuple[int, int]]] = None,
+    reads: Optional[Callable[[int], Iterable[int]]] = None,
+) -> Axis:
     """A general op where output unit o reads input units taps(o) = (first, last).
 
     `taps(o + den)` must equal `taps(o)` shifted by `num` input units (the op advances
@@ -212,8 +229,9 @@ def resample(axis: Axis, size: int, num: int, den: int,
     if size < 1:
         raise RFError(f"output size {size} is below 1")
     if reads is not None:
-        seen = tuple(_hull(axis.seen[i] for i in reads(o) if 0 <= i < axis.size)
-                     for o in range(size))
+        seen = tuple(
+            _hull(axis.seen[i] for i in reads(o) if 0 <= i < axis.size) for o in range(size)
+        )
     else:
         seen = tuple(_seen_by(axis, *(actual or taps)(o)) for o in range(size))
     mixed = _mixed(axis, seen)
@@ -246,8 +264,9 @@ def gather(axis: Axis, reads: list[list[int]], classic: Optional[Axis] = None) -
     return replace(classic, seen=seen, mixed=mixed)
 
 
-def window_size(n: int, k: int, s: int, pad_lo: int, pad_hi: int, d: int = 1,
-                ceil_mode: bool = False) -> int:
+def window_size(
+    n: int, k: int, s: int, pad_lo: int, pad_hi: int, d: int = 1, ceil_mode: bool = False
+) -> int:
     """PyTorch's output size of a sliding window (conv, pool) over n units."""
     span = n + pad_lo + pad_hi - d * (k - 1) - 1
     if ceil_mode:  # one window may hang over the end (even past a map smaller than it)
@@ -259,25 +278,39 @@ def window_size(n: int, k: int, s: int, pad_lo: int, pad_hi: int, d: int = 1,
             return out
     elif span >= 0:
         return span // s + 1
-    raise RFError(f"a map of size {n} (padding {pad_lo}+{pad_hi}) is smaller than the "
-                  f"window {d * (k - 1) + 1} (kernel {k}, dilation {d})")
+    raise RFError(
+        f"a map of size {n} (padding {pad_lo}+{pad_hi}) is smaller than the "
+        f"window {d * (k - 1) + 1} (kernel {k}, dilation {d})"
+    )
 
 
-def window(axis: Axis, k: int, s: int = 1, pad_lo: int = 0, pad_hi: Optional[int] = None,
-           d: int = 1, ceil_mode: bool = False) -> Axis:
+def window(
+    axis: Axis,
+    k: int,
+    s: int = 1,
+    pad_lo: int = 0,
+    pad_hi: Optional[int] = None,
+    d: int = 1,
+    ceil_mode: bool = False,
+) -> Axis:
     """Conv/pool/crop/pad: kernel k, stride s, dilation d, padding (pad_lo, pad_hi)."""
     if min(k, s, d) < 1:
         raise NotGeometric(f"kernel {k}, stride {s}, dilation {d} must be positive")
     pad_hi = pad_lo if pad_hi is None else pad_hi
     size = window_size(axis.size, k, s, pad_lo, pad_hi, d, ceil_mode)
-    reads = None if d == 1 or k == 1 else \
-        (lambda o: range(o * s - pad_lo, o * s - pad_lo + (k - 1) * d + 1, d))
-    return resample(axis, size, s, 1, lambda o: (o * s - pad_lo, o * s - pad_lo + (k - 1) * d),
-                    reads=reads)
+    reads = (
+        None
+        if d == 1 or k == 1
+        else (lambda o: range(o * s - pad_lo, o * s - pad_lo + (k - 1) * d + 1, d))
+    )
+    return resample(
+        axis, size, s, 1, lambda o: (o * s - pad_lo, o * s - pad_lo + (k - 1) * d), reads=reads
+    )
 
 
-def transposed(axis: Axis, k: int, s: int = 1, pad: int = 0, d: int = 1,
-               output_padding: int = 0) -> Axis:
+def transposed(
+    axis: Axis, k: int, s: int = 1, pad: int = 0, d: int = 1, output_padding: int = 0
+) -> Axis:
     """Transposed convolution: output o reads input i where i·s = o + pad - t·d, 0 <= t < k."""
     size = (axis.size - 1) * s - 2 * pad + d * (k - 1) + output_padding + 1
 
@@ -295,12 +328,19 @@ def adaptive(axis: Axis, size: int) -> Axis:
     """Adaptive pool to `size`: unit o reads [floor(o·n/size), ceil((o+1)·n/size) - 1]."""
     n = axis.size
     g = gcd(n, size)
-    return resample(axis, size, n // g, size // g,
-                    lambda o: (o * n // size, -(-(o + 1) * n // size) - 1))
+    return resample(
+        axis, size, n // g, size // g, lambda o: (o * n // size, -(-(o + 1) * n // size) - 1)
+    )
 
 
-def interpolate(axis: Axis, size: int, scale: Fraction, offset: Fraction, linear: bool,
-                actual: Optional[Callable[[int], tuple[int, int]]] = None) -> Axis:
+def interpolate(
+    axis: Axis,
+    size: int,
+    scale: Fraction,
+    offset: Fraction,
+    linear: bool,
+    actual: Optional[Callable[[int], tuple[int, int]]] = None,
+) -> Axis:
     """Up/down-sampling where output o samples input position src = o·scale + offset.
 
     Nearest reads floor(src); linear reads floor(src) and the next unit unless src is a whole
@@ -325,8 +365,17 @@ def broadcast(axis: Axis, size: int) -> Axis:
     the axis is global."""
     if axis.size != 1:
         raise NotGeometric(f"cannot broadcast a map of size {axis.size} to {size}")
-    return Axis(size, 1, 0, (axis.lo[0],), (axis.hi[0],), axis.extent, axis.seen * size,
-                axis.classic, size > 1 or axis.mixed)
+    return Axis(
+        size,
+        1,
+        0,
+        (axis.lo[0],),
+        (axis.hi[0],),
+        axis.extent,
+        axis.seen * size,
+        axis.classic,
+        size > 1 or axis.mixed,
+    )
 
 
 def collapse(axis: Axis) -> Axis:
@@ -340,8 +389,11 @@ def spread(axis: Axis) -> Axis:
 
 
 def _contains(outer: Axis, inner: Axis) -> bool:
-    return all(outer._virtual(o)[0] <= inner._virtual(o)[0]
-               and outer._virtual(o)[1] >= inner._virtual(o)[1] for o in range(outer.size))
+    return all(
+        outer._virtual(o)[0] <= inner._virtual(o)[0]
+        and outer._virtual(o)[1] >= inner._virtual(o)[1]
+        for o in range(outer.size)
+    )
 
 
 def union(axes: list[Axis], strict: bool = True) -> Axis:
@@ -363,17 +415,26 @@ def union(axes: list[Axis], strict: bool = True) -> Axis:
         if period > MAX_PERIOD:
             raise NotGeometric(f"the merged pattern repeats only every {period} units")
         units = [[a._virtual(o) for a in axes] for o in range(period)]
-        return _normalised(first.size, period, int(first.jump * period),
-                           [min(u[0] for u in us) for us in units],
-                           [max(u[1] for u in us) for us in units], first, seen, True, mixed)
+        return _normalised(
+            first.size,
+            period,
+            int(first.jump * period),
+            [min(u[0] for u in us) for us in units],
+            [max(u[1] for u in us) for us in units],
+            first,
+            seen,
+            True,
+            mixed,
+        )
     # different jumps: exact only when one field holds all the others unit by unit
     for outer in axes:
         if all(_contains(outer, a) for a in axes):
             return replace(outer, seen=seen, mixed=mixed)
     if not strict:
         return Axis(first.size, 1, 0, (0,), (0,), first.extent, seen, False, mixed)
-    raise NotGeometric("merged fields advance by different jumps: "
-                       + ", ".join(str(a.jump) for a in axes))
+    raise NotGeometric(
+        "merged fields advance by different jumps: " + ", ".join(str(a.jump) for a in axes)
+    )
 
 
 def pad(axis: Axis, lo: int, hi: int, mode: str = "constant") -> Axis:

@@ -3,6 +3,7 @@
 Every way a target can be wrong raises `TargetError` with a one-line message that names the
 problem, so the CLI can print it and exit 2 instead of showing a traceback.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -116,8 +117,9 @@ def _isolated_import(path: Path, label: str) -> Iterator[ModuleType]:
         except ImportError as exc:
             raise TargetError(f"{_where_in(exc, path, label)}: import failed: {exc}") from None
         except (Exception, SystemExit) as exc:  # the file raised or exited while running
-            raise TargetError(f"{_where_in(exc, path, label)}: {type(exc).__name__}: {exc}") \
-                from None
+            raise TargetError(
+                f"{_where_in(exc, path, label)}: {type(exc).__name__}: {exc}"
+            ) from None
         yield module
     finally:
         sys.path[:] = saved_path
@@ -128,8 +130,7 @@ def _isolated_import(path: Path, label: str) -> Iterator[ModuleType]:
                 del sys.modules[key]
 
 
-def _syntax_error(exc: SyntaxError, path: Optional[Path] = None,
-                  label: str = "") -> TargetError:
+def _syntax_error(exc: SyntaxError, path: Optional[Path] = None, label: str = "") -> TargetError:
     """`file:line: syntax error: ...`, naming the target as typed when the error is in it."""
     name = str(exc.filename)
     if path is not None and exc.filename and Path(exc.filename).resolve() == path:
@@ -150,9 +151,12 @@ def _where_in(exc: BaseException, path: Path, label: str) -> str:
 def _module_classes(module: ModuleType) -> list[str]:
     """Names of the nn.Module subclasses defined in (not imported into) a module."""
     return sorted(
-        attr for attr, obj in vars(module).items()
-        if inspect.isclass(obj) and issubclass(obj, nn.Module)
-        and obj.__module__ == module.__name__ and not attr.startswith("_")
+        attr
+        for attr, obj in vars(module).items()
+        if inspect.isclass(obj)
+        and issubclass(obj, nn.Module)
+        and obj.__module__ == module.__name__
+        and not attr.startswith("_")
     )
 
 
@@ -165,9 +169,12 @@ def _needs_arguments(obj: object) -> list[str]:
     try:
         signature.bind()
     except TypeError:
-        return [p.name for p in signature.parameters.values()
-                if p.default is p.empty
-                and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        return [
+            p.name
+            for p in signature.parameters.values()
+            if p.default is p.empty
+            and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
     return []
 
 
@@ -183,11 +190,15 @@ def _pick(module: ModuleType, name: Optional[str], label: str) -> nn.Module:
             raise TargetError(f"{label} defines no nn.Module subclass; name one with {label}:Name")
         buildable = [c for c in candidates if not _needs_arguments(getattr(module, c))]
         if not buildable:
-            raise TargetError(f"every nn.Module class in {label} needs arguments "
-                              f"({', '.join(candidates)}); name a factory with {label}:Name")
+            raise TargetError(
+                f"every nn.Module class in {label} needs arguments "
+                f"({', '.join(candidates)}); name a factory with {label}:Name"
+            )
         if len(buildable) > 1:
-            raise TargetError(f"{label} defines several nn.Module classes ({', '.join(buildable)});"
-                              f" pick one with {label}:Name")
+            raise TargetError(
+                f"{label} defines several nn.Module classes ({', '.join(buildable)});"
+                f" pick one with {label}:Name"
+            )
         name = buildable[0]
     if not hasattr(module, name):
         hint = f" (nn.Module classes there: {', '.join(candidates)})" if candidates else ""
@@ -200,14 +211,18 @@ def _instantiate(obj: object, label: str) -> nn.Module:
     if isinstance(obj, nn.Module):
         return obj
     if not callable(obj):
-        raise TargetError(f"{label} is a {type(obj).__name__}, not an nn.Module class, "
-                          "factory function or instance")
+        raise TargetError(
+            f"{label} is a {type(obj).__name__}, not an nn.Module class, "
+            "factory function or instance"
+        )
     if inspect.isclass(obj) and not issubclass(obj, nn.Module):
         raise TargetError(f"{label} is a class but not an nn.Module subclass")
     needed = _needs_arguments(obj)
     if needed:
-        raise TargetError(f"{label} needs arguments ({', '.join(needed)}); give a class or "
-                          "factory that works with none, or a module instance")
+        raise TargetError(
+            f"{label} needs arguments ({', '.join(needed)}); give a class or "
+            "factory that works with none, or a module instance"
+        )
     try:
         model = obj()
     except (Exception, SystemExit) as exc:  # the user's constructor failed: one line

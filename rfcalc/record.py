@@ -6,6 +6,7 @@ needs nothing special: only the executed path is recorded. Global module hooks s
 qualified names. A leaf module (nn.Conv2d, nn.ReLU, ...) becomes one row named by its path;
 functional ops get generated names (`add`, `add_1`) under the path of the module running them.
 """
+
 from __future__ import annotations
 
 import weakref
@@ -34,8 +35,8 @@ class Step:
     params: int = 0
     window: Optional[Window] = None
     size: tuple[int, ...] = ()
-    tensor: Optional[torch.Tensor] = None   # kept only when Recording.keep_tensors
-    inputs: tuple[str, ...] = ()            # the steps (or "input") whose outputs fed this op
+    tensor: Optional[torch.Tensor] = None  # kept only when Recording.keep_tensors
+    inputs: tuple[str, ...] = ()  # the steps (or "input") whose outputs fed this op
 
 
 @dataclass
@@ -86,8 +87,13 @@ class Recording(TorchFunctionMode):
     `verify`); the rule of the original op still gives the field.
     """
 
-    def __init__(self, model: nn.Module, *, keep_tensors: Union[bool, set[str]] = False,
-                 substitute: Optional[dict[str, Callable]] = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        keep_tensors: Union[bool, set[str]] = False,
+        substitute: Optional[dict[str, Callable]] = None,
+    ):
         super().__init__()
         self.fields: WeakIdKeyDictionary = WeakIdKeyDictionary()
         self.made_by: WeakIdKeyDictionary = WeakIdKeyDictionary()  # tensor -> Step
@@ -102,16 +108,20 @@ class Recording(TorchFunctionMode):
         self.used_names: set[str] = set()
         self.counters: dict[str, int] = {}
         self._handles: list[RemovableHandle] = []
-        self._quiet = 0   # >0 inside an autograd.Function: its internals are not ours to read
-        self.unruled: Counter[str] = Counter()   # ops that had no rule, with their counts
+        self._quiet = 0  # >0 inside an autograd.Function: its internals are not ours to read
+        self.unruled: Counter[str] = Counter()  # ops that had no rule, with their counts
         # writes the rules cannot see: tensors sharing storage (views of one base), and data
         # that left torch (numpy, tolist) from a field-carrying tensor
         self.aliases: dict[int, list[weakref.ref]] = {}
         self.escaped = ""
         # the model's own tensors (parameters, buffers, tensor attributes): known constants
-        self.owned = {id(t) for m in model.modules()
-                      for t in _tensors([*m.parameters(recurse=False), *m.buffers(recurse=False),
-                                         *vars(m).values()])}
+        self.owned = {
+            id(t)
+            for m in model.modules()
+            for t in _tensors(
+                [*m.parameters(recurse=False), *m.buffers(recurse=False), *vars(m).values()]
+            )
+        }
 
     # ------------------------------------------------------------------ naming
     def _unique(self, base: str) -> str:
@@ -154,14 +164,26 @@ class Recording(TorchFunctionMode):
             base = tensor._base if tensor._base is not None else tensor
             layout = (tuple(tensor.shape), tensor.stride(), tensor.storage_offset())
             others = [(r(), None) for r in self.aliases.get(id(base), [])]
-            others = [(o, (tuple(o.shape), o.stride(), o.storage_offset()))
-                      for o, _ in others if o is not None]
+            others = [
+                (o, (tuple(o.shape), o.stride(), o.storage_offset()))
+                for o, _ in others
+                if o is not None
+            ]
         for other, where in others:
             if other is tensor or other not in self.fields:
                 continue
             same = where == layout
-            g = f if same else Field((), None, UNKNOWN, f"{name}: written in place through a "
-                                     "view of it (slice assignment, an in-place op on a view)")
+            g = (
+                f
+                if same
+                else Field(
+                    (),
+                    None,
+                    UNKNOWN,
+                    f"{name}: written in place through a "
+                    "view of it (slice assignment, an in-place op on a view)",
+                )
+            )
             self.set_field(other, g, step or self.made_by.get(other))
 
     def field_of(self, tensor: torch.Tensor) -> Optional[Field]:
@@ -196,8 +218,9 @@ class Recording(TorchFunctionMode):
         versions = [(t, _version(t)) for t, _ in inputs]
         if inputs and name in _ESCAPES:
             self.escaped = self.escaped or f"{name} on a map"
-        strangers = bool(self.escaped) and any(t not in self.fields and t.dim() > 0
-                                               and id(t) not in self.owned for t in tensors)
+        strangers = bool(self.escaped) and any(
+            t not in self.fields and t.dim() > 0 and id(t) not in self.owned for t in tensors
+        )
         try:
             out = run(*args, **kwargs)
         except RFError:
@@ -205,11 +228,13 @@ class Recording(TorchFunctionMode):
         except Exception as exc:
             if not inputs:
                 raise
-            sizes = "x".join(str(n) for n in inputs[0][1].axes and
-                             (a.size for a in inputs[0][1].axes) or ())
-            raise RFError(f"{self.where()}: {name} failed on a map of size {sizes or '?'}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-                          ) from exc
+            sizes = "x".join(
+                str(n) for n in inputs[0][1].axes and (a.size for a in inputs[0][1].axes) or ()
+            )
+            raise RFError(
+                f"{self.where()}: {name} failed on a map of size {sizes or '?'}: "
+                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            ) from exc
         if not inputs:
             return out
         outs = list(_tensors(out))
@@ -226,23 +251,41 @@ class Recording(TorchFunctionMode):
             self.unruled[name] += 1
         f = outcome.field
         if strangers and f.status != UNKNOWN:
-            f = Field((), None, UNKNOWN, f"{name}: reads a tensor with no recorded producer after "
-                      f"data left torch ({self.escaped}): it may come from the input")
+            f = Field(
+                (),
+                None,
+                UNKNOWN,
+                f"{name}: reads a tensor with no recorded producer after "
+                f"data left torch ({self.escaped}): it may come from the input",
+            )
         if f.status != UNKNOWN and f.dims is not None:
-            actual = tuple(outs[0].shape[d] for d in f.dims) if outs[0].dim() >= \
-                max([-d for d in f.dims] or [0]) else None
+            actual = (
+                tuple(outs[0].shape[d] for d in f.dims)
+                if outs[0].dim() >= max([-d for d in f.dims] or [0])
+                else None
+            )
             if actual != tuple(a.size for a in f.axes):
-                f = Field((), None, UNKNOWN,
-                          f"{name}: the rule's size {tuple(a.size for a in f.axes)} disagrees "
-                          f"with the op's output {actual}")
+                f = Field(
+                    (),
+                    None,
+                    UNKNOWN,
+                    f"{name}: the rule's size {tuple(a.size for a in f.axes)} disagrees "
+                    f"with the op's output {actual}",
+                )
         frame = self.stack[-1] if self.stack else None
         step = None
         if frame is not None and frame.leaf:
             frame.inner.append(outcome)
         elif not outcome.alias:
             scope = self._scope()
-            step = Step(self._unique(f"{scope}.{name}" if scope else name), name, f, 0,
-                        outcome.window, inputs=self.sources(t for t, _ in inputs))
+            step = Step(
+                self._unique(f"{scope}.{name}" if scope else name),
+                name,
+                f,
+                0,
+                outcome.window,
+                inputs=self.sources(t for t, _ in inputs),
+            )
             self._emit(step, outs)
         for t in outs:
             previous = self.made_by.get(t) if outcome.alias else None
@@ -280,16 +323,23 @@ class Recording(TorchFunctionMode):
         f = self.fields.get(outs[0])
         if f is None:  # computed outside torch (numpy, a C extension): nothing is claimed
             f = Field((), None, UNKNOWN, f"{frame.path}: output not produced by torch ops")
-        step = Step(self._unique(frame.path or type(module).__name__.lower()),
-                    type(module).__name__, f, params, _module_window(frame.inner),
-                    inputs=frame.sources)
+        step = Step(
+            self._unique(frame.path or type(module).__name__.lower()),
+            type(module).__name__,
+            f,
+            params,
+            _module_window(frame.inner),
+            inputs=frame.sources,
+        )
         self._emit(step, outs)
         for t in outs:
             self.set_field(t, self.fields.get(t, f), step)
 
     def __enter__(self):
-        self._handles = [nn.modules.module.register_module_forward_pre_hook(self._pre),
-                         nn.modules.module.register_module_forward_hook(self._post)]
+        self._handles = [
+            nn.modules.module.register_module_forward_pre_hook(self._pre),
+            nn.modules.module.register_module_forward_hook(self._post),
+        ]
         self._original_apply = torch.autograd.Function.__dict__["apply"]
         recorder = self
 
@@ -304,13 +354,21 @@ class Recording(TorchFunctionMode):
                 recorder._quiet -= 1
             if inputs and not recorder._quiet:
                 outs = list(_tensors(out))
-                dims = inputs[0].dims if outs and inputs[0].dims is not None and \
-                    outs[0].dim() >= max(-d for d in inputs[0].dims) else None
+                dims = (
+                    inputs[0].dims
+                    if outs
+                    and inputs[0].dims is not None
+                    and outs[0].dim() >= max(-d for d in inputs[0].dims)
+                    else None
+                )
                 f = Field((), dims, UNKNOWN, f"{cls.__name__}: a custom autograd.Function")
                 scope = recorder._scope()
-                step = Step(recorder._unique(f"{scope}.{cls.__name__}" if scope else
-                                             cls.__name__), cls.__name__, f,
-                            inputs=recorder.sources(tensors))
+                step = Step(
+                    recorder._unique(f"{scope}.{cls.__name__}" if scope else cls.__name__),
+                    cls.__name__,
+                    f,
+                    inputs=recorder.sources(tensors),
+                )
                 recorder._emit(step, outs)
                 for t in outs:
                     recorder.set_field(t, f, step)
@@ -333,8 +391,9 @@ def _module_window(inner: list[rules.Outcome]) -> Optional[Window]:
     """A leaf module's window: its last sliding window, with every padding inside it summed
     (nn.Conv2d with padding_mode="reflect" is F.pad, then conv2d with padding 0)."""
     windows = [o.window for o in inner if o.window is not None and o.window.kernel is not None]
-    pads = [o.window.padding for o in inner if o.window is not None
-            and o.window.padding is not None]
+    pads = [
+        o.window.padding for o in inner if o.window is not None and o.window.padding is not None
+    ]
     if not windows and not pads:
         return None
     last = windows[-1] if windows else Window()
@@ -356,8 +415,13 @@ class Record:
     result: Any = None
 
 
-def record(model: nn.Module, probe: torch.Tensor, *, keep_tensors: Union[bool, set[str]] = False,
-           substitute: Optional[dict[str, Callable]] = None) -> Record:
+def record(
+    model: nn.Module,
+    probe: torch.Tensor,
+    *,
+    keep_tensors: Union[bool, set[str]] = False,
+    substitute: Optional[dict[str, Callable]] = None,
+) -> Record:
     """Run `model(probe)` once under the recorder. Errors in the forward become RFError."""
     rec = Recording(model, keep_tensors=keep_tensors, substitute=substitute)
     spatial = tuple(probe.shape[2:])
@@ -369,8 +433,10 @@ def record(model: nn.Module, probe: torch.Tensor, *, keep_tensors: Union[bool, s
         raise
     except Exception as exc:
         message = str(exc).splitlines()[0] if str(exc) else ""
-        raise RFError(f"{rec.where()}: the model's forward raised {type(exc).__name__}"
-                      + (f": {message}" if message else "")) from exc
+        raise RFError(
+            f"{rec.where()}: the model's forward raised {type(exc).__name__}"
+            + (f": {message}" if message else "")
+        ) from exc
     outs = list(_tensors(result))
     out_field = rec.fields.get(outs[0]) if outs else None
     out_step = rec.made_by.get(outs[0]) if outs else None

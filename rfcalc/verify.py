@@ -24,6 +24,7 @@ model's returned tensor is measured as the model returns it: when it was written
 its row was recorded (`y[..., 4:-4] = ...`), an `output` check compares the analysis's output
 field with what autograd sees.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -52,12 +53,12 @@ class RowCheck:
     name: str
     op: str
     status: str
-    size: tuple[int, ...]                 # the row's output size (() once flattened)
-    centre: tuple[int, ...]               # index of the unit checked, per axis
-    theory_rf: tuple[Fraction, ...]       # the row's rf (the widest unit's), unclipped
-    theory_span: Optional[tuple[Span, ...]]    # the centre unit's field clipped to the image
+    size: tuple[int, ...]  # the row's output size (() once flattened)
+    centre: tuple[int, ...]  # index of the unit checked, per axis
+    theory_rf: tuple[Fraction, ...]  # the row's rf (the widest unit's), unclipped
+    theory_span: Optional[tuple[Span, ...]]  # the centre unit's field clipped to the image
     measured_span: Optional[tuple[Span, ...]]  # pixels with non-zero gradient; None: none
-    agree: Optional[bool]                 # None where nothing is claimed (UNKNOWN rows)
+    agree: Optional[bool]  # None where nothing is claimed (UNKNOWN rows)
     note: str = ""
 
     @property
@@ -66,8 +67,9 @@ class RowCheck:
 
     @property
     def measured_rf(self) -> Optional[tuple[int, ...]]:
-        return None if self.measured_span is None else \
-            tuple(b - a + 1 for a, b in self.measured_span)
+        return (
+            None if self.measured_span is None else tuple(b - a + 1 for a, b in self.measured_span)
+        )
 
 
 @dataclass(frozen=True)
@@ -101,13 +103,21 @@ def _max_to_avg(nd: int) -> Callable:
     avg = getattr(F, f"avg_pool{nd}d")
     max_ = getattr(F, f"max_pool{nd}d")
 
-    def pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-             return_indices=False):
+    def pool(
+        x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False
+    ):
         if dilation not in (1, (1,) * nd, [1] * nd) or return_indices:
-            return max_(x, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode,
-                        return_indices=return_indices)
-        return avg(x, kernel_size, stride, padding, ceil_mode=ceil_mode,
-                   count_include_pad=True)
+            return max_(
+                x,
+                kernel_size,
+                stride,
+                padding,
+                dilation,
+                ceil_mode=ceil_mode,
+                return_indices=return_indices,
+            )
+        return avg(x, kernel_size, stride, padding, ceil_mode=ceil_mode, count_include_pad=True)
+
     return pool
 
 
@@ -121,11 +131,38 @@ def _amax_to_mean(x, dim=None, keepdim=False):
 
 
 LINEARISE: dict[str, Callable] = {
-    **{name: _identity for name in (
-        "relu", "relu6", "leaky_relu", "gelu", "silu", "hardswish", "hardsigmoid", "sigmoid",
-        "tanh", "elu", "selu", "celu", "mish", "softplus", "hardtanh", "clamp", "prelu", "rrelu",
-        "logsigmoid", "threshold", "dropout", "dropout1d", "dropout2d", "dropout3d",
-        "alpha_dropout", "feature_alpha_dropout", "batch_norm")},
+    **{
+        name: _identity
+        for name in (
+            "relu",
+            "relu6",
+            "leaky_relu",
+            "gelu",
+            "silu",
+            "hardswish",
+            "hardsigmoid",
+            "sigmoid",
+            "tanh",
+            "elu",
+            "selu",
+            "celu",
+            "mish",
+            "softplus",
+            "hardtanh",
+            "clamp",
+            "prelu",
+            "rrelu",
+            "logsigmoid",
+            "threshold",
+            "dropout",
+            "dropout1d",
+            "dropout2d",
+            "dropout3d",
+            "alpha_dropout",
+            "feature_alpha_dropout",
+            "batch_norm",
+        )
+    },
     **{f"max_pool{n}d": _max_to_avg(n) for n in (1, 2, 3)},
     **{f"adaptive_max_pool{n}d": _adaptive_to_avg(n) for n in (1, 2, 3)},
     "amax": _amax_to_mean,
@@ -158,7 +195,9 @@ def _span(mask: torch.Tensor) -> Optional[tuple[Span, ...]]:
     return tuple(spans)
 
 
-def _theory(f: Field, centre: tuple[int, ...], spatial: tuple[int, ...]) -> Optional[tuple[Span, ...]]:
+def _theory(
+    f: Field, centre: tuple[int, ...], spatial: tuple[int, ...]
+) -> Optional[tuple[Span, ...]]:
     spans = []
     for a, c, n in zip(f.axes, centre, spatial):
         lo, hi = a.unit(c)
@@ -173,8 +212,9 @@ def _key(f: Field) -> tuple:
     return (f.axes, f.dims, f.status)
 
 
-def _box(x: torch.Tensor, value: float, kernel: tuple[int, ...], stride, padding, dilation
-         ) -> torch.Tensor:
+def _box(
+    x: torch.Tensor, value: float, kernel: tuple[int, ...], stride, padding, dilation
+) -> torch.Tensor:
     """A convolution of every channel with a kernel that is `value` everywhere, as a sum of
     shifted strided slices: float64 depthwise and dilated convolutions have no fast kernel on
     CPU, slices and adds do. Zero padding, as F.conv*d pads (`same`: the extra pixel after)."""
@@ -183,13 +223,14 @@ def _box(x: torch.Tensor, value: float, kernel: tuple[int, ...], stride, padding
     if padding == "valid":
         pads = [(0, 0)] * nd
     elif padding == "same":
-        pads = [(d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2)
-                for k, d in zip(kernel, dilation)]
+        pads = [
+            (d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2) for k, d in zip(kernel, dilation)
+        ]
     else:
         pads = [(p, p) for p in _tuple(padding, nd)]
-    flat = [v for lo_hi in reversed(pads) for v in lo_hi]   # F.pad lists the last axis first
+    flat = [v for lo_hi in reversed(pads) for v in lo_hi]  # F.pad lists the last axis first
     xp = F.pad(x, flat) if any(flat) else x
-    if all(d == 1 for d in dilation) and 1 <= nd <= 3:   # a box filter is an average pool
+    if all(d == 1 for d in dilation) and 1 <= nd <= 3:  # a box filter is an average pool
         pool = getattr(F, f"avg_pool{nd}d")
         return pool(xp, kernel, stride, 0, count_include_pad=True) * (value * math.prod(kernel))
     # dilated: the box is separable, so one axis at a time, k shifted strided slices each
@@ -212,13 +253,24 @@ def _summed_conv(op: Callable, uniform: set[int], transpose: bool) -> Callable:
     Exact only for the weights `linearised` sets (one positive constant everywhere) and a zero
     bias; any other weight (a filter computed from the input, say) runs the real op.
     """
+
     def conv(x, weight, bias=None, *rest, **kwargs):
-        args = dict(zip(("stride", "padding", "output_padding", "groups", "dilation")
-                        if transpose else ("stride", "padding", "dilation", "groups"), rest))
+        args = dict(
+            zip(
+                ("stride", "padding", "output_padding", "groups", "dilation")
+                if transpose
+                else ("stride", "padding", "dilation", "groups"),
+                rest,
+            )
+        )
         args.update(kwargs)
         groups = args.get("groups", 1)
-        if id(weight) not in uniform or (bias is not None and id(bias) not in uniform) \
-                or x.dim() != weight.dim() or not isinstance(groups, int):
+        if (
+            id(weight) not in uniform
+            or (bias is not None and id(bias) not in uniform)
+            or x.dim() != weight.dim()
+            or not isinstance(groups, int)
+        ):
             return op(x, weight, bias, *rest, **kwargs)
         n, c, spatial = x.shape[0], x.shape[1], x.shape[2:]
         summed = x.reshape(n, groups, c // groups, *spatial).sum(2)
@@ -227,11 +279,22 @@ def _summed_conv(op: Callable, uniform: set[int], transpose: bool) -> Callable:
             kernel = weight.new_full((groups, 1, *weight.shape[2:]), value)
             out = op(summed, kernel, None, **args)
         else:
-            out = _box(summed, value, tuple(weight.shape[2:]), args.get("stride", 1),
-                       args.get("padding", 0), args.get("dilation", 1))
+            out = _box(
+                summed,
+                value,
+                tuple(weight.shape[2:]),
+                args.get("stride", 1),
+                args.get("padding", 0),
+                args.get("dilation", 1),
+            )
         per_group = weight.shape[1] if transpose else weight.shape[0] // groups
-        return out.unsqueeze(2).expand(n, groups, per_group, *out.shape[2:]) \
-            .reshape(n, groups * per_group, *out.shape[2:]).contiguous()
+        return (
+            out.unsqueeze(2)
+            .expand(n, groups, per_group, *out.shape[2:])
+            .reshape(n, groups * per_group, *out.shape[2:])
+            .contiguous()
+        )
+
     return conv
 
 
@@ -241,19 +304,18 @@ def _summed_linear(uniform: set[int]) -> Callable:
             return F.linear(x, weight, bias)
         w = float(weight.detach().flatten()[0])
         return (x.sum(-1, keepdim=True) * w).expand(*x.shape[:-1], weight.shape[0]).contiguous()
+
     return linear
 
 
 def channel_summed(lin: nn.Module) -> dict[str, Callable]:
     """Substitutes for the linearised run: convolutions and linear layers of `lin` compute
     on channel sums (see the module docstring); same values, a fraction of the arithmetic."""
-    uniform = {id(p) for name, p in lin.named_parameters()
-               if p.dim() >= 2 or name.endswith("bias")}
+    uniform = {id(p) for name, p in lin.named_parameters() if p.dim() >= 2 or name.endswith("bias")}
     subs: dict[str, Callable] = {"linear": _summed_linear(uniform)}
     for n in (1, 2, 3):
         subs[f"conv{n}d"] = _summed_conv(getattr(F, f"conv{n}d"), uniform, False)
-        subs[f"conv_transpose{n}d"] = _summed_conv(getattr(F, f"conv_transpose{n}d"), uniform,
-                                                   True)
+        subs[f"conv_transpose{n}d"] = _summed_conv(getattr(F, f"conv_transpose{n}d"), uniform, True)
     return subs
 
 
@@ -267,13 +329,14 @@ class _Leaks(torch.overrides.TorchFunctionMode):
 
     def __init__(self):
         super().__init__()
-        self.found: list[tuple[int, str]] = []   # (rows recorded before it, "op at where")
+        self.found: list[tuple[int, str]] = []  # (rows recorded before it, "op at where")
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", "")
         recorder = _running_recorder() if name in LEAVES_TORCH else None
-        if recorder is not None and any(isinstance(a, torch.Tensor) and
-                                        recorder.field_of(a) is not None for a in args):
+        if recorder is not None and any(
+            isinstance(a, torch.Tensor) and recorder.field_of(a) is not None for a in args
+        ):
             self.found.append((len(recorder.steps), f"`{name}` at {recorder.where()}"))
         return func(*args, **(kwargs or {}))
 
@@ -291,9 +354,15 @@ def _running_recorder():
     return None
 
 
-def verify(model: nn.Module, input_shape: Sequence[int], analysis: Optional[Analysis] = None,
-           *, rows: Optional[Iterable[str]] = None, unique: bool = True,
-           progress: Optional[bool] = None) -> Verification:
+def verify(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    analysis: Optional[Analysis] = None,
+    *,
+    rows: Optional[Iterable[str]] = None,
+    unique: bool = True,
+    progress: Optional[bool] = None,
+) -> Verification:
     """Gradient check of every row with a spatial field (see the module docstring).
 
     `analysis` (optional) is the `analyze` result shown to the user; row names that this run
@@ -312,19 +381,23 @@ def verify(model: nn.Module, input_shape: Sequence[int], analysis: Optional[Anal
     with torch.enable_grad(), _one_thread():
         probe = probe_for(lin, shape, dtype=torch.float64, fill=1.0).requires_grad_(True)
         with leaks:
-            rec = record(lin, probe, keep_tensors=True if wanted is None else wanted,
-                         substitute=subs)
+            rec = record(
+                lin, probe, keep_tensors=True if wanted is None else wanted, substitute=subs
+            )
         checks: list[Optional[RowCheck]] = []
-        todo: list[tuple[int, Step, tuple[int, ...]]] = []     # rows to measure, by check index
-        first: dict[tuple, int] = {}                            # field -> check that measures it
+        todo: list[tuple[int, Step, tuple[int, ...]]] = []  # rows to measure, by check index
+        first: dict[tuple, int] = {}  # field -> check that measures it
         copies: list[tuple[int, Step, tuple[int, ...], int]] = []
         blind = leaks.found[0] if leaks.found else None
         for index, step in enumerate(rec.steps):
             if wanted is not None and step.name not in wanted:
                 continue
             if blind is not None and index >= blind[0] and step.field.status != UNKNOWN:
-                checks.append(_unmeasured(step, spatial, f"after values left torch "
-                                          f"({blind[1]}): not measurable"))
+                checks.append(
+                    _unmeasured(
+                        step, spatial, f"after values left torch ({blind[1]}): not measurable"
+                    )
+                )
                 continue
             check, centre = _plan(step, spatial)
             checks.append(check)
@@ -340,20 +413,31 @@ def verify(model: nn.Module, input_shape: Sequence[int], analysis: Optional[Anal
         for (index, step, centre), span in zip(todo, spans):
             checks[index] = _result(step, spatial, centre, span)
         for index, step, centre, source in copies:
-            checks[index] = _result(step, spatial, centre, checks[source].measured_span,
-                                    f"same field as {checks[source].name}: measured there")
+            checks[index] = _result(
+                step,
+                spatial,
+                centre,
+                checks[source].measured_span,
+                f"same field as {checks[source].name}: measured there",
+            )
         output = _output_check(rec, spatial, probe) if blind is None else None
     notes = []
     if blind is not None:
-        notes.append(f"values left torch ({blind[1]}): neither the analysis nor autograd can "
-                     "follow what comes back, so rows from there on are not measured")
+        notes.append(
+            f"values left torch ({blind[1]}): neither the analysis nor autograd can "
+            "follow what comes back, so rows from there on are not measured"
+        )
     if analysis is not None:
         missing = [r.name for r in analysis.rows if r.name not in {s.name for s in rec.steps}]
         if missing:
-            notes.append("rows of the analysis not reached by the linearised run "
-                         f"(data-dependent control flow?): {', '.join(missing)}")
+            notes.append(
+                "rows of the analysis not reached by the linearised run "
+                f"(data-dependent control flow?): {', '.join(missing)}"
+            )
     final = tuple(c for c in checks if c is not None) + ((output,) if output else ())
     return Verification(shape, final, tuple(notes))
+
+
 @contextlib.contextmanager
 def _one_thread():
     """torch on one thread for the measurement, restored after (see the module docstring)."""
@@ -371,14 +455,33 @@ def _plan(step: Step, spatial: tuple[int, ...]) -> tuple[Optional[RowCheck], tup
 
     f = step.field
     if f.status == UNKNOWN:
-        return RowCheck(step.name, step.op, UNKNOWN, step.size, (), (), None, None, None,
-                        f.note or "nothing is claimed, so nothing is measured"), ()
+        return RowCheck(
+            step.name,
+            step.op,
+            UNKNOWN,
+            step.size,
+            (),
+            (),
+            None,
+            None,
+            None,
+            f.note or "nothing is claimed, so nothing is measured",
+        ), ()
     centre = tuple((a.size - 1) // 2 for a in f.axes)
     if step.tensor is not None and not step.tensor.is_floating_point():
         row = to_row(step.name, step.op, f, size=step.size)
-        return RowCheck(step.name, step.op, row.status, step.size, centre, row.rf,
-                        _theory(f, centre, spatial), None, None,
-                        "a boolean or integer output has no gradient to measure"), centre
+        return RowCheck(
+            step.name,
+            step.op,
+            row.status,
+            step.size,
+            centre,
+            row.rf,
+            _theory(f, centre, spatial),
+            None,
+            None,
+            "a boolean or integer output has no gradient to measure",
+        ), centre
     return None, centre
 
 
@@ -387,29 +490,62 @@ def _unmeasured(step: Step, spatial: tuple[int, ...], note: str) -> RowCheck:
 
     row = to_row(step.name, step.op, step.field, size=step.size)
     centre = tuple((a.size - 1) // 2 for a in step.field.axes)
-    return RowCheck(step.name, step.op, row.status, step.size, centre, row.rf,
-                    _theory(step.field, centre, spatial), None, None, note)
+    return RowCheck(
+        step.name,
+        step.op,
+        row.status,
+        step.size,
+        centre,
+        row.rf,
+        _theory(step.field, centre, spatial),
+        None,
+        None,
+        note,
+    )
 
 
-def _result(step: Step, spatial: tuple[int, ...], centre: tuple[int, ...],
-            span: Optional[tuple[Span, ...]], note: str = "") -> RowCheck:
+def _result(
+    step: Step,
+    spatial: tuple[int, ...],
+    centre: tuple[int, ...],
+    span: Optional[tuple[Span, ...]],
+    note: str = "",
+) -> RowCheck:
     from .analysis import to_row
 
     row = to_row(step.name, step.op, step.field, size=step.size)
     theory = _theory(step.field, centre, spatial)
-    return RowCheck(step.name, step.op, row.status, step.size, centre, row.rf, theory, span,
-                    theory == span, note)
+    return RowCheck(
+        step.name,
+        step.op,
+        row.status,
+        step.size,
+        centre,
+        row.rf,
+        theory,
+        span,
+        theory == span,
+        note,
+    )
 
 
-def _measure_all(rec: Record, todo: list[tuple[Step, tuple[int, ...]]],
-                 progress: Optional[bool]) -> list[Optional[tuple[Span, ...]]]:
+def _measure_all(
+    rec: Record, todo: list[tuple[Step, tuple[int, ...]]], progress: Optional[bool]
+) -> list[Optional[tuple[Span, ...]]]:
     """The measured span of each (row, centre unit): one backward pass each, from the row
     down to the probe (a pass only walks the graph below its row; see the module docstring)."""
     from tqdm import tqdm
 
     show = sys.stderr.isatty() if progress is None else progress
-    with tqdm(todo, unit="row", desc="verify", file=sys.stderr, leave=False,
-              disable=not show, delay=0 if progress else 1.0) as rows:
+    with tqdm(
+        todo,
+        unit="row",
+        desc="verify",
+        file=sys.stderr,
+        leave=False,
+        disable=not show,
+        delay=0 if progress else 1.0,
+    ) as rows:
         return [_span_of(_unit_gradient(step, centre, rec.probe)) for step, centre in rows]
 
 
@@ -417,14 +553,19 @@ def _span_of(grad: Optional[torch.Tensor]) -> Optional[tuple[Span, ...]]:
     return None if grad is None else _span(grad != 0)
 
 
-def _output_check(rec: Record, spatial: tuple[int, ...], probe: torch.Tensor
-                  ) -> Optional[RowCheck]:
+def _output_check(rec: Record, spatial: tuple[int, ...], probe: torch.Tensor) -> Optional[RowCheck]:
     """The returned tensor as the model returns it, where that differs from its row: a write
     after the row was recorded (slice assignment, an in-place op through a view)."""
     outs = [t for t in _tensors(rec.result)]
     step = rec.output
-    if not outs or step is None or step.tensor is None or rec.output_field is None \
-            or rec.output_field.status == UNKNOWN or not outs[0].requires_grad:
+    if (
+        not outs
+        or step is None
+        or step.tensor is None
+        or rec.output_field is None
+        or rec.output_field.status == UNKNOWN
+        or not outs[0].requires_grad
+    ):
         return None
     final = Step("output", step.op, rec.output_field, size=step.size, tensor=outs[0])
     centre = tuple((a.size - 1) // 2 for a in final.field.axes)
@@ -432,12 +573,18 @@ def _output_check(rec: Record, spatial: tuple[int, ...], probe: torch.Tensor
     seen = _span_of(_unit_gradient(final, centre, probe))
     if seen == recorded:
         return None
-    return _result(final, spatial, centre, seen,
-                   f"the returned tensor was written after {step.name} was recorded")
+    return _result(
+        final,
+        spatial,
+        centre,
+        seen,
+        f"the returned tensor was written after {step.name} was recorded",
+    )
 
 
-def _unit_gradient(step: Step, unit: tuple[int, ...], probe: torch.Tensor
-                   ) -> Optional[torch.Tensor]:
+def _unit_gradient(
+    step: Step, unit: tuple[int, ...], probe: torch.Tensor
+) -> Optional[torch.Tensor]:
     """|d out[unit] / d input|, summed over the output's and the input's channels."""
     out = step.tensor
     if out is None or not out.requires_grad:
@@ -450,12 +597,16 @@ def _unit_gradient(step: Step, unit: tuple[int, ...], probe: torch.Tensor
         for d, c in zip(f.dims, unit):
             index[d] = c
         target = out[tuple(index)].sum()
-    grad, = torch.autograd.grad(target, probe, retain_graph=True, allow_unused=True)
+    (grad,) = torch.autograd.grad(target, probe, retain_graph=True, allow_unused=True)
     return None if grad is None else grad[0].abs().sum(0)
 
 
-def gradient_map(model: nn.Module, input_shape: Sequence[int], row: Optional[str] = None,
-                 unit: Optional[Sequence[int]] = None) -> torch.Tensor:
+def gradient_map(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    row: Optional[str] = None,
+    unit: Optional[Sequence[int]] = None,
+) -> torch.Tensor:
     """The input pixels one unit sees, as a map: |gradient| per input pixel (float64, the
     input's spatial shape) of unit `unit` (default: the centre unit) of row `row` (default:
     the model's output), measured on the linearised copy that `verify` uses. Non-zero exactly
@@ -466,22 +617,32 @@ def gradient_map(model: nn.Module, input_shape: Sequence[int], row: Optional[str
     lin = linearised(model)
     probe = probe_for(lin, shape, dtype=torch.float64, fill=1.0).requires_grad_(True)
     with torch.enable_grad(), _one_thread():
-        rec = record(lin, probe, keep_tensors=True if row is None else {row},
-                     substitute={**LINEARISE, **channel_summed(lin)})
+        rec = record(
+            lin,
+            probe,
+            keep_tensors=True if row is None else {row},
+            substitute={**LINEARISE, **channel_summed(lin)},
+        )
         if row is None:
             step = rec.output
         else:
             step = next((s for s in rec.steps if s.name == row), None)
             if step is None:
-                raise RFError(f"no row named {row!r} (rows: {', '.join(s.name for s in rec.steps)})")
-        if step is None or step.field.status == UNKNOWN or step.field.dims is None \
-                and unit is not None:
+                names = ", ".join(s.name for s in rec.steps)
+                raise RFError(f"no row named {row!r} (rows: {names})")
+        if (
+            step is None
+            or step.field.status == UNKNOWN
+            or step.field.dims is None
+            and unit is not None
+        ):
             raise RFError(f"{row or 'the output'} has no spatial field to take a unit of")
         sizes = tuple(a.size for a in step.field.axes)
         unit = tuple((n - 1) // 2 for n in sizes) if unit is None else tuple(unit)
         if len(unit) != len(sizes) or not all(0 <= u < n for u, n in zip(unit, sizes)):
-            raise RFError(f"unit {unit} is outside the {'x'.join(map(str, sizes))} map "
-                          f"of {step.name}")
+            raise RFError(
+                f"unit {unit} is outside the {'x'.join(map(str, sizes))} map of {step.name}"
+            )
         grad = _unit_gradient(step, unit, probe)
     if grad is None:
         raise RFError(f"{step.name}: the output does not depend on the input through autograd")

@@ -12,6 +12,7 @@ from the optimizer and schedule saved in every last.pt under `--runs` (finished 
 from the configuration's nominal values: OneCycleLR cycles momentum by default whatever the
 optimizer was given.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,12 +36,16 @@ def schedule(last_pt: Path) -> Optional[dict[str, Any]]:
     state = torch.load(last_pt, map_location="cpu", weights_only=False)["trainer"]
     group = state["optimizer"]["param_groups"][0]
     sched = state["scheduler"]
-    out = {"start_lr": group["initial_lr"], "max_lr": group["max_lr"],
-           "min_lr": group["min_lr"], "phases": len(sched["_schedule_phases"]),
-           "total_steps": sched["total_steps"], "cycle_momentum": sched["cycle_momentum"]}
+    out = {
+        "start_lr": group["initial_lr"],
+        "max_lr": group["max_lr"],
+        "min_lr": group["min_lr"],
+        "phases": len(sched["_schedule_phases"]),
+        "total_steps": sched["total_steps"],
+        "cycle_momentum": sched["cycle_momentum"],
+    }
     if sched["cycle_momentum"]:
-        out["momentum"] = [group["max_momentum"], group["base_momentum"],
-                           group["max_momentum"]]
+        out["momentum"] = [group["max_momentum"], group["base_momentum"], group["max_momentum"]]
     else:
         out["momentum"] = [group["momentum"]]
     return out
@@ -57,12 +62,19 @@ def record(folder: Path) -> Optional[dict[str, Any]]:
         return None
     train_s = sum(h["train_seconds"] for h in history)
     return {
-        "run": str(folder), "command": summary["command"], "torch": summary["torch"],
-        "data": summary["data"], "path": summary["path"], "seed": summary["config"]["seed"],
-        "epochs": summary["epochs_done"], "train_images": summary["train_images"],
-        "test_images": summary["test_images"], "params": summary["params"],
+        "run": str(folder),
+        "command": summary["command"],
+        "torch": summary["torch"],
+        "data": summary["data"],
+        "path": summary["path"],
+        "seed": summary["config"]["seed"],
+        "epochs": summary["epochs_done"],
+        "train_images": summary["train_images"],
+        "test_images": summary["test_images"],
+        "params": summary["params"],
         "test_acc": [h["test_acc"] for h in history],
-        "best_test_acc": summary["best_test_acc"], "wall_seconds": summary["wall_seconds"],
+        "best_test_acc": summary["best_test_acc"],
+        "wall_seconds": summary["wall_seconds"],
         # training images seen / seconds spent training (test time excluded)
         "train_images_per_s": round(summary["train_images"] * len(history) / train_s, 1),
         "schedule": schedule(folder / "last.pt"),
@@ -103,9 +115,12 @@ def collect(runs: Path, doc: dict, variants: list[str], seeds: list[int]) -> dic
     out = {k: v for k, v in doc.items() if k not in ("variants", "repeats", "missing")}
     out["variants"] = {
         name: {"runs": [found[(name, s)] for s in sorted(s for n, s in found if n == name)]}
-        for name in variants if any(n == name for n, _ in found)}
-    out["missing"] = [f"{name} seed {s}" for name in variants for s in seeds
-                      if (name, s) not in found]
+        for name in variants
+        if any(n == name for n, _ in found)
+    }
+    out["missing"] = [
+        f"{name} seed {s}" for name in variants for s in seeds if (name, s) not in found
+    ]
     # The schedule is the code's, not the run's result: read it from every checkpoint, of
     # finished and unfinished runs alike (the first seed-1 runs left none).
     sources = {_shown(f, runs): schedule(f / "last.pt") for f in folders}
@@ -122,17 +137,28 @@ def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=Path, default=Path("runs/exp-cpu"))
     p.add_argument("--json", type=Path, default=Path("book/results/cpu-experiments.json"))
-    p.add_argument("--variants", nargs="+", default=[
-        "dws-dilated-skip-x2", "dws-dilated-noskip-x2", "dws-strided-skip-x2",
-        "plain-dilated-skip-x2", "dws-dilated-skip-x3", "dws-none-skip-x2"])
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        default=[
+            "dws-dilated-skip-x2",
+            "dws-dilated-noskip-x2",
+            "dws-strided-skip-x2",
+            "plain-dilated-skip-x2",
+            "dws-dilated-skip-x3",
+            "dws-none-skip-x2",
+        ],
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     a = p.parse_args(argv)
     doc = json.loads(a.json.read_text()) if a.json.is_file() else {}
     out = collect(a.runs, doc, a.variants, a.seeds)
     write_json(a.json, out)
     n = sum(len(e["runs"]) for e in out["variants"].values())
-    print(f"wrote {a.json}: {n} runs of {len(out['variants'])} variants; "
-          f"missing: {', '.join(out['missing']) or 'none'}")
+    print(
+        f"wrote {a.json}: {n} runs of {len(out['variants'])} variants; "
+        f"missing: {', '.join(out['missing']) or 'none'}"
+    )
     return 0
 
 

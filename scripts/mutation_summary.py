@@ -5,6 +5,7 @@ and prints, per mutated module, killed/checked (timeouts count as killed and are
 apart) and the survivors by name. Mutants that were
 not run (`not checked`, e.g. outside `make mutation MUTATE=...`) are counted apart.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -26,11 +27,12 @@ def module_of(key: str) -> str:
 
 def main() -> int:
     mutmut = Path(sys.executable).with_name("mutmut")
-    done = subprocess.run([str(mutmut), "results", "--all", "true"], capture_output=True,
-                          text=True)
+    done = subprocess.run([str(mutmut), "results", "--all", "true"], capture_output=True, text=True)
     if done.returncode != 0:
-        print(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "mutmut failed",
-              file=sys.stderr)
+        print(
+            done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "mutmut failed",
+            file=sys.stderr,
+        )
         return 1
     counts: dict[str, Counter] = defaultdict(Counter)
     survivors: dict[str, list[str]] = defaultdict(list)

@@ -1,5 +1,6 @@
 """Every command's bad input: exactly one line on stderr, `<prog>: error: ...`, exit status 2,
 no traceback, nothing on stdout. The wording is each command's own; only the shape is pinned."""
+
 from __future__ import annotations
 
 import re
@@ -50,6 +51,7 @@ RFCALC = [
 @pytest.mark.parametrize("argv", RFCALC)
 def test_rfcalc_bad_arguments(capsys, tmp_path, monkeypatch, argv):
     from rfcalc.cli import main
+
     monkeypatch.chdir(tmp_path)
     _assert_one_line_error(*_run(capsys, main, argv))
 
@@ -72,10 +74,9 @@ NETBUILDER = [
 @pytest.mark.parametrize("argv", NETBUILDER)
 def test_netbuilder_bad_arguments(capsys, tmp_path, monkeypatch, argv):
     from netbuilder.cli import main
+
     monkeypatch.chdir(tmp_path)
     _assert_one_line_error(*_run(capsys, main, argv))
-
-
 
 
 def _rftrain_cases(tmp: Path) -> list:
@@ -97,6 +98,7 @@ def _rftrain_cases(tmp: Path) -> list:
 @pytest.mark.parametrize("case", range(8))
 def test_rftrain_bad_arguments(capsys, tmp_path, request, case):
     from training.cli import main
+
     param = _rftrain_cases(tmp_path)[case]
     for mark in param.marks:
         request.applymarker(mark)

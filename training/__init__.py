@@ -2,6 +2,7 @@
 
 Importing the package tunes glibc's malloc for large batches on the CPU (see `allocator`).
 """
+
 from .allocator import tune_malloc
 
 tune_malloc()

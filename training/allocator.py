@@ -12,15 +12,16 @@ Applied once when the `training` package is imported (rftrain, the sweep, the no
 glibc only, a no-op elsewhere. RFTRAIN_MALLOC=system in the environment leaves malloc alone
 (for comparisons: benchmarks/train_throughput.py --allocator both).
 """
+
 from __future__ import annotations
 
 import ctypes
 import os
 import platform
 
-M_TRIM_THRESHOLD = -1   # from glibc's <malloc.h>
+M_TRIM_THRESHOLD = -1  # from glibc's <malloc.h>
 M_MMAP_MAX = -4
-TRIM_THRESHOLD = 2 ** 31 - 1  # mallopt takes an int: the largest, 2 GiB
+TRIM_THRESHOLD = 2**31 - 1  # mallopt takes an int: the largest, 2 GiB
 OPT_OUT = "RFTRAIN_MALLOC"
 
 _applied: bool | None = None
@@ -32,16 +33,20 @@ def tune_malloc() -> bool:
     if _applied is not None:
         return _applied
     _applied = False
-    if os.environ.get(OPT_OUT, "").lower() == "system" or platform.system() != "Linux" \
-            or platform.libc_ver()[0] != "glibc":
+    if (
+        os.environ.get(OPT_OUT, "").lower() == "system"
+        or platform.system() != "Linux"
+        or platform.libc_ver()[0] != "glibc"
+    ):
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return False
     # mallopt returns 1 on success, 0 on error.
-    _applied = bool(libc.mallopt(M_MMAP_MAX, 0)) and \
-        bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    _applied = bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(
+        libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    )
     return _applied
 
 

@@ -5,6 +5,7 @@ Order in both: flip, affine (shift/scale/rotate), colour jitter, grey, cutout, n
 Cutout comes after the colour ops so its hole keeps exactly the data set's mean colour, which
 Normalize turns into 0. The affine border is black (0), as ShiftScaleRotate's default.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,8 +40,9 @@ class AugConfig:
     gray_p: float = _aug(0.1, "probability of turning the image grey")
     cutout_p: float = _aug(0.5, "probability of cutout")
     cutout_holes: int = _aug(1, "cutout holes per image")
-    cutout_size: int = _aug(16, "cutout hole side in pixels (filled with the data set's mean); "
-                            "at most the image side")
+    cutout_size: int = _aug(
+        16, "cutout hole side in pixels (filled with the data set's mean); at most the image side"
+    )
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -59,8 +61,10 @@ class AugConfig:
     def check_image(self, height: int, width: int) -> None:
         """ValueError if a setting cannot apply to height x width images (both paths)."""
         if self.cutout_p and self.cutout_holes and self.cutout_size > min(height, width):
-            raise ValueError(f"augmentation cutout_size {self.cutout_size} is larger than the "
-                             f"{height}x{width} images")
+            raise ValueError(
+                f"augmentation cutout_size {self.cutout_size} is larger than the "
+                f"{height}x{width} images"
+            )
 
     @classmethod
     def off(cls) -> "AugConfig":
@@ -80,20 +84,39 @@ def albumentations_pipeline(cfg: AugConfig, mean: Sequence[float], std: Sequence
         ops.append(A.HorizontalFlip(p=cfg.flip_p))
     if cfg.affine_p:
         # Affine with these ranges is exactly what the deprecated ShiftScaleRotate builds.
-        ops.append(A.Affine(scale=(1 - cfg.scale, 1 + cfg.scale),
-                            translate_percent=(-cfg.shift, cfg.shift),
-                            rotate=(-cfg.rotate, cfg.rotate), interpolation=cv2.INTER_LINEAR,
-                            border_mode=cv2.BORDER_CONSTANT, fill=0, p=cfg.affine_p))
+        ops.append(
+            A.Affine(
+                scale=(1 - cfg.scale, 1 + cfg.scale),
+                translate_percent=(-cfg.shift, cfg.shift),
+                rotate=(-cfg.rotate, cfg.rotate),
+                interpolation=cv2.INTER_LINEAR,
+                border_mode=cv2.BORDER_CONSTANT,
+                fill=0,
+                p=cfg.affine_p,
+            )
+        )
     if cfg.jitter_p:
-        ops.append(A.ColorJitter(brightness=cfg.brightness, contrast=cfg.contrast,
-                                 saturation=cfg.saturation, hue=cfg.hue, p=cfg.jitter_p))
+        ops.append(
+            A.ColorJitter(
+                brightness=cfg.brightness,
+                contrast=cfg.contrast,
+                saturation=cfg.saturation,
+                hue=cfg.hue,
+                p=cfg.jitter_p,
+            )
+        )
     if cfg.gray_p:
         ops.append(A.ToGray(num_output_channels=3, method="weighted_average", p=cfg.gray_p))
     if cfg.cutout_p and cfg.cutout_holes:
-        ops.append(A.CoarseDropout(num_holes_range=(cfg.cutout_holes, cfg.cutout_holes),
-                                   hole_height_range=(cfg.cutout_size, cfg.cutout_size),
-                                   hole_width_range=(cfg.cutout_size, cfg.cutout_size),
-                                   fill=tuple(round(m * 255) for m in mean), p=cfg.cutout_p))
+        ops.append(
+            A.CoarseDropout(
+                num_holes_range=(cfg.cutout_holes, cfg.cutout_holes),
+                hole_height_range=(cfg.cutout_size, cfg.cutout_size),
+                hole_width_range=(cfg.cutout_size, cfg.cutout_size),
+                fill=tuple(round(m * 255) for m in mean),
+                p=cfg.cutout_p,
+            )
+        )
     ops += [A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0), ToTensorV2()]
     return A.Compose(ops, seed=0)
 
@@ -106,8 +129,9 @@ def hflip(x: torch.Tensor, apply: torch.Tensor) -> torch.Tensor:
     return torch.where(apply[:, None, None, None], x.flip(-1), x)
 
 
-def affine(x: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor, tx: torch.Tensor,
-           ty: torch.Tensor) -> torch.Tensor:
+def affine(
+    x: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor, tx: torch.Tensor, ty: torch.Tensor
+) -> torch.Tensor:
     """Rotate by `angle` degrees (counter-clockwise on screen), zoom by `scale` and shift by
     (tx, ty) fractions of the width and height (right and down), about the image centre;
     bilinear, black border. Per-image parameters, shape (N,).
@@ -119,14 +143,17 @@ def affine(x: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor, tx: torch.
     # per axis (so on a non-square image the rotation is conjugated by the aspect ratio).
     # Forward in pixels (y down): out = s * R(-a) @ in + t, R(-a) = [[c, s], [-s, c]].
     # Inverse: in = R(a) @ (out - t) / s, R(a) = [[c, -s], [s, c]].
-    ax, ay = w / 2, h / 2                       # normalized = pixel / (w/2)
+    ax, ay = w / 2, h / 2  # normalized = pixel / (w/2)
     a00, a01 = cos / scale, -sin / scale * (ay / ax)
     a10, a11 = sin / scale * (ax / ay), cos / scale
-    bx, by = 2 * tx, 2 * ty                     # the shift in normalized units
-    theta = torch.stack([
-        torch.stack([a00, a01, -(a00 * bx + a01 * by)], dim=1),
-        torch.stack([a10, a11, -(a10 * bx + a11 * by)], dim=1),
-    ], dim=1).to(x.dtype)
+    bx, by = 2 * tx, 2 * ty  # the shift in normalized units
+    theta = torch.stack(
+        [
+            torch.stack([a00, a01, -(a00 * bx + a01 * by)], dim=1),
+            torch.stack([a10, a11, -(a10 * bx + a11 * by)], dim=1),
+        ],
+        dim=1,
+    ).to(x.dtype)
     grid = F.affine_grid(theta, [n, 3, h, w], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
@@ -150,8 +177,9 @@ def _rgb_to_hsv(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     rc, gc, bc = (maxc - r) / safe, (maxc - g) / safe, (maxc - b) / safe
     h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2 + rc - bc, 4 + gc - rc))
     h = torch.where(delta > 0, (h / 6) % 1, torch.zeros_like(h))
-    s = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)),
-                    torch.zeros_like(maxc))
+    s = torch.where(
+        maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), torch.zeros_like(maxc)
+    )
     return h, s, maxc
 
 
@@ -162,9 +190,14 @@ def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tens
     return v[:, None] - v[:, None] * s[:, None] * torch.clamp(torch.minimum(k, 4 - k), 0, 1)
 
 
-def color_jitter(x: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor,
-                 saturation: torch.Tensor, hue: torch.Tensor,
-                 order: Sequence[int] = (0, 1, 2, 3)) -> torch.Tensor:
+def color_jitter(
+    x: torch.Tensor,
+    brightness: torch.Tensor,
+    contrast: torch.Tensor,
+    saturation: torch.Tensor,
+    hue: torch.Tensor,
+    order: Sequence[int] = (0, 1, 2, 3),
+) -> torch.Tensor:
     """torchvision-style jitter with per-image factors (1, 1, 1, 0 = unchanged), in `order`
     (0 brightness, 1 contrast, 2 saturation, 3 hue); clipped to 0..1 after each step."""
     col = lambda t: t[:, None, None, None]  # noqa: E731  (N,) -> N x 1 x 1 x 1
@@ -183,14 +216,20 @@ def color_jitter(x: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tens
     return x
 
 
-def cutout(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int,
-           fill: torch.Tensor, apply: torch.Tensor) -> torch.Tensor:
+def cutout(
+    x: torch.Tensor,
+    top: torch.Tensor,
+    left: torch.Tensor,
+    size: int,
+    fill: torch.Tensor,
+    apply: torch.Tensor,
+) -> torch.Tensor:
     """Fill a size x size square at (top, left) with `fill` (3 values) where `apply` is set."""
     _, _, h, w = x.shape
     rows = torch.arange(h, device=x.device)[None, :]
     cols = torch.arange(w, device=x.device)[None, :]
-    in_rows = (rows >= top[:, None]) & (rows < top[:, None] + size)       # N x H
-    in_cols = (cols >= left[:, None]) & (cols < left[:, None] + size)     # N x W
+    in_rows = (rows >= top[:, None]) & (rows < top[:, None] + size)  # N x H
+    in_cols = (cols >= left[:, None]) & (cols < left[:, None] + size)  # N x W
     hole = (in_rows[:, :, None] & in_cols[:, None, :]) & apply[:, None, None]
     return torch.where(hole[:, None], fill.to(x.dtype)[None, :, None, None], x)
 
@@ -204,8 +243,9 @@ class TensorAugment:
         self.mean = torch.tensor(mean, dtype=torch.float32)
         self.std = torch.tensor(std, dtype=torch.float32)
 
-    def __call__(self, images: torch.Tensor, generator: Optional[torch.Generator] = None,
-                 train: bool = True) -> torch.Tensor:
+    def __call__(
+        self, images: torch.Tensor, generator: Optional[torch.Generator] = None, train: bool = True
+    ) -> torch.Tensor:
         x = images.permute(0, 3, 1, 2).float().div_(255)
         if train:
             x = self._augment(x, generator)
@@ -229,8 +269,9 @@ class TensorAugment:
             # albumentations truncates the shift to whole pixels; so do we.
             tx = torch.trunc(uniform(-cfg.shift, cfg.shift) * w) / w
             ty = torch.trunc(uniform(-cfg.shift, cfg.shift) * h) / h
-            moved = affine(x, uniform(-cfg.rotate, cfg.rotate),
-                           uniform(1 - cfg.scale, 1 + cfg.scale), tx, ty)
+            moved = affine(
+                x, uniform(-cfg.rotate, cfg.rotate), uniform(1 - cfg.scale, 1 + cfg.scale), tx, ty
+            )
             x = torch.where(apply[:, None, None, None], moved, x)
         if cfg.jitter_p:
             apply = coin(cfg.jitter_p)
@@ -252,4 +293,3 @@ class TensorAugment:
                 left = torch.randint(0, w - size + 1, (n,), generator=g, device=dev)
                 x = cutout(x, top, left, size, fill, apply)
         return x
-

@@ -1,4 +1,5 @@
 """Checkpoints written atomically (temp file + os.replace), and read back for --resume."""
+
 from __future__ import annotations
 
 import os
@@ -11,8 +12,8 @@ import torch
 from .fsutil import atomic_path
 from .options import UserError
 
-LAST = "last.pt"     # everything needed to continue: model, optimizer, schedule, RNG, history
-BEST = "best.pt"     # the weights with the best test accuracy so far
+LAST = "last.pt"  # everything needed to continue: model, optimizer, schedule, RNG, history
+BEST = "best.pt"  # the weights with the best test accuracy so far
 
 
 def save(path: str | os.PathLike, state: dict[str, Any]) -> None:
@@ -32,11 +33,14 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "Unsupported global" not in str(exc):  # not a disallowed object: damaged
-            raise UserError(f"{path} is not a readable checkpoint (damaged, or not a torch "
-                            "file)") from None
-        raise UserError(f"{path} holds more than tensors and numbers (an older rftrain's "
-                        "checkpoint, or not ours) and is not loaded: start over with --force"
-                        ) from None
+            raise UserError(
+                f"{path} is not a readable checkpoint (damaged, or not a torch file)"
+            ) from None
+        raise UserError(
+            f"{path} holds more than tensors and numbers (an older rftrain's "
+            "checkpoint, or not ours) and is not loaded: start over with --force"
+        ) from None
     except Exception as exc:
-        raise UserError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})"
-                        .splitlines()[0]) from None
+        raise UserError(
+            f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})".splitlines()[0]
+        ) from None

@@ -3,6 +3,7 @@
 The recipe and augmentation options are derived from the `TrainConfig` and `AugConfig`
 dataclasses (names, defaults, types, help), so a new setting is one new field.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,15 @@ from typing import Optional, Sequence
 
 from .augment import AugConfig
 from .engine import TrainConfig
-from .options import OneLineParser, UserError, add_dataclass_options, dataclass_values, fail, \
-    package_version, resolve_device
+from .options import (
+    OneLineParser,
+    UserError,
+    add_dataclass_options,
+    dataclass_values,
+    fail,
+    package_version,
+    resolve_device,
+)
 
 PROG = "rftrain"
 SPEED = ("fast", "amp", "channels_last", "compile", "workers", "sync_bn")
@@ -24,36 +32,55 @@ SPEED = ("fast", "amp", "channels_last", "compile", "workers", "sync_bn")
 
 def _parser() -> argparse.ArgumentParser:
     p = OneLineParser(
-        prog=PROG, description="Train a net on CIFAR-10 with the assignment's recipe "
+        prog=PROG,
+        description="Train a net on CIFAR-10 with the assignment's recipe "
         "(SGD + OneCycleLR, albumentations-strength augmentation). Under torchrun "
         "(torchrun --nproc_per_node N -m training ...) N processes train one model.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     what = p.add_argument_group("model (one of)").add_mutually_exclusive_group()
-    what.add_argument("--model", metavar="TARGET",
-                      help="model.py, model.py:Name or package.module:attr")
+    what.add_argument(
+        "--model", metavar="TARGET", help="model.py, model.py:Name or package.module:attr"
+    )
     what.add_argument("--preset", metavar="NAME", help="a netbuilder preset, e.g. s9")
 
     g = p.add_argument_group("data and output")
-    g.add_argument("--data-dir", help="cifar-10-batches-py/ or train/ + test/ image folders "
-                   "(or where --download puts the batches); required")
+    g.add_argument(
+        "--data-dir",
+        help="cifar-10-batches-py/ or train/ + test/ image folders "
+        "(or where --download puts the batches); required",
+    )
     g.add_argument("--download", action="store_true", help="fetch CIFAR-10 with torchvision")
-    g.add_argument("--data-cache", metavar="FILE.npz",
-                   help="keep decoded image folders in this .npz (rebuilt if the folder changes)")
+    g.add_argument(
+        "--data-cache",
+        metavar="FILE.npz",
+        help="keep decoded image folders in this .npz (rebuilt if the folder changes)",
+    )
     g.add_argument("--out", help="output folder; required")
     g.add_argument("--resume", action="store_true", help="continue the run in --out")
     g.add_argument("--force", action="store_true", help="start over in a non-empty --out")
-    g.add_argument("--stop-after", type=int, metavar="EPOCHS",
-                   help="stop after this many more epochs; continue later with --resume "
-                   "(for time-limited sessions)")
-    g.add_argument("--limit-train", type=int, metavar="N",
-                   help="train on a fixed class-balanced subset of N")
-    g.add_argument("--limit-test", type=int, metavar="N",
-                   help="test on a fixed class-balanced subset of N")
+    g.add_argument(
+        "--stop-after",
+        type=int,
+        metavar="EPOCHS",
+        help="stop after this many more epochs; continue later with --resume "
+        "(for time-limited sessions)",
+    )
+    g.add_argument(
+        "--limit-train", type=int, metavar="N", help="train on a fixed class-balanced subset of N"
+    )
+    g.add_argument(
+        "--limit-test", type=int, metavar="N", help="test on a fixed class-balanced subset of N"
+    )
 
-    g.add_argument("--limit-stratify", action=argparse.BooleanOptionalAction, default=True,
-                   help="--limit-* keep each class's share; --no-limit-stratify takes the "
-                   "first N of a fixed permutation, as runs before this option did")
+    g.add_argument(
+        "--limit-stratify",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="--limit-* keep each class's share; --no-limit-stratify takes the "
+        "first N of a fixed permutation, as runs before this option did",
+    )
 
     add_dataclass_options(p.add_argument_group("recipe"), TrainConfig, skip=("aug", *SPEED))
     g = p.add_argument_group("augmentation (same config for both pipelines)")
@@ -61,20 +88,28 @@ def _parser() -> argparse.ArgumentParser:
     add_dataclass_options(g, AugConfig)
 
     g = p.add_argument_group("speed")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (under "
-                   "torchrun, cuda means each process's LOCAL_RANK GPU)")
-    g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar (None: only on a terminal)")
-    add_dataclass_options(g, TrainConfig, skip=tuple(
-        n for n in TrainConfig.__dataclass_fields__ if n not in SPEED))
+    g.add_argument(
+        "--device",
+        default="auto",
+        help="auto, cpu, cuda, cuda:1, ... (under "
+        "torchrun, cuda means each process's LOCAL_RANK GPU)",
+    )
+    g.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar (None: only on a terminal)",
+    )
+    add_dataclass_options(
+        g, TrainConfig, skip=tuple(n for n in TrainConfig.__dataclass_fields__ if n not in SPEED)
+    )
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig the parsed options describe (automatic settings still None)."""
     try:
-        aug = AugConfig.off() if args.no_augment else AugConfig(**dataclass_values(AugConfig,
-                                                                                   args))
+        aug = AugConfig.off() if args.no_augment else AugConfig(**dataclass_values(AugConfig, args))
         values = {k: v for k, v in dataclass_values(TrainConfig, args).items() if k != "aug"}
         cfg = TrainConfig(**values, aug=aug)
         cfg.check()
@@ -108,12 +143,24 @@ def _run(args: argparse.Namespace, argv: list[str]) -> tuple[dict, bool]:
     if world.main:
         used = (len(data.train_y), len(data.test_y))
         of = f" (of {full[0]} / {full[1]})" if used != full else ""
-        print(f"data: {data.source}: {used[0]} train, {used[1]} test images{of} "
-              f"({data.decode_seconds:.1f} s to load)", flush=True)
-    summary = train_run(lambda: load_model(args.model, args.preset), data, cfg, args.out,
-                        device=device, resume=args.resume, force=args.force,
-                        command=shlex.join([PROG, *argv]), progress=args.progress, world=world,
-                        stop_after=args.stop_after)
+        print(
+            f"data: {data.source}: {used[0]} train, {used[1]} test images{of} "
+            f"({data.decode_seconds:.1f} s to load)",
+            flush=True,
+        )
+    summary = train_run(
+        lambda: load_model(args.model, args.preset),
+        data,
+        cfg,
+        args.out,
+        device=device,
+        resume=args.resume,
+        force=args.force,
+        command=shlex.join([PROG, *argv]),
+        progress=args.progress,
+        world=world,
+        stop_after=args.stop_after,
+    )
     return summary, world.main
 
 
@@ -138,14 +185,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     args = parser.parse_args(argv)
     from . import distributed
+
     previous = _stop_on_sigterm()
     try:
         summary, main_rank = _run(args, argv)
     except UserError as exc:
         return fail(PROG, str(exc))
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; continue with the same command and --resume",
-              file=sys.stderr)
+        print(f"{PROG}: interrupted; continue with the same command and --resume", file=sys.stderr)
         return 130
     finally:
         distributed.shutdown()
@@ -154,8 +201,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if main_rank:
         best = summary["best_test_acc"]
         what = "done" if summary["finished"] else "stopped (continue with --resume)"
-        print(f"{what}: {summary['epochs_done']} epochs, best test accuracy "
-              f"{best:.2%} in {summary['wall_seconds']:.0f} s; results in {args.out}")
+        print(
+            f"{what}: {summary['epochs_done']} epochs, best test accuracy "
+            f"{best:.2%} in {summary['wall_seconds']:.0f} s; results in {args.out}"
+        )
     return 0
 
 

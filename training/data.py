@@ -7,6 +7,7 @@ Three sources, found in this order under `--data-dir`:
   * with `download=True`, torchvision fetches the pickled batches first.
 Decoding 60,000 JPEG files takes a while, so the arrays can be cached in one .npz file.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,14 +25,14 @@ from PIL import Image, UnidentifiedImageError
 from .fsutil import atomic_path
 from .options import UserError
 
-CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
-           "dog", "frog", "horse", "ship", "truck")
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm"}
 PICKLE_DIR = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 SIDE = 32
-EXPECTED = (f"{PICKLE_DIR}/ (data_batch_1..5, test_batch) or train/<class>/*.png|jpg and "
-            "test/<class>/*")
+EXPECTED = (
+    f"{PICKLE_DIR}/ (data_batch_1..5, test_batch) or train/<class>/*.png|jpg and test/<class>/*"
+)
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class Cifar:
     test_x: np.ndarray
     test_y: np.ndarray
     classes: tuple[str, ...]
-    source: str                 # where it came from, for reports
+    source: str  # where it came from, for reports
     decode_seconds: float = 0.0
 
     def mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -54,11 +55,12 @@ class Cifar:
         s1 = x.sum(axis=(0, 1, 2), dtype=np.float64)
         s2 = np.einsum("nhwc,nhwc->c", x, x, dtype=np.float64)
         mean = s1 / n
-        std = np.sqrt(s2 / n - mean ** 2)
+        std = np.sqrt(s2 / n - mean**2)
         return tuple(float(m) / 255 for m in mean), tuple(float(s) / 255 for s in std)
 
-    def limited(self, n_train: Optional[int], n_test: Optional[int],
-                stratify: bool = True) -> "Cifar":
+    def limited(
+        self, n_train: Optional[int], n_test: Optional[int], stratify: bool = True
+    ) -> "Cifar":
         """A fixed subset per split (the same for every run), stratified: each class keeps its
         share of the split (largest remainders decide the rounding). `stratify=False` takes
         the first n of one fixed permutation instead (what runs before stratifying used)."""
@@ -96,21 +98,27 @@ def _stratified(x: np.ndarray, y: np.ndarray, n: Optional[int], what: str):
     rest = n - take.sum()
     take[np.argsort(-(share - take), kind="stable")[:rest]] += 1
     rng = np.random.default_rng(0)
-    idx = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:k]
-                          for c, k in zip(classes, take)])
+    idx = np.concatenate(
+        [rng.permutation(np.flatnonzero(y == c))[:k] for c, k in zip(classes, take)]
+    )
     idx = np.sort(idx)
     return x[idx], y[idx]
 
 
-def load_cifar10(data_dir: str | os.PathLike, *, download: bool = False,
-                 cache: Optional[str | os.PathLike] = None) -> Cifar:
+def load_cifar10(
+    data_dir: str | os.PathLike,
+    *,
+    download: bool = False,
+    cache: Optional[str | os.PathLike] = None,
+) -> Cifar:
     """Load CIFAR-10 from `data_dir` (see the module docstring); raise UserError if absent."""
     root = Path(data_dir)
     if download:
         _download(root)
     if not root.is_dir():
-        raise UserError(f"data folder {root} does not exist: expected {EXPECTED}"
-                        " (or pass --download)")
+        raise UserError(
+            f"data folder {root} does not exist: expected {EXPECTED} (or pass --download)"
+        )
     pickles = _pickle_dir(root)
     if pickles is not None:
         t0 = time.perf_counter()
@@ -124,6 +132,7 @@ def load_cifar10(data_dir: str | os.PathLike, *, download: bool = False,
 def _download(root: Path) -> None:
     """Fetch the pickled batches with torchvision (needs a network)."""
     from torchvision.datasets import CIFAR10
+
     try:
         CIFAR10(str(root), train=True, download=True)
         CIFAR10(str(root), train=False, download=True)
@@ -142,8 +151,9 @@ def _pickle_dir(root: Path) -> Optional[Path]:
 
 def _unpickle(path: Path) -> dict:
     if not path.is_file():
-        raise UserError(f"{path} is missing: expected {PICKLE_DIR}/ with "
-                        f"{', '.join(TRAIN_BATCHES)}, test_batch")
+        raise UserError(
+            f"{path} is missing: expected {PICKLE_DIR}/ with {', '.join(TRAIN_BATCHES)}, test_batch"
+        )
     try:
         with open(path, "rb") as fh:
             obj = pickle.load(fh, encoding="bytes")
@@ -161,10 +171,16 @@ def _batch_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise UserError(f"{path} is not a CIFAR-10 batch: no b'data'/b'labels' entries")
     data = np.asarray(data)
     labels = np.asarray(labels, dtype=np.int64)
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * SIDE * SIDE \
-            or len(labels) != len(data):
-        raise UserError(f"{path} is not a CIFAR-10 batch: data {data.dtype} {data.shape}, "
-                        f"{len(labels)} labels; expected uint8 (N, 3072) and N labels")
+    if (
+        data.dtype != np.uint8
+        or data.ndim != 2
+        or data.shape[1] != 3 * SIDE * SIDE
+        or len(labels) != len(data)
+    ):
+        raise UserError(
+            f"{path} is not a CIFAR-10 batch: data {data.dtype} {data.shape}, "
+            f"{len(labels)} labels; expected uint8 (N, 3072) and N labels"
+        )
     if len(labels) and (labels.min() < 0 or labels.max() >= len(CLASSES)):
         raise UserError(f"{path}: labels outside 0..{len(CLASSES) - 1}")
     # Stored as N x (R plane, G plane, B plane), each 32x32 row-major.
@@ -181,15 +197,23 @@ def _read_pickles(folder: Path) -> Cifar:
         names = _unpickle(meta).get(b"label_names")
         if names:
             classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
-    return Cifar(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-                 test_x, test_y, classes, source=str(folder))
+    return Cifar(
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        test_x,
+        test_y,
+        classes,
+        source=str(folder),
+    )
 
 
 def _list_split(root: Path, split: str) -> tuple[list[str], list[list[Path]]]:
     folder = root / split
     if not folder.is_dir():
-        raise UserError(f"{folder} is missing: expected {split}/<class>/*.png|jpg next to "
-                        f"{'test' if split == 'train' else 'train'}/")
+        raise UserError(
+            f"{folder} is missing: expected {split}/<class>/*.png|jpg next to "
+            f"{'test' if split == 'train' else 'train'}/"
+        )
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
     if not classes:
         raise UserError(f"{folder} has no class folders: expected {split}/<class>/*.png|jpg")
@@ -209,8 +233,7 @@ def _decode(path: Path) -> np.ndarray:
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise UserError(f"{path}: cannot read image ({exc})") from None
     if arr.shape != (SIDE, SIDE, 3):
-        raise UserError(f"{path}: image is {arr.shape[1]}x{arr.shape[0]}, expected "
-                        f"{SIDE}x{SIDE}")
+        raise UserError(f"{path}: image is {arr.shape[1]}x{arr.shape[0]}, expected {SIDE}x{SIDE}")
     return arr
 
 
@@ -227,8 +250,10 @@ def _read_folders(root: Path) -> Cifar:
     classes, train_files = _list_split(root, "train")
     test_classes, test_files = _list_split(root, "test")
     if test_classes != classes:
-        raise UserError(f"{root}: train/ and test/ have different class folders "
-                        f"({', '.join(classes)} vs {', '.join(test_classes)})")
+        raise UserError(
+            f"{root}: train/ and test/ have different class folders "
+            f"({', '.join(classes)} vs {', '.join(test_classes)})"
+        )
     workers = min(8, os.cpu_count() or 1)
 
     def split(files: list[list[Path]]) -> tuple[np.ndarray, np.ndarray]:
@@ -239,8 +264,15 @@ def _read_folders(root: Path) -> Cifar:
     t0 = time.perf_counter()
     train_x, train_y = split(train_files)
     test_x, test_y = split(test_files)
-    return Cifar(train_x, train_y, test_x, test_y, tuple(classes), source=str(root),
-                 decode_seconds=time.perf_counter() - t0)
+    return Cifar(
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        tuple(classes),
+        source=str(root),
+        decode_seconds=time.perf_counter() - t0,
+    )
 
 
 def _fingerprint(root: Path) -> str:
@@ -264,14 +296,26 @@ def _read_folders_cached(root: Path, cache: Optional[str | os.PathLike]) -> Cifa
         try:
             with np.load(cache, allow_pickle=False) as z:
                 if str(z["fingerprint"]) == key:
-                    return Cifar(z["train_x"], z["train_y"], z["test_x"], z["test_y"],
-                                 tuple(str(c) for c in z["classes"]),
-                                 source=f"{root} (cached in {cache})",
-                                 decode_seconds=time.perf_counter() - t0)
+                    return Cifar(
+                        z["train_x"],
+                        z["train_y"],
+                        z["test_x"],
+                        z["test_y"],
+                        tuple(str(c) for c in z["classes"]),
+                        source=f"{root} (cached in {cache})",
+                        decode_seconds=time.perf_counter() - t0,
+                    )
         except Exception:
             pass  # an unreadable or stale cache is simply rebuilt
     data = _read_folders(root)
     with atomic_path(cache) as tmp, open(tmp, "wb") as fh:  # a file object: no '.npz' appended
-        np.savez(fh, train_x=data.train_x, train_y=data.train_y, test_x=data.test_x,
-                 test_y=data.test_y, classes=np.array(data.classes), fingerprint=np.array(key))
+        np.savez(
+            fh,
+            train_x=data.train_x,
+            train_y=data.train_y,
+            test_x=data.test_x,
+            test_y=data.test_y,
+            classes=np.array(data.classes),
+            fingerprint=np.array(key),
+        )
     return data

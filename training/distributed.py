@@ -5,6 +5,7 @@ single process and every helper here is a no-op. The process group uses NCCL on 
 on CPUs. Each rank trains on its shard of every global batch (see `GlobalBatchShard`), DDP
 averages the gradients, rank 0 alone writes files and prints.
 """
+
 from __future__ import annotations
 
 import os
@@ -64,8 +65,10 @@ def shutdown() -> None:
 
 def rank_seed(seed: int, epoch: int, stream: int, rank: int) -> int:
     """A seed for (run seed, epoch, stream) on a rank other than 0: distinct per rank."""
-    return int(np.random.SeedSequence([seed, epoch, stream, rank]).generate_state(1, np.uint64)[0]
-               >> np.uint64(1))
+    return int(
+        np.random.SeedSequence([seed, epoch, stream, rank]).generate_state(1, np.uint64)[0]
+        >> np.uint64(1)
+    )
 
 
 class GlobalBatchShard(Sampler[int]):
@@ -78,8 +81,10 @@ class GlobalBatchShard(Sampler[int]):
 
     def __init__(self, base: Sized, batch_size: int, world: World):
         if batch_size % world.size:
-            raise ValueError(f"--batch-size {batch_size} must be a multiple of the "
-                             f"{world.size} processes (it is the global batch)")
+            raise ValueError(
+                f"--batch-size {batch_size} must be a multiple of the "
+                f"{world.size} processes (it is the global batch)"
+            )
         self.base, self.batch_size, self.world = base, batch_size, world
         self.padded = -(-len(base) // world.size) * world.size
 
@@ -92,10 +97,10 @@ class GlobalBatchShard(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         order = list(iter(self.base))
-        order += order[:self.padded - len(order)]
+        order += order[: self.padded - len(order)]
         mine: list[int] = []
         for start in range(0, len(order), self.batch_size):
-            chunk = order[start:start + self.batch_size]
+            chunk = order[start : start + self.batch_size]
             per = len(chunk) // self.world.size
-            mine += chunk[self.world.rank * per:(self.world.rank + 1) * per]
+            mine += chunk[self.world.rank * per : (self.world.rank + 1) * per]
         return iter(mine)

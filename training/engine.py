@@ -3,6 +3,7 @@ lr and a fixed or cycled momentum, stepped per batch; optional L1, bf16 autocast
 channels_last and torch.compile; DistributedDataParallel under torchrun. Nothing here names a
 specific GPU (the device is passed in).
 """
+
 from __future__ import annotations
 
 import os
@@ -43,36 +44,56 @@ class TrainConfig:
 
     epochs: int = _opt(100, "passes over the training set")
     batch_size: int = _opt(512, "the global batch (under torchrun split over the processes)")
-    schedule: str = _opt("onecycle", "lr schedule: onecycle (OneCycleLR stepped per batch) or "
-                         "constant (--lr throughout)", choices=LR_SCHEDULES)
-    lr: float = _opt(0.05, "starting lr of the one-cycle (div_factor = max_lr / lr); the lr "
-                     "of a constant schedule")
+    schedule: str = _opt(
+        "onecycle",
+        "lr schedule: onecycle (OneCycleLR stepped per batch) or constant (--lr throughout)",
+        choices=LR_SCHEDULES,
+    )
+    lr: float = _opt(
+        0.05,
+        "starting lr of the one-cycle (div_factor = max_lr / lr); the lr of a constant schedule",
+    )
     max_lr: float = _opt(0.1, "peak lr of the one-cycle")
     pct_start: float = _opt(0.4, "fraction of the steps spent rising to --max-lr")
     three_phase: bool = _opt(True, "one-cycle back down to --lr, then to lr/final-div-factor")
     final_div_factor: float = _opt(1e4, "the one-cycle ends at lr / final-div-factor")
     momentum: float = _opt(0.9, "SGD momentum, held fixed (--momentum-schedule fixed)")
-    momentum_schedule: str = _opt("fixed", "fixed: --momentum throughout; cycle: OneCycleLR "
-                                  "cycles it from --max-momentum down to --base-momentum "
-                                  "while the lr rises, and back", choices=MOMENTUM_SCHEDULES)
+    momentum_schedule: str = _opt(
+        "fixed",
+        "fixed: --momentum throughout; cycle: OneCycleLR "
+        "cycles it from --max-momentum down to --base-momentum "
+        "while the lr rises, and back",
+        choices=MOMENTUM_SCHEDULES,
+    )
     base_momentum: float = _opt(0.85, "lowest momentum of the cycle (at the lr peak)")
     max_momentum: float = _opt(0.95, "highest momentum of the cycle (start and end)")
     weight_decay: float = _opt(0.0, "SGD weight decay (L2)")
     l1: float = _opt(0.0, "L1 penalty: adds l1 * sum|w| of conv and linear weights to the loss")
     seed: int = _opt(1, "seeds weights, batch order and augmentation")
-    loss: str = _opt("auto", "auto: NLL if the model outputs log-probabilities, else "
-                     "cross-entropy", choices=("auto", "nll", "ce"))
-    norm: str = _opt("model", "model: the model's own layers; group / layer: every "
-                     "BatchNorm2d becomes GroupNorm (--norm-groups) / GroupNorm(1, C), the "
-                     "LayerNorm of a feature map", choices=NORMS)
-    norm_groups: int = _opt(4, "GroupNorm groups: per layer the largest count up to this that "
-                            "divides its channels")
+    loss: str = _opt(
+        "auto",
+        "auto: NLL if the model outputs log-probabilities, else cross-entropy",
+        choices=("auto", "nll", "ce"),
+    )
+    norm: str = _opt(
+        "model",
+        "model: the model's own layers; group / layer: every "
+        "BatchNorm2d becomes GroupNorm (--norm-groups) / GroupNorm(1, C), the "
+        "LayerNorm of a feature map",
+        choices=NORMS,
+    )
+    norm_groups: int = _opt(
+        4, "GroupNorm groups: per layer the largest count up to this that divides its channels"
+    )
     fast: Optional[bool] = _opt(None, "augment on the device with torch ops (None: on with a GPU)")
     amp: Optional[bool] = _opt(None, "bf16 autocast (None: on with a GPU)")
     channels_last: Optional[bool] = _opt(None, "channels_last memory format (None: on with a GPU)")
     compile: bool = _opt(False, "torch.compile the model")
-    workers: Optional[int] = _opt(None, "DataLoader workers for the albumentations path "
-                                  "(None: min(8, cores - 1)); results do not depend on it")
+    workers: Optional[int] = _opt(
+        None,
+        "DataLoader workers for the albumentations path "
+        "(None: min(8, cores - 1)); results do not depend on it",
+    )
     sync_bn: bool = _opt(False, "SyncBatchNorm across the processes under torchrun (GPUs only)")
     aug: AugConfig = field(default_factory=AugConfig)
 
@@ -80,10 +101,16 @@ class TrainConfig:
         """A copy with every automatic (None) setting decided for `device`."""
         gpu = device.type == "cuda"
         pick = lambda v: gpu if v is None else v  # noqa: E731
-        workers = self.workers if self.workers is not None else \
-            min(8, max(0, (os.cpu_count() or 1) - 1))
-        return replace(self, fast=pick(self.fast), amp=pick(self.amp),
-                       channels_last=pick(self.channels_last), workers=workers)
+        workers = (
+            self.workers if self.workers is not None else min(8, max(0, (os.cpu_count() or 1) - 1))
+        )
+        return replace(
+            self,
+            fast=pick(self.fast),
+            amp=pick(self.amp),
+            channels_last=pick(self.channels_last),
+            workers=workers,
+        )
 
     def check(self) -> None:
         """Raise ValueError on settings that cannot work (the CLI shows the message)."""
@@ -100,28 +127,37 @@ class TrainConfig:
             raise ValueError(f"--lr must be positive, got {self.lr}")
         if self.schedule == "onecycle":
             if not self.lr <= self.max_lr:
-                raise ValueError(f"--lr ({self.lr}) must be at most --max-lr "
-                                 f"({self.max_lr}): it is where the one-cycle starts")
+                raise ValueError(
+                    f"--lr ({self.lr}) must be at most --max-lr "
+                    f"({self.max_lr}): it is where the one-cycle starts"
+                )
             if not 0 < self.pct_start < (0.5 if self.three_phase else 1):
-                raise ValueError(f"--pct-start ({self.pct_start}) must be in (0, "
-                                 f"{0.5 if self.three_phase else 1}) with"
-                                 f"{'' if self.three_phase else 'out'} three phases")
+                raise ValueError(
+                    f"--pct-start ({self.pct_start}) must be in (0, "
+                    f"{0.5 if self.three_phase else 1}) with"
+                    f"{'' if self.three_phase else 'out'} three phases"
+                )
             if not self.final_div_factor > 0:
-                raise ValueError(f"--final-div-factor must be positive, got "
-                                 f"{self.final_div_factor}")
+                raise ValueError(
+                    f"--final-div-factor must be positive, got {self.final_div_factor}"
+                )
         elif self.momentum_schedule == "cycle":
             raise ValueError("--momentum-schedule cycle needs --schedule onecycle")
         for name in ("momentum", "base_momentum", "max_momentum"):
             if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1), got "
-                                 f"{getattr(self, name)}")
+                raise ValueError(
+                    f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}"
+                )
         if self.base_momentum > self.max_momentum:
-            raise ValueError(f"--base-momentum ({self.base_momentum}) must be at most "
-                             f"--max-momentum ({self.max_momentum})")
+            raise ValueError(
+                f"--base-momentum ({self.base_momentum}) must be at most "
+                f"--max-momentum ({self.max_momentum})"
+            )
         for name in ("weight_decay", "l1"):
             if getattr(self, name) < 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got "
-                                 f"{getattr(self, name)}")
+                raise ValueError(
+                    f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}"
+                )
         if self.loss not in ("auto", "nll", "ce"):
             raise ValueError(f"--loss must be auto, nll or ce, not {self.loss!r}")
         if self.workers is not None and self.workers < 0:
@@ -138,14 +174,18 @@ class TrainConfig:
         else:
             # OneCycleLR's phase ends, as 0-based step indices (it interpolates between them)
             peak, floor = self.pct_start * total - 1, self.lr / self.final_div_factor
-            lr = (f"one-cycle per step ({total} steps, cosine, counted from 0): {self.lr:g} -> "
-                  f"{self.max_lr:g} at step {peak:g}")
+            lr = (
+                f"one-cycle per step ({total} steps, cosine, counted from 0): {self.lr:g} -> "
+                f"{self.max_lr:g} at step {peak:g}"
+            )
             if self.three_phase:
                 lr += f" -> {self.lr:g} at step {2 * self.pct_start * total - 2:g}"
             lr += f" -> {floor:g} at step {total - 1}"
         if self.momentum_schedule == "cycle":
-            mom = (f"cycled opposite to the lr: {self.max_momentum:g} -> {self.base_momentum:g}"
-                   f" at the lr peak -> {self.max_momentum:g}")
+            mom = (
+                f"cycled opposite to the lr: {self.max_momentum:g} -> {self.base_momentum:g}"
+                f" at the lr peak -> {self.max_momentum:g}"
+            )
         else:
             mom = f"fixed {self.momentum:g}"
         return {"lr": lr, "momentum": mom}
@@ -159,7 +199,7 @@ class Batches(Protocol):
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy and torch (all devices) for weight init and dropout."""
     random.seed(seed)
-    np.random.seed(seed % 2 ** 32)
+    np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
@@ -168,11 +208,21 @@ def rng_state() -> dict:
     so a checkpoint loads with torch.load(weights_only=True)."""
     version, mt, gauss = random.getstate()
     name, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {"python": {"version": version, "state": torch.tensor(mt, dtype=torch.int64),
-                        "gauss": gauss},
-             "numpy": {"name": str(name), "keys": torch.from_numpy(keys.astype(np.int64)),
-                       "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)},
-             "torch": torch.get_rng_state()}
+    state = {
+        "python": {
+            "version": version,
+            "state": torch.tensor(mt, dtype=torch.int64),
+            "gauss": gauss,
+        },
+        "numpy": {
+            "name": str(name),
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -181,8 +231,15 @@ def rng_state() -> dict:
 def set_rng_state(state: dict) -> None:
     py, npy = state["python"], state["numpy"]
     random.setstate((py["version"], tuple(py["state"].tolist()), py["gauss"]))
-    np.random.set_state((npy["name"], npy["keys"].numpy().astype(np.uint32), npy["pos"],
-                         npy["has_gauss"], npy["cached"]))
+    np.random.set_state(
+        (
+            npy["name"],
+            npy["keys"].numpy().astype(np.uint32),
+            npy["pos"],
+            npy["has_gauss"],
+            npy["cached"],
+        )
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -197,13 +254,19 @@ def detect_loss(model: nn.Module, x: torch.Tensor) -> str:
             out = model(x).float()
     finally:
         model.train(was_training)
-    return "nll" if torch.allclose(out.logsumexp(1), torch.zeros(len(out), device=out.device),
-                                   atol=1e-3) else "ce"
+    return (
+        "nll"
+        if torch.allclose(out.logsumexp(1), torch.zeros(len(out), device=out.device), atol=1e-3)
+        else "ce"
+    )
 
 
 def _weights_for_l1(model: nn.Module) -> list[torch.Tensor]:
-    return [m.weight for m in model.modules()
-            if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear)) and m.weight is not None]
+    return [
+        m.weight
+        for m in model.modules()
+        if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear)) and m.weight is not None
+    ]
 
 
 class Trainer:
@@ -213,9 +276,17 @@ class Trainer:
     batch sources hold this rank's shards, and the epoch's numbers are summed over the ranks.
     """
 
-    def __init__(self, model: nn.Module, train: Batches, test: Batches, cfg: TrainConfig,
-                 device: torch.device, loss: str = "ce", progress: Optional[bool] = None,
-                 world: World = SINGLE):
+    def __init__(
+        self,
+        model: nn.Module,
+        train: Batches,
+        test: Batches,
+        cfg: TrainConfig,
+        device: torch.device,
+        loss: str = "ce",
+        progress: Optional[bool] = None,
+        world: World = SINGLE,
+    ):
         cfg = cfg.resolved(device)
         self.cfg, self.device, self.train, self.test, self.world = cfg, device, train, test, world
         self.module = model.to(device)
@@ -224,14 +295,19 @@ class Trainer:
         net: nn.Module = self.module
         if world.size > 1:
             net = nn.parallel.DistributedDataParallel(
-                net, device_ids=[device.index] if device.type == "cuda" else None)
+                net, device_ids=[device.index] if device.type == "cuda" else None
+            )
         self.net = torch.compile(net) if cfg.compile else net
-        self.optimizer = torch.optim.SGD(self.module.parameters(), lr=cfg.lr,
-                                         momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.optimizer = torch.optim.SGD(
+            self.module.parameters(),
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+        )
         self.scheduler = self._scheduler(len(train))
         self.l1_weights = _weights_for_l1(self.module) if cfg.l1 else []
         self.loss_kind = loss
-        self.lr_steps: list[float] = []        # the lr each optimizer step used, for the plot
+        self.lr_steps: list[float] = []  # the lr each optimizer step used, for the plot
         self.momentum_steps: list[float] = []  # and its momentum
         self.progress = progress
 
@@ -242,11 +318,17 @@ class Trainer:
         # cycle_momentum=False keeps the optimizer's momentum: OneCycleLR's default (True)
         # would overwrite --momentum with a 0.95 -> 0.85 -> 0.95 cycle.
         return torch.optim.lr_scheduler.OneCycleLR(
-            self.optimizer, max_lr=cfg.max_lr, total_steps=cfg.epochs * steps_per_epoch,
-            pct_start=cfg.pct_start, three_phase=cfg.three_phase,
-            div_factor=cfg.max_lr / cfg.lr, final_div_factor=cfg.final_div_factor,
+            self.optimizer,
+            max_lr=cfg.max_lr,
+            total_steps=cfg.epochs * steps_per_epoch,
+            pct_start=cfg.pct_start,
+            three_phase=cfg.three_phase,
+            div_factor=cfg.max_lr / cfg.lr,
+            final_div_factor=cfg.final_div_factor,
             cycle_momentum=cfg.momentum_schedule == "cycle",
-            base_momentum=cfg.base_momentum, max_momentum=cfg.max_momentum)
+            base_momentum=cfg.base_momentum,
+            max_momentum=cfg.max_momentum,
+        )
 
     def _loss(self, out: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         out = out.float()
@@ -273,8 +355,13 @@ class Trainer:
         seen = torch.zeros((), device=self.device)
         first_step = len(self.lr_steps)
         t0 = time.perf_counter()
-        bar = tqdm(self.train.epoch(epoch), total=len(self.train), leave=False,
-                   desc=f"epoch {epoch + 1}/{self.cfg.epochs}", disable=self._no_bar())
+        bar = tqdm(
+            self.train.epoch(epoch),
+            total=len(self.train),
+            leave=False,
+            desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
+            disable=self._no_bar(),
+        )
         for step, (x, y) in enumerate(bar):
             x, y = self._prepare(x, y)
             with self._autocast():
@@ -295,18 +382,27 @@ class Trainer:
             correct += (out.detach().argmax(1) == y).sum()
             seen += len(y)
             if step % 20 == 0 and not bar.disable:
-                bar.set_postfix(loss=f"{loss_sum.item() / seen.item():.3f}",
-                                acc=f"{correct.item() / seen.item():.3f}")
+                bar.set_postfix(
+                    loss=f"{loss_sum.item() / seen.item():.3f}",
+                    acc=f"{correct.item() / seen.item():.3f}",
+                )
         totals = self.world.sum(torch.stack([loss_sum.float(), correct.float(), seen.float()]))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - t0
         loss_total, right, images = totals.tolist()
         lrs, moms = self.lr_steps[first_step:], self.momentum_steps[first_step:]
-        return {"lr_start": lrs[0], "lr_end": lrs[-1], "momentum_start": moms[0],
-                "momentum_end": moms[-1], "train_loss": loss_total / images,
-                "train_acc": right / images, "train_images": int(images),
-                "train_seconds": seconds, "images_per_s": images / seconds}
+        return {
+            "lr_start": lrs[0],
+            "lr_end": lrs[-1],
+            "momentum_start": moms[0],
+            "momentum_end": moms[-1],
+            "train_loss": loss_total / images,
+            "train_acc": right / images,
+            "train_images": int(images),
+            "train_seconds": seconds,
+            "images_per_s": images / seconds,
+        }
 
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float, np.ndarray]:
@@ -332,9 +428,14 @@ class Trainer:
         return None if self.progress is None else not self.progress  # None: only on a tty
 
     def state_dict(self) -> dict:
-        return {"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "loss_kind": self.loss_kind,
-                "lr_steps": list(self.lr_steps), "momentum_steps": list(self.momentum_steps)}
+        return {
+            "model": self.module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "loss_kind": self.loss_kind,
+            "lr_steps": list(self.lr_steps),
+            "momentum_steps": list(self.momentum_steps),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.module.load_state_dict(state["model"])
@@ -350,16 +451,23 @@ EpochCallback = Callable[[int, dict, np.ndarray], None]
 
 def epoch_line(record: dict) -> str:
     """One printed line per epoch: the lr and momentum at the epoch's first and last step."""
-    return (f"epoch {record['epoch']:3d}  lr {record['lr_start']:.3g}->{record['lr_end']:.3g}  "
-            f"mom {record['momentum_start']:.3g}->{record['momentum_end']:.3g}  "
-            f"train {record['train_loss']:.4f} / {record['train_acc']:.2%}  "
-            f"test {record['test_loss']:.4f} / {record['test_acc']:.2%}  "
-            f"{record['images_per_s']:.0f} img/s")
+    return (
+        f"epoch {record['epoch']:3d}  lr {record['lr_start']:.3g}->{record['lr_end']:.3g}  "
+        f"mom {record['momentum_start']:.3g}->{record['momentum_end']:.3g}  "
+        f"train {record['train_loss']:.4f} / {record['train_acc']:.2%}  "
+        f"test {record['test_loss']:.4f} / {record['test_acc']:.2%}  "
+        f"{record['images_per_s']:.0f} img/s"
+    )
 
 
-def fit(trainer: Trainer, *, start_epoch: int = 0, history: Optional[list] = None,
-        on_epoch_end: Iterable[EpochCallback] = (), stop_epoch: Optional[int] = None
-        ) -> list[dict]:
+def fit(
+    trainer: Trainer,
+    *,
+    start_epoch: int = 0,
+    history: Optional[list] = None,
+    on_epoch_end: Iterable[EpochCallback] = (),
+    stop_epoch: Optional[int] = None,
+) -> list[dict]:
     """Train from `start_epoch` to cfg.epochs (or to `stop_epoch`, to be resumed later),
     testing after each; returns the history.
 

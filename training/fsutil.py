@@ -1,4 +1,5 @@
 """Atomic file writes: a crash or a full disk never leaves a half-written file behind."""
+
 from __future__ import annotations
 
 import json

@@ -10,6 +10,7 @@ shuffles from (seed, epoch), which is what makes a resumed run draw the same bat
 uninterrupted one. Under torchrun both shard every global batch over the ranks
 (`distributed.GlobalBatchShard`).
 """
+
 from __future__ import annotations
 
 from typing import Callable, Iterator, Optional, Sequence, Sized
@@ -24,7 +25,7 @@ from .distributed import SINGLE, GlobalBatchShard, World, rank_seed
 
 def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
     """A distinct 63-bit seed per (run seed, epoch, stream): order, augmentation, workers."""
-    return (seed * 1_000_003 + epoch * 101 + stream) % (2 ** 63)
+    return (seed * 1_000_003 + epoch * 101 + stream) % (2**63)
 
 
 class EpochShuffle(Sampler[int]):
@@ -80,7 +81,7 @@ class _BatchKeys(Sampler[tuple[int, list[int]]]):
     def __iter__(self) -> Iterator[tuple[int, list[int]]]:
         order = list(iter(self.sampler))
         for k, start in enumerate(range(0, len(order), self.batch_size)):
-            yield self.seed_of(k), order[start:start + self.batch_size]
+            yield self.seed_of(k), order[start : start + self.batch_size]
 
 
 def _stream_seed(seed: int, epoch: int, stream: int, world: World) -> int:
@@ -105,10 +106,21 @@ class ReferenceBatches:
     slice of every global batch.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int,
-                 aug: Optional[AugConfig], mean: Sequence[float], std: Sequence[float], *,
-                 seed: int, workers: int = 0, sampler: Optional[Sampler] = None,
-                 pin_memory: bool = False, world: World = SINGLE):
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        batch_size: int,
+        aug: Optional[AugConfig],
+        mean: Sequence[float],
+        std: Sequence[float],
+        *,
+        seed: int,
+        workers: int = 0,
+        sampler: Optional[Sampler] = None,
+        pin_memory: bool = False,
+        world: World = SINGLE,
+    ):
         transform = albumentations_pipeline(aug or AugConfig.off(), mean, std)
         self.dataset = _AlbumentationsBatches(images, labels, transform)
         base = sampler if sampler is not None else EpochShuffle(len(labels), seed)
@@ -123,11 +135,15 @@ class ReferenceBatches:
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
         base = _stream_seed(self.seed, epoch, 1, self.world)
-        keys = _BatchKeys(self.sampler, self.batch_size,
-                          lambda k: (base + 7919 * k) % 2 ** 32)  # noqa: E731
-        loader = DataLoader(self.dataset, batch_size=None, sampler=keys,
-                            num_workers=self.workers, pin_memory=self.pin_memory,
-                            persistent_workers=False)
+        keys = _BatchKeys(self.sampler, self.batch_size, lambda k: (base + 7919 * k) % 2**32)  # noqa: E731
+        loader = DataLoader(
+            self.dataset,
+            batch_size=None,
+            sampler=keys,
+            num_workers=self.workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=False,
+        )
         return iter(loader)
 
 
@@ -135,10 +151,21 @@ class TensorBatches:
     """Batches cut from a uint8 set held on `device` and augmented there (or only normalized).
     `batch_size` is the global batch; under torchrun each rank takes its slice of each."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int,
-                 aug: Optional[AugConfig], mean: Sequence[float], std: Sequence[float], *,
-                 seed: int, device: torch.device, sampler: Optional[Sized] = None,
-                 shuffle: bool = True, world: World = SINGLE):
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        batch_size: int,
+        aug: Optional[AugConfig],
+        mean: Sequence[float],
+        std: Sequence[float],
+        *,
+        seed: int,
+        device: torch.device,
+        sampler: Optional[Sized] = None,
+        shuffle: bool = True,
+        world: World = SINGLE,
+    ):
         self.images = torch.from_numpy(np.ascontiguousarray(images)).to(device)
         self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
         self.augment = TensorAugment(aug, mean, std)
@@ -157,5 +184,5 @@ class TensorBatches:
         g = torch.Generator(device=self.device)
         g.manual_seed(_stream_seed(self.seed, epoch, 1, self.world))
         for start in range(0, len(order), self.batch_size):
-            idx = order[start:start + self.batch_size]
+            idx = order[start : start + self.batch_size]
             yield self.augment(self.images[idx], g, train=self.train), self.labels[idx]

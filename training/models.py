@@ -1,4 +1,5 @@
 """The model to train: a TARGET resolved by rfcalc's loader, or a netbuilder preset by name."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -19,6 +20,7 @@ def load_model(target: Optional[str] = None, preset: Optional[str] = None) -> nn
         raise UserError("give exactly one of --model TARGET or --preset NAME")
     if target is not None:
         from rfcalc.load import TargetError, load_target
+
         try:
             return load_target(target)
         except TargetError as exc:
@@ -26,6 +28,7 @@ def load_model(target: Optional[str] = None, preset: Optional[str] = None) -> nn
     from netbuilder.build import build
     from netbuilder.presets import preset as lookup
     from netbuilder.spec import SpecError
+
     try:
         return build(lookup(preset))
     except SpecError as exc:
@@ -45,8 +48,16 @@ def convert_norm(model: nn.Module, norm: str, groups: int = 4) -> nn.Module:
     for name, child in model.named_children():
         if isinstance(child, nn.BatchNorm2d):
             c = child.num_features
-            setattr(model, name, nn.GroupNorm(1 if norm == "layer" else _groups(c, groups), c,
-                                              eps=child.eps, affine=child.affine))
+            setattr(
+                model,
+                name,
+                nn.GroupNorm(
+                    1 if norm == "layer" else _groups(c, groups),
+                    c,
+                    eps=child.eps,
+                    affine=child.affine,
+                ),
+            )
         else:
             convert_norm(child, norm, groups)
     return model
@@ -60,11 +71,15 @@ def check_outputs(model: nn.Module, probe: torch.Tensor, classes: int) -> None:
         with torch.no_grad():
             out = model(probe)
     except Exception as exc:  # the user's model: any failure is theirs to read, in one line
-        raise UserError(f"the model fails on a {tuple(probe.shape[1:])} image batch: "
-                        f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
+        raise UserError(
+            f"the model fails on a {tuple(probe.shape[1:])} image batch: "
+            f"{type(exc).__name__}: {exc}".splitlines()[0]
+        ) from None
     finally:
         model.train(was_training)
     if not isinstance(out, torch.Tensor) or out.shape != (len(probe), classes):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise UserError(f"the model outputs {shape} for a batch of {len(probe)} images; "
-                        f"expected ({len(probe)}, {classes}): one score per class")
+        raise UserError(
+            f"the model outputs {shape} for a batch of {len(probe)} images; "
+            f"expected ({len(probe)}, {classes}): one score per class"
+        )

@@ -1,6 +1,7 @@
 """What the command-line front ends share: `UserError`, the device choice, and the options of
 `rftrain` derived from the `TrainConfig` and `AugConfig` dataclasses (one list of settings).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,9 @@ def _kind(f: Field) -> str:
     return t.replace("Optional[", "").replace("]", "").replace(" | None", "")
 
 
-def add_dataclass_options(group: argparse._ActionsContainer, cls: type, *,
-                          skip: tuple[str, ...] = ()) -> None:
+def add_dataclass_options(
+    group: argparse._ActionsContainer, cls: type, *, skip: tuple[str, ...] = ()
+) -> None:
     """One option per field of `cls`: the field's default, type, help and choices (metadata)."""
     for f in fields(cls):
         if f.name in skip or f.default is MISSING:
@@ -85,9 +87,8 @@ def fail(prog: str, message: str) -> int:
 
 def package_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("rfkit")
     except PackageNotFoundError:
         return "unknown (not installed)"
-
-

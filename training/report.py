@@ -1,10 +1,10 @@
 """What a run leaves behind besides weights: history (JSON, CSV), curves, lr schedule,
 a gallery of misclassified test images and a confusion matrix (PNG and CSV)."""
+
 from __future__ import annotations
 
 import csv
 import io
-
 from pathlib import Path
 from typing import Sequence
 
@@ -34,8 +34,12 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_curves(out: Path, history: Sequence[dict], lr_steps: Sequence[float],
-                momentum_steps: Sequence[float] = ()) -> None:
+def plot_curves(
+    out: Path,
+    history: Sequence[dict],
+    lr_steps: Sequence[float],
+    momentum_steps: Sequence[float] = (),
+) -> None:
     """curves.png: loss and accuracy per epoch (train and test), and the lr and the momentum
     each optimizer step used (the schedules that actually ran)."""
     epochs = [r["epoch"] for r in history]
@@ -46,8 +50,10 @@ def plot_curves(out: Path, history: Sequence[dict], lr_steps: Sequence[float],
         ax.set(xlabel="epoch", title=title)
         ax.grid(alpha=0.3)
         ax.legend()
-    for ax, steps, title in ((axes[2], lr_steps, "learning rate"),
-                             (axes[3], momentum_steps, "momentum")):
+    for ax, steps, title in (
+        (axes[2], lr_steps, "learning rate"),
+        (axes[3], momentum_steps, "momentum"),
+    ):
         ax.plot(np.arange(1, len(steps) + 1), steps)
         ax.set(xlabel="step (batch)", title=f"{title} per step")
         ax.grid(alpha=0.3)
@@ -71,17 +77,33 @@ def write_confusion(out: Path, cm: np.ndarray, classes: Sequence[str]) -> None:
     im = ax.imshow(cm, cmap="Blues")
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
     ax.set_yticks(range(len(classes)), classes)
-    ax.set(xlabel="predicted", ylabel="true",
-           title=f"confusion matrix, accuracy {np.trace(cm) / max(cm.sum(), 1):.2%}")
+    ax.set(
+        xlabel="predicted",
+        ylabel="true",
+        title=f"confusion matrix, accuracy {np.trace(cm) / max(cm.sum(), 1):.2%}",
+    )
     for i, j in np.ndindex(cm.shape):
-        ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
-                color="white" if cm[i, j] > cm.max() / 2 else "black")
+        ax.text(
+            j,
+            i,
+            str(cm[i, j]),
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if cm[i, j] > cm.max() / 2 else "black",
+        )
     fig.colorbar(im, ax=ax)
     _save(fig, out / "confusion.png")
 
 
-def plot_misclassified(out: Path, images: np.ndarray, true: np.ndarray, pred: np.ndarray,
-                       classes: Sequence[str], n: int = 25) -> int:
+def plot_misclassified(
+    out: Path,
+    images: np.ndarray,
+    true: np.ndarray,
+    pred: np.ndarray,
+    classes: Sequence[str],
+    n: int = 25,
+) -> int:
     """misclassified.png: `n` wrong test images spread evenly over the test set (so over
     the classes too), 'true -> predicted'; returns how many it shows (0 writes nothing)."""
     wrong = np.flatnonzero(np.asarray(true) != np.asarray(pred))
@@ -109,5 +131,3 @@ def time_to_accuracy(history: Sequence[dict], target: float) -> float | None:
         if r["test_acc"] >= target:
             return elapsed
     return None
-
-

@@ -5,6 +5,7 @@ curves.png, confusion.csv/.png, misclassified.png (after the last epoch) and sum
 Order: check everything (settings, folder, model, data, checkpoint) without writing, then
 write. Under torchrun every rank checks the same things and rank 0 alone writes.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,15 +21,32 @@ from tqdm.auto import tqdm
 from . import checkpoint, report
 from .data import Cifar
 from .distributed import World, world_from_env
-from .engine import EpochCallback, Trainer, TrainConfig, detect_loss, fit, rng_state, \
-    seed_everything, set_rng_state
+from .engine import (
+    EpochCallback,
+    TrainConfig,
+    Trainer,
+    detect_loss,
+    fit,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 from .fsutil import is_temporary, write_json
 from .loaders import ReferenceBatches, TensorBatches
 from .models import check_outputs, convert_norm
 from .options import UserError
 
-ARTIFACTS = (checkpoint.LAST, checkpoint.BEST, "history.json", "history.csv", "curves.png",
-             "confusion.csv", "confusion.png", "misclassified.png", "summary.json")
+ARTIFACTS = (
+    checkpoint.LAST,
+    checkpoint.BEST,
+    "history.json",
+    "history.csv",
+    "curves.png",
+    "confusion.csv",
+    "confusion.png",
+    "misclassified.png",
+    "summary.json",
+)
 # Settings that don't change the numbers; a resumed run may differ in these.
 RESUME_FREE = ("workers", "compile")
 
@@ -37,8 +55,9 @@ def check_out(out: Path, *, resume: bool, force: bool) -> None:
     """Refuse to mix runs, without writing: a non-empty folder needs --resume (continue) or
     --force (restart). Temporary files a killed run left behind do not count."""
     if resume and force:
-        raise UserError("--resume continues the run in --out and --force starts it over: "
-                        "give one of them")
+        raise UserError(
+            "--resume continues the run in --out and --force starts it over: give one of them"
+        )
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder")
     if resume:
@@ -47,8 +66,10 @@ def check_out(out: Path, *, resume: bool, force: bool) -> None:
         return
     busy = out.is_dir() and any(not is_temporary(p.name) for p in out.iterdir())
     if busy and not force:
-        raise UserError(f"--out {out} is not empty (another run?): pass --resume to continue "
-                        "it or --force to start over there")
+        raise UserError(
+            f"--out {out} is not empty (another run?): pass --resume to continue "
+            "it or --force to start over there"
+        )
 
 
 def prepare_out(out: Path, *, force: bool) -> None:
@@ -69,8 +90,9 @@ def device_name(device: torch.device) -> str:
     return f"{device.type} ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
-def checked_config(cfg: TrainConfig, device: torch.device, data: Cifar,
-                   world: World) -> TrainConfig:
+def checked_config(
+    cfg: TrainConfig, device: torch.device, data: Cifar, world: World
+) -> TrainConfig:
     """The config with automatic settings decided; UserError on what cannot run."""
     try:
         cfg.check()
@@ -78,15 +100,18 @@ def checked_config(cfg: TrainConfig, device: torch.device, data: Cifar,
     except ValueError as exc:
         raise UserError(str(exc)) from None
     if cfg.batch_size % world.size:
-        raise UserError(f"--batch-size {cfg.batch_size} must be a multiple of the "
-                        f"{world.size} processes (it is the global batch)")
+        raise UserError(
+            f"--batch-size {cfg.batch_size} must be a multiple of the "
+            f"{world.size} processes (it is the global batch)"
+        )
     if cfg.sync_bn and world.size > 1 and device.type != "cuda":
         raise UserError("--sync-bn needs GPUs: torch's SyncBatchNorm does not run on the CPU")
     return cfg.resolved(device)
 
 
-def checked_model(build_model: Callable[[], nn.Module], cfg: TrainConfig, data: Cifar,
-                  world: World) -> nn.Module:
+def checked_model(
+    build_model: Callable[[], nn.Module], cfg: TrainConfig, data: Cifar, world: World
+) -> nn.Module:
     """A fresh model (seeded first: same seed, same weights), with --norm and --sync-bn
     applied, that maps the data's images to one score per class."""
     seed_everything(cfg.seed)
@@ -105,8 +130,11 @@ def _comparable(cfg: dict) -> dict:
 
 
 def data_record(data: Cifar) -> dict:
-    return {"digest": data.digest(), "train_images": len(data.train_y),
-            "test_images": len(data.test_y)}
+    return {
+        "digest": data.digest(),
+        "train_images": len(data.train_y),
+        "test_images": len(data.test_y),
+    }
 
 
 def resume_state(out: Path, cfg: TrainConfig, data: Cifar, world: World) -> dict:
@@ -114,39 +142,80 @@ def resume_state(out: Path, cfg: TrainConfig, data: Cifar, world: World) -> dict
     data or another number of processes (the result would not be the same run)."""
     state = checkpoint.load(out / checkpoint.LAST)
     if not {"config", "data", "world_size", "trainer"} <= state.keys():
-        raise UserError(f"{out / checkpoint.LAST} was written by an older rftrain and cannot "
-                        "be continued exactly: start over with --force")
+        raise UserError(
+            f"{out / checkpoint.LAST} was written by an older rftrain and cannot "
+            "be continued exactly: start over with --force"
+        )
     saved, now = _comparable(state["config"]), _comparable(cfg.to_dict())
     diff = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
     if diff:
-        raise UserError(f"--resume with different settings than the run in {out}: "
-                        + ", ".join(f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in diff))
+        raise UserError(
+            f"--resume with different settings than the run in {out}: "
+            + ", ".join(f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in diff)
+        )
     then, current = state["data"], data_record(data)
     if then != current:
-        raise UserError(f"--resume with different data than the run in {out}: "
-                        f"{then['train_images']}/{then['test_images']} train/test images "
-                        f"(digest {then['digest'][:12]}) then, {current['train_images']}/"
-                        f"{current['test_images']} (digest {current['digest'][:12]}) now")
+        raise UserError(
+            f"--resume with different data than the run in {out}: "
+            f"{then['train_images']}/{then['test_images']} train/test images "
+            f"(digest {then['digest'][:12]}) then, {current['train_images']}/"
+            f"{current['test_images']} (digest {current['digest'][:12]}) now"
+        )
     if state["world_size"] != world.size:
-        raise UserError(f"--resume with {world.size} processes; the run in {out} had "
-                        f"{state['world_size']} (the batches would differ)")
+        raise UserError(
+            f"--resume with {world.size} processes; the run in {out} had "
+            f"{state['world_size']} (the batches would differ)"
+        )
     return state
 
 
-def make_trainer(model: nn.Module, data: Cifar, cfg: TrainConfig, device: torch.device,
-                 world: World, progress: Optional[bool]) -> Trainer:
+def make_trainer(
+    model: nn.Module,
+    data: Cifar,
+    cfg: TrainConfig,
+    device: torch.device,
+    world: World,
+    progress: Optional[bool],
+) -> Trainer:
     """The batch sources of the chosen path (this rank's shards) and the Trainer on them."""
     mean, std = data.mean_std()
     if cfg.fast:
-        train = TensorBatches(data.train_x, data.train_y, cfg.batch_size, cfg.aug, mean, std,
-                              seed=cfg.seed, device=device, world=world)
+        train = TensorBatches(
+            data.train_x,
+            data.train_y,
+            cfg.batch_size,
+            cfg.aug,
+            mean,
+            std,
+            seed=cfg.seed,
+            device=device,
+            world=world,
+        )
     else:
-        train = ReferenceBatches(data.train_x, data.train_y, cfg.batch_size, cfg.aug, mean, std,
-                                 seed=cfg.seed, workers=cfg.workers,
-                                 pin_memory=device.type == "cuda", world=world)
+        train = ReferenceBatches(
+            data.train_x,
+            data.train_y,
+            cfg.batch_size,
+            cfg.aug,
+            mean,
+            std,
+            seed=cfg.seed,
+            workers=cfg.workers,
+            pin_memory=device.type == "cuda",
+            world=world,
+        )
     # Testing is the same on both paths: normalize only, on the device, in order, all of it.
-    test = TensorBatches(data.test_x, data.test_y, cfg.batch_size, None, mean, std,
-                         seed=cfg.seed, device=device, shuffle=False)
+    test = TensorBatches(
+        data.test_x,
+        data.test_y,
+        cfg.batch_size,
+        None,
+        mean,
+        std,
+        seed=cfg.seed,
+        device=device,
+        shuffle=False,
+    )
     loss = cfg.loss
     if loss == "auto":
         probe, _ = next(iter(test.epoch(0)))
@@ -158,8 +227,16 @@ class Recorder:
     """Rank 0's record of a run: restores a checkpoint, writes every file after each epoch,
     and builds the summary."""
 
-    def __init__(self, out: Path, data: Cifar, cfg: TrainConfig, trainer: Trainer,
-                 device: torch.device, world: World, command: Optional[str]):
+    def __init__(
+        self,
+        out: Path,
+        data: Cifar,
+        cfg: TrainConfig,
+        trainer: Trainer,
+        device: torch.device,
+        world: World,
+        command: Optional[str],
+    ):
         self.out, self.data, self.cfg, self.trainer = out, data, cfg, trainer
         self.device, self.world, self.command = device, world, command
         self.history: list[dict] = []
@@ -179,31 +256,41 @@ class Recorder:
         cfg, n = self.cfg, self.world.size
         per = f" ({n} processes x {cfg.batch_size // n})" if n > 1 else ""
         s = cfg.schedules(len(self.trainer.train))
-        return (f"recipe: SGD, {cfg.epochs} epochs, batch {cfg.batch_size}{per}, weight decay "
-                f"{cfg.weight_decay:g}, L1 {cfg.l1:g}, loss {self.trainer.loss_kind}, norm "
-                f"{cfg.norm}\n  lr: {s['lr']}\n  momentum: {s['momentum']}")
+        return (
+            f"recipe: SGD, {cfg.epochs} epochs, batch {cfg.batch_size}{per}, weight decay "
+            f"{cfg.weight_decay:g}, L1 {cfg.l1:g}, loss {self.trainer.loss_kind}, norm "
+            f"{cfg.norm}\n  lr: {s['lr']}\n  momentum: {s['momentum']}"
+        )
 
     def summary(self, finished: bool) -> dict:
         h, cfg = self.history, self.cfg
         accs = [r["test_acc"] for r in h]
         seconds = sum(r["train_seconds"] for r in h)
         return {
-            "command": self.command, "finished": finished, "device": device_name(self.device),
-            "world_size": self.world.size, "torch": torch.__version__, "data": self.data.source,
+            "command": self.command,
+            "finished": finished,
+            "device": device_name(self.device),
+            "world_size": self.world.size,
+            "torch": torch.__version__,
+            "data": self.data.source,
             "data_digest": self.data_record["digest"],
             "data_decode_seconds": round(self.data.decode_seconds, 3),
-            "train_images": len(self.data.train_y), "test_images": len(self.data.test_y),
+            "train_images": len(self.data.train_y),
+            "test_images": len(self.data.test_y),
             "path": "tensor (fast)" if cfg.fast else f"albumentations ({cfg.workers} workers)",
             "loss": self.trainer.loss_kind,
             "params": sum(p.numel() for p in self.trainer.module.parameters()),
-            "config": cfg.to_dict(), "schedule": cfg.schedules(len(self.trainer.train)),
-            "epochs_done": len(h), "test_acc": accs,
+            "config": cfg.to_dict(),
+            "schedule": cfg.schedules(len(self.trainer.train)),
+            "epochs_done": len(h),
+            "test_acc": accs,
             "best_test_acc": max(accs) if accs else None,
             "wall_seconds": round(self.wall_before + time.perf_counter() - self.t_run, 2),
             "time_to_85_seconds": report.time_to_accuracy(h, 0.85),
             # all images trained on / all seconds spent training (not a mean of rates)
-            "train_images_per_s": (sum(r["train_images"] for r in h) / seconds
-                                   if seconds else None),
+            "train_images_per_s": (
+                sum(r["train_images"] for r in h) / seconds if seconds else None
+            ),
         }
 
     def epoch_done(self, epoch: int, record: dict, preds) -> None:
@@ -211,13 +298,24 @@ class Recorder:
         out, t = self.out, self.trainer
         if record["test_acc"] > self.best_acc:
             self.best_acc = record["test_acc"]
-            checkpoint.save(out / checkpoint.BEST, {"model": t.module.state_dict(),
-                                                    "epoch": epoch, "test_acc": self.best_acc})
-        checkpoint.save(out / checkpoint.LAST, {
-            "trainer": t.state_dict(), "rng": rng_state(), "epoch": epoch,
-            "history": self.history, "best_acc": self.best_acc, "config": self.cfg.to_dict(),
-            "data": self.data_record, "world_size": self.world.size,
-            "wall_seconds": self.wall_before + time.perf_counter() - self.t_run})
+            checkpoint.save(
+                out / checkpoint.BEST,
+                {"model": t.module.state_dict(), "epoch": epoch, "test_acc": self.best_acc},
+            )
+        checkpoint.save(
+            out / checkpoint.LAST,
+            {
+                "trainer": t.state_dict(),
+                "rng": rng_state(),
+                "epoch": epoch,
+                "history": self.history,
+                "best_acc": self.best_acc,
+                "config": self.cfg.to_dict(),
+                "data": self.data_record,
+                "world_size": self.world.size,
+                "wall_seconds": self.wall_before + time.perf_counter() - self.t_run,
+            },
+        )
         report.write_history(out, self.history)
         report.plot_curves(out, self.history, t.lr_steps, t.momentum_steps)
         if epoch == self.cfg.epochs:
@@ -228,11 +326,21 @@ class Recorder:
         write_json(out / "summary.json", self.summary(epoch == self.cfg.epochs))
 
 
-def train_run(build_model: Callable[[], nn.Module], data: Cifar, cfg: TrainConfig,
-              out: str | os.PathLike, *, device: torch.device, resume: bool = False,
-              force: bool = False, on_epoch_end: Iterable[EpochCallback] = (),
-              command: Optional[str] = None, progress: Optional[bool] = None,
-              world: Optional[World] = None, stop_after: Optional[int] = None) -> dict:
+def train_run(
+    build_model: Callable[[], nn.Module],
+    data: Cifar,
+    cfg: TrainConfig,
+    out: str | os.PathLike,
+    *,
+    device: torch.device,
+    resume: bool = False,
+    force: bool = False,
+    on_epoch_end: Iterable[EpochCallback] = (),
+    command: Optional[str] = None,
+    progress: Optional[bool] = None,
+    world: Optional[World] = None,
+    stop_after: Optional[int] = None,
+) -> dict:
     """Train (or continue) a run in `out`; returns the summary also written to summary.json.
 
     `build_model` is called after seeding, so the same seed gives the same initial weights.
@@ -255,9 +363,13 @@ def train_run(build_model: Callable[[], nn.Module], data: Cifar, cfg: TrainConfi
         prepare_out(out, force=force)
         tqdm.write(recorder.recipe())
     world.barrier()
-    fit(trainer, start_epoch=recorder.start, history=recorder.history,
+    fit(
+        trainer,
+        start_epoch=recorder.start,
+        history=recorder.history,
         on_epoch_end=[recorder.epoch_done, *on_epoch_end],
-        stop_epoch=None if stop_after is None else recorder.start + stop_after)
+        stop_epoch=None if stop_after is None else recorder.start + stop_after,
+    )
     result = recorder.summary(len(recorder.history) == cfg.epochs)
     if world.main:
         write_json(out / "summary.json", result)

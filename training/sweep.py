@@ -20,6 +20,7 @@ OUT/MODEL/RECIPE/seedN and logs to OUT/logs/MODEL--RECIPE--seedN.log. A finished
 simply be started again after a kill. A `variant` is exported by netbuilder into
 OUT/models/NAME.py first.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,10 +41,27 @@ from .fsutil import write_json
 from .options import OneLineParser, UserError, fail, package_version
 
 PROG = "rfsweep"
-RESULT_KEYS = ("command", "device", "world_size", "torch", "data", "data_digest",
-               "train_images", "test_images", "path", "loss", "params", "schedule", "config",
-               "epochs_done", "test_acc", "best_test_acc", "wall_seconds", "time_to_85_seconds",
-               "train_images_per_s")
+RESULT_KEYS = (
+    "command",
+    "device",
+    "world_size",
+    "torch",
+    "data",
+    "data_digest",
+    "train_images",
+    "test_images",
+    "path",
+    "loss",
+    "params",
+    "schedule",
+    "config",
+    "epochs_done",
+    "test_acc",
+    "best_test_acc",
+    "wall_seconds",
+    "time_to_85_seconds",
+    "train_images_per_s",
+)
 
 
 @dataclass(frozen=True)
@@ -53,7 +71,7 @@ class Run:
     model: str
     recipe: str
     seed: int
-    target: list[str]                 # --model X or --preset X
+    target: list[str]  # --model X or --preset X
     options: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -110,8 +128,17 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
         raise UserError(f"{path} is not JSON: {exc}") from None
     if not isinstance(spec, dict):
         raise UserError(f"{path}: a sweep is a JSON object")
-    unknown = set(spec) - {"name", "out", "result", "data_dir", "data_cache", "common",
-                           "models", "recipes", "seeds"}
+    unknown = set(spec) - {
+        "name",
+        "out",
+        "result",
+        "data_dir",
+        "data_cache",
+        "common",
+        "models",
+        "recipes",
+        "seeds",
+    }
     if unknown:
         raise UserError(f"{path}: unknown keys {', '.join(sorted(unknown))}")
     for key in ("out", "data_dir", "models"):
@@ -133,8 +160,7 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
     for name, m in models.items():
         given = [k for k in ("model", "preset", "variant") if k in m]
         if len(given) != 1:
-            raise UserError(f"{path}: model {name!r} needs exactly one of model, preset, "
-                            "variant")
+            raise UserError(f"{path}: model {name!r} needs exactly one of model, preset, variant")
         kind = given[0]
         if kind == "variant":
             variants[name] = (m["variant"], m.get("budget"))
@@ -146,12 +172,21 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
         if not isinstance(r, dict):
             raise UserError(f"{path}: recipe {recipe!r} must be an object of rftrain options")
         for seed in m.get("seeds", seeds):  # a model may repeat with its own seeds
-            options = {**common, **_dict(m, "options", f"{path}: model {model!r}"), **r,
-                       "seed": seed}
+            options = {
+                **common,
+                **_dict(m, "options", f"{path}: model {model!r}"),
+                **r,
+                "seed": seed,
+            }
             runs.append(Run(model, recipe, seed, targets[model], options))
-    return Sweep(name=str(spec.get("name", path.stem)), out=out,
-                 result=Path(spec.get("result", out / "sweep.json")), data=data, runs=runs,
-                 variants=variants)
+    return Sweep(
+        name=str(spec.get("name", path.stem)),
+        out=out,
+        result=Path(spec.get("result", out / "sweep.json")),
+        data=data,
+        runs=runs,
+        variants=variants,
+    )
 
 
 def run_status(folder: Path) -> str:
@@ -170,10 +205,21 @@ def command(sweep: Sweep, run: Run, device: str) -> list[str]:
     """The rftrain command line of `run` on `device` ('cpu' or 'cuda')."""
     folder = sweep.folder(run)
     status = run_status(folder)
-    again = ["--resume"] if status == "interrupted" else \
-        (["--force"] if folder.is_dir() else [])
-    return [sys.executable, "-m", "training", *run.target, *sweep.data, "--out", str(folder),
-            "--device", device, "--no-progress", *_flags(run.options), *again]
+    again = ["--resume"] if status == "interrupted" else (["--force"] if folder.is_dir() else [])
+    return [
+        sys.executable,
+        "-m",
+        "training",
+        *run.target,
+        *sweep.data,
+        "--out",
+        str(folder),
+        "--device",
+        device,
+        "--no-progress",
+        *_flags(run.options),
+        *again,
+    ]
 
 
 def export_variants(sweep: Sweep) -> None:
@@ -198,6 +244,7 @@ def free_devices(spec: Optional[str]) -> list[str]:
     if spec:
         return [s.strip() for s in spec.split(",") if s.strip()]
     import torch
+
     n = torch.cuda.device_count() if torch.cuda.is_available() else 0
     return [str(i) for i in range(n)] or ["cpu"]
 
@@ -223,8 +270,13 @@ def _launch(sweep: Sweep, run: Run, slot: str) -> subprocess.Popen:
     with open(log, "a") as fh:
         fh.write(f"== {dt.datetime.now().isoformat(timespec='seconds')} {' '.join(cmd)}\n")
         fh.flush()
-        return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env,
-                                preexec_fn=_die_with_parent if os.name == "posix" else None)
+        return subprocess.Popen(
+            cmd,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=_die_with_parent if os.name == "posix" else None,
+        )
 
 
 def _last_line(path: Path) -> str:
@@ -249,8 +301,7 @@ def execute(sweep: Sweep, slots: Sequence[str], say=print) -> dict[str, str]:
                 run = todo.pop(0)
                 what = run_status(sweep.folder(run))
                 busy[slot] = (run, _launch(sweep, run, slot))
-                say(f"start {run.key} on {slot}" + (" (resume)" if what == "interrupted"
-                                                     else ""))
+                say(f"start {run.key} on {slot}" + (" (resume)" if what == "interrupted" else ""))
             time.sleep(0.2)
             for slot, (run, proc) in list(busy.items()):
                 if proc.poll() is None:
@@ -276,8 +327,13 @@ def collect(sweep: Sweep) -> dict:
     rows = []
     for run in sweep.runs:
         folder = sweep.folder(run)
-        row: dict[str, Any] = {"model": run.model, "recipe": run.recipe, "seed": run.seed,
-                               "dir": str(folder), "options": run.options}
+        row: dict[str, Any] = {
+            "model": run.model,
+            "recipe": run.recipe,
+            "seed": run.seed,
+            "dir": str(folder),
+            "options": run.options,
+        }
         summary, history = folder / "summary.json", folder / "history.json"
         if not summary.is_file():
             row["status"] = "missing"
@@ -286,28 +342,57 @@ def collect(sweep: Sweep) -> dict:
             row["status"] = "finished" if s.get("finished") else "unfinished"
             row.update({k: s.get(k) for k in RESULT_KEYS})
             h = json.loads(history.read_text()) if history.is_file() else []
-            row["epochs"] = [{k: r[k] for k in ("epoch", "lr_start", "lr_end",
-                                                "momentum_start", "momentum_end",
-                                                "train_loss", "train_acc", "test_loss",
-                                                "test_acc", "train_seconds")} for r in h]
+            row["epochs"] = [
+                {
+                    k: r[k]
+                    for k in (
+                        "epoch",
+                        "lr_start",
+                        "lr_end",
+                        "momentum_start",
+                        "momentum_end",
+                        "train_loss",
+                        "train_acc",
+                        "test_loss",
+                        "test_acc",
+                        "train_seconds",
+                    )
+                }
+                for r in h
+            ]
         rows.append(row)
-    return {"sweep": sweep.name, "collected": dt.datetime.now(dt.timezone.utc)
-            .isoformat(timespec="seconds"), "runs": rows}
+    return {
+        "sweep": sweep.name,
+        "collected": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "runs": rows,
+    }
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog=PROG, description="Run a sweep of rftrain runs (models x recipes x "
-                      "seeds) to completion, one per free device, and collect their results "
-                      "into one JSON.", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                      epilog=__doc__.split("\n\n", 1)[1])
+    p = OneLineParser(
+        prog=PROG,
+        description="Run a sweep of rftrain runs (models x recipes x "
+        "seeds) to completion, one per free device, and collect their results "
+        "into one JSON.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("sweep", help="the sweep file (JSON)")
-    p.add_argument("--devices", help="device slots, e.g. 0,1 (GPUs) or cpu,cpu (default: "
-                   "every GPU, else the CPU once)")
-    p.add_argument("--list", action="store_true", help="print each run's status and "
-                   "command, run nothing (default: off)")
-    p.add_argument("--collect-only", action="store_true",
-                   help="write the result JSON from the runs there are (default: off)")
+    p.add_argument(
+        "--devices",
+        help="device slots, e.g. 0,1 (GPUs) or cpu,cpu (default: every GPU, else the CPU once)",
+    )
+    p.add_argument(
+        "--list",
+        action="store_true",
+        help="print each run's status and command, run nothing (default: off)",
+    )
+    p.add_argument(
+        "--collect-only",
+        action="store_true",
+        help="write the result JSON from the runs there are (default: off)",
+    )
     p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     return p
 
@@ -324,15 +409,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         slots = free_devices(args.devices)
         if args.list:
             for run in sweep.runs:
-                print(f"{run_status(sweep.folder(run)):<12} {run.key}: "
-                      f"{' '.join(command(sweep, run, 'cpu')[3:])}")
+                print(
+                    f"{run_status(sweep.folder(run)):<12} {run.key}: "
+                    f"{' '.join(command(sweep, run, 'cpu')[3:])}"
+                )
             return 0
         outcome = {} if args.collect_only else execute(sweep, slots)
     except UserError as exc:
         return fail(PROG, str(exc))
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; start the same command again to continue",
-              file=sys.stderr)
+        print(f"{PROG}: interrupted; start the same command again to continue", file=sys.stderr)
         return 130
     result = collect(sweep)
     write_json(sweep.result, result)

@@ -9,6 +9,7 @@ Writes, next to this file:
   erf_net_cifar10.json      `rfcalc erf examples/s9_net.py --compare init s9_net_trained.pt
                             --images IMAGES --format json` (the book is built without data)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,20 +39,36 @@ def main() -> int:
     torch.save(best["model"], buf)
     write_bytes(HERE / "s9_net_trained.pt", buf.getvalue())
     source = {
-        "source_run": str(args.run), "command": summary["command"],
-        "finished": summary["finished"], "device": summary["device"],
-        "torch": summary["torch"], "data": summary["data"],
-        "train_images": summary["train_images"], "test_images": summary["test_images"],
-        "epochs_planned": summary["config"]["epochs"], "epochs_done": summary["epochs_done"],
+        "source_run": str(args.run),
+        "command": summary["command"],
+        "finished": summary["finished"],
+        "device": summary["device"],
+        "torch": summary["torch"],
+        "data": summary["data"],
+        "train_images": summary["train_images"],
+        "test_images": summary["test_images"],
+        "epochs_planned": summary["config"]["epochs"],
+        "epochs_done": summary["epochs_done"],
         "test_acc_per_epoch": summary["test_acc"],
-        "best_epoch": best["epoch"], "best_test_acc": best["test_acc"],
+        "best_epoch": best["epoch"],
+        "best_test_acc": best["test_acc"],
     }
     write_text(HERE / "s9_net_trained.json", json.dumps(source, indent=1) + "\n")
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = rfcalc(["erf", str(REPO / "examples" / "s9_net.py"), "--compare", "init",
-                       str(HERE / "s9_net_trained.pt"), "--images", args.images,
-                       "--format", "json"])
+        code = rfcalc(
+            [
+                "erf",
+                str(REPO / "examples" / "s9_net.py"),
+                "--compare",
+                "init",
+                str(HERE / "s9_net_trained.pt"),
+                "--images",
+                args.images,
+                "--format",
+                "json",
+            ]
+        )
     if code:
         return code
     doc = json.loads(out.getvalue())
@@ -60,9 +77,11 @@ def main() -> int:
         for key in ("inputs", "weights"):
             if item[key]:
                 item[key] = item[key].replace(str(REPO) + "/", "")
-    doc["command"] = ("rfcalc erf examples/s9_net.py --compare init "
-                      "book/results/s9_net_trained.pt --images data/cifar10-jpeg/test "
-                      "--format json")
+    doc["command"] = (
+        "rfcalc erf examples/s9_net.py --compare init "
+        "book/results/s9_net_trained.pt --images data/cifar10-jpeg/test "
+        "--format json"
+    )
     write_text(HERE / "erf_net_cifar10.json", json.dumps(doc, indent=1) + "\n")
     print(json.dumps(source, indent=1))
     return 0

@@ -5,6 +5,7 @@ through the one writer in `rfcalc.render.table` (a `Table` in, any format out; `
 and `netbuilder variants` build their own Table). The graph (graphviz) has its own entry
 point in `rfcalc.render.graphviz`.
 """
+
 from __future__ import annotations
 
 from rfcalc.analysis import Analysis

@@ -4,6 +4,7 @@ Per-axis values are compact: `3` when all axes agree, `1×7` when they don't. Fr
 up-sampling) are always written as exact fractions, `1/2`, never as decimals. A missing value
 (an op without a window) is `-`.
 """
+
 from __future__ import annotations
 
 from fractions import Fraction
@@ -11,15 +12,36 @@ from typing import Optional, Sequence, Union
 
 from rfcalc.analysis import APPROX, GLOBAL, UNKNOWN, Analysis, Row
 
-__all__ = ["COLUMNS", "NUMERIC", "TIMES", "axes", "number", "row_cells", "rf_cell", "shape",
-           "summary_lines", "params"]
+__all__ = [
+    "COLUMNS",
+    "NUMERIC",
+    "TIMES",
+    "axes",
+    "number",
+    "row_cells",
+    "rf_cell",
+    "shape",
+    "summary_lines",
+    "params",
+]
 
-COLUMNS = ("name", "op", "kernel", "stride", "padding", "dilation", "size", "jump", "rf",
-           "start", "params")
+COLUMNS = (
+    "name",
+    "op",
+    "kernel",
+    "stride",
+    "padding",
+    "dilation",
+    "size",
+    "jump",
+    "rf",
+    "start",
+    "params",
+)
 NUMERIC = frozenset(COLUMNS[2:])  # right-aligned where a format aligns
 TIMES = "×"
 MISSING = "-"
-APPROX_MARK = "~"   # rf of an APPROX row is a bound, not exact
+APPROX_MARK = "~"  # rf of an APPROX row is a bound, not exact
 
 Value = Union[int, Fraction]
 
@@ -49,8 +71,10 @@ def rf_cell(row: Row) -> str:
     where only some axes are global (`5×global`)."""
     per = row.axis_status
     if row.status == GLOBAL and per and len(set(per)) > 1:
-        return TIMES.join("global" if s == GLOBAL else (APPROX_MARK if s == APPROX else "")
-                          + number(v) for s, v in zip(per, row.rf))
+        return TIMES.join(
+            "global" if s == GLOBAL else (APPROX_MARK if s == APPROX else "") + number(v)
+            for s, v in zip(per, row.rf)
+        )
     if row.status == GLOBAL:
         return "global"
     if row.status == UNKNOWN:
@@ -89,18 +113,26 @@ def summary_lines(analysis: Analysis) -> list[str]:
     layout = {1: " (C×L)", 2: " (C×H×W)", 3: " (C×D×H×W)"}.get(len(spatial), "")
     lines = [f"Input: {shape(analysis.input_shape)}{layout}"]
     if out.status == GLOBAL:
-        lines.append("Output receptive field: global (every input position reaches every output)"
-                     + (f"; {out.note}" if out.note else ""))
+        lines.append(
+            "Output receptive field: global (every input position reaches every output)"
+            + (f"; {out.note}" if out.note else "")
+        )
     elif out.status == UNKNOWN:
-        lines.append("Output receptive field: unknown, an op without a rule touched the map"
-                     + (f": {out.note}" if out.note else ""))
+        lines.append(
+            "Output receptive field: unknown, an op without a rule touched the map"
+            + (f": {out.note}" if out.note else "")
+        )
     else:
         bound = " (approximate: an upper bound)" if out.status == APPROX else ""
-        lines.append(f"Output receptive field: {axes(out.rf)}{bound}"
-                     + (f"; {out.note}" if out.note and out.status == APPROX else ""))
+        lines.append(
+            f"Output receptive field: {axes(out.rf)}{bound}"
+            + (f"; {out.note}" if out.note and out.status == APPROX else "")
+        )
     if out.status != UNKNOWN:
-        lines.append(f"Output jump: {axes(out.jump)}, start: {axes(out.start)}, "
-                     f"size: {axes(out.size) if out.size else 'flattened'}")
+        lines.append(
+            f"Output jump: {axes(out.jump)}, start: {axes(out.start)}, "
+            f"size: {axes(out.size) if out.size else 'flattened'}"
+        )
     lines.append(f"Parameters: {params(analysis.params)}")
     if out.status == UNKNOWN:
         lines.append("Covers the whole input: unknown")
@@ -108,4 +140,3 @@ def summary_lines(analysis: Analysis) -> list[str]:
         verdict = "yes" if analysis.covers_input else "no"
         lines.append(f"Covers the whole {shape(spatial)} input: {verdict}")
     return lines
-

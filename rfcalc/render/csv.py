@@ -3,6 +3,7 @@
 Data-only columns (a row's status and note, say) carry what the other formats show with
 marks, colours and footnotes, so a spreadsheet loses nothing.
 """
+
 from __future__ import annotations
 
 import csv

@@ -1,4 +1,5 @@
 """ERF results as text, JSON and a picture (a heatmap with the theoretical box drawn on it)."""
+
 from __future__ import annotations
 
 import io
@@ -24,7 +25,7 @@ def _spans(spans) -> str:
 def _floats(values: Sequence[float], digits: int = 2) -> str:
     if not values:
         return "-"
-    if all(abs(v - values[0]) < 10 ** -digits / 2 for v in values):
+    if all(abs(v - values[0]) < 10**-digits / 2 for v in values):
         return f"{values[0]:.{digits}f}"
     return "×".join(f"{v:.{digits}f}" for v in values)
 
@@ -38,8 +39,10 @@ def _lines(e: ERF) -> list[tuple[str, str]]:
     rows = [
         ("weights", _label(e)),
         ("theoretical rf", rf_cell(row)),
-        ("jump, start", f"{axes(row.jump) if row.jump else '?'}, "
-                        f"{axes(row.start) if row.start else '?'}"),
+        (
+            "jump, start",
+            f"{axes(row.jump) if row.jump else '?'}, {axes(row.start) if row.start else '?'}",
+        ),
         ("theoretical box", _spans(e.box)),
         ("box in the image", _spans(e.clipped_box)),
         ("ERF extent", _spans(e.extent)),
@@ -47,8 +50,13 @@ def _lines(e: ERF) -> list[tuple[str, str]]:
     ]
     for sq in e.squares:
         of_rf = f"{_floats(sq.of_rf)} of rf, " if sq.of_rf else ""
-        rows.append((f"{sq.threshold} % square", f"{sq.side} px ({of_rf}"
-                     f"{_floats(sq.of_input)} of input, area ratio {sq.area_ratio:.3f})"))
+        rows.append(
+            (
+                f"{sq.threshold} % square",
+                f"{sq.side} px ({of_rf}"
+                f"{_floats(sq.of_input)} of input, area ratio {sq.area_ratio:.3f})",
+            )
+        )
     rows.append(("Gaussian σ", f"{_floats(e.sigma)} px"))
     return rows
 
@@ -60,9 +68,11 @@ def render(results: Sequence[ERF], fmt: str = "text") -> str:
     first = results[0]
     unit = ",".join(map(str, first.unit))
     size = "×".join(map(str, first.row.size))
-    head = [f"ERF of {first.row.name} ({first.row.op}), unit {unit} of its {size} map "
-            "(the centre), |∂ unit / ∂ input| summed over channels, normalised to sum 1",
-            f"Inputs: {first.inputs}"]
+    head = [
+        f"ERF of {first.row.name} ({first.row.op}), unit {unit} of its {size} map "
+        "(the centre), |∂ unit / ∂ input| summed over channels, normalised to sum 1",
+        f"Inputs: {first.inputs}",
+    ]
     if first.note:
         head.append(f"Note: {first.note}")
     table = [_lines(e) for e in results]
@@ -85,9 +95,15 @@ def _number(v):
 def as_dict(e: ERF, with_map: bool = True) -> dict:
     row = e.row
     d = {
-        "row": row.name, "op": row.op, "status": row.status, "unit": list(e.unit),
-        "size": list(row.size), "inputs": e.inputs, "n": e.n,
-        "weights": e.weights or None, "note": e.note or None,
+        "row": row.name,
+        "op": row.op,
+        "status": row.status,
+        "unit": list(e.unit),
+        "size": list(row.size),
+        "inputs": e.inputs,
+        "n": e.n,
+        "weights": e.weights or None,
+        "note": e.note or None,
         "rf": [_number(v) for v in row.rf] or None,
         "jump": [_number(v) for v in row.jump] or None,
         "start": [_number(v) for v in row.start] or None,
@@ -96,9 +112,15 @@ def as_dict(e: ERF, with_map: bool = True) -> dict:
         "box_clipped": [list(s) for s in e.clipped_box] if e.box else None,
         "extent": [list(s) for s in e.extent] if e.extent else None,
         "inside": e.inside,
-        "squares": {str(sq.threshold): {"side": sq.side, "of_rf": list(sq.of_rf) or None,
-                                        "of_input": list(sq.of_input),
-                                        "area_ratio": sq.area_ratio} for sq in e.squares},
+        "squares": {
+            str(sq.threshold): {
+                "side": sq.side,
+                "of_rf": list(sq.of_rf) or None,
+                "of_input": list(sq.of_input),
+                "area_ratio": sq.area_ratio,
+            }
+            for sq in e.squares
+        },
         "sigma": list(e.sigma),
     }
     if with_map:
@@ -114,8 +136,12 @@ def to_json(results: Sequence[ERF]) -> str:
     return json.dumps(body, indent=1) + "\n"
 
 
-def figure_bytes(results: Sequence[ERF], fmt: str = "png", scale: str = "linear",
-                 titles: Optional[Sequence[str]] = None) -> bytes:
+def figure_bytes(
+    results: Sequence[ERF],
+    fmt: str = "png",
+    scale: str = "linear",
+    titles: Optional[Sequence[str]] = None,
+) -> bytes:
     """The heatmap(s) with the theoretical box (dashed where it lies in the padding), one
     shared colour scale and a colour bar; as png/svg/pdf bytes."""
     import matplotlib
@@ -136,23 +162,44 @@ def figure_bytes(results: Sequence[ERF], fmt: str = "png", scale: str = "linear"
     else:
         norm = Normalize(vmin=0, vmax=vmax)
     n = len(results)
-    fig, axs = plt.subplots(1, n, figsize=(4.2 * n + 0.8, 4.2), squeeze=False,
-                            layout="constrained")
+    fig, axs = plt.subplots(1, n, figsize=(4.2 * n + 0.8, 4.2), squeeze=False, layout="constrained")
     image = None
     for i, (e, ax) in enumerate(zip(results, axs[0])):
         h, w = e.map.shape
         shown = np.where(e.map > 0, e.map, np.nan) if scale == "log" else e.map
-        image = ax.imshow(shown, cmap="magma", norm=norm, interpolation="nearest",
-                          extent=(-0.5, w - 0.5, h - 0.5, -0.5))
+        image = ax.imshow(
+            shown,
+            cmap="magma",
+            norm=norm,
+            interpolation="nearest",
+            extent=(-0.5, w - 0.5, h - 0.5, -0.5),
+        )
         lo, hi = [-0.5, -0.5], [w - 0.5, h - 0.5]
         if e.box is not None:
             (y0, y1), (x0, x1) = e.box
-            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False,
-                                   edgecolor="#3ad", linewidth=1.2, linestyle="--",
-                                   label="theoretical field"))
+            ax.add_patch(
+                Rectangle(
+                    (x0 - 0.5, y0 - 0.5),
+                    x1 - x0 + 1,
+                    y1 - y0 + 1,
+                    fill=False,
+                    edgecolor="#3ad",
+                    linewidth=1.2,
+                    linestyle="--",
+                    label="theoretical field",
+                )
+            )
             (cy0, cy1), (cx0, cx1) = e.clipped_box
-            ax.add_patch(Rectangle((cx0 - 0.5, cy0 - 0.5), cx1 - cx0 + 1, cy1 - cy0 + 1,
-                                   fill=False, edgecolor="#3ad", linewidth=2))
+            ax.add_patch(
+                Rectangle(
+                    (cx0 - 0.5, cy0 - 0.5),
+                    cx1 - cx0 + 1,
+                    cy1 - cy0 + 1,
+                    fill=False,
+                    edgecolor="#3ad",
+                    linewidth=2,
+                )
+            )
             lo = [min(lo[0], x0 - 1.5), min(lo[1], y0 - 1.5)]
             hi = [max(hi[0], x1 + 1.5), max(hi[1], y1 + 1.5)]
         ax.set_facecolor("#d8d8d8")  # outside the image: padding
@@ -162,8 +209,9 @@ def figure_bytes(results: Sequence[ERF], fmt: str = "png", scale: str = "linear"
         inside = "" if e.inside is None else f", {100 * e.inside:.0f} % inside the box"
         ax.set_title(f"{title}\n{e.row.name}: rf {rf_cell(e.row)}{inside}", fontsize=9)
         ax.tick_params(labelsize=7)
-    fig.colorbar(image, ax=list(axs[0]), shrink=0.85,
-                 label=f"share of the contribution ({scale} scale)")
+    fig.colorbar(
+        image, ax=list(axs[0]), shrink=0.85, label=f"share of the contribution ({scale} scale)"
+    )
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, dpi=110)
     plt.close(fig)

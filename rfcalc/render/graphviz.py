@@ -9,6 +9,7 @@ Edges come from the recorded data flow when rows carry it (`Row.inputs`: the nam
 rows, or "input", whose outputs fed this op). Without that information the diagram is the
 execution chain, and its label says so rather than passing a guess off as the data flow.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -27,8 +28,12 @@ INPUT_NODE = "input"
 CHAIN_NOTE = "edges: execution order (no data-flow record available)"
 # Fill per status (light, so the text stays readable) and what the legend says of each.
 FILL = {EXACT: "white", APPROX: "#fdd9a0", GLOBAL: "#c6dbef", UNKNOWN: "#f4a6a6"}
-_MEANING = {EXACT: "exact", APPROX: "approx (rf is a bound)", GLOBAL: "global (whole map)",
-            UNKNOWN: "unknown (no rule)"}
+_MEANING = {
+    EXACT: "exact",
+    APPROX: "approx (rf is a bound)",
+    GLOBAL: "global (whole map)",
+    UNKNOWN: "unknown (no rule)",
+}
 
 
 def _window(row: Row) -> str:
@@ -46,8 +51,7 @@ def node_label(row: Row) -> str:
     """Three short lines: `name`, `op 3×3 d2`, `size 30×30 · j 1 · rf 9`."""
     size = TIMES.join(str(s) for s in row.size) if row.size else "flat"
     jump = "?" if row.status == UNKNOWN else axes(row.jump)
-    parts = (row.name, f"{row.op} {_window(row)}".strip(),
-             f"{size} · j {jump} · rf {rf_cell(row)}")
+    parts = (row.name, f"{row.op} {_window(row)}".strip(), f"{size} · j {jump} · rf {rf_cell(row)}")
     # DOT line breaks are the two characters backslash-n; escape the parts' own backslashes
     return "\\n".join(graphviz.escape(p) for p in parts)
 
@@ -61,8 +65,13 @@ def _passes_through(row: Row, by_name: dict[str, Row]) -> bool:
     if row.kernel is not None or row.inputs is None or len(row.inputs) != 1:
         return False
     src = by_name.get(row.inputs[0])
-    return src is not None and (src.size, src.jump, src.rf, src.start, src.status) == \
-        (row.size, row.jump, row.rf, row.start, row.status)
+    return src is not None and (src.size, src.jump, src.rf, src.start, src.status) == (
+        row.size,
+        row.jump,
+        row.rf,
+        row.start,
+        row.status,
+    )
 
 
 def compact(rows: Sequence[Row]) -> list[Row]:
@@ -124,18 +133,27 @@ def _legend(dot: graphviz.Digraph, statuses: Sequence[str]) -> None:
     """The key to a node's lines and the fill of each status present."""
     with dot.subgraph(name="cluster_legend") as leg:
         leg.attr(label="legend", fontsize="9", style="dashed", color="grey50")
-        leg.node("legend_key", "name\\nop kernel d(ilation) s(tride)\\n"
-                 "output size · j(ump) · rf", fontsize="8")
+        leg.node(
+            "legend_key",
+            "name\\nop kernel d(ilation) s(tride)\\noutput size · j(ump) · rf",
+            fontsize="8",
+        )
         for status in statuses:
-            leg.node(f"legend_{status}", _MEANING[status], fontsize="8",
-                     style="filled", fillcolor=FILL[status])
+            leg.node(
+                f"legend_{status}",
+                _MEANING[status],
+                fontsize="8",
+                style="filled",
+                fillcolor=FILL[status],
+            )
         order = ["legend_key"] + [f"legend_{s}" for s in statuses]
         for a, b in itertools.pairwise(order):
             leg.edge(a, b, style="invis")
 
 
-def build(analysis: Analysis, title: str = "", *, compact_rows: bool = False,
-          height: Optional[int] = None) -> graphviz.Digraph:
+def build(
+    analysis: Analysis, title: str = "", *, compact_rows: bool = False, height: Optional[int] = None
+) -> graphviz.Digraph:
     """A Digraph of the rows, boxed by block and laid out in columns (see `columns`),
     labelled with the input shape (and the edge caveat when no data flow was recorded);
     `compact_rows` leaves out the rows that change neither size nor field (see `compact`)."""
@@ -144,13 +162,29 @@ def build(analysis: Analysis, title: str = "", *, compact_rows: bool = False,
     label = title or f"input {shape(analysis.input_shape)}"
     if not has_flow:
         label += f"\\n{CHAIN_NOTE}"
-    dot = graphviz.Digraph("rfcalc", graph_attr={
-        "rankdir": "TB", "label": label, "labelloc": "t", "fontname": "Helvetica",
-        "fontsize": "11", "newrank": "true", "nodesep": "0.15", "ranksep": "0.22"},
-        node_attr={"shape": "box", "fontname": "Helvetica", "fontsize": "9",
-                   "margin": "0.06,0.03", "height": "0.3", "style": "rounded,filled",
-                   "fillcolor": "white"},
-        edge_attr={"arrowsize": "0.5"})
+    dot = graphviz.Digraph(
+        "rfcalc",
+        graph_attr={
+            "rankdir": "TB",
+            "label": label,
+            "labelloc": "t",
+            "fontname": "Helvetica",
+            "fontsize": "11",
+            "newrank": "true",
+            "nodesep": "0.15",
+            "ranksep": "0.22",
+        },
+        node_attr={
+            "shape": "box",
+            "fontname": "Helvetica",
+            "fontsize": "9",
+            "margin": "0.06,0.03",
+            "height": "0.3",
+            "style": "rounded,filled",
+            "fillcolor": "white",
+        },
+        edge_attr={"arrowsize": "0.5"},
+    )
     ids = {row.name: f"n{i}" for i, row in enumerate(rows)}
     column_of: dict[str, int] = {"n_input": 0}
     tops = ["n_input"]
@@ -161,16 +195,25 @@ def build(analysis: Analysis, title: str = "", *, compact_rows: bool = False,
         with dot.subgraph(name=f"cluster_col{c}") as column:
             column.attr(label="", style="invis")
             if c == 0:
-                column.node("n_input", f"input\\n{shape(analysis.input_shape)}",
-                            shape="oval", style="filled", fillcolor="white")
+                column.node(
+                    "n_input",
+                    f"input\\n{shape(analysis.input_shape)}",
+                    shape="oval",
+                    style="filled",
+                    fillcolor="white",
+                )
             for b, (block, idx) in enumerate(col):
                 with column.subgraph(name=f"cluster_{c}_{b}") as sub:
-                    sub.attr(label=block or "top level", fontsize="9", style="rounded",
-                             color="grey60", labeljust="l")
+                    sub.attr(
+                        label=block or "top level",
+                        fontsize="9",
+                        style="rounded",
+                        color="grey60",
+                        labeljust="l",
+                    )
                     for i in idx:
                         row = rows[i]
-                        sub.node(f"n{i}", node_label(row),
-                                 fillcolor=FILL.get(row.status, "white"))
+                        sub.node(f"n{i}", node_label(row), fillcolor=FILL.get(row.status, "white"))
                         column_of[f"n{i}"] = c
             if c == len(cols) - 1:  # the legend under the last column, not beside it
                 _legend(column, statuses)

@@ -1,5 +1,6 @@
 """HTML: a standalone page (`write`) or the bare table for a notebook (`fragment`), every
 string escaped, rows coloured by their status."""
+
 from __future__ import annotations
 
 from html import escape
@@ -12,19 +13,25 @@ __all__ = ["write", "fragment"]
 # and of a verify row whose measurement differs from the theory
 COLOURS = {"approx": "#8a5a00", "global": "#225", "unknown": "#a00", "differs": "#c00"}
 
-_STYLE = """
+_STYLE = (
+    """
 body { font-family: system-ui, sans-serif; margin: 2em; }
 table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
 th, td { padding: 0.2em 0.6em; border-bottom: 1px solid #ddd; }
 th { text-align: left; background: #f4f4f4; }
 td.num { text-align: right; }
-""".strip() + "\n" + " ".join(f"tr.{s} td {{ color: {c}; }}" for s, c in COLOURS.items())
+""".strip()
+    + "\n"
+    + " ".join(f"tr.{s} td {{ color: {c}; }}" for s, c in COLOURS.items())
+)
 
 
 def _row(table: Table, row: TableRow, inline: bool) -> str:
     num = '<td class="num" style="text-align: right">' if inline else '<td class="num">'
-    tds = "".join((num if c.numeric else "<td>") + escape(cell_text(row.cells[c.name])) + "</td>"
-                  for c in table.shown)
+    tds = "".join(
+        (num if c.numeric else "<td>") + escape(cell_text(row.cells[c.name])) + "</td>"
+        for c in table.shown
+    )
     attrs = f' class="{escape(row.status)}"' if row.status else ""
     if inline and row.status in COLOURS:  # a notebook shows no page style sheet
         attrs += f' style="color: {COLOURS[row.status]}"'
@@ -40,10 +47,15 @@ def _body(table: Table, inline: bool) -> str:
     summary = "".join(f"<li>{escape(line)}</li>" for line in table.summary)
     notes = ""
     if table.notes:
-        notes = (f"<h2>{escape(table.notes_title or 'Notes')}</h2><ul>"
-                 + "".join(f"<li>{escape(n)}</li>" for n in table.notes) + "</ul>\n")
-    return (f"{caption}<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{rows}\n</tbody>\n"
-            "</table>\n" + (f"<ul>{summary}</ul>\n" if summary else "") + notes)
+        notes = (
+            f"<h2>{escape(table.notes_title or 'Notes')}</h2><ul>"
+            + "".join(f"<li>{escape(n)}</li>" for n in table.notes)
+            + "</ul>\n"
+        )
+    return (
+        f"{caption}<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{rows}\n</tbody>\n"
+        "</table>\n" + (f"<ul>{summary}</ul>\n" if summary else "") + notes
+    )
 
 
 def fragment(table: Table) -> str:

@@ -3,6 +3,7 @@
 Numbers are ints where integral, floats otherwise (a jump of 1/2 is 0.5); per-axis values are
 lists in axis order; a value that does not exist is null.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,6 +29,7 @@ def per_axis(values: Optional[Sequence[Union[int, Fraction]]]) -> Optional[list]
 def dumps(doc: Mapping[str, Any]) -> str:
     """JSON with one top-level key per line and one line per record: readable and diffable,
     where indent=2 would spend a line on every number of every per-axis list."""
+
     def one(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)
 

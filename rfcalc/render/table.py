@@ -7,6 +7,7 @@ as numbers); the writers only lay the table out. Integer cells are counts: writt
 thousands separators (`190,509`) everywhere but in CSV, where a spreadsheet must be able to
 sum them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ class Column:
     """One column: its name (the header and the CSV/JSON key) and how it is laid out."""
 
     name: str
-    numeric: bool = False    # right-aligned where a format aligns
+    numeric: bool = False  # right-aligned where a format aligns
     data_only: bool = False  # only in CSV: the other formats say it with marks, notes or colour
 
 
@@ -34,9 +35,9 @@ class TableRow:
     """One line of the table: its cells by column name, and how a format may set it apart."""
 
     cells: Mapping[str, Cell]
-    status: str = ""   # HTML: the row's CSS class (its colour), e.g. rfcalc's row status
-    tip: str = ""      # HTML: shown when the pointer rests on the row
-    depth: int = 0     # text: the first cell indented two spaces a level (a module tree)
+    status: str = ""  # HTML: the row's CSS class (its colour), e.g. rfcalc's row status
+    tip: str = ""  # HTML: shown when the pointer rests on the row
+    depth: int = 0  # text: the first cell indented two spaces a level (a module tree)
 
 
 @dataclass(frozen=True)
@@ -45,13 +46,13 @@ class Table:
 
     columns: tuple[Column, ...]
     rows: tuple[TableRow, ...]
-    document: Mapping[str, Any]             # the JSON form, numbers as numbers
-    title: str = ""                         # HTML: the page's title and heading
-    caption: tuple[str, ...] = ()           # lines above the table (not in CSV)
-    summary: tuple[str, ...] = ()           # lines below the table (not in CSV)
-    notes_title: str = ""                   # heads the notes in text and HTML
-    notes: tuple[str, ...] = ()             # footnotes after the summary (not in CSV)
-    under: str = ""                         # text: this column goes on a line under its row
+    document: Mapping[str, Any]  # the JSON form, numbers as numbers
+    title: str = ""  # HTML: the page's title and heading
+    caption: tuple[str, ...] = ()  # lines above the table (not in CSV)
+    summary: tuple[str, ...] = ()  # lines below the table (not in CSV)
+    notes_title: str = ""  # heads the notes in text and HTML
+    notes: tuple[str, ...] = ()  # footnotes after the summary (not in CSV)
+    under: str = ""  # text: this column goes on a line under its row
     shown: tuple[Column, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

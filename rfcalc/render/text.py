@@ -5,6 +5,7 @@ The alignment is tabulate's. tabulate rather than rich: the table goes to pipes,
 tests as often as to a terminal, and tabulate's output depends on the cells alone, where rich
 fits tables to the terminal's width (wrapping or cutting wide ones) and adds styling codes.
 """
+
 from __future__ import annotations
 
 from tabulate import DataRow, TableFormat, tabulate
@@ -15,9 +16,16 @@ __all__ = ["write"]
 
 # Columns two spaces apart and nothing else: the rules are drawn here, and the header goes in
 # as a row because tabulate pads `headers=` two extra characters.
-_FORMAT = TableFormat(lineabove=None, linebelowheader=None, linebetweenrows=None, linebelow=None,
-                      headerrow=DataRow("", "  ", ""), datarow=DataRow("", "  ", ""),
-                      padding=0, with_header_hide=None)
+_FORMAT = TableFormat(
+    lineabove=None,
+    linebelowheader=None,
+    linebetweenrows=None,
+    linebelow=None,
+    headerrow=DataRow("", "  ", ""),
+    datarow=DataRow("", "  ", ""),
+    padding=0,
+    with_header_hide=None,
+)
 
 
 def write(table: Table) -> str:
@@ -29,9 +37,13 @@ def write(table: Table) -> str:
         cells = [cell_text(row.cells[c.name]) for c in columns]
         cells[0] = "  " * row.depth + cells[0]  # nested modules read as a tree
         body.append(cells)
-    lines = tabulate([[c.name for c in columns], *body], tablefmt=_FORMAT,
-                     colalign=["right" if c.numeric else "left" for c in columns],
-                     disable_numparse=True, preserve_whitespace=True).splitlines()
+    lines = tabulate(
+        [[c.name for c in columns], *body],
+        tablefmt=_FORMAT,
+        colalign=["right" if c.numeric else "left" for c in columns],
+        disable_numparse=True,
+        preserve_whitespace=True,
+    ).splitlines()
     lines = [line.rstrip() for line in lines]
     width = max(len(line) for line in lines)
     out = [*table.caption, "=" * width, lines[0], "-" * width]

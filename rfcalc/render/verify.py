@@ -4,6 +4,7 @@ Formats: those of rfcalc's one table writer (`rfcalc.render.table`). Spans are i
 input-pixel ranges of the centre unit, written `lo..hi` per axis (`14..16` when all axes
 agree, `0..31×2..29` when not).
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional, Sequence
@@ -42,31 +43,43 @@ def verdict(check: RowCheck) -> str:
 def _note(check: RowCheck) -> str:
     parts = [check.note] if check.note else []
     if clipped(check):
-        parts.append(f"clipped by the border: rf {axes(check.theory_rf)}, "
-                     f"{axes(check.theory_clipped_rf)} inside the image")
+        parts.append(
+            f"clipped by the border: rf {axes(check.theory_rf)}, "
+            f"{axes(check.theory_clipped_rf)} inside the image"
+        )
     return "; ".join(parts)
 
 
 def check_cells(check: RowCheck) -> dict[str, str]:
     """One check as text cells."""
-    return {"name": check.name, "op": check.op, "status": check.status,
-            "centre": axes(check.centre), "rf": axes(check.theory_rf),
-            "theory": spans(check.theory_span) if check.agree is not None else "-",
-            "measured": spans(check.measured_span) if check.agree is not None else "-",
-            "check": verdict(check), "note": _note(check)}
+    return {
+        "name": check.name,
+        "op": check.op,
+        "status": check.status,
+        "centre": axes(check.centre),
+        "rf": axes(check.theory_rf),
+        "theory": spans(check.theory_span) if check.agree is not None else "-",
+        "measured": spans(check.measured_span) if check.agree is not None else "-",
+        "check": verdict(check),
+        "note": _note(check),
+    }
 
 
 def summary_lines(result: Verification) -> list[str]:
     checks = result.checks
     differ = result.disagreements
     unmeasured = sum(c.agree is None for c in checks)
-    lines = [f"Input: {shape(result.input_shape)}",
-             f"{len(checks)} rows: {len(checks) - len(differ) - unmeasured} agree, "
-             f"{len(differ)} differ, {unmeasured} not measured (unknown fields)"]
+    lines = [
+        f"Input: {shape(result.input_shape)}",
+        f"{len(checks)} rows: {len(checks) - len(differ) - unmeasured} agree, "
+        f"{len(differ)} differ, {unmeasured} not measured (unknown fields)",
+    ]
     n_clipped = sum(clipped(c) for c in checks)
     if n_clipped:
-        lines.append(f"{n_clipped} rows have fields clipped by the image border: both sides "
-                     "are compared inside the image")
+        lines.append(
+            f"{n_clipped} rows have fields clipped by the image border: both sides "
+            "are compared inside the image"
+        )
     if differ:
         lines.append("DISAGREEMENT: " + ", ".join(c.name for c in differ))
     lines.extend(f"Note: {n}" for n in result.notes)
@@ -81,12 +94,22 @@ def document(result: Verification) -> dict[str, Any]:
     """The JSON document: input, one entry per row, agree, the names that differ, notes."""
     return {
         "input": list(result.input_shape),
-        "rows": [{"name": c.name, "op": c.op, "status": c.status, "size": list(c.size),
-                  "centre": list(c.centre), "rf": per_axis(c.theory_rf) if c.theory_rf else None,
-                  "theory_span": _span_list(c.theory_span),
-                  "measured_span": _span_list(c.measured_span),
-                  "agree": c.agree, "clipped": clipped(c), "note": c.note or None}
-                 for c in result.checks],
+        "rows": [
+            {
+                "name": c.name,
+                "op": c.op,
+                "status": c.status,
+                "size": list(c.size),
+                "centre": list(c.centre),
+                "rf": per_axis(c.theory_rf) if c.theory_rf else None,
+                "theory_span": _span_list(c.theory_span),
+                "measured_span": _span_list(c.measured_span),
+                "agree": c.agree,
+                "clipped": clipped(c),
+                "note": c.note or None,
+            }
+            for c in result.checks
+        ],
         "agree": result.agree,
         "disagreements": [c.name for c in result.disagreements],
         "notes": list(result.notes),
@@ -95,11 +118,18 @@ def document(result: Verification) -> dict[str, Any]:
 
 def table(result: Verification) -> Table:
     """The checks as a table for rfcalc's one writer; the note goes under its row in text."""
-    rows = tuple(TableRow(check_cells(c), status="differs" if c.agree is False else c.status,
-                          tip=c.note) for c in result.checks)
-    return Table(tuple(Column(c) for c in COLUMNS), rows, document(result),
-                 title=f"rfcalc verify at input {shape(result.input_shape)}",
-                 summary=tuple(summary_lines(result)), under="note")
+    rows = tuple(
+        TableRow(check_cells(c), status="differs" if c.agree is False else c.status, tip=c.note)
+        for c in result.checks
+    )
+    return Table(
+        tuple(Column(c) for c in COLUMNS),
+        rows,
+        document(result),
+        title=f"rfcalc verify at input {shape(result.input_shape)}",
+        summary=tuple(summary_lines(result)),
+        under="note",
+    )
 
 
 def render(result: Verification, fmt: str = "text") -> str:

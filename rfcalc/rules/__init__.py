@@ -12,23 +12,38 @@ One module per family, each registering its rules in the table of `dispatch`:
 Adding an op is one rule + one test: `rfcalc.register_rule(op, rule)` (see dispatch).
 Ops without a rule make their output UNKNOWN, and the table says which ones they were.
 """
+
 from . import conv, elementwise, mixing, pool, resample, shape  # noqa: F401  (registers)
 from .dispatch import (
-                       NO_RULE,
-                       RULES,
-                       Call,
-                       Outcome,
-                       Rule,
-                       apply,
-                       canonical,
-                       key_of,
-                       lookup,
-                       qualified,
-                       register_rule,
-                       rule,
-                       supported_ops,
+    NO_RULE,
+    RULES,
+    Call,
+    Outcome,
+    Rule,
+    apply,
+    canonical,
+    key_of,
+    lookup,
+    qualified,
+    register_rule,
+    rule,
+    supported_ops,
 )
 from .elementwise import pointwise
 
-__all__ = ["Call", "Outcome", "Rule", "RULES", "NO_RULE", "register_rule", "rule",
-           "supported_ops", "lookup", "apply", "canonical", "qualified", "key_of", "pointwise"]
+__all__ = [
+    "Call",
+    "Outcome",
+    "Rule",
+    "RULES",
+    "NO_RULE",
+    "register_rule",
+    "rule",
+    "supported_ops",
+    "lookup",
+    "apply",
+    "canonical",
+    "qualified",
+    "key_of",
+    "pointwise",
+]

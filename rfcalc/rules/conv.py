@@ -1,4 +1,5 @@
 """Convolutions and other sliding windows: conv, transposed conv, Tensor.unfold."""
+
 from __future__ import annotations
 
 from .. import geometry as g
@@ -34,10 +35,13 @@ def _conv(nd: int):
                 hi = tuple(t - t // 2 for t in total)
         else:
             lo = hi = ints(p, nd)
-        axes = tuple(g.window(a, ki, si, pl, ph, di)
-                     for a, ki, si, pl, ph, di in zip(f.axes, k, s, lo, hi, d))
+        axes = tuple(
+            g.window(a, ki, si, pl, ph, di)
+            for a, ki, si, pl, ph, di in zip(f.axes, k, s, lo, hi, d)
+        )
         field = plus_arguments(call, with_axes(call.first, placed(call, axes)))
         return Outcome(field, Window(k, s, lo, d))
+
     return conv
 
 
@@ -51,10 +55,13 @@ def _conv_transpose(nd: int):
         p = ints(call.arg(4, "padding", 0), nd)
         op = ints(call.arg(5, "output_padding", 0), nd)
         d = ints(call.arg(7, "dilation", 1), nd)
-        axes = tuple(g.transposed(a, ki, si, pi, di, oi)
-                     for a, ki, si, pi, di, oi in zip(f.axes, k, s, p, d, op))
+        axes = tuple(
+            g.transposed(a, ki, si, pi, di, oi)
+            for a, ki, si, pi, di, oi in zip(f.axes, k, s, p, d, op)
+        )
         field = plus_arguments(call, with_axes(call.first, placed(call, axes)))
         return Outcome(field, Window(k, s, p, d))
+
     return conv_transpose
 
 
@@ -69,8 +76,7 @@ def tensor_unfold(call: Call) -> Outcome:
     new last dim. Summed over that dim (as a channel), a unit is a window of k=size, s=step."""
     f = call.first
     ndim = call.first_tensor.dim()
-    dim, size, step = (int(call.arg(i, k)) for i, k in ((1, "dimension"), (2, "size"),
-                                                          (3, "step")))
+    dim, size, step = (int(call.arg(i, k)) for i, k in ((1, "dimension"), (2, "size"), (3, "step")))
     if f.dims is None:
         return Outcome(f)
     pos = positive(f.dims, ndim)
@@ -103,15 +109,24 @@ def im2col(call: Call) -> Outcome:
     if nd != 2:
         raise NotGeometric("F.unfold of a map that is not 2-D")
     k, d, p, s = _window_args(call, 1, nd)
-    axes = placed(call, tuple(g.window(a, ki, si, pi, pi, di)
-                              for a, ki, si, pi, di in zip(f.axes, k, s, p, d)))
+    axes = placed(
+        call,
+        tuple(g.window(a, ki, si, pi, pi, di) for a, ki, si, pi, di in zip(f.axes, k, s, p, d)),
+    )
     windows = with_axes(call.first, axes)
     flat = mixed(windows, "unfold: the windows are flattened into one dim", keep_dims=False)
     size = tuple(a.size for a in windows.axes)
     # entries still apart: F.fold with the same window puts every pixel back in its place
-    return Outcome(Field(flat.axes, None, flat.status, flat.note,
-                         packed=("unfold", (k, d, p, s), size, call.first, windows)),
-                   Window(k, s, p, d))
+    return Outcome(
+        Field(
+            flat.axes,
+            None,
+            flat.status,
+            flat.note,
+            packed=("unfold", (k, d, p, s), size, call.first, windows),
+        ),
+        Window(k, s, p, d),
+    )
 
 
 @rule("F.fold")
@@ -123,8 +138,9 @@ def col2im(call: Call) -> Outcome:
     every window holding it: a transposed window over the windows."""
     packed = call.first.packed
     if call.first.dims is not None or packed is None or packed[0] not in ("unfold", "cols"):
-        raise NotGeometric("F.fold of a tensor that is not (a layout-keeping function of) "
-                           "the output of F.unfold")
+        raise NotGeometric(
+            "F.fold of a tensor that is not (a layout-keeping function of) the output of F.unfold"
+        )
     k, d, p, s = _window_args(call, 2, 2)
     out = tuple(call.out_tensor.shape[-2:])
     if packed[0] == "unfold":

@@ -12,6 +12,7 @@ Keys: an op is looked up by its canonical name (`add` for `x + y`, `x.add_(y)` a
 `F.batch_norm` and `torch.batch_norm` with another argument order) a qualified key
 (`F.unfold`, `Tensor.unfold`, `torch.batch_norm`) wins over the plain one.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,11 +31,11 @@ NO_RULE = "no rule for this op"
 class Call:
     """One executed torch function as a rule sees it."""
 
-    name: str                                    # canonical name: "conv2d", "add", "getitem"
+    name: str  # canonical name: "conv2d", "add", "getitem"
     args: tuple
     kwargs: dict
-    inputs: list[tuple[torch.Tensor, Field]]     # field-carrying tensors, in argument order
-    out: Any                                     # what the function returned
+    inputs: list[tuple[torch.Tensor, Field]]  # field-carrying tensors, in argument order
+    out: Any  # what the function returned
 
     def arg(self, index: int, key: str, default: Any = None) -> Any:
         """The argument given by position `index` or keyword `key`."""
@@ -64,19 +65,40 @@ class Outcome:
 
     field: Field
     window: Optional[Window] = None
-    alias: bool = False      # a layout no-op (contiguous, to, ...): propagates, gets no row
-    no_rule: bool = False    # set by the dispatcher: the op has no rule (counted per model)
+    alias: bool = False  # a layout no-op (contiguous, to, ...): propagates, gets no row
+    no_rule: bool = False  # set by the dispatcher: the op has no rule (counted per model)
 
 
 Rule = Callable[[Call], Outcome]
 RULES: dict[str, Rule] = {}
 _SEES_UNKNOWN: set[str] = set()
-_KEEPS_LAYOUT: set[Rule] = set()   # rules that may pass a flattened map's layout on
+_KEEPS_LAYOUT: set[Rule] = set()  # rules that may pass a flattened map's layout on
 
-_BINARY = {"add", "sub", "mul", "div", "truediv", "floordiv", "mod", "pow", "matmul", "and",
-           "or", "xor", "lshift", "rshift"}
-_SYNONYMS = {"truediv": "div", "concat": "cat", "concatenate": "cat", "swapaxes": "transpose",
-             "swapdims": "transpose", "moveaxis": "movedim", "clip": "clamp"}
+_BINARY = {
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "truediv",
+    "floordiv",
+    "mod",
+    "pow",
+    "matmul",
+    "and",
+    "or",
+    "xor",
+    "lshift",
+    "rshift",
+}
+_SYNONYMS = {
+    "truediv": "div",
+    "concat": "cat",
+    "concatenate": "cat",
+    "swapaxes": "transpose",
+    "swapdims": "transpose",
+    "moveaxis": "movedim",
+    "clip": "clamp",
+}
 
 
 def canonical(func: Callable) -> str:
@@ -121,8 +143,9 @@ def key_of(func: Union[str, Callable]) -> str:
     return qualified(func) if canonical(func) in COLLISIONS else canonical(func)
 
 
-def register_rule(op: Union[str, Callable], rule: Rule, *, unknown_inputs: bool = False,
-                  replace: bool = True) -> None:
+def register_rule(
+    op: Union[str, Callable], rule: Rule, *, unknown_inputs: bool = False, replace: bool = True
+) -> None:
     """Give `op` a rule: from now on every call of it is analysed by `rule(call) -> Outcome`.
 
     `op` is the function itself (`torch.nn.functional.grid_sample`, `torch.Tensor.unfold`,
@@ -143,16 +166,19 @@ def register_rule(op: Union[str, Callable], rule: Rule, *, unknown_inputs: bool 
     (_SEES_UNKNOWN.add if unknown_inputs else _SEES_UNKNOWN.discard)(key)
 
 
-def rule(*names: str, unknown_inputs: bool = False,
-         keeps_layout: bool = False) -> Callable[[Rule], Rule]:
+def rule(
+    *names: str, unknown_inputs: bool = False, keeps_layout: bool = False
+) -> Callable[[Rule], Rule]:
     """Decorator form of `register_rule` for the catalogue: one rule, several names.
     `keeps_layout`: the rule passes on how a flattened map is laid out (Field.packed)."""
+
     def register(fn: Rule) -> Rule:
         for name in names:
             register_rule(name, fn, unknown_inputs=unknown_inputs)
         if keeps_layout:
             _KEEPS_LAYOUT.add(fn)
         return fn
+
     return register
 
 
@@ -203,14 +229,19 @@ def apply(call: Call, key: Optional[str] = None) -> Outcome:
             return Outcome(Field(f.axes, same_dims(call, f.dims), GLOBAL, f.note))
         return Outcome(unknown_field(call, str(exc)))
     f = outcome.field
-    if f.packed is not None and f.packed[0] != "mixed" and fn not in _KEEPS_LAYOUT \
-            and any(f is fi for _, fi in call.inputs):
+    if (
+        f.packed is not None
+        and f.packed[0] != "mixed"
+        and fn not in _KEEPS_LAYOUT
+        and any(f is fi for _, fi in call.inputs)
+    ):
         # the op moved a flattened map's elements: what view could undo is gone
         outcome = Outcome(Field(f.axes, None, f.status, f.note), outcome.window, outcome.alias)
     return outcome
 
 
 # ---------------------------------------------------------------- helpers for rules
+
 
 def whole_global(f: Field) -> bool:
     """Every unit sees the whole map: every axis global, or a flattened vector whose every
@@ -223,7 +254,7 @@ def whole_global(f: Field) -> bool:
     return f.status == GLOBAL or (bool(f.axes) and all(a.mixed for a in f.axes))
 
 
-MIXED = ("mixed",)   # Field.packed of a flattened vector whose every element saw everything
+MIXED = ("mixed",)  # Field.packed of a flattened vector whose every element saw everything
 
 
 def unknown_field(call: Call, why: str) -> Field:
@@ -233,8 +264,12 @@ def unknown_field(call: Call, why: str) -> Field:
 
 def same_dims(call: Call, dims: Optional[tuple[int, ...]]) -> Optional[tuple[int, ...]]:
     out = call.out_tensor
-    if dims is None or not isinstance(out, torch.Tensor) or out.dim() < len(dims) \
-            or any(-d > out.dim() for d in dims):
+    if (
+        dims is None
+        or not isinstance(out, torch.Tensor)
+        or out.dim() < len(dims)
+        or any(-d > out.dim() for d in dims)
+    ):
         return None
     return dims
 
@@ -251,8 +286,13 @@ def ints(value: Any, n: int) -> tuple[int, ...]:
     return (int(value),) * n
 
 
-def mixed(f: Field, note: str, which: Optional[set[int]] = None, keep_dims: bool = True,
-          really: bool = False) -> Field:
+def mixed(
+    f: Field,
+    note: str,
+    which: Optional[set[int]] = None,
+    keep_dims: bool = True,
+    really: bool = False,
+) -> Field:
     """The field once positions are mixed along the axes `which` (indices into f.axes; None:
     all): along those every unit sees the whole map. `keep_dims=False`: the map is gone
     (flattened into a vector), every axis collapses; `really`: every element of that vector
@@ -260,9 +300,13 @@ def mixed(f: Field, note: str, which: Optional[set[int]] = None, keep_dims: bool
     if f.status == UNKNOWN:
         return f
     if not keep_dims or f.dims is None:
-        return Field(tuple(g.collapse(a) for a in f.axes), None, GLOBAL,
-                     f.note if whole_global(f) else note,
-                     MIXED if really or whole_global(f) else None)
+        return Field(
+            tuple(g.collapse(a) for a in f.axes),
+            None,
+            GLOBAL,
+            f.note if whole_global(f) else note,
+            MIXED if really or whole_global(f) else None,
+        )
     which = set(range(len(f.axes))) if which is None else which
     axes = tuple(g.spread(a) if i in which and not a.mixed else a for i, a in enumerate(f.axes))
     note_ = f.note if f.note and all(f.axes[i].mixed for i in which) else note
@@ -271,8 +315,9 @@ def mixed(f: Field, note: str, which: Optional[set[int]] = None, keep_dims: bool
     return Field(axes, f.dims, f.status, note_)  # the op that made these axes global
 
 
-def with_axes(f: Field, axes: tuple[g.Axis, ...], dims: Optional[tuple[int, ...]] = None,
-              note: str = "") -> Field:
+def with_axes(
+    f: Field, axes: tuple[g.Axis, ...], dims: Optional[tuple[int, ...]] = None, note: str = ""
+) -> Field:
     """f with new axes (same status; `note` added where f has none)."""
     return Field(axes, f.dims if dims is None else dims, f.status, f.note or note)
 
@@ -285,16 +330,29 @@ def plus_arguments(call: Call, f: Field) -> Field:
     if not others or f.status == UNKNOWN:
         return f
     if any(fi.status == UNKNOWN for fi in others):
-        return Field((), same_dims(call, f.dims), UNKNOWN,
-                     f"{call.name}: an argument computed from the input has an unknown field")
+        return Field(
+            (),
+            same_dims(call, f.dims),
+            UNKNOWN,
+            f"{call.name}: an argument computed from the input has an unknown field",
+        )
     if f.dims is None:
-        return Field(tuple(g.union([g.collapse(a)] + [g.collapse(o.axes[i]) for o in others])
-                           for i, a in enumerate(f.axes)), None, f.status, f.note)
-    axes = tuple(g.union([a] + [g.broadcast(g.collapse(o.axes[i]), a.size) for o in others],
-                         strict=False)
-                 for i, a in enumerate(f.axes))
-    note = f.note or f"{call.name}: a weight or kernel computed from the input is read by " \
-        "every unit"
+        return Field(
+            tuple(
+                g.union([g.collapse(a)] + [g.collapse(o.axes[i]) for o in others])
+                for i, a in enumerate(f.axes)
+            ),
+            None,
+            f.status,
+            f.note,
+        )
+    axes = tuple(
+        g.union([a] + [g.broadcast(g.collapse(o.axes[i]), a.size) for o in others], strict=False)
+        for i, a in enumerate(f.axes)
+    )
+    note = (
+        f.note or f"{call.name}: a weight or kernel computed from the input is read by every unit"
+    )
     return Field(axes, f.dims, GLOBAL if all(a.mixed for a in axes) else f.status, note)
 
 
@@ -319,5 +377,18 @@ def placed(call: Call, axes: tuple[g.Axis, ...]) -> tuple[g.Axis, ...]:
     return tuple(out)
 
 
-__all__ = ["Call", "Outcome", "Rule", "RULES", "NO_RULE", "register_rule", "rule",
-           "supported_ops", "lookup", "apply", "canonical", "qualified", "key_of"]
+__all__ = [
+    "Call",
+    "Outcome",
+    "Rule",
+    "RULES",
+    "NO_RULE",
+    "register_rule",
+    "rule",
+    "supported_ops",
+    "lookup",
+    "apply",
+    "canonical",
+    "qualified",
+    "key_of",
+]

@@ -1,17 +1,57 @@
 """Element-wise ops and merges: each output element reads the same position of every input."""
+
 from __future__ import annotations
 
 from .. import geometry as g
 from ..geometry import EXACT, GLOBAL, UNKNOWN, Field, NotGeometric
 from .dispatch import MIXED, Call, Outcome, mixed, positive, rule, whole_global
 
-_NO_CHANGE = ("dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
-              "feature_alpha_dropout", "hardswish", "prelu", "rrelu", "logsigmoid", "softsign",
-              "tanhshrink", "softshrink", "hardshrink", "relu6", "silu", "mish", "gelu",
-              "hardsigmoid", "local_response_norm", "channel_shuffle", "native_channel_shuffle",
-              "expand", "expand_as", "broadcast_to", "masked_fill", "type_as", "bernoulli")
-_ALIASES = ("contiguous", "clone", "detach", "to", "float", "double", "half", "bfloat16",
-            "type", "cpu", "cuda", "requires_grad", "get_data", "coalesce")
+_NO_CHANGE = (
+    "dropout",
+    "dropout1d",
+    "dropout2d",
+    "dropout3d",
+    "alpha_dropout",
+    "feature_alpha_dropout",
+    "hardswish",
+    "prelu",
+    "rrelu",
+    "logsigmoid",
+    "softsign",
+    "tanhshrink",
+    "softshrink",
+    "hardshrink",
+    "relu6",
+    "silu",
+    "mish",
+    "gelu",
+    "hardsigmoid",
+    "local_response_norm",
+    "channel_shuffle",
+    "native_channel_shuffle",
+    "expand",
+    "expand_as",
+    "broadcast_to",
+    "masked_fill",
+    "type_as",
+    "bernoulli",
+)
+_ALIASES = (
+    "contiguous",
+    "clone",
+    "detach",
+    "to",
+    "float",
+    "double",
+    "half",
+    "bfloat16",
+    "type",
+    "cpu",
+    "cuda",
+    "requires_grad",
+    "get_data",
+    "coalesce",
+)
 
 
 @rule("pointwise", *_NO_CHANGE, unknown_inputs=True, keeps_layout=True)
@@ -35,15 +75,20 @@ def pointwise(call: Call) -> Outcome:
             return Outcome(mixed(globals_[0], globals_[0].note, keep_dims=False))
         raise NotGeometric("the merged tensors keep their maps in different dims")
     dims = fields[0].dims
-    if dims is None and fields[0].packed is not None \
-            and all(f.packed == fields[0].packed for f in fields):
+    if (
+        dims is None
+        and fields[0].packed is not None
+        and all(f.packed == fields[0].packed for f in fields)
+    ):
         return Outcome(fields[0])  # the same flattened map, element by element
     if dims is None:
-        axes = tuple(g.union([g.collapse(f.axes[i]) for f in fields])
-                     for i in range(len(fields[0].axes)))
+        axes = tuple(
+            g.union([g.collapse(f.axes[i]) for f in fields]) for i in range(len(fields[0].axes))
+        )
         status = GLOBAL if globals_ else EXACT
-        return Outcome(Field(axes, None, status, _note(fields, globals_),
-                             MIXED if globals_ else None))
+        return Outcome(
+            Field(axes, None, status, _note(fields, globals_), MIXED if globals_ else None)
+        )
     if out.dim() < max(-d for d in dims):
         raise NotGeometric("the output has fewer dims than the map")
     sizes = [out.shape[d] for d in dims]
@@ -59,8 +104,11 @@ def pointwise(call: Call) -> Outcome:
     note = _note(fields, globals_)
     if spread and not note:
         note = f"{call.name}: one unit's field is spread over the whole map"
-    status = GLOBAL if all(a.mixed for a in axes) \
+    status = (
+        GLOBAL
+        if all(a.mixed for a in axes)
         else max((f.status for f in fields if f.status != GLOBAL), key=_rank, default=EXACT)
+    )
     return Outcome(Field(axes, dims, status, note))
 
 

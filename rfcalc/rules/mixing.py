@@ -4,6 +4,7 @@ friends along a dim, reductions, Linear / matmul / einsum over a dim, attention.
 Mixing is a per-axis fact: an op along W makes every unit see the whole map along W and
 leaves H as it was ("global along W, 5 along H").
 """
+
 from __future__ import annotations
 
 import torch
@@ -110,8 +111,10 @@ def cumulative(call: Call) -> Outcome:
     hit = _spatial_hits(f, ndim, [call.arg(1, "dim")])
     if f.dims is None:
         return Outcome(_flat(f))
-    axes = tuple(g.gather(a, [list(range(o + 1)) for o in range(a.size)]) if i in hit else a
-                 for i, a in enumerate(f.axes))
+    axes = tuple(
+        g.gather(a, [list(range(o + 1)) for o in range(a.size)]) if i in hit else a
+        for i, a in enumerate(f.axes)
+    )
     return Outcome(with_axes(f, axes, note=f"{call.name}: unit o sees units 0..o"))
 
 
@@ -124,14 +127,36 @@ def glu(call: Call) -> Outcome:
     hit = _spatial_hits(f, ndim, [dim])
     if f.dims is None:
         return Outcome(_flat(f))
-    axes = tuple(g.gather(a, [[o, o + a.size // 2] for o in range(a.size // 2)]) if i in hit
-                 else a for i, a in enumerate(f.axes))
+    axes = tuple(
+        g.gather(a, [[o, o + a.size // 2] for o in range(a.size // 2)]) if i in hit else a
+        for i, a in enumerate(f.axes)
+    )
     return Outcome(with_axes(f, axes, note="glu: unit o reads units o and o + n/2"))
 
 
-_REDUCTIONS = ("mean", "sum", "amax", "amin", "max", "min", "std", "var", "prod", "norm",
-               "logsumexp", "nansum", "nanmean", "median", "any", "all", "argmax", "argmin",
-               "count_nonzero", "std_mean", "var_mean")
+_REDUCTIONS = (
+    "mean",
+    "sum",
+    "amax",
+    "amin",
+    "max",
+    "min",
+    "std",
+    "var",
+    "prod",
+    "norm",
+    "logsumexp",
+    "nansum",
+    "nanmean",
+    "median",
+    "any",
+    "all",
+    "argmax",
+    "argmin",
+    "count_nonzero",
+    "std_mean",
+    "var_mean",
+)
 
 
 @rule(*_REDUCTIONS, unknown_inputs=True)
@@ -141,16 +166,23 @@ def reduction(call: Call) -> Outcome:
     tensors is element-wise."""
     from .elementwise import pointwise
 
-    if len(call.inputs) > 1 or isinstance(call.arg(1, "dim"), torch.Tensor) \
-            or isinstance(call.kwargs.get("other"), torch.Tensor):
+    if (
+        len(call.inputs) > 1
+        or isinstance(call.arg(1, "dim"), torch.Tensor)
+        or isinstance(call.kwargs.get("other"), torch.Tensor)
+    ):
         return pointwise(call)
     f = call.first
     if f.status == "unknown":
         return Outcome(f)
     ndim = call.first_tensor.dim()
     dim = call.arg(2 if call.name == "norm" else 1, "dim")
-    keep = bool(call.kwargs.get("keepdim", call.args[2] if len(call.args) > 2
-                                and isinstance(call.args[2], bool) else False))
+    keep = bool(
+        call.kwargs.get(
+            "keepdim",
+            call.args[2] if len(call.args) > 2 and isinstance(call.args[2], bool) else False,
+        )
+    )
     if f.dims is None:
         return Outcome(_flat(f))
     if dim is None or (isinstance(dim, (list, tuple)) and len(dim) == 0):
@@ -175,8 +207,15 @@ def reduction(call: Call) -> Outcome:
     kept = Field(axes, f.dims, f.status, f.note)
     flat = mixed(kept, f"{call.name}: part of the map is reduced away", keep_dims=False)
     out_shape = tuple(call.out_tensor.shape)
-    return Outcome(Field(flat.axes, None, flat.status, flat.note,
-                         packed=("reduced", out_shape, tuple(sorted(hit)), kept, ndim)))
+    return Outcome(
+        Field(
+            flat.axes,
+            None,
+            flat.status,
+            flat.note,
+            packed=("reduced", out_shape, tuple(sorted(hit)), kept, ndim),
+        )
+    )
 
 
 @rule("linear", "bilinear")
@@ -185,8 +224,11 @@ def linear(call: Call) -> Outcome:
     Linear along W), else per position. A weight computed from the input widens every unit."""
     f = call.first
     if f.dims is None:  # over a flattened map: every element mixes every position
-        flat = mixed(f, f"{call.name}: mixes every position of the map", keep_dims=False,
-                     really=True) if f.status == GLOBAL else f
+        flat = (
+            mixed(f, f"{call.name}: mixes every position of the map", keep_dims=False, really=True)
+            if f.status == GLOBAL
+            else f
+        )
         return Outcome(plus_arguments(call, flat))
     return Outcome(plus_arguments(call, _contract(call, f, -1)))
 
@@ -206,9 +248,11 @@ def _contract(call: Call, f: Field, dim: int) -> Field:
     a = g.broadcast(g.collapse(f.axes[i]), n) if n > 1 else g.collapse(f.axes[i])
     axes = tuple(a if j == i else b for j, b in enumerate(f.axes))
     base = Field(f.axes, f.dims, f.status, f.note)
-    return mixed(base, f"{call.name}: mixes every position along the axis", {i}) \
-        if n == f.axes[i].size else Field(axes, f.dims, f.status,
-                                          f"{call.name}: mixes every position along the axis")
+    return (
+        mixed(base, f"{call.name}: mixes every position along the axis", {i})
+        if n == f.axes[i].size
+        else Field(axes, f.dims, f.status, f"{call.name}: mixes every position along the axis")
+    )
 
 
 @rule("matmul", "mm", unknown_inputs=True)
@@ -220,11 +264,16 @@ def matmul(call: Call) -> Outcome:
         if f.status == "unknown":
             return Outcome(f)
         if f.dims is None:
-            if f.packed is not None and f.packed[0] == "unfold" and len(call.args) > 1 \
-                    and call.args[1] is call.first_tensor:
+            if (
+                f.packed is not None
+                and f.packed[0] == "unfold"
+                and len(call.args) > 1
+                and call.args[1] is call.first_tensor
+            ):
                 # weight @ F.unfold(x): a convolution in disguise, every window's entries mixed
-                return Outcome(Field(f.axes, None, f.status, f.note,
-                                     packed=("cols",) + f.packed[1:]))
+                return Outcome(
+                    Field(f.axes, None, f.status, f.note, packed=("cols",) + f.packed[1:])
+                )
             return Outcome(_flat(f))
         left = call.args[0] is call.first_tensor
         if left or call.first_tensor.dim() >= 2:
@@ -291,6 +340,3 @@ def _everything(call: Call, why: str) -> Outcome:
     if not known:
         return Outcome(call.first)
     return Outcome(mixed(known[0], f"{call.name}: {why}", keep_dims=False, really=True))
-
-
-

@@ -1,4 +1,5 @@
 """Pooling: max / avg / lp pools and the adaptive pools."""
+
 from __future__ import annotations
 
 from .. import geometry as g
@@ -23,9 +24,12 @@ def _pool(nd: int, kind: str):
                 d, ceil = 1, call.arg(4, "ceil_mode", False)
         s = ints(stride, nd) if stride not in (None, (), []) else k
         p, d = ints(p, nd), ints(d, nd)
-        axes = tuple(g.window(a, ki, si, pi, pi, di, bool(ceil))
-                     for a, ki, si, pi, di in zip(f.axes, k, s, p, d))
+        axes = tuple(
+            g.window(a, ki, si, pi, pi, di, bool(ceil))
+            for a, ki, si, pi, di in zip(f.axes, k, s, p, d)
+        )
         return Outcome(with_axes(call.first, placed(call, axes)), Window(k, s, p, d))
+
     return pool
 
 
@@ -39,6 +43,7 @@ def _adaptive(nd: int):
         s = tuple(a.size // n for a, n in zip(f.axes, out))
         window = Window(k, s, (0,) * nd, (1,) * nd)
         return Outcome(with_axes(call.first, placed(call, axes)), window)
+
     return adaptive
 
 
@@ -46,5 +51,6 @@ for _n in (1, 2, 3):
     rule(f"max_pool{_n}d", f"max_pool{_n}d_with_indices", f"_max_pool{_n}d")(_pool(_n, "max"))
     rule(f"avg_pool{_n}d")(_pool(_n, "avg"))
     rule(f"lp_pool{_n}d")(_pool(_n, "lp"))
-    rule(f"adaptive_avg_pool{_n}d", f"adaptive_max_pool{_n}d",
-         f"adaptive_max_pool{_n}d_with_indices")(_adaptive(_n))
+    rule(
+        f"adaptive_avg_pool{_n}d", f"adaptive_max_pool{_n}d", f"adaptive_max_pool{_n}d_with_indices"
+    )(_adaptive(_n))

@@ -4,6 +4,7 @@ Interpolation follows torch's own index arithmetic (ATen's UpSample.h), float fo
 maps and double for double ones, so the unit a rounding sends one pixel over is the unit
 torch reads; the classic description next to it uses the exact rational scale.
 """
+
 from __future__ import annotations
 
 from fractions import Fraction
@@ -42,11 +43,13 @@ def _nearest(n_in: int, n_out: int, sf: Optional[float], exact: bool) -> Taps:
             i = floor(np.float32(o) * scale)
         i = min(i, n_in - 1)
         return i, i
+
     return taps
 
 
-def _linear(n_in: int, n_out: int, sf: Optional[float], align: bool, ftype,
-            cubic: bool = False) -> Taps:
+def _linear(
+    n_in: int, n_out: int, sf: Optional[float], align: bool, ftype, cubic: bool = False
+) -> Taps:
     """compute_source_index_and_lambda (and the cubic variant): the units with a non-zero
     weight; a weight of exactly zero reads nothing."""
     if align:
@@ -71,6 +74,7 @@ def _linear(n_in: int, n_out: int, sf: Optional[float], align: bool, ftype,
         first = i0 if lam < 1 else i1
         last = i1 if lam > 0 else i0
         return first, last
+
     return taps
 
 
@@ -87,13 +91,20 @@ def interpolate(call: Call) -> Outcome:
     recompute = call.arg(5, "recompute_scale_factor")
     new = tuple(out.shape[-nd:])
     if mode == "area":
-        return Outcome(with_axes(call.first, placed(call, tuple(
-            g.adaptive(a, n) for a, n in zip(f.axes, new)))))
+        return Outcome(
+            with_axes(
+                call.first, placed(call, tuple(g.adaptive(a, n) for a, n in zip(f.axes, new)))
+            )
+        )
     scale_factor = call.arg(2, "scale_factor")
     factors = (None,) * nd
     if scale_factor is not None and not recompute:
-        factors = tuple(float(v) for v in (scale_factor if isinstance(scale_factor, (list, tuple))
-                                           else (scale_factor,) * nd))
+        factors = tuple(
+            float(v)
+            for v in (
+                scale_factor if isinstance(scale_factor, (list, tuple)) else (scale_factor,) * nd
+            )
+        )
     ftype = np.float64 if call.first_tensor.dtype == torch.float64 else np.float32
     axes = []
     for a, n, sf in zip(f.axes, new, factors):
@@ -107,12 +118,23 @@ def interpolate(call: Call) -> Outcome:
             scale = Fraction(a.size - 1, n - 1) if n > 1 else Fraction(0)
         if mode in ("nearest", "nearest-exact"):
             exact = mode == "nearest-exact"
-            axes.append(g.interpolate(a, n, scale, scale / 2 if exact else Fraction(0),
-                                      linear=False, actual=_nearest(a.size, n, sf, exact)))
+            axes.append(
+                g.interpolate(
+                    a,
+                    n,
+                    scale,
+                    scale / 2 if exact else Fraction(0),
+                    linear=False,
+                    actual=_nearest(a.size, n, sf, exact),
+                )
+            )
         elif mode in ("linear", "bilinear", "trilinear"):
             offset = Fraction(0) if align else scale / 2 - Fraction(1, 2)
-            axes.append(g.interpolate(a, n, scale, offset, linear=True,
-                                      actual=_linear(a.size, n, sf, align, ftype)))
+            axes.append(
+                g.interpolate(
+                    a, n, scale, offset, linear=True, actual=_linear(a.size, n, sf, align, ftype)
+                )
+            )
         elif mode == "bicubic":
             offset = Fraction(0) if align else scale / 2 - Fraction(1, 2)
             axes.append(_cubic(a, n, scale, offset, _linear(a.size, n, sf, align, ftype, True)))
@@ -126,6 +148,7 @@ def _cubic(a: g.Axis, n: int, scale: Fraction, offset: Fraction, actual: Taps) -
         src = o * scale + offset
         first = src.numerator // src.denominator
         return (first, first) if src == first else (first - 1, first + 2)
+
     return g.resample(a, n, scale.numerator, scale.denominator, taps, actual)
 
 
@@ -167,9 +190,15 @@ def pad(call: Call) -> Outcome:
     axes = tuple(g.pad(a, *lo_hi.get(d, (0, 0)), mode) for a, d in zip(f.axes, pos))
     note = ""
     if mode != "constant" and any(lo_hi.get(d, (0, 0)) != (0, 0) for d in pos):
-        note = (f"pad: {mode} padding, the border units see "
-                + {"reflect": "mirrored pixels", "replicate": "the border pixel",
-                   "circular": "the opposite side of the map"}.get(mode, "copied pixels")
-                + ", not the classic field")
-    return Outcome(with_axes(f, axes, note=note),
-                   Window(padding=tuple(lo_hi.get(d, (0, 0))[0] for d in pos)))
+        note = (
+            f"pad: {mode} padding, the border units see "
+            + {
+                "reflect": "mirrored pixels",
+                "replicate": "the border pixel",
+                "circular": "the opposite side of the map",
+            }.get(mode, "copied pixels")
+            + ", not the classic field"
+        )
+    return Outcome(
+        with_axes(f, axes, note=note), Window(padding=tuple(lo_hi.get(d, (0, 0))[0] for d in pos))
+    )

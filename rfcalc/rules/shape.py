@@ -1,4 +1,5 @@
 """Shape ops: reshapes (and the flatten + view round trip), permutes, crops, flips, rolls."""
+
 from __future__ import annotations
 
 import math
@@ -12,8 +13,7 @@ from .dispatch import Call, Outcome, mixed, positive, rule
 
 def _packed(f: Field, tail: tuple[int, ...]) -> Field:
     """A map flattened into one trailing dim: shown as a whole (global), kept to be undone."""
-    flat = mixed(f, "the spatial map is flattened, per-position fields end here",
-                 keep_dims=False)
+    flat = mixed(f, "the spatial map is flattened, per-position fields end here", keep_dims=False)
     return Field(flat.axes, None, flat.status, flat.note, packed=("flat", tail, -1, f))
 
 
@@ -28,7 +28,7 @@ def _unpacked(f: Field, out: torch.Tensor) -> Field | None:
         return None
     if f.packed[0] == "cols":  # weight @ F.unfold(x), viewed as the map of windows
         size, windows = f.packed[2], f.packed[4]
-        if out.dim() >= len(size) and tuple(out.shape[-len(size):]) == size:
+        if out.dim() >= len(size) and tuple(out.shape[-len(size) :]) == size:
             return windows
         return None
     if f.packed[0] != "flat":
@@ -40,8 +40,18 @@ def _unpacked(f: Field, out: torch.Tensor) -> Field | None:
     return None
 
 
-@rule("view", "reshape", "flatten", "view_as", "reshape_as", "squeeze", "unsqueeze",
-      "unflatten", "ravel", keeps_layout=True)
+@rule(
+    "view",
+    "reshape",
+    "flatten",
+    "view_as",
+    "reshape_as",
+    "squeeze",
+    "unsqueeze",
+    "unflatten",
+    "ravel",
+    keeps_layout=True,
+)
 def reshape(call: Call) -> Outcome:
     """Keep the map if its trailing dims survive unchanged; a flatten of the map's dims is
     shown as global but remembered, so a view that restores the map restores its field."""
@@ -52,12 +62,21 @@ def reshape(call: Call) -> Outcome:
         if restored is not None:
             return Outcome(restored)
         n = len(f.axes)
-        if n and out.dim() >= n + 1 and all(out.shape[d] == 1 for d in range(-n, 0)) \
-                and all(a.size == 1 for a in f.axes):
+        if (
+            n
+            and out.dim() >= n + 1
+            and all(out.shape[d] == 1 for d in range(-n, 0))
+            and all(a.size == 1 for a in f.axes)
+        ):
             # a pooled vector viewed back as a 1x1 map (an SE gate): the map is back
             return Outcome(Field(f.axes, tuple(range(-n, 0)), f.status, f.note))
-        if f.packed is not None and f.packed[0] != "mixed" and out.dim() >= 1 \
-                and src.dim() >= 1 and out.shape[-1] != src.shape[-1]:
+        if (
+            f.packed is not None
+            and f.packed[0] != "mixed"
+            and out.dim() >= 1
+            and src.dim() >= 1
+            and out.shape[-1] != src.shape[-1]
+        ):
             return Outcome(Field(f.axes, None, f.status, f.note))  # the layout is lost
         return Outcome(f)
     m = max(-d for d in f.dims)
@@ -70,8 +89,13 @@ def reshape(call: Call) -> Outcome:
         tail = tuple(src.shape[k:])
         if tuple(out.shape) == tuple(src.shape[:k]) + (math.prod(tail),):
             return Outcome(_packed(f, tail))
-    return Outcome(mixed(f, f"{call.name}: the spatial map is flattened, per-position fields "
-                         "end here", keep_dims=False))
+    return Outcome(
+        mixed(
+            f,
+            f"{call.name}: the spatial map is flattened, per-position fields end here",
+            keep_dims=False,
+        )
+    )
 
 
 @rule("permute", "transpose", "movedim", "get_T", "get_mT", "t", keeps_layout=True)
@@ -85,8 +109,9 @@ def permute(call: Call) -> Outcome:
         if f.packed is not None and f.packed[0] == "flat":
             kind, tail, flat_dim, before = f.packed
             moved = where[flat_dim % ndim] - ndim
-            return Outcome(Field(f.axes, None, f.status, f.note,
-                                 packed=(kind, tail, moved, before)))
+            return Outcome(
+                Field(f.axes, None, f.status, f.note, packed=(kind, tail, moved, before))
+            )
         if f.packed is not None and f.packed[0] == "mixed":
             return Outcome(f)
         return Outcome(Field(f.axes, None, f.status, f.note))
@@ -138,7 +163,7 @@ def getitem(call: Call) -> Outcome:
         raise NotGeometric("several ellipses")
     if Ellipsis in index:
         at = index.index(Ellipsis)
-        index = index[:at] + (slice(None),) * (ndim - len(index) + 1) + index[at + 1:]
+        index = index[:at] + (slice(None),) * (ndim - len(index) + 1) + index[at + 1 :]
     index = index + (slice(None),) * (ndim - len(index))
     pos = positive(f.dims, ndim)
     axes = list(f.axes)
@@ -160,8 +185,9 @@ def getitem(call: Call) -> Outcome:
             axes[i] = g.resample(a, size, step, 1, lambda o, s=start, t=step: (o * t + s,) * 2)
     if any(not isinstance(item, slice) for d, item in enumerate(index) if d > min(pos)):
         raise NotGeometric("an integer index after the spatial dims")
-    note = f.note or ("getitem: a crop, units next to it reach only what is left"
-                      if cropped else "")
+    note = f.note or (
+        "getitem: a crop, units next to it reach only what is left" if cropped else ""
+    )
     return Outcome(Field(tuple(axes), f.dims, f.status, note))
 
 
@@ -231,6 +257,3 @@ def roll(call: Call) -> Outcome:
             i = pos.index(d)
             axes[i] = g.roll(axes[i], int(s))
     return Outcome(Field(tuple(axes), f.dims, f.status, f.note))
-
-
-

@@ -4,6 +4,7 @@ One build (into a temporary folder, never over book/_build) serves all tests her
 the CPU chapters, so a chapter that raises or a warning fails it. Headless Chromium, driven by
 Playwright through the system's /usr/bin/chromium, then loads every page from a local server.
 """
+
 from __future__ import annotations
 
 import functools
@@ -24,9 +25,15 @@ import pytest
 import yaml
 
 BOOK = Path(__file__).resolve().parents[2] / "book"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _chromium() -> str | None:
@@ -39,8 +46,13 @@ def _pages() -> list[str]:
     toc = yaml.safe_load((BOOK / "_toc.yml").read_text())
 
     def files(entries: list[dict]) -> list[str]:
-        return [name for e in entries
-                for name in [e["file"], *files(e.get("sections", []))] if "file" in e]
+        return [
+            name
+            for e in entries
+            for name in [e["file"], *files(e.get("sections", []))]
+            if "file" in e
+        ]
+
     return [toc["root"]] + files(toc["chapters"])
 
 
@@ -53,9 +65,18 @@ def _excluded() -> list[str]:
 def built(tmp_path_factory) -> tuple[Path, str]:
     """Build the book once with warnings as errors; return the HTML folder and the log."""
     out = tmp_path_factory.mktemp("book")
-    cmd = [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; "
-           "sys.exit(main())", "build", str(BOOK), "--path-output", str(out),
-           "--warningiserror", "--keep-going", "--all"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "import sys; from jupyter_book.cli.main import main; sys.exit(main())",
+        "build",
+        str(BOOK),
+        "--path-output",
+        str(out),
+        "--warningiserror",
+        "--keep-going",
+        "--all",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     log = proc.stdout + proc.stderr
     # The cause (a warning, a cell's exception) sits far above the final traceback.
@@ -67,8 +88,12 @@ def built(tmp_path_factory) -> tuple[Path, str]:
 def test_build_is_clean_and_every_chapter_has_outputs(built):
     html_dir, log = built
     # ipykernel's own start-up notice about its local TCP transport is no build warning.
-    warnings = [line for line in log.splitlines() if ("WARNING" in line or "ERROR" in line)
-                and not line.startswith("[IPKernelApp] WARNING | Kernel is running over TCP")]
+    warnings = [
+        line
+        for line in log.splitlines()
+        if ("WARNING" in line or "ERROR" in line)
+        and not line.startswith("[IPKernelApp] WARNING | Kernel is running over TCP")
+    ]
     assert not warnings, "\n".join(warnings)
     for page in _pages():
         assert (html_dir / f"{page}.html").is_file(), page
@@ -79,8 +104,12 @@ def test_build_is_clean_and_every_chapter_has_outputs(built):
     for page in _pages():
         raw = (html_dir / f"{page}.html").read_text()
         assert not re.search(r"<p>\|[^<]*\|\s*\n\|", raw), f"{page}: a table left as text"
-    for page, tables in {"01_rf_arithmetic": 2, "04_skip": 1, "05_budget": 2,
-                         "08_experiments": 1}.items():
+    for page, tables in {
+        "01_rf_arithmetic": 2,
+        "04_skip": 1,
+        "05_budget": 2,
+        "08_experiments": 1,
+    }.items():
         assert (html_dir / f"{page}.html").read_text().count("<table") >= tables, page
 
 
@@ -96,13 +125,16 @@ def test_committed_chapters_carry_their_outputs(name):
     figures = sum("image/png" in o.get("data", {}) for o in outputs)
     assert figures >= 2, f"{figures} figures"
     # One text box per cell: no stderr (warnings, progress bars) in the committed outputs.
-    streams = [[o.get("name") for o in c["outputs"] if o["output_type"] == "stream"]
-               for c in code]
+    streams = [[o.get("name") for o in c["outputs"] if o["output_type"] == "stream"] for c in code]
     assert not [s for s in streams if "stderr" in s], "stderr in a committed output"
     # Code and printed lines fit the text column (77 characters at 1280 px).
     lines = [line for c in code for line in "".join(c["source"]).splitlines()]
-    lines += [line for o in outputs if o["output_type"] == "stream"
-              for line in "".join(o["text"]).splitlines()]
+    lines += [
+        line
+        for o in outputs
+        if o["output_type"] == "stream"
+        for line in "".join(o["text"]).splitlines()
+    ]
     assert not [line for line in lines if len(line) > 77], "lines wider than the column"
 
 
@@ -114,8 +146,12 @@ def test_chapter_7_is_the_training_and_holds_a_finished_run():
     assert "train_run(" in code and "for x, y in" not in code
     for name in ("EPOCHS", "SUBSET", "RUN_DIR", "CIFAR10_DIR"):
         assert f'os.environ.get("{name}"' in code, name
-    text = "".join("".join(o.get("text", "")) for c in nb["cells"] if c["cell_type"] == "code"
-                   for o in c["outputs"])
+    text = "".join(
+        "".join(o.get("text", ""))
+        for c in nb["cells"]
+        if c["cell_type"] == "code"
+        for o in c["outputs"]
+    )
     # The committed outputs come from a finished run, and say how the training cell got it.
     assert re.search(r"found\s+the\s+finished\s+run|trained\s+epochs\s+1\s+to", text)
     done = re.search(r"(\d+) epochs, ([\d,]+) images, [\d.]+ min, test accuracy", text)
@@ -180,8 +216,9 @@ class _Quiet(SimpleHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def site(built):
     html_dir, _ = built
-    server = ThreadingHTTPServer(("127.0.0.1", 0),
-                                 functools.partial(_Quiet, directory=str(html_dir)))
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(html_dir))
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/"
@@ -199,7 +236,8 @@ def browser_page(tmp_path_factory):
     profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
-            str(profile), executable_path=chromium, headless=True, args=CHROMIUM_FLAGS)
+            str(profile), executable_path=chromium, headless=True, args=CHROMIUM_FLAGS
+        )
         try:
             yield context.new_page()
         finally:
@@ -217,18 +255,28 @@ _IMAGES_JS = """async () => {
 def _problems_on(page, url: str) -> tuple[list[str], list[str]]:
     """Load url; return its problems (console errors, failed loads, images) and its links."""
     problems: list[str] = []
-    on_console = lambda m: m.type == "error" and problems.append(f"console: {m.text}")
-    on_error = lambda e: problems.append(f"page error: {e}")
-    on_failed = lambda r: problems.append(f"failed: {r.url} {r.failure}")
-    on_response = lambda r: r.status >= 400 and problems.append(f"HTTP {r.status}: {r.url}")
+
+    def on_console(m):
+        return m.type == "error" and problems.append(f"console: {m.text}")
+
+    def on_error(e):
+        return problems.append(f"page error: {e}")
+
+    def on_failed(r):
+        return problems.append(f"failed: {r.url} {r.failure}")
+
+    def on_response(r):
+        return r.status >= 400 and problems.append(f"HTTP {r.status}: {r.url}")
+
     page.on("console", on_console)
     page.on("pageerror", on_error)
     page.on("requestfailed", on_failed)
     page.on("response", on_response)
     try:
         page.goto(url, wait_until="networkidle")
-        problems += [f"image not loaded: {i['src']}" for i in page.evaluate(_IMAGES_JS)
-                     if not i["ok"]]
+        problems += [
+            f"image not loaded: {i['src']}" for i in page.evaluate(_IMAGES_JS) if not i["ok"]
+        ]
         links = page.evaluate("Array.from(document.querySelectorAll('a[href]'), a => a.href)")
     finally:
         page.remove_listener("console", on_console)
@@ -275,7 +323,8 @@ def test_solutions_stay_hidden_until_clicked(built, site, browser_page):
         hidden = browser_page.evaluate(
             "Array.from(document.querySelectorAll('.admonition.dropdown'), d => "
             "Array.from(d.children).filter(c => !c.classList.contains('admonition-title'))"
-            ".every(c => !c.checkVisibility({visibilityProperty: true})))")
+            ".every(c => !c.checkVisibility({visibilityProperty: true})))"
+        )
         assert all(hidden), f"{page}: a solution is visible before it is clicked"
     browser_page.goto(site + "01_rf_arithmetic.html", wait_until="networkidle")
     solution = browser_page.locator(".admonition.dropdown").first  # Solution 1
@@ -352,8 +401,11 @@ def test_each_cell_shows_one_output_box_for_its_text(built):
     for page in _pages()[1:]:
         raw = (html_dir / f"{page}.html").read_text()
         cells = raw.split('<div class="cell_output docutils container">')[1:]
-        many = [i for i, cell in enumerate(cells)
-                if len(boxes.findall(cell.split('<div class="cell docutils container')[0])) > 1]
+        many = [
+            i
+            for i, cell in enumerate(cells)
+            if len(boxes.findall(cell.split('<div class="cell docutils container')[0])) > 1
+        ]
         if many:
             report[page] = many
     assert not report, f"cells (by output index) with several text boxes: {report}"

@@ -9,6 +9,7 @@ Chapters 6 and 7 need CIFAR-10; they get a tiny synthetic image-folder copy writ
 temporary run folder (`RUN_DIR`). The notebooks are executed in memory: nothing in book/ is
 rewritten.
 """
+
 from __future__ import annotations
 
 import os
@@ -68,20 +69,28 @@ def _pending_rewrite(path: Path) -> bool:
 @pytest.mark.parametrize("chapter", _chapters(), ids=lambda p: p.stem)
 def test_chapter_runs_as_a_notebook(chapter, tmp_path, monkeypatch, request):
     if _pending_rewrite(chapter):
-        request.applymarker(pytest.mark.xfail(
-            reason="chapter 7 does not honour EPOCHS/SUBSET/RUN_DIR yet (being rewritten)",
-            strict=True))
+        request.applymarker(
+            pytest.mark.xfail(
+                reason="chapter 7 does not honour EPOCHS/SUBSET/RUN_DIR yet (being rewritten)",
+                strict=True,
+            )
+        )
     # the kernel inherits this environment: the synthetic data, a one-epoch run, and this
     # checkout's packages ahead of any installed copy
     monkeypatch.setenv("CIFAR10_DIR", str(_synthetic_cifar(tmp_path / "cifar10")))
     monkeypatch.setenv("EPOCHS", "1")
     monkeypatch.setenv("SUBSET", "40")
     monkeypatch.setenv("RUN_DIR", str(tmp_path / "run"))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+    )
     notebook = _read(chapter)
-    client = NotebookClient(notebook, timeout=CELL_TIMEOUT, kernel_name="python3",
-                            resources={"metadata": {"path": str(BOOK)}})
+    client = NotebookClient(
+        notebook,
+        timeout=CELL_TIMEOUT,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(BOOK)}},
+    )
     try:
         client.execute()
     except CellExecutionError as exc:  # the failing cell and its traceback, not nbclient's

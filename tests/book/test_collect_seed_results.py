@@ -1,4 +1,5 @@
 """scripts/collect_seed_results.py: every seed of every variant, and the schedule that ran."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -19,44 +20,84 @@ def collector():
     return module
 
 
-def _run(folder: Path, seed: int, accs: list[float], *, finished: bool = True,
-         cycle_momentum: bool | None = None) -> None:
+def _run(
+    folder: Path,
+    seed: int,
+    accs: list[float],
+    *,
+    finished: bool = True,
+    cycle_momentum: bool | None = None,
+) -> None:
     """A run folder as rftrain leaves it (only the fields the collector reads)."""
     folder.mkdir(parents=True)
     history = [{"test_acc": a, "train_seconds": 10.0} for a in accs]
     (folder / "history.json").write_text(json.dumps(history))
-    (folder / "summary.json").write_text(json.dumps({
-        "command": "rftrain ...", "torch": "x", "data": "d", "path": "tensor (fast)",
-        "config": {"seed": seed}, "epochs_done": len(accs), "train_images": 100,
-        "test_images": 50, "params": 7, "best_test_acc": max(accs), "wall_seconds": 35.0,
-        "finished": finished}))
+    (folder / "summary.json").write_text(
+        json.dumps(
+            {
+                "command": "rftrain ...",
+                "torch": "x",
+                "data": "d",
+                "path": "tensor (fast)",
+                "config": {"seed": seed},
+                "epochs_done": len(accs),
+                "train_images": 100,
+                "test_images": 50,
+                "params": 7,
+                "best_test_acc": max(accs),
+                "wall_seconds": 35.0,
+                "finished": finished,
+            }
+        )
+    )
     if cycle_momentum is not None:
         opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.05, momentum=0.9)
         sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=0.1, total_steps=10, div_factor=2, three_phase=True,
-            cycle_momentum=cycle_momentum)
-        torch.save({"trainer": {"optimizer": opt.state_dict(),
-                                "scheduler": sched.state_dict()}}, folder / "last.pt")
+            opt,
+            max_lr=0.1,
+            total_steps=10,
+            div_factor=2,
+            three_phase=True,
+            cycle_momentum=cycle_momentum,
+        )
+        torch.save(
+            {"trainer": {"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}},
+            folder / "last.pt",
+        )
 
 
 def test_collects_every_seed_keeps_old_records_and_lists_the_missing(collector, tmp_path):
     runs = tmp_path / "runs" / "exp"
-    _run(runs / "a", 1, [0.1, 0.3])                     # seed 1: the folder has no -seed tail
+    _run(runs / "a", 1, [0.1, 0.3])  # seed 1: the folder has no -seed tail
     _run(runs / "a-seed2", 2, [0.2, 0.25], cycle_momentum=True)
-    _run(runs / "b-seed3", 3, [0.4], finished=False,    # still running: not collected,
-         cycle_momentum=True)                            # but its schedule is read
-    old = {"about": "kept", "variants": {"b": {"seed": 1, "best_test_acc": 0.5}},
-           "repeats": {"a-seed2": {"seed": 2, "best_test_acc": 0.99}}}
+    _run(
+        runs / "b-seed3",
+        3,
+        [0.4],
+        finished=False,  # still running: not collected,
+        cycle_momentum=True,
+    )  # but its schedule is read
+    old = {
+        "about": "kept",
+        "variants": {"b": {"seed": 1, "best_test_acc": 0.5}},
+        "repeats": {"a-seed2": {"seed": 2, "best_test_acc": 0.99}},
+    }
     doc = collector.collect(runs, old, ["a", "b", "c"], [1, 2, 3])
     assert doc["about"] == "kept" and "repeats" not in doc
     a = doc["variants"]["a"]["runs"]
     assert [r["seed"] for r in a] == [1, 2]
-    assert a[1]["best_test_acc"] == 0.25                 # the folder wins over the old record
-    assert a[0]["train_images_per_s"] == 10.0            # 100 images x 2 epochs / 20 s
+    assert a[1]["best_test_acc"] == 0.25  # the folder wins over the old record
+    assert a[0]["train_images_per_s"] == 10.0  # 100 images x 2 epochs / 20 s
     assert doc["variants"]["b"]["runs"] == [{"seed": 1, "best_test_acc": 0.5}]
     assert "c" not in doc["variants"]
-    assert doc["missing"] == ["a seed 3", "b seed 2", "b seed 3", "c seed 1", "c seed 2",
-                              "c seed 3"]
+    assert doc["missing"] == [
+        "a seed 3",
+        "b seed 2",
+        "b seed 3",
+        "c seed 1",
+        "c seed 2",
+        "c seed 3",
+    ]
     # OneCycleLR's default: momentum from 0.95 down to 0.85 and back, whatever SGD was given;
     # lr from max_lr / div_factor = 0.05 up to 0.1
     assert doc["schedule"]["momentum"] == [0.95, 0.85, 0.95]

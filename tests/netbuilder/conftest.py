@@ -1,4 +1,5 @@
 """Shared fixtures for the netbuilder tests: the example Net and rfcalc's analyzer."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,6 +21,7 @@ def example_net():
 def analyze():
     """rfcalc's analyze."""
     from rfcalc import analyze
+
     return analyze
 
 
@@ -27,6 +29,7 @@ def analyze():
 def _one_thread():
     """These tests run tiny batches: one thread avoids hand-off stalls on a shared 2-core box."""
     import torch
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

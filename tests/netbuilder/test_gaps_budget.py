@@ -1,16 +1,16 @@
 """The width solver against brute force over built modules, and `meets_rf` at its boundary."""
+
 from __future__ import annotations
 
 import random
 
 import pytest
+from test_nb_budget import _ratio_widths, random_spec
 
 from netbuilder.budget import solve
 from netbuilder.build import build, count_params
 from netbuilder.spec import divisors
 from netbuilder.variants import family, measure
-
-from test_nb_budget import _ratio_widths, random_spec
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -27,8 +27,9 @@ def test_solver_matches_brute_force_over_built_modules(seed):
             break
         t += 1
     assert all(a < b for a, b in zip(counts, counts[1:]))  # strictly growing in t
-    for budget in sorted({counts[0], counts[len(counts) // 2] - 1, counts[len(counts) // 2],
-                          counts[-2] + 1}):
+    for budget in sorted(
+        {counts[0], counts[len(counts) // 2] - 1, counts[len(counts) // 2], counts[-2] + 1}
+    ):
         best = max(i + 1 for i, n in enumerate(counts) if n <= budget)
         sizing = solve(spec, budget)
         assert sizing.t == best, (budget, counts)
@@ -54,11 +55,13 @@ def test_meets_rf_at_the_boundary(dws_dilated_x2, min_rf, meets):
 def test_budget_errors_say_what_and_why():
     from netbuilder.budget import BudgetError
     from netbuilder.presets import s9
+
     # widths 1,1,1,1 cost 191 by the hand polynomial in test_nb_budget
     with pytest.raises(BudgetError) as small:
         solve(s9(), 190)
-    assert str(small.value) == ("budget 190 is too small for s9: its narrowest version "
-                                "(widths 1,1,1,1) has 191 parameters")
+    assert str(small.value) == (
+        "budget 190 is too small for s9: its narrowest version (widths 1,1,1,1) has 191 parameters"
+    )
     with pytest.raises(BudgetError, match="^budget 1 is too small"):
         solve(s9(), 1)
     for bad in (0, -5):
@@ -72,6 +75,7 @@ def test_evaluate_refuses_fractional_counts():
 
     from netbuilder.budget import evaluate, width_symbols
     from netbuilder.spec import SpecError
+
     (w1,) = width_symbols(1)
     assert evaluate(3 * w1**2 + 1, (4,)) == 49
     with pytest.raises(SpecError, match="fractional"):
@@ -83,8 +87,9 @@ def test_relaxed_polynomial_scales_the_widest_stage_wherever_it_is():
 
     from netbuilder.budget import count
     from netbuilder.presets import s9
+
     base = s9()
-    spec = base.with_widths((32, 93, 63, 23))      # the widest stage second, not last
+    spec = base.with_widths((32, 93, 63, 23))  # the widest stage second, not last
     sizing = solve(spec, 150_000)
     t = sizing.relaxed.free_symbols.pop()
     # on the relaxed axis the widest stage is t itself: at t = 93 every width is the base's
@@ -97,6 +102,7 @@ def test_relaxed_polynomial_scales_the_widest_stage_wherever_it_is():
 def test_width_symbols_are_w1_to_wn_and_the_sizing_keeps_its_budget():
     from netbuilder.budget import latex, params_poly
     from netbuilder.presets import s9
+
     assert {str(s) for s in params_poly(s9()).free_symbols} == {"w1", "w2", "w3", "w4"}
     assert "w_{0}" not in latex(s9()) and "w_{4}" in latex(s9())
     assert solve(s9(), 100_000).budget == 100_000

@@ -1,4 +1,5 @@
 """The sympy polynomials against built modules, and the width solver's maximality."""
+
 from __future__ import annotations
 
 import random
@@ -8,8 +9,17 @@ import sympy
 import torch
 import torch.nn as nn
 
-from netbuilder.budget import (BudgetError, count, evaluate, latex, macs_poly, params_poly,
-                               scaled_widths, solve, width_symbols)
+from netbuilder.budget import (
+    BudgetError,
+    count,
+    evaluate,
+    latex,
+    macs_poly,
+    params_poly,
+    scaled_widths,
+    solve,
+    width_symbols,
+)
 from netbuilder.build import Net, build, count_params
 from netbuilder.presets import s9
 from netbuilder.spec import DWS, PLAIN, ConvUnit, NetSpec, Stage, divisors
@@ -21,21 +31,36 @@ def random_spec(rng: random.Random) -> NetSpec:
     n = rng.randint(1, 4)
     groups = [rng.choice((1, 1, 2, 4)) for _ in range(n)]  # grouped transitions
     widths = tuple(g * rng.randint(1, 12) for g in groups)
-    widths = tuple(w * max(groups) for w in widths)        # every width divisible by any groups
+    widths = tuple(w * max(groups) for w in widths)  # every width divisible by any groups
     stages = []
     for i in range(n):
         units = []
         for j in range(rng.randint(1, 3)):
             k = rng.choice((1, 3, 5))
             d = rng.choice((1, 2))
-            can_skip = not (i == 0 and j == 0)             # the stem changes channel count
-            units.append(ConvUnit(kind=rng.choice((PLAIN, DWS)), kernel=k, dilation=d,
-                                  padding=d * (k - 1) // 2,
-                                  skip=can_skip and rng.random() < 0.5))
-        stages.append(Stage(tuple(units), ConvUnit(kernel=rng.choice((1, 3)),
-                                                   stride=rng.choice((1, 2)), groups=groups[i])))
-    return NetSpec("random", tuple(stages), widths, in_channels=rng.choice((1, 3)),
-                   num_classes=rng.choice((2, 10)))
+            can_skip = not (i == 0 and j == 0)  # the stem changes channel count
+            units.append(
+                ConvUnit(
+                    kind=rng.choice((PLAIN, DWS)),
+                    kernel=k,
+                    dilation=d,
+                    padding=d * (k - 1) // 2,
+                    skip=can_skip and rng.random() < 0.5,
+                )
+            )
+        stages.append(
+            Stage(
+                tuple(units),
+                ConvUnit(kernel=rng.choice((1, 3)), stride=rng.choice((1, 2)), groups=groups[i]),
+            )
+        )
+    return NetSpec(
+        "random",
+        tuple(stages),
+        widths,
+        in_channels=rng.choice((1, 3)),
+        num_classes=rng.choice((2, 10)),
+    )
 
 
 def test_s9_polynomial_by_hand():
@@ -43,9 +68,26 @@ def test_s9_polynomial_by_hand():
     # c1.0 plain 3->w1: 27*w1 + 2*w1 (BN) = 29*w1; c1.1 dws(w1): 9w1+w1 + w1^2+w1 + 2w1
     # = w1^2 + 13*w1; t_i: 9*w_i*w_(i+1) + 2*w_(i+1); two dws(w): 2*w^2 + 26*w;
     # t4 = 9*w4^2 + 2*w4; head 10*w4 + 10.
-    expected = (w1**2 + 42 * w1 + 9 * w1 * w2 + 2 * w2 + 2 * w2**2 + 26 * w2
-                + 9 * w2 * w3 + 2 * w3 + 2 * w3**2 + 26 * w3 + 9 * w3 * w4 + 2 * w4
-                + 2 * w4**2 + 26 * w4 + 9 * w4**2 + 2 * w4 + 10 * w4 + 10)
+    expected = (
+        w1**2
+        + 42 * w1
+        + 9 * w1 * w2
+        + 2 * w2
+        + 2 * w2**2
+        + 26 * w2
+        + 9 * w2 * w3
+        + 2 * w3
+        + 2 * w3**2
+        + 26 * w3
+        + 9 * w3 * w4
+        + 2 * w4
+        + 2 * w4**2
+        + 26 * w4
+        + 9 * w4**2
+        + 2 * w4
+        + 10 * w4
+        + 10
+    )
     assert sympy.expand(params_poly(s9()) - expected) == 0
     assert count(s9()) == 190_509
     assert "w_{1}^{2}" in latex(s9())
@@ -84,8 +126,18 @@ def test_s9_macs():
     # size x size x weights: c1.0 32^2*621; c1.1 32^2*(207+529); t1 30^2*6624;
     # c2 2*30^2*(288+1024); t2 26^2*18144; c3 2*26^2*(567+3969); t3 18^2*52731;
     # c4 2*18^2*(837+8649); t4 2^2*77841; head 930.
-    expected = (1024 * 621 + 1024 * 736 + 900 * 6624 + 2 * 900 * 1312 + 676 * 18144
-                + 2 * 676 * 4536 + 324 * 52731 + 2 * 324 * 9486 + 4 * 77841 + 930)
+    expected = (
+        1024 * 621
+        + 1024 * 736
+        + 900 * 6624
+        + 2 * 900 * 1312
+        + 676 * 18144
+        + 2 * 676 * 4536
+        + 324 * 52731
+        + 2 * 324 * 9486
+        + 4 * 77841
+        + 930
+    )
     assert evaluate(macs_poly(s9(), (3, 32, 32)), s9().widths) == expected
 
 
@@ -96,8 +148,8 @@ def _ratio_widths(base: tuple[int, ...], div: tuple[int, ...], t: int) -> tuple[
     ref = base.index(max(base))
     out = []
     for b, d in zip(base, div):
-        num, den = t * div[ref] * b, base[ref] * d          # the exact ratio num / den
-        rounded = (2 * num + den) // (2 * den)              # floor(x + 1/2): half up
+        num, den = t * div[ref] * b, base[ref] * d  # the exact ratio num / den
+        rounded = (2 * num + den) // (2 * den)  # floor(x + 1/2): half up
         out.append(d * max(1, rounded))
     return tuple(out)
 
@@ -146,12 +198,16 @@ def test_every_variant_is_maximal_within_budget(budget):
 
 def test_grouped_transitions_get_divisible_widths():
     base = s9()
-    stages = tuple(Stage(s.units, ConvUnit(dilation=s.transition.dilation, groups=4))
-                   for s in base.stages)
+    stages = tuple(
+        Stage(s.units, ConvUnit(dilation=s.transition.dilation, groups=4)) for s in base.stages
+    )
     spec = NetSpec("grouped", stages, (24, 32, 64, 96))
     assert divisors(spec) == (4, 4, 4, 4)
     sizing = solve(spec, 60_000)
     assert all(w % 4 == 0 for w in sizing.spec.widths)
-    assert count_params(build(sizing.spec)) <= 60_000 < count_params(
-        build(spec.with_widths(sizing.next_widths)))
+    assert (
+        count_params(build(sizing.spec))
+        <= 60_000
+        < count_params(build(spec.with_widths(sizing.next_widths)))
+    )
     assert sizing.next_widths[-1] == sizing.spec.widths[-1] + 4

@@ -1,4 +1,5 @@
 """The netbuilder CLI: results on stdout, every user error one line on stderr with exit 2."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,6 @@ import pytest
 
 from netbuilder.cli import main
 from netbuilder.presets import s9
-
 from rfcalc.load import load_target
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,27 +35,30 @@ def _bad_spec_file(tmp_path):
     return str(path)
 
 
-@pytest.mark.parametrize("argv, message", [
-    # the narrowest variant, plain x1 at widths 1: stem 27+2, four transitions 9+2, three
-    # units 9+2, head 10+10 = 29 + 44 + 33 + 20 = 126 parameters
-    (["variants", "--budget", "125"], "too small for every variant"),
-    (["variants", "--budget", "0"], "--budget must be between 1 and"),
-    (["variants", "--min-rf", "nan"], "--min-rf must be a number >= 0"),
-    (["variants", "--input", "3,32"], "C,H,W"),
-    (["variants", "--input", "3,x,32"], "--input '3,x,32'"),
-    (["variants", "--input", "3,0,32"], "must be positive"),
-    (["variants", "--budget", "2e5"], "invalid int value"),
-    (["variants", "--format", "xml"], "invalid choice"),
-    (["variants", "--min-rf", "-1"], "--min-rf must be a number >= 0, not -1"),
-    (["show", "s9", "--input", "3,16,16"], "t4 shrinks the map from 2x2"),
-    (["show", "s9", "--input", "1,32,32"], "has 1 channels"),
-    (["show", "vgg16"], "unknown variant 'vgg16'"),
-    (["show", "s9", "--budget", "100"], "too small for s9"),
-    (["show", "missing.json"], "missing.json: cannot read"),
-    (["export", "dws-dilated-skip-x9", "-o", "m.py"], "unknown variant"),
-    (["export", "s9"], "required: -o"),
-    (["frobnicate"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        # the narrowest variant, plain x1 at widths 1: stem 27+2, four transitions 9+2, three
+        # units 9+2, head 10+10 = 29 + 44 + 33 + 20 = 126 parameters
+        (["variants", "--budget", "125"], "too small for every variant"),
+        (["variants", "--budget", "0"], "--budget must be between 1 and"),
+        (["variants", "--min-rf", "nan"], "--min-rf must be a number >= 0"),
+        (["variants", "--input", "3,32"], "C,H,W"),
+        (["variants", "--input", "3,x,32"], "--input '3,x,32'"),
+        (["variants", "--input", "3,0,32"], "must be positive"),
+        (["variants", "--budget", "2e5"], "invalid int value"),
+        (["variants", "--format", "xml"], "invalid choice"),
+        (["variants", "--min-rf", "-1"], "--min-rf must be a number >= 0, not -1"),
+        (["show", "s9", "--input", "3,16,16"], "t4 shrinks the map from 2x2"),
+        (["show", "s9", "--input", "1,32,32"], "has 1 channels"),
+        (["show", "vgg16"], "unknown variant 'vgg16'"),
+        (["show", "s9", "--budget", "100"], "too small for s9"),
+        (["show", "missing.json"], "missing.json: cannot read"),
+        (["export", "dws-dilated-skip-x9", "-o", "m.py"], "unknown variant"),
+        (["export", "s9"], "required: -o"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
 def test_errors_are_one_line_with_status_2(capsys, tmp_path, argv, message):
     code, out, err = _run(capsys, *argv)
     assert code == 2
@@ -65,8 +68,9 @@ def test_errors_are_one_line_with_status_2(capsys, tmp_path, argv, message):
 
 def test_groups_that_cannot_divide(capsys, tmp_path):
     code, out, err = _run(capsys, "show", _bad_spec_file(tmp_path))
-    assert code == 2 and err == ("netbuilder: error: t1: groups 4 must divide both channel "
-                                 "counts (23 -> 32)\n")
+    assert code == 2 and err == (
+        "netbuilder: error: t1: groups 4 must divide both channel counts (23 -> 32)\n"
+    )
 
 
 def test_export_refuses_to_clobber(capsys, tmp_path):
@@ -107,9 +111,25 @@ def test_show_variant_at_the_assignment_budget(capsys, analyze):
 def test_variants_command_lists_at_least_8(analyze):
     # No time limit here: speed belongs in benchmarks/ (a 10 s limit failed under load).
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-    done = subprocess.run([sys.executable, "-m", "netbuilder", "variants", "--budget", "200000",
-                           "--min-rf", "44", "--format", "json"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "netbuilder",
+            "variants",
+            "--budget",
+            "200000",
+            "--min-rf",
+            "44",
+            "--format",
+            "json",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout)["variants"]
     names = {r["name"] for r in rows}
@@ -123,8 +143,7 @@ def test_export_a_spec_file_at_a_budget(capsys, tmp_path):
     spec_file = tmp_path / "mine.json"
     spec_file.write_text(json.dumps(data))
     target = tmp_path / "mine.py"
-    code, out, err = _run(capsys, "export", str(spec_file), "-o", str(target),
-                          "--budget", "50000")
+    code, out, err = _run(capsys, "export", str(spec_file), "-o", str(target), "--budget", "50000")
     assert code == 0, err
     # s9's structure at 50,000: t = 46 gives round(23*46/93) = 11, round(32*46/93) = 16,
     # round(63*46/93) = 31, 46; the hand polynomial (test_nb_budget) there: 121 + 1584 + 462
@@ -147,8 +166,13 @@ def test_version_bare_command_and_python_m(capsys):
     lines = [line.split() for line in err.splitlines()]
     assert ["export", "Write", "a", "standalone", "model", "file."] in lines
     assert any(line[:2] == ["variants", "The"] for line in lines)
-    done = subprocess.run([sys.executable, "-m", "netbuilder", "--version"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "netbuilder", "--version"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0 and done.stdout == printed
 
 
@@ -156,8 +180,13 @@ def test_help_shows_the_defaults(capsys):
     code, out, _ = _run(capsys, "variants", "--help")
     text = " ".join(out.split())
     assert code == 0
-    for default in ("parameter budget (default: 200000)", "(default: 3,32,32)",
-                    "(default: text)", "(default: rf)", "(default: 0.0)"):
+    for default in (
+        "parameter budget (default: 200000)",
+        "(default: 3,32,32)",
+        "(default: text)",
+        "(default: rf)",
+        "(default: 0.0)",
+    ):
         assert default in text
 
 

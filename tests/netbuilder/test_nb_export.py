@@ -1,4 +1,5 @@
 """Exported model files: standalone, loadable by rfcalc and training, same weights layout."""
+
 from __future__ import annotations
 
 import ast
@@ -11,7 +12,6 @@ from netbuilder.build import build, count_params
 from netbuilder.export import source
 from netbuilder.presets import s9
 from netbuilder.variants import lookup
-
 from rfcalc.load import load_target
 
 VARIANT = "plain-strided-noskip-x3"
@@ -25,8 +25,9 @@ def _export(tmp_path, spec, name="model.py"):
 
 def test_file_imports_only_torch_and_defines_the_block_and_the_net(tmp_path):
     tree = ast.parse(_export(tmp_path, s9()).read_text())
-    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
-                for a in n.names}
+    imported = {
+        a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+    }
     imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert imported == {"torch"}
     assert [n.name for n in tree.body if isinstance(n, ast.ClassDef)] == ["ConvLayer", "Net"]
@@ -77,4 +78,5 @@ def test_exported_variant_through_rfcalc(tmp_path, analyze):
     # 1 + 24 + 30 = 55 on a 2x2 map; the global average adds 1: 56.
     assert tuple(analyze(load_target(str(path)), (3, 32, 32)).output.rf) == (56, 56)
     from rfcalc.cli import main
+
     assert main(["table", str(path)]) == 0

@@ -1,4 +1,5 @@
 """The s9 preset is the assignment's Net: same counts, same tree, interchangeable weights."""
+
 from __future__ import annotations
 
 import torch
@@ -15,21 +16,30 @@ def test_s9_has_190509_parameters():
 
 def test_s9_per_layer_counts():
     model = build(s9())
-    convs = [sum(p.numel() for p in m.conv.parameters())
-             for m in model.modules() if isinstance(m, ConvLayer)]
-    norms = [sum(p.numel() for p in m.norm.parameters())
-             for m in model.modules() if isinstance(m, ConvLayer)]
+    convs = [
+        sum(p.numel() for p in m.conv.parameters())
+        for m in model.modules()
+        if isinstance(m, ConvLayer)
+    ]
+    norms = [
+        sum(p.numel() for p in m.norm.parameters())
+        for m in model.modules()
+        if isinstance(m, ConvLayer)
+    ]
     # plain 3x3 no bias: 9*c_in*c_out; dws(c): (9c + c) + (c*c + c)
     assert convs == [
-        621,      # 9*3*23
-        782,      # 9*23+23 + 23*23+23 = 230 + 552
-        6_624,    # 9*23*32
-        1_376, 1_376,     # 9*32+32 + 32*32+32 = 320 + 1056
-        18_144,   # 9*32*63
-        4_662, 4_662,     # 630 + 63*63+63 = 630 + 4032
-        52_731,   # 9*63*93
-        9_672, 9_672,     # 930 + 93*93+93 = 930 + 8742
-        77_841,   # 9*93*93
+        621,  # 9*3*23
+        782,  # 9*23+23 + 23*23+23 = 230 + 552
+        6_624,  # 9*23*32
+        1_376,
+        1_376,  # 9*32+32 + 32*32+32 = 320 + 1056
+        18_144,  # 9*32*63
+        4_662,
+        4_662,  # 630 + 63*63+63 = 630 + 4032
+        52_731,  # 9*63*93
+        9_672,
+        9_672,  # 930 + 93*93+93 = 930 + 8742
+        77_841,  # 9*93*93
     ]
     assert norms == [2 * c for c in (23, 23, 32, 32, 32, 63, 63, 63, 93, 93, 93, 93)]
     assert sum(p.numel() for p in model.head.parameters()) == 940  # 93*10 + 10
@@ -38,8 +48,10 @@ def test_s9_per_layer_counts():
 def test_same_torchinfo_summary_as_example(example_net):
     def rows(model: nn.Module):
         info = torchinfo.summary(model, input_size=(1, 3, 32, 32), verbose=0)
-        return info.total_params, [(r.class_name, r.depth, r.var_name, tuple(r.output_size),
-                                    r.num_params) for r in info.summary_list]
+        return info.total_params, [
+            (r.class_name, r.depth, r.var_name, tuple(r.output_size), r.num_params)
+            for r in info.summary_list
+        ]
 
     ours, theirs = rows(build(s9())), rows(example_net())
     assert ours == theirs
@@ -50,10 +62,12 @@ def test_same_torchinfo_summary_as_example(example_net):
 
 def test_same_module_tree_and_state_dict_keys(example_net):
     ours, theirs = build(s9()), example_net()
-    assert [(n, type(m).__name__) for n, m in ours.named_modules()] == \
-           [(n, type(m).__name__) for n, m in theirs.named_modules()]
-    assert {k: v.shape for k, v in ours.state_dict().items()} == \
-           {k: v.shape for k, v in theirs.state_dict().items()}
+    assert [(n, type(m).__name__) for n, m in ours.named_modules()] == [
+        (n, type(m).__name__) for n, m in theirs.named_modules()
+    ]
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {
+        k: v.shape for k, v in theirs.state_dict().items()
+    }
 
 
 def test_state_dicts_are_interchangeable(example_net):

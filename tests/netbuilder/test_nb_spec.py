@@ -1,4 +1,5 @@
 """Spec checking: every way a spec can be wrong is a one-line SpecError naming the unit."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,26 +20,33 @@ def _with_transition(spec: NetSpec, i: int, unit: ConvUnit) -> NetSpec:
 
 def test_s9_sizes():
     sizes = check(s9(), (3, 32, 32))
-    assert len(sizes) == 12                                          # 8 block units, 4 t's
-    assert sizes[:3] == [(32, 32), (32, 32), (30, 30)]               # t1: 32 - 2
-    assert sizes[-1] == (2, 2)                                       # 18 - 2*8
+    assert len(sizes) == 12  # 8 block units, 4 t's
+    assert sizes[:3] == [(32, 32), (32, 32), (30, 30)]  # t1: 32 - 2
+    assert sizes[-1] == (2, 2)  # 18 - 2*8
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda s: _with_transition(s, 0, ConvUnit(groups=4)), "groups 4 must divide"),   # 23 -> 32
-    (lambda s: _with_transition(s, 1, ConvUnit(kind=DWS, groups=2)), "groups applies"),
-    (lambda s: _with_transition(s, 0, ConvUnit(skip=True)), "skip needs equal channels"),
-    (lambda s: _with_transition(s, 3, ConvUnit(skip=True)), "size-keeping"),        # 93 -> 93
-    (lambda s: _with_transition(s, 0, ConvUnit(kind="sep")), "unknown unit kind"),
-    (lambda s: _with_transition(s, 0, ConvUnit(kernel=0)), "kernel must be"),
-    (lambda s: _with_transition(s, 0, ConvUnit(dropout=1.0)), "dropout"),
-    (lambda s: _with_transition(s, 0, ConvUnit(dropout="0.1")), "dropout"),    # from JSON
-    (lambda s: _with_transition(s, 0, ConvUnit(dilation="2")), "dilation must be"),
-    (lambda s: dataclasses.replace(s, widths=(23, 32, 63)), "3 widths for 4 stages"),
-    (lambda s: dataclasses.replace(s, widths=(23, 0, 63, 93)), "width of stage 2"),
-    (lambda s: dataclasses.replace(s, stages=(Stage((), s.stages[0].transition),),
-                                         widths=(23,)), "no units"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda s: _with_transition(s, 0, ConvUnit(groups=4)), "groups 4 must divide"),  # 23 -> 32
+        (lambda s: _with_transition(s, 1, ConvUnit(kind=DWS, groups=2)), "groups applies"),
+        (lambda s: _with_transition(s, 0, ConvUnit(skip=True)), "skip needs equal channels"),
+        (lambda s: _with_transition(s, 3, ConvUnit(skip=True)), "size-keeping"),  # 93 -> 93
+        (lambda s: _with_transition(s, 0, ConvUnit(kind="sep")), "unknown unit kind"),
+        (lambda s: _with_transition(s, 0, ConvUnit(kernel=0)), "kernel must be"),
+        (lambda s: _with_transition(s, 0, ConvUnit(dropout=1.0)), "dropout"),
+        (lambda s: _with_transition(s, 0, ConvUnit(dropout="0.1")), "dropout"),  # from JSON
+        (lambda s: _with_transition(s, 0, ConvUnit(dilation="2")), "dilation must be"),
+        (lambda s: dataclasses.replace(s, widths=(23, 32, 63)), "3 widths for 4 stages"),
+        (lambda s: dataclasses.replace(s, widths=(23, 0, 63, 93)), "width of stage 2"),
+        (
+            lambda s: dataclasses.replace(
+                s, stages=(Stage((), s.stages[0].transition),), widths=(23,)
+            ),
+            "no units",
+        ),
+    ],
+)
 def test_bad_specs(make, message):
     with pytest.raises(SpecError, match=message) as info:
         check(make(s9()), (3, 32, 32))

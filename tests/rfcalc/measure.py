@@ -5,6 +5,7 @@ positive-weight models, so no path cancels and no ReLU hides a pixel), every uni
 back-propagated to the input on its own, and the input pixels with a non-zero gradient give
 its span per axis. rfcalc's recorder is used only to find the tensor each row produced.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -47,8 +48,9 @@ def _spans(grad: torch.Tensor) -> Optional[tuple[tuple[int, int], ...]]:
     return tuple(out)
 
 
-def measure(model: nn.Module, shape: tuple[int, ...], rows: Optional[list[str]] = None,
-            dtype=torch.float64):
+def measure(
+    model: nn.Module, shape: tuple[int, ...], rows: Optional[list[str]] = None, dtype=torch.float64
+):
     """{row name: (field, {unit: spans per axis or None})} for rows with a spatial map."""
     probe = torch.ones((1, *shape), dtype=dtype, requires_grad=True)
     with torch.enable_grad():
@@ -66,8 +68,9 @@ def measure(model: nn.Module, shape: tuple[int, ...], rows: Optional[list[str]] 
                 index = [slice(None)] * step.tensor.dim()
                 for d, c in zip(f.dims, unit):
                     index[d] = c
-                grad, = torch.autograd.grad(step.tensor[tuple(index)].sum(), probe,
-                                            retain_graph=True, allow_unused=True)
+                (grad,) = torch.autograd.grad(
+                    step.tensor[tuple(index)].sum(), probe, retain_graph=True, allow_unused=True
+                )
                 units[unit] = None if grad is None else _spans(grad[0].abs().sum(0))
             result[step.name] = (f, units)
     return result
@@ -106,8 +109,9 @@ def contract(name: str, f: Field, units: Optional[dict]) -> list[str]:
     return errors
 
 
-def check(model: nn.Module, shape: tuple[int, ...], rows: Optional[list[str]] = None,
-          dtype=torch.float64) -> dict:
+def check(
+    model: nn.Module, shape: tuple[int, ...], rows: Optional[list[str]] = None, dtype=torch.float64
+) -> dict:
     """Measure and assert the contract on every measured row; returns the measurement."""
     result = measure(model, shape, rows, dtype)
     errors = [e for name, (f, units) in result.items() for e in contract(name, f, units)]

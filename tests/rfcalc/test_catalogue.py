@@ -1,5 +1,6 @@
 """The rule catalogue: ops supported since issue #10 (measured unit by unit), the public way
 to add a rule, and the table's word on ops that have none."""
+
 from fractions import Fraction as Fr
 
 import pytest
@@ -38,8 +39,14 @@ def test_pixel_shuffle_and_unshuffle():
     assert out.size == (10, 12) and out.jump == (Fr(1, 2), Fr(1, 2)) and out.rf == (3, 3)
     check(m, (1, 5, 6))
     # unshuffle r=2 after a conv3: a k2 s2 window, rf 3 + 1 = 4, jump 2, exact
-    m = positive(nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.PixelUnshuffle(2),
-                               nn.Conv2d(4, 4, 1), nn.PixelShuffle(2)))
+    m = positive(
+        nn.Sequential(
+            nn.Conv2d(1, 1, 3, padding=1),
+            nn.PixelUnshuffle(2),
+            nn.Conv2d(4, 4, 1),
+            nn.PixelShuffle(2),
+        )
+    )
     r = {r.name: r for r in analyze(m, (1, 6, 8)).rows}
     assert r["1"].rf == (4, 4) and r["1"].jump == (2, 2) and r["1"].status == EXACT
     check(m, (1, 6, 8))
@@ -59,10 +66,12 @@ def test_spatial_transpose_moves_the_field():
 
 
 def test_flip_and_roll():
-    for fn in (lambda s, x: s.c3(s.c3(x).flip(-1)),
-               lambda s, x: s.c3(x) + s.c3(x).flip(-2, -1),
-               lambda s, x: s.c3(torch.roll(s.c3(x), 2, dims=-1)),
-               lambda s, x: s.c3(torch.roll(s.c3(x), (1, -2), dims=(-2, -1)))):
+    for fn in (
+        lambda s, x: s.c3(s.c3(x).flip(-1)),
+        lambda s, x: s.c3(x) + s.c3(x).flip(-2, -1),
+        lambda s, x: s.c3(torch.roll(s.c3(x), 2, dims=-1)),
+        lambda s, x: s.c3(torch.roll(s.c3(x), (1, -2), dims=(-2, -1))),
+    ):
         m = pos(fn)
         assert analyze(m, (1, 6, 7)).output.status != UNKNOWN
         check(m, (1, 6, 7))
@@ -92,8 +101,7 @@ def test_unfold_is_a_sliding_window():
     out = analyze(m, (1, 6, 9)).output
     assert out.status == EXACT and out.rf == (5, 5)
     check(m, (1, 6, 9))
-    m = pos(lambda s, x: F.fold(w.T @ (w @ F.unfold(s.c3(x), 3, padding=1)), (6, 9), 3,
-                                padding=1))
+    m = pos(lambda s, x: F.fold(w.T @ (w @ F.unfold(s.c3(x), 3, padding=1)), (6, 9), 3, padding=1))
     # w.T @ (w @ cols) is no longer a layout F.fold can read: nothing is claimed
     assert analyze(m, (1, 6, 9)).output.status == UNKNOWN
 
@@ -102,12 +110,36 @@ def test_functional_and_torch_batch_norm_read_their_own_arguments():
     x = torch.randn(1, 2, 5, 5)
     rm, rv = torch.zeros(2), torch.ones(2)
     fn = lambda s, x: F.batch_norm(s.c3(x), rm, rv, training=False)  # noqa: E731
-    tn = lambda s, x: torch.batch_norm(s.c3(x), None, None, rm, rv, False, 0.1, 1e-5,  # noqa
-                                       False)
+
+    def tn(s, x):
+        return torch.batch_norm(
+            s.c3(x),
+            None,
+            None,
+            rm,
+            rv,
+            False,
+            0.1,
+            1e-5,  # noqa
+            False,
+        )
+
     for f in (fn, tn):
         assert analyze(Fn(f, c=2), (2, 5, 5)).output.status == EXACT
-    tn_batch = lambda s, x: torch.batch_norm(s.c3(x), None, None, None, None, True, 0.1,  # noqa
-                                             1e-5, False)
+
+    def tn_batch(s, x):
+        return torch.batch_norm(
+            s.c3(x),
+            None,
+            None,
+            None,
+            None,
+            True,
+            0.1,  # noqa
+            1e-5,
+            False,
+        )
+
     assert analyze(Fn(tn_batch, c=2), (2, 5, 5)).output.status == GLOBAL
     _ = x
 
@@ -121,20 +153,37 @@ def test_unfold_keys_do_not_collide():
 def test_supported_ops_lists_the_catalogue():
     ops = rfcalc.supported_ops()
     assert ops == sorted(ops)
-    for op in ("conv2d", "max_pool2d", "interpolate", "pixel_shuffle", "flip", "roll", "pad",
-               "softmax", "einsum", "F.unfold", "Tensor.unfold", "getitem"):
+    for op in (
+        "conv2d",
+        "max_pool2d",
+        "interpolate",
+        "pixel_shuffle",
+        "flip",
+        "roll",
+        "pad",
+        "softmax",
+        "einsum",
+        "F.unfold",
+        "Tensor.unfold",
+        "getitem",
+    ):
         assert op in ops
     assert "grid_sample" not in ops
 
 
 def test_the_summary_names_the_ops_without_a_rule():
     grid = torch.zeros(1, 4, 4, 2)
-    m = Fn(lambda s, x: F.grid_sample(s.c3(x), grid, align_corners=False)
-           + F.grid_sample(x, grid, align_corners=False))
+    m = Fn(
+        lambda s, x: (
+            F.grid_sample(s.c3(x), grid, align_corners=False)
+            + F.grid_sample(x, grid, align_corners=False)
+        )
+    )
     a = analyze(m, (1, 6, 6))
     assert a.unruled == {"grid_sample": 2}
     assert "no rule for: grid_sample ×2 (rfcalc.register_rule adds one)" in a.notes
     from rfcalc.render import render
+
     assert "no rule for: grid_sample ×2" in render(a, "text")
 
 
@@ -152,8 +201,11 @@ def test_register_rule_for_an_op_without_one(restore_rules):
 
     def warp(call):
         """grid_sample may read any position: global along every axis (the grid is constant)."""
-        return Outcome(rfcalc.rules.dispatch.mixed(
-            with_axes(call.first, call.first.axes), "grid_sample: reads anywhere", None))
+        return Outcome(
+            rfcalc.rules.dispatch.mixed(
+                with_axes(call.first, call.first.axes), "grid_sample: reads anywhere", None
+            )
+        )
 
     with pytest.raises(ValueError):
         rfcalc.register_rule("conv2d", warp, replace=False)
@@ -167,8 +219,9 @@ def test_register_rule_for_an_op_without_one(restore_rules):
     def warp_sized(call):
         f = call.first
         n = tuple(call.out_tensor.shape[-2:])
-        axes = tuple(rfcalc.geometry.broadcast(rfcalc.geometry.collapse(a), k)
-                     for a, k in zip(f.axes, n))
+        axes = tuple(
+            rfcalc.geometry.broadcast(rfcalc.geometry.collapse(a), k) for a, k in zip(f.axes, n)
+        )
         return Outcome(with_axes(f, axes))
 
     rfcalc.register_rule("grid_sample", warp_sized)

@@ -1,4 +1,5 @@
 """The rfcalc CLI: in-process through main([...]) (fast), plus two real console-script runs."""
+
 import errno
 import json
 import os
@@ -57,20 +58,24 @@ def test_json_agrees(capsys):
     assert inputs["c2.0.add"] == ["t1.drop", "c2.0.drop"]
 
 
-@pytest.mark.parametrize("fmt, fragment", [
-    ("markdown", "| name | op | kernel |"),
-    ("csv", "name,op,kernel,stride,padding,dilation,size,jump,rf,start,params,status,note\n"),
-    ("html", "<!DOCTYPE html>"),
-    ("latex", "\\begin{tabular}"),
-])
+@pytest.mark.parametrize(
+    "fmt, fragment",
+    [
+        ("markdown", "| name | op | kernel |"),
+        ("csv", "name,op,kernel,stride,padding,dilation,size,jump,rf,start,params,status,note\n"),
+        ("html", "<!DOCTYPE html>"),
+        ("latex", "\\begin{tabular}"),
+    ],
+)
 def test_other_formats(capsys, fmt, fragment):
     code, out, _ = run(capsys, "table", NET, "--format", fmt)
     assert code == 0 and fragment in out
 
 
 def test_torchvision_resnet18_as_a_target(capsys):
-    code, out, _ = run(capsys, "table", "torchvision.models:resnet18", "--input", "3,224,224",
-                       "--format", "json")
+    code, out, _ = run(
+        capsys, "table", "torchvision.models:resnet18", "--input", "3,224,224", "--format", "json"
+    )
     doc = json.loads(out)
     assert code == 0
     layers = {layer["name"]: layer for layer in doc["layers"]}
@@ -101,25 +106,39 @@ def test_bad_targets(capsys, tmp_path):
     assert_usage_error(capsys, "table", bad, match=f"{bad}:2: syntax error")
     empty = write(tmp_path, "empty.py", "import torch.nn as nn\nx = nn.Conv2d\n")
     assert_usage_error(capsys, "table", empty, match="defines no nn.Module subclass")
-    two = write(tmp_path, "two.py", """
+    two = write(
+        tmp_path,
+        "two.py",
+        """
         import torch.nn as nn
         class A(nn.Module):
             pass
         class B(nn.Module):
             pass
-    """)
+    """,
+    )
     assert_usage_error(capsys, "table", two, match="several nn.Module classes (A, B)")
-    args = write(tmp_path, "args.py", """
+    args = write(
+        tmp_path,
+        "args.py",
+        """
         import torch.nn as nn
         class A(nn.Module):
             def __init__(self, width):
                 super().__init__()
-    """)
+    """,
+    )
     assert_usage_error(capsys, "table", f"{args}:A", match="A needs arguments (width)")
     imp = write(tmp_path, "imp.py", "import torch\nfrom no_such_module_rf import x\n")
     assert_usage_error(capsys, "verify", imp, match=f"{imp}:2: import failed")
-    assert_usage_error(capsys, "graph", "no_such_pkg_rf:Net", "-o", str(tmp_path / "g.dot"),
-                       match="cannot import module 'no_such_pkg_rf'")
+    assert_usage_error(
+        capsys,
+        "graph",
+        "no_such_pkg_rf:Net",
+        "-o",
+        str(tmp_path / "g.dot"),
+        match="cannot import module 'no_such_pkg_rf'",
+    )
 
 
 def test_bad_options(capsys):
@@ -155,14 +174,17 @@ def test_graph_dot_and_svg(capsys, tmp_path):
     assert "<svg" in svg.read_text()
     # The Net's compact diagram fits a page: a few columns, not a 200 x 7,800 px ribbon.
     assert run(capsys, "graph", NET, "-o", str(svg), "--compact", "--force")[0] == 0
-    width, height = (float(v) for v in re.search(
-        r'<svg width="([\d.]+)pt" height="([\d.]+)pt"', svg.read_text()).groups())
+    width, height = (
+        float(v)
+        for v in re.search(r'<svg width="([\d.]+)pt" height="([\d.]+)pt"', svg.read_text()).groups()
+    )
     assert width <= 600 and height <= 900, (width, height)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["net.dot", "net.svg"]  # no temp left
 
 
 def test_compact_graph_keeps_what_changes_the_field(capsys, tmp_path):
     import re
+
     dot = tmp_path / "net.dot"
     assert run(capsys, "graph", NET, "-o", str(dot), "--compact")[0] == 0
     source = dot.read_text()
@@ -179,13 +201,16 @@ def test_compact_graph_keeps_what_changes_the_field(capsys, tmp_path):
 
 
 def test_graph_errors(capsys, tmp_path, monkeypatch):
-    assert_usage_error(capsys, "graph", NET, "-o", str(tmp_path / "net.jpeg"),
-                       match="unknown graph format '.jpeg'")
-    assert_usage_error(capsys, "graph", NET, "-o", str(tmp_path / "no" / "net.svg"),
-                       match="does not exist")
+    assert_usage_error(
+        capsys, "graph", NET, "-o", str(tmp_path / "net.jpeg"), match="unknown graph format '.jpeg'"
+    )
+    assert_usage_error(
+        capsys, "graph", NET, "-o", str(tmp_path / "no" / "net.svg"), match="does not exist"
+    )
     monkeypatch.setenv("PATH", str(tmp_path))  # no `dot` binary to be found
-    assert_usage_error(capsys, "graph", NET, "-o", str(tmp_path / "net.png"),
-                       match="`dot` program was not found")
+    assert_usage_error(
+        capsys, "graph", NET, "-o", str(tmp_path / "net.png"), match="`dot` program was not found"
+    )
     assert not (tmp_path / "net.png").exists()
     assert run(capsys, "graph", NET, "-o", str(tmp_path / "net.dot"))[0] == 0
 
@@ -206,16 +231,33 @@ def test_console_script_runs(tmp_path):
     script = _console_script()
     if len(script) == 1:  # the console script's own interpreter finds the checkout's rfcalc
         python = Path(script[0]).read_text().splitlines()[0].removeprefix("#!").strip()
-        where = subprocess.run([python, "-c", "import rfcalc.cli; print(rfcalc.cli.__file__)"],
-                               capture_output=True, text=True, cwd=tmp_path, env=_checkout_env(),
-                               timeout=120)
+        where = subprocess.run(
+            [python, "-c", "import rfcalc.cli; print(rfcalc.cli.__file__)"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=_checkout_env(),
+            timeout=120,
+        )
         assert Path(where.stdout.strip()) == REPO / "rfcalc" / "cli.py", where
-    done = subprocess.run([*script, "table", NET], capture_output=True, text=True,
-                          cwd=tmp_path, env=_checkout_env(), timeout=120)
+    done = subprocess.run(
+        [*script, "table", NET],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=_checkout_env(),
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "Output receptive field: 48\n" in done.stdout
-    missing = subprocess.run([*script, "table", "missing.py"], capture_output=True,
-                             text=True, cwd=tmp_path, env=_checkout_env(), timeout=120)
+    missing = subprocess.run(
+        [*script, "table", "missing.py"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=_checkout_env(),
+        timeout=120,
+    )
     assert missing.returncode == 2
     assert missing.stderr == "rfcalc: error: missing.py: no such file\n"
     assert missing.stdout == ""
@@ -258,7 +300,10 @@ def test_verify_a_tiny_net(capsys, tmp_path):
 
 
 def test_verify_fast_reuses_the_measurement_of_an_unchanged_field(capsys, tmp_path):
-    target = write(tmp_path, "relu.py", """
+    target = write(
+        tmp_path,
+        "relu.py",
+        """
         import torch.nn as nn
 
         class Net(nn.Module):
@@ -269,7 +314,8 @@ def test_verify_fast_reuses_the_measurement_of_an_unchanged_field(capsys, tmp_pa
 
             def forward(self, x):
                 return self.act(self.conv(x))
-    """)
+    """,
+    )
     # centre (7-1)//2 = 3, rf 3: field 2..4, passed on unchanged by the ReLU
     code, out, err = run(capsys, "verify", target, "--input", "1,7,7", "--fast")
     assert code == 0, err
@@ -289,16 +335,25 @@ def test_verify_exits_1_on_a_disagreement(capsys, tmp_path, monkeypatch):
 
     def off_by_one(model, shape, analysis=None, **options):
         result = real(model, shape, analysis, **options)
-        wrong = module.RowCheck("b", "Conv2d", "exact", (8, 8), (3, 3),
-                                (Fraction(7), Fraction(7)), ((0, 6), (0, 6)),
-                                ((0, 5), (0, 6)), False)
+        wrong = module.RowCheck(
+            "b",
+            "Conv2d",
+            "exact",
+            (8, 8),
+            (3, 3),
+            (Fraction(7), Fraction(7)),
+            ((0, 6), (0, 6)),
+            ((0, 5), (0, 6)),
+            False,
+        )
         return module.Verification(result.input_shape, (result.checks[0], wrong))
 
     monkeypatch.setattr(module, "verify", off_by_one)
     code, out, _ = run(capsys, "verify", write(tmp_path, "tiny.py", TINY), "--input", "1,8,8")
     assert code == 1
-    assert ["b", "Conv2d", "exact", "3", "7", "0..6", "0..5×0..6", "DIFFERS"] in \
-        [line.split() for line in out.splitlines()]
+    assert ["b", "Conv2d", "exact", "3", "7", "0..6", "0..5×0..6", "DIFFERS"] in [
+        line.split() for line in out.splitlines()
+    ]
     assert "DISAGREEMENT: b" in out
 
 
@@ -306,6 +361,7 @@ def test_graph_write_problems_are_one_line(capsys, tmp_path, monkeypatch):
     folder = tmp_path / "net.svg"
     folder.mkdir()
     assert_usage_error(capsys, "graph", NET, "-o", str(folder), "--force", match="is a folder")
+
     # a file system that refuses the write (read-only, no hard links): one line, no temp left
     def refuse(src, dst):
         raise PermissionError(errno.EROFS, "Read-only file system")
@@ -313,15 +369,25 @@ def test_graph_write_problems_are_one_line(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(os, "link", refuse)
     out = tmp_path / "out"
     out.mkdir()
-    assert_usage_error(capsys, "graph", NET, "-o", str(out / "net.dot"),
-                       match="cannot write " + str(out / "net.dot") + ": Read-only file system")
+    assert_usage_error(
+        capsys,
+        "graph",
+        NET,
+        "-o",
+        str(out / "net.dot"),
+        match="cannot write " + str(out / "net.dot") + ": Read-only file system",
+    )
     assert list(out.iterdir()) == []
 
 
 def test_prints_in_the_model_file_do_not_spoil_json(capsys, tmp_path):
-    target = write(tmp_path, "chatty.py", TINY.replace(
-        "import torch.nn as nn", "import torch.nn as nn\n    print('loading')").replace(
-        "return self.c(", "print('forward')\n            return self.c("))
+    target = write(
+        tmp_path,
+        "chatty.py",
+        TINY.replace(
+            "import torch.nn as nn", "import torch.nn as nn\n    print('loading')"
+        ).replace("return self.c(", "print('forward')\n            return self.c("),
+    )
     code, out, err = run(capsys, "table", target, "--input", "1,8,8", "--format", "json")
     assert code == 0
     assert json.loads(out)["output"]["rf"] == [9, 9]  # 3 + 4 + 2, as in the verify test
@@ -338,8 +404,13 @@ def test_version_comes_from_the_package_metadata(capsys):
 
     code, out, err = run(capsys, "--version")
     assert code == 0 and out == f"rfcalc {version('rfkit')}\n"
-    done = subprocess.run([sys.executable, "-m", "rfcalc", "--version"], capture_output=True,
-                          text=True, timeout=120, cwd=REPO)
+    done = subprocess.run(
+        [sys.executable, "-m", "rfcalc", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert done.returncode == 0 and done.stdout == out
 
 
@@ -348,9 +419,11 @@ def test_a_bare_command_prints_the_help_and_exits_2(capsys):
     code, out, err = run(capsys)
     assert code == 2 and out == ""
     assert err.startswith("usage: rfcalc ")
-    purposes = {"table": "Print every layer's kernel, stride, jump and receptive field.",
-                "verify": "Compare the computed fields with a gradient measurement.",
-                "graph": "Draw the architecture with each layer's size and field."}
+    purposes = {
+        "table": "Print every layer's kernel, stride, jump and receptive field.",
+        "verify": "Compare the computed fields with a gradient measurement.",
+        "graph": "Draw the architecture with each layer's size and field.",
+    }
     for name, purpose in purposes.items():
         assert [name, *purpose.split()] in [line.split() for line in err.splitlines()]
 

@@ -1,4 +1,5 @@
 """rfcalc.commandline: the conventions shared by the rfcalc and netbuilder commands."""
+
 import argparse
 import io
 
@@ -77,6 +78,7 @@ def test_progress_only_when_asked_or_on_a_terminal(monkeypatch):
     bar = progress(items, total=3, desc="nets", show=True)
     assert list(bar) == items
     import sys
+
     assert "nets:" in sys.stderr.getvalue() and "/3 [" in sys.stderr.getvalue()
 
 

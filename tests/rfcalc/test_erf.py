@@ -1,5 +1,6 @@
 """rfcalc.erf and `rfcalc erf`: every expected number computed independently (by hand, by
 trinomial coefficients, by a per-image autograd loop), never read from the code's output."""
+
 import json
 import math
 import textwrap
@@ -13,8 +14,15 @@ from PIL import Image
 
 from rfcalc import analyze, erf
 from rfcalc.cli import main
-from rfcalc.erf import (ERFError, centred_square, gaussian_sigma, load_images, load_weights,
-                        noise_images, share_inside)
+from rfcalc.erf import (
+    ERFError,
+    centred_square,
+    gaussian_sigma,
+    load_images,
+    load_weights,
+    noise_images,
+    share_inside,
+)
 from rfcalc.load import load_target
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,14 +47,16 @@ def usage_error(capsys, *argv, match):
 
 # one 3x3 conv, 2 output and 2 input channels: the gradient of the centre unit (summed over
 # the output channels) w.r.t. input channel c at offset (i, j) is w[0, c, i, j] + w[1, c, i, j]
-W = torch.tensor([[[[1., -2, 0], [3, 1, 0], [0, 0, 2]],
-                   [[2, 0, 0], [0, -1, 0], [1, 0, 0]]],
-                  [[[0, 1, 0], [-1, 1, 0], [0, 0, 1]],
-                   [[-4, 0, 1], [0, 1, 0], [0, 3, 0]]]])
+W = torch.tensor(
+    [
+        [[[1.0, -2, 0], [3, 1, 0], [0, 0, 2]], [[2, 0, 0], [0, -1, 0], [1, 0, 0]]],
+        [[[0, 1, 0], [-1, 1, 0], [0, 0, 1]], [[-4, 0, 1], [0, 1, 0], [0, 3, 0]]],
+    ]
+)
 # per input channel: sum over outputs, then |.|, then summed over the two input channels
 #   c0: [[1,-1,0],[2,2,0],[0,0,3]] -> |.| [[1,1,0],[2,2,0],[0,0,3]]
 #   c1: [[-2,0,1],[0,0,0],[1,3,0]] -> |.| [[2,0,1],[0,0,0],[1,3,0]]
-HAND = np.array([[3., 1, 1], [2, 2, 0], [1, 3, 3]])   # total 16
+HAND = np.array([[3.0, 1, 1], [2, 2, 0], [1, 3, 3]])  # total 16
 
 
 def one_conv() -> nn.Module:
@@ -87,10 +97,10 @@ def test_box_filter_stack_is_the_trinomial_with_sigma_sqrt_2k_over_3():
     e = erf(model, noise_images((1, 15, 15), 3))
     profile = np.array([1.0])
     for _ in range(k):
-        profile = np.convolve(profile, [1, 1, 1])      # trinomial coefficients 1 4 10 16 19 ...
+        profile = np.convolve(profile, [1, 1, 1])  # trinomial coefficients 1 4 10 16 19 ...
     expected = np.zeros((15, 15))
     c = 7  # the centre unit of the 7x7 output sees pixels 3..11
-    expected[c - k:c + k + 1, c - k:c + k + 1] = np.outer(profile, profile)
+    expected[c - k : c + k + 1, c - k : c + k + 1] = np.outer(profile, profile)
     np.testing.assert_allclose(e.map, expected / expected.sum(), atol=1e-7)
     # a sum of k independent uniforms on {-1, 0, 1}: variance 2k/3
     assert e.sigma == pytest.approx((math.sqrt(2 * k / 3),) * 2)
@@ -100,8 +110,9 @@ def test_box_filter_stack_is_the_trinomial_with_sigma_sqrt_2k_over_3():
 def test_batched_erf_equals_the_mean_of_per_image_gradients():
     # BatchNorm with running statistics, ReLU, a stride: non-linear, so each image differs
     torch.manual_seed(3)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                          nn.Conv2d(4, 5, 3, stride=2))
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 5, 3, stride=2)
+    )
     with torch.no_grad():
         model[1].running_mean.uniform_(-0.5, 0.5)
         model[1].running_var.uniform_(0.5, 2)
@@ -112,7 +123,7 @@ def test_batched_erf_equals_the_mean_of_per_image_gradients():
     for img in x:
         xi = img[None].clone().requires_grad_(True)
         out = model(xi)
-        out[0, :, 2, 2].sum().backward()      # the 5x5 map's centre unit
+        out[0, :, 2, 2].sum().backward()  # the 5x5 map's centre unit
         total += xi.grad[0].abs().sum(0).double().numpy()
     np.testing.assert_allclose(e.map, total / total.sum(), rtol=1e-5, atol=1e-9)
     assert e.unit == (2, 2)
@@ -122,16 +133,17 @@ def test_batched_erf_equals_the_mean_of_per_image_gradients():
 
 # ------------------------------------------------------------------ the numbers on synthetic maps
 
+
 def test_centred_square_sides_counted_on_rings():
     m = np.zeros((11, 11))
-    m[5, 5] = 0.25                           # the centre
-    m[3, 3:8] = m[7, 3:8] = 0.25 / 16        # the ring at distance 2: 16 pixels
+    m[5, 5] = 0.25  # the centre
+    m[3, 3:8] = m[7, 3:8] = 0.25 / 16  # the ring at distance 2: 16 pixels
     m[4:7, 3] = m[4:7, 7] = 0.25 / 16
-    m[1, 1] = m[9, 9] = 0.25                 # two corners of the ring at distance 4
+    m[1, 1] = m[9, 9] = 0.25  # two corners of the ring at distance 4
     assert m.sum() == pytest.approx(1)
     assert centred_square(m, (5, 5), 0.20) == 1
     assert centred_square(m, (5, 5), 0.30) == 5
-    assert centred_square(m, (5, 5), 0.50) == 5     # exactly half: it holds
+    assert centred_square(m, (5, 5), 0.50) == 5  # exactly half: it holds
     assert centred_square(m, (5, 5), 0.99) == 9
     # a centre between pixels takes even sides: 4.5 -> pixels 4..5 for side 2
     m2 = np.zeros((10, 10))
@@ -149,11 +161,12 @@ def test_share_inside_a_box_partly_outside_the_image():
 
 def test_gaussian_sigma_of_two_points():
     m = np.zeros((1, 9))
-    m[0, 1] = m[0, 7] = 0.5                   # +-3 around 4
+    m[0, 1] = m[0, 7] = 0.5  # +-3 around 4
     assert gaussian_sigma(m) == pytest.approx((0.0, 3.0))
 
 
 # ------------------------------------------------------------------ rows, weights, images
+
 
 def test_model_without_spatial_output_uses_the_last_row_with_a_map_and_says_so():
     torch.manual_seed(0)
@@ -172,7 +185,7 @@ def test_module_path_and_functional_rows():
     analysis = analyze(net, (3, 32, 32))
     e = erf(net, x, "c2", analysis=analysis)
     assert e.row.name == "c2.1.add" and "module" in e.note
-    add = erf(net, x, "c2.1.add", analysis=analysis)   # the last op of c2.1: its output
+    add = erf(net, x, "c2.1.add", analysis=analysis)  # the last op of c2.1: its output
     np.testing.assert_allclose(add.map, e.map)
     with pytest.raises(ERFError, match="nearest: t2.conv"):
         erf(net, x, "t2.cnv", analysis=analysis)
@@ -195,7 +208,7 @@ def test_repeated_module_call_is_captured_at_the_right_call():
     first = erf(model, x, "conv")
     second = erf(model, x, "conv_1")
     assert first.extent == ((4, 6), (4, 6))
-    assert second.extent == ((3, 7), (3, 7))   # two 3x3 windows: 5x5
+    assert second.extent == ((3, 7), (3, 7))  # two 3x3 windows: 5x5
 
 
 def test_weights_from_rftrain_checkpoints_and_plain_state_dicts(tmp_path):
@@ -203,8 +216,14 @@ def test_weights_from_rftrain_checkpoints_and_plain_state_dicts(tmp_path):
     best = tmp_path / "best.pt"
     torch.save({"model": sd, "epoch": 3, "test_acc": 0.5}, best)
     last = tmp_path / "last.pt"
-    torch.save({"trainer": {"model": sd, "optimizer": {}}, "epoch": 3,
-                "rng": {"numpy": np.random.get_state()}}, last)
+    torch.save(
+        {
+            "trainer": {"model": sd, "optimizer": {}},
+            "epoch": 3,
+            "rng": {"numpy": np.random.get_state()},
+        },
+        last,
+    )
     plain = tmp_path / "sd.pt"
     torch.save(sd, plain)
     for path in (best, last, plain):
@@ -227,7 +246,7 @@ def test_a_checkpoint_that_does_not_fit_says_which_keys(tmp_path):
 
 def test_a_checkpoint_that_runs_code_is_refused(tmp_path):
     path = tmp_path / "evil.pt"
-    torch.save({"model": Path("x")}, path)   # a pickled object, not plain data
+    torch.save({"model": Path("x")}, path)  # a pickled object, not plain data
     with pytest.raises(ERFError, match="cannot be read as weights"):
         load_weights(nn.Conv2d(1, 1, 1), path)
 
@@ -283,8 +302,9 @@ def test_cli_json_and_picture(tmp_path, capsys):
     model = tmp_path / "box.py"
     model.write_text(MODEL)
     png = tmp_path / "erf.png"
-    code, out, err = run(capsys, "erf", model, "--input", "3,9,9", "--n", "3",
-                         "--format", "json", "-o", png)
+    code, out, err = run(
+        capsys, "erf", model, "--input", "3,9,9", "--n", "3", "--format", "json", "-o", png
+    )
     assert code == 0, err
     doc = json.loads(out)["erf"]
     # two all-ones 3x3 convs: the 1-2-3-2-1 profile squared, over pixels 2..6
@@ -309,11 +329,12 @@ def test_cli_compare_images_and_text(tmp_path, capsys):
     ckpt = tmp_path / "zero_b.pt"
     sd = load_target(f"{model}:Box").state_dict()
     sd["b.weight"] = torch.zeros_like(sd["b.weight"])
-    sd["b.weight"][0, 0, 1, 1] = 1.0           # b passes a's centre through: a 3x3 ERF
+    sd["b.weight"][0, 0, 1, 1] = 1.0  # b passes a's centre through: a 3x3 ERF
     torch.save({"model": sd}, ckpt)
     folder = _image_folder(tmp_path, [(9, 9)] * 4)
-    code, out, err = run(capsys, "erf", model, "--input", "3,9,9", "--compare", "init", ckpt,
-                         "--images", folder)
+    code, out, err = run(
+        capsys, "erf", model, "--input", "3,9,9", "--compare", "init", ckpt, "--images", folder
+    )
     assert code == 0, err
     assert "4 images from" in out
     lines = {line.split("  ")[0]: line for line in out.splitlines()}
@@ -325,16 +346,34 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     model = tmp_path / "box.py"
     model.write_text(MODEL)
     usage_error(capsys, "erf", model, "--input", "3,9,9", "--layer", "bb", match="nearest: b")
-    usage_error(capsys, "erf", model, "--input", "3,9,9", "--weights", tmp_path / "no.pt",
-                match="no such checkpoint")
-    usage_error(capsys, "erf", model, "--input", "3,9,9", "--images", tmp_path / "none",
-                match="no such folder")
-    usage_error(capsys, "erf", model, "--input", "3,9,9", "-o", tmp_path / "x.gif",
-                match="unknown format")
+    usage_error(
+        capsys,
+        "erf",
+        model,
+        "--input",
+        "3,9,9",
+        "--weights",
+        tmp_path / "no.pt",
+        match="no such checkpoint",
+    )
+    usage_error(
+        capsys,
+        "erf",
+        model,
+        "--input",
+        "3,9,9",
+        "--images",
+        tmp_path / "none",
+        match="no such folder",
+    )
+    usage_error(
+        capsys, "erf", model, "--input", "3,9,9", "-o", tmp_path / "x.gif", match="unknown format"
+    )
     bad = tmp_path / "bad.pt"
     torch.save({"a.weight": torch.zeros(1, 3, 3, 3)}, bad)
-    usage_error(capsys, "erf", model, "--input", "3,9,9", "--weights", bad,
-                match="missing: b.weight")
+    usage_error(
+        capsys, "erf", model, "--input", "3,9,9", "--weights", bad, match="missing: b.weight"
+    )
 
 
 def test_several_layers_in_one_pass_equal_one_at_a_time():

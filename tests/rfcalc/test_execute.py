@@ -3,6 +3,7 @@
 Every model of the zoo and the torchvision models of the tests is analysed both ways and
 every row compared; models that need values must fall back to real values and say where.
 """
+
 import dataclasses
 import inspect
 
@@ -11,36 +12,51 @@ import pytest
 import torch
 import torch.nn as nn
 import torchvision
+import zoo  # tests/rfcalc is on sys.path (pytest rootdir-less test folders)
 from torch._subclasses.fake_tensor import FakeTensor
 
-import zoo  # tests/rfcalc is on sys.path (pytest rootdir-less test folders)
 from rfcalc import analyze
 
 REAL_NOTE = "ran on real values"
 
 ZOO = [
-    (zoo.s9_net, (3, 32, 32)), (zoo.VGGStack, (3, 32, 32)), (zoo.ResNetStrided, (3, 32, 32)),
-    (zoo.Inception, (3, 32, 32)), (zoo.DenseBlock, (3, 32, 32)), (zoo.MobileBlock, (3, 32, 32)),
-    (zoo.Dilated, (3, 32, 32)), (zoo.UNet, (3, 32, 32)), (zoo.NearestUp, (3, 16, 16)),
-    (lambda: zoo.Branchy(repeats=4), (3, 32, 32)), (zoo.Conv1dNet, (2, 64)),
-    (zoo.SqueezeExcite, (3, 16, 16)), (lambda: zoo.CustomOps("roll"), (3, 16, 16)),
-    (lambda: zoo.CustomOps("fn"), (3, 16, 16)), (zoo.Functional, (3, 32, 32)),
-    (zoo.Pools, (3, 8, 8)), (lambda: nn.AdaptiveAvgPool2d(3), (3, 8, 8)),
+    (zoo.s9_net, (3, 32, 32)),
+    (zoo.VGGStack, (3, 32, 32)),
+    (zoo.ResNetStrided, (3, 32, 32)),
+    (zoo.Inception, (3, 32, 32)),
+    (zoo.DenseBlock, (3, 32, 32)),
+    (zoo.MobileBlock, (3, 32, 32)),
+    (zoo.Dilated, (3, 32, 32)),
+    (zoo.UNet, (3, 32, 32)),
+    (zoo.NearestUp, (3, 16, 16)),
+    (lambda: zoo.Branchy(repeats=4), (3, 32, 32)),
+    (zoo.Conv1dNet, (2, 64)),
+    (zoo.SqueezeExcite, (3, 16, 16)),
+    (lambda: zoo.CustomOps("roll"), (3, 16, 16)),
+    (lambda: zoo.CustomOps("fn"), (3, 16, 16)),
+    (zoo.Functional, (3, 32, 32)),
+    (zoo.Pools, (3, 8, 8)),
+    (lambda: nn.AdaptiveAvgPool2d(3), (3, 8, 8)),
     (zoo.Asymmetric, (3, 20, 20)),
 ]
 TORCHVISION = [
     (lambda: torchvision.models.vgg16(weights=None), (3, 224, 224)),
     (lambda: torchvision.models.resnet50(weights=None), (3, 224, 224)),
-    (lambda: torchvision.models.inception_v3(weights=None, aux_logits=False,
-                                             init_weights=False), (3, 299, 299)),
+    (
+        lambda: torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False),
+        (3, 299, 299),
+    ),
     (lambda: torchvision.models.mobilenet_v3_small(weights=None), (3, 96, 96)),
 ]
 
 
 def zoo_classes_covered():
     """Every nn.Module class defined in zoo.py is in ZOO (so a new zoo model is not missed)."""
-    defined = {name for name, obj in vars(zoo).items() if inspect.isclass(obj)
-               and issubclass(obj, nn.Module) and obj.__module__ == zoo.__name__}
+    defined = {
+        name
+        for name, obj in vars(zoo).items()
+        if inspect.isclass(obj) and issubclass(obj, nn.Module) and obj.__module__ == zoo.__name__
+    }
     used = {type(make()).__name__ for make, _ in ZOO}
     return defined - used
 
@@ -101,10 +117,10 @@ class Gated(nn.Module):
         super().__init__()
         self.stem = nn.Conv2d(3, 4, 1)
         self.block3 = Block()
-        with torch.no_grad():   # all-positive or all-negative: the branch taken is known
+        with torch.no_grad():  # all-positive or all-negative: the branch taken is known
             self.stem.weight.fill_(sign)
             self.stem.bias.zero_()
-            self.block3.conv.weight.abs_()   # keeps the sign of the stem's output
+            self.block3.conv.weight.abs_()  # keeps the sign of the stem's output
             self.block3.conv.bias.zero_()
 
     def forward(self, x):
@@ -132,15 +148,17 @@ class ValueOps(nn.Module):
         if self.which == "item":
             return y * float(y.sum().item() != 0)
         if self.which == "nonzero":
-            keep = torch.nonzero(torch.ones(3)).numel()   # a shape read from values
+            keep = torch.nonzero(torch.ones(3)).numel()  # a shape read from values
             return y[:, :keep]
         if self.which == "numpy":
             return y + torch.from_numpy(np.zeros(y.shape, dtype=np.float32) + y.detach().numpy())
         return y.tolist() and y
 
 
-@pytest.mark.parametrize("which, text", [("item", ".item()"), ("nonzero", "nonzero"),
-                                         ("numpy", ".numpy()"), ("tolist", "tolist")])
+@pytest.mark.parametrize(
+    "which, text",
+    [("item", ".item()"), ("nonzero", "nonzero"), ("numpy", ".numpy()"), ("tolist", "tolist")],
+)
 def test_values_read_in_the_forward_fall_back_to_real(which, text):
     a = analyze(ValueOps(which), (3, 9, 9), real=False)
     note = [n for n in a.notes if REAL_NOTE in n]
@@ -159,8 +177,8 @@ def test_the_forward_sees_tensors_without_data_and_the_model_keeps_its_own():
 
         def forward(self, x):
             seen.append(type(x))
-            self.cache = self.conv(x)          # a lazily kept tensor
-            self.calls += 1                    # an in-place update of a buffer
+            self.cache = self.conv(x)  # a lazily kept tensor
+            self.calls += 1  # an in-place update of a buffer
             return self.cache
 
     spy = Spy()
@@ -168,7 +186,7 @@ def test_the_forward_sees_tensors_without_data_and_the_model_keeps_its_own():
     before = weight.detach().clone()
     analyze(spy, (3, 8, 8), real=False)
     assert seen == [FakeTensor]
-    assert not hasattr(spy, "cache")                      # the fake attribute was undone
+    assert not hasattr(spy, "cache")  # the fake attribute was undone
     assert spy.conv.weight is weight and torch.equal(weight, before)
     assert spy.calls is calls and not isinstance(spy.calls, FakeTensor)
     assert isinstance(spy(torch.zeros(1, 3, 8, 8)), torch.Tensor)  # still usable for real
@@ -197,4 +215,4 @@ def test_small_cases_run_on_real_values_and_large_ones_without_data():
     analyze(Spy(20_000), (1, 1000, 1000))
     analyze(Spy(20_000), (1, 1000, 1001))
     assert seen == [torch.Tensor, FakeTensor]
-    assert analyze(Spy(1), (1, 4, 4)).notes == ()    # no note for the choice
+    assert analyze(Spy(1), (1, 4, 4)).notes == ()  # no note for the choice

@@ -2,6 +2,7 @@
 a real browser (headless Chromium through Playwright, opened from disk): the drawn box is the
 one `analyze` predicts, the keyboard moves it, the ERF toggle changes the picture, no network
 request, no console error."""
+
 import base64
 import gzip
 import json
@@ -24,9 +25,15 @@ from rfcalc.load import load_target
 REPO = Path(__file__).resolve().parents[2]
 NET = str(REPO / "examples" / "s9_net.py")
 # the flags tests/book/test_book.py launches the system Chromium with
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 MODEL = textwrap.dedent("""
     import torch.nn as nn
@@ -51,14 +58,16 @@ def _model_file(tmp_path) -> Path:
 
 
 def _blob(html: str) -> bytes:
-    text = re.search(r'<script type="application/octet-stream" id="blob">([^<]*)</script>',
-                     html).group(1)
+    text = re.search(
+        r'<script type="application/octet-stream" id="blob">([^<]*)</script>', html
+    ).group(1)
     return gzip.decompress(base64.b64decode(text))
 
 
 def _data(html: str) -> dict:
-    text = re.search(r'<script type="application/json" id="data">(.*?)</script>', html,
-                     re.S).group(1)
+    text = re.search(r'<script type="application/json" id="data">(.*?)</script>', html, re.S).group(
+        1
+    )
     return json.loads(text.replace("<\\/", "</"))
 
 
@@ -87,7 +96,7 @@ def test_page_is_self_contained_and_embeds_rfcalcs_boxes(tmp_path, capsys):
     out = tmp_path / "page.html"
     assert main(["explore", str(model), "--input", "3,12,12", "--n", "3", "-o", str(out)]) == 0
     html = out.read_text()
-    assert not re.search(r'(src|href)="(https?:)?//', html)    # nothing fetched from anywhere
+    assert not re.search(r'(src|href)="(https?:)?//', html)  # nothing fetched from anywhere
     data = _data(html)
     rows = {r["name"]: r for r in data["rows"]}
     analysis = analyze(load_target(f"{model}:Small"), (3, 12, 12))
@@ -98,7 +107,7 @@ def test_page_is_self_contained_and_embeds_rfcalcs_boxes(tmp_path, capsys):
         assert rows["c"]["boxes"][1][u] == [centre - half, centre + half]
     blob = _blob(html)
     seg = rows["c"]["erf"]["init"]["data"]
-    erf_map = np.frombuffer(blob[seg[0]:seg[0] + seg[1]], "<f4")
+    erf_map = np.frombuffer(blob[seg[0] : seg[0] + seg[1]], "<f4")
     assert erf_map.shape == (144,) and erf_map.sum() == pytest.approx(1, abs=1e-5)
     capsys.readouterr()
     assert main(["explore", str(model), "--input", "3,12,12", "-o", str(out)]) == 2
@@ -116,6 +125,7 @@ def test_the_nets_page_is_under_5_mb(tmp_path):
 
 
 # ------------------------------------------------------------------ in Chromium
+
 
 def _chromium():
     return shutil.which("chromium") or shutil.which("chromium-browser")
@@ -153,15 +163,34 @@ def _drawn_box(page):
 def test_in_chromium_box_keys_erf_toggle_offline(tmp_path, browser):
     model = _model_file(tmp_path)
     net = load_target(f"{model}:Small")
-    trained = {k: v * (1 + torch.arange(v.numel()).reshape(v.shape) % 3)
-               for k, v in net.state_dict().items()}
+    trained = {
+        k: v * (1 + torch.arange(v.numel()).reshape(v.shape) % 3)
+        for k, v in net.state_dict().items()
+    }
     ckpt = tmp_path / "best.pt"
     torch.save({"model": trained, "epoch": 1}, ckpt)
     picture = tmp_path / "p.png"
     Image.fromarray(np.full((20, 20, 3), 200, np.uint8)).save(picture)
     out = tmp_path / "page.html"
-    assert main(["explore", str(model), "--input", "3,12,12", "--n", "3", "--weights",
-                 str(ckpt), "--image", str(picture), "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "explore",
+                str(model),
+                "--input",
+                "3,12,12",
+                "--n",
+                "3",
+                "--weights",
+                str(ckpt),
+                "--image",
+                str(picture),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     analysis = analyze(net, (3, 12, 12))
     rows = {r.name: r for r in analysis.rows}
 
@@ -177,11 +206,11 @@ def test_in_chromium_box_keys_erf_toggle_offline(tmp_path, browser):
     page.click("#table tr[data-name='c']")
     page.locator("circle.unit[data-u='1,4']").click(force=True)
     assert _drawn_box(page) == _expected_box(rows["c"], (1, 4), (12, 12))
-    page.mouse.move(0, 0)                          # leave the picture: the selection shows
+    page.mouse.move(0, 0)  # leave the picture: the selection shows
     page.keyboard.press("ArrowRight")
     page.keyboard.press("ArrowDown")
     assert _drawn_box(page) == _expected_box(rows["c"], (2, 5), (12, 12))
-    for _ in range(8):                             # to the corner: the box is clipped
+    for _ in range(8):  # to the corner: the box is clipped
         page.keyboard.press("ArrowUp")
         page.keyboard.press("ArrowLeft")
     assert _drawn_box(page) == _expected_box(rows["c"], (0, 0), (12, 12))
@@ -190,8 +219,9 @@ def test_in_chromium_box_keys_erf_toggle_offline(tmp_path, browser):
     page.click("#table tr[data-name='b']")
     page.mouse.move(0, 0)
     assert _drawn_box(page) == _expected_box(rows["b"], (5, 5), (12, 12))
-    assert "reaches 25 input pixels; 56 of the 81 in its box are holes" in \
-        page.inner_text("#reachline")
+    assert "reaches 25 input pixels; 56 of the 81 in its box are holes" in page.inner_text(
+        "#reachline"
+    )
 
     canvas = "document.getElementById('canvas').toDataURL()"
     before = page.evaluate(canvas)
@@ -199,7 +229,7 @@ def test_in_chromium_box_keys_erf_toggle_offline(tmp_path, browser):
     with_erf = page.evaluate(canvas)
     assert with_erf != before
     page.check("#variant-init")
-    assert page.evaluate(canvas) != with_erf       # trained and init ERFs differ
+    assert page.evaluate(canvas) != with_erf  # trained and init ERFs differ
     page.uncheck("#erf")
     assert page.evaluate(canvas) == before
 

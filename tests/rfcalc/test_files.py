@@ -1,4 +1,5 @@
 """rfcalc.files: the one atomic writer the commands share."""
+
 import pytest
 
 from rfcalc.files import atomic_path, write_text

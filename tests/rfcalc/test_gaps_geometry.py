@@ -1,5 +1,6 @@
 """geometry.py against brute force: which input pixels reach each output unit of a real torch
 op (1-D, positive weights, one impulse per input pixel), over strides, paddings, dilations."""
+
 from __future__ import annotations
 
 import itertools
@@ -15,8 +16,8 @@ from rfcalc.geometry import NotGeometric
 def _reach(op, n: int) -> list[tuple[int, int] | None]:
     """Per output unit, the first and last input pixel that reaches it: the op (positive
     weights, so nothing cancels) applied to each of the n one-pixel impulses at once."""
-    impulses = torch.eye(n, dtype=torch.float64)[:, None, :]          # n x 1 x n
-    reached = op(impulses)[:, 0, :].T != 0                             # out x in
+    impulses = torch.eye(n, dtype=torch.float64)[:, None, :]  # n x 1 x n
+    reached = op(impulses)[:, 0, :].T != 0  # out x in
     out = []
     for row in reached:
         idx = torch.nonzero(row).flatten().tolist()
@@ -28,8 +29,9 @@ def _units(a: g.Axis) -> list[tuple[int, int]]:
     return [a.unit(o) for o in range(a.size)]
 
 
-@pytest.mark.parametrize("k, s, d", [(k, s, d) for k, s, d in
-                                     itertools.product((1, 2, 3, 4), (1, 2, 3), (1, 2, 3))])
+@pytest.mark.parametrize(
+    "k, s, d", [(k, s, d) for k, s, d in itertools.product((1, 2, 3, 4), (1, 2, 3), (1, 2, 3))]
+)
 def test_transposed_matches_conv_transpose(k, s, d):
     # torch's padding p crops p units off both ends of the unpadded output, and output_padding
     # adds units at the end: unit o of the padded op is unit o + p of the unpadded one. The
@@ -43,7 +45,7 @@ def test_transposed_matches_conv_transpose(k, s, d):
             continue  # torch refuses these
         size = len(full) - 2 * pad + out_pad
         reach = [full[o + pad] if o + pad < len(full) else None for o in range(size)]
-        middle = reach[size // 4: 3 * size // 4]  # far from both borders
+        middle = reach[size // 4 : 3 * size // 4]  # far from both borders
         try:
             a = g.transposed(g.input_axis(n), k, s, pad, d, out_pad)
         except NotGeometric:
@@ -56,8 +58,9 @@ def test_transposed_matches_conv_transpose(k, s, d):
         assert [a.unit(o) for o in inside] == [reach[o] for o in inside], (k, s, d, pad, out_pad)
 
 
-@pytest.mark.parametrize("k, s, d", [(k, s, d) for k, s, d in
-                                     itertools.product((1, 2, 3, 5), (1, 2, 3), (1, 2))])
+@pytest.mark.parametrize(
+    "k, s, d", [(k, s, d) for k, s, d in itertools.product((1, 2, 3, 5), (1, 2, 3), (1, 2))]
+)
 def test_window_matches_conv(k, s, d):
     # padding as real pixels: the unpadded op on n + lo + hi pixels, indices shifted by lo
     n = 11
@@ -80,8 +83,8 @@ def test_broadcast_needs_a_single_unit():
 
 
 def test_different_jumps_merge_only_when_one_field_holds_the_other():
-    fine = g.window(g.input_axis(10), 3)              # 8 units, unit o sees o..o+2
-    wide = g.Axis(8, 1, 0, (1,), (20,))               # every unit sees 1..20 (jump 0)
+    fine = g.window(g.input_axis(10), 3)  # 8 units, unit o sees o..o+2
+    wide = g.Axis(8, 1, 0, (1,), (20,))  # every unit sees 1..20 (jump 0)
     # unit 0 of `fine` starts at 0, left of 1: `wide` does not hold it, nor the reverse
     with pytest.raises(NotGeometric, match="different jumps"):
         g.union([fine, wide])

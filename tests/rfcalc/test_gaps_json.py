@@ -1,4 +1,5 @@
 """`covers_input` in the JSON: true, false, and null when the output field is unknown."""
+
 from __future__ import annotations
 
 import json
@@ -32,11 +33,14 @@ def test_unknown_output_field_is_null_not_false():
     assert data["covers_input"] is None
 
 
-@pytest.mark.parametrize("shape, covers", [
-    ((1, 5, 5), True),     # two 3x3 convs: rf 5, exactly the input: covered
-    ((1, 6, 6), False),    # rf 5 on 6 pixels: one pixel short
-    ((1, 5, 6), False),    # one axis short is enough to fail
-])
+@pytest.mark.parametrize(
+    "shape, covers",
+    [
+        ((1, 5, 5), True),  # two 3x3 convs: rf 5, exactly the input: covered
+        ((1, 6, 6), False),  # rf 5 on 6 pixels: one pixel short
+        ((1, 5, 6), False),  # one axis short is enough to fail
+    ],
+)
 def test_covers_input_at_the_boundary(shape, covers):
     model = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.Conv2d(1, 1, 3, padding=1))
     data = _json(model, shape)

@@ -4,6 +4,7 @@ Every merge elsewhere in the suite is centred or nested, where the widest input 
 union; here one branch sees further left and the other further right (asymmetric padding, a
 crop, strides taken in a different order), so only the true union gives the right answer.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,14 +25,16 @@ def _units(a: g.Axis) -> list[tuple[int, int]]:
 
 def _brute_union(axes: list[g.Axis]) -> list[tuple[int, int]]:
     """Per unit, the smallest first and the largest last pixel over the branches."""
-    return [(min(a.unit(o)[0] for a in axes), max(a.unit(o)[1] for a in axes))
-            for o in range(axes[0].size)]
+    return [
+        (min(a.unit(o)[0] for a in axes), max(a.unit(o)[1] for a in axes))
+        for o in range(axes[0].size)
+    ]
 
 
 def test_asymmetric_padding_branches_in_the_geometry():
     x = g.input_axis(16)
-    left = g.window(x, 3, 1, 0, 2)      # padded right only: unit o sees o..o+2
-    right = g.window(x, 3, 1, 2, 0)     # padded left only:  unit o sees o-2..o
+    left = g.window(x, 3, 1, 0, 2)  # padded right only: unit o sees o..o+2
+    right = g.window(x, 3, 1, 2, 0)  # padded left only:  unit o sees o-2..o
     assert left.unit(5) == (5, 7) and right.unit(5) == (3, 5)
     u = g.union([left, right])
     # o-2..o+2: rf 5 centred on o, where either branch alone has rf 3
@@ -42,7 +45,7 @@ def test_asymmetric_padding_branches_in_the_geometry():
 
 def test_cropped_branch_in_the_geometry():
     x = g.input_axis(16)
-    valid = g.window(x, 3)                           # 14 units, unit o sees o..o+2
+    valid = g.window(x, 3)  # 14 units, unit o sees o..o+2
     crop = g.window(g.window(x, 3, 1, 1), 1, 1, -2, 0)  # k3 p1 then [2:]: o+1..o+3
     assert valid.size == crop.size == 14 and crop.unit(0) == (1, 3)
     u = g.union([valid, crop])
@@ -74,8 +77,8 @@ def test_union_is_the_per_unit_envelope(seed):
     while len(axes) < 3:
         k = pick(1, 5)
         lo = pick(0, 3)
-        a = g.window(g.input_axis(n), k, 1, lo, k - 1 - lo)   # size n, offset by the padding
-        a = g.window(a, 3, 2, 1)                               # then a common stride 2
+        a = g.window(g.input_axis(n), k, 1, lo, k - 1 - lo)  # size n, offset by the padding
+        a = g.window(a, 3, 2, 1)  # then a common stride 2
         axes.append(a)
     assert _units(g.union(axes)) == _brute_union(axes)
 
@@ -121,11 +124,14 @@ class StrideOrder(nn.Module):
         return torch.cat([a, b], dim=1)
 
 
-@pytest.mark.parametrize("model, shape, rf, start", [
-    (PaddedBranches, (1, 16, 16), 5, 0),     # o-2..o+2
-    (CroppedBranch, (1, 16, 16), 4, 1.5),    # o..o+3
-    (StrideOrder, (1, 16, 16), 5, 1),        # 2o-1..2o+3
-])
+@pytest.mark.parametrize(
+    "model, shape, rf, start",
+    [
+        (PaddedBranches, (1, 16, 16), 5, 0),  # o-2..o+2
+        (CroppedBranch, (1, 16, 16), 4, 1.5),  # o..o+3
+        (StrideOrder, (1, 16, 16), 5, 1),  # 2o-1..2o+3
+    ],
+)
 def test_merged_row_is_the_union_and_verify_agrees(model, shape, rf, start):
     analysis = analyze(model(), shape)
     assert analysis.output.rf == (rf, rf) and analysis.output.start == (start, start)
@@ -145,7 +151,8 @@ def test_rfcalc_verify_and_table_on_a_file(tmp_path, capsys):
         "        self.left = nn.Conv2d(3, 4, 3)\n"
         "        self.right = nn.Conv2d(3, 4, 3)\n\n"
         "    def forward(self, x):\n"
-        "        return self.left(F.pad(x, (0, 2, 0, 2))) + self.right(F.pad(x, (2, 0, 2, 0)))\n")
+        "        return self.left(F.pad(x, (0, 2, 0, 2))) + self.right(F.pad(x, (2, 0, 2, 0)))\n"
+    )
     assert rfcalc_main(["verify", str(target), "--input", "3,16,16"]) == 0
     out = capsys.readouterr().out
     assert "DIFFERS" not in out

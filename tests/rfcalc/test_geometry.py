@@ -1,4 +1,5 @@
 """geometry.py: the per-axis arithmetic, checked against hand-worked numbers."""
+
 from fractions import Fraction as Fr
 
 import pytest
@@ -112,17 +113,17 @@ def test_interpolate_nearest_and_bilinear():
 
 
 def test_union_of_centred_fields_takes_the_outer_edges():
-    a = g.window(g.input_axis(16), 3, 1, 1)          # unit o: o-1..o+1
-    b = g.window(g.input_axis(16), 7, 1, 3)          # unit o: o-3..o+3
-    c = g.window(g.input_axis(16), 2, 1, 0, 1)       # unit o: o..o+1 (off-centre)
+    a = g.window(g.input_axis(16), 3, 1, 1)  # unit o: o-1..o+1
+    b = g.window(g.input_axis(16), 7, 1, 3)  # unit o: o-3..o+3
+    c = g.window(g.input_axis(16), 2, 1, 0, 1)  # unit o: o..o+1 (off-centre)
     u = g.union([a, c])
     assert u.unit(5) == (4, 6)
     assert g.union([a, b, c]).unit(5) == (2, 8)
 
 
 def test_union_of_different_jumps():
-    fine = g.window(g.input_axis(8), 1)                       # jump 1
-    coarse = g.window(g.input_axis(16), 2, 2)                 # jump 2, also 8 units
+    fine = g.window(g.input_axis(8), 1)  # jump 1
+    coarse = g.window(g.input_axis(16), 2, 2)  # jump 2, also 8 units
     with pytest.raises(NotGeometric):
         g.union([fine, coarse])
     # a broadcast unit that holds every field merges exactly: every unit sees it (jump 0)
@@ -133,8 +134,8 @@ def test_union_of_different_jumps():
 
 
 def test_collapse_and_spread():
-    a = g.window(g.input_axis(10), 3, 1, 0)     # 8 units, unit o: o..o+2
-    one = g.collapse(a)                           # one unit: 0..9, rf 10, centre 4.5
+    a = g.window(g.input_axis(10), 3, 1, 0)  # 8 units, unit o: o..o+2
+    one = g.collapse(a)  # one unit: 0..9, rf 10, centre 4.5
     assert summary(one) == (1, 8, 10, Fr(9, 2))
     s = g.spread(a)
     assert s.size == 8 and s.unit(0) == s.unit(7) == (0, 9)

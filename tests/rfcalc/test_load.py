@@ -1,4 +1,5 @@
 """Resolving TARGETs into modules, and every way a target or --input can be wrong."""
+
 import sys
 import textwrap
 
@@ -41,8 +42,7 @@ def test_parse_input():
 def test_split_target():
     assert split_target("model.py") == ("model.py", None, True)
     assert split_target("model.py:Net") == ("model.py", "Net", True)
-    assert split_target("torchvision.models:resnet18") == ("torchvision.models", "resnet18",
-                                                          False)
+    assert split_target("torchvision.models:resnet18") == ("torchvision.models", "resnet18", False)
     with pytest.raises(TargetError, match="not a Python name"):
         split_target("model.py:1abc")
 
@@ -60,7 +60,11 @@ def test_the_assignments_net_is_the_only_class_buildable_without_arguments():
 
 
 def test_named_class_factory_and_instance(tmp_path):
-    path = write(tmp_path, "m.py", ONE_NET + """
+    path = write(
+        tmp_path,
+        "m.py",
+        ONE_NET
+        + """
     class Other(Tiny):
         def __init__(self):
             super().__init__(width=6)
@@ -73,7 +77,8 @@ def test_named_class_factory_and_instance(tmp_path):
 
     def make_int():
         return 3
-    """)
+    """,
+    )
     assert load_target(f"{path}:Other").conv.out_channels == 6
     assert load_target(f"{path}:make").conv.out_channels == 8
     assert load_target(f"{path}:instance").conv.out_channels == 2
@@ -83,23 +88,33 @@ def test_named_class_factory_and_instance(tmp_path):
         load_target(f"{path}:not_a_model")
     with pytest.raises(TargetError, match=r"make_int\(\) returned a int"):
         load_target(f"{path}:make_int")
-    with pytest.raises(TargetError, match=r"has no attribute 'Nope' \(nn.Module classes there: "
-                                          r"Other, Tiny\)"):
+    with pytest.raises(
+        TargetError,
+        match=r"has no attribute 'Nope' \(nn.Module classes there: "
+        r"Other, Tiny\)",
+    ):
         load_target(f"{path}:Nope")
 
 
 def test_class_that_needs_arguments(tmp_path):
-    path = write(tmp_path, "m.py", """
+    path = write(
+        tmp_path,
+        "m.py",
+        """
     import torch.nn as nn
 
     class Wide(nn.Module):
         def __init__(self, width, *, depth):
             super().__init__()
-    """)
+    """,
+    )
     with pytest.raises(TargetError, match=r"m.py:Wide needs arguments \(width, depth\)"):
         load_target(f"{path}:Wide")
-    with pytest.raises(TargetError, match=r"every nn.Module class in .*m.py needs arguments "
-                                          r"\(Wide\)"):
+    with pytest.raises(
+        TargetError,
+        match=r"every nn.Module class in .*m.py needs arguments "
+        r"\(Wide\)",
+    ):
         load_target(str(path))
 
 
@@ -121,16 +136,24 @@ def test_syntax_error_names_file_and_line(tmp_path):
 
 def test_import_error_and_other_errors_inside_the_file(tmp_path):
     path = write(tmp_path, "m.py", "import torch\nimport no_such_package_rfcalc_test\n")
-    with pytest.raises(TargetError, match=rf"^{path}:2: import failed: No module named "
-                                          "'no_such_package_rfcalc_test'$"):
+    with pytest.raises(
+        TargetError,
+        match=rf"^{path}:2: import failed: No module named "
+        "'no_such_package_rfcalc_test'$",
+    ):
         load_target(str(path))
     path = write(tmp_path, "n.py", "x = 1\ny = 1 / 0\n")
     with pytest.raises(TargetError, match=rf"^{path}:2: ZeroDivisionError: division by zero$"):
         load_target(str(path))
-    path = write(tmp_path, "c.py", ONE_NET + """
+    path = write(
+        tmp_path,
+        "c.py",
+        ONE_NET
+        + """
     def broken():
         raise RuntimeError('no')
-    """)
+    """,
+    )
     with pytest.raises(TargetError, match=r"c.py:broken\(\): RuntimeError: no$"):
         load_target(f"{path}:broken")
 
@@ -140,11 +163,18 @@ def test_sibling_imports_work_and_leave_sys_modules_clean(tmp_path):
     for width, sub in ((5, "a"), (7, "b")):
         folder = tmp_path / sub
         folder.mkdir()
-        write(folder, "blocks.py", f"""
+        write(
+            folder,
+            "blocks.py",
+            f"""
         import torch.nn as nn
         WIDTH = {width}
-        """)
-        write(folder, "model.py", """
+        """,
+        )
+        write(
+            folder,
+            "model.py",
+            """
         import torch.nn as nn
         from blocks import WIDTH
 
@@ -152,7 +182,8 @@ def test_sibling_imports_work_and_leave_sys_modules_clean(tmp_path):
             def __init__(self):
                 super().__init__()
                 self.conv = nn.Conv2d(3, WIDTH, 3)
-        """)
+        """,
+        )
     before = set(sys.modules)
     path_before = list(sys.path)
     assert load_target(str(tmp_path / "a" / "model.py")).conv.out_channels == 5

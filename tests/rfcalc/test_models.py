@@ -3,15 +3,16 @@
     r_out = r_in + (k-1)·d·j_in,  j_out = j_in·s,  start_out = start_in + ((k-1)/2·d - p)·j_in
 
 and every model also checked against the gradient measurement of verify()."""
+
 from fractions import Fraction as Fr
 
 import pytest
 import torch
 import torch.nn as nn
+import zoo  # tests/rfcalc is on sys.path (pytest rootdir-less test folders)
 
 from rfcalc import APPROX, EXACT, GLOBAL, UNKNOWN, RFError, analyze, verify
 
-import zoo  # tests/rfcalc is on sys.path (pytest rootdir-less test folders)
 
 def rows(analysis):
     return {r.name: r for r in analysis.rows}
@@ -40,9 +41,18 @@ def test_s9_net():
     #   c3: 17, 19;               t3: d4 -> 19 + 8 = 27,       size 26 - 8 = 18
     #   c4: 29, 31;               t4: d8 -> 31 + 16 = 47,      size 18 - 16 = 2
     #   gap: a 2x2 window on jump 1 -> 47 + 1 = 48
-    expected = {"c1.0.conv": (32, 3), "c1.1.add": (32, 5), "t1.conv": (30, 7),
-                "c2.1.add": (30, 11), "t2.conv": (26, 15), "c3.1.add": (26, 19),
-                "t3.conv": (18, 27), "c4.1.add": (18, 31), "t4.conv": (2, 47), "gap": (1, 48)}
+    expected = {
+        "c1.0.conv": (32, 3),
+        "c1.1.add": (32, 5),
+        "t1.conv": (30, 7),
+        "c2.1.add": (30, 11),
+        "t2.conv": (26, 15),
+        "c3.1.add": (26, 19),
+        "t3.conv": (18, 27),
+        "c4.1.add": (18, 31),
+        "t4.conv": (2, 47),
+        "gap": (1, 48),
+    }
     for name, (size, rf) in expected.items():
         assert r[name].size == (size, size) and r[name].rf == (rf, rf), name
         # the 2x2 gap is a window of stride 2: its jump is 1·2
@@ -136,7 +146,11 @@ def test_dilated_stack():
     # d1 p0: rf 3, start 1, size 30; d2: 3 + 4 = 7, start 1 + 2 = 3, size 26;
     # d4: 7 + 8 = 15, start 3 + 4 = 7, size 18; d2 p2: 15 + 4 = 19, start 7 + (2 - 2) = 7, 18
     assert [field(r[f"convs.{i}"]) for i in range(4)] == [
-        (30, 1, 3, 1), (26, 1, 7, 3), (18, 1, 15, 7), (18, 1, 19, 7)]
+        (30, 1, 3, 1),
+        (26, 1, 7, 3),
+        (18, 1, 15, 7),
+        (18, 1, 19, 7),
+    ]
     assert r["convs.3"].dilation == (2, 2)
     assert_verified(zoo.Dilated(), (3, 32, 32))
 
@@ -259,7 +273,7 @@ def test_asymmetric_stride_padding_dilation():
 
 def test_too_small_input_is_a_clear_value_error():
     with pytest.raises(ValueError, match="t4.conv") as err:
-        analyze(zoo.s9_net(), (3, 16, 16))   # t4 needs 17 pixels, gets 16 - 2 - 4 - 8 = 2
+        analyze(zoo.s9_net(), (3, 16, 16))  # t4 needs 17 pixels, gets 16 - 2 - 4 - 8 = 2
     assert isinstance(err.value, RFError)
     with pytest.raises(RFError, match="positive"):
         analyze(zoo.VGGStack(), (3, 0, 32))
@@ -293,7 +307,7 @@ def test_training_flags_are_restored_and_no_grad_leaks():
 def test_ops_on_a_global_field_stay_global():
     class Attend(nn.Module):
         def forward(self, x):
-            seq = x.flatten(2).transpose(1, 2)                       # (N, HW, C): global
+            seq = x.flatten(2).transpose(1, 2)  # (N, HW, C): global
             seq = nn.functional.scaled_dot_product_attention(seq, seq, seq)
             return nn.functional.adaptive_avg_pool2d(seq.transpose(1, 2).reshape(x.shape), 1)
 
@@ -311,7 +325,7 @@ def test_global_ops_flatten_linear_and_layernorm():
         def forward(self, x):
             x = self.conv(x)
             y = nn.functional.layer_norm(x.permute(0, 2, 3, 1), (4,))  # channels only
-            z = nn.functional.group_norm(x, 2)                         # stats over the map
+            z = nn.functional.group_norm(x, 2)  # stats over the map
             return self.fc(torch.flatten(x + y.permute(0, 3, 1, 2), 1)), z
 
     r = rows(analyze(Head(), (3, 8, 8)))

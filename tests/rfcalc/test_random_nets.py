@@ -12,6 +12,7 @@ the whole map, unknown rows claim nothing, and what rfcalc says a unit sees is w
 
 The default run draws 25 nets; `RFCALC_SLOW=1` (marker `slow`) draws RFCALC_EXAMPLES (500).
 """
+
 from __future__ import annotations
 
 import os
@@ -99,8 +100,12 @@ def shape_of(model: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:
 def same_size_op(draw, c: int, sizes: tuple[int, ...], depth: int) -> nn.Module:
     """An op that keeps the map's size (what residual and concat blocks may hold)."""
     nd = len(sizes)
-    kind = draw(st.sampled_from(["conv", "gate", "flip", "roll", "flatview", "along"]
-                                + (["residual"] if depth < 2 else [])))
+    kind = draw(
+        st.sampled_from(
+            ["conv", "gate", "flip", "roll", "flatview", "along"]
+            + (["residual"] if depth < 2 else [])
+        )
+    )
     if kind == "conv":
         k = draw(st.sampled_from([1, 3, 5]))
         d = draw(st.sampled_from([1, 2]))
@@ -123,15 +128,30 @@ def same_size_op(draw, c: int, sizes: tuple[int, ...], depth: int) -> nn.Module:
         return Lambda("flatten(2) + view back", lambda x: x.flatten(2).view(x.shape))
     if kind == "along":
         return AlongLast(sizes[-1])
-    inner = nn.Sequential(*(same_size_op(draw, c, sizes, depth + 1)
-                            for _ in range(draw(st.integers(1, 2)))))
+    inner = nn.Sequential(
+        *(same_size_op(draw, c, sizes, depth + 1) for _ in range(draw(st.integers(1, 2))))
+    )
     return Residual(inner)
 
 
 def resizing_op(draw, c: int, sizes: tuple[int, ...]) -> nn.Module:
     nd = len(sizes)
-    kind = draw(st.sampled_from(["conv", "pool", "interp", "crop", "pad", "transpose",
-                                 "unfold", "shuffle", "concat", "gated"]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "conv",
+                "pool",
+                "interp",
+                "crop",
+                "pad",
+                "transpose",
+                "unfold",
+                "shuffle",
+                "concat",
+                "gated",
+            ]
+        )
+    )
     if kind == "conv":
         k = draw(st.integers(1, 4))
         s = draw(st.integers(1, 2))
@@ -143,17 +163,22 @@ def resizing_op(draw, c: int, sizes: tuple[int, ...]) -> nn.Module:
         return CONV[nd](c, c, k, s, p, d, padding_mode=mode)
     if kind == "pool":
         k = draw(st.integers(2, 3))
-        return POOL[nd](k, draw(st.integers(1, 2)), draw(st.integers(0, k // 2)),
-                        ceil_mode=draw(st.booleans()))
+        return POOL[nd](
+            k, draw(st.integers(1, 2)), draw(st.integers(0, k // 2)), ceil_mode=draw(st.booleans())
+        )
     if kind == "interp":
         mode = draw(st.sampled_from(["nearest", "nearest-exact", "linear", "linear-ac"]))
         sf = draw(st.sampled_from([0.6, 0.75, 1.25, 1.5, 2.0, 2.2, 2.5]))
         recompute = draw(st.booleans())
-        kw = dict(mode=mode) if mode.startswith("nearest") else \
-            dict(mode=LINEAR[nd], align_corners=mode == "linear-ac")
-        return Lambda(f"interpolate x{sf} {kw} recompute={recompute}",
-                      lambda x: F.interpolate(x, scale_factor=sf, recompute_scale_factor=recompute,
-                                              **kw))
+        kw = (
+            dict(mode=mode)
+            if mode.startswith("nearest")
+            else dict(mode=LINEAR[nd], align_corners=mode == "linear-ac")
+        )
+        return Lambda(
+            f"interpolate x{sf} {kw} recompute={recompute}",
+            lambda x: F.interpolate(x, scale_factor=sf, recompute_scale_factor=recompute, **kw),
+        )
     if kind == "crop":
         dim = draw(st.sampled_from(range(nd)))
         a, b = draw(st.integers(0, 3)), draw(st.integers(0, 3))
@@ -165,8 +190,9 @@ def resizing_op(draw, c: int, sizes: tuple[int, ...]) -> nn.Module:
         mode = draw(st.sampled_from(["constant", "reflect", "replicate", "circular"]))
         widths = [draw(st.integers(-2 if mode == "constant" else 0, 3)) for _ in range(2 * nd)]
         if mode == "reflect":
-            widths = [min(w, s - 1) for w, s in zip(widths, [n for n in sizes[::-1]
-                                                              for _ in (0, 1)])]
+            widths = [
+                min(w, s - 1) for w, s in zip(widths, [n for n in sizes[::-1] for _ in (0, 1)])
+            ]
         return Lambda(f"pad {widths} {mode}", lambda x: F.pad(x, widths, mode=mode))
     if kind == "transpose" and nd >= 2:
         a, b = draw(st.sampled_from([(2, 3), (2, nd + 1), (3, nd + 1)][:nd]))
@@ -175,8 +201,10 @@ def resizing_op(draw, c: int, sizes: tuple[int, ...]) -> nn.Module:
         dim = draw(st.sampled_from(range(nd)))
         k = draw(st.integers(1, 3))
         step = draw(st.integers(1, 2))
-        return Lambda(f"Tensor.unfold({2 + dim}, {k}, {step}).sum(-1)",
-                      lambda x: x.unfold(2 + dim, k, step).sum(-1))
+        return Lambda(
+            f"Tensor.unfold({2 + dim}, {k}, {step}).sum(-1)",
+            lambda x: x.unfold(2 + dim, k, step).sum(-1),
+        )
     if kind == "shuffle" and nd == 2:
         if all(n % 2 == 0 for n in sizes) and draw(st.booleans()):
             return nn.Sequential(nn.PixelUnshuffle(2), nn.Conv2d(4 * c, c, 1))
@@ -198,8 +226,7 @@ def nets(draw):
     shape = (c, *sizes)
     steps: list[nn.Module] = []
     for _ in range(draw(st.integers(1, 5))):
-        op = resizing_op(draw, c, sizes) if draw(st.booleans()) else \
-            same_size_op(draw, c, sizes, 0)
+        op = resizing_op(draw, c, sizes) if draw(st.booleans()) else same_size_op(draw, c, sizes, 0)
         trial = nn.Sequential(*steps, op).double()
         try:
             new = shape_of(trial, shape)
@@ -209,8 +236,7 @@ def nets(draw):
         n_units = 1
         for n in new_sizes:
             n_units *= n
-        if len(new_sizes) != nd or min(new_sizes) < 1 or n_units > MAX_UNITS \
-                or max(new_sizes) > 24:
+        if len(new_sizes) != nd or min(new_sizes) < 1 or n_units > MAX_UNITS or max(new_sizes) > 24:
             continue
         steps.append(op)
         sizes = new_sizes
@@ -220,15 +246,23 @@ def nets(draw):
 def _check(data) -> None:
     model, shape = data.draw(nets())
     names = [s.name for s in record(model, torch.ones((1, *shape), dtype=torch.float64)).steps]
-    chosen = {names[-1]} | set(data.draw(st.lists(st.sampled_from(names), max_size=2))) \
-        if names else set()
+    chosen = (
+        {names[-1]} | set(data.draw(st.lists(st.sampled_from(names), max_size=2)))
+        if names
+        else set()
+    )
     result = measure(model, shape, sorted(chosen))
     errors = [e for name, (f, units) in result.items() for e in contract(name, f, units)]
     assert not errors, f"{model}\ninput {shape}\n" + "\n".join(errors[:12])
 
 
-@settings(max_examples=25, deadline=None, derandomize=True, database=None,
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
 @given(st.data())
 def test_random_nets_keep_the_contract(data):
     _check(data)
@@ -236,8 +270,13 @@ def test_random_nets_keep_the_contract(data):
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("RFCALC_SLOW") != "1", reason="set RFCALC_SLOW=1 (minutes)")
-@settings(max_examples=int(os.environ.get("RFCALC_EXAMPLES", "500")), deadline=None,
-          derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=int(os.environ.get("RFCALC_EXAMPLES", "500")),
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
 @given(st.data())
 def test_random_nets_keep_the_contract_many(data):
     _check(data)

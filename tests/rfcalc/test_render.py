@@ -10,6 +10,7 @@ pixels, as in the course's convention):
   head        Linear 16·4·4·... global, params 2,560 + 10 = 2,570 (made-up but fixed)
 Total params: 448 + 1,808 + 2,570 = 4,826.
 """
+
 import csv
 import io
 import json
@@ -30,22 +31,77 @@ def _row(name, op, k, s, p, d, size, jump, rf, start, params, status=EXACT, note
 
 
 ROWS = (
-    _row("features.0", "Conv2d", (3, 3), (1, 1), (1, 1), (1, 1), (8, 8), (1, 1), (3, 3),
-         (0, 0), 448),
-    _row("features.1", "Conv2d", (1, 7), (1, 1), (0, 3), (1, 1), (8, 8), (1, 1), (3, 9),
-         (0, 0), 1808),
-    _row("features.2.pool", "MaxPool2d", (2, 2), (2, 2), (0, 0), (1, 1), (4, 4), (2, 2),
-         (4, 10), (F(1, 2), F(1, 2)), 0),
-    _row("up", "Upsample", None, None, None, None, (16, 16), (F(1, 2), F(1, 2)), (4, 10),
-         (F(-1, 4), F(-1, 4)), 0, APPROX, "up-sampling border"),
-    _row("blur", "fft_fft2", None, None, None, None, (16, 16), (), (), (), 0, UNKNOWN,
-         "no rule for torch.fft.fft2"),
-    _row("head", "Linear", None, None, None, None, (), (), (), (), 2570, GLOBAL,
-         "every input reaches every output"),
+    _row(
+        "features.0", "Conv2d", (3, 3), (1, 1), (1, 1), (1, 1), (8, 8), (1, 1), (3, 3), (0, 0), 448
+    ),
+    _row(
+        "features.1", "Conv2d", (1, 7), (1, 1), (0, 3), (1, 1), (8, 8), (1, 1), (3, 9), (0, 0), 1808
+    ),
+    _row(
+        "features.2.pool",
+        "MaxPool2d",
+        (2, 2),
+        (2, 2),
+        (0, 0),
+        (1, 1),
+        (4, 4),
+        (2, 2),
+        (4, 10),
+        (F(1, 2), F(1, 2)),
+        0,
+    ),
+    _row(
+        "up",
+        "Upsample",
+        None,
+        None,
+        None,
+        None,
+        (16, 16),
+        (F(1, 2), F(1, 2)),
+        (4, 10),
+        (F(-1, 4), F(-1, 4)),
+        0,
+        APPROX,
+        "up-sampling border",
+    ),
+    _row(
+        "blur",
+        "fft_fft2",
+        None,
+        None,
+        None,
+        None,
+        (16, 16),
+        (),
+        (),
+        (),
+        0,
+        UNKNOWN,
+        "no rule for torch.fft.fft2",
+    ),
+    _row(
+        "head",
+        "Linear",
+        None,
+        None,
+        None,
+        None,
+        (),
+        (),
+        (),
+        (),
+        2570,
+        GLOBAL,
+        "every input reaches every output",
+    ),
 )
 # the notes section: one line per row that is not exact, as analyze() writes it
-NOTES = ("up (approx): up-sampling border", "blur (unknown): no rule for torch.fft.fft2",
-         "head (global): every input reaches every output")
+NOTES = (
+    "up (approx): up-sampling border",
+    "blur (unknown): no rule for torch.fft.fft2",
+    "head (global): every input reaches every output",
+)
 ANALYSIS = Analysis((3, 8, 8), ROWS, ROWS[-1], 4826, NOTES)
 # The same net cut after the pool: an exact output field 4×10 that misses the 8×8 input
 # (4 < 8 on the first axis), and 448 + 1,808 = 2,256 parameters.
@@ -68,24 +124,81 @@ def _text_line(text, name):
 def test_text_table_rows_and_summary():
     text = render(ANALYSIS, "text")
     assert _text_line(text, "features.1") == [
-        "features.1", "Conv2d", "1×7", "1", "0×3", "1", "8", "1", "3×9", "0", "1,808"]
+        "features.1",
+        "Conv2d",
+        "1×7",
+        "1",
+        "0×3",
+        "1",
+        "8",
+        "1",
+        "3×9",
+        "0",
+        "1,808",
+    ]
     assert _text_line(text, "features.2.pool") == [
-        "features.2.pool", "MaxPool2d", "2", "2", "0", "1", "4", "2", "4×10", "1/2", "0"]
+        "features.2.pool",
+        "MaxPool2d",
+        "2",
+        "2",
+        "0",
+        "1",
+        "4",
+        "2",
+        "4×10",
+        "1/2",
+        "0",
+    ]
     assert _text_line(text, "up") == [
-        "up", "Upsample", "-", "-", "-", "-", "16", "1/2", "~4×10", "-1/4", "0"]
+        "up",
+        "Upsample",
+        "-",
+        "-",
+        "-",
+        "-",
+        "16",
+        "1/2",
+        "~4×10",
+        "-1/4",
+        "0",
+    ]
     assert _text_line(text, "blur") == [
-        "blur", "fft_fft2", "-", "-", "-", "-", "16", "?", "?", "?", "0"]
+        "blur",
+        "fft_fft2",
+        "-",
+        "-",
+        "-",
+        "-",
+        "16",
+        "?",
+        "?",
+        "?",
+        "0",
+    ]
     assert _text_line(text, "head") == [
-        "head", "Linear", "-", "-", "-", "-", "-", "-", "global", "-", "2,570"]
+        "head",
+        "Linear",
+        "-",
+        "-",
+        "-",
+        "-",
+        "-",
+        "-",
+        "global",
+        "-",
+        "2,570",
+    ]
     # nested names are indented by their depth (two spaces a level)
     assert "\n    features.2.pool " in text
     assert "Output receptive field: global" in text
     assert "Parameters: 4,826" in text
     assert "Covers the whole 8×8 input: yes" in text
-    assert text.endswith("Notes (~ marks an approximate rf):\n"
-                         "  up (approx): up-sampling border\n"
-                         "  blur (unknown): no rule for torch.fft.fft2\n"
-                         "  head (global): every input reaches every output\n")
+    assert text.endswith(
+        "Notes (~ marks an approximate rf):\n"
+        "  up (approx): up-sampling border\n"
+        "  blur (unknown): no rule for torch.fft.fft2\n"
+        "  head (global): every input reaches every output\n"
+    )
     # each note once: the summary does not repeat them
     assert text.count("no rule for torch.fft.fft2") == 1
 
@@ -101,16 +214,19 @@ def test_text_summary_of_an_exact_output_that_misses_the_input():
 def test_text_summary_says_unknown():
     out = ROWS[4]
     text = render(Analysis((3, 8, 8), ROWS[:5], out, 2256), "text")
-    assert "Output receptive field: unknown, an op without a rule touched the map: " \
-           "no rule for torch.fft.fft2" in text
+    assert (
+        "Output receptive field: unknown, an op without a rule touched the map: "
+        "no rule for torch.fft.fft2" in text
+    )
     assert "Covers the whole input: unknown" in text
 
 
 def test_markdown_table():
     md = render(ANALYSIS, "markdown")
     lines = md.splitlines()
-    assert lines[0] == ("| name | op | kernel | stride | padding | dilation | size | jump | rf "
-                        "| start | params |")
+    assert lines[0] == (
+        "| name | op | kernel | stride | padding | dilation | size | jump | rf | start | params |"
+    )
     assert lines[1] == "|:---|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     assert "| features.1 | Conv2d | 1×7 | 1 | 0×3 | 1 | 8 | 1 | 3×9 | 0 | 1,808 |" in lines
     assert "| up | Upsample | - | - | - | - | 16 | 1/2 | \\~4×10 | -1/4 | 0 |" in lines
@@ -120,10 +236,21 @@ def test_markdown_table():
 def test_csv_rows_parse_back():
     rows = list(csv.DictReader(io.StringIO(render(ANALYSIS, "csv"))))
     assert [r["name"] for r in rows] == [r.name for r in ROWS]
-    assert rows[1] == {"name": "features.1", "op": "Conv2d", "kernel": "1×7", "stride": "1",
-                       "padding": "0×3", "dilation": "1", "size": "8", "jump": "1",
-                       "rf": "3×9", "start": "0", "params": "1808", "status": "exact",
-                       "note": ""}
+    assert rows[1] == {
+        "name": "features.1",
+        "op": "Conv2d",
+        "kernel": "1×7",
+        "stride": "1",
+        "padding": "0×3",
+        "dilation": "1",
+        "size": "8",
+        "jump": "1",
+        "rf": "3×9",
+        "start": "0",
+        "params": "1808",
+        "status": "exact",
+        "note": "",
+    }
     assert rows[5]["rf"] == "global" and rows[5]["status"] == "global"
 
 
@@ -133,10 +260,23 @@ def test_json_document():
     assert doc["params"] == 4826
     assert doc["covers_input"] is True
     pool = doc["layers"][2]
-    assert pool == {"name": "features.2.pool", "op": "MaxPool2d", "kernel": [2, 2],
-                    "stride": [2, 2], "padding": [0, 0], "dilation": [1, 1], "size": [4, 4],
-                    "jump": [2, 2], "rf": [4, 10], "start": [0.5, 0.5], "params": 0,
-                    "global": False, "status": "exact", "note": None, "inputs": None}
+    assert pool == {
+        "name": "features.2.pool",
+        "op": "MaxPool2d",
+        "kernel": [2, 2],
+        "stride": [2, 2],
+        "padding": [0, 0],
+        "dilation": [1, 1],
+        "size": [4, 4],
+        "jump": [2, 2],
+        "rf": [4, 10],
+        "start": [0.5, 0.5],
+        "params": 0,
+        "global": False,
+        "status": "exact",
+        "note": None,
+        "inputs": None,
+    }
     up = doc["layers"][3]
     assert up["kernel"] is None and up["jump"] == [0.5, 0.5] and up["start"] == [-0.25, -0.25]
     assert isinstance(doc["layers"][0]["rf"][0], int)
@@ -149,17 +289,20 @@ def test_json_document():
     assert cut["covers_input"] is False
 
 
-NASTY = Analysis((3, 8, 8), (_row("a_b", "Fn<&>%$#{}~^\\", None, None, None, None, (8, 8),
-                                  (1, 1), (1, 1), (0, 0), 0),), None, 0)
+NASTY = Analysis(
+    (3, 8, 8),
+    (_row("a_b", "Fn<&>%$#{}~^\\", None, None, None, None, (8, 8), (1, 1), (1, 1), (0, 0), 0),),
+    None,
+    0,
+)
 NASTY = Analysis(NASTY.input_shape, NASTY.rows, NASTY.rows[0], 0)
 
 
 def test_html_is_a_standalone_escaped_page():
     page = render(ANALYSIS, "html")
-    assert page.startswith("<!DOCTYPE html>\n<html lang=\"en\">")
+    assert page.startswith('<!DOCTYPE html>\n<html lang="en">')
     assert '<meta charset="utf-8">' in page and page.rstrip().endswith("</html>")
-    assert ('<tr class="exact"><td>features.1</td><td>Conv2d</td><td class="num">1×7</td>'
-            in page)
+    assert '<tr class="exact"><td>features.1</td><td>Conv2d</td><td class="num">1×7</td>' in page
     assert "<li>Parameters: 4,826</li>" in page
     nasty = render(NASTY, "html")
     assert "<td>Fn&lt;&amp;&gt;%$#{}~^\\</td>" in nasty
@@ -169,12 +312,16 @@ def test_html_is_a_standalone_escaped_page():
 def test_latex_tabular_is_escaped():
     tex = render(ANALYSIS, "latex")
     assert tex.startswith("\\begin{tabular}{llrrrrrrrrr}\n\\toprule\n")
-    assert ("features.1 & Conv2d & 1$\\times$7 & 1 & 0$\\times$3 & 1 & 8 & 1 & 3$\\times$9 "
-            "& 0 & 1,808 \\\\") in tex
+    assert (
+        "features.1 & Conv2d & 1$\\times$7 & 1 & 0$\\times$3 & 1 & 8 & 1 & 3$\\times$9 "
+        "& 0 & 1,808 \\\\"
+    ) in tex
     assert "\\item Parameters: 4,826" in tex
     nasty = render(NASTY, "latex")
-    assert ("a\\_b & Fn\\textless{}\\&\\textgreater{}\\%\\$\\#\\{\\}\\textasciitilde{}"
-            "\\textasciicircum{}\\textbackslash{} &") in nasty
+    assert (
+        "a\\_b & Fn\\textless{}\\&\\textgreater{}\\%\\$\\#\\{\\}\\textasciitilde{}"
+        "\\textasciicircum{}\\textbackslash{} &"
+    ) in nasty
 
 
 def test_unknown_format_is_refused():
@@ -188,8 +335,10 @@ def test_graph_labels_nodes_and_says_when_edges_are_the_execution_chain():
     # name; op with its window (1×7, dilation and stride 1 left out); size · jump · rf
     assert 'n1 [label="features.1\\nConv2d 1×7\\n8×8 · j 1 · rf 3×9"' in source
     # the pool's stride shows; its field is exact, so white, like the legend's "exact"
-    assert 'n2 [label="features.2.pool\\nMaxPool2d 2×2 s2\\n4×4 · j 2 · rf 4×10" ' \
-        'fillcolor=white' in source
+    assert (
+        'n2 [label="features.2.pool\\nMaxPool2d 2×2 s2\\n4×4 · j 2 · rf 4×10" '
+        "fillcolor=white" in source
+    )
     assert "n_input -> n0" in source and "n0 -> n1" in source and "n1 -> n2" in source
     assert graph.CHAIN_NOTE in source
 
@@ -201,13 +350,35 @@ def test_verify_renderers():
     # conv 5×5 at centre (3, 3) of an 8×8 input: rf 5, field 1..5, measured the same;
     # a later 9×9 field at unit (3, 3) spans -1..7, which the border clips to 0..7;
     # an unknown row is not measured
-    result = Verification((1, 8, 8), (
-        RowCheck("a", "Conv2d", EXACT, (8, 8), (3, 3), (F(5), F(5)), ((1, 5), (1, 5)),
-                 ((1, 5), (1, 5)), True),
-        RowCheck("b", "Conv2d", EXACT, (8, 8), (3, 3), (F(9), F(9)), ((0, 7), (0, 7)),
-                 ((0, 7), (0, 6)), False),
-        RowCheck("c", "fft_fft2", UNKNOWN, (8, 8), (), (), None, None, None, "no rule"),
-    ), ("a note",))
+    result = Verification(
+        (1, 8, 8),
+        (
+            RowCheck(
+                "a",
+                "Conv2d",
+                EXACT,
+                (8, 8),
+                (3, 3),
+                (F(5), F(5)),
+                ((1, 5), (1, 5)),
+                ((1, 5), (1, 5)),
+                True,
+            ),
+            RowCheck(
+                "b",
+                "Conv2d",
+                EXACT,
+                (8, 8),
+                (3, 3),
+                (F(9), F(9)),
+                ((0, 7), (0, 7)),
+                ((0, 7), (0, 6)),
+                False,
+            ),
+            RowCheck("c", "fft_fft2", UNKNOWN, (8, 8), (), (), None, None, None, "no rule"),
+        ),
+        ("a note",),
+    )
     text = rv.render(result, "text")
     lines = [line.split() for line in text.splitlines()]
     assert ["a", "Conv2d", "exact", "3", "5", "1..5", "1..5", "ok"] in lines
@@ -232,8 +403,11 @@ def test_graph_draws_the_recorded_data_flow_when_rows_carry_it():
     from dataclasses import replace
 
     a, b = ROWS[0], ROWS[1]
-    rows = (replace(a, inputs=("input",)), replace(b, inputs=("features.0",)),
-            replace(b, name="add", op="add", inputs=("features.0", "features.1")))
+    rows = (
+        replace(a, inputs=("input",)),
+        replace(b, inputs=("features.0",)),
+        replace(b, name="add", op="add", inputs=("features.0", "features.1")),
+    )
     source = graph.build(Analysis((3, 8, 8), rows, rows[-1], 0)).source
     # a skip: features.0 feeds both features.1 and the add
     for edge in ("n_input -> n0", "n0 -> n1", "n0 -> n2", "n1 -> n2"):
@@ -247,14 +421,31 @@ def test_graph_draws_the_recorded_data_flow_when_rows_carry_it():
 def _writer_table():
     from rfcalc.render.table import Column, Table, TableRow
 
-    cols = (Column("name"), Column("count", numeric=True), Column("why"),
-            Column("raw", data_only=True))
-    rows = (TableRow({"name": "a_b", "count": 1234567, "why": "", "raw": "x"}, status="exact"),
-            TableRow({"name": "c", "count": 7, "why": "1×7 & <more>", "raw": ""},
-                     status="unknown", tip="no rule", depth=2))
-    return Table(cols, rows, {"n": [1234567, 7], "rows": [{"a": 1}]}, title="T & t",
-                 caption=("cap",), summary=("sum 1",), notes_title="Notes here",
-                 notes=("n1",))
+    cols = (
+        Column("name"),
+        Column("count", numeric=True),
+        Column("why"),
+        Column("raw", data_only=True),
+    )
+    rows = (
+        TableRow({"name": "a_b", "count": 1234567, "why": "", "raw": "x"}, status="exact"),
+        TableRow(
+            {"name": "c", "count": 7, "why": "1×7 & <more>", "raw": ""},
+            status="unknown",
+            tip="no rule",
+            depth=2,
+        ),
+    )
+    return Table(
+        cols,
+        rows,
+        {"n": [1234567, 7], "rows": [{"a": 1}]},
+        title="T & t",
+        caption=("cap",),
+        summary=("sum 1",),
+        notes_title="Notes here",
+        notes=("n1",),
+    )
 
 
 def test_table_writer_text_lays_out_every_cell():
@@ -265,16 +456,29 @@ def test_table_writer_text_lays_out_every_cell():
     table = _writer_table()
     lines = write(table, "text").splitlines()
     # name 5 wide (c indented two levels), count 9 ("1,234,567"), why 12; two spaces apart
-    assert lines == ["cap", "=" * 30,
-                     "name       count  why",
-                     "-" * 30,
-                     "a_b    1,234,567",
-                     "    c          7  1×7 & <more>",
-                     "=" * 30, "sum 1", "Notes here:", "  n1"]
+    assert lines == [
+        "cap",
+        "=" * 30,
+        "name       count  why",
+        "-" * 30,
+        "a_b    1,234,567",
+        "    c          7  1×7 & <more>",
+        "=" * 30,
+        "sum 1",
+        "Notes here:",
+        "  n1",
+    ]
     # `under`: that column leaves the table for a line of its own under its (non-empty) row
     under = write(replace(table, under="why"), "text").splitlines()
-    assert under[1:8] == ["=" * 16, "name       count", "-" * 16, "a_b    1,234,567",
-                          "    c          7", "    1×7 & <more>", "=" * 16]
+    assert under[1:8] == [
+        "=" * 16,
+        "name       count",
+        "-" * 16,
+        "a_b    1,234,567",
+        "    c          7",
+        "    1×7 & <more>",
+        "=" * 16,
+    ]
 
 
 def test_table_writer_other_formats_cell_by_cell():
@@ -282,25 +486,47 @@ def test_table_writer_other_formats_cell_by_cell():
 
     table = _writer_table()
     rows = list(csv.reader(io.StringIO(write(table, "csv"))))
-    assert rows == [["name", "count", "why", "raw"], ["a_b", "1234567", "", "x"],
-                    ["c", "7", "1×7 & <more>", ""]]
+    assert rows == [
+        ["name", "count", "why", "raw"],
+        ["a_b", "1234567", "", "x"],
+        ["c", "7", "1×7 & <more>", ""],
+    ]
     md = write(table, "markdown").splitlines()
-    assert md == ["cap", "", "| name | count | why |", "|:---|---:|:---|",
-                  "| a\\_b | 1,234,567 |  |", "| c | 7 | 1×7 & \\<more\\> |", "",
-                  "- sum 1", "- n1"]
+    assert md == [
+        "cap",
+        "",
+        "| name | count | why |",
+        "|:---|---:|:---|",
+        "| a\\_b | 1,234,567 |  |",
+        "| c | 7 | 1×7 & \\<more\\> |",
+        "",
+        "- sum 1",
+        "- n1",
+    ]
     tex = write(table, "latex").splitlines()
-    assert tex[:7] == ["\\begin{tabular}{lrl}", "\\toprule", "name & count & why \\\\",
-                       "\\midrule", "a\\_b & 1,234,567 &  \\\\",
-                       "c & 7 & 1$\\times$7 \\& \\textless{}more\\textgreater{} \\\\",
-                       "\\bottomrule"]
-    assert tex[-5:] == ["\\begin{itemize}", "\\item cap", "\\item sum 1", "\\item n1",
-                        "\\end{itemize}"]
+    assert tex[:7] == [
+        "\\begin{tabular}{lrl}",
+        "\\toprule",
+        "name & count & why \\\\",
+        "\\midrule",
+        "a\\_b & 1,234,567 &  \\\\",
+        "c & 7 & 1$\\times$7 \\& \\textless{}more\\textgreater{} \\\\",
+        "\\bottomrule",
+    ]
+    assert tex[-5:] == [
+        "\\begin{itemize}",
+        "\\item cap",
+        "\\item sum 1",
+        "\\item n1",
+        "\\end{itemize}",
+    ]
     page = write(table, "html")
     assert "<title>T &amp; t</title>" in page and "<p>cap</p>" in page
-    assert ('<tr class="exact"><td>a_b</td><td class="num">1,234,567</td><td></td></tr>'
-            in page)
-    assert ('<tr class="unknown" title="no rule"><td>c</td><td class="num">7</td>'
-            "<td>1×7 &amp; &lt;more&gt;</td></tr>") in page
+    assert '<tr class="exact"><td>a_b</td><td class="num">1,234,567</td><td></td></tr>' in page
+    assert (
+        '<tr class="unknown" title="no rule"><td>c</td><td class="num">7</td>'
+        "<td>1×7 &amp; &lt;more&gt;</td></tr>"
+    ) in page
     assert "<li>sum 1</li>" in page and "<h2>Notes here</h2><ul><li>n1</li></ul>" in page
     assert "raw" not in page
     assert json.loads(write(table, "json")) == {"n": [1234567, 7], "rows": [{"a": 1}]}
@@ -312,13 +538,15 @@ def test_analysis_shows_itself_as_the_table():
     assert str(ANALYSIS) == render(ANALYSIS, "text")
     assert ANALYSIS._repr_markdown_() == render(ANALYSIS, "markdown")
     one = repr(ANALYSIS)
-    assert one == ("<Analysis of a 3×8×8 input: 6 rows, output rf global (global), "
-                   "4,826 parameters>")
+    assert one == (
+        "<Analysis of a 3×8×8 input: 6 rows, output rf global (global), 4,826 parameters>"
+    )
     html = ANALYSIS._repr_html_()
     assert "<html" not in html and html.startswith("<table>")
     # a notebook has no page style sheet: the status colour is on the row itself
-    assert ('<tr class="unknown" style="color: #a00" title="no rule for torch.fft.fft2">'
-            "<td>blur</td>") in html
+    assert (
+        '<tr class="unknown" style="color: #a00" title="no rule for torch.fft.fft2"><td>blur</td>'
+    ) in html
     assert '<tr class="exact"><td>features.0</td>' in html
     assert "<li>blur (unknown): no rule for torch.fft.fft2</li>" in html
 
@@ -334,18 +562,18 @@ def test_analyze_notes_are_the_notes_section():
     why = "units differ: rf is the widest unit's, jump the mean spacing"
     assert analysis.notes == (f"1 (approx): {why}", f"2 (approx): {why}")
     assert str(analysis).endswith(
-        f"Notes (~ marks an approximate rf):\n"
-        f"  1 (approx): {why}\n"
-        f"  2 (approx): {why}\n")
+        f"Notes (~ marks an approximate rf):\n  1 (approx): {why}\n  2 (approx): {why}\n"
+    )
 
 
 def test_graph_colours_rows_by_status_and_explains_the_colours_in_a_legend():
     from dataclasses import replace
 
     a = ROWS[0]
-    rows = (replace(a, inputs=("input",)),
-            replace(a, name="up", op="interpolate", window=None, status="approx",
-                    inputs=(a.name,)))
+    rows = (
+        replace(a, inputs=("input",)),
+        replace(a, name="up", op="interpolate", window=None, status="approx", inputs=(a.name,)),
+    )
     source = graph.build(Analysis((3, 8, 8), rows, rows[-1], 0)).source
     assert f'fillcolor="{graph.FILL["approx"]}"' in source
     assert "cluster_legend" in source and "approx (rf is a bound)" in source
@@ -357,12 +585,30 @@ def test_graph_columns_keep_blocks_whole_and_in_order():
 
     # blocks of 3, 3 and 4 rows (by the first part of the name) and 2 top-level rows (one
     # block), in columns of at most 6 nodes: 3 + 3 | 4 + 2
-    names = ["a.0", "a.1", "a.2", "b.0", "b.1", "b.2", "c.0", "c.1", "c.2", "c.3", "head",
-             "flatten"]
+    names = [
+        "a.0",
+        "a.1",
+        "a.2",
+        "b.0",
+        "b.1",
+        "b.2",
+        "c.0",
+        "c.1",
+        "c.2",
+        "c.3",
+        "head",
+        "flatten",
+    ]
     rows = [replace(ROWS[0], name=n) for n in names]
     cols = graph.columns(rows, height=6)
     assert [[(b, idx) for b, idx in col] for col in cols] == [
-        [("a", [0, 1, 2]), ("b", [3, 4, 5])], [("c", [6, 7, 8, 9]), ("", [10, 11])]]
+        [("a", [0, 1, 2]), ("b", [3, 4, 5])],
+        [("c", [6, 7, 8, 9]), ("", [10, 11])],
+    ]
     # a block taller than a column is split, never dropped
-    assert graph.columns(rows[:6], height=2) == [[("a", [0, 1])], [("a", [2])],
-                                                 [("b", [3, 4])], [("b", [5])]]
+    assert graph.columns(rows[:6], height=2) == [
+        [("a", [0, 1])],
+        [("a", [2])],
+        [("b", [3, 4])],
+        [("b", [5])],
+    ]

@@ -5,6 +5,7 @@ VGG16 conv5_3 = 196 and pool5 = 212, ResNet-50 layer4 = 427 and Inception-v3 Mix
 Distill 2019). The gradient checks use inputs large enough that the centre unit's field lies
 inside the image, so the measured span is the whole field.
 """
+
 import os
 
 import pytest
@@ -78,13 +79,21 @@ def test_inception_blocks_gradient_by_default():
     """The Mixed_7c gradient check in small: torchvision's own Inception A, B, C and E blocks
     (1x7/7x1 factorised convs, branches concatenated, a grid reduction) on a 99x99 input."""
     import torch.nn as nn
-    from torchvision.models.inception import (BasicConv2d, InceptionA, InceptionB, InceptionC,
-                                              InceptionE)
-    model = nn.Sequential(BasicConv2d(3, 8, kernel_size=3, stride=2),   # 49x49
-                          InceptionA(8, pool_features=8),                # 224 + 8 channels
-                          InceptionB(232),                               # 24x24, 712 channels
-                          InceptionC(712, channels_7x7=8),               # 768 channels
-                          InceptionE(768))
+    from torchvision.models.inception import (
+        BasicConv2d,
+        InceptionA,
+        InceptionB,
+        InceptionC,
+        InceptionE,
+    )
+
+    model = nn.Sequential(
+        BasicConv2d(3, 8, kernel_size=3, stride=2),  # 49x49
+        InceptionA(8, pool_features=8),  # 224 + 8 channels
+        InceptionB(232),  # 24x24, 712 channels
+        InceptionC(712, channels_7x7=8),  # 768 channels
+        InceptionE(768),
+    )
     # By hand: stem rf 3, jump 2, start 1. A's widest branches (5x5, or two 3x3) add 4·2:
     # 11. B ends in 3x3 stride 2 on every branch, its double-3x3 branch adds 2·2 + 2·2: 19,
     # jump 4, start 1 + 2 = 3. C's 7x7dbl branch adds 6·4 twice per axis: 67. E's 3x3dbl

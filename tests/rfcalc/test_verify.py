@@ -2,10 +2,11 @@
 
 import torch
 import torch.nn as nn
-
 import zoo  # tests/rfcalc is on sys.path (pytest rootdir-less test folders)
+
 from rfcalc import analyze, gradient_map, rules, verify
 from rfcalc.rules import Outcome
+
 
 def test_spans_of_a_plain_stack():
     result = verify(zoo.Dilated(), (3, 32, 32))
@@ -86,11 +87,17 @@ def test_rows_filter_and_unique_measurement():
 def test_rows_missing_from_the_analysis_are_noted():
     model = zoo.Branchy()
     analysis = analyze(model, (3, 32, 32))
-    fake = type(analysis)(analysis.input_shape, (*analysis.rows,
-                                                  analysis.rows[0].__class__(
-                                                      "ghost", "Conv2d", None, None, None,
-                                                      None, (), (), (), (), 0)),
-                          analysis.output, analysis.params)
+    fake = type(analysis)(
+        analysis.input_shape,
+        (
+            *analysis.rows,
+            analysis.rows[0].__class__(
+                "ghost", "Conv2d", None, None, None, None, (), (), (), (), 0
+            ),
+        ),
+        analysis.output,
+        analysis.params,
+    )
     result = verify(model, (3, 32, 32), fake)
     assert any("ghost" in n for n in result.notes)
 
@@ -100,8 +107,9 @@ def test_gradient_map_shows_the_gridding_of_dilated_convs():
     # one 3x3 conv of dilation 2: the centre unit (2, 2) of the 5x5 map sees input pixels
     # 2 + {0, 2, 4} on each axis: 9 pixels, every other one
     one = gradient_map(net[0], (1, 9, 9), unit=(2, 2))
-    assert torch.equal(torch.nonzero(one).T, torch.tensor(
-        [[2] * 3 + [4] * 3 + [6] * 3, [2, 4, 6] * 3]))
+    assert torch.equal(
+        torch.nonzero(one).T, torch.tensor([[2] * 3 + [4] * 3 + [6] * 3, [2, 4, 6] * 3])
+    )
     # two of them: offsets {0, 2, 4} + {0, 2, 4} = {0, 2, 4, 6, 8}: 25 of the 81 pixels, the
     # centre reached by 3·3 = 9 paths (per axis: 0+4, 2+2, 4+0) and a corner by one
     both = gradient_map(net, (1, 9, 9))
@@ -111,7 +119,9 @@ def test_gradient_map_shows_the_gridding_of_dilated_convs():
 
 def test_gradient_map_errors():
     import pytest
+
     from rfcalc import RFError
+
     with pytest.raises(RFError, match="no row named 'nope'"):
         gradient_map(zoo.Dilated(), (3, 32, 32), row="nope")
     with pytest.raises(RFError, match="outside the"):
@@ -132,7 +142,7 @@ class Shapes(nn.Module):
 
     def forward(self, x):
         y = self.up(self.same(self.dilated(self.grouped(torch.cat([x, x * 2], 1)))))
-        z = self.line(y.flatten(2)[..., :64])            # (N, 2, 19)
+        z = self.line(y.flatten(2)[..., :64])  # (N, 2, 19)
         return self.fc(z.flatten(1)), y
 
 
@@ -143,12 +153,15 @@ def test_channel_summed_run_gives_the_same_values_and_gradients():
     lin = linearised(Shapes())
     results = []
     for subs in (LINEARISE, {**LINEARISE, **channel_summed(lin)}):
-        probe = torch.rand(1, 2, 11, 11, dtype=torch.float64, generator=torch.Generator()
-                           .manual_seed(1)).requires_grad_(True)
+        probe = torch.rand(
+            1, 2, 11, 11, dtype=torch.float64, generator=torch.Generator().manual_seed(1)
+        ).requires_grad_(True)
         with torch.enable_grad():
             (out, y) = record(lin, probe, substitute=subs).result
-            grads = [torch.autograd.grad(t.sum(), probe, retain_graph=True)[0]
-                     for t in (out, y[..., 3, 5], y[..., 7:, :2])]
+            grads = [
+                torch.autograd.grad(t.sum(), probe, retain_graph=True)[0]
+                for t in (out, y[..., 3, 5], y[..., 7:, :2])
+            ]
         results.append((out, y, grads))
     (out_a, y_a, g_a), (out_b, y_b, g_b) = results
     assert torch.allclose(out_a, out_b) and torch.allclose(y_a, y_b)
@@ -189,7 +202,7 @@ def test_a_slice_assignment_after_the_row_is_measured_on_the_returned_tensor():
         assert output.measured_span == ((4, 10), (4, 10))
         assert output.agree == (output.theory_span == ((4, 10), (4, 10)))
         assert result.agree == output.agree
-    assert not (result.agree and claim.rf == (1, 1))   # never "ok" for the 1x1 claim
+    assert not (result.agree and claim.rf == (1, 1))  # never "ok" for the 1x1 claim
 
 
 def test_values_that_leave_torch_are_flagged_not_passed():
@@ -208,7 +221,7 @@ def test_values_that_leave_torch_are_flagged_not_passed():
             return self.head(x + back)
 
     result = verify(RoundTrip(), (3, 16, 16))
-    assert result["stem"].agree and result["branch"].agree   # before the values left
+    assert result["stem"].agree and result["branch"].agree  # before the values left
     assert result["head"].agree is None and "left torch" in result["head"].note
     assert any("`numpy` at" in n for n in result.notes)
 
@@ -216,5 +229,5 @@ def test_values_that_leave_torch_are_flagged_not_passed():
 def test_progress_bar_on_stderr_only_when_asked(capsys):
     verify(zoo.Dilated(), (3, 32, 32), progress=True)
     assert "verify" in capsys.readouterr().err
-    verify(zoo.Dilated(), (3, 32, 32))   # stderr is not a terminal under pytest
+    verify(zoo.Dilated(), (3, 32, 32))  # stderr is not a terminal under pytest
     assert capsys.readouterr().err == ""

@@ -5,6 +5,7 @@ non-zero gradient are exactly the pixels a unit sees; measure.check asserts the 
 every row (exact rows match every unit, approx rows are never narrower, global axes see the
 whole map, unknown rows claim nothing, and what rfcalc says each unit sees is measured).
 """
+
 from fractions import Fraction as Fr
 
 import numpy as np
@@ -41,6 +42,7 @@ def pos(fn, nd=2, c=1, dtype=torch.float64):
 
 # ---------------------------------------------------------------- 1, 4: resampling
 
+
 def test_fractional_scale_factor_is_not_truncated():
     # 1-D, 5 -> floor(5·1.5) = 7 units; torch samples input floor(o / 1.5): 0 0 1 2 2 3 4,
     # so the mean spacing is 2/3 (not 1) and the units differ (approx)
@@ -57,8 +59,7 @@ def test_upsample_by_two_and_a_half():
     assert r.jump == (Fr(2, 5),) and r.size == (10,) and r.status == APPROX
     result = check(m, (1, 4))
     f, units = result["1"]
-    assert [units[(o,)][0] for o in range(10)] == [(i, i) for i in (0, 0, 0, 1, 1, 2, 2, 2,
-                                                                     3, 3)]
+    assert [units[(o,)][0] for o in range(10)] == [(i, i) for i in (0, 0, 0, 1, 1, 2, 2, 2, 3, 3)]
 
 
 def test_nearest_index_follows_torchs_float_arithmetic():
@@ -72,8 +73,12 @@ def test_nearest_index_follows_torchs_float_arithmetic():
 
 
 def test_bilinear_and_nearest_exact_units_match_gradients():
-    for kw in (dict(mode="bilinear", align_corners=False), dict(mode="bilinear",
-               align_corners=True), dict(mode="nearest-exact"), dict(mode="bicubic")):
+    for kw in (
+        dict(mode="bilinear", align_corners=False),
+        dict(mode="bilinear", align_corners=True),
+        dict(mode="nearest-exact"),
+        dict(mode="bicubic"),
+    ):
         for sf in (1.5, 2.5, 0.6):
             m = pos(lambda s, x, kw=kw, sf=sf: F.interpolate(s.c3(x), scale_factor=sf, **kw))
             check(m, (1, 7, 9))
@@ -81,19 +86,21 @@ def test_bilinear_and_nearest_exact_units_match_gradients():
 
 def test_recompute_scale_factor_uses_the_size_ratio():
     # recompute: out = floor(7·1.5) = 10 and the kernel uses 7/10 per unit, not 1/1.5
-    m = pos(lambda s, x: F.interpolate(x, scale_factor=1.5, recompute_scale_factor=True),
-            nd=1)
+    m = pos(lambda s, x: F.interpolate(x, scale_factor=1.5, recompute_scale_factor=True), nd=1)
     assert rows(m, (1, 7))["interpolate"].jump == (Fr(7, 10),)
     check(m, (1, 7))
 
 
 # ---------------------------------------------------------------- 2: padding modes
 
+
 def test_reflect_padding_reaches_mirrored_pixels():
     # pad 3 (reflect) then k3 unpadded, 8 pixels: unit 0 reads padded 0..2 = pixels 3, 2, 1:
     # it sees 1..3, where zero padding would see nothing at all
-    m = pos(lambda s, x: F.conv1d(F.pad(x, (3, 3), mode="reflect"),
-                                  torch.ones(1, 1, 3, dtype=x.dtype)), nd=1)
+    m = pos(
+        lambda s, x: F.conv1d(F.pad(x, (3, 3), mode="reflect"), torch.ones(1, 1, 3, dtype=x.dtype)),
+        nd=1,
+    )
     r = rows(m, (1, 8))
     assert r["conv1d"].status == APPROX and "reflect" in r["conv1d"].note
     result = check(m, (1, 8))
@@ -102,8 +109,12 @@ def test_reflect_padding_reaches_mirrored_pixels():
 
 def test_circular_padding_reaches_the_other_side():
     # circular pad 2 then k5: unit 0 reads pixels 6, 7, 0, 1, 2: the whole 8 (rf >= 8)
-    m = pos(lambda s, x: F.conv1d(F.pad(x, (2, 2), mode="circular"),
-                                  torch.ones(1, 1, 5, dtype=x.dtype)), nd=1)
+    m = pos(
+        lambda s, x: F.conv1d(
+            F.pad(x, (2, 2), mode="circular"), torch.ones(1, 1, 5, dtype=x.dtype)
+        ),
+        nd=1,
+    )
     r = rows(m, (1, 8))["conv1d"]
     assert r.status == APPROX and r.rf == (8,)
     check(m, (1, 8))
@@ -114,8 +125,12 @@ def test_conv_padding_modes():
     # classic field clipped is 0..0); circular: 5, 6, 0 (0..6); replicate: 0, 0, 0 (0..0, the
     # classic field clipped: replicate never reaches past it here, so it may stay exact)
     for mode, seen in (("reflect", (0, 2)), ("replicate", (0, 0)), ("circular", (0, 6))):
-        m = positive(nn.Sequential(nn.Conv2d(1, 1, 3, padding=2, padding_mode=mode),
-                                   nn.Conv2d(1, 1, 3, padding=1, padding_mode=mode)))
+        m = positive(
+            nn.Sequential(
+                nn.Conv2d(1, 1, 3, padding=2, padding_mode=mode),
+                nn.Conv2d(1, 1, 3, padding=1, padding_mode=mode),
+            )
+        )
         r = rows(m, (1, 7, 7))
         assert r["0"].padding == (2, 2) and r["0"].kernel == (3, 3)
         assert (r["0"].status == EXACT) == (mode == "replicate"), mode
@@ -124,6 +139,7 @@ def test_conv_padding_modes():
 
 
 # ---------------------------------------------------------------- 3: one-axis mixing
+
 
 def test_softmax_along_w_is_global_along_w_only():
     # conv 3x3 p1 on 6x10: rf 3; softmax over W: every unit sees the whole W (the collapse of
@@ -142,8 +158,9 @@ def test_one_axis_statistics_and_token_mixing():
         "amax": lambda s, x: s.c3(x) + s.c3(x).amax(-2, keepdim=True),
         "unsqueeze": lambda s, x: s.c3(x) * s.c3(x).sum(-1).unsqueeze(-1),
         "linear": lambda s, x: F.linear(s.c3(x), torch.ones(10, 10, dtype=x.dtype)),
-        "einsum": lambda s, x: torch.einsum("nchw,wv->nchv", s.c3(x),
-                                               torch.ones(10, 10, dtype=x.dtype)),
+        "einsum": lambda s, x: torch.einsum(
+            "nchw,wv->nchv", s.c3(x), torch.ones(10, 10, dtype=x.dtype)
+        ),
         "matmul": lambda s, x: s.c3(x) @ torch.ones(10, 10, dtype=x.dtype),
         "layer_norm": lambda s, x: F.layer_norm(s.c3(x), (10,)),
     }
@@ -168,11 +185,13 @@ def test_flatten_and_view_back_restores_the_map():
 
 # ---------------------------------------------------------------- 5: unseen writes
 
+
 def test_slice_assignment_is_not_rf_1():
     def fn(s, x):
         y = s.c1(x)
         y[..., 4:-4, 4:-4] = s.c7(x)[..., 4:-4, 4:-4]
         return s.c1(y)
+
     a = analyze(Fn(fn), (1, 16, 16))
     assert a.output.status == UNKNOWN and "in place" in a.output.note
 
@@ -183,6 +202,7 @@ def test_in_place_add_through_a_view():
         y = s.c1(x)
         y.view(y.shape).add_(s.c7(x))
         return s.c1(y)
+
     m = pos(fn)
     assert analyze(m, (1, 12, 12)).output.rf == (7, 7)
     check(m, (1, 12, 12))
@@ -191,6 +211,7 @@ def test_in_place_add_through_a_view():
 def test_values_that_leave_torch_and_come_back():
     def fn(s, x):
         return s.c1(x) + torch.from_numpy(s.c7(x).detach().numpy())
+
     a = analyze(Fn(fn), (1, 12, 12))
     assert a.output.status == UNKNOWN and "no recorded producer" in a.output.note
 
@@ -200,6 +221,7 @@ def test_a_filter_computed_from_the_input_is_global():
     def fn(s, x):
         w = s.c3(x).mean((2, 3)).view(1, 1, 1, 1).expand(1, 1, 5, 5)
         return F.conv2d(x, w, padding=2)
+
     m = pos(fn)
     out = analyze(m, (1, 9, 9)).output
     assert out.status == GLOBAL and out.axis_status == (GLOBAL, GLOBAL)
@@ -207,6 +229,7 @@ def test_a_filter_computed_from_the_input_is_global():
 
 
 # ---------------------------------------------------------------- 6: crops
+
 
 def test_a_crop_never_claims_cut_pixels():
     # conv3 p1 on 10, crop [3:-3] keeps units 3..6 (pixels 2..7); conv3 p1 again: unit 0 reads
@@ -226,6 +249,7 @@ def test_ceil_mode_window_larger_than_the_map():
     # found by the property test: avg_pool k2 s2 ceil_mode on 1 unit is one window hanging
     # over the end (torch: (1 - 1 - 1 + 1) // 2 + 1 = 1 unit), not an error
     from rfcalc.geometry import window_size
+
     assert window_size(1, 2, 2, 0, 0, ceil_mode=True) == 1
     m = positive(nn.Sequential(nn.Conv1d(1, 1, 3), nn.AvgPool1d(2, 2, ceil_mode=True)))
     assert rows(m, (1, 3))["1"].size == (1,)

@@ -3,6 +3,7 @@
 Each class is one architecture pattern; the expected fields are worked out by hand in
 tests/rfcalc/test_models.py. The CLI tests may import these too.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,8 +33,17 @@ class VGGStack(nn.Module):
     def __init__(self):
         super().__init__()
         self.features = nn.Sequential(
-            conv(3, C), nn.ReLU(), conv(C, C), nn.ReLU(), nn.MaxPool2d(2),
-            conv(C, C), nn.ReLU(), conv(C, C), nn.ReLU(), nn.MaxPool2d(2))
+            conv(3, C),
+            nn.ReLU(),
+            conv(C, C),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            conv(C, C),
+            nn.ReLU(),
+            conv(C, C),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
 
     def forward(self, x):
         return self.features(x)
@@ -72,8 +82,9 @@ class Inception(nn.Module):
 
     def forward(self, x):
         x = self.stem(x)
-        return torch.cat([self.b1(x), self.b7b(self.b7a(x)), self.b3b(self.b3a(x)),
-                          self.bp(self.pool(x))], dim=1)
+        return torch.cat(
+            [self.b1(x), self.b7b(self.b7a(x)), self.b3b(self.b3a(x)), self.bp(self.pool(x))], dim=1
+        )
 
 
 class DenseBlock(nn.Module):
@@ -116,8 +127,9 @@ class Dilated(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.convs = nn.Sequential(conv(3, C, p=0), conv(C, C, p=0, d=2), conv(C, C, p=0, d=4),
-                                   conv(C, C, p=2, d=2))
+        self.convs = nn.Sequential(
+            conv(3, C, p=0), conv(C, C, p=0, d=2), conv(C, C, p=0, d=4), conv(C, C, p=2, d=2)
+        )
 
     def forward(self, x):
         return self.convs(x)
@@ -166,7 +178,7 @@ class Branchy(nn.Module):
 
     def forward(self, x):
         x = F.relu(self.stem(x))
-        if x.mean() >= 0:      # always true after ReLU: the 5x5 branch runs
+        if x.mean() >= 0:  # always true after ReLU: the 5x5 branch runs
             x = self.large(x)
         else:
             x = self.small(x)
@@ -262,8 +274,9 @@ class Asymmetric(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.conv = nn.Conv2d(3, C, (3, 5), stride=(1, 2), padding=(0, 1), dilation=(2, 1),
-                              padding_mode="reflect")
+        self.conv = nn.Conv2d(
+            3, C, (3, 5), stride=(1, 2), padding=(0, 1), dilation=(2, 1), padding_mode="reflect"
+        )
 
     def forward(self, x):
         return self.conv(x)

@@ -1,10 +1,10 @@
 """Fixtures for the training tests; the data and model makers live in train_synth.py."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-
 from train_synth import TINY_MODEL, write_pickles
 
 

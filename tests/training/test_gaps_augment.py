@@ -1,4 +1,5 @@
 """The augmentation's defaults and its whole pipeline on both paths, beyond one op at a time."""
+
 from __future__ import annotations
 
 import math
@@ -31,13 +32,27 @@ def test_defaults_are_the_documented_recipe():
     # rather than read from the code: a changed default must fail a test.
     assert asdict(AugConfig()) == {
         "flip_p": 0.5,
-        "affine_p": 0.5, "shift": 0.1, "scale": 0.1, "rotate": 15.0,
-        "jitter_p": 0.5, "brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "hue": 0.1,
+        "affine_p": 0.5,
+        "shift": 0.1,
+        "scale": 0.1,
+        "rotate": 15.0,
+        "jitter_p": 0.5,
+        "brightness": 0.2,
+        "contrast": 0.2,
+        "saturation": 0.2,
+        "hue": 0.1,
         "gray_p": 0.1,
-        "cutout_p": 0.5, "cutout_holes": 1, "cutout_size": 16,
+        "cutout_p": 0.5,
+        "cutout_holes": 1,
+        "cutout_size": 16,
     }
     assert set(asdict(AugConfig.off()).items()) >= {
-        ("flip_p", 0), ("affine_p", 0), ("jitter_p", 0), ("gray_p", 0), ("cutout_p", 0)}
+        ("flip_p", 0),
+        ("affine_p", 0),
+        ("jitter_p", 0),
+        ("gray_p", 0),
+        ("cutout_p", 0),
+    }
 
 
 def test_default_pipeline_leaves_the_expected_share_untouched_on_both_paths():
@@ -60,10 +75,22 @@ def test_order_flip_grey_then_cutout_with_identity_strengths():
     # exactly: mirror, grey (cv2 weights), then one 16 x 16 hole of the mean colour, which a
     # grey step *after* the cutout would have turned grey.
     imgs = rand_images(6, seed=2)
-    cfg = AugConfig(flip_p=1, affine_p=1, shift=0, scale=0, rotate=0, jitter_p=1, brightness=0,
-                    contrast=0, saturation=0, hue=0, gray_p=1, cutout_p=1)
+    cfg = AugConfig(
+        flip_p=1,
+        affine_p=1,
+        shift=0,
+        scale=0,
+        rotate=0,
+        jitter_p=1,
+        brightness=0,
+        contrast=0,
+        saturation=0,
+        hue=0,
+        gray_p=1,
+        cutout_p=1,
+    )
     mirrored = imgs[:, :, ::-1].astype(np.float64)
-    luma = mirrored @ np.array([0.299, 0.587, 0.114])               # N x H x W, 0..255
+    luma = mirrored @ np.array([0.299, 0.587, 0.114])  # N x H x W, 0..255
     fill = np.array([round(m * 255) for m in MEAN], dtype=np.float64)
     std, mean = torch.tensor(STD)[None, :, None, None], torch.tensor(MEAN)[None, :, None, None]
     for out, tol in ((reference(cfg, imgs), 1.0), (tensor(cfg, imgs), 1e-3)):

@@ -1,5 +1,6 @@
 """Reports and batches, checked against hand-made expectations: the confusion matrix's
 orientation, the CSV files, time-to-accuracy, and a fresh batch order every epoch."""
+
 from __future__ import annotations
 
 import csv
@@ -10,8 +11,13 @@ import pytest
 import torch
 
 from training.loaders import EpochShuffle, ReferenceBatches, TensorBatches
-from training.report import (confusion_matrix, plot_misclassified, time_to_accuracy,
-                             write_confusion, write_history)
+from training.report import (
+    confusion_matrix,
+    plot_misclassified,
+    time_to_accuracy,
+    write_confusion,
+    write_history,
+)
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
@@ -21,9 +27,7 @@ def test_confusion_rows_are_the_true_class():
     true = np.array([0, 0, 0, 1, 2])
     pred = np.array([2, 2, 2, 1, 0])
     cm = confusion_matrix(true, pred, 3)
-    assert cm.tolist() == [[0, 0, 3],
-                           [0, 1, 0],
-                           [1, 0, 0]]
+    assert cm.tolist() == [[0, 0, 3], [0, 1, 0], [1, 0, 0]]
     assert cm.sum(1).tolist() == [3, 1, 1]  # row sums: how many of each true class
 
 
@@ -36,21 +40,26 @@ def test_confusion_csv_has_true_classes_down_the_side(tmp_path):
 
 
 def test_history_json_and_csv(tmp_path):
-    history = [{"epoch": 1, "train_loss": 2.5, "test_acc": 0.25},
-               {"epoch": 2, "train_loss": 1.5, "test_acc": 0.5}]
+    history = [
+        {"epoch": 1, "train_loss": 2.5, "test_acc": 0.25},
+        {"epoch": 2, "train_loss": 1.5, "test_acc": 0.5},
+    ]
     write_history(tmp_path, history)
     assert json.loads((tmp_path / "history.json").read_text()) == history
     assert (tmp_path / "history.csv").read_text() == (
-        "epoch,train_loss,test_acc\n1,2.5,0.25\n2,1.5,0.5\n")
+        "epoch,train_loss,test_acc\n1,2.5,0.25\n2,1.5,0.5\n"
+    )
 
 
 def test_time_to_accuracy_counts_train_and_test_seconds_until_first_reached():
-    history = [{"train_seconds": 10.0, "test_seconds": 1.0, "test_acc": 0.5},
-               {"train_seconds": 20.0, "test_seconds": 2.0, "test_acc": 0.8},
-               {"train_seconds": 30.0, "test_seconds": 3.0, "test_acc": 0.7},
-               {"train_seconds": 40.0, "test_seconds": 4.0, "test_acc": 0.9}]
-    assert time_to_accuracy(history, 0.8) == 33.0      # reached exactly at epoch 2
-    assert time_to_accuracy(history, 0.85) == 110.0    # first at epoch 4
+    history = [
+        {"train_seconds": 10.0, "test_seconds": 1.0, "test_acc": 0.5},
+        {"train_seconds": 20.0, "test_seconds": 2.0, "test_acc": 0.8},
+        {"train_seconds": 30.0, "test_seconds": 3.0, "test_acc": 0.7},
+        {"train_seconds": 40.0, "test_seconds": 4.0, "test_acc": 0.9},
+    ]
+    assert time_to_accuracy(history, 0.8) == 33.0  # reached exactly at epoch 2
+    assert time_to_accuracy(history, 0.85) == 110.0  # first at epoch 4
     assert time_to_accuracy(history, 0.5) == 11.0
     assert time_to_accuracy(history, 0.95) is None
 
@@ -79,18 +88,19 @@ def test_every_epoch_draws_a_fresh_order_of_all_images(kind):
     images = np.random.default_rng(0).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
     labels = np.arange(n)  # the label says which image it is
     if kind == "tensor":
-        batches = TensorBatches(images, labels, 8, None, MEAN, STD, seed=3,
-                                device=torch.device("cpu"))
+        batches = TensorBatches(
+            images, labels, 8, None, MEAN, STD, seed=3, device=torch.device("cpu")
+        )
     else:
         batches = ReferenceBatches(images, labels, 8, None, MEAN, STD, seed=3)
     assert len(batches) == 7  # 6 full batches of 8 and one of 2
     orders = [_order(batches, e) for e in range(4)]
     for order in orders:
-        assert sorted(order) == list(range(n))           # every image once
+        assert sorted(order) == list(range(n))  # every image once
     # 50! orders: two equal ones between four epochs would not be chance
     assert len({tuple(o) for o in orders}) == 4
     assert orders[0] != list(range(n))
-    assert _order(batches, 2) == orders[2]               # fixed by (seed, epoch): resumable
+    assert _order(batches, 2) == orders[2]  # fixed by (seed, epoch): resumable
 
 
 def test_epoch_shuffle_depends_on_seed_and_epoch():

@@ -1,4 +1,5 @@
 """A run's reported numbers against an evaluation done here, from the saved weights alone."""
+
 from __future__ import annotations
 
 import csv
@@ -8,21 +9,26 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from train_synth import CLASSES, make_images
 
 from training.data import Cifar
 from training.engine import TrainConfig
 from training.models import load_model
 from training.run import train_run
 
-from train_synth import CLASSES, make_images
-
 
 def test_reported_test_numbers_match_an_independent_evaluation(tmp_path, tiny_model):
     x, y = make_images(64, seed=0)
     data = Cifar(x[:48], y[:48], x[48:], y[48:], CLASSES, "synthetic")
     out = tmp_path / "run"
-    train_run(lambda: load_model(str(tiny_model)), data, TrainConfig(epochs=2, batch_size=16),
-              out, device=torch.device("cpu"), progress=False)
+    train_run(
+        lambda: load_model(str(tiny_model)),
+        data,
+        TrainConfig(epochs=2, batch_size=16),
+        out,
+        device=torch.device("cpu"),
+        progress=False,
+    )
     history = json.loads((out / "history.json").read_text())
 
     # Normalize by the training images' per-channel mean and std (0..1 scale), by hand.
@@ -36,10 +42,13 @@ def test_reported_test_numbers_match_an_independent_evaluation(tmp_path, tiny_mo
         net = load_model(str(tiny_model))
         net.load_state_dict(state)
         with torch.no_grad():
-            logp = net.eval()(inputs)               # Tiny ends in log_softmax: NLL
+            logp = net.eval()(inputs)  # Tiny ends in log_softmax: NLL
         pred = logp.argmax(1)
-        return (F.nll_loss(logp, labels).item(), (pred == labels).float().mean().item(),
-                pred.numpy())
+        return (
+            F.nll_loss(logp, labels).item(),
+            (pred == labels).float().mean().item(),
+            pred.numpy(),
+        )
 
     last = torch.load(out / "last.pt", weights_only=False)["trainer"]["model"]
     loss, acc, pred = evaluate(last)

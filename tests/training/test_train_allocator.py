@@ -1,4 +1,5 @@
 """The malloc settings applied at import: on with glibc, off on request, same numbers."""
+
 from __future__ import annotations
 
 import os
@@ -31,8 +32,15 @@ print(malloc_tuned(), flat.double().sum().item().hex(), flat.abs().double().sum(
 def run(env_extra: dict) -> tuple[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "RFTRAIN_MALLOC"}
     env.update(PYTHONPATH=str(ROOT), **env_extra)
-    out = subprocess.run([sys.executable, "-c", STEP], capture_output=True, text=True,
-                         env=env, cwd=ROOT, timeout=120, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", STEP],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+        check=True,
+    ).stdout.split()
     return out[0], out[1] + out[2]
 
 
@@ -46,6 +54,7 @@ def test_applied_at_import_and_same_numbers():
 
 def test_no_op_reported_off_glibc(monkeypatch):
     from training import allocator
+
     monkeypatch.setattr(allocator, "_applied", None)
     monkeypatch.setattr(allocator.platform, "libc_ver", lambda: ("musl", "1.2"))
     assert allocator.tune_malloc() is False and not allocator.malloc_tuned()

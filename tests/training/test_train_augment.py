@@ -1,4 +1,5 @@
 """The albumentations reference and the batched tensor pipeline apply the same operations."""
+
 from __future__ import annotations
 
 import math
@@ -9,8 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from training.augment import AugConfig, TensorAugment, affine, albumentations_pipeline, \
-    color_jitter, cutout, hflip
+from training.augment import (
+    AugConfig,
+    TensorAugment,
+    affine,
+    albumentations_pipeline,
+    color_jitter,
+    cutout,
+    hflip,
+)
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.25, 0.2, 0.1)
 ONLY = {f: 0.0 for f in ("flip_p", "affine_p", "jitter_p", "gray_p", "cutout_p")}
@@ -58,8 +66,9 @@ def test_no_augmentation_is_normalize_only_in_both():
     for out in (reference(AugConfig.off(), imgs), tensor(AugConfig.off(), imgs)):
         assert out.shape == (8, 3, 32, 32) and out.dtype == torch.float32
         assert out[0, 0, 0, 0].item() == pytest.approx((v / 255 - 0.5) / 0.25, abs=1e-5)
-    assert torch.allclose(reference(AugConfig.off(), imgs), tensor(AugConfig.off(), imgs),
-                          atol=1e-5)
+    assert torch.allclose(
+        reference(AugConfig.off(), imgs), tensor(AugConfig.off(), imgs), atol=1e-5
+    )
 
 
 def test_flip_p1_is_the_same_image_in_both():
@@ -79,16 +88,29 @@ def test_gray_p1_matches_cv2_weights():
     assert (ten - ref).abs().max() <= 1 / 255 + 1e-5  # albumentations rounds to uint8
 
 
-@pytest.mark.parametrize("angle, scale, tx, ty", [
-    (10.0, 1.0, 0.0, 0.0), (-15.0, 1.0, 0.0, 0.0), (0.0, 1.1, 0.0, 0.0), (0.0, 0.9, 0.0, 0.0),
-    (0.0, 1.0, 3 / 32, 0.0), (0.0, 1.0, 0.0, -2 / 32), (15.0, 0.9, 3 / 32, -3 / 32),
-    (90.0, 1.0, 0.0, 0.0),
-])
+@pytest.mark.parametrize(
+    "angle, scale, tx, ty",
+    [
+        (10.0, 1.0, 0.0, 0.0),
+        (-15.0, 1.0, 0.0, 0.0),
+        (0.0, 1.1, 0.0, 0.0),
+        (0.0, 0.9, 0.0, 0.0),
+        (0.0, 1.0, 3 / 32, 0.0),
+        (0.0, 1.0, 0.0, -2 / 32),
+        (15.0, 0.9, 3 / 32, -3 / 32),
+        (90.0, 1.0, 0.0, 0.0),
+    ],
+)
 def test_affine_matches_albumentations_affine(angle, scale, tx, ty):
     img = smooth_image()
-    ref = A.Affine(rotate=(angle, angle), scale=(scale, scale),
-                   translate_percent={"x": (tx, tx), "y": (ty, ty)},
-                   border_mode=cv2.BORDER_CONSTANT, fill=0, p=1)(image=img)["image"]
+    ref = A.Affine(
+        rotate=(angle, angle),
+        scale=(scale, scale),
+        translate_percent={"x": (tx, tx), "y": (ty, ty)},
+        border_mode=cv2.BORDER_CONSTANT,
+        fill=0,
+        p=1,
+    )(image=img)["image"]
     t = lambda v: torch.tensor([float(v)])  # noqa: E731
     out = affine(as_float(img[None]), t(angle), t(scale), t(tx), t(ty))
     diff = (out[0].permute(1, 2, 0) - torch.from_numpy(ref).float() / 255).abs()
@@ -105,16 +127,30 @@ def test_affine_90_degrees_is_counter_clockwise():
     assert out.sum() == pytest.approx(3, abs=1e-4)
 
 
-@pytest.mark.parametrize("b, c, s, h", [(1.2, 1, 1, 0), (1, 0.8, 1, 0), (1, 1, 1.2, 0),
-                                        (1, 1, 0.8, 0), (1, 1, 1, 0.1), (1, 1, 1, -0.1)])
+@pytest.mark.parametrize(
+    "b, c, s, h",
+    [
+        (1.2, 1, 1, 0),
+        (1, 0.8, 1, 0),
+        (1, 1, 1.2, 0),
+        (1, 1, 0.8, 0),
+        (1, 1, 1, 0.1),
+        (1, 1, 1, -0.1),
+    ],
+)
 def test_color_jitter_matches_albumentations(b, c, s, h):
     imgs = rand_images(4)
     ref = A.ColorJitter(brightness=(b, b), contrast=(c, c), saturation=(s, s), hue=(h, h), p=1)
     expected = torch.stack([torch.from_numpy(ref(image=im)["image"]) for im in imgs])
     expected = expected.permute(0, 3, 1, 2).float() / 255
     n = len(imgs)
-    out = color_jitter(as_float(imgs), torch.full((n,), b), torch.full((n,), c),
-                       torch.full((n,), s), torch.full((n,), float(h)))
+    out = color_jitter(
+        as_float(imgs),
+        torch.full((n,), b),
+        torch.full((n,), c),
+        torch.full((n,), s),
+        torch.full((n,), float(h)),
+    )
     # albumentations works in uint8 (and hue in OpenCV's 0..179 steps): allow a few levels.
     assert (out - expected).abs().mean() < 1.5 / 255
     assert (out - expected).abs().max() <= 6 / 255
@@ -131,8 +167,8 @@ def test_cutout_p1_one_16x16_hole_of_the_mean_in_both():
     cfg = only(cutout_p=1)
     for out in (reference(cfg, imgs), tensor(cfg, imgs)):
         x = to01(out)
-        hole = (x - 1).abs().amax(1) > 1e-4              # N x H x W
-        assert hole.sum((1, 2)).tolist() == [256] * 6    # exactly one 16 x 16 hole each
+        hole = (x - 1).abs().amax(1) > 1e-4  # N x H x W
+        assert hole.sum((1, 2)).tolist() == [256] * 6  # exactly one 16 x 16 hole each
         # the fill is the mean rounded to uint8, i.e. Normalize turns it into ~0
         assert out.permute(0, 2, 3, 1)[hole].abs().max() <= 0.5 / 255 / min(STD) + 1e-5
         rows = hole.any(2)
@@ -142,8 +178,9 @@ def test_cutout_p1_one_16x16_hole_of_the_mean_in_both():
 def test_cutout_hole_position():
     x = torch.zeros(2, 3, 8, 8)
     fill = torch.tensor([0.1, 0.2, 0.3])
-    out = cutout(x, torch.tensor([0, 5]), torch.tensor([2, 5]), 3,
-                 fill, torch.tensor([True, False]))
+    out = cutout(
+        x, torch.tensor([0, 5]), torch.tensor([2, 5]), 3, fill, torch.tensor([True, False])
+    )
     assert out[0, 2, 0:3, 2:5].eq(0.3).all() and out[0].ne(0).sum() == 3 * 9
     assert out[1].eq(0).all()  # not applied
 
@@ -211,8 +248,7 @@ def test_hflip_mask():
     assert out[0, 0, 0].tolist() == [3, 2, 1, 0] and out[1, 0, 0].tolist() == [0, 1, 2, 3]
 
 
-@pytest.mark.parametrize("bad", [dict(flip_p=1.5), dict(rotate=-1), dict(scale=1.0),
-                                 dict(hue=0.6)])
+@pytest.mark.parametrize("bad", [dict(flip_p=1.5), dict(rotate=-1), dict(scale=1.0), dict(hue=0.6)])
 def test_config_rejects_bad_values(bad):
     with pytest.raises(ValueError):
         AugConfig(**bad)

@@ -1,4 +1,5 @@
 """rftrain / python -m training: one-line errors with exit status 2, and one real short run."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,19 @@ def fails(capsys, argv: list[str], expected: str) -> None:
 
 
 def base(model: Path, data: Path, out: Path) -> list[str]:
-    return ["--model", str(model), "--data-dir", str(data), "--out", str(out),
-            "--device", "cpu", "--workers", "0", "--no-progress"]
+    return [
+        "--model",
+        str(model),
+        "--data-dir",
+        str(data),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--no-progress",
+    ]
 
 
 def test_missing_data_folder(capsys, tmp_path, tiny_model):
@@ -33,8 +45,7 @@ def test_missing_data_folder(capsys, tmp_path, tiny_model):
 
 def test_empty_data_folder(capsys, tmp_path, tiny_model):
     (tmp_path / "empty").mkdir()
-    fails(capsys, base(tiny_model, tmp_path / "empty", tmp_path / "o"),
-          "no CIFAR-10 in")
+    fails(capsys, base(tiny_model, tmp_path / "empty", tmp_path / "o"), "no CIFAR-10 in")
 
 
 def test_corrupt_batch(capsys, tmp_path, tiny_model, pickles):
@@ -44,15 +55,21 @@ def test_corrupt_batch(capsys, tmp_path, tiny_model, pickles):
 
 def test_bad_model(capsys, tmp_path, pickles):
     fails(capsys, base(tmp_path / "missing.py", pickles, tmp_path / "o"), "no such file")
-    fails(capsys, ["--preset", "nope", "--data-dir", str(pickles), "--out", str(tmp_path / "o")],
-          "unknown preset")
+    fails(
+        capsys,
+        ["--preset", "nope", "--data-dir", str(pickles), "--out", str(tmp_path / "o")],
+        "unknown preset",
+    )
 
 
-@pytest.mark.parametrize("extra, expected", [
-    (["--flip-p", "2"], "flip_p is a probability"),
-    (["--lr", "0.5"], "at most --max-lr"),
-    (["--epochs", "0"], "--epochs must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (["--flip-p", "2"], "flip_p is a probability"),
+        (["--lr", "0.5"], "at most --max-lr"),
+        (["--epochs", "0"], "--epochs must be at least 1"),
+    ],
+)
 def test_bad_settings(capsys, tmp_path, tiny_model, pickles, extra, expected):
     fails(capsys, base(tiny_model, pickles, tmp_path / "o") + extra, expected)
 
@@ -87,11 +104,37 @@ def test_cli_run_and_resume_in_process(capsys, tmp_path, tiny_model, pickles):
 def test_python_m_training_trains_the_s9_net(tmp_path, pickles):
     """One short step of the assignment's Net through `python -m training`."""
     out = tmp_path / "s9"
-    cmd = [sys.executable, "-m", "training", "--model", str(ROOT / "examples" / "s9_net.py"),
-           "--data-dir", str(pickles), "--out", str(out), "--device", "cpu", "--epochs", "1",
-           "--batch-size", "16", "--limit-train", "32", "--limit-test", "16", "--workers", "0"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    cmd = [
+        sys.executable,
+        "-m",
+        "training",
+        "--model",
+        str(ROOT / "examples" / "s9_net.py"),
+        "--data-dir",
+        str(pickles),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--limit-train",
+        "32",
+        "--limit-test",
+        "16",
+        "--workers",
+        "0",
+    ]
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["params"] == 190_509 and summary["loss"] == "nll"

@@ -1,4 +1,5 @@
 """CIFAR-10 loading: both folder layouts, the cache, the subsets and the one-line errors."""
+
 from __future__ import annotations
 
 import pickle
@@ -6,12 +7,11 @@ import pickle
 import numpy as np
 import pytest
 from PIL import Image
+from train_synth import CLASSES, make_images, write_folders, write_pickles
 
 from training import data as data_mod
 from training.data import Cifar, load_cifar10
 from training.options import UserError
-
-from train_synth import CLASSES, make_images, write_folders, write_pickles
 
 
 def test_pickles_decode_planes_row_major(tmp_path):
@@ -19,9 +19,9 @@ def test_pickles_decode_planes_row_major(tmp_path):
     folder = root / "cifar-10-batches-py"
     # Overwrite batch 1 with one hand-made row: R plane, G plane, B plane, each 32x32 row-major.
     row = np.zeros((12, 3072), np.uint8)
-    row[0, 1] = 200            # R at (row 0, col 1)
-    row[0, 1024 + 32] = 77     # G at (row 1, col 0)
-    row[0, 2048 + 1023] = 9    # B at (row 31, col 31)
+    row[0, 1] = 200  # R at (row 0, col 1)
+    row[0, 1024 + 32] = 77  # G at (row 1, col 0)
+    row[0, 2048 + 1023] = 9  # B at (row 31, col 31)
     with open(folder / "data_batch_1", "wb") as fh:
         pickle.dump({b"data": row, b"labels": [3] * 12}, fh)
     d = load_cifar10(root)
@@ -75,6 +75,7 @@ def test_cache_is_used_then_rebuilt_when_folder_changes(tmp_path, monkeypatch):
 
     def no_decode(path):
         raise AssertionError("decoded although the cache is valid")
+
     monkeypatch.setattr(data_mod, "_decode", no_decode)
     again = load_cifar10(root, cache=cache)
     assert np.array_equal(again.train_x, first.train_x) and again.classes == first.classes
@@ -105,10 +106,13 @@ def test_limited_is_a_fixed_subset(pickles):
     assert d.limited(None, None).train_x is d.train_x
 
 
-@pytest.mark.parametrize("make, expected", [
-    (lambda p: p / "missing", "does not exist"),
-    (lambda p: p, "no CIFAR-10 in"),
-])
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda p: p / "missing", "does not exist"),
+        (lambda p: p, "no CIFAR-10 in"),
+    ],
+)
 def test_missing_or_empty_folder(tmp_path, make, expected):
     with pytest.raises(UserError, match=expected) as info:
         load_cifar10(make(tmp_path))
@@ -130,8 +134,9 @@ def test_missing_batch_names_the_file(pickles):
 def test_wrong_shape_batch(pickles):
     with open(pickles / "cifar-10-batches-py" / "data_batch_2", "wb") as fh:
         pickle.dump({b"data": np.zeros((3, 100), np.uint8), b"labels": [0, 1, 2]}, fh)
-    with pytest.raises(UserError,
-                       match=r"data_batch_2 is not a CIFAR-10 batch: data uint8 \(3, 100\)"):
+    with pytest.raises(
+        UserError, match=r"data_batch_2 is not a CIFAR-10 batch: data uint8 \(3, 100\)"
+    ):
         load_cifar10(pickles)
 
 

@@ -6,6 +6,7 @@ normalizes with per-process batch statistics (SyncBatchNorm would share them, bu
 it on GPUs only) and dropout draws a different mask per process. So this test's model uses
 GroupNorm (per image) and no dropout, and augmentation is off (each process draws its own).
 """
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 
-NO_BN = '''
+NO_BN = """
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -34,17 +35,39 @@ class Net(nn.Module):
     def forward(self, x):
         x = F.max_pool2d(F.relu(self.gn(self.c1(x))), 2)
         return F.log_softmax(self.fc(F.relu(self.c2(x)).mean((2, 3))), 1)
-'''
+"""
 
 
 TORCHRUN = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
 
-def rftrain(prefix: list[str], model: Path, data: Path, out: Path,
-            *extra: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, *prefix, "-m", "training", "--model", f"{model}:Net",
-           "--data-dir", str(data), "--out", str(out), "--device", "cpu", "--epochs", "2",
-           "--batch-size", "12", "--no-augment", "--fast", "--no-progress", "--seed", "5", *extra]
+def rftrain(
+    prefix: list[str], model: Path, data: Path, out: Path, *extra: str
+) -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable,
+        *prefix,
+        "-m",
+        "training",
+        "--model",
+        f"{model}:Net",
+        "--data-dir",
+        str(data),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "12",
+        "--no-augment",
+        "--fast",
+        "--no-progress",
+        "--seed",
+        "5",
+        *extra,
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -85,6 +108,7 @@ def test_two_gloo_processes_equal_one_and_resume(tmp_path, pickles):
 
 def test_global_batch_shards_cover_each_batch_once():
     from training.distributed import GlobalBatchShard, World
+
     base = list(range(10, 23))  # 13 indices, global batch 4, 2 ranks: padded to 14
     shards = [list(GlobalBatchShard(base, 4, World(rank=r, size=2))) for r in (0, 1)]
     # global batches [10..13], [14..17], [18..21], [22, 10 (wrapped)]: halves per rank

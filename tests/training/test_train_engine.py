@@ -1,4 +1,5 @@
 """The engine: the one-cycle schedule, loss detection, learning, reproducibility."""
+
 from __future__ import annotations
 
 import json
@@ -8,14 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from train_synth import CLASSES, make_images
 
 from training.augment import AugConfig
 from training.data import Cifar
 from training.engine import TrainConfig, detect_loss
 from training.models import load_model
 from training.run import train_run
-
-from train_synth import CLASSES, make_images
 
 TIMING = ("train_seconds", "test_seconds", "images_per_s")
 
@@ -31,8 +31,14 @@ def numbers(history: list[dict]) -> list[dict]:
 
 def run(tmp_path: Path, name: str, model: Path, data: Cifar, **cfg) -> tuple[dict, Path]:
     out = tmp_path / name
-    summary = train_run(lambda: load_model(str(model)), data, TrainConfig(**cfg), out,
-                        device=torch.device("cpu"), progress=False)
+    summary = train_run(
+        lambda: load_model(str(model)),
+        data,
+        TrainConfig(**cfg),
+        out,
+        device=torch.device("cpu"),
+        progress=False,
+    )
     return summary, out
 
 
@@ -45,8 +51,9 @@ def test_one_cycle_three_phases_by_hand(tmp_path, tiny_model):
     # at step 0.4*10 - 1 = 3, back to the start at 2*0.4*10 - 2 = 6, the floor at step 9.
     # start lr = 0.05 (div_factor = 0.1/0.05); floor = 0.05 / 1e4 = 5e-6.
     # step 1 (cosine): 0.05 + (0.1 - 0.05) * (1 - cos(pi * 1/3)) / 2 = 0.0625
-    _, out = run(tmp_path, "r", tiny_model, synthetic(10, 4), epochs=2, batch_size=2,
-                 aug=AugConfig.off())
+    _, out = run(
+        tmp_path, "r", tiny_model, synthetic(10, 4), epochs=2, batch_size=2, aug=AugConfig.off()
+    )
     steps = torch.load(out / "last.pt", weights_only=False)["trainer"]["lr_steps"]
     assert len(steps) == 10
     assert steps[0] == pytest.approx(0.05) and steps[1] == pytest.approx(0.0625)
@@ -63,8 +70,18 @@ def test_detect_loss(tiny_model):
 
 @pytest.mark.parametrize("fast", [False, True])
 def test_loss_goes_down_overfitting_64_images(tmp_path, tiny_model, fast):
-    summary, out = run(tmp_path, "r", tiny_model, synthetic(64, 16), epochs=8, batch_size=16,
-                       lr=0.05, max_lr=0.2, aug=AugConfig.off(), fast=fast)
+    summary, out = run(
+        tmp_path,
+        "r",
+        tiny_model,
+        synthetic(64, 16),
+        epochs=8,
+        batch_size=16,
+        lr=0.05,
+        max_lr=0.2,
+        aug=AugConfig.off(),
+        fast=fast,
+    )
     h = summary_history(out)
     assert summary["loss"] == "nll"
     assert h[-1]["train_loss"] < 0.5 * h[0]["train_loss"]
@@ -73,9 +90,14 @@ def test_loss_goes_down_overfitting_64_images(tmp_path, tiny_model, fast):
 
 def test_cross_entropy_model_trains(tmp_path, tiny_model):
     out = tmp_path / "ce"
-    summary = train_run(lambda: load_model(f"{tiny_model}:logits"), synthetic(32, 8),
-                        TrainConfig(epochs=1, batch_size=16), out, device=torch.device("cpu"),
-                        progress=False)
+    summary = train_run(
+        lambda: load_model(f"{tiny_model}:logits"),
+        synthetic(32, 8),
+        TrainConfig(epochs=1, batch_size=16),
+        out,
+        device=torch.device("cpu"),
+        progress=False,
+    )
     assert summary["loss"] == "ce" and np.isfinite(summary_history(out)[0]["train_loss"])
 
 
@@ -96,13 +118,24 @@ def test_same_seed_same_first_epoch(tmp_path, tiny_model, fast):
 
 def test_albumentations_workers_are_seeded_per_epoch():
     from training.loaders import EpochShuffle, ReferenceBatches
+
     data = synthetic(8, 2)
 
     def first(epoch):
         # Fixed order, so only the augmentation draws can differ between epochs.
-        b = ReferenceBatches(data.train_x, data.train_y, 8, AugConfig(), (0.5,) * 3,
-                             (0.25,) * 3, seed=1, workers=1, sampler=EpochShuffle(8, 1, False))
+        b = ReferenceBatches(
+            data.train_x,
+            data.train_y,
+            8,
+            AugConfig(),
+            (0.5,) * 3,
+            (0.25,) * 3,
+            seed=1,
+            workers=1,
+            sampler=EpochShuffle(8, 1, False),
+        )
         return next(b.epoch(epoch))
+
     (x0, y0), (x0b, y0b), (x1, _) = first(0), first(0), first(1)
     assert torch.equal(x0, x0b) and torch.equal(y0, y0b)  # same (seed, epoch): same batch
     assert not torch.equal(x0, x1)

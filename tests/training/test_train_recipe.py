@@ -1,5 +1,6 @@
 """The recipe means what its flags say: momentum (fixed or cycled), lr schedules, L1, norms,
 and what a run records about them; class-balanced subsets; data fingerprints."""
+
 from __future__ import annotations
 
 import json
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from train_synth import CLASSES, make_images
 
 from training import checkpoint
 from training.augment import AugConfig
@@ -17,8 +19,6 @@ from training.engine import TrainConfig
 from training.models import _groups, convert_norm, load_model
 from training.options import UserError
 from training.run import train_run
-
-from train_synth import CLASSES, make_images
 
 CPU = torch.device("cpu")
 
@@ -30,9 +30,14 @@ def synthetic(n_train: int = 32, n_test: int = 8, seed: int = 0) -> Cifar:
 
 def go(tmp_path, name, model, data=None, **cfg):
     out = tmp_path / name
-    summary = train_run(lambda: load_model(str(model)), data or synthetic(),
-                        TrainConfig(aug=AugConfig.off(), **cfg), out, device=CPU,
-                        progress=False)
+    summary = train_run(
+        lambda: load_model(str(model)),
+        data or synthetic(),
+        TrainConfig(aug=AugConfig.off(), **cfg),
+        out,
+        device=CPU,
+        progress=False,
+    )
     return summary, checkpoint.load(out / "last.pt")
 
 
@@ -52,8 +57,15 @@ def test_cycled_momentum_by_hand(tmp_path, tiny_model):
     # 10 steps, three phases, pct_start 0.4: the momentum falls from max to base over steps
     # 0..3 (cosine), rises back by step 6, then stays at max. Step 1:
     # 0.95 + (0.85 - 0.95) * (1 - cos(pi / 3)) / 2 = 0.925.
-    _, s = go(tmp_path, "c", tiny_model, synthetic(10, 4), epochs=2, batch_size=2,
-              momentum_schedule="cycle")
+    _, s = go(
+        tmp_path,
+        "c",
+        tiny_model,
+        synthetic(10, 4),
+        epochs=2,
+        batch_size=2,
+        momentum_schedule="cycle",
+    )
     m = s["trainer"]["momentum_steps"]
     assert m[0] == pytest.approx(0.95) and m[1] == pytest.approx(0.925)
     assert m[3] == pytest.approx(0.85) and m[6] == pytest.approx(0.95)
@@ -61,16 +73,23 @@ def test_cycled_momentum_by_hand(tmp_path, tiny_model):
 
 
 def test_pytorch_reading_starts_at_max_lr_over_25(tmp_path, tiny_model):
-    summary, s = go(tmp_path, "b", tiny_model, synthetic(10, 4), epochs=1, batch_size=2,
-                    lr=0.1 / 25, momentum_schedule="cycle")
+    summary, s = go(
+        tmp_path,
+        "b",
+        tiny_model,
+        synthetic(10, 4),
+        epochs=1,
+        batch_size=2,
+        lr=0.1 / 25,
+        momentum_schedule="cycle",
+    )
     assert s["trainer"]["lr_steps"][0] == pytest.approx(0.004)
     assert summary["schedule"]["momentum"].startswith("cycled")
     assert "0.004 -> 0.1" in summary["schedule"]["lr"]
 
 
 def test_constant_schedule_keeps_the_lr(tmp_path, tiny_model):
-    summary, s = go(tmp_path, "k", tiny_model, epochs=2, batch_size=8, schedule="constant",
-                    lr=0.1)
+    summary, s = go(tmp_path, "k", tiny_model, epochs=2, batch_size=8, schedule="constant", lr=0.1)
     assert s["trainer"]["lr_steps"] == [0.1] * 8
     assert summary["schedule"] == {"lr": "constant 0.1 for 8 steps", "momentum": "fixed 0.9"}
 
@@ -107,12 +126,17 @@ def test_l1_adds_lr_times_l1_times_sign(tmp_path, tiny_model):
 
 
 def test_norm_conversion():
-    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8),
-                          nn.Sequential(nn.Conv2d(8, 23, 1), nn.BatchNorm2d(23, eps=1e-3)))
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3),
+        nn.BatchNorm2d(8),
+        nn.Sequential(nn.Conv2d(8, 23, 1), nn.BatchNorm2d(23, eps=1e-3)),
+    )
     g = convert_norm(model, "group", 4)
     norms = [m for m in g.modules() if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm))]
-    assert [(type(m).__name__, m.num_groups, m.num_channels) for m in norms] == \
-        [("GroupNorm", 4, 8), ("GroupNorm", 1, 23)]
+    assert [(type(m).__name__, m.num_groups, m.num_channels) for m in norms] == [
+        ("GroupNorm", 4, 8),
+        ("GroupNorm", 1, 23),
+    ]
     assert norms[1].eps == 1e-3
     layer = convert_norm(nn.Sequential(nn.BatchNorm2d(6)), "layer")
     assert layer[0].num_groups == 1
@@ -129,7 +153,8 @@ def test_images_per_s_is_total_images_over_total_time(tmp_path, tiny_model):
     summary, _ = go(tmp_path, "t", tiny_model, epochs=2, batch_size=16)
     h = json.loads((tmp_path / "t" / "history.json").read_text())
     assert summary["train_images_per_s"] == pytest.approx(
-        2 * 32 / (h[0]["train_seconds"] + h[1]["train_seconds"]))
+        2 * 32 / (h[0]["train_seconds"] + h[1]["train_seconds"])
+    )
 
 
 def test_limit_is_stratified():
@@ -151,26 +176,45 @@ def test_limit_is_stratified():
 def test_resume_refuses_other_data_of_the_same_size(tmp_path, tiny_model):
     def stop(epoch, record, preds):
         raise KeyboardInterrupt
+
     out = tmp_path / "r"
     cfg = TrainConfig(epochs=2, batch_size=16, aug=AugConfig.off())
     with pytest.raises(KeyboardInterrupt):
-        train_run(lambda: load_model(str(tiny_model)), synthetic(seed=0), cfg, out,
-                  device=CPU, progress=False, on_epoch_end=[stop])
+        train_run(
+            lambda: load_model(str(tiny_model)),
+            synthetic(seed=0),
+            cfg,
+            out,
+            device=CPU,
+            progress=False,
+            on_epoch_end=[stop],
+        )
     with pytest.raises(UserError, match="different data .* 32/8 train/test images"):
-        train_run(lambda: load_model(str(tiny_model)), synthetic(seed=5), cfg, out,
-                  device=CPU, progress=False, resume=True)
+        train_run(
+            lambda: load_model(str(tiny_model)),
+            synthetic(seed=5),
+            cfg,
+            out,
+            device=CPU,
+            progress=False,
+            resume=True,
+        )
     assert not list(out.glob(".*.tmp"))  # the interrupted writes left no temporaries
 
 
 def test_schedules_in_words():
     s = TrainConfig(epochs=10).schedules(98)
     # 980 steps: 0.4 * 980 - 1 = 391, 2 * 392 - 2 = 782, 979
-    assert s["lr"] == ("one-cycle per step (980 steps, cosine, counted from 0): 0.05 -> 0.1 "
-                       "at step 391 -> 0.05 at step 782 -> 5e-06 at step 979")
+    assert s["lr"] == (
+        "one-cycle per step (980 steps, cosine, counted from 0): 0.05 -> 0.1 "
+        "at step 391 -> 0.05 at step 782 -> 5e-06 at step 979"
+    )
     two = TrainConfig(epochs=1, three_phase=False, pct_start=0.3).schedules(10)["lr"]
     assert two.endswith("0.05 -> 0.1 at step 2 -> 5e-06 at step 9")
-    assert TrainConfig(momentum_schedule="cycle").schedules(1)["momentum"] == \
-        "cycled opposite to the lr: 0.95 -> 0.85 at the lr peak -> 0.95"
+    assert (
+        TrainConfig(momentum_schedule="cycle").schedules(1)["momentum"]
+        == "cycled opposite to the lr: 0.95 -> 0.85 at the lr peak -> 0.95"
+    )
     assert math.isclose(TrainConfig().lr, 0.05) and TrainConfig().momentum_schedule == "fixed"
 
 

@@ -1,4 +1,5 @@
 """A run's files, atomic checkpoints, refusing to mix runs, and interrupt + resume."""
+
 from __future__ import annotations
 
 import json
@@ -7,16 +8,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_synth import CLASSES, make_images
 
 from training import checkpoint
 from training.augment import AugConfig
 from training.data import Cifar
 from training.engine import TrainConfig
-from training.options import UserError
 from training.models import load_model
+from training.options import UserError
 from training.run import train_run
-
-from train_synth import CLASSES, make_images
 
 TIMING = ("train_seconds", "test_seconds", "images_per_s")
 CPU = torch.device("cpu")
@@ -32,15 +32,24 @@ def synthetic(n_train: int = 48, n_test: int = 16) -> Cifar:
 
 
 def go(model: Path, out: Path, cfg: TrainConfig, **kw) -> dict:
-    return train_run(lambda: load_model(str(model)), synthetic(), cfg, out, device=CPU,
-                     progress=False, **kw)
+    return train_run(
+        lambda: load_model(str(model)), synthetic(), cfg, out, device=CPU, progress=False, **kw
+    )
 
 
 def test_files_written(tmp_path, tiny_model):
     out = tmp_path / "run"
     summary = go(tiny_model, out, TrainConfig(epochs=2, batch_size=16), command="rftrain x")
-    for name in ("last.pt", "best.pt", "history.json", "history.csv", "curves.png",
-                 "confusion.csv", "confusion.png", "summary.json"):
+    for name in (
+        "last.pt",
+        "best.pt",
+        "history.json",
+        "history.csv",
+        "curves.png",
+        "confusion.csv",
+        "confusion.png",
+        "summary.json",
+    ):
         assert (out / name).stat().st_size > 0, name
     history = json.loads((out / "history.json").read_text())
     assert [r["epoch"] for r in history] == [1, 2]
@@ -67,6 +76,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, tiny_model, fas
     def stop_after_first(epoch, record, preds):
         if epoch == 1:
             raise Stop
+
     with pytest.raises(Stop):
         go(tiny_model, tmp_path / "cut", cfg, on_epoch_end=[stop_after_first])
     saved = checkpoint.load(tmp_path / "cut" / "last.pt")
@@ -110,6 +120,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     def crash(obj, f, *a, **k):
         Path(f).write_bytes(b"half a checkpoint")
         raise OSError("disk full")
+
     monkeypatch.setattr(torch, "save", crash)
     with pytest.raises(OSError, match="disk full"):
         checkpoint.save(path, {"epoch": 2})
@@ -128,6 +139,7 @@ def test_checkpoint_with_objects_is_refused_not_executed(tmp_path):
     # An older rftrain stored numpy RNG states; anything beyond tensors and numbers could run
     # code when unpickled, so it is refused with the way out.
     import numpy as np
+
     torch.save({"rng": np.zeros(3)}, tmp_path / "last.pt")
     with pytest.raises(UserError, match="holds more than tensors and numbers .* --force"):
         checkpoint.load(tmp_path / "last.pt")

@@ -1,5 +1,6 @@
 """rfsweep: a 2-model x 2-seed CPU sweep on a tiny synthetic set runs to completion, survives a
 kill (finished runs skipped, the interrupted one resumed), and collects one JSON."""
+
 from __future__ import annotations
 
 import json
@@ -19,23 +20,33 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_sweep(tmp_path: Path, data: Path, model: Path, **extra) -> Path:
-    spec = {"name": "tiny", "out": str(tmp_path / "runs"), "result": str(tmp_path / "r.json"),
-            "data_dir": str(data),
-            "common": {"epochs": 2, "batch_size": 16, "fast": True, "workers": 0},
-            "models": {"nll": {"model": f"{model}:Tiny"}, "ce": {"model": f"{model}:logits"}},
-            "seeds": [1, 2], **extra}
+    spec = {
+        "name": "tiny",
+        "out": str(tmp_path / "runs"),
+        "result": str(tmp_path / "r.json"),
+        "data_dir": str(data),
+        "common": {"epochs": 2, "batch_size": 16, "fast": True, "workers": 0},
+        "models": {"nll": {"model": f"{model}:Tiny"}, "ce": {"model": f"{model}:logits"}},
+        "seeds": [1, 2],
+        **extra,
+    }
     path = tmp_path / "sweep.json"
     path.write_text(json.dumps(spec))
     return path
 
 
-def test_sweep_completes_and_resumes_after_a_kill(tmp_path, pickles, tiny_model, monkeypatch,
-                                                  capsys):
+def test_sweep_completes_and_resumes_after_a_kill(
+    tmp_path, pickles, tiny_model, monkeypatch, capsys
+):
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     sweep = write_sweep(tmp_path, pickles, tiny_model)
     first = tmp_path / "runs" / "nll" / "default" / "seed1"
-    proc = subprocess.Popen([sys.executable, "-m", "training.sweep", str(sweep)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "training.sweep", str(sweep)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while not (first / "last.pt").exists() and time.time() < deadline:
         time.sleep(0.05)
@@ -43,8 +54,11 @@ def test_sweep_completes_and_resumes_after_a_kill(tmp_path, pickles, tiny_model,
     proc.wait()
     time.sleep(1)
     assert (first / "last.pt").exists()
-    was_finished = json.loads((first / "summary.json").read_text())["finished"] \
-        if (first / "summary.json").exists() else False
+    was_finished = (
+        json.loads((first / "summary.json").read_text())["finished"]
+        if (first / "summary.json").exists()
+        else False
+    )
 
     assert main([str(sweep)]) == 0
     said = capsys.readouterr().out
@@ -54,14 +68,15 @@ def test_sweep_completes_and_resumes_after_a_kill(tmp_path, pickles, tiny_model,
         assert "start nll/default/seed1 on cpu (resume)" in said
     result = json.loads((tmp_path / "r.json").read_text())
     runs = result["runs"]
-    assert [(r["model"], r["seed"]) for r in runs] == [("nll", 1), ("nll", 2), ("ce", 1),
-                                                       ("ce", 2)]
+    assert [(r["model"], r["seed"]) for r in runs] == [("nll", 1), ("nll", 2), ("ce", 1), ("ce", 2)]
     assert all(r["status"] == "finished" and r["epochs_done"] == 2 for r in runs)
     assert [r["loss"] for r in runs] == ["nll", "nll", "ce", "ce"]
     assert [r["config"]["seed"] for r in runs] == [1, 2, 1, 2]
     assert all(len(r["epochs"]) == 2 and r["world_size"] == 1 for r in runs)
-    assert runs[0]["test_acc"] != runs[1]["test_acc"] or \
-        runs[0]["epochs"][0]["train_loss"] != runs[1]["epochs"][0]["train_loss"]
+    assert (
+        runs[0]["test_acc"] != runs[1]["test_acc"]
+        or runs[0]["epochs"][0]["train_loss"] != runs[1]["epochs"][0]["train_loss"]
+    )
 
     # Started again: everything is finished, nothing runs, the JSON is rewritten the same.
     assert main([str(sweep)]) == 0
@@ -69,28 +84,45 @@ def test_sweep_completes_and_resumes_after_a_kill(tmp_path, pickles, tiny_model,
 
 
 def test_sweep_entries_for_the_assignments_ablations(tmp_path, pickles, tiny_model):
-    sweep = write_sweep(tmp_path, pickles, tiny_model, recipes={
-        "onecycle": {}, "fixed-lr-0.1": {"schedule": "constant", "lr": 0.1},
-        "groupnorm": {"norm": "group"}, "layernorm": {"norm": "layer"}, "l1": {"l1": 1e-5}},
-        seeds=[1])
+    sweep = write_sweep(
+        tmp_path,
+        pickles,
+        tiny_model,
+        recipes={
+            "onecycle": {},
+            "fixed-lr-0.1": {"schedule": "constant", "lr": 0.1},
+            "groupnorm": {"norm": "group"},
+            "layernorm": {"norm": "layer"},
+            "l1": {"l1": 1e-5},
+        },
+        seeds=[1],
+    )
     s = load_sweep(sweep)
     assert len(s.runs) == 2 * 5
     run = next(r for r in s.runs if r.recipe == "fixed-lr-0.1" and r.model == "ce")
     from training.sweep import command
+
     cmd = command(s, run, "cpu")
     assert cmd[cmd.index("--schedule") + 1] == "constant" and cmd[cmd.index("--lr") + 1] == "0.1"
     assert "--fast" in cmd and cmd[cmd.index("--seed") + 1] == "1"
     assert cmd[cmd.index("--out") + 1].endswith("runs/ce/fixed-lr-0.1/seed1")
 
 
-@pytest.mark.parametrize("spec, expected", [
-    ({"out": "x", "data_dir": "d"}, "'models' is missing"),
-    ({"out": "x", "data_dir": "d", "models": {"a": {}}}, "needs exactly one of"),
-    ({"out": "x", "data_dir": "d", "models": {"a": {"preset": "s9"}}, "seeds": ["1"]},
-     "'seeds' must be a list of integers"),
-    ({"out": "x", "data_dir": "d", "models": {"a": {"preset": "s9"}}, "typo": 1},
-     "unknown keys typo"),
-])
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ({"out": "x", "data_dir": "d"}, "'models' is missing"),
+        ({"out": "x", "data_dir": "d", "models": {"a": {}}}, "needs exactly one of"),
+        (
+            {"out": "x", "data_dir": "d", "models": {"a": {"preset": "s9"}}, "seeds": ["1"]},
+            "'seeds' must be a list of integers",
+        ),
+        (
+            {"out": "x", "data_dir": "d", "models": {"a": {"preset": "s9"}}, "typo": 1},
+            "unknown keys typo",
+        ),
+    ],
+)
 def test_bad_sweep_files(tmp_path, spec, expected):
     path = tmp_path / "s.json"
     path.write_text(json.dumps(spec))
@@ -101,10 +133,18 @@ def test_bad_sweep_files(tmp_path, spec, expected):
 def test_netbuilder_variant_is_exported_once(tmp_path, monkeypatch):
     from training.models import load_model
     from training.sweep import export_variants
+
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     path = tmp_path / "s.json"
-    path.write_text(json.dumps({"out": str(tmp_path / "runs"), "data_dir": "d", "models": {
-        "v": {"variant": "dws-dilated-skip-x2", "budget": 150000}}}))
+    path.write_text(
+        json.dumps(
+            {
+                "out": str(tmp_path / "runs"),
+                "data_dir": "d",
+                "models": {"v": {"variant": "dws-dilated-skip-x2", "budget": 150000}},
+            }
+        )
+    )
     sweep = load_sweep(path)
     assert sweep.runs[0].target == ["--model", str(tmp_path / "runs" / "models" / "v.py")]
     export_variants(sweep)

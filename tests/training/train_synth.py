@@ -1,4 +1,5 @@
 """Tiny CIFAR-shaped data sets in both layouts, and tiny model files, made in tmp dirs."""
+
 from __future__ import annotations
 
 import pickle
@@ -7,8 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
-           "dog", "frog", "horse", "ship", "truck")
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 TINY_MODEL = '''
 import torch.nn as nn
@@ -55,14 +55,21 @@ def write_pickles(root: Path, n_train: int = 60, n_test: int = 20, seed: int = 0
     folder.mkdir(parents=True)
     images, labels = make_images(n_train + n_test, seed)
     per = n_train // 5
-    chunks = [(images[i * per:(i + 1) * per], labels[i * per:(i + 1) * per]) for i in range(5)]
+    chunks = [(images[i * per : (i + 1) * per], labels[i * per : (i + 1) * per]) for i in range(5)]
     chunks.append((images[n_train:], labels[n_train:]))
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     for name, (x, y) in zip(names, chunks):
         flat = x.transpose(0, 3, 1, 2).reshape(len(x), 3072)
         with open(folder / name, "wb") as fh:
-            pickle.dump({b"batch_label": name.encode(), b"labels": y.tolist(), b"data": flat,
-                         b"filenames": [b"x.png"] * len(y)}, fh)
+            pickle.dump(
+                {
+                    b"batch_label": name.encode(),
+                    b"labels": y.tolist(),
+                    b"data": flat,
+                    b"filenames": [b"x.png"] * len(y),
+                },
+                fh,
+            )
     with open(folder / "batches.meta", "wb") as fh:
         pickle.dump({b"label_names": [c.encode() for c in CLASSES], b"num_vis": 3072}, fh)
     return root
@@ -80,4 +87,3 @@ def write_folders(root: Path, per_class: int = 2, suffix: str = ".png", seed: in
                 img[:, :, 0] = k * 20  # the class in the red channel, for label checks
                 Image.fromarray(img).save(d / f"{i:04d}{suffix}")
     return root
-
