@@ -180,9 +180,9 @@ def _stop_on_sigterm():
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
-    if not argv:  # a bare command: show what it takes rather than a terse error
-        parser.print_help()
-        return 0
+    if not argv:  # a bare command: what it takes, on stderr with status 2 like rfcalc's
+        parser.print_help(sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     from . import distributed
 
