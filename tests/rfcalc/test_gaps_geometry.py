@@ -53,22 +53,27 @@ def test_transposed_matches_conv_transpose(k, s, d):
             assert None in middle, (k, s, d, pad, out_pad)
             continue
         assert a.size == size and None not in middle, (k, s, d, pad, out_pad)
-        inside = [o for o in range(size) if 0 <= a.unit(o)[0] and a.unit(o)[1] < n]
-        assert len(inside) >= 3, (k, s, d, pad, out_pad)
-        assert [a.unit(o) for o in inside] == [reach[o] for o in inside], (k, s, d, pad, out_pad)
+        # what each unit really reaches, border units included (None: only padding)
+        assert [a.sees(o) for o in range(size)] == reach, (k, s, d, pad, out_pad)
 
 
 @pytest.mark.parametrize(
     "k, s, d", [(k, s, d) for k, s, d in itertools.product((1, 2, 3, 5), (1, 2, 3), (1, 2))]
 )
 def test_window_matches_conv(k, s, d):
-    # padding as real pixels: the unpadded op on n + lo + hi pixels, indices shifted by lo
+    # zero padding: what each unit really reaches of the n image pixels (None: only padding),
+    # and the classic field (padding counted as pixels) where it is faithful to that
     n = 11
     w = torch.ones(1, 1, k, dtype=torch.float64)
     for lo, hi in ((0, 0), (1, 1), (2, 0), (0, 3)):
-        reach = _reach(lambda x: F.conv1d(x, w, stride=s, dilation=d), n + lo + hi)
+        reach = _reach(
+            lambda x, lo=lo, hi=hi: F.conv1d(F.pad(x, (lo, hi)), w, stride=s, dilation=d), n
+        )
         a = g.window(g.input_axis(n), k, s, lo, hi, d)
-        assert _units(a) == [(f - lo, last - lo) for f, last in reach], (lo, hi)
+        assert [a.sees(o) for o in range(a.size)] == reach, (lo, hi)
+        padded = _reach(lambda x: F.conv1d(x, w, stride=s, dilation=d), n + lo + hi)
+        classic = [(f - lo, last - lo) for f, last in padded]
+        assert a._virtual(0) == classic[0] and a._virtual(a.size - 1) == classic[-1], (lo, hi)
 
 
 @pytest.mark.parametrize("n, size", [(7, 3), (10, 4), (5, 5), (6, 4), (9, 2), (4, 7)])

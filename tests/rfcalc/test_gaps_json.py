@@ -13,14 +13,14 @@ from rfcalc.render import render
 
 
 class Rolled(nn.Module):
-    """A 3x3 conv, then torch.roll (no rule): the output field is unknown."""
+    """A 3x3 conv, then torch.rot90 (no rule): the output field is unknown."""
 
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(1, 1, 3)
 
     def forward(self, x):
-        return torch.roll(self.conv(x), 1, dims=-1)
+        return torch.rot90(self.conv(x), 1, dims=(-2, -1))
 
 
 def _json(model: nn.Module, shape: tuple[int, ...]) -> dict:
