@@ -450,13 +450,15 @@ EpochCallback = Callable[[int, dict, np.ndarray], None]
 
 
 def epoch_line(record: dict) -> str:
-    """One printed line per epoch: the lr and momentum at the epoch's first and last step."""
+    """What is printed per epoch: the lr and momentum at its first and last step, speed, loss
+    and accuracy."""
+    # two short lines rather than one long one: they fit a notebook's column (76 characters)
     return (
         f"epoch {record['epoch']:3d}  lr {record['lr_start']:.3g}->{record['lr_end']:.3g}  "
         f"mom {record['momentum_start']:.3g}->{record['momentum_end']:.3g}  "
-        f"train {record['train_loss']:.4f} / {record['train_acc']:.2%}  "
-        f"test {record['test_loss']:.4f} / {record['test_acc']:.2%}  "
-        f"{record['images_per_s']:.0f} img/s"
+        f"{record['images_per_s']:.0f} img/s\n"
+        f"           train {record['train_loss']:.4f} / {record['train_acc']:.2%}  "
+        f"test {record['test_loss']:.4f} / {record['test_acc']:.2%}"
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import platform
+import textwrap
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Optional
@@ -256,11 +257,14 @@ class Recorder:
         cfg, n = self.cfg, self.world.size
         per = f" ({n} processes x {cfg.batch_size // n})" if n > 1 else ""
         s = cfg.schedules(len(self.trainer.train))
-        return (
+        head = (
             f"recipe: SGD, {cfg.epochs} epochs, batch {cfg.batch_size}{per}, weight decay "
             f"{cfg.weight_decay:g}, L1 {cfg.l1:g}, loss {self.trainer.loss_kind}, norm "
-            f"{cfg.norm}\n  lr: {s['lr']}\n  momentum: {s['momentum']}"
+            f"{cfg.norm}"
         )
+        # wrapped to 76 characters: the recipe is read in terminals and notebook columns
+        lines = [head, f"  lr: {s['lr']}", f"  momentum: {s['momentum']}"]
+        return "\n".join(textwrap.fill(line, 76, subsequent_indent="      ") for line in lines)
 
     def summary(self, finished: bool) -> dict:
         h, cfg = self.history, self.cfg
