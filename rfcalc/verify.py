@@ -451,7 +451,6 @@ def _one_thread():
 
 def _plan(step: Step, spatial: tuple[int, ...]) -> tuple[Optional[RowCheck], tuple[int, ...]]:
     """The row's check where nothing is to be measured, else None; and its centre unit."""
-    from .analysis import to_row
 
     f = step.field
     if f.status == UNKNOWN:
@@ -469,19 +468,8 @@ def _plan(step: Step, spatial: tuple[int, ...]) -> tuple[Optional[RowCheck], tup
         ), ()
     centre = tuple((a.size - 1) // 2 for a in f.axes)
     if step.tensor is not None and not step.tensor.is_floating_point():
-        row = to_row(step.name, step.op, f, size=step.size)
-        return RowCheck(
-            step.name,
-            step.op,
-            row.status,
-            step.size,
-            centre,
-            row.rf,
-            _theory(f, centre, spatial),
-            None,
-            None,
-            "a boolean or integer output has no gradient to measure",
-        ), centre
+        note = "a boolean or integer output has no gradient to measure"
+        return _unmeasured(step, spatial, note), centre
     return None, centre
 
 
