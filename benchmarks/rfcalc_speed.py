@@ -116,7 +116,7 @@ def cli_time(repeats: int) -> list[float]:
     command = [
         sys.executable,
         "-m",
-        "rfcalc.cli",
+        "rfcalc",  # what the `rfcalc` console script runs (rfcalc.console)
         "table",
         "torchvision.models:inception_v3",
         "--input",
@@ -173,8 +173,10 @@ def main(argv: list[str] | None = None) -> int:
             label + f"{rf:>8.3f}s {ti:>9.3f}s {rf / ti:>7.3f}  {r['baseline'] / GB:>8.2f}G "
             f"{r['rfcalc_peak'] / GB:>11.2f}G {r['torchinfo_peak'] / GB:>14.2f}G"
         )
-        for note in r["notes"]:
-            print(f"{'':14}note: {note}")
+        for note in r["notes"][:2]:
+            print(f"{'':14}note: {note[:76]}")
+        if len(r["notes"]) > 2:
+            print(f"{'':14}(and {len(r['notes']) - 2} more notes)")
     cli = cli_time(args.repeats)
     print(
         f"`rfcalc table torchvision.models:inception_v3 --input 3,1600,1600` (fresh process): "

@@ -5,13 +5,39 @@ analysis = analyze(model, (3, 32, 32))   # rows in execution order, analysis.out
 checks = verify(model, (3, 32, 32))      # the same fields measured with gradients
 grad = gradient_map(model, (3, 32, 32), row="t4.conv")  # the pixels its centre unit sees
 field = erf(model, images, layer="t4.conv")  # the pixels it really uses (Luo et al.)
+
+The names below are imported on first use (PEP 562), so `import rfcalc` alone does not import
+torch: the `rfcalc` command starts its imports with the garbage collector held off
+(rfcalc.console), and a bad command line is answered before torch is loaded.
 """
 
-from .analysis import APPROX, EXACT, GLOBAL, UNKNOWN, Analysis, Row, analyze
-from .erf import ERF, erf
-from .geometry import RFError, Window
-from .rules import register_rule, supported_ops
-from .verify import RowCheck, Verification, gradient_map, verify
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+# public name -> the module that defines it
+_HOME = {
+    "analyze": "analysis",
+    "Analysis": "analysis",
+    "Row": "analysis",
+    "EXACT": "analysis",
+    "APPROX": "analysis",
+    "GLOBAL": "analysis",
+    "UNKNOWN": "analysis",
+    "verify": "verify",
+    "gradient_map": "verify",
+    "RowCheck": "verify",
+    "Verification": "verify",
+    "erf": "erf",
+    "ERF": "erf",
+    "RFError": "geometry",
+    "Window": "geometry",
+    "register_rule": "rules",
+    "supported_ops": "rules",
+}
 
 __all__ = [
     "analyze",
@@ -32,3 +58,36 @@ __all__ = [
     "register_rule",
     "supported_ops",
 ]
+
+if TYPE_CHECKING:
+    from .analysis import APPROX, EXACT, GLOBAL, UNKNOWN, Analysis, Row, analyze
+    from .erf import ERF, erf
+    from .geometry import RFError, Window
+    from .rules import register_rule, supported_ops
+    from .verify import RowCheck, Verification, gradient_map, verify
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'rfcalc' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOME))
+
+
+class _Package(types.ModuleType):
+    """`rfcalc.verify` and `rfcalc.erf` are functions named like the modules that define them.
+    Importing such a module binds the module on the package; an eager `from .verify import
+    verify` would rebind the function right after, so this does the same whenever it happens."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and _HOME.get(name) == name:
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -1,7 +1,5 @@
 """`python -m rfcalc`: the same as the `rfcalc` command."""
 
-import sys
+from rfcalc.console import main
 
-from rfcalc.cli import main
-
-sys.exit(main())
+main()

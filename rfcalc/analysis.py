@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 # A row's status: how far its field can be trusted. Defined (torch-free) in geometry.py:
 # EXACT the classic arithmetic, exactly; APPROX units differ (up-sampling, uneven adaptive
@@ -203,7 +203,11 @@ def probe_for(model: "nn.Module", shape: tuple[int, ...], dtype=None, fill: Opti
 
 
 def analyze(
-    model: "nn.Module", input_shape: Sequence[int], *, real: Optional[bool] = None
+    model: "nn.Module",
+    input_shape: Sequence[int],
+    *,
+    real: Optional[bool] = None,
+    materialize: Optional[Callable[[], "nn.Module"]] = None,
 ) -> Analysis:
     """The field of every op of one forward pass of `model` on a (1, *input_shape) probe.
 
@@ -211,7 +215,9 @@ def analyze(
     (rfcalc.execute), so its cost does not grow with the input size; where the model needs
     values (`.item()`, `if x.mean() > 0`, `nonzero`) it runs on real values instead and a note
     says where. Small cases run on real values (cheaper there). `real=True` always runs on
-    real values, `real=False` data-free wherever the model allows.
+    real values, `real=False` data-free wherever the model allows. A model built on the meta
+    device (no weights) runs data-free; where values are needed `materialize()` must build it
+    with weights (see rfcalc.execute.record_shapes).
 
     Runs in eval mode under no_grad (the model's train/eval flags are restored). Rows come in
     execution order; a leaf module's row is named by its path (`c1.0.conv`), functional ops by
@@ -229,7 +235,7 @@ def analyze(
     model.eval()
     try:
         with torch.no_grad():
-            rec, ran_real = record_shapes(model, shape, real=real)
+            rec, ran_real = record_shapes(model, shape, real=real, materialize=materialize)
     finally:
         for m, flag in flags.items():
             m.train(flag)

@@ -14,7 +14,7 @@ from typing import Callable, Optional, Sequence
 
 from rfcalc.commandline import Parser, UserError, check_output, run, write_output
 from rfcalc.geometry import RFError
-from rfcalc.load import TargetError, load_target, parse_input
+from rfcalc.load import TargetError, load_target, load_without_weights, parse_input
 from rfcalc.render import FORMATS
 from rfcalc.render.verify import FORMATS as VERIFY_FORMATS
 
@@ -106,14 +106,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _analyze(args: argparse.Namespace):
-    """Load the target and analyse it; bad targets and too-small inputs become UserError."""
+def _analyze(args: argparse.Namespace, *, weights: bool = True):
+    """Load the target and analyse it; bad targets and too-small inputs become UserError.
+    `weights=False`: the model may be built without weights (on the meta device), for
+    commands that need its shapes only."""
     with _user_prints_to_stderr():
-        model = load_target(args.target)  # first, so a bad target is reported before any work
+        # first, so a bad target is reported before any work
+        if weights:
+            model, materialize = load_target(args.target), None
+        else:
+            model, materialize = load_without_weights(args.target)
         from rfcalc import analyze
 
         try:
-            return model, analyze(model, args.input)
+            return model, analyze(model, args.input, materialize=materialize)
         except RFError as exc:  # the analyzer's "input too small at layer X", a failed forward
             shape = ",".join(map(str, args.input))
             raise UserError(f"{args.target} at input {shape}: {exc}") from None
@@ -128,7 +134,7 @@ def _user_prints_to_stderr():
 def _table(args: argparse.Namespace) -> int:
     from rfcalc.render import render
 
-    _, analysis = _analyze(args)
+    _, analysis = _analyze(args, weights=False)
     sys.stdout.write(render(analysis, args.format))
     return 0
 
@@ -161,7 +167,7 @@ def _graph(args: argparse.Namespace) -> int:
             f"use one of .{', .'.join(GRAPH_FORMATS)}"
         )
     check_output(path, force=args.force, example="net.svg")
-    _, analysis = _analyze(args)
+    _, analysis = _analyze(args, weights=False)
     dot = build(analysis, compact_rows=args.compact)
     if fmt == "dot":
         data = dot.source.encode()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -28,6 +29,7 @@ __all__ = [
     "add_progress_flag",
     "progress",
     "run",
+    "exit_with",
     "check_output",
     "write_output",
     "DISTRIBUTION",
@@ -179,3 +181,13 @@ def run(
         with contextlib.suppress(OSError):
             sys.stderr.close()
         return 0
+
+
+def exit_with(status: int) -> NoReturn:
+    """End a console script's process with `status`, skipping the interpreter's final garbage
+    collection: after `import torch` (and torchvision) it walks millions of objects that the
+    process is about to drop anyway, 0.9 s of a 3.5 s `rfcalc table` on 2 cores. Frozen
+    objects are left to the OS; atexit handlers still run and streams are flushed as usual.
+    Only for a process's last step: frozen objects are never collected."""
+    gc.freeze()
+    sys.exit(status)

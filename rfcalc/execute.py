@@ -26,11 +26,12 @@ returns a note naming the model's source line and module that needed values.
 
 from __future__ import annotations
 
+import itertools
 import linecache
 import math
 import os
 from types import FrameType, TracebackType
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
@@ -52,7 +53,11 @@ _SKIP = (os.path.dirname(torch.__file__) + os.sep, os.path.dirname(__file__) + o
 
 
 def record_shapes(
-    model: nn.Module, shape: tuple[int, ...], *, real: Optional[bool] = None
+    model: nn.Module,
+    shape: tuple[int, ...],
+    *,
+    real: Optional[bool] = None,
+    materialize: Optional[Callable[[], nn.Module]] = None,
 ) -> tuple[Record, Optional[str]]:
     """`record(model, probe)` on a (1, *shape) probe without data, or on real values where
     the model needs them. `real`: True always real values, False data-free first, None (the
@@ -60,20 +65,28 @@ def record_shapes(
     record and, when a data-free run was tried and abandoned, a note saying where values were
     needed (None otherwise).
 
+    A model built on the `meta` device (no weights at all: `rfcalc table` builds it so, since
+    initialising a big model's weights costs more than its analysis) runs data-free as any
+    other; where real values are needed, `materialize()` builds the same model with weights
+    and that one runs. Without `materialize` such a model raises RFError there.
+
     The caller sets eval mode and no_grad. The model's state is left as it was: module
     attributes the data-free forward set to fake tensors (a lazily built cache) are undone.
     """
     from .analysis import probe_for
 
+    def on_values(note: Optional[str]) -> tuple[Record, Optional[str]]:
+        runner = _with_values(model, materialize, note)
+        return record(runner, probe_for(runner, shape)), note
+
     if real is None:
         real = math.prod(shape[1:]) * sum(p.numel() for p in model.parameters()) <= REAL_UP_TO
     if real:
-        return record(model, probe_for(model, shape)), None
+        return on_values(None)
     if any(isinstance(p, nn.parameter.UninitializedParameter) for p in model.parameters()):
         # lazy modules materialise their parameters on the first real forward: fake ones
         # would replace the user's
-        rec = record(model, probe_for(model, shape))
-        return rec, "ran on real values: the model has lazy modules still to initialise"
+        return on_values("ran on real values: the model has lazy modules still to initialise")
     before = _attributes(model)
     try:
         with FakeTensorMode(allow_non_fake_inputs=True):
@@ -82,8 +95,31 @@ def record_shapes(
         reason = _needed_values(exc, model)
     finally:
         _undo_fakes(model, before)
-    rec = record(model, probe_for(model, shape))
-    return rec, f"ran on real values: {reason}"
+    return on_values(f"ran on real values: {reason}")
+
+
+def on_meta(model: nn.Module) -> bool:
+    """Whether any parameter or buffer of the model is on the meta device (has no values)."""
+    return any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers()))
+
+
+def _with_values(
+    model: nn.Module, materialize: Optional[Callable[[], nn.Module]], note: Optional[str]
+) -> nn.Module:
+    """The model itself, or where it was built on the meta device, the one `materialize`
+    builds with weights (in eval mode, as the caller set the first)."""
+    if not on_meta(model):
+        return model
+    if materialize is None:
+        from .geometry import RFError
+
+        why = (
+            note.removeprefix("ran on real values: ") if note else "this small a model runs on them"
+        )
+        raise RFError(f"the model is on the meta device but needs real values: {why}")
+    built = materialize()
+    built.eval()
+    return built
 
 
 def _batch_norm_shape(
@@ -196,4 +232,4 @@ def _deepest_frame(tb: Optional[TracebackType]) -> Optional[FrameType]:
     return frame
 
 
-__all__ = ["record_shapes"]
+__all__ = ["on_meta", "record_shapes"]

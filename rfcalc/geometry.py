@@ -16,6 +16,7 @@ the centre are the only rationals. Invariant: lo and hi never decrease with the 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from functools import cached_property
@@ -101,7 +102,43 @@ class Axis:
     @cached_property
     def faithful(self) -> bool:
         """Whether the classic description, clipped to the image, is every unit's field."""
-        return self.classic and all(self.clipped(o) == s for o, s in enumerate(self.seen))
+        if not self.classic:
+            return False
+        # `clipped(o) == seen[o]` for every o: the check that grows with the input. Units
+        # whose classic field lies inside the image are compared in one go where the axis is
+        # uniform, the rest one by one.
+        seen, size, period, step = self.seen, self.size, self.period, self.advance
+        lo_, hi_, last = self.lo, self.hi, self.extent - 1
+        units: Iterable[int] = range(size)
+        if period == 1 and step > 0:
+            a = max(-(lo_[0] // step), 0)  # the first unit starting inside the image
+            b = min((last - hi_[0]) // step, size - 1)  # the last one ending inside it
+            if a <= b:
+                inside = zip(
+                    range(lo_[0] + a * step, lo_[0] + (b + 1) * step, step),
+                    range(hi_[0] + a * step, hi_[0] + (b + 1) * step, step),
+                )
+                if tuple(inside) != seen[a : b + 1]:
+                    return False
+                units = itertools.chain(range(a), range(b + 1, size))
+        for o in units:
+            q, r = divmod(o, period)
+            lo, hi = max(lo_[r] + q * step, 0), min(hi_[r] + q * step, last)
+            s = seen[o]
+            if (s is None) != (lo > hi) or (s is not None and s != (lo, hi)):
+                return False
+        return True
+
+    @cached_property
+    def monotone(self) -> bool:
+        """Whether every unit sees something and neither end of its field ever moves back
+        along the map: then units i..j together see (seen[i][0], seen[j][1])."""
+        s = self.seen
+        if None in s:
+            return False
+        if self.period == 1 and self.advance >= 0 and self.faithful:
+            return True  # clipped copies of one field shifted forward: both ends only advance
+        return all(a[0] <= b[0] and a[1] <= b[1] for a, b in zip(s, s[1:]))
 
     @property
     def jump(self) -> Fraction:
@@ -120,6 +157,8 @@ class Axis:
     @property
     def rf(self) -> Fraction:
         """The widest unit's field (every unit's, when the axis is uniform and faithful)."""
+        if self.faithful:  # every unit sees its classic field, clipped: none is wider
+            return Fraction(max(h - lo for lo, h in zip(self.lo, self.hi)) + 1)
         widest = max((s[1] - s[0] + 1 for s in self.seen if s), default=0)
         if not self.classic:
             return Fraction(widest)
@@ -143,10 +182,29 @@ class Axis:
 
 
 def _hull(spans) -> Span:
-    spans = [s for s in spans if s is not None]
-    if not spans:
-        return None
-    return min(s[0] for s in spans), max(s[1] for s in spans)
+    """The first and last pixel of the given spans together (None: no span)."""
+    lo = hi = None
+    # one plain loop: this runs per unit per op (300 ops x 800 units at Inception 1600²)
+    for s in spans:
+        if s is None:
+            continue
+        if lo is None:
+            lo, hi = s
+        else:
+            if s[0] < lo:
+                lo = s[0]
+            if s[1] > hi:
+                hi = s[1]
+    return None if lo is None else (lo, hi)
+
+
+def _hull2(a: Span, b: Span) -> Span:
+    """`_hull((a, b))`, for the per-unit loop of a merge."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return (a[0] if a[0] <= b[0] else b[0], a[1] if a[1] >= b[1] else b[1])
 
 
 def _seen_by(axis: Axis, first: int, last: int) -> Span:
@@ -156,7 +214,25 @@ def _seen_by(axis: Axis, first: int, last: int) -> Span:
         return None
     if axis.mixed or first == last:  # a global axis: every unit sees the same
         return axis.seen[first]
+    if axis.monotone:
+        return axis.seen[first][0], axis.seen[last][1]
     return _hull(axis.seen[first : last + 1])
+
+
+def _monotone_reads(
+    seen: tuple[Span, ...], size: int, taps: Callable[[int], tuple[int, int]]
+) -> tuple[Span, ...]:
+    """`_seen_by` for every output unit of a monotone input axis, in one loop: the per-unit
+    cost of an op is what grows with the input size."""
+    last_unit, out = len(seen) - 1, []
+    for o in range(size):
+        first, last = taps(o)
+        if first < 0:
+            first = 0
+        if last > last_unit:
+            last = last_unit
+        out.append(None if first > last else (seen[first][0], seen[last][1]))
+    return tuple(out)
 
 
 def _mixed(axis: Axis, seen: tuple[Span, ...]) -> bool:
@@ -232,6 +308,8 @@ def resample(
         seen = tuple(
             _hull(axis.seen[i] for i in reads(o) if 0 <= i < axis.size) for o in range(size)
         )
+    elif axis.monotone and not axis.mixed:
+        seen = _monotone_reads(axis.seen, size, actual or taps)
     else:
         seen = tuple(_seen_by(axis, *(actual or taps)(o)) for o in range(size))
     mixed = _mixed(axis, seen)
@@ -404,7 +482,10 @@ def union(axes: list[Axis], strict: bool = True) -> Axis:
     first = axes[0]
     if any(a.size != first.size for a in axes):
         raise NotGeometric("merged maps differ in size: " + ", ".join(str(a.size) for a in axes))
-    seen = tuple(_hull(us) for us in zip(*(a.seen for a in axes)))
+    seen = first.seen
+    for a in axes[1:]:
+        if a.seen != seen:  # a merge of one field with itself is that field
+            seen = tuple(map(_hull2, seen, a.seen))
     mixed = any(a.mixed for a in axes) and None not in seen and len(set(seen)) == 1
     if not all(a.classic for a in axes):
         return Axis(first.size, 1, 0, (0,), (0,), first.extent, seen, False, mixed)

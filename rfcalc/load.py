@@ -14,13 +14,22 @@ import itertools
 import os
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from types import ModuleType
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
+import torch
 import torch.nn as nn
 
-__all__ = ["TargetError", "load_target", "parse_input", "split_target"]
+__all__ = [
+    "ConstructorError",
+    "TargetError",
+    "load_target",
+    "load_without_weights",
+    "parse_input",
+    "split_target",
+]
 
 MAX_SPATIAL_AXES = 3  # Conv1d/2d/3d
 _counter = itertools.count()
@@ -28,6 +37,10 @@ _counter = itertools.count()
 
 class TargetError(ValueError):
     """A target or an --input that cannot be used; the message is one line for the user."""
+
+
+class ConstructorError(TargetError):
+    """The target's class or factory raised while it was called."""
 
 
 def parse_input(text: str) -> tuple[int, ...]:
@@ -60,11 +73,12 @@ def split_target(target: str) -> tuple[str, Optional[str], bool]:
     return target, None, False
 
 
-def load_target(target: str) -> nn.Module:
+def load_target(target: str, *, device: Optional[str] = None) -> nn.Module:
     """Return the nn.Module a target names, instantiating a class or calling a factory.
 
     Without a name, the file or module must define (not import) exactly one nn.Module
-    subclass that can be built with no arguments. Classes and factories are called with none.
+    subclass that can be built with no arguments. Classes and factories are called with none,
+    under `torch.device(device)` where one is given (an instance is returned as it is).
     """
     where, name, is_file = split_target(target)
     if is_file:
@@ -74,7 +88,7 @@ def load_target(target: str) -> nn.Module:
         if not path.is_file():
             raise TargetError(f"{where}: not a file")
         with _isolated_import(path, where) as module:
-            return _pick(module, name, label=where)
+            return _pick(module, name, label=where, device=device)
     try:
         module = importlib.import_module(where)
     except ImportError as exc:
@@ -83,7 +97,31 @@ def load_target(target: str) -> nn.Module:
         raise _syntax_error(exc) from None
     except (Exception, SystemExit) as exc:  # the module raised while being imported
         raise TargetError(f"importing {where}: {type(exc).__name__}: {exc}") from None
-    return _pick(module, name, label=where)
+    return _pick(module, name, label=where, device=device)
+
+
+def load_without_weights(target: str) -> tuple[nn.Module, Callable[[], nn.Module]]:
+    """The target's model built on the meta device, and a function that builds it with weights.
+
+    Shapes are all an analysis needs, and initialising the weights of a big model costs more
+    than analysing it (Inception-v3: 2.8 s against 0.2 s on the meta device). The meta device
+    fails loudly on any read of a value, so a constructor that depends on values raises there;
+    such a target, like an instance built at import, is simply built with weights. The second
+    build (only where the analysis needs real values) is quiet: its prints and warnings were
+    shown by the first.
+    """
+    try:
+        model = load_target(target, device="meta")
+    except ConstructorError:
+        model = load_target(target)
+
+    def with_weights() -> nn.Module:
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return load_target(target)
+
+    return model, with_weights
 
 
 @contextlib.contextmanager
@@ -178,7 +216,9 @@ def _needs_arguments(obj: object) -> list[str]:
     return []
 
 
-def _pick(module: ModuleType, name: Optional[str], label: str) -> nn.Module:
+def _pick(
+    module: ModuleType, name: Optional[str], label: str, device: Optional[str] = None
+) -> nn.Module:
     """The named attribute, or the one nn.Module class defined here that needs no arguments.
 
     Helper blocks (a ConvLayer taking channel counts) need arguments and the CLI could not
@@ -203,10 +243,10 @@ def _pick(module: ModuleType, name: Optional[str], label: str) -> nn.Module:
     if not hasattr(module, name):
         hint = f" (nn.Module classes there: {', '.join(candidates)})" if candidates else ""
         raise TargetError(f"{label} has no attribute {name!r}{hint}")
-    return _instantiate(getattr(module, name), f"{label}:{name}")
+    return _instantiate(getattr(module, name), f"{label}:{name}", device)
 
 
-def _instantiate(obj: object, label: str) -> nn.Module:
+def _instantiate(obj: object, label: str, device: Optional[str] = None) -> nn.Module:
     """A module instance as is; a class or a factory called with no arguments."""
     if isinstance(obj, nn.Module):
         return obj
@@ -224,9 +264,10 @@ def _instantiate(obj: object, label: str) -> nn.Module:
             "factory that works with none, or a module instance"
         )
     try:
-        model = obj()
+        with torch.device(device) if device else contextlib.nullcontext():
+            model = obj()
     except (Exception, SystemExit) as exc:  # the user's constructor failed: one line
-        raise TargetError(f"{label}(): {type(exc).__name__}: {exc}") from None
+        raise ConstructorError(f"{label}(): {type(exc).__name__}: {exc}") from None
     if not isinstance(model, nn.Module):
         raise TargetError(f"{label}() returned a {type(model).__name__}, not an nn.Module")
     return model

@@ -4,7 +4,8 @@
         --json book/results/cpu-experiments.json
 
 Run folders: `<runs>/<variant>` (seed 1) and `<runs>/<variant>-seed<N>`, as rftrain wrote them
-(summary.json, history.json, last.pt). A finished run becomes one record under
+(summary.json, history.json, last.pt), or `<runs>/<variant>/<recipe>/seed<N>` as rfsweep does
+(`rfsweep scripts/sweeps/ch8-cpu.json`, then `--runs runs/ch8-cpu`). A finished run becomes one record under
 `variants[<variant>]["runs"]`, sorted by seed. Records already in the JSON whose folders are
 gone (the first seed-1 runs) are kept as they are; a folder's record replaces the JSON's for
 the same variant and seed. The recipe that actually ran (learning rates and momentum) is read
@@ -93,6 +94,26 @@ def old_records(doc: dict) -> dict[tuple[str, int], dict]:
     return found
 
 
+def run_folders(runs: Path) -> list[tuple[str, int, Path]]:
+    """(variant, seed, folder) of every run folder under `runs`, in either layout: rftrain's
+    `<variant>` / `<variant>-seed<N>`, or rfsweep's `<variant>/<recipe>/seed<N>`."""
+    if not runs.is_dir():
+        return []
+    out = []
+    for folder in sorted(p for p in runs.iterdir() if p.is_dir()):
+        m = RUN_NAME.match(folder.name)
+        swept = [
+            run
+            for run in sorted(folder.glob("*/seed*"))
+            if run.is_dir() and run.name.removeprefix("seed").isdigit()
+        ]
+        if m and swept:
+            out += [(folder.name, int(run.name.removeprefix("seed")), run) for run in swept]
+        elif m:
+            out.append((m["variant"], int(m["seed"] or 1), folder))
+    return out
+
+
 def _shown(folder: Path, runs: Path) -> str:
     """`runs/exp-cpu/<name>`: the folder as seen from the project root above `runs`."""
     return str(folder.resolve().relative_to(runs.resolve().parent.parent))
@@ -101,17 +122,16 @@ def _shown(folder: Path, runs: Path) -> str:
 def collect(runs: Path, doc: dict, variants: list[str], seeds: list[int]) -> dict:
     """The JSON document with every finished (variant, seed) of `variants` x `seeds`."""
     found = old_records(doc)
-    folders = sorted(p for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
-    for folder in folders:
-        m = RUN_NAME.match(folder.name)
-        rec = record(folder) if m else None
+    located = run_folders(runs)
+    folders = [folder for _, _, folder in located]
+    for variant, seed, folder in located:
+        rec = record(folder)
         if rec is None:
             continue
-        seed = int(m["seed"] or 1)
         if rec["seed"] != seed:
             raise SystemExit(f"{folder}: the folder says seed {seed}, the run seed {rec['seed']}")
         rec["run"] = _shown(folder, runs)
-        found[(m["variant"], seed)] = rec
+        found[(variant, seed)] = rec
     out = {k: v for k, v in doc.items() if k not in ("variants", "repeats", "missing")}
     out["variants"] = {
         name: {"runs": [found[(name, s)] for s in sorted(s for n, s in found if n == name)]}

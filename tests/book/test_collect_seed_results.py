@@ -121,3 +121,25 @@ def test_a_folder_whose_seed_disagrees_is_refused(collector, tmp_path):
     _run(tmp_path / "a-seed2", 3, [0.1])
     with pytest.raises(SystemExit, match="seed 2, the run seed 3"):
         collector.collect(tmp_path, {}, ["a"], [1, 2])
+
+
+def test_rfsweeps_layout_is_collected_next_to_rftrains(collector, tmp_path):
+    runs = tmp_path / "runs" / "ch8"
+    _run(runs / "a" / "as-run" / "seed2", 2, [0.2, 0.3], cycle_momentum=True)
+    _run(runs / "a" / "as-run" / "seed3", 3, [0.1, 0.4], cycle_momentum=True)
+    _run(runs / "b-seed2", 2, [0.5])  # rftrain's layout in the same folder
+    (runs / "logs").mkdir()
+    (runs / "logs" / "a--as-run--seed2.log").write_text("epoch 1\n")
+    (runs / "models").mkdir()
+    (runs / "models" / "a.py").write_text("")
+    old = {"variants": {"a": {"runs": [{"seed": 1, "best_test_acc": 0.25}]}}}
+    doc = collector.collect(runs, old, ["a", "b"], [1, 2, 3])
+    assert [(r["seed"], r["best_test_acc"]) for r in doc["variants"]["a"]["runs"]] == [
+        (1, 0.25),
+        (2, 0.3),
+        (3, 0.4),
+    ]
+    assert doc["variants"]["a"]["runs"][2]["run"] == "runs/ch8/a/as-run/seed3"
+    assert [r["seed"] for r in doc["variants"]["b"]["runs"]] == [2]
+    assert doc["missing"] == ["b seed 1", "b seed 3"]
+    assert doc["schedule_read_from"] == ["runs/ch8/a/as-run/seed2", "runs/ch8/a/as-run/seed3"]

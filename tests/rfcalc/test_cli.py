@@ -217,7 +217,7 @@ def test_graph_errors(capsys, tmp_path, monkeypatch):
 
 def _console_script():
     script = Path(sys.executable).with_name("rfcalc")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "rfcalc.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "rfcalc"]
 
 
 def _checkout_env() -> dict:
@@ -433,3 +433,134 @@ def test_help_shows_every_default(capsys):
     assert code == 0
     text = " ".join(out.split())
     assert "(default: 3,32,32)" in text and "(default: text)" in text
+
+
+def _model_file(tmp_path, body: str) -> str:
+    path = tmp_path / "model.py"
+    path.write_text(textwrap.dedent(body))
+    return str(path)
+
+
+def test_table_builds_the_model_once_as_the_user_sees_it(tmp_path, capsys, recwarn):
+    """The model is built without weights first; where it is small (analysed on real values)
+    it is built again with them, quietly: its print and warning show once."""
+    target = _model_file(
+        tmp_path,
+        """
+        import warnings
+        import torch.nn as nn
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                print("building Net")
+                warnings.warn("Net: a warning from the constructor")
+                self.conv = nn.Conv2d(3, 4, 5)
+
+            def forward(self, x):
+                return self.conv(x)
+        """,
+    )
+    code, out, err = run(capsys, "table", target, "--input", "3,16,16")
+    assert code == 0 and "Output receptive field: 5\n" in out
+    assert err.count("building Net") == 1
+    assert [str(w.message) for w in recwarn] == ["Net: a warning from the constructor"]
+
+
+def test_table_of_a_constructor_that_reads_values(tmp_path, capsys):
+    # `.item()` has no answer on the meta device: the model is built with weights instead
+    target = _model_file(
+        tmp_path,
+        """
+        import torch
+        import torch.nn as nn
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                k = int(torch.tensor([7]).item())
+                self.conv = nn.Conv2d(3, 4, k, dilation=2)
+
+            def forward(self, x):
+                return self.conv(x)
+        """,
+    )
+    code, out, err = run(capsys, "table", target, "--input", "3,32,32")
+    assert code == 0 and err == "" and "Output receptive field: 13\n" in out  # 2*(7-1)+1
+
+
+def test_table_of_a_big_model_whose_forward_needs_values(tmp_path, capsys):
+    """Data-free first (big: 100,112 parameters x 512² pixels), then real values, built with
+    weights once, quietly; the note names the line."""
+    target = _model_file(
+        tmp_path,
+        """
+        import torch
+        import torch.nn as nn
+
+        class Gated(nn.Module):
+            def __init__(self):
+                super().__init__()
+                print("building Gated")
+                self.conv = nn.Conv2d(3, 4, 3)
+                self.unused = nn.Parameter(torch.zeros(100_000))
+
+            def forward(self, x):
+                y = self.conv(x)
+                if y.abs().mean() >= 0:
+                    y = nn.functional.max_pool2d(y, 5, 1)
+                return y
+        """,
+    )
+    code, out, err = run(capsys, "table", target, "--input", "3,512,512")
+    assert code == 0, err
+    assert "Output receptive field: 7\n" in out  # 3x3 then a 5x5 pool
+    assert "ran on real values: `if y.abs().mean() >= 0:` (model.py:" in " ".join(out.split())
+    assert err.count("building Gated") == 1
+
+
+def test_import_rfcalc_alone_does_not_import_torch():
+    """The console script holds the garbage collector off before torch loads (rfcalc.console);
+    that needs a package import without torch. The lazily loaded names still work."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, importlib, rfcalc; assert 'torch' not in sys.modules, 'torch'\n"
+            "importlib.import_module('rfcalc.verify')\n"
+            "from rfcalc import verify, erf, analyze, RFError\n"
+            "assert callable(verify) and callable(erf) and callable(analyze), (verify, erf)\n"
+            "assert issubclass(RFError, ValueError)",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=_checkout_env(),
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    "argv, collector_back",
+    [(["table", NET], False), (["graph", NET, "-o", "x.dot"], False), (["verify", NET], True)],
+)
+def test_the_console_holds_the_collector_off_for_shape_commands_only(
+    monkeypatch, argv, collector_back
+):
+    import gc
+
+    import rfcalc.cli
+    import rfcalc.commandline
+    from rfcalc import console
+
+    calls = []
+    monkeypatch.setattr(gc, "disable", lambda: calls.append("disable"))
+    monkeypatch.setattr(gc, "enable", lambda: calls.append("enable"))
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(rfcalc.cli, "main", lambda: calls.append("main") or 0)
+    monkeypatch.setattr(rfcalc.commandline, "exit_with", lambda code: calls.append(("exit", code)))
+    monkeypatch.setattr(sys, "argv", ["rfcalc", *argv])
+    console.main()
+    back = ["freeze", "enable"] if collector_back else []
+    assert calls == ["disable", *back, "main", ("exit", 0)]

@@ -15,7 +15,7 @@ import torchvision
 import zoo  # tests/rfcalc is on sys.path (pytest rootdir-less test folders)
 from torch._subclasses.fake_tensor import FakeTensor
 
-from rfcalc import analyze
+from rfcalc import RFError, analyze
 
 REAL_NOTE = "ran on real values"
 
@@ -216,3 +216,47 @@ def test_small_cases_run_on_real_values_and_large_ones_without_data():
     analyze(Spy(20_000), (1, 1000, 1001))
     assert seen == [torch.Tensor, FakeTensor]
     assert analyze(Spy(1), (1, 4, 4)).notes == ()  # no note for the choice
+
+
+@pytest.mark.parametrize(
+    "make, shape", ZOO + TORCHVISION[2:3], ids=lambda v: getattr(v, "__name__", str(v))
+)
+def test_a_model_built_without_weights_gives_the_real_models_rows(make, shape):
+    """`rfcalc table` builds the model on the meta device (no weights to initialise) and builds
+    it with weights only where the forward needs values."""
+    real = analyze(make(), shape, real=True)
+    with torch.device("meta"):
+        meta = make()
+    assert all(p.is_meta for p in meta.parameters())
+    built = []
+
+    def with_weights():
+        built.append(make())
+        return built[-1]
+
+    a = analyze(meta, shape, real=False, materialize=with_weights)
+    needs_values = isinstance(meta, zoo.Branchy)  # `if x.mean() >= 0` in its forward
+    assert len(built) == needs_values
+    if needs_values:
+        assert not built[0].training  # the built model runs in eval mode, as the first
+        assert any(REAL_NOTE in n and "x.mean() >= 0" in n for n in a.notes)
+        a = dataclasses.replace(a, notes=tuple(n for n in a.notes if REAL_NOTE not in n))
+    assert a.rows == real.rows and a.output == real.output and a.params == real.params
+    assert a.notes == real.notes
+
+
+def test_a_small_model_without_weights_is_built_with_them_and_analysed_on_values():
+    with torch.device("meta"):
+        meta = zoo.s9_net()
+    built = []
+    a = analyze(meta, (3, 32, 32), materialize=lambda: built.append(zoo.s9_net()) or built[-1])
+    assert len(built) == 1 and a.output.rf == (48, 48) and a.params == 190_509
+
+
+def test_a_model_without_weights_that_needs_values_and_cannot_get_them_is_an_error():
+    with torch.device("meta"):
+        meta = zoo.Branchy(repeats=2)
+    with pytest.raises(RFError, match="meta device but needs real values: .*x.mean"):
+        analyze(meta, (3, 32, 32), real=False)
+    with pytest.raises(RFError, match="meta device but needs real values"):
+        analyze(meta, (3, 32, 32), real=True)
