@@ -24,6 +24,7 @@ OUT/models/NAME.py first.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import datetime as dt
 import itertools
@@ -413,6 +414,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     f"{run_status(sweep.folder(run)):<12} {run.key}: "
                     f"{' '.join(command(sweep, run, 'cpu')[3:])}"
                 )
+            sys.stdout.flush()  # a closed pipe shows here, where it is handled
             return 0
         outcome = {} if args.collect_only else execute(sweep, slots)
     except UserError as exc:
@@ -420,6 +422,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; start the same command again to continue", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `rfsweep S.json --list | head`: the reader has what it wanted
+        with contextlib.suppress(OSError):
+            sys.stderr.close()
+        return 0
     result = collect(sweep)
     write_json(sweep.result, result)
     done = sum(r["status"] == "finished" for r in result["runs"])

@@ -154,3 +154,20 @@ def test_netbuilder_variant_is_exported_once(tmp_path, monkeypatch):
     stamp = target.stat().st_mtime_ns
     export_variants(sweep)  # kept for resumed runs: not rewritten
     assert target.stat().st_mtime_ns == stamp
+
+
+def test_list_into_a_closed_pipe_is_quiet(tmp_path, pickles, tiny_model):
+    """`rfsweep S.json --list | head -1`: the reader stops early; no traceback, status 0."""
+    sweep = write_sweep(tmp_path, pickles, tiny_model, seeds=list(range(1, 40)))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "training.sweep", str(sweep), "--list"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=tmp_path,
+    )
+    proc.stdout.close()  # nobody reads: every write meets a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
