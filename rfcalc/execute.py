@@ -114,9 +114,14 @@ def _with_values(
         from .geometry import RFError
 
         why = (
-            note.removeprefix("ran on real values: ") if note else "this small a model runs on them"
+            note.removeprefix("ran on real values: ")
+            if note
+            else "real=True or a small model and input (rfcalc.execute.REAL_UP_TO) run on them"
         )
-        raise RFError(f"the model is on the meta device but needs real values: {why}")
+        raise RFError(
+            f"the model is on the meta device but needs real values: {why}; "
+            "pass materialize= (a function that builds it with weights) or a built model"
+        )
     built = materialize()
     built.eval()
     return built
