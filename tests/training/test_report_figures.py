@@ -60,9 +60,19 @@ def test_confusion_matrix_picture(tmp_path, saved):
         assert (t.get_ha(), t.get_va(), t.get_fontsize()) == ("center", "center", 7)
 
 
-def test_an_empty_confusion_matrix_reads_zero_accuracy(tmp_path, saved):
-    report.write_confusion(tmp_path, np.zeros((2, 2), dtype=int), ("a", "b"))
-    assert saved["confusion.png"].axes[0].get_title() == "confusion matrix, accuracy 0.00%"
+@pytest.mark.parametrize(
+    "cm, accuracy",
+    [([[0, 0], [0, 0]], "0.00%"), ([[1, 0], [0, 0]], "100.00%"), ([[0, 1], [0, 0]], "0.00%")],
+)
+def test_accuracy_in_the_title_of_an_empty_or_one_image_matrix(tmp_path, saved, cm, accuracy):
+    report.write_confusion(tmp_path, np.array(cm), ("a", "b"))
+    assert saved["confusion.png"].axes[0].get_title() == f"confusion matrix, accuracy {accuracy}"
+
+
+def test_a_count_of_exactly_half_the_largest_stays_black(tmp_path, saved):
+    report.write_confusion(tmp_path, np.array([[4, 2], [1, 3]]), ("a", "b"))
+    colours = {t.get_text(): t.get_color() for t in saved["confusion.png"].axes[0].texts}
+    assert colours == {"4": "white", "2": "black", "1": "black", "3": "white"}
 
 
 def test_curves_picture(tmp_path, saved):
