@@ -145,3 +145,15 @@ def test_saved_pictures_are_png_at_110_dpi_and_closed(tmp_path):
     with Image.open(tmp_path / "x.png") as im:
         assert im.format == "PNG" and im.info["dpi"] == pytest.approx((110, 110), abs=0.1)
     assert not plt.fignum_exists(fig.number)  # closed: a long run does not pile figures up
+
+
+def test_a_long_list_of_mistakes_shows_25_spread_from_first_to_last(tmp_path, saved):
+    images = np.zeros((60, 2, 2, 3), dtype=np.int64)
+    images[:, 0, 0, 0] = np.arange(60)
+    true = np.zeros(60, int)
+    pred = np.tile([0, 1], 30)  # the odd images, 30 of them, are wrong
+    assert report.plot_misclassified(tmp_path, images, true, pred, ["a", "b"]) == 25
+    shown = [ax.images[0].get_array()[0, 0, 0] for ax in saved["misclassified.png"].axes]
+    assert shown[0] == 1 and shown[-1] == 59  # the first and the last mistake
+    gaps = np.diff(shown)
+    assert len(set(shown)) == 25 and set(gaps.tolist()) <= {2, 4}  # every 1st or 2nd mistake
