@@ -157,3 +157,19 @@ def test_a_long_list_of_mistakes_shows_25_spread_from_first_to_last(tmp_path, sa
     assert shown[0] == 1 and shown[-1] == 59  # the first and the last mistake
     gaps = np.diff(shown)
     assert len(set(shown)) == 25 and set(gaps.tolist()) <= {2, 4}  # every 1st or 2nd mistake
+
+
+@pytest.mark.parametrize(
+    "wrong, grid",
+    [(1, (1, 1)), (5, (1, 5)), (6, (2, 5)), (10, (2, 5)), (11, (3, 5))],
+)
+def test_gallery_layout_rows_of_five(tmp_path, saved, wrong, grid):
+    images = np.zeros((wrong, 2, 2, 3), dtype=np.uint8)
+    shown = report.plot_misclassified(
+        tmp_path, images, np.zeros(wrong, int), np.ones(wrong, int), ["a", "b"]
+    )
+    fig = saved["misclassified.png"]
+    rows, cols = grid
+    assert shown == wrong and len(fig.axes) == rows * cols
+    assert sum(bool(ax.images) for ax in fig.axes) == wrong  # every mistake has its place
+    assert tuple(fig.get_size_inches()) == pytest.approx((2.2 * cols, 2.4 * rows))
