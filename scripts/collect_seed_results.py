@@ -6,12 +6,12 @@
 Run folders: `<runs>/<variant>` (seed 1) and `<runs>/<variant>-seed<N>`, as rftrain wrote them
 (summary.json, history.json, last.pt), or `<runs>/<variant>/<recipe>/seed<N>` as rfsweep does
 (`rfsweep scripts/sweeps/ch8-cpu.json`, then `--runs runs/ch8-cpu`). A finished run becomes
-one record under `variants[<variant>]["runs"]`, sorted by seed. Records already in the JSON whose folders are
-gone (the first seed-1 runs) are kept as they are; a folder's record replaces the JSON's for
-the same variant and seed. The recipe that actually ran (learning rates and momentum) is read
-from the optimizer and schedule saved in every last.pt under `--runs` (finished or not), not
-from the configuration's nominal values: OneCycleLR cycles momentum by default whatever the
-optimizer was given.
+one record under `variants[<variant>]["runs"]`, sorted by seed. Records already in the JSON
+whose folders are gone (the first seed-1 runs) are kept as they are; a folder's record
+replaces the JSON's for the same variant and seed. The recipe that actually ran (learning
+rates and momentum) is read from the optimizer and schedule saved in every last.pt under
+`--runs` (finished or not), not from the configuration's nominal values: OneCycleLR cycles
+momentum by default whatever the optimizer was given.
 """
 
 from __future__ import annotations
