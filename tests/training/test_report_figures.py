@@ -84,6 +84,9 @@ def test_curves_picture(tmp_path, saved):
     fig = saved["curves.png"]
     assert tuple(fig.get_size_inches()) == (19, 4)
     loss, acc, lr, mom = fig.axes
+    boxes = [ax.get_position() for ax in fig.axes]  # one row of four panels, left to right
+    assert len({round(b.y0, 6) for b in boxes}) == 1
+    assert [b.x0 for b in boxes] == sorted(b.x0 for b in boxes)
     for ax, title, train, test in (
         (loss, "loss", [2.0, 1.5], [1.8, 1.6]),
         (acc, "accuracy", [0.3, 0.45], [0.35, 0.4]),
