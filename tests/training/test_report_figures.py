@@ -141,13 +141,18 @@ def test_a_gallery_of_seven_fills_two_rows_of_five(tmp_path, saved):
     assert not any(ax.axison for ax in fig.axes)  # the three empty places are blank too
 
 
-def test_saved_pictures_are_png_at_110_dpi_and_closed(tmp_path):
-    fig, ax = plt.subplots(figsize=(2, 1))
-    ax.plot([0, 1])
-    report._save(fig, tmp_path / "x.png")
+def test_saved_pictures_are_tight_png_at_110_dpi_and_closed(tmp_path):
+    fig = plt.figure(figsize=(4, 4))
+    fig.text(0.5, 0.5, "x")  # a small mark in a big empty figure
+    other = plt.figure()  # the current figure is another one
+    # a user's matplotlibrc asking for PDFs does not change what the .png files hold
+    with plt.rc_context({"savefig.format": "pdf"}):
+        report._save(fig, tmp_path / "x.png")
     with Image.open(tmp_path / "x.png") as im:
         assert im.format == "PNG" and im.info["dpi"] == pytest.approx((110, 110), abs=0.1)
+        assert max(im.size) < 110  # cropped to what is drawn (4 in at 110 dpi is 440 px)
     assert not plt.fignum_exists(fig.number)  # closed: a long run does not pile figures up
+    assert plt.fignum_exists(other.number)  # and only that one
 
 
 def test_a_long_list_of_mistakes_shows_25_spread_from_first_to_last(tmp_path, saved):
