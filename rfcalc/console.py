@@ -23,7 +23,7 @@ def main() -> NoReturn:
     from rfcalc.cli import main as cli
     from rfcalc.commandline import exit_with
 
-    if not set(sys.argv[1:2]) & set(SHAPES_ONLY):
+    if (sys.argv[1] if len(sys.argv) > 1 else None) not in SHAPES_ONLY:
         gc.freeze()
         gc.enable()
     exit_with(cli())

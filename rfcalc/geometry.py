@@ -107,10 +107,10 @@ class Axis:
         # `clipped(o) == seen[o]` for every o: the check that grows with the input. Units
         # whose classic field lies inside the image are compared in one go where the axis is
         # uniform, the rest one by one.
-        seen, size, period, step = self.seen, self.size, self.period, self.advance
+        seen, size, step = self.seen, self.size, self.advance
         lo_, hi_, last = self.lo, self.hi, self.extent - 1
         units: Iterable[int] = range(size)
-        if period == 1 and step > 0:
+        if self.period == 1 and step > 0:
             a = max(-(lo_[0] // step), 0)  # the first unit starting inside the image
             b = min((last - hi_[0]) // step, size - 1)  # the last one ending inside it
             if a <= b:
@@ -121,13 +121,7 @@ class Axis:
                 if tuple(inside) != seen[a : b + 1]:
                     return False
                 units = itertools.chain(range(a), range(b + 1, size))
-        for o in units:
-            q, r = divmod(o, period)
-            lo, hi = max(lo_[r] + q * step, 0), min(hi_[r] + q * step, last)
-            s = seen[o]
-            if (s is None) != (lo > hi) or (s is not None and s != (lo, hi)):
-                return False
-        return True
+        return all(self.clipped(o) == seen[o] for o in units)
 
     @cached_property
     def monotone(self) -> bool:
@@ -157,12 +151,11 @@ class Axis:
     @property
     def rf(self) -> Fraction:
         """The widest unit's field (every unit's, when the axis is uniform and faithful)."""
+        classic = max(h - lo for lo, h in zip(self.lo, self.hi)) + 1
         if self.faithful:  # every unit sees its classic field, clipped: none is wider
-            return Fraction(max(h - lo for lo, h in zip(self.lo, self.hi)) + 1)
+            return Fraction(classic)
         widest = max((s[1] - s[0] + 1 for s in self.seen if s), default=0)
-        if not self.classic:
-            return Fraction(widest)
-        return Fraction(max(widest, max(h - lo for lo, h in zip(self.lo, self.hi)) + 1))
+        return Fraction(max(widest, classic) if self.classic else widest)
 
     @property
     def start(self) -> Fraction:
