@@ -4,7 +4,7 @@
 # augmentation paths, and write one result JSON. Run from anywhere on a machine with a GPU:
 #
 #   cp /path/to/cifar10-jpeg.tar.xz data/      # data/ is git-ignored
-#   bash scripts/gpu_train.sh                  # or: EPOCHS=30 OUT=runs/x bash scripts/gpu_train.sh
+#   bash scripts/gpu_train.sh                  # or: EPOCHS=30 RUN_DIR=runs/x bash scripts/gpu_train.sh
 #
 # On a machine whose Python lacks the project's dependencies (this workplace's GPU image has
 # torch but not albumentations, torchinfo or graphviz), fetch wheels first where PyPI is
@@ -12,7 +12,7 @@
 #   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl &&
 #   export PYTHONPATH=/tmp/site:$PWD && bash scripts/gpu_train.sh
 #
-# Re-running continues an interrupted run (--resume from OUT/last.pt), so a job cut off by a
+# Re-running continues an interrupted run (--resume from RUN_DIR/last.pt), so a job cut off by a
 # time limit can simply be started again. Extra arguments go to `python -m training`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +21,7 @@ PY=${PY:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 ARCHIVE=${ARCHIVE:-data/cifar10-jpeg.tar.xz}
 DATA=${DATA:-data/cifar10-jpeg}
 CACHE=${CACHE:-data/cifar10-jpeg.npz}
-OUT=${OUT:-runs/gpu-s9}
+OUT=${RUN_DIR:-runs/gpu-s9}   # not $OUT: batch systems set that for their own use
 EPOCHS=${EPOCHS:-100}
 MODEL=${MODEL:-examples/s9_net.py}
 
@@ -33,32 +33,16 @@ if [ ! -d "$DATA/train" ]; then
     mkdir -p "$DATA"
     tar xJf "$ARCHIVE" -C "$DATA"
 fi
-mkdir -p "$OUT"
 
-# Throughput of both paths first (about a minute), once per OUT.
-BENCH="$OUT/throughput.json"
-[ -f "$BENCH" ] || "$PY" benchmarks/train_throughput.py --device cuda --data-dir "$DATA" \
-    --data-cache "$CACHE" --batch-size 128 512 --batches 40 --json "$BENCH"
-
+# rftrain makes the run folder (it refuses to start a new run in a non-empty one).
 RESUME=()
 [ -f "$OUT/last.pt" ] && RESUME=(--resume)
 "$PY" -m training --model "$MODEL" --data-dir "$DATA" --data-cache "$CACHE" --device cuda \
     --epochs "$EPOCHS" --out "$OUT" --no-progress "${RESUME[@]}" "$@"
 
-"$PY" - "$OUT" <<'PYEOF'
-import json, sys
-from pathlib import Path
-from training.fsutil import write_json
-out = Path(sys.argv[1])
-s = json.loads((out / "summary.json").read_text())
-b = json.loads((out / "throughput.json").read_text())
-result = {k: s[k] for k in ("command", "device", "world_size", "torch", "data",
-                            "data_decode_seconds", "path", "params", "schedule", "epochs_done",
-                            "finished", "test_acc", "best_test_acc", "wall_seconds",
-                            "time_to_85_seconds", "train_images_per_s")}
-result["throughput"] = {k: b[k] for k in ("pipeline_images_per_s", "train_images_per_s",
-                                          "amp_bf16", "channels_last", "compile")}
-write_json(out / "result.json", result)
-print(f"result: {out / 'result.json'}: best test accuracy {s['best_test_acc']:.2%}, "
-      f"85% after {s['time_to_85_seconds']} s, {s['wall_seconds']:.0f} s in all")
-PYEOF
+# Throughput of both paths (under a minute), once per run folder.
+BENCH="$OUT/throughput.json"
+[ -f "$BENCH" ] || "$PY" benchmarks/train_throughput.py --device cuda --data-dir "$DATA" \
+    --data-cache "$CACHE" --batch-size 128 512 --batches 40 --json "$BENCH"
+
+"$PY" scripts/gpu_result.py "$OUT"

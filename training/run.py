@@ -8,6 +8,7 @@ write. Under torchrun every rank checks the same things and rank 0 alone writes.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import textwrap
@@ -50,6 +51,10 @@ ARTIFACTS = (
 )
 # Settings that don't change the numbers; a resumed run may differ in these.
 RESUME_FREE = ("workers", "compile")
+# Settings of how the epochs ran (bf16, memory layout): they change the numbers of epochs still
+# to run, so an unfinished run refuses others, but a finished run is only read back (on a CPU,
+# say, after training on a GPU).
+HOW_IT_RAN = ("amp", "channels_last")
 
 
 def check_out(out: Path, *, resume: bool, force: bool) -> None:
@@ -126,8 +131,8 @@ def checked_model(
     return model
 
 
-def _comparable(cfg: dict) -> dict:
-    return {k: v for k, v in cfg.items() if k not in RESUME_FREE}
+def _comparable(cfg: dict, free: tuple[str, ...] = RESUME_FREE) -> dict:
+    return {k: v for k, v in cfg.items() if k not in free}
 
 
 def data_record(data: Cifar) -> dict:
@@ -147,7 +152,8 @@ def resume_state(out: Path, cfg: TrainConfig, data: Cifar, world: World) -> dict
             f"{out / checkpoint.LAST} was written by an older rftrain and cannot "
             "be continued exactly: start over with --force"
         )
-    saved, now = _comparable(state["config"]), _comparable(cfg.to_dict())
+    free = RESUME_FREE + HOW_IT_RAN if _finished(state, cfg) else RESUME_FREE
+    saved, now = _comparable(state["config"], free), _comparable(cfg.to_dict(), free)
     diff = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
     if diff:
         raise UserError(
@@ -168,6 +174,19 @@ def resume_state(out: Path, cfg: TrainConfig, data: Cifar, world: World) -> dict
             f"{state['world_size']} (the batches would differ)"
         )
     return state
+
+
+def _finished(state: dict, cfg: TrainConfig) -> bool:
+    return state.get("epoch") == cfg.epochs == state["config"].get("epochs")
+
+
+def finished_summary(out: Path, state: Optional[dict], cfg: TrainConfig) -> Optional[dict]:
+    """The summary.json of a finished run being resumed: nothing is trained or rewritten, so
+    the record (device, torch, wall time) stays that of the machine that made the run."""
+    summary = out / "summary.json"
+    if state is None or not _finished(state, cfg) or not summary.is_file():
+        return None
+    return json.loads(summary.read_text())
 
 
 def make_trainer(
@@ -360,6 +379,11 @@ def train_run(
     check_out(out, resume=resume, force=force)
     model = checked_model(build_model, cfg, data, world)
     state = resume_state(out, cfg, data, world) if resume else None
+    done = finished_summary(out, state, cfg)
+    if done is not None:
+        if world.main:
+            tqdm.write(f"{out} holds the finished run ({cfg.epochs} epochs): nothing to train")
+        return done
     trainer = make_trainer(model, data, cfg, device, world, progress)
     recorder = Recorder(out, data, cfg, trainer, device, world, command)
     recorder.restore(state)

@@ -113,6 +113,40 @@ def test_refuses_to_mix_runs(tmp_path, tiny_model):
         go(tiny_model, tmp_path / "empty", cfg, resume=True)
 
 
+def _as_if_made_on_a_gpu(out: Path) -> None:
+    """Rewrite a CPU run's records as a GPU run (bf16, channels_last) would have left them."""
+    state = checkpoint.load(out / "last.pt")
+    state["config"].update(amp=True, channels_last=True)
+    checkpoint.save(out / "last.pt", state)
+    summary = json.loads((out / "summary.json").read_text())
+    summary.update(device="NVIDIA H200", torch="2.11.0+cu130")
+    (out / "summary.json").write_text(json.dumps(summary))
+
+
+def test_finished_run_made_elsewhere_is_read_back_unchanged(tmp_path, tiny_model):
+    out = tmp_path / "run"
+    cfg = TrainConfig(epochs=2, batch_size=16)
+    go(tiny_model, out, cfg)
+    _as_if_made_on_a_gpu(out)
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    summary = go(tiny_model, out, cfg, resume=True)  # this CPU runs without bf16
+    assert summary == json.loads(before["summary.json"])
+    assert summary["device"] == "NVIDIA H200"
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before  # nothing rewritten
+    # Asking for more epochs is another run, whatever ran it.
+    with pytest.raises(UserError, match=r"different settings .*epochs 2 -> 3"):
+        go(tiny_model, out, TrainConfig(epochs=3, batch_size=16), resume=True)
+
+
+def test_unfinished_run_made_with_bf16_is_not_continued_without(tmp_path, tiny_model):
+    out = tmp_path / "run"
+    cfg = TrainConfig(epochs=2, batch_size=16)
+    go(tiny_model, out, cfg, stop_after=1)
+    _as_if_made_on_a_gpu(out)
+    with pytest.raises(UserError, match=r"amp True -> False, channels_last True -> False"):
+        go(tiny_model, out, cfg, resume=True)
+
+
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "last.pt"
     checkpoint.save(path, {"epoch": 1})
