@@ -1,0 +1,138 @@
+"""What the tensor pipeline draws (ranges, whole-pixel shifts, jitter order, hole positions) and
+one op at a time where a whole-pipeline comparison cannot tell ops apart. The expected ranges
+are the README's augmentation table, not values read from the code."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import training.augment as aug
+from training.augment import AugConfig, TensorAugment, affine, color_jitter
+
+MEAN, STD = (0.5, 0.4, 0.3), (0.25, 0.2, 0.1)
+ALL = dict(flip_p=1, affine_p=1, jitter_p=1, gray_p=1, cutout_p=1)
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """Each op replaced by a recorder of the per-image parameters it was called with."""
+    seen: dict[str, list] = {"affine": [], "jitter": [], "cutout": []}
+
+    def record_affine(x, angle, scale, tx, ty):
+        seen["affine"].append((angle, scale, tx, ty))
+        return x
+
+    def record_jitter(x, b, c, s, hue, order=(0, 1, 2, 3)):
+        seen["jitter"].append((b, c, s, hue, list(order)))
+        return x
+
+    def record_cutout(x, top, left, size, fill, apply):
+        seen["cutout"].append((top, left, size))
+        return x
+
+    monkeypatch.setattr(aug, "affine", record_affine)
+    monkeypatch.setattr(aug, "color_jitter", record_jitter)
+    monkeypatch.setattr(aug, "cutout", record_cutout)
+    return seen
+
+
+def run(cfg: AugConfig, n: int, h: int, w: int, batches: int = 1, seed: int = 0) -> None:
+    g = torch.Generator().manual_seed(seed)
+    images = torch.zeros(n, h, w, 3, dtype=torch.uint8)
+    for _ in range(batches):
+        TensorAugment(cfg, MEAN, STD)(images, g)
+
+
+def spans(t: torch.Tensor, lo: float, hi: float, slack: float) -> bool:
+    """All values in [lo, hi], and both ends approached within `slack`."""
+    return bool(t.min() >= lo and t.max() <= hi and t.min() < lo + slack and t.max() > hi - slack)
+
+
+def test_affine_draws_cover_the_documented_ranges(drawn):
+    # shift 0.25 of an 8-pixel side: uniform in [-2, 2] pixels, truncated to whole pixels
+    # (albumentations' rule): -1, 0 or 1 (+-2 has probability 0). 4000 draws: each end of a
+    # uniform range comes within 1 % of its width with probability 1 - 0.99^4000.
+    run(AugConfig(**ALL, shift=0.25, cutout_size=3), n=4000, h=8, w=8)
+    ((angle, scale, tx, ty),) = drawn["affine"]
+    assert spans(angle, -15, 15, 0.3) and spans(scale, 0.9, 1.1, 0.002)
+    for t in (tx, ty):
+        pixels = t * 8
+        assert torch.equal(pixels, pixels.round())
+        assert set(pixels.round().tolist()) == {-1.0, 0.0, 1.0}
+
+
+def test_jitter_draws_cover_the_documented_ranges_and_shuffle_per_batch(drawn):
+    run(AugConfig(**ALL, cutout_size=3), n=4000, h=8, w=8, batches=40)
+    b, c, s, hue, _ = drawn["jitter"][0]
+    for factor in (b, c, s):
+        assert spans(factor, 0.8, 1.2, 0.004)
+    assert spans(hue, -0.1, 0.1, 0.002)
+    orders = [tuple(o) for *_, o in drawn["jitter"]]
+    assert all(sorted(o) == [0, 1, 2, 3] for o in orders)
+    # one of 24 orders per batch: 40 batches all alike has probability 24^-39
+    assert len(set(orders)) > 5
+
+
+def test_cutout_holes_lie_inside_and_reach_every_edge(drawn):
+    run(AugConfig(**ALL, cutout_size=3), n=4000, h=8, w=10)
+    ((top, left, size),) = drawn["cutout"]
+    assert size == 3
+    # 8 - 3 + 1 = 6 rows and 10 - 3 + 1 = 8 columns where a 3 x 3 hole fits whole
+    assert set(top.tolist()) == set(range(6)) and set(left.tolist()) == set(range(8))
+
+
+def test_cutout_off_ignores_a_hole_that_could_not_fit():
+    # cutout_p 0 turns the op off whatever its other settings (a 64-pixel hole on 8 x 8)
+    cfg = AugConfig(cutout_p=0, cutout_holes=1, cutout_size=64)
+    g = torch.Generator().manual_seed(0)
+    out = TensorAugment(cfg, MEAN, STD)(torch.zeros(2, 8, 8, 3, dtype=torch.uint8), g)
+    assert out.shape == (2, 3, 8, 8)
+
+
+@pytest.mark.parametrize("op", [0, 1, 2, 3])
+def test_each_jitter_op_is_the_one_its_number_names(op):
+    # Factors that change the image for every op; `order=(op,)` must apply exactly that op:
+    # the same as the whole pipeline with the other three at their identity.
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    n = len(x)
+    factors = [torch.full((n,), v) for v in (1.3, 0.6, 0.4, 0.2)]
+    identity = [torch.ones(n), torch.ones(n), torch.ones(n), torch.zeros(n)]
+    alone = [f if k == op else i for k, (f, i) in enumerate(zip(factors, identity))]
+    expected = color_jitter(x, *alone, order=(0, 1, 2, 3))
+    assert not torch.allclose(expected, x, atol=1e-3)
+    assert torch.allclose(color_jitter(x, *factors, order=(op,)), expected, atol=1e-5)
+
+
+def test_contrast_pulls_each_image_towards_its_own_mean_grey():
+    # a dark and a bright image: contrast 0.5 halves each one's distance to its own mean luma
+    x = torch.stack([torch.full((3, 4, 4), 0.1), torch.full((3, 4, 4), 0.9)])
+    x[:, :, 0, 0] += 0.05
+    half, one, zero = torch.full((2,), 0.5), torch.ones(2), torch.zeros(2)
+    out = color_jitter(x, one, half, one, zero, order=(1,))
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)  # grey images: luma = the value
+    assert torch.allclose(out, mean + 0.5 * (x - mean), atol=1e-6)
+
+
+def test_affine_on_a_wide_image_matches_opencv():
+    # Non-square: the rotation must stay a rotation in pixels (not in the [-1, 1] units of
+    # each axis). cv2's warpAffine about the image centre, bilinear, black border.
+    h, w = 24, 40
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([xx / w, yy / h, (xx + yy) / (w + h)], -1).astype(np.float32)
+    m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), 20, 1.0)
+    ref = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
+    x = torch.from_numpy(img).permute(2, 0, 1)[None]
+    one = torch.ones(1)
+    out = affine(x, torch.tensor([20.0]), one, torch.zeros(1), torch.zeros(1))
+    diff = (out[0].permute(1, 2, 0) - torch.from_numpy(ref)).abs()
+    assert diff[6:18, 10:30].max() < 1e-3  # inside: the same bilinear samples
+
+
+def test_affine_keeps_the_images_dtype():
+    x = torch.rand(2, 3, 8, 8, dtype=torch.float64)
+    t = torch.tensor([10.0, -5.0])
+    out = affine(x, t, torch.ones(2), torch.zeros(2), torch.zeros(2))
+    assert out.dtype == torch.float64

@@ -1,0 +1,142 @@
+"""The two batch loaders beyond batch order: training batches augmented and test batches not,
+a caller's sampler honoured, augmentation draws reproducible per (seed, epoch) and distinct
+per batch, labels as int64 whatever their stored type."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import Sampler
+
+from training.augment import AugConfig
+from training.loaders import ReferenceBatches, TensorBatches, _BatchKeys
+
+MEAN, STD = (0.5, 0.4, 0.3), (0.25, 0.2, 0.1)
+CPU = torch.device("cpu")
+N = 24
+
+
+def images(n: int = N, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, 16, 16, 3), dtype=np.uint8)
+
+
+def normalized(x: np.ndarray) -> torch.Tensor:
+    t = torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255
+    return (t - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
+
+
+def make(kind: str, aug, *, labels=None, sampler=None, seed: int = 3, data=None):
+    data = images() if data is None else data
+    labels = np.arange(len(data)) if labels is None else labels
+    if kind == "tensor":
+        return TensorBatches(
+            data, labels, 8, aug, MEAN, STD, seed=seed, device=CPU, sampler=sampler
+        )
+    return ReferenceBatches(data, labels, 8, aug, MEAN, STD, seed=seed, sampler=sampler)
+
+
+def epoch(batches, e: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return list(batches.epoch(e))
+
+
+KINDS = ["tensor", "reference"]
+# every op on at p = 1, with a hole that fits the 16 x 16 test images
+ALL = AugConfig(flip_p=1, affine_p=1, jitter_p=1, gray_p=1, cutout_p=1, cutout_size=4)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_without_augmentation_the_batches_are_the_normalized_images(kind):
+    data = images()
+    for x, y in epoch(make(kind, None, data=data), 0):
+        assert torch.allclose(x, normalized(data[y.numpy()]), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_with_augmentation_every_image_is_changed(kind):
+    data = images()
+    for x, y in epoch(make(kind, ALL, data=data), 0):
+        same = torch.isclose(x, normalized(data[y.numpy()]), atol=1e-3).flatten(1).all(1)
+        assert not same.any()
+
+
+class Backwards(Sampler[int]):
+    def __init__(self, n: int):
+        self.n, self.epochs = n, []
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epochs.append(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        return iter(range(self.n - 1, -1, -1))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_callers_sampler_decides_the_order_and_hears_the_epoch(kind):
+    sampler = Backwards(N)
+    batches = make(kind, None, sampler=sampler)
+    order = [int(i) for _, y in epoch(batches, 5) for i in y]
+    assert order == list(range(N - 1, -1, -1)) and sampler.epochs == [5]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_draws_are_fixed_by_seed_and_epoch_not_by_the_global_generator(kind):
+    same = np.repeat(images(1), N, axis=0)  # one image: only the draws tell batches apart
+    batches = make(kind, ALL, data=same)
+    torch.manual_seed(11)
+    np.random.seed(11)
+    first = epoch(batches, 2)
+    torch.manual_seed(12)
+    np.random.seed(12)
+    again = epoch(batches, 2)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(first, again))
+    # other epochs draw otherwise, and so does each batch of one epoch
+    assert not torch.equal(first[0][0], epoch(batches, 3)[0][0])
+    xs = [x for x, _ in first]
+    assert all(not torch.equal(xs[i], xs[j]) for i in range(3) for j in range(i + 1, 3))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_batches_of_one_epoch_are_not_seeded_alike(kind):
+    # Eight batches of the same image: batch seeds that repeat (a few distinct values) would
+    # give two equal batches.
+    same = np.repeat(images(1), 64, axis=0)
+    xs = [x for x, _ in epoch(make(kind, ALL, data=same), 0)]
+    assert len(xs) == 8
+    assert len({x.numpy().tobytes() for x in xs}) == 8
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("stored", [np.uint8, np.int32])
+def test_labels_come_out_int64_whatever_they_were_stored_as(kind, stored):
+    labels = (np.arange(N) % 10).astype(stored)
+    for _, y in epoch(make(kind, None, labels=labels), 0):
+        assert y.dtype == torch.int64
+
+
+def test_reference_batches_load_in_this_process_by_default():
+    # workers are opt-in: by default no process is forked (a DataLoader worker would say so
+    # through get_worker_info)
+    seen = []
+
+    class Spy:
+        def set_random_seed(self, seed):
+            pass
+
+        def __call__(self, image):
+            seen.append(torch.utils.data.get_worker_info())
+            return {"image": torch.zeros(3, 16, 16)}
+
+    batches = make("reference", None)
+    batches.dataset.transform = Spy()
+    epoch(batches, 0)
+    assert seen and all(info is None for info in seen)
+
+
+@pytest.mark.parametrize("n, size", [(10, 4), (8, 4), (1, 4), (0, 4)])
+def test_batch_keys_count_their_batches(n, size):
+    keys = _BatchKeys(range(n), size, lambda k: k)
+    assert len(keys) == len(list(keys)) == -(-n // size)
