@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import Sampler
 
 from training.augment import AugConfig
+from training.distributed import World
 from training.loaders import ReferenceBatches, TensorBatches, _BatchKeys
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.25, 0.2, 0.1)
@@ -140,3 +141,33 @@ def test_reference_batches_load_in_this_process_by_default():
 def test_batch_keys_count_their_batches(n, size):
     keys = _BatchKeys(range(n), size, lambda k: k)
     assert len(keys) == len(list(keys)) == -(-n // size)
+
+
+def _rank_batches(rank: int, seed: int = 3) -> TensorBatches:
+    same = np.repeat(images(1), N, axis=0)
+    return TensorBatches(
+        same, np.arange(N), 8, ALL, MEAN, STD, seed=seed, device=CPU, world=World(rank, 2)
+    )
+
+
+def test_each_rank_draws_its_own_augmentation_fixed_by_seed_and_epoch():
+    # Two processes share every global batch of 8 (4 images each). All images are the same,
+    # so only the draws differ: rank 1 must not repeat rank 0's, and its draws, like rank
+    # 0's, are fixed by (seed, epoch) and change with either.
+    def first(rank: int, seed: int = 3, e: int = 0) -> torch.Tensor:
+        x, y = next(iter(_rank_batches(rank, seed).epoch(e)))
+        assert len(y) == 4
+        return x
+
+    zero, one = first(0), first(1)
+    assert not torch.equal(zero, one)
+    assert torch.equal(one, first(1))
+    assert not torch.equal(one, first(1, seed=4)) and not torch.equal(one, first(1, e=1))
+
+
+def test_augmentation_changes_with_the_run_seed():
+    same = np.repeat(images(1), N, axis=0)
+    for kind in KINDS:
+        a = epoch(make(kind, ALL, data=same, seed=3), 0)[0][0]
+        b = epoch(make(kind, ALL, data=same, seed=4), 0)[0][0]
+        assert not torch.equal(a, b), kind
