@@ -136,3 +136,19 @@ def test_affine_keeps_the_images_dtype():
     t = torch.tensor([10.0, -5.0])
     out = affine(x, t, torch.ones(2), torch.zeros(2), torch.zeros(2))
     assert out.dtype == torch.float64
+
+
+def test_every_op_stays_on_the_batchs_device():
+    # On a GPU every tensor an op makes must be made there; the meta device stands in for
+    # one here (no data, and mixing it with a CPU tensor is an error, as with CUDA).
+    meta = torch.device("meta")
+    cfg = AugConfig(flip_p=1, affine_p=1, jitter_p=0, gray_p=1, cutout_p=1, cutout_size=3)
+    images = torch.zeros(4, 8, 8, 3, dtype=torch.uint8, device=meta)
+    # (the jitter draws its order with .tolist(), which has no data to read on meta)
+    assert TensorAugment(cfg, MEAN, STD)(images, None).device == meta
+    x, f = torch.zeros(2, 3, 8, 8, device=meta), torch.ones(2, device=meta)
+    assert color_jitter(x, f, f, f, f, order=(0, 1, 2, 3)).device == meta
+    assert affine(x, f, f, f, f).device == meta
+    fill = torch.ones(3, device=meta)
+    hole = aug.cutout(x, f.long(), f.long(), 3, fill, f.bool())
+    assert hole.device == meta
