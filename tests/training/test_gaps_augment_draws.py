@@ -152,3 +152,50 @@ def test_every_op_stays_on_the_batchs_device():
     fill = torch.ones(3, device=meta)
     hole = aug.cutout(x, f.long(), f.long(), 3, fill, f.bool())
     assert hole.device == meta
+
+
+def _only(pipe, kind):
+    (t,) = [t for t in pipe.transforms if type(t).__name__ == kind]
+    return t
+
+
+def test_reference_affine_has_the_documented_ranges():
+    # The README's table: shift +-10 %, scale 0.9-1.1, rotate +-15 degrees, p 0.5, bilinear,
+    # black border (what ShiftScaleRotate did)
+    pipe = aug.albumentations_pipeline(AugConfig(), MEAN, STD)
+    t = _only(pipe, "Affine")
+    assert t.scale == {"x": (0.9, 1.1), "y": (0.9, 1.1)}
+    assert t.translate_percent == {"x": (-0.1, 0.1), "y": (-0.1, 0.1)}
+    assert tuple(t.rotate) == (-15, 15) and t.p == 0.5
+    assert (t.interpolation, t.border_mode, t.fill) == (cv2.INTER_LINEAR, cv2.BORDER_CONSTANT, 0)
+
+
+def test_reference_pipeline_is_seeded_when_built():
+    # Built twice with one config, it draws the same (the loaders reseed it per batch; a
+    # caller using it directly gets a reproducible pipeline too).
+    imgs = np.random.default_rng(0).integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
+    cfg = AugConfig(**ALL, cutout_size=4)
+    a, b = (aug.albumentations_pipeline(cfg, MEAN, STD) for _ in range(2))
+    for im in imgs:
+        assert torch.equal(a(image=im)["image"], b(image=im)["image"])
+
+
+def test_no_holes_means_no_cutout_on_either_path():
+    imgs = np.random.default_rng(1).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    cfg = AugConfig(flip_p=0, affine_p=0, jitter_p=0, gray_p=0, cutout_p=1, cutout_holes=0)
+    plain = TensorAugment(AugConfig.off(), MEAN, STD)(torch.from_numpy(imgs), None)
+    pipe = aug.albumentations_pipeline(cfg, MEAN, STD)
+    ref = torch.stack([pipe(image=im)["image"] for im in imgs])
+    ten = TensorAugment(cfg, MEAN, STD)(torch.from_numpy(imgs), torch.Generator())
+    assert torch.allclose(ref, plain, atol=1e-5) and torch.equal(ten, plain)
+
+
+def test_a_hole_may_be_as_large_as_the_image_and_no_larger():
+    AugConfig(cutout_size=8).check_image(8, 8)
+    with pytest.raises(ValueError, match="cutout_size 9 is larger than the 8x8 images"):
+        AugConfig(cutout_size=9).check_image(8, 8)
+
+
+def test_bad_settings_say_which_and_what():
+    with pytest.raises(ValueError, match=r"^augmentation rotate must be >= 0, got -1$"):
+        AugConfig(rotate=-1)

@@ -11,7 +11,7 @@ from torch.utils.data import Sampler
 
 from training.augment import AugConfig
 from training.distributed import World
-from training.loaders import ReferenceBatches, TensorBatches, _BatchKeys
+from training.loaders import EpochShuffle, ReferenceBatches, TensorBatches, _BatchKeys
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.25, 0.2, 0.1)
 CPU = torch.device("cpu")
@@ -175,3 +175,13 @@ def test_augmentation_changes_with_the_run_seed():
         a = epoch(make(kind, ALL, data=same, seed=3), 0)[0][0]
         b = epoch(make(kind, ALL, data=same, seed=4), 0)[0][0]
         assert not torch.equal(a, b), kind
+
+
+def test_no_two_of_two_hundred_epochs_shuffle_alike():
+    # A long run must not repeat an epoch's order (a seed space of a few hundred would).
+    s = EpochShuffle(30, seed=1)
+    orders = set()
+    for e in range(200):
+        s.set_epoch(e)
+        orders.add(tuple(s))
+    assert len(orders) == 200
