@@ -185,3 +185,12 @@ def test_no_two_of_two_hundred_epochs_shuffle_alike():
         s.set_epoch(e)
         orders.add(tuple(s))
     assert len(orders) == 200
+
+
+def test_reference_batches_load_quietly_without_an_accelerator():
+    # Memory pinning is opt-in: asked for on a machine without a GPU, torch warns each epoch.
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(epoch(make("reference", None), 0)) == 3
