@@ -196,6 +196,23 @@ def test_a_hole_may_be_as_large_as_the_image_and_no_larger():
         AugConfig(cutout_size=9).check_image(8, 8)
 
 
-def test_bad_settings_say_which_and_what():
-    with pytest.raises(ValueError, match=r"^augmentation rotate must be >= 0, got -1$"):
-        AugConfig(rotate=-1)
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (dict(rotate=-1), "augmentation rotate must be >= 0, got -1"),
+        (dict(flip_p=1.5), "augmentation flip_p is a probability, got 1.5"),
+        (dict(scale=1.0), "augmentation scale must be < 1, got 1.0"),
+        (dict(hue=0.6), "augmentation hue must be <= 0.5, got 0.6"),
+        (dict(cutout_size=0), "augmentation cutout_size must be at least 1 with cutout on"),
+    ],
+)
+def test_bad_settings_say_which_and_what(bad, message):
+    with pytest.raises(ValueError) as err:
+        AugConfig(**bad)
+    assert str(err.value) == message
+
+
+def test_settings_at_their_limits_are_accepted():
+    # hue 0.5 turns half the circle; a 1-pixel hole; a probability of exactly 1
+    AugConfig(hue=0.5, cutout_size=1, flip_p=1, scale=0.99)
+    AugConfig(cutout_p=0, cutout_size=0)  # no hole size needed with cutout off
