@@ -194,3 +194,14 @@ def test_reference_batches_load_quietly_without_an_accelerator():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(epoch(make("reference", None), 0)) == 3
+
+
+def test_reference_batches_pin_memory_when_asked():
+    # Asked to pin, the loader pins (with a GPU) or torch says it cannot (without one).
+    data = images()
+    batches = ReferenceBatches(data, np.arange(N), 8, None, MEAN, STD, seed=3, pin_memory=True)
+    if torch.cuda.is_available():
+        assert all(x.is_pinned() for x, _ in batches.epoch(0))
+    else:
+        with pytest.warns(UserWarning, match="pin_memory"):
+            list(batches.epoch(0))
