@@ -186,7 +186,9 @@ def finished_summary(out: Path, state: Optional[dict], cfg: TrainConfig) -> Opti
     summary = out / "summary.json"
     if state is None or not _finished(state, cfg) or not summary.is_file():
         return None
-    return json.loads(summary.read_text())
+    record = json.loads(summary.read_text())
+    # A run killed between its last checkpoint and its last summary is summed up again.
+    return record if record.get("finished") and record.get("epochs_done") == cfg.epochs else None
 
 
 def make_trainer(

@@ -133,6 +133,11 @@ def test_finished_run_made_elsewhere_is_read_back_unchanged(tmp_path, tiny_model
     assert summary == json.loads(before["summary.json"])
     assert summary["device"] == "NVIDIA H200"
     assert {f.name: f.read_bytes() for f in out.iterdir()} == before  # nothing rewritten
+    # A summary older than the last checkpoint (killed in between) is written again.
+    stale = dict(json.loads(before["summary.json"]), finished=False, epochs_done=1)
+    (out / "summary.json").write_text(json.dumps(stale))
+    again = go(tiny_model, out, TrainConfig(epochs=2, batch_size=16), resume=True)
+    assert again["finished"] and again["epochs_done"] == 2 and again["device"] != "NVIDIA H200"
     # Asking for more epochs is another run, whatever ran it.
     with pytest.raises(UserError, match=r"different settings .*epochs 2 -> 3"):
         go(tiny_model, out, TrainConfig(epochs=3, batch_size=16), resume=True)
