@@ -4,6 +4,7 @@ op (1-D, positive weights, one impulse per input pixel), over strides, paddings,
 from __future__ import annotations
 
 import itertools
+from fractions import Fraction
 
 import pytest
 import torch
@@ -100,3 +101,38 @@ def test_different_jumps_merge_only_when_one_field_holds_the_other():
 def test_merging_maps_of_different_sizes_is_not_geometric():
     with pytest.raises(NotGeometric, match="merged maps differ in size: 4, 5"):
         g.union([g.input_axis(4), g.input_axis(5)])
+
+
+# ------------------------------------------------ columns of an axis with no classic field
+@pytest.mark.parametrize(
+    "reads, jump, start, rf",
+    [
+        # units see pixels 0, 2 and 3: centres 0 and 3 two units apart
+        ([[0], [2], [3]], Fraction(3, 2), 0, 1),
+        # units see 1..2 and 5..6: centres 1.5 and 5.5, one unit apart, each 2 wide
+        ([[1, 2], [5, 6]], 4, Fraction(3, 2), 2),
+        # the first unit sees 7..7, the last 0..1 (a flip-like order): centres 7 and 0.5
+        ([[7], [3], [0, 1]], Fraction(-13, 4), 7, 2),
+    ],
+)
+def test_irregular_reads_give_jump_start_and_rf_from_what_units_see(reads, jump, start, rf):
+    a = g.gather(g.input_axis(8), reads)
+    assert not a.classic
+    assert (a.jump, a.start, a.rf) == (jump, start, rf)
+
+
+def test_a_unit_that_reads_nothing_sees_nothing():
+    a = g.gather(g.input_axis(8), [[0], [], [3]])
+    assert a.sees(1) is None and a.unit(1) == (0, -1)
+    assert a.unit(2) == (3, 3)
+
+
+def test_a_global_axis_stays_global_through_a_gather():
+    # every unit of a spread axis sees the whole map; re-reading its units keeps that,
+    # with or without a classic description beside it
+    spread = g.spread(g.input_axis(5))
+    assert spread.mixed
+    assert g.gather(spread, [[0], [1]]).mixed
+    assert g.gather(spread, [[4], [3], [2], [1], [0]], classic=spread).mixed
+    # re-reading a single unit of an ordinary axis is not global
+    assert not g.gather(g.input_axis(5), [[2], [2]]).mixed
