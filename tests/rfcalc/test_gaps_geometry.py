@@ -136,3 +136,24 @@ def test_a_global_axis_stays_global_through_a_gather():
     assert g.gather(spread, [[4], [3], [2], [1], [0]], classic=spread).mixed
     # re-reading a single unit of an ordinary axis is not global
     assert not g.gather(g.input_axis(5), [[2], [2]]).mixed
+
+
+# --------------------------------------------------------------------------- padding modes
+def test_zeros_is_constant_padding():
+    a = g.input_axis(4)
+    assert g.pad(a, 1, 2, "zeros") == g.pad(a, 1, 2, "constant") == g.pad(a, 1, 2)
+
+
+def test_reflect_padding_up_to_one_less_than_the_map():
+    # torch's rule: reflect padding must be smaller than the map. Padding 3 on a 4-unit map
+    # mirrors units 3, 2, 1 (not the border unit 0) into the new front units.
+    a = g.pad(g.input_axis(4), 3, 0, "reflect")
+    assert a.seen[:4] == ((3, 3), (2, 2), (1, 1), (0, 0))
+    with pytest.raises(g.RFError) as err:
+        g.pad(g.input_axis(4), 0, 4, "reflect")
+    assert str(err.value) == "reflect padding by 4 needs a map larger than 4"
+
+
+def test_replicate_padding_of_a_one_unit_map():
+    a = g.pad(g.input_axis(1), 2, 1, "replicate")
+    assert a.seen == ((0, 0),) * 4
