@@ -169,10 +169,6 @@ class Axis:
         """Whether every unit has the same field shifted by the jump (the classic case)."""
         return self.classic and self.period == 1
 
-    def span(self) -> Span:
-        """First and last input pixel seen by any unit of the map."""
-        return _hull(self.seen)
-
 
 def _hull(spans) -> Span:
     """The first and last pixel of the given spans together (None: no span)."""
