@@ -157,3 +157,10 @@ def test_reflect_padding_up_to_one_less_than_the_map():
 def test_replicate_padding_of_a_one_unit_map():
     a = g.pad(g.input_axis(1), 2, 1, "replicate")
     assert a.seen == ((0, 0),) * 4
+
+
+def test_transposed_defaults_are_torchs():
+    # ConvTranspose1d's defaults: stride 1, padding 0, dilation 1, output_padding 0
+    a = g.input_axis(6)
+    assert g.transposed(a, 3) == g.transposed(a, 3, 1, 0, 1, 0)
+    assert g.transposed(a, 3).size == 8  # (6 - 1) * 1 + 3
