@@ -21,7 +21,7 @@ PY=${PY:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 ARCHIVE=${ARCHIVE:-data/cifar10-jpeg.tar.xz}
 DATA=${DATA:-data/cifar10-jpeg}
 CACHE=${CACHE:-data/cifar10-jpeg.npz}
-OUT=${RUN_DIR:-runs/gpu-s9}   # not $OUT: batch systems set that for their own use
+RUN_DIR=${RUN_DIR:-runs/gpu-s9}   # not $OUT: batch systems set that for their own use
 EPOCHS=${EPOCHS:-100}
 MODEL=${MODEL:-examples/s9_net.py}
 
@@ -36,13 +36,13 @@ fi
 
 # rftrain makes the run folder (it refuses to start a new run in a non-empty one).
 RESUME=()
-[ -f "$OUT/last.pt" ] && RESUME=(--resume)
+[ -f "$RUN_DIR/last.pt" ] && RESUME=(--resume)
 "$PY" -m training --model "$MODEL" --data-dir "$DATA" --data-cache "$CACHE" --device cuda \
-    --epochs "$EPOCHS" --out "$OUT" --no-progress "${RESUME[@]}" "$@"
+    --epochs "$EPOCHS" --out "$RUN_DIR" --no-progress "${RESUME[@]}" "$@"
 
 # Throughput of both paths (under a minute), once per run folder.
-BENCH="$OUT/throughput.json"
+BENCH="$RUN_DIR/throughput.json"
 [ -f "$BENCH" ] || "$PY" benchmarks/train_throughput.py --device cuda --data-dir "$DATA" \
     --data-cache "$CACHE" --batch-size 128 512 --batches 40 --json "$BENCH"
 
-"$PY" scripts/gpu_result.py "$OUT"
+"$PY" scripts/gpu_result.py "$RUN_DIR"
