@@ -40,18 +40,6 @@ def _unpacked(f: Field, out: torch.Tensor) -> Field | None:
     return None
 
 
-@rule(
-    "view",
-    "reshape",
-    "flatten",
-    "view_as",
-    "reshape_as",
-    "squeeze",
-    "unsqueeze",
-    "unflatten",
-    "ravel",
-    keeps_layout=True,
-)
 def reshape(call: Call) -> Outcome:
     """Keep the map if its trailing dims survive unchanged; a flatten of the map's dims is
     shown as global but remembered, so a view that restores the map restores its field."""
@@ -98,7 +86,6 @@ def reshape(call: Call) -> Outcome:
     )
 
 
-@rule("permute", "transpose", "movedim", "get_T", "get_mT", "t", keeps_layout=True)
 def permute(call: Call) -> Outcome:
     """Reordering dims moves the map with them: spatial axes swap with their dims."""
     f = call.first
@@ -146,7 +133,6 @@ def _order(call: Call, ndim: int) -> list[int]:
     return [o if o is not None else next(it) for o in placed]
 
 
-@rule("getitem")
 def getitem(call: Call) -> Outcome:
     """Basic indexing: batch/channel selections keep the map, spatial slices crop it (a unit
     next to a crop reaches only what the crop left)."""
@@ -191,7 +177,6 @@ def getitem(call: Call) -> Outcome:
     return Outcome(Field(tuple(axes), f.dims, f.status, note))
 
 
-@rule("chunk", "split", "unbind", "tensor_split", "split_with_sizes")
 def split(call: Call) -> Outcome:
     """Splitting channels: every piece keeps the field (along a spatial axis: UNKNOWN)."""
     f = call.first
@@ -204,7 +189,6 @@ def split(call: Call) -> Outcome:
     return Outcome(f)
 
 
-@rule("repeat")
 def repeat(call: Call) -> Outcome:
     """Tiling channels keeps the map; tiling a spatial dim is not geometric."""
     f = call.first
@@ -219,7 +203,6 @@ def _dims_arg(value, ndim: int) -> list[int]:
     return [int(d) % ndim for d in value]
 
 
-@rule("flip", "fliplr", "flipud")
 def flip(call: Call) -> Outcome:
     """Reversing a spatial dim reverses its units: unit o sees what unit n-1-o saw."""
     f = call.first
@@ -238,7 +221,6 @@ def flip(call: Call) -> Outcome:
     return Outcome(Field(axes, f.dims, f.status, f.note))
 
 
-@rule("roll")
 def roll(call: Call) -> Outcome:
     """torch.roll along spatial dims: units wrap around (the field moves with them)."""
     f = call.first
@@ -257,3 +239,26 @@ def roll(call: Call) -> Outcome:
             i = pos.index(d)
             axes[i] = g.roll(axes[i], int(s))
     return Outcome(Field(tuple(axes), f.dims, f.status, f.note))
+
+
+# The catalogue: the ops each rule answers for. Registered by calls rather than
+# decorators so that mutation testing (mutmut leaves decorated functions alone)
+# reaches the rules' bodies.
+rule(
+    "view",
+    "reshape",
+    "flatten",
+    "view_as",
+    "reshape_as",
+    "squeeze",
+    "unsqueeze",
+    "unflatten",
+    "ravel",
+    keeps_layout=True,
+)(reshape)
+rule("permute", "transpose", "movedim", "get_T", "get_mT", "t", keeps_layout=True)(permute)
+rule("getitem")(getitem)
+rule("chunk", "split", "unbind", "tensor_split", "split_with_sizes")(split)
+rule("repeat")(repeat)
+rule("flip", "fliplr", "flipud")(flip)
+rule("roll")(roll)
