@@ -134,7 +134,7 @@ def col2im(call: Call) -> Outcome:
         before = packed[3]
         if packed[1] != (k, d, p, s) or tuple(a.size for a in before.axes) != out:
             raise NotGeometric("F.fold with another window than its F.unfold")
-        return Outcome(before, Window(k, s, p, d))
+        return Outcome(_refolded(before, packed[2], k, d, p, s), Window(k, s, p, d))
     f = packed[4]
     axes = []
     for a, ki, di, pi, si, n in zip(f.axes, k, d, p, s, out):
@@ -143,6 +143,23 @@ def col2im(call: Call) -> Outcome:
             t = g.transposed(a, ki, si, pi, di, n - t.size)
         axes.append(t)
     return Outcome(Field(tuple(axes), f.dims, f.status, f.note), Window(k, s, p, d))
+
+
+def _refolded(before: Field, windows: tuple, k, d, p, s) -> Field:
+    """The field F.fold gives back after F.unfold with the same window: each pixel its own,
+    except pixels no window covered (a stride or dilation that skips them), which get 0."""
+    axes = []
+    for i, (a, dim) in enumerate(zip(before.axes, before.dims)):
+        j = dim % 2  # the window is given per tensor dim (H, W); `windows` per axis
+        covered = {o * s[j] - p[j] + t * d[j] for o in range(windows[i]) for t in range(k[j])}
+        if covered.issuperset(range(a.size)):
+            axes.append(a)
+        else:
+            axes.append(g.gather(a, [[i] if i in covered else [] for i in range(a.size)], a))
+    if all(x is y for x, y in zip(axes, before.axes)):
+        return before
+    note = before.note or "fold: pixels no window of the unfold covered get nothing back"
+    return Field(tuple(axes), before.dims, before.status, note)
 
 
 # The catalogue: the ops each rule answers for. Registered by calls rather than

@@ -143,7 +143,7 @@ def stack(call: Call) -> Outcome:
     out = call.out_tensor
     dim = int(call.arg(1, "dim", 0)) % out.dim()
     dims = call.first.dims
-    if dims is not None and dim > min(positive(dims, out.dim())):
+    if dims is not None and dim >= min(positive(dims, out.dim())):
         raise NotGeometric("stacking inside the spatial dims")
     return pointwise(call)
 

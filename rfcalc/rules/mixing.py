@@ -81,8 +81,7 @@ def _stats(call: Call, over_map: bool) -> Outcome:
 def layer_norm(call: Call) -> Outcome:
     """Normalised over the trailing dims `normalized_shape`: global along the spatial axes
     among them (over channels only, channels-last, it is per position)."""
-    shape = call.arg(1, "normalized_shape")
-    n = 1 if isinstance(shape, int) else len(tuple(shape))
+    n = len(tuple(call.arg(1, "normalized_shape")))  # F.layer_norm takes a sequence only
     ndim = call.first_tensor.dim()
     return _along(call, range(ndim - n, ndim), "normalised over spatial dims")
 

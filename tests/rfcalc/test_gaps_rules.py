@@ -1,0 +1,661 @@
+"""Gaps that mutation testing found in the rule catalogue (rfcalc/rules): arguments given by
+keyword or left to torch's default, rules no test reached (stack, cumsum, glu, instance norm,
+batched products, repeat, split, einsum), the notes that say why a row is global or unknown,
+and what registering a rule promises.
+
+Expected fields are worked out by hand in the comments and measured by gradients (`check`):
+a test never compares the code with its own output, except where a keyword must mean what
+its position means (both forms are measured as well)."""
+
+from __future__ import annotations
+
+from fractions import Fraction as Fr
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from measure import check, positive  # tests/rfcalc is on sys.path, as for zoo
+
+from rfcalc import EXACT, GLOBAL, UNKNOWN, analyze
+from rfcalc.geometry import Window
+from rfcalc.rules import RULES, Outcome, dispatch, key_of, register_rule, rule
+
+D = torch.float64
+W3 = torch.full((1, 1, 3, 3), 1 / 9, dtype=D)  # a 3x3 conv weight (out, in, kh, kw)
+W13 = torch.full((1, 1, 1, 3), 1 / 3, dtype=D)  # 1x3: along the tensor's last dim only
+RM, RV = torch.zeros(1, dtype=D), torch.ones(1, dtype=D)  # running statistics, one channel
+
+
+class Fn(nn.Module):
+    """`fn(self, x)` after nothing: `self.c3` is a 3x3 conv (padding 1), `self.c4` the same
+    with 4 output channels, so a rule sees a map whose units already have a field of 3."""
+
+    def __init__(self, fn, c: int = 1):
+        super().__init__()
+        self.fn = fn
+        self.c3 = nn.Conv2d(c, c, 3, padding=1)
+        self.c4 = nn.Conv2d(c, 4 * c, 3, padding=1)
+
+    def forward(self, x):
+        return self.fn(self, x)
+
+
+def model(fn, c: int = 1) -> nn.Module:
+    return positive(Fn(fn, c))
+
+
+def rows(fn, shape=(1, 6, 7), c: int = 1) -> list[tuple]:
+    a = analyze(model(fn, c), shape)
+    return [
+        (r.name, r.op, r.size, r.jump, r.rf, r.start, r.status, r.axis_status, r.window, r.note)
+        for r in a.rows
+    ]
+
+
+def out(fn, shape=(1, 6, 7), c: int = 1):
+    return analyze(model(fn, c), shape).output
+
+
+# Each entry: calls that must analyse alike, with shape. The first gives every argument by
+# position, the others by keyword (non-default values, so a rule reading the wrong keyword
+# falls back to the default and differs) or leave them to torch's default.
+SAME = {
+    "conv2d by keyword": (
+        [
+            lambda s, x: F.conv2d(s.c3(x), W3, None, 2, 1, 2),
+            lambda s, x: F.conv2d(s.c3(x), weight=W3, stride=2, padding=1, dilation=2),
+        ],
+        (1, 9, 9),
+    ),
+    "conv2d defaults": (
+        [lambda s, x: F.conv2d(s.c3(x), W3, None, 1, 0, 1, 1), lambda s, x: F.conv2d(s.c3(x), W3)],
+        (1, 6, 7),
+    ),
+    "conv_transpose2d by keyword": (
+        [
+            lambda s, x: F.conv_transpose2d(s.c3(x), W3, None, 3, 1, 1, 1, 2),
+            lambda s, x: F.conv_transpose2d(
+                s.c3(x), weight=W3, stride=3, padding=1, output_padding=1, dilation=2
+            ),
+        ],
+        (1, 4, 5),
+    ),
+    "conv_transpose2d defaults": (
+        [
+            lambda s, x: F.conv_transpose2d(s.c3(x), W3, None, 1, 0, 0, 1, 1),
+            lambda s, x: F.conv_transpose2d(s.c3(x), W3),
+        ],
+        (1, 4, 5),
+    ),
+    "Tensor.unfold by keyword": (
+        [
+            lambda s, x: s.c3(x).unfold(-1, 3, 2).sum(-1),
+            lambda s, x: s.c3(x).unfold(dimension=-1, size=3, step=2).sum(-1),
+        ],
+        (1, 6, 9),
+    ),
+    "F.unfold and F.fold by keyword": (
+        [
+            lambda s, x: F.fold(F.unfold(s.c3(x), 3, 2, 1, 2), (6, 7), 3, 2, 1, 2),
+            lambda s, x: F.fold(
+                F.unfold(s.c3(x), kernel_size=3, dilation=2, padding=1, stride=2),
+                output_size=(6, 7),
+                kernel_size=3,
+                dilation=2,
+                padding=1,
+                stride=2,
+            ),
+        ],
+        (1, 6, 7),
+    ),
+    "F.unfold defaults": (
+        [
+            lambda s, x: F.fold(F.unfold(s.c3(x), 3, 1, 0, 1), (6, 7), 3, 1, 0, 1),
+            lambda s, x: F.fold(F.unfold(s.c3(x), 3), (6, 7), 3),
+        ],
+        (1, 6, 7),
+    ),
+    "max_pool2d by keyword": (
+        [
+            lambda s, x: F.max_pool2d(s.c3(x), 3, 2, 1, 2, True),
+            lambda s, x: F.max_pool2d(
+                s.c3(x), kernel_size=3, stride=2, padding=1, dilation=2, ceil_mode=True
+            ),
+        ],
+        (1, 8, 9),
+    ),
+    "max_pool2d defaults": (
+        [
+            lambda s, x: F.max_pool2d(s.c3(x), 2, 2, 0, 1, False),
+            lambda s, x: F.max_pool2d(s.c3(x), 2),
+        ],
+        (1, 7, 9),
+    ),
+    "avg_pool2d by keyword": (
+        [
+            lambda s, x: F.avg_pool2d(s.c3(x), 3, 2, 1, True),
+            lambda s, x: F.avg_pool2d(s.c3(x), kernel_size=3, stride=2, padding=1, ceil_mode=True),
+        ],
+        (1, 8, 9),
+    ),
+    "avg_pool2d defaults": (
+        [lambda s, x: F.avg_pool2d(s.c3(x), 2, 2, 0, False), lambda s, x: F.avg_pool2d(s.c3(x), 2)],
+        (1, 7, 9),
+    ),
+    "lp_pool2d by keyword": (
+        [
+            lambda s, x: F.lp_pool2d(s.c3(x), 2, 3, 2, True),
+            lambda s, x: F.lp_pool2d(s.c3(x), norm_type=2, kernel_size=3, stride=2, ceil_mode=True),
+        ],
+        (1, 8, 9),
+    ),
+    "lp_pool2d defaults": (
+        [
+            lambda s, x: F.lp_pool2d(s.c3(x), 2, 2, 2, False),
+            lambda s, x: F.lp_pool2d(s.c3(x), 2, 2),
+        ],
+        (1, 7, 9),
+    ),
+    "pixel_shuffle by keyword": (
+        [
+            lambda s, x: F.pixel_shuffle(s.c4(x), 2),
+            lambda s, x: F.pixel_shuffle(s.c4(x), upscale_factor=2),
+        ],
+        (1, 5, 6),
+    ),
+    "pixel_unshuffle by keyword": (
+        [
+            lambda s, x: F.pixel_unshuffle(s.c3(x), 2),
+            lambda s, x: F.pixel_unshuffle(s.c3(x), downscale_factor=2),
+        ],
+        (1, 6, 8),
+    ),
+    "pad by keyword": (
+        [
+            lambda s, x: F.pad(s.c3(x), (1, 2, 0, 1), "replicate"),
+            lambda s, x: F.pad(s.c3(x), pad=(1, 2, 0, 1), mode="replicate"),
+        ],
+        (1, 6, 7),
+    ),
+    "pad defaults": (
+        [lambda s, x: F.pad(s.c3(x), (1, 2), "constant"), lambda s, x: F.pad(s.c3(x), (1, 2))],
+        (1, 6, 7),
+    ),
+    "cat by keyword": (
+        [
+            lambda s, x: torch.cat([s.c3(x), x], -1),
+            lambda s, x: torch.cat([s.c3(x), x], dim=-1),
+        ],
+        (1, 6, 7),
+    ),
+    "stack by keyword": (
+        [
+            lambda s, x: torch.stack([s.c3(x), x], -1).sum(-1),
+            lambda s, x: torch.stack([s.c3(x), x], dim=-1).sum(-1),
+        ],
+        (1, 6, 7),
+    ),
+    "stack defaults": (
+        [
+            lambda s, x: torch.stack([s.c3(x), x], 0).sum(0),
+            lambda s, x: torch.stack([s.c3(x), x]).sum(0),
+        ],
+        (1, 6, 7),
+    ),
+    "torch.batch_norm by keyword": (
+        [
+            lambda s, x: torch.batch_norm(s.c3(x), None, None, RM, RV, True, 0.1, 1e-5, False),
+            lambda s, x: torch.batch_norm(
+                s.c3(x),
+                None,
+                None,
+                running_mean=RM,
+                running_var=RV,
+                training=True,
+                momentum=0.1,
+                eps=1e-5,
+                cudnn_enabled=False,
+            ),
+        ],
+        (1, 6, 7),
+    ),
+    "torch.instance_norm by keyword": (
+        [
+            lambda s, x: torch.instance_norm(s.c3(x), None, None, RM, RV, False, 0.1, 1e-5, False),
+            lambda s, x: torch.instance_norm(
+                s.c3(x),
+                None,
+                None,
+                running_mean=RM,
+                running_var=RV,
+                use_input_stats=False,
+                momentum=0.1,
+                eps=1e-5,
+                cudnn_enabled=False,
+            ),
+        ],
+        (1, 6, 7),
+    ),
+    "layer_norm by keyword": (
+        [
+            lambda s, x: F.layer_norm(s.c3(x), (7,)),
+            lambda s, x: F.layer_norm(s.c3(x), normalized_shape=(7,)),
+            lambda s, x: F.layer_norm(s.c3(x), [7]),
+        ],
+        (1, 6, 7),
+    ),
+    "cumsum by keyword": (
+        [lambda s, x: torch.cumsum(s.c3(x), -1), lambda s, x: torch.cumsum(s.c3(x), dim=-1)],
+        (1, 6, 7),
+    ),
+    "glu by keyword and default": (
+        [
+            lambda s, x: F.glu(s.c3(x), -1),
+            lambda s, x: F.glu(s.c3(x), dim=-1),
+            lambda s, x: F.glu(s.c3(x)),
+        ],
+        (1, 6, 8),
+    ),
+    "chunk by keyword": (
+        [lambda s, x: s.c3(x).chunk(2, -1)[0], lambda s, x: s.c3(x).chunk(2, dim=-1)[0]],
+        (1, 6, 8),
+    ),
+    "unbind by keyword": (
+        [lambda s, x: s.c3(x).unbind(-1)[0], lambda s, x: s.c3(x).unbind(dim=-1)[0]],
+        (1, 6, 8),
+    ),
+    "repeat by size": (
+        [lambda s, x: s.c3(x).repeat(1, 1, 1, 2), lambda s, x: s.c3(x).repeat((1, 1, 1, 2))],
+        (1, 6, 7),
+    ),
+    "transpose by keyword": (
+        [
+            lambda s, x: s.c3(s.c3(x).transpose(-1, -2)),
+            lambda s, x: s.c3(s.c3(x).transpose(dim0=-1, dim1=-2)),
+        ],
+        (1, 6, 7),
+    ),
+    "roll by keyword": (
+        [
+            lambda s, x: s.c3(torch.roll(s.c3(x), 2, -1)),
+            lambda s, x: s.c3(torch.roll(s.c3(x), shifts=2, dims=-1)),
+        ],
+        (1, 6, 7),
+    ),
+    "flip by keyword": (
+        [lambda s, x: s.c3(s.c3(x).flip(-1)), lambda s, x: s.c3(torch.flip(s.c3(x), dims=(-1,)))],
+        (1, 6, 7),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(SAME))
+def test_a_keyword_means_what_its_position_means(name):
+    forms, shape = SAME[name]
+    first = rows(forms[0], shape)
+    assert first[-1][6] != UNKNOWN or "spatial" in first[-1][9], first[-1]
+    for fn in forms[1:]:
+        assert rows(fn, shape) == first
+    if not name.startswith("max_pool"):  # a max passes the gradient to one pixel only
+        for fn in forms:
+            check(model(fn), shape)
+
+
+def test_keyword_forms_are_not_the_defaults():
+    # the keyword forms above are only a test where their values differ from torch's
+    # defaults: a conv with stride 2, padding 1, dilation 2 after a conv3 on 9x9 has 4x4 units
+    # (9 + 2 - 4 - 1) // 2 + 1, jump 2, rf 3 + 2*2 = 7, and starts at 0 + (2 - 1) = 1
+    o = out(SAME["conv2d by keyword"][0][1], (1, 9, 9))
+    assert o.size == (4, 4) and o.jump == (2, 2) and o.rf == (7, 7) and o.start == (1, 1)
+    # conv_transpose stride 3, padding 1, output_padding 1, dilation 2 on 4x5 (taps 0, 2, 4
+    # fall on every residue mod 3, so no unit is a hole):
+    # (n - 1)*3 - 2 + 2*2 + 1 + 1 = 3n + 1: 13 x 16
+    o = out(SAME["conv_transpose2d by keyword"][0][1], (1, 4, 5))
+    assert o.size == (13, 16) and o.jump == (Fr(1, 3), Fr(1, 3))
+    # replicate padding (1, 2) along W, (0, 1) along H: 7 x 10
+    assert out(SAME["pad by keyword"][0][1]).size == (7, 10)
+
+
+def test_conv_transpose_row_shows_its_window():
+    r = rows(SAME["conv_transpose2d by keyword"][0][0], (1, 4, 5))[-1]
+    assert r[8] == Window((3, 3), (3, 3), (1, 1), (2, 2))
+
+
+# ---------------------------------------------------------------- rules no test reached
+
+
+def test_stack_in_front_of_the_map_keeps_the_field_and_inside_it_is_unknown():
+    # stacked in front (then summed): the conv3's field, rf 3, exact
+    o = out(lambda s, x: torch.stack([s.c3(x), s.c3(x)], 1).sum(1))
+    assert o.status == EXACT and o.rf == (3, 3)
+    # a new dim between H and W: the map is cut apart
+    o = out(lambda s, x: torch.stack([s.c3(x), s.c3(x)], -2).sum(-2))
+    assert o.status == UNKNOWN and "stacking inside the spatial dims" in o.note
+
+
+def test_cat_along_a_spatial_axis_is_unknown():
+    o = out(SAME["cat by keyword"][0][0])
+    assert o.status == UNKNOWN and "concatenation along a spatial axis" in o.note
+    assert out(lambda s, x: torch.cat([s.c3(x), x], 1)).rf == (3, 3)
+
+
+def test_cumsum_along_w_sees_every_unit_before():
+    # conv3 unit o along W sees [o-1, o+1]; the running sum's unit o sees units 0..o, so
+    # pixels 0..min(o+1, 6): the widest, units 5 and 6, see all 7. H keeps the conv's 3.
+    m = model(SAME["cumsum by keyword"][0][0])
+    a = analyze(m, (1, 6, 7))
+    assert a.output.rf == (3, 7) and a.output.status != UNKNOWN
+    assert a.output.note == "cumsum: unit o sees units 0..o"
+    measured = check(m, (1, 6, 7))
+    units = measured[a.rows[-1].name][1]
+    assert [units[(2, o)][1] for o in range(7)] == [(0, min(o + 1, 6)) for o in range(7)]
+    # along channels: every position on its own, the conv's field
+    o = out(lambda s, x: s.c4(x).cumsum(1), c=1)
+    assert o.rf == (3, 3) and o.status == EXACT
+
+
+def test_glu_reads_unit_o_and_unit_o_plus_half():
+    # W = 8 halves to 4: unit o reads conv units o and o + 4, which see [o-1, o+1] and
+    # [o+3, o+5]: together [o-1, o+5] clipped to 0..7: (0,5), (0,6), (1,7), (2,7)
+    m = model(SAME["glu by keyword and default"][0][0])
+    a = analyze(m, (1, 6, 8))
+    assert a.output.size == (6, 4) and a.output.rf == (3, 7)
+    assert a.output.note == "glu: unit o reads units o and o + n/2"
+    units = check(m, (1, 6, 8))[a.rows[-1].name][1]
+    assert [units[(2, o)][1] for o in range(4)] == [(0, 5), (0, 6), (1, 7), (2, 7)]
+    # along channels (4 -> 2): per position
+    o = out(lambda s, x: F.glu(s.c4(x), 1))
+    assert o.status == EXACT and o.rf == (3, 3) and o.size == (6, 7)
+
+
+@pytest.mark.parametrize(
+    "fn, status",
+    [
+        (lambda s, x: F.instance_norm(s.c3(x)), GLOBAL),
+        (lambda s, x: F.instance_norm(s.c3(x), RM, RV, use_input_stats=False), EXACT),
+        (lambda s, x: F.instance_norm(s.c3(x), RM, RV), GLOBAL),
+        (
+            lambda s, x: torch.instance_norm(
+                s.c3(x), None, None, None, None, True, 0.1, 1e-5, False
+            ),
+            GLOBAL,
+        ),
+        (
+            lambda s, x: torch.instance_norm(s.c3(x), None, None, RM, RV, False, 0.1, 1e-5, False),
+            EXACT,
+        ),
+        (
+            lambda s, x: torch.instance_norm(s.c3(x), None, None, RM, RV, True, 0.1, 1e-5, False),
+            GLOBAL,
+        ),
+        (
+            lambda s, x: torch.batch_norm(s.c3(x), None, None, RM, RV, True, 0.1, 1e-5, False),
+            GLOBAL,
+        ),
+        (
+            lambda s, x: torch.batch_norm(s.c3(x), None, None, RM, RV, False, 0.1, 1e-5, False),
+            EXACT,
+        ),
+        (lambda s, x: F.batch_norm(s.c3(x), RM, RV, training=True), GLOBAL),
+        (lambda s, x: F.batch_norm(s.c3(x), None, None, training=True), GLOBAL),
+    ],
+)
+def test_norms_global_only_with_statistics_of_the_map(fn, status):
+    # statistics of the input's map: every unit sees the whole 6x7 image (the rf of a global
+    # axis counts the conv's padding: 3 + 6 - 1, 3 + 7 - 1); running statistics are constants
+    # per channel: the conv's field, 3
+    m = model(fn)
+    o = analyze(m, (1, 6, 7)).output
+    assert o.status == status
+    assert o.rf == ((8, 9) if status == GLOBAL else (3, 3))
+    if status == GLOBAL:
+        assert o.note.endswith("statistics are taken over the whole map")
+    check(m, (1, 6, 7))
+
+
+def test_layer_norm_is_global_along_the_dims_it_normalises():
+    # over W only: global along W (rf 3 + 7 - 1 = 9, the whole width and the conv's
+    # padding), the conv's 3 along H
+    o = out(SAME["layer_norm by keyword"][0][0])
+    assert o.rf == (3, 9) and o.axis_status == (EXACT, GLOBAL)
+    assert o.note.startswith("layer_norm: normalised over spatial dims (")
+    # over (H, W): global along both
+    o = out(lambda s, x: F.layer_norm(s.c3(x), (6, 7)))
+    assert o.rf == (8, 9) and o.status == GLOBAL
+    # over channels, channels last: per position
+    o = out(lambda s, x: F.layer_norm(s.c4(x).permute(0, 2, 3, 1), (4,)).permute(0, 3, 1, 2))
+    assert o.rf == (3, 3) and o.status == EXACT
+
+
+@pytest.mark.parametrize(
+    "op, fn",
+    [
+        ("bmm", lambda s, x: torch.bmm(s.c4(x).flatten(2).transpose(1, 2), s.c4(x).flatten(2))),
+        (
+            "baddbmm",
+            lambda s, x: torch.baddbmm(
+                torch.zeros(1, 42, 42, dtype=D),
+                s.c4(x).flatten(2).transpose(1, 2),
+                s.c4(x).flatten(2),
+            ),
+        ),
+        (
+            "addmm",
+            lambda s, x: torch.addmm(
+                torch.zeros(4, 4, dtype=D), s.c4(x)[0].flatten(1), s.c4(x)[0].flatten(1).T
+            ),
+        ),
+        ("tensordot", lambda s, x: torch.tensordot(s.c4(x), s.c4(x), dims=([2, 3], [2, 3]))),
+    ],
+)
+def test_batched_products_of_maps_see_everything(op, fn):
+    o = out(fn)
+    assert o.status == GLOBAL and o.note == f"{op}: a product across positions"
+
+
+def test_repeat_tiles_channels_not_the_map():
+    o = out(lambda s, x: s.c3(x).repeat(1, 2, 1, 1).sum(1, keepdim=True))
+    assert o.status == EXACT and o.rf == (3, 3)
+    o = out(SAME["repeat by size"][0][0])
+    assert o.status == UNKNOWN and "repeat tiles the spatial map" in o.note
+
+
+@pytest.mark.parametrize(
+    "fn, rf",
+    [
+        (lambda s, x: s.c4(x).split(2, dim=1)[0], (3, 3)),
+        (lambda s, x: torch.split(s.c4(x), 2, 1)[1], (3, 3)),
+        (lambda s, x: s.c4(x).chunk(2, 1)[1], (3, 3)),
+        (lambda s, x: s.c4(x).unbind(1)[2], (3, 3)),
+        (lambda s, x: s.c4(x).tensor_split(2, dim=1)[0], (3, 3)),
+        (lambda s, x: s.c3(x).split(3, dim=-1)[0], None),
+        (lambda s, x: s.c3(x).chunk(2, -2)[0], None),
+        (lambda s, x: s.c3(x).unbind(-2)[0], None),
+    ],
+)
+def test_splitting_channels_keeps_the_field_and_the_map_is_unknown(fn, rf):
+    o = out(fn, (1, 6, 8))
+    if rf is None:
+        assert o.status == UNKNOWN and "split along a spatial axis" in o.note
+    else:
+        assert o.status == EXACT and o.rf == rf
+
+
+def test_unbind_after_the_spatial_dims_is_unknown():
+    # a trailing dim after the map (channels last, of size 2) unbound: the map's dims move
+    o = out(lambda s, x: torch.stack([s.c3(x), s.c3(x)], 1).permute(0, 1, 3, 4, 2).unbind(-1)[0])
+    assert o.status == UNKNOWN and "unbind after the spatial dims" in o.note
+
+
+class TestEinsum:
+    """One map operand: an index kept is per position, one contracted with a constant and
+    replaced by a fresh output index mixes that axis; two map operands mix everything."""
+
+    def test_a_permutation_moves_the_axes_with_their_dims(self):
+        # H and W swapped, then a 1x3 conv along the tensor's last dim, which is now H: H
+        # widens to 3 + 2 = 5, W keeps the conv3's 3 (sizes are given per axis, H first)
+        m = model(lambda s, x: F.conv2d(torch.einsum("bchw->bcwh", s.c3(x)), W13, padding=(0, 1)))
+        o = analyze(m, (1, 6, 7)).output
+        assert o.status == EXACT and o.rf == (5, 3) and o.size == (6, 7)
+        check(m, (1, 6, 7))
+
+    def test_the_operands_may_come_as_one_list(self):
+        o = out(lambda s, x: torch.einsum("bchw,c->bhw", [s.c4(x), torch.ones(4, dtype=D)]))
+        assert o.status == EXACT and o.rf == (3, 3) and o.size == (6, 7)
+
+    def test_a_channel_contraction_is_per_position(self):
+        m = model(lambda s, x: torch.einsum("bchw,dc->bdhw", s.c4(x), torch.ones(2, 4, dtype=D)))
+        o = analyze(m, (1, 6, 7)).output
+        assert o.status == EXACT and o.rf == (3, 3) and o.size == (6, 7)
+        check(m, (1, 6, 7))
+
+    def test_a_scale_per_position_is_per_position(self):
+        o = out(lambda s, x: torch.einsum("bchw,w->bchw", s.c3(x), torch.ones(7, dtype=D)))
+        assert o.status == EXACT and o.rf == (3, 3)
+
+    def test_w_contracted_into_a_fresh_index_is_global_along_w(self):
+        # W (7) summed against a constant 7x5 matrix: 5 new units along W, each sees the
+        # whole width; H keeps the conv's 3
+        m = model(lambda s, x: torch.einsum("bchw,wv->bchv", s.c3(x), torch.ones(7, 5, dtype=D)))
+        o = analyze(m, (1, 6, 7)).output
+        # (the rf of a global axis counts the conv's padding: 3 + 7 - 1 = 9)
+        assert o.size == (6, 5) and o.rf == (3, 9) and o.axis_status == (EXACT, GLOBAL)
+        assert o.note.startswith("einsum: sums over a spatial index (bchw,wv->bchv) (")
+        check(m, (1, 6, 7))
+        # to a single unit: collapsed, not broadcast
+        o = out(lambda s, x: torch.einsum("bchw,wv->bchv", s.c3(x), torch.ones(7, 1, dtype=D)))
+        assert o.size == (6, 1) and o.rf == (3, 9)
+
+    def test_spaces_in_the_equation_are_ignored(self):
+        o = out(
+            lambda s, x: torch.einsum(
+                "b c h w , w v -> b c h v", s.c3(x), torch.ones(7, 5, dtype=D)
+            )
+        )
+        assert o.size == (6, 5) and o.rf == (3, 9)
+
+    def test_summing_a_spatial_index_away_is_unknown(self):
+        o = out(lambda s, x: torch.einsum("bchw,w->bch", s.c3(x), torch.ones(7, dtype=D)))
+        assert o.status == UNKNOWN and "einsum sums a spatial index away" in o.note
+
+    def test_two_maps_mix_everything(self):
+        o = out(lambda s, x: torch.einsum("bchw,bcij->bhwij", s.c3(x), s.c3(x)).sum((-1, -2)))
+        assert o.status == GLOBAL and "einsum: a product across positions" in o.note
+
+    def test_an_ellipsis_is_taken_as_global(self):
+        o = out(lambda s, x: torch.einsum("...hw->...wh", s.c3(x)))
+        assert o.status == GLOBAL and o.note == "einsum: a product across positions"
+
+
+def _grid_sampled(s, x):
+    """A map whose field is unknown (grid_sample has no rule)."""
+    return F.grid_sample(s.c3(x), torch.zeros(1, 6, 7, 2, dtype=D), align_corners=False)
+
+
+def test_attention_sees_everything_and_absorbs_an_unknown_input():
+    def attend(q, k, v):
+        seq = lambda t: t.flatten(2).transpose(1, 2)  # noqa: E731  (1, HW, C)
+        return F.scaled_dot_product_attention(seq(q), seq(k), seq(v))
+
+    o = out(lambda s, x: attend(s.c4(x), s.c4(x), s.c4(x)))
+    assert (
+        o.status == GLOBAL
+        and o.note == "scaled_dot_product_attention: attention reads every position"
+    )
+    # the query's field unknown: every output still mixes every key's position
+    o = out(lambda s, x: attend(_grid_sampled(s, x), s.c3(x), s.c3(x)))
+    assert o.status == GLOBAL
+    # nothing known: nothing is claimed
+    o = out(lambda s, x: attend(_grid_sampled(s, x), _grid_sampled(s, x), _grid_sampled(s, x)))
+    assert o.status == UNKNOWN
+
+
+# ---------------------------------------------------------------- registering a rule
+
+
+@pytest.fixture
+def restore_registry():
+    saved = dict(RULES), set(dispatch._SEES_UNKNOWN), set(dispatch._KEEPS_LAYOUT)
+    yield
+    RULES.clear()
+    RULES.update(saved[0])
+    dispatch._SEES_UNKNOWN.clear()
+    dispatch._SEES_UNKNOWN.update(saved[1])
+    dispatch._KEEPS_LAYOUT.clear()
+    dispatch._KEEPS_LAYOUT.update(saved[2])
+
+
+def _same(call):
+    return Outcome(call.first)
+
+
+def test_the_rule_decorator_registers_every_name_with_its_flags(restore_registry):
+    plain = rule("grid_sample")(_same)
+    assert plain is _same and RULES["grid_sample"] is _same
+    assert "grid_sample" not in dispatch._SEES_UNKNOWN and _same not in dispatch._KEEPS_LAYOUT
+
+    def other(call):
+        return Outcome(call.first)
+
+    rule("affine_grid", "grid_sample", unknown_inputs=True, keeps_layout=True)(other)
+    assert RULES["affine_grid"] is other and RULES["grid_sample"] is other
+    assert {"affine_grid", "grid_sample"} <= dispatch._SEES_UNKNOWN
+    assert other in dispatch._KEEPS_LAYOUT
+
+
+def test_unknown_inputs_decides_whether_a_rule_sees_an_unknown_field(restore_registry):
+    seen = []
+
+    def spy(call):
+        seen.append(call.first.status)
+        return Outcome(call.first)
+
+    m = model(lambda s, x: torch.special.erf(_grid_sampled(s, x)))
+    register_rule("special_erf", spy)
+    assert analyze(m, (1, 6, 7)).output.status == UNKNOWN and seen == []
+    register_rule("special_erf", spy, unknown_inputs=True)
+    analyze(m, (1, 6, 7))
+    assert seen == [UNKNOWN]
+    register_rule("special_erf", spy)  # re-registered without the flag: not asked again
+    analyze(m, (1, 6, 7))
+    assert seen == [UNKNOWN]
+
+
+def test_register_rule_errors_name_the_op(restore_registry):
+    with pytest.raises(TypeError, match=r"^the rule for grid_sample must be callable, got int$"):
+        register_rule(F.grid_sample, 3)
+    with pytest.raises(ValueError, match=r"^conv2d already has a rule$"):
+        register_rule("conv2d", _same, replace=False)
+
+
+def test_key_of_qualifies_only_the_names_two_functions_share():
+    assert key_of(F.unfold) == "F.unfold" and key_of(torch.Tensor.unfold) == "Tensor.unfold"
+    assert key_of(F.conv2d) == "conv2d" and key_of(torch.Tensor.add_) == "add"
+    assert key_of("anything") == "anything"
+
+
+# ---------------------------------------------------------------- bugs these tests found
+
+
+def test_fold_gives_nothing_back_to_pixels_no_window_covered():
+    # F.unfold with k3, dilation 2, padding 1, stride 2 on 6x7 reads the conv's units
+    # 2o - 1 + {0, 2, 4}: 1, 3, 5 along both axes (2 windows along H, 3 along W). F.fold puts
+    # those back and leaves 0 elsewhere: those pixels see nothing (before the fix every pixel
+    # was claimed to see its own field, exactly)
+    m = model(SAME["F.unfold and F.fold by keyword"][0][0])
+    a = analyze(m, (1, 6, 7))
+    units = check(m, (1, 6, 7))[a.rows[-1].name][1]
+    seen = sorted(u for u, m_ in units.items() if m_ is not None)
+    assert seen == [(i, j) for i in (1, 3, 5) for j in (1, 3, 5)]
+    assert a.output.status != EXACT and "no window of the unfold covered" in a.output.note
+
+
+def test_stacking_right_before_w_is_inside_the_map():
+    # two 2x7 maps stacked at dim 3 of the output (1, 1, 2, 2, 7): the new dim sits between
+    # H and W. Its size (2) equals H's, so nothing failed: the table claimed a 2x7 map
+    o = out(lambda s, x: torch.stack([s.c3(x), s.c3(x)], 3).sum(3), (1, 2, 7))
+    assert o.status == UNKNOWN and "stacking inside the spatial dims" in o.note
+    # at dim 2, in front of H, the map is whole
+    o = out(lambda s, x: torch.stack([s.c3(x), s.c3(x)], 2).sum(2), (1, 2, 7))
+    assert o.status == EXACT and o.rf == (3, 3)
