@@ -84,10 +84,11 @@ class Axis:
     def unit(self, o: int) -> tuple[int, int]:
         """First and last input pixel of unit `o`: by the classic arithmetic (any integer, also
         outside the map; padding counted) where that is faithful to what the units see, else
-        what unit `o` of the map really sees ((0, -1): nothing)."""
-        if not (0 <= o < self.size) or self.faithful:
+        what unit `o` of the map really sees ((0, -1): nothing; so outside the map of an axis
+        with no classic description)."""
+        if self.faithful or (self.classic and not 0 <= o < self.size):
             return self._virtual(o)
-        return self.seen[o] or (0, -1)
+        return self.sees(o) or (0, -1)
 
     def sees(self, o: int) -> Span:
         """First and last input pixel unit `o` of the map really reaches (None: none)."""
@@ -203,8 +204,7 @@ def _seen_by(axis: Axis, first: int, last: int) -> Span:
         return None
     if axis.mixed or first == last:  # a global axis: every unit sees the same
         return axis.seen[first]
-    if axis.monotone:
-        return axis.seen[first][0], axis.seen[last][1]
+    # right for any axis; resample reads monotone ones the faster way (_monotone_reads)
     return _hull(axis.seen[first : last + 1])
 
 

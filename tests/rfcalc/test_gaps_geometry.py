@@ -164,3 +164,50 @@ def test_transposed_defaults_are_torchs():
     a = g.input_axis(6)
     assert g.transposed(a, 3) == g.transposed(a, 3, 1, 0, 1, 0)
     assert g.transposed(a, 3).size == 8  # (6 - 1) * 1 + 3
+
+
+def test_units_outside_the_map():
+    # a classic axis extends past the map by its arithmetic (conv3 with padding 1: unit -1
+    # sees -2..0, unit 5 of a 5-unit map sees 4..6), also where it is not faithful (reflect
+    # padding); outside the map no unit really sees anything; an axis with no classic
+    # description has nothing to say there
+    conv = g.window(g.input_axis(5), 3, 1, 1)
+    assert conv.unit(-1) == (-2, 0) and conv.unit(5) == (4, 6)
+    reflect = g.pad(g.input_axis(5), 1, 1, "reflect")
+    assert not reflect.faithful and reflect.unit(7) == (6, 6) and reflect.unit(-1) == (-2, -2)
+    flipped = g.flip(g.input_axis(5))
+    assert flipped.unit(5) == (0, -1) and flipped.unit(-1) == (0, -1)
+    assert flipped.unit(0) == (4, 4)
+    for a in (conv, reflect, flipped):
+        assert a.sees(-1) is None and a.sees(a.size) is None
+
+
+def test_an_axis_whose_first_unit_sees_nothing():
+    # no centre for unit 0: start and jump fall back to 0, rf is the widest unit's
+    a = g.gather(g.input_axis(4), [[], [1], [2, 3]])
+    assert (a.start, a.jump, a.rf) == (0, 0, 2)
+
+
+def test_a_gather_may_read_outside_the_map():
+    # reads outside the input map add nothing (as padding)
+    a = g.gather(g.input_axis(3), [[-1, 0], [3], [2, 3]])
+    assert [a.sees(o) for o in range(3)] == [(0, 0), None, (2, 2)]
+
+
+def test_broadcast_to_more_than_one_unit_is_global():
+    one = g.collapse(g.input_axis(4))
+    assert not g.broadcast(one, 1).mixed
+    two = g.broadcast(one, 2)
+    assert two.mixed and [two.sees(o) for o in range(2)] == [(0, 3), (0, 3)]
+
+
+def test_an_unknown_padding_mode_is_not_geometric():
+    with pytest.raises(NotGeometric, match=r"^padding mode 'bogus'$"):
+        g.pad(g.input_axis(4), 1, 1, "bogus")
+
+
+def test_a_roll_by_whole_turns_changes_nothing():
+    a = g.window(g.input_axis(7), 3, 1, 1)
+    for shift in (7, -14, 0):
+        assert g.roll(a, shift) is a
+    assert not g.roll(a, 8).classic  # not a whole turn: units wrap

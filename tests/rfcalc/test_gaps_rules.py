@@ -659,3 +659,108 @@ def test_stacking_right_before_w_is_inside_the_map():
     # at dim 2, in front of H, the map is whole
     o = out(lambda s, x: torch.stack([s.c3(x), s.c3(x)], 2).sum(2), (1, 2, 7))
     assert o.status == EXACT and o.rf == (3, 3)
+
+
+# ---------------------------------------------------------------- unfold, fold, matmul
+
+
+W9 = torch.full((9, 9), 1 / 9, dtype=D)  # mixes every entry of a 3x3 window's column
+
+
+def test_fold_after_mixing_the_columns_reads_every_window_holding_a_pixel():
+    # F.unfold k3 padding 1 on the conv3's 6x7 map: window o sees conv units o-1..o+1, that
+    # is pixels o-2..o+2. The weight mixes each column's 9 entries, so F.fold's pixel i reads
+    # windows i-1..i+1: pixels i-3..i+3, rf 7, a k3 transposed window over the windows
+    m = model(lambda s, x: F.fold(W9 @ F.unfold(s.c3(x), 3, padding=1), (6, 7), 3, padding=1))
+    a = analyze(m, (1, 6, 7))
+    assert a.output.rf == (7, 7) and a.output.status == EXACT and a.output.size == (6, 7)
+    assert a.rows[-1].window == Window((3, 3), (1, 1), (1, 1), (1, 1))
+    check(m, (1, 6, 7))
+
+
+def test_fold_to_a_map_larger_than_the_windows_reach():
+    # unfold k3 stride 2 on 7: 3 windows (units 0-2, 2-4, 4-6). Folded back into 8 units,
+    # the last one no window reaches: it sees nothing (an output_padding of 1)
+    m = model(lambda s, x: F.fold(W9 @ F.unfold(s.c3(x), 3, stride=2), (7, 8), 3, stride=2))
+    a = analyze(m, (1, 7, 7))
+    assert a.output.size == (7, 8)
+    units = check(m, (1, 7, 7))[a.rows[-1].name][1]
+    assert units[(3, 7)] is None and units[(3, 6)] is not None
+
+
+def test_unfold_row_shows_its_window_and_why_the_map_ends():
+    a = analyze(model(lambda s, x: F.unfold(s.c3(x), 3, 2, 1, 2)), (1, 6, 7))
+    row = a.rows[-1]
+    assert row.window == Window((3, 3), (2, 2), (1, 1), (2, 2))
+    assert row.note == "unfold: the windows are flattened into one dim"
+
+
+class Line(nn.Module):
+    """A 1-D map (conv1d) given a dim of size 1 in front: a 4-D tensor with one spatial axis."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn, self.c = fn, nn.Conv1d(1, 1, 3, padding=1)
+
+    def forward(self, x):
+        return self.fn(self.c(x).unsqueeze(-2))
+
+
+def test_unfold_of_a_map_that_is_not_2d_is_unknown():
+    o = analyze(positive(Line(lambda y: F.unfold(y, (1, 3)))), (1, 9)).output
+    assert o.status == UNKNOWN and "F.unfold of a map that is not 2-D" in o.note
+
+
+@pytest.mark.parametrize(
+    "fn, rf, axis_status",
+    [
+        # x @ W: W's rows mix the last dim (W) into 5 new units: global along W
+        (lambda s, x: s.c3(x) @ torch.ones(7, 5, dtype=D), (3, 9), (EXACT, GLOBAL)),
+        (lambda s, x: torch.matmul(s.c3(x), torch.ones(7, 5, dtype=D)), (3, 9), (EXACT, GLOBAL)),
+        # W @ x: mixes the second-to-last dim (H)
+        (lambda s, x: torch.ones(4, 6, dtype=D) @ s.c3(x), (8, 3), (GLOBAL, EXACT)),
+        (lambda s, x: torch.mm(torch.ones(4, 6, dtype=D), s.c3(x)[0, 0]), (8, 3), (GLOBAL, EXACT)),
+    ],
+)
+def test_a_product_with_a_constant_mixes_one_axis(fn, rf, axis_status):
+    # rf of a global axis: the whole map and the conv's padding, 3 + n - 1
+    m = model(fn)
+    o = analyze(m, (1, 6, 7)).output
+    assert o.rf == rf and o.axis_status == axis_status
+    check(m, (1, 6, 7))
+
+
+def test_a_product_of_two_maps_mixes_everything():
+    o = out(lambda s, x: s.c3(x) @ s.c3(x).transpose(-1, -2))
+    assert o.status == GLOBAL and o.note == "matmul: a product across positions"
+
+
+@pytest.mark.parametrize("scale", [2, 1.5, 3, 0.5])
+@pytest.mark.parametrize("align", [False, True])
+def test_bicubic_units_match_gradients(scale, align):
+    # each unit reads 4 taps around its source position, one where the position is whole;
+    # border taps are clamped into the map
+    m = model(
+        lambda s, x: F.interpolate(s.c3(x), scale_factor=scale, mode="bicubic", align_corners=align)
+    )
+    assert analyze(m, (1, 6, 8)).output.status != UNKNOWN
+    check(m, (1, 6, 8))
+
+
+@pytest.mark.parametrize("scale, start", [(2, Fr(-1, 2)), (0.5, Fr(1, 2))])
+def test_bicubic_classic_field_starts_at_its_source_position(scale, start):
+    # align_corners=False: unit o samples src = (o + 1/2)/scale - 1/2 and reads floor(src) - 1
+    # .. floor(src) + 2. x2: src(0) = -1/4, taps -2..1, conv units see one more each side:
+    # -3..2, centre -1/2. x0.5: src(0) = 1/2, taps -1..2, field -2..3, centre 1/2.
+    o = out(lambda s, x: F.interpolate(s.c3(x), scale_factor=scale, mode="bicubic"), (1, 6, 8))
+    assert o.start == (start, start) and o.rf == (6, 6)
+
+
+def test_nearest_to_twice_the_size_follows_torchs_shortcut():
+    # scale_factor 2.15 on 6 units gives 12 = 2·6: torch then reads o >> 1 (nearest_idx),
+    # where the exact scale 1/2.15 would send unit 2 to 0
+    m = model(lambda s, x: F.interpolate(s.c3(x), scale_factor=2.15))
+    a = analyze(m, (1, 6, 6))
+    assert a.output.size == (12, 12)
+    units = check(m, (1, 6, 6))[a.rows[-1].name][1]
+    assert units[(2, 2)] == ((0, 2), (0, 2))  # unit 2 copies conv unit 1, which sees 0..2
