@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import geometry as g
 from ..geometry import EXACT, GLOBAL, UNKNOWN, Field, NotGeometric
-from .dispatch import MIXED, Call, Outcome, mixed, positive, rule, whole_global
+from .dispatch import MIXED, Call, Outcome, mixed, positive, rule, same_dims, whole_global
 
 _NO_CHANGE = (
     "dropout",
@@ -67,7 +67,7 @@ def pointwise(call: Call) -> Outcome:
     unknown = [f for f in fields if f.status == UNKNOWN]
     if unknown:
         if not globals_:
-            return Outcome(Field((), None, UNKNOWN, unknown[0].note))
+            return Outcome(Field((), same_dims(call, unknown[0].dims), UNKNOWN, unknown[0].note))
         fields = globals_
     if len({f.dims for f in fields}) > 1:
         if globals_ and all(f.dims is None for f in globals_):

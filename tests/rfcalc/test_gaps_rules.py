@@ -764,3 +764,57 @@ def test_nearest_to_twice_the_size_follows_torchs_shortcut():
     assert a.output.size == (12, 12)
     units = check(m, (1, 6, 6))[a.rows[-1].name][1]
     assert units[(2, 2)] == ((0, 2), (0, 2))  # unit 2 copies conv unit 1, which sees 0..2
+
+
+# ---------------------------------------------------------------- adaptive pools, rows
+
+
+def test_adaptive_pool_even_along_w_uneven_along_h():
+    # 6 -> 4 along H: units read conv units [0,1], [1,2], [3,4], [4,5]: not one stride apart
+    # (approx, window k2 s1 shown); 7 -> 3 along W: [0,2], [2,4], [4,6], a k3 s2 window
+    # (exact): rf 3 + 2 = 5, jump 2. Along H the widest unit reads 2 conv units: rf 4.
+    m = model(lambda s, x: F.adaptive_avg_pool2d(s.c3(x), (4, 3)))
+    a = analyze(m, (1, 6, 7))
+    o = a.output
+    assert o.size == (4, 3) and o.axis_status == ("approx", EXACT)
+    assert o.rf == (4, 5) and o.jump[1] == 2
+    assert o.window == Window((2, 3), (1, 2), (0, 0), (1, 1))
+    check(m, (1, 6, 7))
+    same = out(lambda s, x: F.adaptive_max_pool2d(s.c3(x), (4, 3)))
+    assert (same.size, same.rf, same.jump, same.axis_status) == (
+        o.size,
+        o.rf,
+        o.jump,
+        o.axis_status,
+    )
+
+
+def test_adaptive_pool_to_one_unit_is_a_window_as_large_as_the_map():
+    # global average pooling: the conv's 3 plus the other 5 (H) or 6 (W) units: 8 x 9
+    o = out(lambda s, x: F.adaptive_avg_pool2d(s.c3(x), 1))
+    assert o.size == (1, 1) and o.rf == (8, 9) and o.status == EXACT
+    assert o.window == Window((6, 7), (6, 7), (0, 0), (1, 1))
+
+
+def test_unknown_rows_keep_the_size_of_their_map():
+    # an op with no rule: unknown, but the table still gives its map's size; so does the op
+    # after it (unknown in, unknown out)
+    a = analyze(model(lambda s, x: torch.relu(_grid_sampled(s, x))), (1, 6, 7))
+    *_, grid, relu = a.rows
+    assert grid.status == UNKNOWN and grid.size == (6, 7)
+    assert relu.status == UNKNOWN and relu.size == (6, 7)
+    # an op with no rule whose output has fewer dims than the map: no size
+    o = out(lambda s, x: torch.diag(s.c3(x)[0, 0]))
+    assert o.status == UNKNOWN and o.size == ()
+
+
+def test_a_flattened_map_transposed_and_back_views_back_to_its_field():
+    # (1, C, H·W) -> (1, H·W, C) -> (1, C, H·W): still the map, laid out as before; viewed
+    # back, a conv after it widens the conv3's field: rf 5
+    o = out(
+        lambda s, x: s.c3(s.c3(x).flatten(2).transpose(1, 2).transpose(-1, -2).view(1, 1, 6, 7))
+    )
+    assert o.status == EXACT and o.rf == (5, 5)
+    # viewed back while transposed, the positions are scrambled: nothing is claimed exact
+    o = out(lambda s, x: s.c3(s.c3(x).flatten(2).transpose(1, 2).reshape(1, 1, 6, 7)))
+    assert o.status != EXACT
