@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 READY := $(VENV)/.ready
 
-.PHONY: demo test book lab bench mutation clean
+.PHONY: demo test book lab bench mutation mutation-recheck clean
 
 demo: $(READY)
 	$(VENV)/bin/rfcalc table examples/s9_net.py
@@ -37,6 +37,15 @@ mutation: $(READY)
 	rm -rf mutants && mkdir mutants
 	nice $(VENV)/bin/mutmut run --max-children 2 $(MUTATE) >mutants/run.log 2>&1; \
 	  status=$$?; $(PY) scripts/mutation_summary.py; exit $$status
+
+# The mutants of an existing mutants/ run again (not checked or survived), in forks of one
+# warmed-up process: after tests were added for survivors, or where mutmut's own runner is
+# too slow to finish. RECHECK_TESTS: test files written since mutmut's stats run.
+# make mutation-recheck MUTATE='rfcalc.geometry*' RECHECK_TESTS=tests/rfcalc/test_gaps_geometry.py
+RECHECK_TESTS ?=
+mutation-recheck: $(READY)
+	nice $(PY) scripts/mutation_recheck.py $(or $(MUTATE),'*') --tests $(RECHECK_TESTS) \
+	  && $(PY) scripts/mutation_summary.py
 
 $(READY): pyproject.toml constraints.txt scripts/setup-system.sh
 	bash scripts/setup-system.sh

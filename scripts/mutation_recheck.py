@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path.cwd()  # the project: pyproject.toml, tests/ and mutmut's mutants/ (as for mutmut)
 MUTANTS = ROOT / "mutants"
 # mutmut's exit codes (mutmut.stats.status_by_exit_code)
 KILLED, SURVIVED, TIMEOUT, NO_TESTS = 1, 0, 36, 33
@@ -112,6 +112,7 @@ def verdict(code: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global ROOT, MUTANTS
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("patterns", nargs="+", help="mutant-name globs, e.g. 'rfcalc.geometry*'")
     ap.add_argument("--tests", nargs="*", default=[], help="test files to run as well")
@@ -122,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         default="not checked,survived",
         help="which verdicts to run again (comma-separated; default: %(default)s)",
     )
+    ap.add_argument("--root", type=Path, default=Path.cwd(), help="the project (default: here)")
     opts = ap.parse_args(argv)
+    ROOT, MUTANTS = opts.root.resolve(), opts.root.resolve() / "mutants"
     if not MUTANTS.is_dir():
         print("no mutants/ folder: run `make mutation` (or mutmut run) first", file=sys.stderr)
         return 2

@@ -211,3 +211,18 @@ def test_a_roll_by_whole_turns_changes_nothing():
     for shift in (7, -14, 0):
         assert g.roll(a, shift) is a
     assert not g.roll(a, 8).classic  # not a whole turn: units wrap
+
+
+def test_border_copies_of_a_global_axis_stay_global():
+    # every unit of a spread axis sees the whole map; replicate padding adds copies of its
+    # border units, which see the same: still global. Zero padding adds units that see
+    # nothing: no longer every unit sees the whole map.
+    spread = g.spread(g.input_axis(5))
+    assert g.pad(spread, 1, 1, "replicate").mixed
+    assert g.pad(spread, 1, 1, "circular").mixed
+    assert not g.pad(spread, 1, 1, "constant").mixed
+
+
+def test_an_input_of_no_pixels_is_refused():
+    with pytest.raises(g.RFError, match=r"^input size 0 is not positive$"):
+        g.input_axis(0)
