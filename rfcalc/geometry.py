@@ -244,8 +244,8 @@ def _normalised(
     hi: list[int],
     like: Axis,
     seen: tuple[Span, ...],
-    classic: bool = True,
-    mixed: bool = False,
+    classic: bool,
+    mixed: bool,
 ) -> Axis:
     """The axis with the shortest period that describes its classic field."""
 

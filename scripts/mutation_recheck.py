@@ -11,9 +11,9 @@ results`, `mutmut show` and scripts/mutation_summary.py read them as usual.
     python scripts/mutation_recheck.py 'rfcalc.geometry*' --tests tests/rfcalc
 
 Which mutants: by default the ones mutmut has not checked and the ones that survived (a kill
-is never undone). Which tests: as mutmut, the tests its stats run saw calling the mutated
-function (fastest first), then the files given with `--tests` (tests written since that run),
-with the options of `[tool.mutmut] pytest_add_cli_args`. tests/ is copied into `mutants/`
+is never undone). Which tests: the files given with `--tests` (tests written since mutmut's
+stats run), then, as mutmut, the tests that run saw calling the mutated function (fastest
+first), with the options of `[tool.mutmut] pytest_add_cli_args`. tests/ is copied into `mutants/`
 first. A mutant whose tests run longer than `--timeout` seconds counts as a timeout.
 """
 
@@ -49,11 +49,12 @@ def records(patterns: list[str]) -> dict[Path, dict]:
 
 
 def tests_of(name: str, stats: dict, extra: list[str]) -> list[str]:
-    """The tests mutmut would run for mutant `name`, fastest first, then `extra`."""
+    """`extra` (tests written for survivors: they kill fastest), then the tests mutmut would
+    run for mutant `name`, fastest first."""
     function = name.rsplit("__mutmut_", 1)[0]
     mapped = stats.get("tests_by_mangled_function_name", {}).get(function, [])
     duration = stats.get("duration_by_test", {})
-    return sorted(mapped, key=lambda t: duration.get(t, 0.0)) + extra
+    return extra + sorted(mapped, key=lambda t: duration.get(t, 0.0))
 
 
 def pytest_args(tests: list[str]) -> list[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "mutation_recheck.py"
 
-CALC = '''import os
+CALC = """import os
 
 
 def double(x):
@@ -21,7 +21,7 @@ def double(x):
     if mutant == "calc.x_double__mutmut_2":
         return x * 3
     return x * 2
-'''
+"""
 
 
 def _project(tmp_path: Path) -> Path:

@@ -226,3 +226,28 @@ def test_border_copies_of_a_global_axis_stay_global():
 def test_an_input_of_no_pixels_is_refused():
     with pytest.raises(g.RFError, match=r"^input size 0 is not positive$"):
         g.input_axis(0)
+
+
+@pytest.mark.parametrize(
+    "size, num, den, taps, period, advance",
+    [
+        # units 2m and 2m+1 read input unit m: declared as a pattern of 4 units advancing
+        # 2, it repeats every 2 units advancing 1 (and never every unit: pairs share a field)
+        (16, 2, 4, lambda o: (o // 2, o // 2), 2, 1),
+        # every third unit moves on: units 3m..3m+2 read m..m+1; declared every 6 units
+        (18, 2, 6, lambda o: (o // 3, o // 3 + 1), 3, 1),
+        # the same pattern declared every 6 units advancing 3
+        (18, 3, 6, lambda o: (o // 2, o // 2), 2, 1),
+        # first pixels move every second unit, last pixels every unit: both must repeat
+        (8, 2, 2, lambda o: (o // 2 * 2, o + 1), 2, 2),
+        # a one-unit map of a pattern declared every 2 units: every unit would do, and with
+        # one unit there is no second unit to say so
+        (1, 2, 2, lambda o: (o, o), 1, 1),
+    ],
+)
+def test_an_axis_keeps_the_shortest_period_that_describes_it(size, num, den, taps, period, advance):
+    a = g.resample(g.input_axis(40), size, num, den, taps)
+    assert (a.period, a.advance) == (period, advance)
+    assert type(a.advance) is int and a.jump == Fraction(advance, period)
+    # the shorter description still gives every unit's field (input units are pixels here)
+    assert [a._virtual(o) for o in range(size)] == [taps(o) for o in range(size)]
