@@ -251,3 +251,30 @@ def test_an_axis_keeps_the_shortest_period_that_describes_it(size, num, den, tap
     assert type(a.advance) is int and a.jump == Fraction(advance, period)
     # the shorter description still gives every unit's field (input units are pixels here)
     assert [a._virtual(o) for o in range(size)] == [taps(o) for o in range(size)]
+
+
+@pytest.mark.parametrize(
+    "n, size, period, advance, lo, hi",
+    [
+        # 3 -> 2: units read [0, 1] and [1, 2]: a k2 s1 window, one field shifted by 1
+        (3, 2, 1, 1, (0,), (1,)),
+        # 7 -> 3: [0, 2], [2, 4], [4, 6]: k3 s2
+        (7, 3, 1, 2, (0,), (2,)),
+        # 6 -> 4: [0, 1], [1, 2], [3, 4], [4, 5]: steps of 1 and 2, two phases every 3 pixels
+        (6, 4, 2, 3, (0, 1), (1, 2)),
+        # 5 -> 1: the whole map
+        (5, 1, 1, 5, (0,), (4,)),
+    ],
+)
+def test_adaptive_units_on_a_line_are_one_window(n, size, period, advance, lo, hi):
+    a = g.adaptive(g.input_axis(n), size)
+    assert (a.period, a.advance, a.lo, a.hi) == (period, advance, lo, hi)
+    assert a.uniform == (period == 1) and a.faithful
+
+
+def test_map_units_that_all_see_one_pixel_are_one_field_with_jump_0():
+    # a pattern that moves on every third unit (units 0, 1 read pixel 0, unit 2 pixel 1, ...)
+    # on a map of two units: both see pixel 0, so within the map it is one field, jump 0
+    a = g.resample(g.input_axis(8), 2, 1, 3, lambda o: ((o + 1) // 3,) * 2)
+    assert (a.period, a.advance, a.lo, a.hi) == (1, 0, (0,), (0,))
+    assert a.jump == 0 and [a.sees(o) for o in range(2)] == [(0, 0), (0, 0)]
