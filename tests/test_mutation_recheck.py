@@ -85,3 +85,20 @@ def test_refuses_when_the_tests_fail_without_a_mutant(tmp_path):
     assert done.stderr.startswith("the tests fail without a mutant")
     before = json.loads((root / "mutants" / "calc.py.meta").read_text())["exit_code_by_key"]
     assert before["calc.x_double__mutmut_1"] is None  # nothing recorded
+
+
+def test_only_given_records_kills_only(tmp_path):
+    # with only the given tests, a mutant that survives them keeps its verdict (here: not
+    # checked), while one they kill is recorded killed
+    root = _project(tmp_path)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "calc.x_double*", "--root", str(root), "--only-given"]
+        + ["--tests", "tests/test_calc.py"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    verdicts = json.loads((root / "mutants" / "calc.py.meta").read_text())["exit_code_by_key"]
+    assert verdicts["calc.x_double__mutmut_1"] is None
+    assert verdicts["calc.x_double__mutmut_2"] == 1

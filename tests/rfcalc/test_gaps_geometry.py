@@ -278,3 +278,37 @@ def test_map_units_that_all_see_one_pixel_are_one_field_with_jump_0():
     a = g.resample(g.input_axis(8), 2, 1, 3, lambda o: ((o + 1) // 3,) * 2)
     assert (a.period, a.advance, a.lo, a.hi) == (1, 0, (0,), (0,))
     assert a.jump == 0 and [a.sees(o) for o in range(2)] == [(0, 0), (0, 0)]
+
+
+def test_units_on_a_line_means_every_unit_of_the_map():
+    # nearest 2 -> 3 reads units 0, 0, 1: the first two sit on a line of jump 0, the third
+    # leaves it, so the map is not one field: three phases, advancing 2 pixels, jump 2/3
+    a = g.interpolate(g.input_axis(2), 3, Fraction(2, 3), Fraction(0), linear=False)
+    assert [a.sees(o) for o in range(3)] == [(0, 0), (0, 0), (1, 1)]
+    assert (a.period, a.advance, a.jump) == (3, 2, Fraction(2, 3)) and not a.uniform
+
+
+def test_an_empty_output_is_refused():
+    with pytest.raises(g.RFError, match=r"^output size 0 is below 1$"):
+        g.resample(g.input_axis(4), 0, 1, 1, lambda o: (o, o))
+
+
+def test_a_global_axis_with_no_classic_description_stays_global_through_a_window():
+    # a flipped map has no classic description; softmax along it (spread) makes every unit
+    # see the whole map; a conv after that reads only such units: still global, still with
+    # no classic description
+    a = g.window(g.spread(g.flip(g.input_axis(5))), 3, 1, 1)
+    assert a.mixed and not a.classic
+    assert [a.sees(o) for o in range(5)] == [(0, 4)] * 5
+
+
+def test_the_longest_pattern_kept_is_max_period_units():
+    # units 0..m-1 read pixel 0, unit m pixel 1: a pattern of m units (m + 1 of them in the
+    # map, so that they do not all sit on one line)
+    m = g.MAX_PERIOD
+    a = g.resample(g.input_axis(4), m + 1, 1, m, lambda o: (o // m,) * 2)
+    assert a.period == m and a.jump == Fraction(1, m)
+    with pytest.raises(
+        NotGeometric, match=rf"^the sampling pattern repeats only every {m + 1} units$"
+    ):
+        g.resample(g.input_axis(4), m + 2, 1, m + 1, lambda o: (o // (m + 1),) * 2)
