@@ -312,3 +312,30 @@ def test_the_longest_pattern_kept_is_max_period_units():
         NotGeometric, match=rf"^the sampling pattern repeats only every {m + 1} units$"
     ):
         g.resample(g.input_axis(4), m + 2, 1, m + 1, lambda o: (o // (m + 1),) * 2)
+
+
+@pytest.mark.parametrize("k, s, d", [(0, 1, 1), (3, 0, 1), (3, 1, 0)])
+def test_a_window_needs_a_positive_kernel_stride_and_dilation(k, s, d):
+    with pytest.raises(
+        NotGeometric, match=rf"^kernel {k}, stride {s}, dilation {d} must be positive$"
+    ):
+        g.window(g.input_axis(6), k, s, 0, 0, d)
+
+
+def test_a_transposed_window_with_holes_names_the_first_empty_unit():
+    # stride 2, dilation 2: output o reads input i where 2i = o - 2t: odd units read nothing
+    with pytest.raises(NotGeometric, match=r"^unit 1 reads no input unit$"):
+        g.transposed(g.input_axis(6), 3, 2, 0, 2)
+
+
+def test_a_global_axis_stays_global_through_a_window():
+    a = g.window(g.spread(g.input_axis(5)), 3, 1, 1)
+    assert a.mixed and a.classic and [a.sees(o) for o in range(5)] == [(0, 4)] * 5
+
+
+def test_merging_global_axes_with_no_classic_description_stays_global():
+    a = g.spread(g.flip(g.input_axis(5)))
+    for u in (g.union([a, g.window(a, 3, 1, 1)]), g.union([a, a], strict=False)):
+        assert u.mixed and not u.classic and [u.sees(o) for o in range(5)] == [(0, 4)] * 5
+    # merged with one that is not global, every unit still sees the whole map
+    assert g.union([a, g.flip(g.input_axis(5))]).mixed
