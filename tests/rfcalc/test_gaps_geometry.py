@@ -339,3 +339,41 @@ def test_merging_global_axes_with_no_classic_description_stays_global():
         assert u.mixed and not u.classic and [u.sees(o) for o in range(5)] == [(0, 4)] * 5
     # merged with one that is not global, every unit still sees the whole map
     assert g.union([a, g.flip(g.input_axis(5))]).mixed
+
+
+def _bumped(size: int, period: int, num: int) -> g.Axis:
+    """Units see pixel o·num/period (rounded down), one pixel more at the start of each
+    period: a pattern that repeats exactly every `period` units."""
+    return g.resample(
+        g.input_axis(64),
+        size,
+        num,
+        period,
+        lambda o: (o * num // period, o * num // period + (o % period == 0)),
+    )
+
+
+def test_a_merge_repeats_with_the_least_common_period_of_its_inputs():
+    # a field of one pixel per unit, merged with one whose every second unit also sees the
+    # next pixel: the merge repeats every 2 units, whichever comes first
+    plain = g.input_axis(10)
+    wide = _bumped(10, 2, 2)
+    for axes in ([plain, wide], [wide, plain], [plain, plain, wide]):
+        u = g.union(axes)
+        assert u.period == 2 and [u._virtual(o) for o in range(4)] == [
+            (0, 1),
+            (1, 1),
+            (2, 3),
+            (3, 3),
+        ]
+
+
+def test_the_longest_merged_pattern_kept_is_max_period_units():
+    m = g.MAX_PERIOD
+    a = _bumped(20, m, 1)
+    assert a.period == m and g.union([a, a]).period == m
+    # periods 3·4096 and 15 with the same jump 1/3: together 61440 units, too long
+    b, c = _bumped(20, 3 * 4096, 4096), _bumped(20, 15, 5)
+    assert (b.period, c.period, b.jump, c.jump) == (3 * 4096, 15, Fraction(1, 3), Fraction(1, 3))
+    with pytest.raises(NotGeometric, match=r"^the merged pattern repeats only every 61440 units$"):
+        g.union([b, c])
