@@ -377,3 +377,30 @@ def test_the_longest_merged_pattern_kept_is_max_period_units():
     assert (b.period, c.period, b.jump, c.jump) == (3 * 4096, 15, Fraction(1, 3), Fraction(1, 3))
     with pytest.raises(NotGeometric, match=r"^the merged pattern repeats only every 61440 units$"):
         g.union([b, c])
+
+
+def test_a_global_field_held_by_a_wider_one_keeps_the_merge_global():
+    # jumps 1 and 0 differ; the conv's classic field (9 wide, centred) holds the whole map
+    # of 5 for every unit, so it describes the merge, and every unit sees the whole map
+    x = g.input_axis(5)
+    u = g.union([g.window(x, 9, 1, 4), g.spread(x)])
+    assert u.mixed and u.jump == 1 and [u.sees(o) for o in range(5)] == [(0, 4)] * 5
+
+
+def test_merging_different_jumps_names_them():
+    # unit o of one map sees pixel o, of the other pixel 2o: neither holds the other
+    with pytest.raises(NotGeometric, match=r"^merged fields advance by different jumps: 1, 2$"):
+        g.union([g.input_axis(6), g.window(g.input_axis(12), 1, 2)])
+
+
+def test_adaptive_units_on_a_line_that_starts_in_the_padding():
+    # a conv3 with padding 1 (unit o sees o-1..o+1), then adaptive 7 -> 3 reading conv
+    # units [0, 2], [2, 4], [4, 6]: fields -1..3, 1..5, 3..7, a line of jump 2 from -1
+    a = g.adaptive(g.window(g.input_axis(7), 3, 1, 1), 3)
+    assert (a.period, a.advance, a.lo, a.hi) == (1, 2, (-1,), (3,))
+
+
+def test_merging_different_jumps_loosely_keeps_what_each_unit_sees():
+    # strict=False: no classic description, only what every unit sees (pixels o and 2o)
+    u = g.union([g.input_axis(6), g.window(g.input_axis(12), 1, 2)], strict=False)
+    assert not u.classic and [u.sees(o) for o in range(6)] == [(o, 2 * o) for o in range(6)]

@@ -132,6 +132,20 @@ SAME = {
         ],
         (1, 7, 9),
     ),
+    "torch.max_pool2d by position": (
+        # F.max_pool2d hands its arguments on by keyword; torch.max_pool2d takes positions
+        [
+            lambda s, x: torch.max_pool2d(s.c3(x), 3, 2, 1, 2, True),
+            lambda s, x: F.max_pool2d(
+                s.c3(x), kernel_size=3, stride=2, padding=1, dilation=2, ceil_mode=True
+            ),
+        ],
+        (1, 8, 9),
+    ),
+    "torch.max_pool2d defaults": (
+        [lambda s, x: torch.max_pool2d(s.c3(x), 2), lambda s, x: F.max_pool2d(s.c3(x), 2)],
+        (1, 7, 9),
+    ),
     "avg_pool2d by keyword": (
         [
             lambda s, x: F.avg_pool2d(s.c3(x), 3, 2, 1, True),
@@ -297,7 +311,7 @@ def test_a_keyword_means_what_its_position_means(name):
     assert first[-1][6] != UNKNOWN or "spatial" in first[-1][9], first[-1]
     for fn in forms[1:]:
         assert rows(fn, shape) == first
-    if not name.startswith("max_pool"):  # a max passes the gradient to one pixel only
+    if "max_pool" not in name:  # a max passes the gradient to one pixel only
         for fn in forms:
             check(model(fn), shape)
 
@@ -320,6 +334,13 @@ def test_keyword_forms_are_not_the_defaults():
 def test_conv_transpose_row_shows_its_window():
     r = rows(SAME["conv_transpose2d by keyword"][0][0], (1, 4, 5))[-1]
     assert r[8] == Window((3, 3), (3, 3), (1, 1), (2, 2))
+
+
+def test_pool_rows_show_their_window():
+    r = rows(SAME["torch.max_pool2d by position"][0][0], (1, 8, 9))[-1]
+    assert r[8] == Window((3, 3), (2, 2), (1, 1), (2, 2))
+    r = rows(SAME["avg_pool2d defaults"][0][1], (1, 7, 9))[-1]
+    assert r[8] == Window((2, 2), (2, 2), (0, 0), (1, 1))
 
 
 # ---------------------------------------------------------------- rules no test reached
