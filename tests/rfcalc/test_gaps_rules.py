@@ -815,6 +815,13 @@ def test_adaptive_pool_to_one_unit_is_a_window_as_large_as_the_map():
     o = out(lambda s, x: F.adaptive_avg_pool2d(s.c3(x), 1))
     assert o.size == (1, 1) and o.rf == (8, 9) and o.status == EXACT
     assert o.window == Window((6, 7), (6, 7), (0, 0), (1, 1))
+    assert all(type(v) is int for v in o.window.kernel + o.window.stride)  # shown as 6, not 6.0
+
+
+def test_adaptive_pool_of_a_map_without_a_batch_dim():
+    # (C, H, W): the output's last two dims are the map
+    o = out(lambda s, x: F.adaptive_avg_pool2d(s.c3(x)[0], (4, 3)))
+    assert o.size == (4, 3) and o.rf == (4, 5)
 
 
 def test_unknown_rows_keep_the_size_of_their_map():
@@ -823,7 +830,7 @@ def test_unknown_rows_keep_the_size_of_their_map():
     a = analyze(model(lambda s, x: torch.relu(_grid_sampled(s, x))), (1, 6, 7))
     *_, grid, relu = a.rows
     assert grid.status == UNKNOWN and grid.size == (6, 7)
-    assert relu.status == UNKNOWN and relu.size == (6, 7)
+    assert relu.status == UNKNOWN and relu.size == (6, 7) and relu.note == grid.note
     # an op with no rule whose output has fewer dims than the map: no size
     o = out(lambda s, x: torch.diag(s.c3(x)[0, 0]))
     assert o.status == UNKNOWN and o.size == ()
@@ -839,3 +846,14 @@ def test_a_flattened_map_transposed_and_back_views_back_to_its_field():
     # viewed back while transposed, the positions are scrambled: nothing is claimed exact
     o = out(lambda s, x: s.c3(s.c3(x).flatten(2).transpose(1, 2).reshape(1, 1, 6, 7)))
     assert o.status != EXACT
+
+
+def test_an_unknown_input_is_absorbed_only_by_a_field_global_on_every_axis():
+    # softmax along W then along H: every unit sees the whole map. Multiplied by a map whose
+    # field is unknown, every unit still sees at least the whole map: global, not unknown
+    whole = lambda s, x: F.softmax(F.softmax(s.c3(x), -1), -2)  # noqa: E731
+    o = out(lambda s, x: _grid_sampled(s, x) * whole(s, x))
+    assert o.status == GLOBAL and o.rf == (8, 9)
+    # a field global along W only cannot absorb it
+    o = out(lambda s, x: _grid_sampled(s, x) * F.softmax(s.c3(x), -1))
+    assert o.status == UNKNOWN
