@@ -57,6 +57,25 @@ def out(fn, shape=(1, 6, 7), c: int = 1):
     return analyze(model(fn, c), shape).output
 
 
+def _norm_by_keyword(op, flag: str, value: bool) -> list:
+    """torch.batch_norm / torch.instance_norm with running statistics: every argument by
+    position, then the statistics, `flag` and the rest by keyword."""
+    return [
+        lambda s, x: op(s.c3(x), None, None, RM, RV, value, 0.1, 1e-5, False),
+        lambda s, x: op(
+            s.c3(x),
+            None,
+            None,
+            running_mean=RM,
+            running_var=RV,
+            **{flag: value},
+            momentum=0.1,
+            eps=1e-5,
+            cudnn_enabled=False,
+        ),
+    ]
+
+
 # Each entry: calls that must analyse alike, with shape. The first gives every argument by
 # position, the others by keyword (non-default values, so a rule reading the wrong keyword
 # falls back to the default and differs) or leave them to torch's default.
@@ -218,37 +237,11 @@ SAME = {
         (1, 6, 7),
     ),
     "torch.batch_norm by keyword": (
-        [
-            lambda s, x: torch.batch_norm(s.c3(x), None, None, RM, RV, True, 0.1, 1e-5, False),
-            lambda s, x: torch.batch_norm(
-                s.c3(x),
-                None,
-                None,
-                running_mean=RM,
-                running_var=RV,
-                training=True,
-                momentum=0.1,
-                eps=1e-5,
-                cudnn_enabled=False,
-            ),
-        ],
+        _norm_by_keyword(torch.batch_norm, "training", True),
         (1, 6, 7),
     ),
     "torch.instance_norm by keyword": (
-        [
-            lambda s, x: torch.instance_norm(s.c3(x), None, None, RM, RV, False, 0.1, 1e-5, False),
-            lambda s, x: torch.instance_norm(
-                s.c3(x),
-                None,
-                None,
-                running_mean=RM,
-                running_var=RV,
-                use_input_stats=False,
-                momentum=0.1,
-                eps=1e-5,
-                cudnn_enabled=False,
-            ),
-        ],
+        _norm_by_keyword(torch.instance_norm, "use_input_stats", False),
         (1, 6, 7),
     ),
     "layer_norm by keyword": (
