@@ -258,8 +258,8 @@ MIXED = ("mixed",)  # Field.packed of a flattened vector whose every element saw
 
 
 def unknown_field(call: Call, why: str) -> Field:
-    dims = call.first.dims if call.inputs else None
-    return Field((), same_dims(call, dims), UNKNOWN, f"{call.name}: {why}")
+    # a Call is only made for an op with a field-carrying input: call.first exists
+    return Field((), same_dims(call, call.first.dims), UNKNOWN, f"{call.name}: {why}")
 
 
 def same_dims(call: Call, dims: Optional[tuple[int, ...]]) -> Optional[tuple[int, ...]]:

@@ -246,25 +246,21 @@ def _contract(call: Call, f: Field, dim: int) -> Field:
 def matmul(call: Call) -> Outcome:
     """x @ W with constant W contracts x's last dim; W @ x its second-to-last: global along
     that axis if it is spatial. A product of two maps (attention's q·kᵀ) mixes everything."""
-    if len(call.inputs) == 1 and call.args:
+    if len(call.inputs) == 1:
         f = call.first
         if f.status == "unknown":
             return Outcome(f)
+        # by position or keyword: torch.matmul(input, other), torch.mm(input, mat2)
+        right = call.arg(1, "mat2" if call.name == "mm" else "other") is call.first_tensor
         if f.dims is None:
-            if (
-                f.packed is not None
-                and f.packed[0] == "unfold"
-                and len(call.args) > 1
-                and call.args[1] is call.first_tensor
-            ):
+            if f.packed is not None and f.packed[0] == "unfold" and right:
                 # weight @ F.unfold(x): a convolution in disguise, every window's entries mixed
                 return Outcome(
                     Field(f.axes, None, f.status, f.note, packed=("cols",) + f.packed[1:])
                 )
             return Outcome(_flat(f))
-        left = call.args[0] is call.first_tensor
-        if left or call.first_tensor.dim() >= 2:
-            return Outcome(_contract(call, f, -1 if left else -2))
+        if not right or call.first_tensor.dim() >= 2:
+            return Outcome(_contract(call, f, -2 if right else -1))
     return _everything(call, "a product across positions")
 
 
@@ -277,40 +273,36 @@ def einsum(call: Call) -> Outcome:
     """einsum with one map operand: a spatial index kept in the output is per position; one
     that is summed away and replaced by a new output index mixes that axis (global along
     it). Two map operands (attention) mix everything."""
-    equation = call.args[0] if call.args and isinstance(call.args[0], str) else None
-    operands = call.args[1:]
+    # torch.einsum spells the sublist form as an equation before any mode sees the call:
+    # the equation always comes first, the operands after it (or as one list)
+    equation, operands = call.args[0], call.args[1:]
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])
-    if equation is None or "->" not in equation or "." in equation or len(call.inputs) != 1:
+    if "->" not in equation or "." in equation or len(call.inputs) != 1:
         return _everything(call, "a product across positions")
     f = call.first
     if f.status == "unknown" or f.dims is None:
         return Outcome(_flat(f))
     ins, out_spec = equation.replace(" ", "").split("->")
-    specs = ins.split(",")
-    at = next(i for i, o in enumerate(operands) if o is call.first_tensor)
-    mine, others = specs[at], "".join(s for j, s in enumerate(specs) if j != at)
-    ndim = len(mine)
-    pos = positive(f.dims, ndim)
+    mine = ins.split(",")[next(i for i, o in enumerate(operands) if o is call.first_tensor)]
+    pos = positive(f.dims, len(mine))
     out_n = len(out_spec)
     fresh = [c for c in out_spec if c not in mine]
     axes, dims = list(f.axes), []
-    mixes = set()
+    summed = False
     for i, p in enumerate(pos):
         c = mine[p]
-        if c in out_spec and c not in others:
-            dims.append(out_spec.index(c) - out_n)
-        elif c in out_spec:  # scaled per position by a constant indexed by c: no mixing
+        if c in out_spec:  # kept (perhaps scaled per position by a constant): no mixing
             dims.append(out_spec.index(c) - out_n)
         elif fresh:
             new = fresh.pop(0)
             n = call.out_tensor.shape[out_spec.index(new)]
             axes[i] = g.broadcast(g.collapse(axes[i]), n) if n > 1 else g.collapse(axes[i])
             dims.append(out_spec.index(new) - out_n)
-            mixes.add(i)
+            summed = True
         else:
             raise NotGeometric("einsum sums a spatial index away")
-    note = f"einsum: sums over a spatial index ({equation})" if mixes else f.note
+    note = f"einsum: sums over a spatial index ({equation})" if summed else f.note
     return Outcome(Field(tuple(axes), tuple(dims), f.status, f.note or note))
 
 

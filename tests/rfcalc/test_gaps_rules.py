@@ -93,9 +93,9 @@ SAME = {
     ),
     "conv_transpose2d by keyword": (
         [
-            lambda s, x: F.conv_transpose2d(s.c3(x), W3, None, 3, 1, 1, 1, 2),
+            lambda s, x: F.conv_transpose2d(s.c3(x), W3, None, 3, 2, 1, 1, 2),
             lambda s, x: F.conv_transpose2d(
-                s.c3(x), weight=W3, stride=3, padding=1, output_padding=1, dilation=2
+                s.c3(x), weight=W3, stride=3, padding=2, output_padding=1, dilation=2
             ),
         ],
         (1, 4, 5),
@@ -111,6 +111,14 @@ SAME = {
         [
             lambda s, x: s.c3(x).unfold(-1, 3, 2).sum(-1),
             lambda s, x: s.c3(x).unfold(dimension=-1, size=3, step=2).sum(-1),
+        ],
+        (1, 6, 9),
+    ),
+    # a size that is not the dim's own number mod 4 (3 is -1 in a 4-D tensor)
+    "Tensor.unfold by keyword, size 2": (
+        [
+            lambda s, x: s.c3(x).unfold(-1, 2, 1).sum(-1),
+            lambda s, x: s.c3(x).unfold(dimension=-1, size=2, step=1).sum(-1),
         ],
         (1, 6, 9),
     ),
@@ -240,8 +248,16 @@ SAME = {
         _norm_by_keyword(torch.batch_norm, "training", True),
         (1, 6, 7),
     ),
+    "torch.batch_norm by keyword, running statistics": (
+        _norm_by_keyword(torch.batch_norm, "training", False),
+        (1, 6, 7),
+    ),
     "torch.instance_norm by keyword": (
         _norm_by_keyword(torch.instance_norm, "use_input_stats", False),
+        (1, 6, 7),
+    ),
+    "torch.instance_norm by keyword, input statistics": (
+        _norm_by_keyword(torch.instance_norm, "use_input_stats", True),
         (1, 6, 7),
     ),
     "layer_norm by keyword": (
@@ -315,18 +331,18 @@ def test_keyword_forms_are_not_the_defaults():
     # (9 + 2 - 4 - 1) // 2 + 1, jump 2, rf 3 + 2*2 = 7, and starts at 0 + (2 - 1) = 1
     o = out(SAME["conv2d by keyword"][0][1], (1, 9, 9))
     assert o.size == (4, 4) and o.jump == (2, 2) and o.rf == (7, 7) and o.start == (1, 1)
-    # conv_transpose stride 3, padding 1, output_padding 1, dilation 2 on 4x5 (taps 0, 2, 4
-    # fall on every residue mod 3, so no unit is a hole):
-    # (n - 1)*3 - 2 + 2*2 + 1 + 1 = 3n + 1: 13 x 16
+    # conv_transpose stride 3, padding 2, output_padding 1 (padding and output_padding differ,
+    # so reading one for the other shows), dilation 2 on 4x5 (taps 0, 2, 4 fall on every
+    # residue mod 3, so no unit is a hole): (n - 1)*3 - 2*2 + 2*2 + 1 + 1 = 3n - 1: 11 x 14
     o = out(SAME["conv_transpose2d by keyword"][0][1], (1, 4, 5))
-    assert o.size == (13, 16) and o.jump == (Fr(1, 3), Fr(1, 3))
+    assert o.size == (11, 14) and o.jump == (Fr(1, 3), Fr(1, 3))
     # replicate padding (1, 2) along W, (0, 1) along H: 7 x 10
     assert out(SAME["pad by keyword"][0][1]).size == (7, 10)
 
 
 def test_conv_transpose_row_shows_its_window():
     r = rows(SAME["conv_transpose2d by keyword"][0][0], (1, 4, 5))[-1]
-    assert r[8] == Window((3, 3), (3, 3), (1, 1), (2, 2))
+    assert r[8] == Window((3, 3), (3, 3), (2, 2), (2, 2))
 
 
 def test_pool_rows_show_their_window():
@@ -367,6 +383,16 @@ def test_cumsum_along_w_sees_every_unit_before():
     # along channels: every position on its own, the conv's field
     o = out(lambda s, x: s.c4(x).cumsum(1), c=1)
     assert o.rf == (3, 3) and o.status == EXACT
+
+
+@pytest.mark.parametrize(
+    "fn", [lambda y: y.cumsum(-1), lambda y: F.glu(y, -1)], ids=["cumsum", "glu"]
+)
+def test_cumsum_and_glu_of_a_flattened_map_show_it_as_a_whole(fn):
+    # the conv3's map flattened (6x7 -> 42): shown as a whole, rf 8 x 9 centred on (2.5, 3)
+    # (units 0..5 along H see pixels -1..6, units 0..6 along W pixels -1..7)
+    o = out(lambda s, x: fn(s.c3(x).flatten(2)))
+    assert o.status == GLOBAL and o.rf == (8, 9) and o.start == (Fr(5, 2), 3)
 
 
 def test_glu_reads_unit_o_and_unit_o_plus_half():
@@ -537,9 +563,10 @@ class TestEinsum:
         assert o.size == (6, 5) and o.rf == (3, 9) and o.axis_status == (EXACT, GLOBAL)
         assert o.note.startswith("einsum: sums over a spatial index (bchw,wv->bchv) (")
         check(m, (1, 6, 7))
-        # to a single unit: collapsed, not broadcast
+        # to a single unit: collapsed, not broadcast: one window as wide as the map, its
+        # jump the map's width (7), where a broadcast unit would have jump 0
         o = out(lambda s, x: torch.einsum("bchw,wv->bchv", s.c3(x), torch.ones(7, 1, dtype=D)))
-        assert o.size == (6, 1) and o.rf == (3, 9)
+        assert o.size == (6, 1) and o.rf == (3, 9) and o.jump == (1, 7)
 
     def test_spaces_in_the_equation_are_ignored(self):
         o = out(
@@ -551,11 +578,53 @@ class TestEinsum:
 
     def test_summing_a_spatial_index_away_is_unknown(self):
         o = out(lambda s, x: torch.einsum("bchw,w->bch", s.c3(x), torch.ones(7, dtype=D)))
-        assert o.status == UNKNOWN and "einsum sums a spatial index away" in o.note
+        assert o.status == UNKNOWN and o.note == "einsum: einsum sums a spatial index away"
 
     def test_two_maps_mix_everything(self):
         o = out(lambda s, x: torch.einsum("bchw,bcij->bhwij", s.c3(x), s.c3(x)).sum((-1, -2)))
         assert o.status == GLOBAL and "einsum: a product across positions" in o.note
+
+    def test_a_permutation_keeps_the_note_it_had(self):
+        # no index summed: the conv's field (no note) moves on as it is, and stays a field
+        # that merges (a status the merge can rank)
+        o = out(lambda s, x: torch.einsum("bchw->bcwh", s.c3(x)) * 2 + s.c3(x).transpose(2, 3))
+        assert o.status == EXACT and o.note == "" and o.rf == (3, 3)
+
+    def test_the_sublist_form_spells_the_same_equation(self):
+        # einsum(x, [0, 1, 2, 3], [0, 1, 3, 2]) is "ABCD->ABDC" (torch spells it before the
+        # call is recorded): the permutation above
+        m = model(
+            lambda s, x: F.conv2d(
+                torch.einsum(s.c3(x), [0, 1, 2, 3], [0, 1, 3, 2]), W13, padding=(0, 1)
+            )
+        )
+        o = analyze(m, (1, 6, 7)).output
+        assert o.status == EXACT and o.rf == (5, 3) and o.size == (6, 7)
+        check(m, (1, 6, 7))
+        # W contracted with a 7x5 constant into a fresh index: global along W
+        v = torch.ones(7, 5, dtype=D)
+        o = out(lambda s, x: torch.einsum(s.c3(x), [0, 1, 2, 3], v, [3, 4], [0, 1, 2, 4]))
+        assert o.size == (6, 5) and o.rf == (3, 9) and o.axis_status == (EXACT, GLOBAL)
+        # an implicit output (no output sublist) is taken as global
+        o = out(lambda s, x: torch.einsum(s.c3(x), [0, 1, 2, 3], v, [3, 4]).sum(-1))
+        assert o.status == GLOBAL and o.note == "einsum: a product across positions"
+
+    def test_a_fresh_index_of_two_units_is_global(self):
+        # two units along the new W, each reading the whole width
+        o = out(lambda s, x: torch.einsum("bchw,wv->bchv", s.c3(x), torch.ones(7, 2, dtype=D)))
+        assert o.size == (6, 2) and o.rf == (3, 9) and o.axis_status == (EXACT, GLOBAL)
+
+    def test_an_unknown_or_flattened_map_stays_as_it_was(self):
+        o = out(
+            lambda s, x: torch.einsum(
+                "bchw,wv->bchv", _grid_sampled(s, x), torch.ones(7, 5, dtype=D)
+            )
+        )
+        assert o.status == UNKNOWN and o.note == "grid_sample: no rule for this op"
+        # a flattened map is shown as a whole: the conv3's units 0..5 along H see pixels
+        # -1..6 (rf 8, centred on 2.5), units 0..6 along W pixels -1..7 (rf 9, centred on 3)
+        o = out(lambda s, x: torch.einsum("bcn->bnc", s.c3(x).flatten(2)))
+        assert o.status == GLOBAL and o.rf == (8, 9) and o.start == (Fr(5, 2), 3)
 
     def test_an_ellipsis_is_taken_as_global(self):
         o = out(lambda s, x: torch.einsum("...hw->...wh", s.c3(x)))
@@ -662,7 +731,36 @@ def test_fold_gives_nothing_back_to_pixels_no_window_covered():
     units = check(m, (1, 6, 7))[a.rows[-1].name][1]
     seen = sorted(u for u, m_ in units.items() if m_ is not None)
     assert seen == [(i, j) for i in (1, 3, 5) for j in (1, 3, 5)]
-    assert a.output.status != EXACT and "no window of the unfold covered" in a.output.note
+    assert a.output.status != EXACT
+    assert a.output.note == "fold: pixels no window of the unfold covered get nothing back"
+    # the pixels that get something back get their own field: the conv3's (jump 1, rf 3,
+    # unit 0 centred on pixel 0), and the row shows the fold's window
+    assert (a.output.jump, a.output.rf, a.output.start) == ((1, 1), (3, 3), (0, 0))
+    assert a.rows[-1].window == Window((3, 3), (2, 2), (1, 1), (2, 2))
+
+
+def test_stack_by_default_goes_in_front_of_the_first_dim():
+    # two unbatched H x W maps stacked at dim 0 (torch's default), in front of H: the map is
+    # whole (at dim 1 it would be inside it)
+    o = out(lambda s, x: torch.stack([s.c3(x)[0, 0], s.c3(x)[0, 0]]).sum(0))
+    assert o.status == EXACT and o.rf == (3, 3) and o.size == (6, 7)
+    o = out(lambda s, x: torch.stack([s.c3(x), s.c3(x)], -1).sum(-1))
+    assert o.status == UNKNOWN and o.note == "stack: stacking inside the spatial dims"
+
+
+@pytest.mark.parametrize(
+    "fn, size",
+    [
+        # an op with no rule on an unbatched H x W map: as many dims as the map has
+        (lambda s, x: torch.sort(s.c3(x)[0, 0], -1)[0], (6, 7)),
+        # a map permuted to (N, H, C, W), its dims -3 and -1, reduced by an op with no rule
+        # to (H, W): two dims, but not the map's: no size is claimed
+        (lambda s, x: torch.linalg.vector_norm(s.c3(x).permute(0, 2, 1, 3), dim=(0, 2)), ()),
+    ],
+)
+def test_an_unknown_row_keeps_the_maps_size_only_where_its_dims_survive(fn, size):
+    o = out(fn)
+    assert o.status == UNKNOWN and o.size == size and o.note.endswith(": no rule for this op")
 
 
 def test_stacking_right_before_w_is_inside_the_map():
@@ -707,6 +805,92 @@ def test_unfold_row_shows_its_window_and_why_the_map_ends():
     row = a.rows[-1]
     assert row.window == Window((3, 3), (2, 2), (1, 1), (2, 2))
     assert row.note == "unfold: the windows are flattened into one dim"
+    # the flattened windows are shown as one whole: every window's field together. Window o
+    # reads conv units 2o - 1 + {0, 2, 4}, each seeing pixels u - 1..u + 1 (padding counted,
+    # as in a textbook field): along H (2 windows) pixels -2..4 and 0..6, together -2..6,
+    # rf 9 centred on 2; along W (3 windows) -2..8, rf 11 centred on 3
+    assert (row.rf, row.start, row.status) == ((9, 11), (2, 3), GLOBAL)
+
+
+def test_tensor_unfold_row_shows_its_window_along_the_dim_it_slides():
+    # x.unfold(-1, 3, 2) slides along W only: kernel 1 x 3, stride 1 x 2 (H first)
+    row = analyze(model(SAME["Tensor.unfold by keyword"][0][0]), (1, 6, 9)).rows[-2]
+    assert row.op == "unfold" and row.window == Window((1, 3), (1, 2), (0, 0), (1, 1))
+
+
+def test_tensor_unfold_of_channels_keeps_the_field():
+    # windows of 2 channels (dim 1): the map is untouched, one dim is added at the end
+    m = model(lambda s, x: s.c4(x).unfold(1, 2, 2).sum(-1))
+    o = analyze(m, (1, 6, 7)).output
+    assert o.status == EXACT and o.rf == (3, 3) and o.size == (6, 7) and o.note == ""
+    check(m, (1, 6, 7))
+    # the field merges afterwards (a status the merge can rank)
+    o = out(lambda s, x: s.c4(x).unfold(1, 2, 2).sum(-1) + s.c3(x))
+    assert o.status == EXACT and o.rf == (3, 3)
+
+
+def test_tensor_unfold_of_a_flattened_map_shows_it_as_a_whole():
+    # the conv3's 6x7 map flattened: rf 8 x 9 centred on (2.5, 3), as for cumsum and glu
+    o = out(lambda s, x: s.c3(x).flatten(2).unfold(-1, 3, 1).sum(-1))
+    assert o.status == GLOBAL and o.rf == (8, 9) and o.start == (Fr(5, 2), 3)
+
+
+def test_fold_of_what_is_not_an_unfold_is_unknown():
+    o = out(lambda s, x: F.fold(s.c3(x).reshape(1, 9, 4), (4, 4), 3), (1, 6, 6))
+    assert o.status == UNKNOWN and o.note == (
+        "fold: F.fold of a tensor that is not (a layout-keeping function of) the output of F.unfold"
+    )
+
+
+@pytest.mark.parametrize(
+    "fn, shape",
+    [
+        # another window with the same number of windows: k3 padding 1 and k3 dilation 2
+        # padding 2 both slide 6 x 7 windows over a 6x7 map
+        (
+            lambda s, x: F.fold(F.unfold(s.c3(x), 3, padding=1), (6, 7), 3, dilation=2, padding=2),
+            (1, 6, 7),
+        ),
+        # the same window folded into a larger map: k3 stride 2 slides 3 windows over 7 and 8
+        (lambda s, x: F.fold(F.unfold(s.c3(x), 3, stride=2), (7, 8), 3, stride=2), (1, 7, 7)),
+    ],
+)
+def test_fold_with_another_window_or_size_than_its_unfold_is_unknown(fn, shape):
+    o = out(fn, shape)
+    assert o.status == UNKNOWN and o.note == "fold: F.fold with another window than its F.unfold"
+
+
+@pytest.mark.parametrize("mix", [False, True])
+def test_fold_of_a_map_without_a_batch_dim(mix):
+    # (C, H, W) in, (C*9, L) columns, (C, H, W) out: the map's dims are the output's last two.
+    # Folded back unmixed, each pixel gets its own field (rf 3); mixed, it reads the windows
+    # i-1..i+1 of pixels i-3..i+3 (rf 7)
+    def fn(s, x):
+        cols = F.unfold(s.c3(x)[0], 3, padding=1)
+        return F.fold(W9 @ cols if mix else cols, (6, 7), 3, padding=1)
+
+    m = model(fn)
+    o = analyze(m, (1, 6, 7)).output
+    assert o.status == EXACT and o.size == (6, 7) and o.rf == ((7, 7) if mix else (3, 3))
+    check(m, (1, 6, 7))
+
+
+def test_fold_after_mixed_columns_carries_the_fields_note_and_status():
+    # a softmax along W before the unfold: global along W, exact along H, and its note stays
+    o = out(
+        lambda s, x: F.fold(
+            W9 @ F.unfold(F.softmax(s.c3(x), -1), 3, padding=1), (6, 7), 3, padding=1
+        )
+    )
+    assert o.axis_status == (EXACT, GLOBAL) and o.rf == (7, 9)
+    assert o.note.startswith("softmax: computed along a spatial dim")
+    # softmax along both: global everywhere
+    o = out(
+        lambda s, x: F.fold(
+            W9 @ F.unfold(F.softmax(F.softmax(s.c3(x), -1), -2), 3, padding=1), (6, 7), 3, padding=1
+        )
+    )
+    assert o.status == GLOBAL and o.note == "softmax: computed along a spatial dim"
 
 
 class Line(nn.Module):
@@ -722,7 +906,7 @@ class Line(nn.Module):
 
 def test_unfold_of_a_map_that_is_not_2d_is_unknown():
     o = analyze(positive(Line(lambda y: F.unfold(y, (1, 3)))), (1, 9)).output
-    assert o.status == UNKNOWN and "F.unfold of a map that is not 2-D" in o.note
+    assert o.status == UNKNOWN and o.note == "unfold: F.unfold of a map that is not 2-D"
 
 
 @pytest.mark.parametrize(
@@ -734,6 +918,22 @@ def test_unfold_of_a_map_that_is_not_2d_is_unknown():
         # W @ x: mixes the second-to-last dim (H)
         (lambda s, x: torch.ones(4, 6, dtype=D) @ s.c3(x), (8, 3), (GLOBAL, EXACT)),
         (lambda s, x: torch.mm(torch.ones(4, 6, dtype=D), s.c3(x)[0, 0]), (8, 3), (GLOBAL, EXACT)),
+        # the same by keyword
+        (
+            lambda s, x: torch.matmul(input=s.c3(x), other=torch.ones(7, 5, dtype=D)),
+            (3, 9),
+            (EXACT, GLOBAL),
+        ),
+        (
+            lambda s, x: torch.ones(4, 6, dtype=D).matmul(other=s.c3(x)),
+            (8, 3),
+            (GLOBAL, EXACT),
+        ),
+        (
+            lambda s, x: torch.mm(input=torch.ones(4, 6, dtype=D), mat2=s.c3(x)[0, 0]),
+            (8, 3),
+            (GLOBAL, EXACT),
+        ),
     ],
 )
 def test_a_product_with_a_constant_mixes_one_axis(fn, rf, axis_status):
@@ -742,6 +942,29 @@ def test_a_product_with_a_constant_mixes_one_axis(fn, rf, axis_status):
     o = analyze(m, (1, 6, 7)).output
     assert o.rf == rf and o.axis_status == axis_status
     check(m, (1, 6, 7))
+
+
+def test_a_product_with_the_unfolded_columns_by_keyword_is_a_convolution():
+    # W9.matmul(other=cols) is W9 @ cols: F.fold then reads every window holding a pixel
+    m = model(
+        lambda s, x: F.fold(W9.matmul(other=F.unfold(s.c3(x), 3, padding=1)), (6, 7), 3, padding=1)
+    )
+    o = analyze(m, (1, 6, 7)).output
+    assert o.status == EXACT and o.rf == (7, 7)
+    check(m, (1, 6, 7))
+
+
+def test_mixed_columns_are_shown_as_the_unfolded_windows():
+    # the columns W9 @ cols: still the flattened windows of the unfold row (rf 9 x 11 for
+    # k3 dilation 2 padding 1 stride 2 on 6x7, see the unfold row test), global, its note
+    row = analyze(model(lambda s, x: W9 @ F.unfold(s.c3(x), 3, 2, 1, 2)), (1, 6, 7)).rows[-1]
+    assert (row.rf, row.start, row.status) == ((9, 11), (2, 3), GLOBAL)
+    assert row.note == "unfold: the windows are flattened into one dim"
+
+
+def test_a_product_with_an_unknown_map_stays_unknown():
+    o = out(lambda s, x: _grid_sampled(s, x) @ torch.ones(7, 5, dtype=D))
+    assert o.status == UNKNOWN and o.note == "grid_sample: no rule for this op"
 
 
 def test_a_product_of_two_maps_mixes_everything():
