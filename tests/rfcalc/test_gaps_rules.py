@@ -763,6 +763,50 @@ def test_an_unknown_row_keeps_the_maps_size_only_where_its_dims_survive(fn, size
     assert o.status == UNKNOWN and o.size == size and o.note.endswith(": no rule for this op")
 
 
+def test_cat_by_default_joins_the_first_dim():
+    # two unbatched (C, H, W) maps joined at dim 0 (torch's default), the channels: the field
+    # stays the conv3's; along W the map would be cut in two
+    o = out(lambda s, x: torch.cat([s.c3(x)[0], s.c3(x)[0]]).sum(0))
+    assert o.status == EXACT and o.rf == (3, 3) and o.size == (6, 7)
+    o = out(lambda s, x: torch.cat([s.c3(x), s.c3(x)], -1))
+    assert o.status == UNKNOWN and o.note == "cat: concatenation along a spatial axis"
+
+
+L42 = torch.ones(5, 42, dtype=D)  # a Linear over the conv3's flattened 6x7 map
+
+
+@pytest.mark.parametrize(
+    "fn, status, note",
+    [
+        # flattened (or reshaped out of order), nothing mixed yet: each element still reads
+        # one position, so an op with no rule after it is unknown
+        (lambda y: y.flatten(2), UNKNOWN, "sort: no rule for this op"),
+        (lambda y: y.reshape(1, 2, 21), UNKNOWN, "sort: no rule for this op"),
+        # a Linear over the flattened map: every element read every position, which no op
+        # can undo; the note says which op mixed it
+        (lambda y: F.linear(y.flatten(1), L42), GLOBAL, "linear: mixes every position of the map"),
+    ],
+)
+def test_only_a_map_really_mixed_stays_global_through_an_op_with_no_rule(fn, status, note):
+    o = out(lambda s, x: torch.sort(fn(s.c3(x)), -1)[0])
+    assert o.status == status and o.note == note
+
+
+def test_mixing_again_keeps_the_note_of_the_op_that_mixed_first():
+    # a product of the mixed vector with itself mixes nothing new: the Linear's note stays
+    def fn(s, x):
+        y = F.linear(s.c3(x).flatten(1), L42)
+        return y.unsqueeze(-1) @ y.unsqueeze(-2)
+
+    assert out(fn).note == "linear: mixes every position of the map"
+    # along W twice: the first op's note; then along H: the op that mixed H says so
+    o = out(lambda s, x: F.log_softmax(F.softmax(s.c3(x), -1), -1))
+    assert o.axis_status == (EXACT, GLOBAL)
+    assert o.note.startswith("softmax: computed along a spatial dim")
+    o = out(lambda s, x: F.log_softmax(F.softmax(s.c3(x), -1), -2))
+    assert o.status == GLOBAL and o.note == "log_softmax: computed along a spatial dim"
+
+
 def test_stacking_right_before_w_is_inside_the_map():
     # two 2x7 maps stacked at dim 3 of the output (1, 1, 2, 2, 7): the new dim sits between
     # H and W. Its size (2) equals H's, so nothing failed: the table claimed a 2x7 map
@@ -788,6 +832,11 @@ def test_fold_after_mixing_the_columns_reads_every_window_holding_a_pixel():
     assert a.output.rf == (7, 7) and a.output.status == EXACT and a.output.size == (6, 7)
     assert a.rows[-1].window == Window((3, 3), (1, 1), (1, 1), (1, 1))
     check(m, (1, 6, 7))
+    # added to the conv's own map: the union, still 7 (a field a merge can rank)
+    o = out(
+        lambda s, x: F.fold(W9 @ F.unfold(s.c3(x), 3, padding=1), (6, 7), 3, padding=1) + s.c3(x)
+    )
+    assert o.status == EXACT and o.rf == (7, 7)
 
 
 def test_fold_to_a_map_larger_than_the_windows_reach():
@@ -810,6 +859,9 @@ def test_unfold_row_shows_its_window_and_why_the_map_ends():
     # as in a textbook field): along H (2 windows) pixels -2..4 and 0..6, together -2..6,
     # rf 9 centred on 2; along W (3 windows) -2..8, rf 11 centred on 3
     assert (row.rf, row.start, row.status) == ((9, 11), (2, 3), GLOBAL)
+    # one unit as wide as all the windows: 2 windows along H, 3 along W, 2 pixels apart,
+    # so its jump is 2 * 2 = 4 and 3 * 2 = 6
+    assert row.jump == (4, 6)
 
 
 def test_tensor_unfold_row_shows_its_window_along_the_dim_it_slides():
@@ -827,6 +879,9 @@ def test_tensor_unfold_of_channels_keeps_the_field():
     # the field merges afterwards (a status the merge can rank)
     o = out(lambda s, x: s.c4(x).unfold(1, 2, 2).sum(-1) + s.c3(x))
     assert o.status == EXACT and o.rf == (3, 3)
+    # and keeps its note (a softmax along W made it global along W)
+    o = out(lambda s, x: F.softmax(s.c4(x), -1).unfold(1, 2, 2).sum(-1))
+    assert o.note.startswith("softmax: computed along a spatial dim")
 
 
 def test_tensor_unfold_of_a_flattened_map_shows_it_as_a_whole():
