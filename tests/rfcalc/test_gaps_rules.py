@@ -9,6 +9,7 @@ its position means (both forms are measured as well)."""
 
 from __future__ import annotations
 
+import functools
 from fractions import Fraction as Fr
 
 import pytest
@@ -338,6 +339,59 @@ def test_keyword_forms_are_not_the_defaults():
     assert o.size == (11, 14) and o.jump == (Fr(1, 3), Fr(1, 3))
     # replicate padding (1, 2) along W, (0, 1) along H: 7 x 10
     assert out(SAME["pad by keyword"][0][1]).size == (7, 10)
+
+
+W4 = torch.full((1, 1, 4, 4), 1 / 16, dtype=D)  # an even kernel: "same" pads unevenly
+
+
+@pytest.mark.parametrize(
+    "fn, size, rf, start, window",
+    [
+        # "valid": no padding. k3 on the conv3's 6x7: 4x5 units, unit o reads conv units
+        # o..o+2, pixels o-1..o+3: rf 5 centred on o+1
+        (
+            lambda y: F.conv2d(y, W3, padding="valid"),
+            (4, 5),
+            5,
+            1,
+            Window((3, 3), (1, 1), (0, 0), (1, 1)),
+        ),
+        # "same" with k4: 3 pixels of padding in all, PyTorch puts 1 before and 2 after, so
+        # unit o reads conv units o-1..o+2, pixels o-2..o+3: rf 6 centred on o+0.5, 6x7 units
+        (
+            lambda y: F.conv2d(y, W4, padding="same"),
+            (6, 7),
+            6,
+            Fr(1, 2),
+            Window((4, 4), (1, 1), (1, 1), (1, 1)),
+        ),
+        # "same" with k4 dilation 2: 6 in all, 3 before and 3 after; taps o-3, o-1, o+1, o+3
+        # of the conv units, pixels o-4..o+4: rf 9 centred on o
+        (
+            lambda y: F.conv2d(y, W4, padding="same", dilation=2),
+            (6, 7),
+            9,
+            0,
+            Window((4, 4), (1, 1), (3, 3), (2, 2)),
+        ),
+        # the row shows stride and dilation as given: k3 stride 2 dilation 2 padding 1
+        (
+            lambda y: F.conv2d(y, W3, None, 2, 1, 2),
+            (2, 3),
+            7,
+            1,
+            Window((3, 3), (2, 2), (1, 1), (2, 2)),
+        ),
+    ],
+)
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+def test_conv_padding_words_and_the_window_a_row_shows(fn, size, rf, start, window):
+    m = model(lambda s, x: fn(s.c3(x)))
+    a = analyze(m, (1, 6, 7))
+    o = a.output
+    assert (o.size, o.rf, o.start) == (size, (rf, rf), (start, start)) and o.status == EXACT
+    assert a.rows[-1].window == window
+    check(m, (1, 6, 7))
 
 
 def test_conv_transpose_row_shows_its_window():
@@ -710,6 +764,49 @@ def test_register_rule_errors_name_the_op(restore_registry):
         register_rule(F.grid_sample, 3)
     with pytest.raises(ValueError, match=r"^conv2d already has a rule$"):
         register_rule("conv2d", _same, replace=False)
+
+
+def __private():  # a name with leading underscores only: not a dunder
+    pass
+
+
+class _Descriptor:
+    """A property-like object without a name of its own."""
+
+    def __get__(self, obj, owner=None):
+        return obj
+
+
+@pytest.mark.parametrize(
+    "func, name",
+    [
+        (torch.Tensor.__radd__, "add"),  # reflected: 2 + x
+        (torch.Tensor.__iadd__, "add"),  # in place: x += y
+        (torch.Tensor.__rmatmul__, "matmul"),
+        (torch.Tensor.__xor__, "xor"),  # not "or": x is not a reflected/in-place prefix
+        (torch.Tensor.__ior__, "or"),
+        (torch.Tensor.add_, "add"),
+        (torch.Tensor.__getitem__, "getitem"),
+        (torch.Tensor.T.__get__, "get_T"),  # a Tensor property: what __torch_function__ gets
+        (torch.Tensor.data.__get__, "get_data"),
+        (_Descriptor().__get__, "get_?"),  # a property with no name
+        (__private, "__private"),
+    ],
+)
+def test_canonical_names(func, name):
+    assert dispatch.canonical(func) == name
+
+
+def test_a_callable_without_a_name_has_the_empty_name():
+    # a functools.partial has no __name__; a callable may also carry None as its name
+    class Nameless:
+        __name__ = None
+
+        def __call__(self, x):
+            return x
+
+    for fn in (functools.partial(torch.relu), Nameless()):
+        assert dispatch.canonical(fn) == "" and dispatch.qualified(fn) == ""
 
 
 def test_key_of_qualifies_only_the_names_two_functions_share():
