@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from .. import geometry as g
-from ..geometry import GLOBAL, Field, NotGeometric
+from ..geometry import GLOBAL, UNKNOWN, Field, NotGeometric
 from .dispatch import Call, Outcome, mixed, plus_arguments, positive, rule, with_axes
 
 
@@ -149,6 +149,11 @@ _REDUCTIONS = (
 )
 
 
+# where keepdim sits when given by position: after p and dim (norm), after dim and unbiased
+# (std, var); elsewhere after dim
+_KEEPDIM_AT = {"norm": 3, "std": 3, "var": 3, "std_mean": 3, "var_mean": 3}
+
+
 def reduction(call: Call) -> Outcome:
     """Reducing over spatial dims pools them into one unit (an exact window as large as the
     map); with keepdim the map lives on, one unit wide along them. `max(a, b)` with two
@@ -162,14 +167,15 @@ def reduction(call: Call) -> Outcome:
     ):
         return pointwise(call)
     f = call.first
-    if f.status == "unknown":
-        return Outcome(f)
     ndim = call.first_tensor.dim()
     dim = call.arg(2 if call.name == "norm" else 1, "dim")
+    if isinstance(dim, bool):  # std(x, unbiased) / var(x, unbiased): no dim, all reduced
+        dim = None
+    at = _KEEPDIM_AT.get(call.name, 2)
     keep = bool(
         call.kwargs.get(
             "keepdim",
-            call.args[2] if len(call.args) > 2 and isinstance(call.args[2], bool) else False,
+            call.args[at] if len(call.args) > at and isinstance(call.args[at], bool) else False,
         )
     )
     if f.dims is None:
@@ -186,6 +192,8 @@ def reduction(call: Call) -> Outcome:
         new = [p - sum(1 for r in reduced if r < p) for p in pos]
         out_ndim = ndim - len(reduced)
         return Outcome(Field(f.axes, tuple(p - out_ndim for p in new), f.status, f.note))
+    if f.status == UNKNOWN:  # the map's own dims reduced: kept one unit wide, or gone
+        return Outcome(Field((), f.dims if keep else None, UNKNOWN, f.note))
     axes = tuple(g.collapse(a) if p in hit else a for a, p in zip(f.axes, pos))
     if keep:
         return Outcome(Field(axes, f.dims, f.status, f.note))

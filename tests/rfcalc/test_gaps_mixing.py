@@ -173,11 +173,67 @@ def test_partial_reductions_merged_across_a_broadcast_are_not_the_same_map():
     check(m, (6, 6, 7))
 
 
-def test_an_unknown_map_reduced_and_put_back_keeps_its_size():
-    # W summed away and unsqueezed back: the map is 6 x 1 again, its field still unknown
-    o = out(lambda s, x: _grid_sampled(s, x).sum(-1).unsqueeze(-1))
-    assert o.status == UNKNOWN and o.size == (6, 1)
+@pytest.mark.parametrize(
+    "fn, size",
+    [
+        # the whole map, or part of it, reduced away: no size is claimed (this crashed the
+        # analysis, or showed a size that was not the map's, before the fix)
+        (lambda y: y.sum(), ()),
+        (lambda y: y.sum((1, 2, 3)), ()),
+        (lambda y: y.sum(-1), ()),
+        (lambda y: y.sum(-1).unsqueeze(-1), ()),
+        # kept one unit wide, or only the channels reduced: the map's size stands
+        (lambda y: y.amax((-2, -1), keepdim=True), (1, 1)),
+        (lambda y: y.sum(1), (6, 7)),
+    ],
+)
+def test_an_unknown_map_reduced_claims_only_the_size_that_is_left(fn, size):
+    o = out(lambda s, x: fn(_grid_sampled(s, x)))
+    assert o.status == UNKNOWN and o.size == size
     assert o.note == "grid_sample: no rule for this op"
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        # std / var take `unbiased` at position 2 and keepdim at 3; norm takes p, dim, keepdim
+        lambda y: torch.std(y, -1, True),
+        lambda y: torch.std_mean(y, -1, True)[0],
+        lambda y: torch.var(y, -1, False),
+        lambda y: torch.norm(y, 2, -1),
+    ],
+    ids=["std", "std_mean", "var", "norm"],
+)
+def test_reduced_away_when_keepdim_is_not_given(fn):
+    # W reduced away, H left: shown as a whole (rf 8 x 9) until an unsqueeze puts W back as
+    # one unit: then H is the conv's 3 again and W one window of the whole width (rf 9)
+    o = out(lambda s, x: fn(s.c3(x)))
+    assert o.status == GLOBAL and o.rf == (8, 9)
+    o = out(lambda s, x: fn(s.c3(x)).unsqueeze(-1))
+    assert o.size == (6, 1) and o.rf == (3, 9) and o.status == EXACT
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda y: torch.std(y, -1, True, True),
+        lambda y: torch.var(y, [-1], False, True),
+        lambda y: torch.norm(y, 2, -1, True),
+        lambda y: torch.std(y, -1, keepdim=True),
+    ],
+    ids=["std", "var", "norm", "std by keyword"],
+)
+def test_keepdim_by_position_after_unbiased_or_p(fn):
+    # kept one unit wide along W: rf 9 there, the conv's 3 along H
+    o = out(lambda s, x: fn(s.c3(x)))
+    assert o.size == (6, 1) and o.rf == (3, 9) and o.status == EXACT
+
+
+def test_std_without_a_dim_reduces_everything():
+    # torch.std(x, unbiased): the bool is not a dim. Everything pooled into one unit: an
+    # exact window as large as the map, rf 8 x 9, as for y.sum()
+    o = out(lambda s, x: torch.std(s.c3(x), True))
+    assert o.status == EXACT and o.rf == (8, 9) and o.size == ()
 
 
 # ---------------------------------------------------------------- contractions with a constant
