@@ -834,6 +834,11 @@ def test_fold_gives_nothing_back_to_pixels_no_window_covered():
     # unit 0 centred on pixel 0), and the row shows the fold's window
     assert (a.output.jump, a.output.rf, a.output.start) == ((1, 1), (3, 3), (0, 0))
     assert a.rows[-1].window == Window((3, 3), (2, 2), (1, 1), (2, 2))
+    # added to the conv's own map, every pixel has its own field again: rf 3 (a merge that
+    # ranks the statuses of both)
+    fold = SAME["F.unfold and F.fold by keyword"][0][0]
+    o = out(lambda s, x: fold(s, x) + s.c3(x))
+    assert o.rf == (3, 3) and o.size == (6, 7)
 
 
 def test_stack_by_default_goes_in_front_of_the_first_dim():
