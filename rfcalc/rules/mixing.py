@@ -11,7 +11,7 @@ import torch
 
 from .. import geometry as g
 from ..geometry import GLOBAL, UNKNOWN, Field, NotGeometric
-from .dispatch import Call, Outcome, mixed, plus_arguments, positive, rule, with_axes
+from .dispatch import MIXED, Call, Outcome, mixed, plus_arguments, positive, rule, with_axes
 
 
 def _spatial_hits(f: Field, ndim: int, dims) -> set[int]:
@@ -34,8 +34,11 @@ def _along(call: Call, dims, note: str) -> Outcome:
 
 
 def _flat(f: Field) -> Field:
-    """A flattened field without its layout: the op mixed or moved its elements."""
-    return Field(f.axes, None, f.status, f.note) if f.packed is not None else f
+    """A flattened field without its layout: the op mixed or moved its elements. A vector
+    whose every element already mixed every position stays so (no op undoes that)."""
+    if f.packed is None or f.packed == MIXED:
+        return f
+    return Field(f.axes, None, f.status, f.note)
 
 
 def _all_dims(call: Call) -> range:

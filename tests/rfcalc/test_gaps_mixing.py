@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from measure import check  # tests/rfcalc is on sys.path, as for zoo
-from test_gaps_rules import RM, RV, D, _grid_sampled, model, out
+from test_gaps_rules import L42, RM, RV, D, _grid_sampled, model, out
 
 from rfcalc import EXACT, GLOBAL, UNKNOWN, analyze
 
@@ -323,3 +323,20 @@ def test_running_statistics_of_a_flattened_map_show_it_as_a_whole():
     # eval batch norm is per channel: the flattened map stays shown as one whole
     o = out(lambda s, x: F.batch_norm(s.c3(x).flatten(2), RM, RV))
     assert o.status == GLOBAL and o.rf == (8, 9) and o.start == (Fr(5, 2), 3)
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        lambda v: F.softmax(v, -1),
+        lambda v: v.unsqueeze(-1).sum(-1),
+        lambda v: F.batch_norm(v, torch.zeros(5, dtype=D), torch.ones(5, dtype=D)),
+    ],
+    ids=["softmax", "sum", "batch_norm"],
+)
+def test_a_vector_that_mixed_every_position_stays_so(op):
+    # after a Linear over the flattened map every element read every position: an op after
+    # it cannot undo that, so even an op with no rule (sort) leaves it global (this was
+    # unknown: the mark was dropped by the op in between)
+    o = out(lambda s, x: torch.sort(op(F.linear(s.c3(x).flatten(1), L42)), -1)[0])
+    assert o.status == GLOBAL and o.note == "linear: mixes every position of the map"
