@@ -232,6 +232,12 @@ def linear(call: Call) -> Outcome:
     return Outcome(plus_arguments(call, _contract(call, f, -1)))
 
 
+def _summed_into(a: g.Axis, n: int) -> g.Axis:
+    """Axis `a` summed away into `n` new units, each reading all of it: one unit is the
+    whole map as one window; several are that window broadcast (global along the axis)."""
+    return g.broadcast(g.collapse(a), n) if n > 1 else g.collapse(a)
+
+
 def _contract(call: Call, f: Field, dim: int) -> Field:
     """The field after tensor dim `dim` (of the input) is contracted with constant weights
     and replaced by a dim of the output's size at the same place."""
@@ -244,7 +250,7 @@ def _contract(call: Call, f: Field, dim: int) -> Field:
         raise NotGeometric(f"{call.name} changes the number of dims")
     i = hit.pop()
     n = out.shape[f.dims[i]]
-    a = g.broadcast(g.collapse(f.axes[i]), n) if n > 1 else g.collapse(f.axes[i])
+    a = _summed_into(f.axes[i], n)
     axes = tuple(a if j == i else b for j, b in enumerate(f.axes))
     base = Field(f.axes, f.dims, f.status, f.note)
     return (
@@ -259,7 +265,7 @@ def matmul(call: Call) -> Outcome:
     that axis if it is spatial. A product of two maps (attention's q·kᵀ) mixes everything."""
     if len(call.inputs) == 1:
         f = call.first
-        if f.status == "unknown":
+        if f.status == UNKNOWN:
             return Outcome(f)
         # by position or keyword: torch.matmul(input, other), torch.mm(input, mat2)
         right = call.arg(1, "mat2" if call.name == "mm" else "other") is call.first_tensor
@@ -292,7 +298,7 @@ def einsum(call: Call) -> Outcome:
     if "->" not in equation or "." in equation or len(call.inputs) != 1:
         return _everything(call, "a product across positions")
     f = call.first
-    if f.status == "unknown" or f.dims is None:
+    if f.status == UNKNOWN or f.dims is None:
         return Outcome(_flat(f))
     ins, out_spec = equation.replace(" ", "").split("->")
     mine = ins.split(",")[next(i for i, o in enumerate(operands) if o is call.first_tensor)]
@@ -308,7 +314,7 @@ def einsum(call: Call) -> Outcome:
         elif fresh:
             new = fresh.pop(0)
             n = call.out_tensor.shape[out_spec.index(new)]
-            axes[i] = g.broadcast(g.collapse(axes[i]), n) if n > 1 else g.collapse(axes[i])
+            axes[i] = _summed_into(axes[i], n)
             dims.append(out_spec.index(new) - out_n)
             summed = True
         else:
@@ -323,7 +329,7 @@ def attention(call: Call) -> Outcome:
 
 
 def _everything(call: Call, why: str) -> Outcome:
-    known = [fi for _, fi in call.inputs if fi.status != "unknown"]
+    known = [fi for _, fi in call.inputs if fi.status != UNKNOWN]
     if not known:
         return Outcome(call.first)
     return Outcome(mixed(known[0], f"{call.name}: {why}", keep_dims=False, really=True))

@@ -77,6 +77,12 @@ def _norm_by_keyword(op, flag: str, value: bool) -> list:
     ]
 
 
+def _max_pool_by_keyword(s, x):
+    """F.max_pool2d k3 stride 2 padding 1 dilation 2 ceil_mode, every argument by keyword:
+    the form both max_pool2d entries below compare their positional calls with."""
+    return F.max_pool2d(s.c3(x), kernel_size=3, stride=2, padding=1, dilation=2, ceil_mode=True)
+
+
 # Each entry: calls that must analyse alike, with shape. The first gives every argument by
 # position, the others by keyword (non-default values, so a rule reading the wrong keyword
 # falls back to the default and differs) or leave them to torch's default.
@@ -147,9 +153,7 @@ SAME = {
     "max_pool2d by keyword": (
         [
             lambda s, x: F.max_pool2d(s.c3(x), 3, 2, 1, 2, True),
-            lambda s, x: F.max_pool2d(
-                s.c3(x), kernel_size=3, stride=2, padding=1, dilation=2, ceil_mode=True
-            ),
+            _max_pool_by_keyword,
         ],
         (1, 8, 9),
     ),
@@ -164,9 +168,7 @@ SAME = {
         # F.max_pool2d hands its arguments on by keyword; torch.max_pool2d takes positions
         [
             lambda s, x: torch.max_pool2d(s.c3(x), 3, 2, 1, 2, True),
-            lambda s, x: F.max_pool2d(
-                s.c3(x), kernel_size=3, stride=2, padding=1, dilation=2, ceil_mode=True
-            ),
+            _max_pool_by_keyword,
         ],
         (1, 8, 9),
     ),
