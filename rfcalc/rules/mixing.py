@@ -76,8 +76,8 @@ def group_norm(call: Call) -> Outcome:
 
 
 def _stats(call: Call, over_map: bool) -> Outcome:
-    if not over_map:
-        return Outcome(_flat(call.first) if call.first.dims is None else call.first)
+    if not over_map:  # running statistics: each element is scaled and shifted on its own
+        return Outcome(call.first)
     return _along(call, _all_dims(call), "statistics are taken over the whole map")
 
 
@@ -276,8 +276,9 @@ def matmul(call: Call) -> Outcome:
                     Field(f.axes, None, f.status, f.note, packed=("cols",) + f.packed[1:])
                 )
             return Outcome(_flat(f))
-        if not right or call.first_tensor.dim() >= 2:
-            return Outcome(_contract(call, f, -2 if right else -1))
+        # W @ x contracts x's second-to-last dim, or its only one where x is a vector
+        vector = call.first_tensor.dim() == 1
+        return Outcome(_contract(call, f, -2 if right and not vector else -1))
     return _everything(call, "a product across positions")
 
 
@@ -338,10 +339,11 @@ def _everything(call: Call, why: str) -> Outcome:
 # The catalogue: the ops each rule answers for. Registered by calls rather than
 # decorators so that mutation testing (mutmut leaves decorated functions alone)
 # reaches the rules' bodies.
-rule("batch_norm")(batch_norm)
-rule("torch.batch_norm")(torch_batch_norm)
-rule("instance_norm")(instance_norm)
-rule("torch.instance_norm")(torch_instance_norm)
+# with running statistics a norm scales each element on its own: a flattened map keeps its layout
+rule("batch_norm", keeps_layout=True)(batch_norm)
+rule("torch.batch_norm", keeps_layout=True)(torch_batch_norm)
+rule("instance_norm", keeps_layout=True)(instance_norm)
+rule("torch.instance_norm", keeps_layout=True)(torch_instance_norm)
 rule("group_norm")(group_norm)
 rule("layer_norm", "rms_norm")(layer_norm)
 rule("softmax", "log_softmax", "softmin", "normalize")(along_dim)

@@ -15,7 +15,7 @@ from fractions import Fraction as Fr
 import pytest
 import torch
 import torch.nn.functional as F
-from measure import check  # tests/rfcalc is on sys.path, as for zoo
+from measure import check, positive  # tests/rfcalc is on sys.path, as for zoo
 from test_gaps_rules import L42, RM, RV, D, _grid_sampled, model, out
 
 from rfcalc import EXACT, GLOBAL, UNKNOWN, analyze
@@ -340,3 +340,126 @@ def test_a_vector_that_mixed_every_position_stays_so(op):
     # unknown: the mark was dropped by the op in between)
     o = out(lambda s, x: torch.sort(op(F.linear(s.c3(x).flatten(1), L42)), -1)[0])
     assert o.status == GLOBAL and o.note == "linear: mixes every position of the map"
+
+
+# ---------------------------------------------------------------- norms between unfold and fold
+
+R9M, R9V = torch.zeros(9, dtype=D), torch.full((9,), 4.0, dtype=D)  # 1 channel x 3x3 window
+
+
+def _refold(norm):
+    # F.unfold with k3, padding 1 then F.fold with the same window: each pixel gets back the
+    # sum of its own entries, so every unit keeps the conv's field (rf 3, start 0)
+    return lambda s, x: F.fold(norm(F.unfold(s.c3(x), 3, padding=1)), (6, 7), 3, padding=1)
+
+
+@pytest.mark.parametrize(
+    "norm",
+    [
+        lambda c: F.batch_norm(c, R9M, R9V),
+        lambda c: torch.batch_norm(c, None, None, R9M, R9V, False, 0.1, 1e-5, False),
+        lambda c: F.instance_norm(c, R9M, R9V, use_input_stats=False),
+        lambda c: torch.instance_norm(c, None, None, R9M, R9V, False, 0.1, 1e-5, False),
+    ],
+    ids=["F.batch_norm", "torch.batch_norm", "F.instance_norm", "torch.instance_norm"],
+)
+def test_a_norm_with_running_statistics_keeps_the_unfolded_layout(norm):
+    # running statistics scale and shift each entry on its own: F.fold still finds the
+    # windows of the unfold (before: unknown, the layout was dropped)
+    m = model(_refold(norm))
+    o = analyze(m, (1, 6, 7)).output
+    assert o.status == EXACT and o.size == (6, 7) and o.rf == (3, 3) and o.start == (0, 0)
+    check(m, (1, 6, 7))
+
+
+def test_a_norm_with_batch_statistics_loses_the_unfolded_layout():
+    # batch statistics mix every entry of a channel (all windows): F.fold cannot undo that
+    m = model(_refold(lambda c: F.batch_norm(c, None, None, training=True)))
+    assert analyze(m, (1, 6, 7)).output.status != EXACT
+
+
+@pytest.mark.parametrize("fn", [lambda c: c.sum(1), lambda c: c.mean(-1)], ids=["sum", "mean"])
+def test_a_reduction_of_unfolded_windows_keeps_the_unfold_note(fn):
+    # F.unfold flattens the windows into one dim (the map is gone, every entry global); a
+    # reduction after it says nothing new, so the row keeps the unfold's reason
+    a = analyze(model(lambda s, x: fn(F.unfold(s.c3(x), 2))), (1, 6, 7))
+    assert a.output.status == GLOBAL and a.output.size == ()
+    assert a.output.note == "unfold: the windows are flattened into one dim"
+
+
+W77 = torch.full((7, 7), 1 / 7, dtype=D)
+
+
+@pytest.mark.parametrize(
+    "fn, note",
+    [
+        (
+            lambda s, x: F.linear(s.c3(x), W77) + s.c3(x),
+            "linear: mixes every position along the axis",
+        ),
+        (lambda s, x: s.c3(x) @ W77 + s.c3(x), "matmul: mixes every position along the axis"),
+        (
+            lambda s, x: s.c3(x).sum(-1).unsqueeze(-1) + s.c3(x),
+            "add: one unit's field is spread over the whole map",
+        ),
+    ],
+    ids=["Linear along W", "x @ W", "sum along W put back"],
+)
+def test_a_map_mixed_along_one_axis_merges_with_an_exact_map(fn, note):
+    # each unit of the left operand reads all 7 conv units along W (pixels -1..7: rf 9) and
+    # conv rows u-1..u+1 along H (rf 3); the right operand's 3x3 lies inside that. The sum:
+    # exact along H, global along W
+    m = model(fn)
+    o = analyze(m, (1, 6, 7)).output
+    assert (o.size, o.rf, o.status, o.axis_status) == ((6, 7), (3, 9), GLOBAL, (EXACT, GLOBAL))
+    assert o.note == f"{note} (exact along H, global along W)"
+    check(m, (1, 6, 7))
+
+
+def test_fold_of_a_product_with_a_flattened_map_that_no_unfold_made_is_unknown():
+    # W @ x.flatten(2) has the (N, C*k*k, L) shape F.fold wants, but its columns are not
+    # windows of an unfold: rfcalc does not describe it (it says so rather than guess)
+    w = torch.full((9, 1), 1 / 9, dtype=D)
+    m = model(lambda s, x: F.fold(w @ s.c3(x).flatten(2), (6, 7), 3, padding=1))
+    o = analyze(m, (1, 6, 7)).output
+    assert o.status == UNKNOWN
+    assert o.note == (
+        "fold: F.fold of a tensor that is not (a layout-keeping function of) the output of F.unfold"
+    )
+
+
+class _Vector(torch.nn.Module):
+    """A conv1d (k3, padding 1) over 7 positions, taken as a vector of 7 and multiplied by a
+    constant 7x5 matrix, from the left or from the right."""
+
+    def __init__(self, left: bool):
+        super().__init__()
+        self.c = torch.nn.Conv1d(1, 1, 3, padding=1)
+        self.left = left
+
+    def forward(self, x):
+        v = self.c(x)[0, 0]
+        w = torch.full((7, 5), 0.1, dtype=v.dtype)
+        return w.T @ v if self.left else v @ w
+
+
+@pytest.mark.parametrize("left", [False, True], ids=["v @ W", "W @ v"])
+def test_a_vector_times_a_matrix_contracts_the_vector(left):
+    # either way the 7 positions are summed into 5 units: each reads conv units 0..6, pixels
+    # -1..7 (rf 9, centred on 3), five windows on top of each other (jump 7)
+    m = positive(_Vector(left))
+    o = analyze(m, (1, 7)).output
+    assert (o.size, o.rf, o.start, o.status) == ((5,), (9,), (3,), GLOBAL)
+    assert o.note == "matmul: mixes every position along the axis"
+    check(m, (1, 7))
+
+
+def test_a_flattened_map_times_a_matrix_stays_one_global_vector():
+    # flatten(1) ends the per-position fields (every entry is shown as the whole 6x7 map:
+    # rf (8, 9)); a product with a constant matrix cannot narrow that
+    w = torch.full((42, 5), 0.1, dtype=D)
+    m = model(lambda s, x: s.c3(x).flatten(1) @ w)
+    o = analyze(m, (1, 6, 7)).output
+    assert (o.size, o.rf, o.status) == ((), (8, 9), GLOBAL)
+    assert o.note == "the spatial map is flattened, per-position fields end here"
+    check(m, (1, 6, 7))
