@@ -889,6 +889,12 @@ L42 = torch.ones(5, 42, dtype=D)  # a Linear over the conv3's flattened 6x7 map
         # a Linear over the flattened map: every element read every position, which no op
         # can undo; the note says which op mixed it
         (lambda y: F.linear(y.flatten(1), L42), GLOBAL, "linear: mixes every position of the map"),
+        # a product of the map with itself across positions (attention's q·kᵀ): the same
+        (
+            lambda y: y.flatten(2).transpose(1, 2) @ y.flatten(2),
+            GLOBAL,
+            "matmul: a product across positions",
+        ),
     ],
 )
 def test_only_a_map_really_mixed_stays_global_through_an_op_with_no_rule(fn, status, note):

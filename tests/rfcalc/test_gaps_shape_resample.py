@@ -490,3 +490,138 @@ def test_the_pad_builtin_pads_with_zeros_by_default():
     o = out(lambda s, x: torch._C._nn.pad(s.c3(x), (1, 2, 0, 1)))
     assert o.size == (7, 10)
     assert o.note == "some units see other pixels than the classic field: rf is the widest unit's"
+
+
+# ---------------------------------------------------------------- a pooled vector viewed back
+
+
+@pytest.mark.parametrize(
+    "fn, size",
+    [
+        # (1, 4) viewed as (4, 1, 1): an unbatched 1x1 map (the channels lead)
+        (lambda s, x: s.c4(x).mean((2, 3)).view(4, 1, 1), (1, 1)),
+        (lambda s, x: s.c4(x).mean((2, 3)).view(1, 4, 1, 1), (1, 1)),
+        # (1, 1) viewed as (1, 1): still the vector (batch, channel), no map dims added
+        (lambda s, x: s.c3(x).mean((2, 3)).view(1, 1), ()),
+        # a 1x1 map viewed as a vector and back, added to the same mean kept as 1x1
+        (
+            lambda s, x: (
+                s.c4(x).mean((2, 3), keepdim=True).view(1, 4).view(1, 4, 1, 1)
+                + s.c4(x).mean((2, 3), keepdim=True)
+            ),
+            (1, 1),
+        ),
+    ],
+    ids=["(C, 1, 1)", "(N, C, 1, 1)", "(N, C)", "there and back, merged"],
+)
+def test_a_pooled_vector_viewed_as_a_1x1_map_is_a_map_again(fn, size):
+    # the global mean's one unit reads conv units 0..5 x 0..6: pixels -1..6 x -1..7 (rf (8, 9)
+    # centred on (2.5, 3)), one window of 6 x 7 units (jump (6, 7))
+    m = model(fn)
+    o = analyze(m, (1, 6, 7)).output
+    assert (o.size, o.rf, o.start, o.status) == (size, (8, 9), (Fr(5, 2), 3), EXACT)
+    check(m, (1, 6, 7))
+
+
+def test_a_pooled_vector_viewed_back_keeps_its_note():
+    # a crop of the first column first: conv units 1..6 along W read pixels 0..7 (rf 8,
+    # centred on 3.5); the crop's note stays with the 1x1 map
+    m = model(lambda s, x: s.c3(x)[..., 1:].mean((2, 3)).view(1, 1, 1, 1))
+    o = analyze(m, (1, 6, 7)).output
+    assert (o.size, o.rf, o.start) == ((1, 1), (8, 8), (Fr(5, 2), Fr(7, 2)))
+    assert o.note == "getitem: a crop, units next to it reach only what is left"
+    check(m, (1, 6, 7))
+
+
+# ---------------------------------------------------------------- views of flattened maps
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        # (1, 1, 42) -> (42,) -> (2, 3, 7), its first two dims swapped, viewed as the map:
+        # the entries are no longer in the map's order
+        lambda s, x: s.c3(x).flatten(2).view(42).view(2, 3, 7).permute(1, 0, 2).reshape(1, 1, 6, 7),
+        # (1, 4, 42) with positions before channels, as one vector, viewed as (1, 4, 6, 7):
+        # channels and positions interleaved
+        lambda s, x: s.c4(x).flatten(2).transpose(1, 2).reshape(-1).t().view(1, 4, 6, 7),
+    ],
+    ids=["1-D, then dims swapped", "positions before channels"],
+)
+def test_a_view_of_scrambled_entries_does_not_restore_the_map(fn):
+    # a view after the entries moved cannot give each unit back its 3x3 field: the map stays
+    # shown as a whole (the gradient check fails on any unit claimed exact)
+    m = model(fn)
+    o = analyze(m, (1, 6, 7)).output
+    assert (o.status, o.size, o.note) == (GLOBAL, (), FLAT_NOTE)
+    check(m, (1, 6, 7))
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda s, x: s.c3(x).flatten(2).view(1, 1, 42).view(1, 1, 6, 7),
+        lambda s, x: s.c3(x).flatten(2).view(1, 42).view(1, 1, 6, 7),
+        lambda s, x: s.c3(x).view(6, 7),
+    ],
+    ids=["same shape in between", "(1, 42) in between", "the map alone"],
+)
+def test_views_that_keep_the_entries_in_order_keep_each_unit_field(fn):
+    # a view never moves entries: viewed back as 6 x 7 (or kept), unit u sees pixels u-1..u+1
+    m = model(fn)
+    o = analyze(m, (1, 6, 7)).output
+    assert (o.status, o.size, o.rf, o.start) == (EXACT, (6, 7), (3, 3), (0, 0))
+    check(m, (1, 6, 7))
+
+
+@pytest.mark.parametrize(
+    "crop, rf, start, note",
+    [
+        (False, (8, 9), (Fr(5, 2), 3), ""),
+        (
+            True,
+            (8, 8),
+            (Fr(5, 2), Fr(7, 2)),
+            "getitem: a crop, units next to it reach only what is left",
+        ),
+    ],
+    ids=["whole map", "cropped"],
+)
+def test_a_1x1_map_viewed_as_a_vector_keeps_its_field(crop, rf, start, note):
+    # the global mean (kept as 1 x 1) viewed as (N, C): nothing mixes, the one unit's field
+    # (rf (8, 9) centred on (2.5, 3); cropped to W units 1..6: pixels 0..7) lives on, exact,
+    # and merges with another vector of the same field
+    def fn(s, x):
+        y = s.c4(x)[..., 1:] if crop else s.c4(x)
+        return y.mean((2, 3), keepdim=True).view(1, 4) + y.mean((2, 3))
+
+    m = model(fn)
+    rows = analyze(m, (1, 6, 7)).rows
+    view, add = next(r for r in rows if r.op == "view"), rows[-1]
+    assert (view.op, view.status, view.size, view.rf, view.start) == ("view", EXACT, (), rf, start)
+    assert view.note == note and add.status == EXACT
+    check(m, (1, 6, 7))
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda s, x: s.c3(x).reshape(-1).view(1, 1, 6, 7),  # every dim into one
+        lambda s, x: s.c4(x).reshape(1, -1).view(1, 4, 6, 7),  # channels and map into one
+    ],
+    ids=["reshape(-1)", "reshape(1, -1)"],
+)
+def test_a_flatten_by_reshape_is_undone_by_a_view(fn):
+    # the map's dims merged with the dims before them, then viewed back: each unit is back
+    # where it was, with its 3x3 field
+    m = model(fn)
+    o = analyze(m, (1, 6, 7)).output
+    assert (o.status, o.size, o.rf, o.start) == (EXACT, (6, 7), (3, 3), (0, 0))
+    check(m, (1, 6, 7))
+
+
+def test_a_view_that_splits_the_map_another_way_says_which_op_flattened_it():
+    # 6 x 7 viewed as 2 x 21: the map is gone; the row names the op
+    o = out(lambda s, x: s.c3(x).view(1, 2, 21))
+    assert (o.status, o.size, o.rf) == (GLOBAL, (), (8, 9))
+    assert o.note == "view: " + FLAT_NOTE
