@@ -84,7 +84,9 @@ def pointwise(call: Call) -> Outcome:
         axes = tuple(
             g.union([g.collapse(f.axes[i]) for f in fields]) for i in range(len(fields[0].axes))
         )
-        status = GLOBAL if globals_ else EXACT
+        # a vector shown as a whole stays so: only vectors that are exact windows (a global
+        # pool) merge into an exact one
+        status = GLOBAL if any(f.status == GLOBAL for f in fields) else EXACT
         return Outcome(
             Field(axes, None, status, _note(fields, globals_), MIXED if globals_ else None)
         )

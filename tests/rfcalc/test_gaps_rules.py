@@ -1238,3 +1238,78 @@ def test_an_unknown_input_is_absorbed_only_by_a_field_global_on_every_axis():
     # a field global along W only cannot absorb it
     o = out(lambda s, x: _grid_sampled(s, x) * F.softmax(s.c3(x), -1))
     assert o.status == UNKNOWN
+
+
+L1 = torch.full((1, 42), 1 / 42, dtype=D)  # a Linear over the flattened map, to one number
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda s, x: s.c3(x) + F.linear(s.c3(x).flatten(1), L1),
+        lambda s, x: F.linear(s.c3(x).flatten(1), L1) + s.c3(x),
+    ],
+    ids=["map + vector", "vector + map"],
+)
+def test_a_map_plus_a_vector_that_mixed_everything_is_that_vector(fn):
+    # the Linear's one number read every position (pixels -1..6 x -1..7: rf (8, 9)); added to
+    # each unit of the map, every output unit reads them all: one global vector
+    m = model(fn)
+    o = analyze(m, (1, 6, 7)).output
+    assert (o.status, o.size, o.rf) == (GLOBAL, (), (8, 9))
+    assert o.note == "linear: mixes every position of the map"
+    check(m, (1, 6, 7))
+
+
+def test_a_map_plus_its_transpose_is_unknown():
+    # unit (i, j) reads conv units (i, j) and (j, i): the two maps keep H and W in different
+    # dims, which no single field per axis describes
+    m = model(lambda s, x: s.c3(x) + s.c3(x).transpose(-1, -2))
+    o = analyze(m, (1, 6, 6)).output
+    assert (o.status, o.size) == (UNKNOWN, (6, 6))
+    assert o.note == "add: the merged tensors keep their maps in different dims"
+    check(m, (1, 6, 6))
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda s, x: torch.relu(s.c3(x).view(1, 2, 21)),
+        lambda s, x: s.c3(x).view(1, 2, 21) * 2,
+        lambda s, x: s.c3(x).view(1, 2, 21) + s.c3(x).view(1, 2, 21),
+        lambda s, x: s.c3(x).flatten(1)[:, :1] + s.c3(x)[..., 1:].flatten(1)[:, :1],
+    ],
+    ids=["relu", "times a constant", "plus itself", "two picked entries"],
+)
+def test_an_element_wise_op_on_a_vector_shown_as_a_whole_keeps_it_global(fn):
+    # each entry of the flattened map still reads one 3x3 patch; the vector is only shown as
+    # the whole map (global, rf (8, 9)). An element-wise op must not make that an exact
+    # claim that every entry reads all 8 x 9 pixels (it did: exact)
+    o = out(fn)
+    assert (o.status, o.size, o.rf) == (GLOBAL, (), (8, 9))
+
+
+def test_pooled_vectors_merge_into_an_exact_vector():
+    # a global mean (pixels -1..6 x -1..7) plus a global max of the map cropped to W units
+    # 1..6 (pixels -1..6 x 0..7): each is one exact window; their sum reads the union
+    o = out(lambda s, x: s.c3(x).mean((2, 3)) + s.c3(x)[..., 1:].amax((2, 3)))
+    assert (o.status, o.size, o.rf, o.start) == (EXACT, (), (8, 9), (Fr(5, 2), 3))
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda u: u * 2,
+        lambda u: torch.relu(u) * u,
+    ],
+    ids=["one window tensor", "two of the same windows"],
+)
+def test_element_wise_ops_between_unfold_and_fold_keep_the_windows(fn):
+    # F.fold with the unfold's own window gives each pixel back its entries: rf 3, start 0
+    def net(s, x):
+        return F.fold(fn(F.unfold(s.c3(x), 3, padding=1)), (6, 7), 3, padding=1)
+
+    m = model(net)
+    o = analyze(m, (1, 6, 7)).output
+    assert (o.status, o.size, o.rf, o.start) == (EXACT, (6, 7), (3, 3), (0, 0))
+    check(m, (1, 6, 7))
