@@ -1287,6 +1287,41 @@ def test_an_element_wise_op_on_a_vector_shown_as_a_whole_keeps_it_global(fn):
     # claim that every entry reads all 8 x 9 pixels (it did: exact)
     o = out(fn)
     assert (o.status, o.size, o.rf) == (GLOBAL, (), (8, 9))
+    assert o.note.endswith("the spatial map is flattened, per-position fields end here")
+
+
+@pytest.mark.parametrize(
+    "fn, status, note",
+    [
+        # two vectors only shown as a whole: each entry still reads one patch
+        (
+            lambda s, x: s.c3(x).view(1, 2, 21) + s.c3(x).view(1, 2, 21),
+            UNKNOWN,
+            "sort: no rule for this op",
+        ),
+        # two vectors whose every entry read every position (Linears over the map, one of
+        # it cropped): so does their sum
+        (
+            lambda s, x: (
+                F.linear(s.c3(x).flatten(1), L1) + F.linear(s.c3(x)[..., 1:].flatten(1), L1[:, :36])
+            ),
+            GLOBAL,
+            "linear: mixes every position of the map",
+        ),
+    ],
+    ids=["shown as a whole", "really mixed"],
+)
+def test_a_sum_of_vectors_is_really_mixed_only_if_an_input_was(fn, status, note):
+    o = out(lambda s, x: torch.sort(fn(s, x), -1)[0])
+    assert (o.status, o.note) == (status, note)
+
+
+def test_an_element_wise_op_on_an_unbatched_map_keeps_it():
+    # the map viewed as a bare 6 x 7 tensor (its dims are all the tensor has), times 2
+    m = model(lambda s, x: s.c3(x).view(6, 7) * 2)
+    o = analyze(m, (1, 6, 7)).output
+    assert (o.status, o.size, o.rf, o.start) == (EXACT, (6, 7), (3, 3), (0, 0))
+    check(m, (1, 6, 7))
 
 
 def test_pooled_vectors_merge_into_an_exact_vector():
