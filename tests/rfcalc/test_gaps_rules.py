@@ -1348,3 +1348,11 @@ def test_element_wise_ops_between_unfold_and_fold_keep_the_windows(fn):
     o = analyze(m, (1, 6, 7)).output
     assert (o.status, o.size, o.rf, o.start) == (EXACT, (6, 7), (3, 3), (0, 0))
     check(m, (1, 6, 7))
+
+
+def test_three_maps_added_in_turn_stay_exact():
+    # (a + b) + c: the first sum is an exact map again, so the second merge is as the first
+    m = model(lambda s, x: s.c3(x) + s.c3(x) + s.c3(x))
+    o = analyze(m, (1, 6, 7)).output
+    assert (o.status, o.size, o.rf, o.note) == (EXACT, (6, 7), (3, 3), "")
+    check(m, (1, 6, 7))
