@@ -463,3 +463,18 @@ def test_a_flattened_map_times_a_matrix_stays_one_global_vector():
     assert (o.size, o.rf, o.status) == ((), (8, 9), GLOBAL)
     assert o.note == "the spatial map is flattened, per-position fields end here"
     check(m, (1, 6, 7))
+
+
+def test_a_matrix_times_an_unbatched_map_contracts_its_rows():
+    # W (6 x 6) @ the (1, 6, 7) map: every output row sums all 6 conv rows (pixels -1..6:
+    # rf 8, centred on 2.5), each column keeps its own 3 pixels (rf 3)
+    w = torch.full((6, 6), 0.1, dtype=D)
+    m = model(lambda s, x: w @ s.c3(x)[0])
+    o = analyze(m, (1, 6, 7)).output
+    assert (o.size, o.rf, o.start, o.axis_status) == (
+        (6, 7),
+        (8, 3),
+        (Fr(5, 2), 0),
+        (GLOBAL, EXACT),
+    )
+    check(m, (1, 6, 7))
