@@ -792,6 +792,8 @@ class _Descriptor:
         (torch.Tensor.T.__get__, "get_T"),  # a Tensor property: what __torch_function__ gets
         (torch.Tensor.data.__get__, "get_data"),
         (_Descriptor().__get__, "get_?"),  # a property with no name
+        (_Descriptor.__get__, "get_?"),  # the same, unbound: no __self__ at all
+        (torch.Tensor._coalesced_, "_coalesced_"),  # private: the trailing _ is not in-place
         (__private, "__private"),
     ],
 )
