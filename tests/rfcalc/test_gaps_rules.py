@@ -1356,3 +1356,35 @@ def test_three_maps_added_in_turn_stay_exact():
     o = analyze(m, (1, 6, 7)).output
     assert (o.status, o.size, o.rf, o.note) == (EXACT, (6, 7), (3, 3), "")
     check(m, (1, 6, 7))
+
+
+def test_an_op_with_a_rule_after_an_unknown_map_keeps_the_map_size():
+    # the conv's rule is not asked about an unknown input: the row is unknown, with the
+    # unknown op's reason, but the size of its map is still shown
+    o = out(lambda s, x: s.c3(_grid_sampled(s, x)))
+    assert (o.status, o.size, o.note) == (UNKNOWN, (6, 7), "grid_sample: no rule for this op")
+
+
+def test_an_op_a_rule_cannot_describe_keeps_a_map_that_sees_everything():
+    # each unit of `gated` reads the whole map (a global mean spread over it, pixels -1..6:
+    # rf 8); adding its transpose (dims swapped: the rule gives up) cannot make that less
+    # true: global, the size kept, the note of the op that made it global
+    def gated(s, x):
+        return s.c3(x) * s.c3(x).mean((2, 3), keepdim=True)
+
+    m = model(lambda s, x: gated(s, x) + gated(s, x).transpose(-1, -2))
+    o = analyze(m, (1, 6, 6)).output
+    assert (o.status, o.size, o.rf) == (GLOBAL, (6, 6), (8, 8))
+    assert o.note == "mul: one unit's field is spread over the whole map"
+    check(m, (1, 6, 6))
+
+
+def test_fold_of_a_vector_that_mixed_everything_stays_global():
+    # a Linear over the flattened map (every entry read every pixel), viewed as F.fold's
+    # columns: F.fold cannot place entries that are no unfold's windows, but every output
+    # unit still reads the whole map: global (not exact), with the Linear's note
+    w = torch.full((378, 42), 1 / 42, dtype=D)
+    o = out(
+        lambda s, x: F.fold(F.linear(s.c3(x).flatten(1), w).view(1, 9, 42), (6, 7), 3, padding=1)
+    )
+    assert (o.status, o.rf, o.note) == (GLOBAL, (8, 9), "linear: mixes every position of the map")
