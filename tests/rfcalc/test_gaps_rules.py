@@ -1388,3 +1388,12 @@ def test_fold_of_a_vector_that_mixed_everything_stays_global():
         lambda s, x: F.fold(F.linear(s.c3(x).flatten(1), w).view(1, 9, 42), (6, 7), 3, padding=1)
     )
     assert (o.status, o.rf, o.note) == (GLOBAL, (8, 9), "linear: mixes every position of the map")
+
+
+def test_a_one_element_window_list_applies_to_both_axes():
+    # avg_pool2d(kernel_size=[3], stride=[2]): torch repeats a one-element list for H and
+    # W. Unit o reads conv units 2o..2o+2: pixels 2o-1..2o+3 (rf 5, jump 2, centred on 2o+1)
+    m = model(lambda s, x: F.avg_pool2d(s.c3(x), [3], [2]))
+    o = analyze(m, (1, 6, 7)).output
+    assert (o.size, o.rf, o.jump, o.start) == ((2, 3), (5, 5), (2, 2), (1, 1))
+    check(m, (1, 6, 7))
