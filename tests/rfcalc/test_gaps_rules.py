@@ -1397,3 +1397,18 @@ def test_a_one_element_window_list_applies_to_both_axes():
     o = analyze(m, (1, 6, 7)).output
     assert (o.size, o.rf, o.jump, o.start) == ((2, 3), (5, 5), (2, 2), (1, 1))
     check(m, (1, 6, 7))
+
+
+def test_a_conv_whose_weight_is_computed_from_the_input_sees_everything():
+    # the 3x3 kernel is the map's global mean: every output unit reads the whole map through
+    # the weight as well as its own window (a dynamic filter); an exact 5x5 claim would be
+    # wrong, which the gradient check measures
+    def fn(s, x):
+        y = s.c3(x)
+        return F.conv2d(y, y.mean((2, 3), keepdim=True).expand(1, 1, 3, 3), padding=1)
+
+    m = model(fn)
+    o = analyze(m, (1, 6, 7)).output
+    assert (o.status, o.axis_status, o.size) == (GLOBAL, (GLOBAL, GLOBAL), (6, 7))
+    assert o.note == "conv2d: a weight or kernel computed from the input is read by every unit"
+    check(m, (1, 6, 7))
