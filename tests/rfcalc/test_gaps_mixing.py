@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from measure import check, positive  # tests/rfcalc is on sys.path, as for zoo
-from test_gaps_rules import L42, RM, RV, D, _grid_sampled, model, out
+from test_gaps_rules import L42, RM, RV, D, _grid_sampled, model, out, refolded
 
 from rfcalc import EXACT, GLOBAL, UNKNOWN, analyze
 
@@ -347,12 +347,6 @@ def test_a_vector_that_mixed_every_position_stays_so(op):
 R9M, R9V = torch.zeros(9, dtype=D), torch.full((9,), 4.0, dtype=D)  # 1 channel x 3x3 window
 
 
-def _refold(norm):
-    # F.unfold with k3, padding 1 then F.fold with the same window: each pixel gets back the
-    # sum of its own entries, so every unit keeps the conv's field (rf 3, start 0)
-    return lambda s, x: F.fold(norm(F.unfold(s.c3(x), 3, padding=1)), (6, 7), 3, padding=1)
-
-
 @pytest.mark.parametrize(
     "norm",
     [
@@ -366,7 +360,7 @@ def _refold(norm):
 def test_a_norm_with_running_statistics_keeps_the_unfolded_layout(norm):
     # running statistics scale and shift each entry on its own: F.fold still finds the
     # windows of the unfold (before: unknown, the layout was dropped)
-    m = model(_refold(norm))
+    m = model(refolded(norm))
     o = analyze(m, (1, 6, 7)).output
     assert o.status == EXACT and o.size == (6, 7) and o.rf == (3, 3) and o.start == (0, 0)
     check(m, (1, 6, 7))
@@ -374,7 +368,7 @@ def test_a_norm_with_running_statistics_keeps_the_unfolded_layout(norm):
 
 def test_a_norm_with_batch_statistics_loses_the_unfolded_layout():
     # batch statistics mix every entry of a channel (all windows): F.fold cannot undo that
-    m = model(_refold(lambda c: F.batch_norm(c, None, None, training=True)))
+    m = model(refolded(lambda c: F.batch_norm(c, None, None, training=True)))
     assert analyze(m, (1, 6, 7)).output.status != EXACT
 
 

@@ -687,6 +687,13 @@ class TestEinsum:
         assert o.status == GLOBAL and o.note == "einsum: a product across positions"
 
 
+def refolded(op):
+    """conv3, F.unfold (k3, padding 1), `op` on the columns, F.fold with the same window: with
+    nothing but element-wise work between, each pixel gets back the sum of its own entries,
+    so every unit keeps the conv's field (rf 3, start 0)."""
+    return lambda s, x: F.fold(op(F.unfold(s.c3(x), 3, padding=1)), (6, 7), 3, padding=1)
+
+
 def _grid_sampled(s, x):
     """A map whose field is unknown (grid_sample has no rule)."""
     return F.grid_sample(s.c3(x), torch.zeros(1, 6, 7, 2, dtype=D), align_corners=False)
@@ -1341,10 +1348,7 @@ def test_pooled_vectors_merge_into_an_exact_vector():
 )
 def test_element_wise_ops_between_unfold_and_fold_keep_the_windows(fn):
     # F.fold with the unfold's own window gives each pixel back its entries: rf 3, start 0
-    def net(s, x):
-        return F.fold(fn(F.unfold(s.c3(x), 3, padding=1)), (6, 7), 3, padding=1)
-
-    m = model(net)
+    m = model(refolded(fn))
     o = analyze(m, (1, 6, 7)).output
     assert (o.status, o.size, o.rf, o.start) == (EXACT, (6, 7), (3, 3), (0, 0))
     check(m, (1, 6, 7))
