@@ -18,8 +18,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from measure import check, positive  # tests/rfcalc is on sys.path, as for zoo
 
-from rfcalc import EXACT, GLOBAL, UNKNOWN, analyze
-from rfcalc.geometry import Window
+from rfcalc import APPROX, EXACT, GLOBAL, UNKNOWN, analyze
+from rfcalc.geometry import Field, Window, spread
 from rfcalc.rules import RULES, Outcome, dispatch, key_of, register_rule, rule
 
 D = torch.float64
@@ -1416,3 +1416,87 @@ def test_a_conv_whose_weight_is_computed_from_the_input_sees_everything():
     assert (o.status, o.axis_status, o.size) == (GLOBAL, (GLOBAL, GLOBAL), (6, 7))
     assert o.note == "conv2d: a weight or kernel computed from the input is read by every unit"
     check(m, (1, 6, 7))
+
+
+def test_a_linear_over_the_flattened_map_with_a_weight_from_the_input_widens_by_it():
+    # every entry of the Linear reads the whole 3x3-conv map (pixels -1..6 by -1..7: rf 8x9)
+    # and, through a weight scaled by the mean of a 5x5 conv of the input, the whole 5x5-conv
+    # map too (pixels -2..7 by -2..8): the union is rf 10x11, centred as before
+    w = torch.full((5, 42), 1 / 42, dtype=D)
+
+    def fn(s, x):
+        c5 = F.conv2d(x, torch.full((1, 1, 5, 5), 1 / 25, dtype=D), padding=2)
+        return F.linear(s.c3(x).flatten(1), w * c5.mean())
+
+    m = model(fn)
+    o = analyze(m, (1, 6, 7)).output
+    assert (o.status, o.rf, o.start) == (GLOBAL, (10, 11), (Fr(5, 2), 3))
+    assert o.note == "linear: mixes every position of the map"
+    check(m, (1, 6, 7))
+
+
+def test_a_conv_whose_weight_is_computed_from_a_crop_is_not_global():
+    # the kernel is the mean of the conv map's top-left 2x2 units (pixels -1..2 on each
+    # axis): every unit reads its own 5x5 window and that corner, a hull that differs from
+    # unit to unit. Neither one window per unit of one jump (not exact) nor the same for all
+    # units (not global): approx, and the gradient check holds every unit's field to it
+    def fn(s, x):
+        y = s.c3(x)
+        return F.conv2d(y, y[..., :2, :2].mean((2, 3), keepdim=True).expand(1, 1, 3, 3), padding=1)
+
+    m = model(fn)
+    o = analyze(m, (1, 6, 7)).output
+    assert (o.status, o.axis_status, o.size) == (APPROX, (APPROX, APPROX), (6, 7))
+    assert o.note == "conv2d: a weight or kernel computed from the input is read by every unit"
+    check(m, (1, 6, 7))
+    # a sum of that map with itself reads the same pixels: still approx, the same note
+    o2 = out(lambda s, x: fn(s, x) + fn(s, x))
+    assert (o2.status, o2.rf, o2.note) == (APPROX, o.rf, o.note)
+
+
+def test_a_1d_pool_over_a_2d_map_says_why_it_is_unknown():
+    # avg_pool1d of an (N, H, W) map windows W alone and takes H for channels: the rule needs
+    # the map's spatial dims to be the op's window dims, and its note says which they are
+    o = out(lambda s, x: F.avg_pool1d(s.c3(x)[:, 0], 3))
+    assert (o.status, o.size) == (UNKNOWN, (6, 2))
+    assert o.note == "avg_pool1d: the op's 1 window dims are not the map's spatial dims (-2, -1)"
+
+
+def test_a_rule_that_sees_unknown_inputs_says_when_a_weight_from_the_input_is_unknown(
+    restore_registry,
+):
+    # the conv's 3x3 kernel is the mean of a grid-sampled map (no exact field). Registered
+    # as usual, the conv is never asked: it is unknown for the grid sample's reason. The
+    # same rule registered to see unknown inputs answers for itself: its own map (6x7, the
+    # first input's dims) is known, but every unit also reads the kernel, whose field is not
+    def fn(s, x):
+        y = s.c3(x)
+        k = _grid_sampled(s, x).mean((2, 3), keepdim=True).expand(1, 1, 3, 3)
+        return F.conv2d(y, k, padding=1)
+
+    m = model(fn)
+    before = analyze(m, (1, 6, 7)).output
+    assert before.status == UNKNOWN and not before.note.startswith("conv2d")
+    register_rule("conv2d", RULES["conv2d"], unknown_inputs=True)
+    o = analyze(m, (1, 6, 7)).output
+    assert (o.status, o.size) == (UNKNOWN, (6, 7))
+    assert o.note == "conv2d: an argument computed from the input has an unknown field"
+
+
+def test_a_mix_of_a_map_already_global_keeps_the_note_of_what_made_it_so(restore_registry):
+    # a user's rule makes a 1-D map global on its one axis and writes no note; a softmax
+    # along that axis then adds nothing, and must not claim to have made the map global
+    # (every built-in rule that makes a map global writes a note, so only a rule of one's
+    # own shows this)
+    def whole(call):
+        f = call.first
+        return Outcome(Field(tuple(spread(a) for a in f.axes), f.dims, GLOBAL, ""))
+
+    register_rule("special_erf", whole)
+    m = Line(lambda y: torch.special.erf(y).softmax(-1))
+    erf, soft = analyze(positive(m), (1, 9)).rows[-2:]
+    assert (erf.status, erf.note) == (GLOBAL, "")
+    assert (soft.op, soft.status, soft.rf, soft.note) == ("softmax", GLOBAL, erf.rf, "")
+    # a map not yet global gets the softmax's own note
+    fresh = analyze(positive(Line(lambda y: y.softmax(-1))), (1, 9)).output
+    assert fresh.note == "softmax: computed along a spatial dim"
