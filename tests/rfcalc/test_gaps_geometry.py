@@ -404,3 +404,33 @@ def test_merging_different_jumps_loosely_keeps_what_each_unit_sees():
     # strict=False: no classic description, only what every unit sees (pixels o and 2o)
     u = g.union([g.input_axis(6), g.window(g.input_axis(12), 1, 2)], strict=False)
     assert not u.classic and [u.sees(o) for o in range(6)] == [(o, 2 * o) for o in range(6)]
+
+
+@pytest.mark.parametrize("keep", [0, 3])
+def test_a_one_unit_crop_of_a_pattern_keeps_its_mean_spacing(keep):
+    # nearest 5 -> 8 reads pixels 0, 0, 1, 1, 2, 3, 3, 4: eight phases advancing 5 pixels,
+    # mean spacing 5/8. One unit kept by a crop is no line (a line needs two units): the
+    # pattern and its jump stay. A line through the kept unit and the next one past the map
+    # would say jump 0 after unit 0 (both read pixel 0) and 1 after unit 3 (pixels 1, 2)
+    up = g.interpolate(g.input_axis(5), 8, Fraction(5, 8), Fraction(0), linear=False)
+    a = g.pad(up, -keep, -(7 - keep))
+    assert a.size == 1 and a.sees(0) == up.sees(keep)
+    assert (a.period, a.jump) == (8, Fraction(5, 8)) and not a.uniform
+
+
+def test_a_merge_held_by_one_field_keeps_what_every_unit_sees():
+    # branch A: an 11-wide window, stride 2, padded 7 before and 2 after: unit o's classic
+    # field is pixels 2o-7..2o+3 (jump 2). Branch B: the map reflect-padded by 4, first 4
+    # units kept: unit o is pixel o-4 in the classic arithmetic (jump 1, inside A's field),
+    # but reads the reflected pixel 4-o. A holds B, so A describes the sum; what each unit
+    # sees is still both branches': unit 0 reads pixels 0..3 through A and pixel 4 through B
+    def op(x):
+        a = F.conv1d(F.pad(x, (7, 2)), torch.ones(1, 1, 11, dtype=x.dtype), stride=2)
+        return a + F.pad(x, (4, 0), mode="reflect")[..., :4]
+
+    x = g.input_axis(8)
+    a = g.window(x, 11, 2, 7, 2)
+    b = g.pad(g.pad(x, 4, 0, "reflect"), 0, -8)
+    u = g.union([a, b])
+    assert u.jump == 2 and [u.sees(o) for o in range(4)] == _reach(op, 8)
+    assert _reach(op, 8) == [(0, 4), (0, 5), (0, 7), (0, 7)] and not u.faithful
