@@ -7,9 +7,9 @@ import random
 import pytest
 from test_nb_budget import _ratio_widths, random_spec
 
-from netbuilder.budget import solve
+from netbuilder.budget import BudgetError, solve
 from netbuilder.build import build, count_params
-from netbuilder.spec import divisors
+from netbuilder.spec import ConvUnit, NetSpec, Stage, divisors
 from netbuilder.variants import family, measure
 
 
@@ -106,3 +106,21 @@ def test_width_symbols_are_w1_to_wn_and_the_sizing_keeps_its_budget():
     assert {str(s) for s in params_poly(s9()).free_symbols} == {"w1", "w2", "w3", "w4"}
     assert "w_{0}" not in latex(s9()) and "w_{4}" in latex(s9())
     assert solve(s9(), 100_000).budget == 100_000
+
+
+def test_a_budget_below_every_real_root_is_too_small_not_a_crash():
+    # 32 plain 3x3 convs at width t (the first from 3 channels: 27 t, the other 31: 9 t^2
+    # each), batch norms (2 t each) and a 100-class head (100 t + 100):
+    # P(t) = 279 t^2 + 191 t + 100. With a budget of 1, P(t) = 1 has no real root
+    # (191^2 < 4 * 279 * 99); the solver must still say the budget is too small, with the
+    # narrowest net's count (P(1) = 570) measured on the built module
+    u = ConvUnit(padding=1)
+    stages = tuple(Stage((u,) * 7, ConvUnit(padding=1)) for _ in range(4))
+    spec = NetSpec("deep", stages, (1, 1, 1, 1), num_classes=100)
+    narrowest = count_params(build(spec))
+    with pytest.raises(BudgetError) as err:
+        solve(spec, 1)
+    assert str(err.value) == (
+        f"budget 1 is too small for deep: its narrowest version (widths 1,1,1,1) has "
+        f"{narrowest:,} parameters"
+    )
