@@ -276,9 +276,9 @@ def matmul(call: Call) -> Outcome:
                     Field(f.axes, None, f.status, f.note, packed=("cols",) + f.packed[1:])
                 )
             return Outcome(_flat(f))
-        # W @ x contracts x's second-to-last dim, or its only one where x is a vector
-        vector = call.first_tensor.dim() == 1
-        return Outcome(_contract(call, f, -2 if right and not vector else -1))
+        # W @ x contracts x's second-to-last dim; for a vector x, -2 and -1 (taken modulo
+        # its one dim by _contract) are both that dim
+        return Outcome(_contract(call, f, -2 if right else -1))
     return _everything(call, "a product across positions")
 
 
