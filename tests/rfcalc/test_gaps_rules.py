@@ -1403,13 +1403,19 @@ def test_a_one_element_window_list_applies_to_both_axes():
     check(m, (1, 6, 7))
 
 
+def _dynamic_conv(y, source):
+    """A 3x3 conv (padding 1) of `y` whose every weight is the mean of `source` (a dynamic
+    filter: the kernel is computed from the input)."""
+    return F.conv2d(y, source.mean((2, 3), keepdim=True).expand(1, 1, 3, 3), padding=1)
+
+
 def test_a_conv_whose_weight_is_computed_from_the_input_sees_everything():
     # the 3x3 kernel is the map's global mean: every output unit reads the whole map through
     # the weight as well as its own window (a dynamic filter); an exact 5x5 claim would be
     # wrong, which the gradient check measures
     def fn(s, x):
         y = s.c3(x)
-        return F.conv2d(y, y.mean((2, 3), keepdim=True).expand(1, 1, 3, 3), padding=1)
+        return _dynamic_conv(y, y)
 
     m = model(fn)
     o = analyze(m, (1, 6, 7)).output
@@ -1442,7 +1448,7 @@ def test_a_conv_whose_weight_is_computed_from_a_crop_is_not_global():
     # units (not global): approx, and the gradient check holds every unit's field to it
     def fn(s, x):
         y = s.c3(x)
-        return F.conv2d(y, y[..., :2, :2].mean((2, 3), keepdim=True).expand(1, 1, 3, 3), padding=1)
+        return _dynamic_conv(y, y[..., :2, :2])
 
     m = model(fn)
     o = analyze(m, (1, 6, 7)).output
@@ -1470,9 +1476,7 @@ def test_a_rule_that_sees_unknown_inputs_says_when_a_weight_from_the_input_is_un
     # same rule registered to see unknown inputs answers for itself: its own map (6x7, the
     # first input's dims) is known, but every unit also reads the kernel, whose field is not
     def fn(s, x):
-        y = s.c3(x)
-        k = _grid_sampled(s, x).mean((2, 3), keepdim=True).expand(1, 1, 3, 3)
-        return F.conv2d(y, k, padding=1)
+        return _dynamic_conv(s.c3(x), _grid_sampled(s, x))
 
     m = model(fn)
     before = analyze(m, (1, 6, 7)).output
