@@ -34,8 +34,9 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from training.allocator import OPT_OUT, malloc_tuned  # noqa: E402
 from training.augment import AugConfig  # noqa: E402
+from training.config import TrainConfig  # noqa: E402
 from training.data import CLASSES, Cifar, load_cifar10  # noqa: E402
-from training.engine import TrainConfig, Trainer, seed_everything  # noqa: E402
+from training.engine import Trainer, seed_everything  # noqa: E402
 from training.fsutil import write_json  # noqa: E402
 from training.loaders import ReferenceBatches, TensorBatches  # noqa: E402
 from training.models import load_model  # noqa: E402

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .augment import AugConfig
-from .engine import TrainConfig
+from .config import TrainConfig
 from .options import (
     OneLineParser,
     UserError,

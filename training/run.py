@@ -21,11 +21,11 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from . import checkpoint, report
+from .config import TrainConfig
 from .data import Cifar
 from .distributed import World, world_from_env
 from .engine import (
     EpochCallback,
-    TrainConfig,
     Trainer,
     detect_loss,
     fit,

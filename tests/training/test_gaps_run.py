@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from train_synth import CLASSES, make_images
 
+from training.config import TrainConfig
 from training.data import Cifar
-from training.engine import TrainConfig
 from training.models import load_model
 from training.run import train_run
 

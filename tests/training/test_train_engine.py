@@ -12,8 +12,9 @@ import torch
 from train_synth import CLASSES, make_images
 
 from training.augment import AugConfig
+from training.config import TrainConfig
 from training.data import Cifar
-from training.engine import TrainConfig, detect_loss
+from training.engine import detect_loss
 from training.models import load_model
 from training.run import train_run
 

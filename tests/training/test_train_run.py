@@ -12,8 +12,8 @@ from train_synth import CLASSES, make_images
 
 from training import checkpoint
 from training.augment import AugConfig
+from training.config import TrainConfig
 from training.data import Cifar
-from training.engine import TrainConfig
 from training.models import load_model
 from training.options import UserError
 from training.run import train_run
