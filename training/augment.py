@@ -1,44 +1,88 @@
 """The training augmentation, twice from one config: albumentations (the reference, per image
 on CPU workers) and batched torch ops (the fast path, on whatever device holds the data).
 
-Order in both: flip, affine (shift/scale/rotate), colour jitter, grey, cutout, normalize.
-Cutout comes after the colour ops so its hole keeps exactly the data set's mean colour, which
-Normalize turns into 0. The affine border is black (0), as ShiftScaleRotate's default.
+`AugConfig()` is the assignment's recipe, as its published code sets it with albumentations
+1.3.x: Normalize first, then ColorJitter (brightness 0, contrast 0.1, saturation 0.2, hue 0.1,
+p 0.4) on the normalized float image, ToGray (p 0.1), HorizontalFlip (p 0.5),
+ShiftScaleRotate (shift 0.0625, scale 0.1, rotate 15, p 0.5, border reflect-101, bilinear),
+CoarseDropout (one 16 x 16 hole, p 0.2, filled with 0 = the mean), ToTensor. On normalized
+floats 1.3.x's jitter clips to 0..1 after contrast and saturation: in a jittered image every
+value below its channel's mean becomes the mean (0) and every value above mean + 1 std
+becomes mean + 1 std (1). `jitter_clip=False` leaves that out.
+
+`AugConfig.previous()` is the recipe the project used before (flip, affine, jitter, grey,
+cutout, normalize; jitter on 0..1 images, black border, cutout filled with the mean colour).
+The arithmetic of each op is 1.3.x's on both paths (`augment_ops`, `augment_ref`), checked
+against numbers computed with 1.3.1 (tests/training/fixtures/alb13_ops.npz).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, fields
 from typing import Optional, Sequence
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
-GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601, as cv2.COLOR_RGB2GRAY
+from .augment_ops import (  # noqa: F401  (the ops are part of this module's interface)
+    BORDERS,
+    GRAY_WEIGHTS,
+    NONE,
+    affine,
+    color_jitter,
+    color_jitter_per_image,
+    cutout,
+    gray,
+    hflip,
+    shift_scale_rotate,
+    to_gray,
+)
+
+ASSIGNMENT_ORDER = "normalize,jitter,gray,flip,affine,cutout"
+PREVIOUS_ORDER = "flip,affine,jitter,gray,cutout,normalize"
+ORDERS = (ASSIGNMENT_ORDER, PREVIOUS_ORDER)
 
 
-def _aug(default, help: str):
-    return field(default=default, metadata={"help": help})
+def _aug(default, help: str, **meta):
+    return field(default=default, metadata={"help": help, **meta})
 
 
 @dataclass(frozen=True)
 class AugConfig:
-    """Probabilities and strengths shared by both pipelines (the assignment's defaults); each
-    field is also an `rftrain` flag."""
+    """Probabilities, strengths and order shared by both pipelines; the defaults are the
+    assignment's recipe. Each field is also an `rftrain` flag."""
 
+    order: str = _aug(
+        ASSIGNMENT_ORDER,
+        "the ops' order: Normalize first (the assignment's: the colour ops act on normalized "
+        "floats, the cutout fills 0) or last (before: on 0..1 images, the cutout fills the "
+        "mean colour)",
+        choices=ORDERS,
+    )
     flip_p: float = _aug(0.5, "probability of a horizontal flip")
     affine_p: float = _aug(0.5, "probability of the shift/scale/rotate")
-    shift: float = _aug(0.1, "shift, fraction of width/height, uniform in [-shift, shift]")
+    shift: float = _aug(0.0625, "shift, fraction of width/height, uniform in [-shift, shift]")
     scale: float = _aug(0.1, "zoom factor uniform in [1 - scale, 1 + scale]")
     rotate: float = _aug(15.0, "degrees, uniform in [-rotate, rotate]")
-    jitter_p: float = _aug(0.5, "probability of the colour jitter")
-    brightness: float = _aug(0.2, "brightness factor uniform in [1 - b, 1 + b]")
-    contrast: float = _aug(0.2, "contrast factor uniform in [1 - c, 1 + c]")
-    saturation: float = _aug(0.2, "saturation factor uniform in [1 - s, 1 + s]")
+    border: str = _aug(
+        "reflect101",
+        "what the shift/scale/rotate shows outside the image: reflect101 (mirrored without "
+        "repeating the edge, albumentations 1.x's default) or constant (0)",
+        choices=BORDERS,
+    )
+    jitter_p: float = _aug(0.4, "probability of the colour jitter")
+    brightness: float = _aug(0.0, "brightness factor uniform in [max(0, 1 - b), 1 + b]")
+    contrast: float = _aug(0.1, "contrast factor uniform in [max(0, 1 - c), 1 + c]")
+    saturation: float = _aug(0.2, "saturation factor uniform in [max(0, 1 - s), 1 + s]")
     hue: float = _aug(0.1, "hue shift uniform in [-hue, hue] turns (0.5 = half the circle)")
+    jitter_clip: bool = _aug(
+        True,
+        "clip to 0..1 after the brightness, contrast and saturation steps, as albumentations "
+        "1.3.x on float images (with Normalize first: below the mean -> 0, above mean + 1 std "
+        "-> 1); --no-jitter-clip needs Normalize first",
+    )
     gray_p: float = _aug(0.1, "probability of turning the image grey")
-    cutout_p: float = _aug(0.5, "probability of cutout")
+    cutout_p: float = _aug(0.2, "probability of cutout")
     cutout_holes: int = _aug(1, "cutout holes per image")
     cutout_size: int = _aug(
         16, "cutout hole side in pixels (filled with the data set's mean); at most the image side"
@@ -47,16 +91,37 @@ class AugConfig:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
+            if isinstance(value, str) or isinstance(value, bool):
+                continue
             if value < 0:
                 raise ValueError(f"augmentation {f.name} must be >= 0, got {value}")
             if f.name.endswith("_p") and value > 1:
                 raise ValueError(f"augmentation {f.name} is a probability, got {value}")
+        if self.order not in ORDERS:
+            raise ValueError(f"augmentation order must be one of {ORDERS}, got {self.order!r}")
+        if self.border not in BORDERS:
+            raise ValueError(f"augmentation border must be one of {BORDERS}, got {self.border!r}")
         if self.scale >= 1:
             raise ValueError(f"augmentation scale must be < 1, got {self.scale}")
         if self.hue > 0.5:
             raise ValueError(f"augmentation hue must be <= 0.5, got {self.hue}")
         if self.cutout_p and self.cutout_holes and self.cutout_size < 1:
             raise ValueError("augmentation cutout_size must be at least 1 with cutout on")
+        if self.jitter_p and not self.jitter_clip and not self.normalize_first:
+            raise ValueError(
+                "augmentation jitter_clip off needs Normalize first: on 0..255 images the "
+                "colour jitter saturates anyway"
+            )
+
+    @property
+    def normalize_first(self) -> bool:
+        """Whether the ops after Normalize see normalized floats (the assignment's order)."""
+        return self.order.startswith("normalize")
+
+    @property
+    def ops(self) -> tuple[str, ...]:
+        """The ops in order, Normalize left out."""
+        return tuple(op for op in self.order.split(",") if op != "normalize")
 
     def check_image(self, height: int, width: int) -> None:
         """ValueError if a setting cannot apply to height x width images (both paths)."""
@@ -71,225 +136,219 @@ class AugConfig:
         """No augmentation at all (normalize only)."""
         return cls(**{f.name: 0 for f in fields(cls) if f.name.endswith("_p")})
 
+    @classmethod
+    def previous(cls) -> "AugConfig":
+        """The recipe used before the assignment's was known: flip, affine (shift 0.1, black
+        border), jitter 0.2/0.2/0.2/0.1 at p 0.5 on 0..1 images, grey, cutout at p 0.5,
+        normalize last."""
+        return cls(
+            order=PREVIOUS_ORDER,
+            flip_p=0.5,
+            affine_p=0.5,
+            shift=0.1,
+            scale=0.1,
+            rotate=15.0,
+            border="constant",
+            jitter_p=0.5,
+            brightness=0.2,
+            contrast=0.2,
+            saturation=0.2,
+            hue=0.1,
+            jitter_clip=True,
+            gray_p=0.1,
+            cutout_p=0.5,
+            cutout_holes=1,
+            cutout_size=16,
+        )
+
+
+AUG_PRESETS: dict[str, AugConfig] = {"assignment": AugConfig(), "previous": AugConfig.previous()}
+
+
+def _normalize_constants(mean: Sequence[float], std: Sequence[float]) -> tuple[list, list]:
+    """albumentations' Normalize in float32: (v - 255 mean) * (1 / (255 std)), v in 0..255."""
+    m255 = np.asarray(mean, dtype=np.float32) * np.float32(255)
+    inv = np.reciprocal(np.asarray(std, dtype=np.float32) * np.float32(255), dtype=np.float32)
+    return [float(v) for v in m255], [float(v) for v in inv]
+
 
 # ---------------------------------------------------------------------------- albumentations
 def albumentations_pipeline(cfg: AugConfig, mean: Sequence[float], std: Sequence[float]):
     """The reference pipeline: HWC uint8 numpy image in, normalized CHW float tensor out."""
     import albumentations as A
-    import cv2
     from albumentations.pytorch import ToTensorV2
 
-    ops = []
-    if cfg.flip_p:
-        ops.append(A.HorizontalFlip(p=cfg.flip_p))
-    if cfg.affine_p:
-        # Affine with these ranges is exactly what the deprecated ShiftScaleRotate builds.
-        ops.append(
-            A.Affine(
-                scale=(1 - cfg.scale, 1 + cfg.scale),
-                translate_percent=(-cfg.shift, cfg.shift),
-                rotate=(-cfg.rotate, cfg.rotate),
-                interpolation=cv2.INTER_LINEAR,
-                border_mode=cv2.BORDER_CONSTANT,
-                fill=0,
-                p=cfg.affine_p,
+    from . import augment_ref as ref
+
+    normalize = A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0)
+    ops = [normalize] if cfg.normalize_first else []
+    for op in cfg.ops:
+        if op == "flip" and cfg.flip_p:
+            ops.append(A.HorizontalFlip(p=cfg.flip_p))
+        elif op == "affine" and cfg.affine_p:
+            ops.append(
+                ref.ShiftScaleRotate13(cfg.shift, cfg.scale, cfg.rotate, cfg.border, p=cfg.affine_p)
             )
-        )
-    if cfg.jitter_p:
-        ops.append(
-            A.ColorJitter(
-                brightness=cfg.brightness,
-                contrast=cfg.contrast,
-                saturation=cfg.saturation,
-                hue=cfg.hue,
-                p=cfg.jitter_p,
+        elif op == "jitter" and cfg.jitter_p and cfg.normalize_first:
+            jitter = (cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue)
+            ops.append(ref.ColorJitter13(*jitter, clip=cfg.jitter_clip, p=cfg.jitter_p))
+        elif op == "jitter" and cfg.jitter_p:
+            # on uint8 (Normalize last): albumentations' own ColorJitter, by lookup tables
+            ops.append(
+                A.ColorJitter(
+                    brightness=cfg.brightness,
+                    contrast=cfg.contrast,
+                    saturation=cfg.saturation,
+                    hue=cfg.hue,
+                    p=cfg.jitter_p,
+                )
             )
-        )
-    if cfg.gray_p:
-        ops.append(A.ToGray(num_output_channels=3, method="weighted_average", p=cfg.gray_p))
-    if cfg.cutout_p and cfg.cutout_holes:
-        ops.append(
-            A.CoarseDropout(
-                num_holes_range=(cfg.cutout_holes, cfg.cutout_holes),
-                hole_height_range=(cfg.cutout_size, cfg.cutout_size),
-                hole_width_range=(cfg.cutout_size, cfg.cutout_size),
-                fill=tuple(round(m * 255) for m in mean),
-                p=cfg.cutout_p,
+        elif op == "gray" and cfg.gray_p:
+            ops.append(A.ToGray(num_output_channels=3, method="weighted_average", p=cfg.gray_p))
+        elif op == "cutout" and cfg.cutout_p and cfg.cutout_holes:
+            # the hole shows the data set's mean: 0 once normalized, else the mean in uint8
+            fill = 0 if cfg.normalize_first else tuple(round(m * 255) for m in mean)
+            ops.append(
+                A.CoarseDropout(
+                    num_holes_range=(cfg.cutout_holes, cfg.cutout_holes),
+                    hole_height_range=(cfg.cutout_size, cfg.cutout_size),
+                    hole_width_range=(cfg.cutout_size, cfg.cutout_size),
+                    fill=fill,
+                    p=cfg.cutout_p,
+                )
             )
-        )
-    ops += [A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0), ToTensorV2()]
+    if not cfg.normalize_first:
+        ops.append(normalize)
+    ops.append(ToTensorV2())
     return A.Compose(ops, seed=0)
 
 
 # ----------------------------------------------------------------------- batched torch ops
-# Each op takes a float N x 3 x H x W batch in 0..1 and explicit per-image parameters, so
-# tests can compare one op against albumentations with the same numbers.
-def hflip(x: torch.Tensor, apply: torch.Tensor) -> torch.Tensor:
-    """Mirror the images where `apply` (N bools) is set."""
-    return torch.where(apply[:, None, None, None], x.flip(-1), x)
+# Columns of the uniform draws, one row per image (TensorAugment.params).
+_FLIP, _GRAY, _AFFINE, _ANGLE, _SCALE, _DX, _DY = range(7)
+_JITTER, _B, _C, _S, _H = range(7, 12)
+_ORDER = slice(12, 16)  # four keys; their argsort is the image's jitter order
+_CUTOUT, _HOLES = 16, 17  # then (top, left) per hole
 
 
-def affine(
-    x: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor, tx: torch.Tensor, ty: torch.Tensor
-) -> torch.Tensor:
-    """Rotate by `angle` degrees (counter-clockwise on screen), zoom by `scale` and shift by
-    (tx, ty) fractions of the width and height (right and down), about the image centre;
-    bilinear, black border. Per-image parameters, shape (N,).
-    """
-    n, _, h, w = x.shape
-    rad = angle * (math.pi / 180)
-    cos, sin = torch.cos(rad), torch.sin(rad)
-    # grid_sample wants output -> input: the inverse map, in coordinates normalized to [-1, 1]
-    # per axis (so on a non-square image the rotation is conjugated by the aspect ratio).
-    # Forward in pixels (y down): out = s * R(-a) @ in + t, R(-a) = [[c, s], [-s, c]].
-    # Inverse: in = R(a) @ (out - t) / s, R(a) = [[c, -s], [s, c]].
-    ax, ay = w / 2, h / 2  # normalized = pixel / (w/2)
-    a00, a01 = cos / scale, -sin / scale * (ay / ax)
-    a10, a11 = sin / scale * (ax / ay), cos / scale
-    bx, by = 2 * tx, 2 * ty  # the shift in normalized units
-    theta = torch.stack(
-        [
-            torch.stack([a00, a01, -(a00 * bx + a01 * by)], dim=1),
-            torch.stack([a10, a11, -(a10 * bx + a11 * by)], dim=1),
-        ],
-        dim=1,
-    ).to(x.dtype)
-    grid = F.affine_grid(theta, [n, 3, h, w], align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
-def gray(x: torch.Tensor) -> torch.Tensor:
-    """Luma (N x 1 x H x W) with cv2's RGB->grey weights."""
-    wts = torch.tensor(GRAY_WEIGHTS, dtype=x.dtype, device=x.device)
-    return (x * wts[None, :, None, None]).sum(1, keepdim=True)
-
-
-def to_gray(x: torch.Tensor, apply: torch.Tensor) -> torch.Tensor:
-    """Replace the images where `apply` is set by their grey version (3 channels)."""
-    return torch.where(apply[:, None, None, None], gray(x).expand_as(x), x)
-
-
-def _rgb_to_hsv(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    r, g, b = x.unbind(1)
-    maxc, minc = x.amax(1), x.amin(1)
-    delta = maxc - minc
-    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
-    rc, gc, bc = (maxc - r) / safe, (maxc - g) / safe, (maxc - b) / safe
-    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2 + rc - bc, 4 + gc - rc))
-    h = torch.where(delta > 0, (h / 6) % 1, torch.zeros_like(h))
-    s = torch.where(
-        maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), torch.zeros_like(maxc)
-    )
-    return h, s, maxc
-
-
-def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    # f(n) = v - v*s*clamp(min(k, 4 - k), 0, 1) with k = (n + 6h) mod 6; R, G, B = f(5, 3, 1)
-    n = torch.tensor([5.0, 3.0, 1.0], dtype=h.dtype, device=h.device)[None, :, None, None]
-    k = (n + 6 * h[:, None]) % 6
-    return v[:, None] - v[:, None] * s[:, None] * torch.clamp(torch.minimum(k, 4 - k), 0, 1)
-
-
-def color_jitter(
-    x: torch.Tensor,
-    brightness: torch.Tensor,
-    contrast: torch.Tensor,
-    saturation: torch.Tensor,
-    hue: torch.Tensor,
-    order: Sequence[int] = (0, 1, 2, 3),
-) -> torch.Tensor:
-    """torchvision-style jitter with per-image factors (1, 1, 1, 0 = unchanged), in `order`
-    (0 brightness, 1 contrast, 2 saturation, 3 hue); clipped to 0..1 after each step."""
-    col = lambda t: t[:, None, None, None]  # noqa: E731  (N,) -> N x 1 x 1 x 1
-    for op in order:
-        if op == 0:
-            x = x * col(brightness)
-        elif op == 1:
-            mean = gray(x).mean(dim=(1, 2, 3), keepdim=True)
-            x = col(contrast) * x + (1 - col(contrast)) * mean
-        elif op == 2:
-            x = col(saturation) * x + (1 - col(saturation)) * gray(x)
-        else:
-            h, s, v = _rgb_to_hsv(x)
-            x = _hsv_to_rgb((h + hue[:, None, None]) % 1, s, v)
-        x = x.clamp(0, 1)
-    return x
-
-
-def cutout(
-    x: torch.Tensor,
-    top: torch.Tensor,
-    left: torch.Tensor,
-    size: int,
-    fill: torch.Tensor,
-    apply: torch.Tensor,
-) -> torch.Tensor:
-    """Fill a size x size square at (top, left) with `fill` (3 values) where `apply` is set."""
-    _, _, h, w = x.shape
-    rows = torch.arange(h, device=x.device)[None, :]
-    cols = torch.arange(w, device=x.device)[None, :]
-    in_rows = (rows >= top[:, None]) & (rows < top[:, None] + size)  # N x H
-    in_cols = (cols >= left[:, None]) & (cols < left[:, None] + size)  # N x W
-    hole = (in_rows[:, :, None] & in_cols[:, None, :]) & apply[:, None, None]
-    return torch.where(hole[:, None], fill.to(x.dtype)[None, :, None, None], x)
+def _channels(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
+    """1 x C x 1 x 1 constants made on `like`'s device without a copy from the host (a copy
+    would be a synchronisation on a GPU); torch.compile folds them."""
+    parts = [torch.full((), v, dtype=like.dtype, device=like.device) for v in values]
+    return torch.stack(parts)[None, :, None, None]
 
 
 class TensorAugment:
     """The whole pipeline on a batch: uint8 N x H x W x 3 in, normalized float N x 3 x H x W
-    out, on the batch's device. Random draws come from the `generator` passed per call."""
+    out, on the batch's device.
+
+    Every random number comes from one `torch.rand` on the batch's device (with the
+    `generator` passed per call): no host synchronisation, no data-dependent shapes, so the
+    pure function of images and draws (`_augment`) compiles to one graph that CUDA graphs can
+    capture. Each image draws its own parameters and its own jitter order, as albumentations.
+    """
 
     def __init__(self, cfg: Optional[AugConfig], mean: Sequence[float], std: Sequence[float]):
         self.cfg = cfg or AugConfig.off()
-        self.mean = torch.tensor(mean, dtype=torch.float32)
-        self.std = torch.tensor(std, dtype=torch.float32)
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self.m255, self.inv255 = _normalize_constants(mean, std)
+        cfg = self.cfg
+        self.active = bool(cfg.flip_p or cfg.affine_p or cfg.jitter_p or cfg.gray_p or cfg.cutout_p)
+        self.columns = _HOLES + 2 * cfg.cutout_holes
 
     def __call__(
         self, images: torch.Tensor, generator: Optional[torch.Generator] = None, train: bool = True
     ) -> torch.Tensor:
-        x = images.permute(0, 3, 1, 2).float().div_(255)
-        if train:
-            x = self._augment(x, generator)
-        mean, std = self.mean.to(x.device), self.std.to(x.device)
-        return (x - mean[None, :, None, None]) / std[None, :, None, None]
+        if not (train and self.active):
+            return self.normalize(images)
+        u = torch.rand(images.shape[0], self.columns, generator=generator, device=images.device)
+        return self._augment(images, u)
 
-    def _augment(self, x: torch.Tensor, g: Optional[torch.Generator]) -> torch.Tensor:
-        cfg, n, dev = self.cfg, x.shape[0], x.device
-        _, _, h, w = x.shape
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 N x H x W x 3 -> normalized float N x 3 x H x W (albumentations' Normalize)."""
+        x = images.permute(0, 3, 1, 2).float()
+        return (x - _channels(self.m255, x)) * _channels(self.inv255, x)
 
-        def uniform(lo: float, hi: float) -> torch.Tensor:
-            return torch.rand(n, generator=g, device=dev) * (hi - lo) + lo
+    def params(self, u: torch.Tensor, height: int, width: int) -> dict[str, torch.Tensor]:
+        """Per-image parameters from uniform draws `u` (N x columns), as albumentations draws
+        them: coins below p; factors uniform in [max(0, 1 - v), 1 + v]; angle, zoom, shifts
+        uniform in their ranges; the jitter order a uniform permutation (NONE for an image
+        not jittered); hole corners uniform where the hole fits whole."""
+        cfg = self.cfg
 
-        def coin(p: float) -> torch.Tensor:
-            return torch.rand(n, generator=g, device=dev) < p
+        def between(col: int, lo: float, hi: float) -> torch.Tensor:
+            return lo + u[:, col] * (hi - lo)
 
-        if cfg.flip_p:
-            x = hflip(x, coin(cfg.flip_p))
-        if cfg.affine_p:
-            apply = coin(cfg.affine_p)
-            # albumentations truncates the shift to whole pixels; so do we.
-            tx = torch.trunc(uniform(-cfg.shift, cfg.shift) * w) / w
-            ty = torch.trunc(uniform(-cfg.shift, cfg.shift) * h) / h
-            moved = affine(
-                x, uniform(-cfg.rotate, cfg.rotate), uniform(1 - cfg.scale, 1 + cfg.scale), tx, ty
-            )
-            x = torch.where(apply[:, None, None, None], moved, x)
-        if cfg.jitter_p:
-            apply = coin(cfg.jitter_p)
-            b = uniform(1 - cfg.brightness, 1 + cfg.brightness)
-            c = uniform(1 - cfg.contrast, 1 + cfg.contrast)
-            s, hue = uniform(1 - cfg.saturation, 1 + cfg.saturation), uniform(-cfg.hue, cfg.hue)
-            # albumentations shuffles the four per image; here once per batch (cheaper).
-            order = torch.randperm(4, generator=g, device=dev).tolist()
-            x = torch.where(apply[:, None, None, None], color_jitter(x, b, c, s, hue, order), x)
-        if cfg.gray_p:
-            x = to_gray(x, coin(cfg.gray_p))
-        if cfg.cutout_p and cfg.cutout_holes:
-            apply = coin(cfg.cutout_p)
-            cfg.check_image(h, w)  # no silent clamp: the albumentations path cannot either
-            size = cfg.cutout_size
-            fill = (torch.round(self.mean * 255) / 255).to(dev)  # as albumentations' uint8 fill
-            for _ in range(cfg.cutout_holes):
-                top = torch.randint(0, h - size + 1, (n,), generator=g, device=dev)
-                left = torch.randint(0, w - size + 1, (n,), generator=g, device=dev)
-                x = cutout(x, top, left, size, fill, apply)
+        def factor(col: int, v: float) -> torch.Tensor:
+            return between(col, max(0.0, 1 - v), 1 + v)
+
+        jitter = u[:, _JITTER] < cfg.jitter_p
+        order = torch.argsort(u[:, _ORDER], dim=1)
+        p = {
+            "flip": u[:, _FLIP] < cfg.flip_p,
+            "gray": u[:, _GRAY] < cfg.gray_p,
+            "affine": u[:, _AFFINE] < cfg.affine_p,
+            "angle": between(_ANGLE, -cfg.rotate, cfg.rotate),
+            "scale": between(_SCALE, 1 - cfg.scale, 1 + cfg.scale),
+            "dx": between(_DX, -cfg.shift, cfg.shift),
+            "dy": between(_DY, -cfg.shift, cfg.shift),
+            "jitter": jitter,
+            "brightness": factor(_B, cfg.brightness),
+            "contrast": factor(_C, cfg.contrast),
+            "saturation": factor(_S, cfg.saturation),
+            "hue": between(_H, -cfg.hue, cfg.hue),
+            "jitter_ops": torch.where(jitter[:, None], order, NONE),
+            "cutout": u[:, _CUTOUT] < cfg.cutout_p,
+        }
+        size = cfg.cutout_size
+        tops, lefts = [], []
+        for k in range(cfg.cutout_holes if cfg.cutout_p else 0):
+            corners = ((height, _HOLES + 2 * k, tops), (width, _HOLES + 2 * k + 1, lefts))
+            for span, col, out in corners:
+                room = span - size + 1  # corners where the hole fits whole, as albumentations
+                out.append(torch.floor(u[:, col] * room).clamp(max=room - 1).long())
+        if tops:
+            p["top"], p["left"] = torch.stack(tops, 1), torch.stack(lefts, 1)
+        return p
+
+    def _augment(self, images: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """The augmented, normalized batch from the images and the draws (pure: no randomness
+        of its own, so eager and compiled give the same numbers)."""
+        cfg = self.cfg
+        n, h, w, _ = images.shape
+        cfg.check_image(h, w)  # no silent clamp: the albumentations path cannot either
+        p = self.params(u, h, w)
+        if cfg.normalize_first:
+            x = self.normalize(images)
+            fill: torch.Tensor | float = 0.0
+        else:
+            x = images.permute(0, 3, 1, 2).float() / 255
+            fill = _channels([round(m * 255) / 255 for m in self.mean], x)[0, :, 0, 0]
+        for op in cfg.ops:
+            if op == "flip" and cfg.flip_p:
+                x = hflip(x, p["flip"])
+            elif op == "gray" and cfg.gray_p:
+                x = to_gray(x, p["gray"])
+            elif op == "affine" and cfg.affine_p:
+                moved = shift_scale_rotate(
+                    x, p["angle"], p["scale"], p["dx"], p["dy"], border=cfg.border
+                )
+                x = torch.where(p["affine"][:, None, None, None], moved, x)
+            elif op == "jitter" and cfg.jitter_p:
+                x = color_jitter_per_image(
+                    x,
+                    p["jitter_ops"],
+                    p["brightness"],
+                    p["contrast"],
+                    p["saturation"],
+                    p["hue"],
+                    clip=cfg.jitter_clip,
+                )
+            elif op == "cutout" and cfg.cutout_p and cfg.cutout_holes:
+                for k in range(cfg.cutout_holes):
+                    top, left = p["top"][:, k], p["left"][:, k]
+                    x = cutout(x, top, left, cfg.cutout_size, fill, p["cutout"])
+        if not cfg.normalize_first:
+            x = (x - _channels(self.mean, x)) / _channels(self.std, x)
         return x
