@@ -245,7 +245,9 @@ class TensorAugment:
     Every random number comes from one `torch.rand` on the batch's device (with the
     `generator` passed per call): no host synchronisation, no data-dependent shapes, so the
     pure function of images and draws (`_augment`) compiles to one graph that CUDA graphs can
-    capture. Each image draws its own parameters and its own jitter order, as albumentations.
+    capture (`compile()`; a torch.Generator cannot enter a compiled graph, so the draw stays
+    outside it, one kernel). Each image draws its own parameters and its own jitter order, as
+    albumentations does.
     """
 
     def __init__(self, cfg: Optional[AugConfig], mean: Sequence[float], std: Sequence[float]):
@@ -264,6 +266,12 @@ class TensorAugment:
             return self.normalize(images)
         u = torch.rand(images.shape[0], self.columns, generator=generator, device=images.device)
         return self._augment(images, u)
+
+    def compile(self, **options) -> "TensorAugment":
+        """Compile the pure part (everything but the draw) with torch.compile(fullgraph=True,
+        **options), in place; returns self."""
+        self._augment = torch.compile(self._augment, fullgraph=True, **options)  # type: ignore[method-assign]
+        return self
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 N x H x W x 3 -> normalized float N x 3 x H x W (albumentations' Normalize)."""
