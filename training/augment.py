@@ -220,7 +220,7 @@ def albumentations_pipeline(cfg: AugConfig, mean: Sequence[float], std: Sequence
     if not cfg.normalize_first:
         ops.append(normalize)
     ops.append(ToTensorV2())
-    return A.Compose(ops, seed=0)
+    return ref.Compose13(ops, seed=0)
 
 
 # ----------------------------------------------------------------------- batched torch ops

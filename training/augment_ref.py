@@ -203,3 +203,14 @@ class ShiftScaleRotate13(A.ImageOnlyTransform):
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
         return ("shift", "scale", "rotate", "border")
+
+
+class Compose13(A.Compose):
+    """A.Compose whose transforms share one random stream, as albumentations 1.x's transforms
+    shared the global `random`. 2.x's Compose gives every transform its own generator seeded
+    with the same seed: transforms that draw alike (a flip and ToGray each draw one coin an
+    image) then draw the same numbers, and their coins coincide (every grey image flipped)."""
+
+    def set_random_seed(self, seed: int | None) -> None:
+        super().set_random_seed(seed)
+        self.set_random_state(self.random_generator, self.py_random)
