@@ -1,6 +1,6 @@
-"""What the tensor pipeline draws (ranges, whole-pixel shifts, jitter order, hole positions) and
-one op at a time where a whole-pipeline comparison cannot tell ops apart. The expected ranges
-are the README's augmentation table, not values read from the code."""
+"""What the tensor pipeline draws (ranges, unrounded shifts, jitter order per image, hole
+positions) and one op at a time where a whole-pipeline comparison cannot tell ops apart. The
+expected ranges are albumentations' documented ones, not values read from the code."""
 
 from __future__ import annotations
 
@@ -16,34 +16,11 @@ MEAN, STD = (0.5, 0.4, 0.3), (0.25, 0.2, 0.1)
 ALL = dict(flip_p=1, affine_p=1, jitter_p=1, gray_p=1, cutout_p=1)
 
 
-@pytest.fixture
-def drawn(monkeypatch):
-    """Each op replaced by a recorder of the per-image parameters it was called with."""
-    seen: dict[str, list] = {"affine": [], "jitter": [], "cutout": []}
-
-    def record_affine(x, angle, scale, tx, ty):
-        seen["affine"].append((angle, scale, tx, ty))
-        return x
-
-    def record_jitter(x, b, c, s, hue, order=(0, 1, 2, 3)):
-        seen["jitter"].append((b, c, s, hue, list(order)))
-        return x
-
-    def record_cutout(x, top, left, size, fill, apply):
-        seen["cutout"].append((top, left, size))
-        return x
-
-    monkeypatch.setattr(aug, "affine", record_affine)
-    monkeypatch.setattr(aug, "color_jitter", record_jitter)
-    monkeypatch.setattr(aug, "cutout", record_cutout)
-    return seen
-
-
-def run(cfg: AugConfig, n: int, h: int, w: int, batches: int = 1, seed: int = 0) -> None:
-    g = torch.Generator().manual_seed(seed)
-    images = torch.zeros(n, h, w, 3, dtype=torch.uint8)
-    for _ in range(batches):
-        TensorAugment(cfg, MEAN, STD)(images, g)
+def params(cfg: AugConfig, n: int, h: int, w: int, seed: int = 0) -> dict:
+    """The per-image parameters one call would draw for n images of h x w."""
+    aug_ = TensorAugment(cfg, MEAN, STD)
+    u = torch.rand(n, aug_.columns, generator=torch.Generator().manual_seed(seed))
+    return aug_.params(u, h, w)
 
 
 def spans(t: torch.Tensor, lo: float, hi: float, slack: float) -> bool:
@@ -51,37 +28,41 @@ def spans(t: torch.Tensor, lo: float, hi: float, slack: float) -> bool:
     return bool(t.min() >= lo and t.max() <= hi and t.min() < lo + slack and t.max() > hi - slack)
 
 
-def test_affine_draws_cover_the_documented_ranges(drawn):
-    # shift 0.25 of an 8-pixel side: uniform in [-2, 2] pixels, truncated to whole pixels
-    # (albumentations' rule): -1, 0 or 1 (+-2 has probability 0). 4000 draws: each end of a
-    # uniform range comes within 1 % of its width with probability 1 - 0.99^4000.
-    run(AugConfig(**ALL, shift=0.25, cutout_size=3), n=4000, h=8, w=8)
-    ((angle, scale, tx, ty),) = drawn["affine"]
-    assert spans(angle, -15, 15, 0.3) and spans(scale, 0.9, 1.1, 0.002)
-    for t in (tx, ty):
+def test_affine_draws_cover_the_documented_ranges():
+    # shift 0.25 of an 8-pixel side: uniform in [-2, 2] pixels, not rounded (1.3.x's
+    # ShiftScaleRotate adds dx * width as it is). 4000 draws: each end of a uniform range
+    # comes within 1 % of its width with probability 1 - 0.99^4000.
+    p = params(AugConfig(**ALL, shift=0.25, cutout_size=3), n=4000, h=8, w=8)
+    assert spans(p["angle"], -15, 15, 0.3) and spans(p["scale"], 0.9, 1.1, 0.002)
+    for t in (p["dx"], p["dy"]):
         pixels = t * 8
-        assert torch.equal(pixels, pixels.round())
-        assert set(pixels.round().tolist()) == {-1.0, 0.0, 1.0}
+        assert spans(pixels, -2, 2, 0.04)
+        assert ((pixels - pixels.round()).abs() > 0.25).float().mean() > 0.4
 
 
-def test_jitter_draws_cover_the_documented_ranges_and_shuffle_per_batch(drawn):
-    run(AugConfig(**ALL, cutout_size=3), n=4000, h=8, w=8, batches=40)
-    b, c, s, hue, _ = drawn["jitter"][0]
-    for factor in (b, c, s):
-        assert spans(factor, 0.8, 1.2, 0.004)
-    assert spans(hue, -0.1, 0.1, 0.002)
-    orders = [tuple(o) for *_, o in drawn["jitter"]]
+def test_jitter_draws_cover_the_documented_ranges_and_shuffle_per_image():
+    p = params(AugConfig(**ALL, brightness=0.2, contrast=0.2, cutout_size=3), n=4000, h=8, w=8)
+    for key in ("brightness", "contrast", "saturation"):
+        assert spans(p[key], 0.8, 1.2, 0.004), key
+    assert spans(p["hue"], -0.1, 0.1, 0.002)
+    orders = [tuple(o) for o in p["jitter_ops"].tolist()]
     assert all(sorted(o) == [0, 1, 2, 3] for o in orders)
-    # one of 24 orders per batch: 40 batches all alike has probability 24^-39
-    assert len(set(orders)) > 5
+    # one of 24 orders per image: the first 40 images of one batch all alike has
+    # probability 24^-39
+    assert len(set(orders[:40])) > 5
 
 
-def test_cutout_holes_lie_inside_and_reach_every_edge(drawn):
-    run(AugConfig(**ALL, cutout_size=3), n=4000, h=8, w=10)
-    ((top, left, size),) = drawn["cutout"]
-    assert size == 3
+def test_a_factor_range_stops_at_zero():
+    # [max(0, 1 - v), 1 + v], as albumentations: strength 1.5 draws in [0, 2.5]
+    p = params(AugConfig(**ALL, contrast=1.5, cutout_size=3), n=4000, h=8, w=8)
+    assert spans(p["contrast"], 0, 2.5, 0.03)
+
+
+def test_cutout_holes_lie_inside_and_reach_every_edge():
+    p = params(AugConfig(**ALL, cutout_size=3), n=4000, h=8, w=10)
     # 8 - 3 + 1 = 6 rows and 10 - 3 + 1 = 8 columns where a 3 x 3 hole fits whole
-    assert set(top.tolist()) == set(range(6)) and set(left.tolist()) == set(range(8))
+    assert set(p["top"].flatten().tolist()) == set(range(6))
+    assert set(p["left"].flatten().tolist()) == set(range(8))
 
 
 def test_cutout_off_ignores_a_hole_that_could_not_fit():
@@ -142,9 +123,8 @@ def test_every_op_stays_on_the_batchs_device():
     # On a GPU every tensor an op makes must be made there; the meta device stands in for
     # one here (no data, and mixing it with a CPU tensor is an error, as with CUDA).
     meta = torch.device("meta")
-    cfg = AugConfig(flip_p=1, affine_p=1, jitter_p=0, gray_p=1, cutout_p=1, cutout_size=3)
+    cfg = AugConfig(flip_p=1, affine_p=1, jitter_p=1, gray_p=1, cutout_p=1, cutout_size=3)
     images = torch.zeros(4, 8, 8, 3, dtype=torch.uint8, device=meta)
-    # (the jitter draws its order with .tolist(), which has no data to read on meta)
     assert TensorAugment(cfg, MEAN, STD)(images, None).device == meta
     x, f = torch.zeros(2, 3, 8, 8, device=meta), torch.ones(2, device=meta)
     assert color_jitter(x, f, f, f, f, order=(0, 1, 2, 3)).device == meta
@@ -159,15 +139,11 @@ def _only(pipe, kind):
     return t
 
 
-def test_reference_affine_has_the_documented_ranges():
-    # The README's table: shift +-10 %, scale 0.9-1.1, rotate +-15 degrees, p 0.5, bilinear,
-    # black border (what ShiftScaleRotate did)
-    pipe = aug.albumentations_pipeline(AugConfig(), MEAN, STD)
-    t = _only(pipe, "Affine")
-    assert t.scale == {"x": (0.9, 1.1), "y": (0.9, 1.1)}
-    assert t.translate_percent == {"x": (-0.1, 0.1), "y": (-0.1, 0.1)}
-    assert tuple(t.rotate) == (-15, 15) and t.p == 0.5
-    assert (t.interpolation, t.border_mode, t.fill) == (cv2.INTER_LINEAR, cv2.BORDER_CONSTANT, 0)
+def test_reference_affine_has_the_previous_ranges():
+    # The previous recipe: shift +-10 %, scale 0.9-1.1, rotate +-15 degrees, p 0.5, black
+    # border (the assignment's: test_augment_recipe.py)
+    t = _only(aug.albumentations_pipeline(AugConfig.previous(), MEAN, STD), "ShiftScaleRotate13")
+    assert (t.shift, t.scale, t.rotate, t.border, t.p) == (0.1, 0.1, 15.0, "constant", 0.5)
 
 
 def test_reference_pipeline_is_seeded_when_built():
