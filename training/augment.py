@@ -258,6 +258,9 @@ class TensorAugment:
         cfg = self.cfg
         self.active = bool(cfg.flip_p or cfg.affine_p or cfg.jitter_p or cfg.gray_p or cfg.cutout_p)
         self.columns = _HOLES + 2 * cfg.cutout_holes
+        # a step at strength 0 is the identity (factor exactly 1, hue shift exactly 0)
+        strengths = (cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue)
+        self.jitter_steps = tuple(k for k, v in enumerate(strengths) if v > 0)
 
     def __call__(
         self, images: torch.Tensor, generator: Optional[torch.Generator] = None, train: bool = True
@@ -352,6 +355,7 @@ class TensorAugment:
                     p["saturation"],
                     p["hue"],
                     clip=cfg.jitter_clip,
+                    active=self.jitter_steps,
                 )
             elif op == "cutout" and cfg.cutout_p and cfg.cutout_holes:
                 for k in range(cfg.cutout_holes):

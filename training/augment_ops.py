@@ -128,26 +128,19 @@ def hue(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     return torch.where(_col(f) == 0, x, _hsv_to_rgb(h, s, v))
 
 
-def jitter_step(
-    x: torch.Tensor,
-    op: torch.Tensor,
-    b: torch.Tensor,
-    c: torch.Tensor,
-    s: torch.Tensor,
-    h: torch.Tensor,
-    clip: bool = True,
+def linear_step(
+    x: torch.Tensor, op: torch.Tensor, b: torch.Tensor, c: torch.Tensor, s: torch.Tensor, clip: bool
 ) -> torch.Tensor:
-    """One step of the colour jitter, chosen per image: `op` (N ints) is BRIGHTNESS, CONTRAST,
-    SATURATION, HUE or NONE. Every image is computed every way and the step it drew is kept:
-    all elementwise (plus one mean per image), one fused kernel under torch.compile."""
+    """One brightness, contrast or saturation step, chosen per image: `op` (N ints) is
+    BRIGHTNESS, CONTRAST, SATURATION or NONE. The three are one formula with another
+    reference and factor, so every image computes it once (elementwise, plus one mean per
+    image: one fused kernel under torch.compile) and an image without a step keeps x."""
     g = gray(x)
     m = g.mean(dim=(1, 2, 3), keepdim=True)
-    # brightness, contrast and saturation are one formula with another reference and factor
     o4 = op[:, None, None, None]
     ref = torch.where(o4 == BRIGHTNESS, torch.zeros_like(g), torch.where(o4 == CONTRAST, m, g))
     f = torch.where(op == BRIGHTNESS, b, torch.where(op == CONTRAST, c, s))
-    linear = _linear_step(x, f, ref, clip)
-    return torch.where(o4 == HUE, hue(x, h), torch.where(o4 == NONE, x, linear))
+    return torch.where(o4 == NONE, x, _linear_step(x, f, ref, clip))
 
 
 def color_jitter(
@@ -179,12 +172,43 @@ def color_jitter_per_image(
     s: torch.Tensor,
     h: torch.Tensor,
     clip: bool = True,
+    active: Sequence[int] = (BRIGHTNESS, CONTRAST, SATURATION, HUE),
 ) -> torch.Tensor:
-    """The jitter with an order per image: `ops` (N x 4 ints) names the step each image takes
-    in each of four slots (a permutation of 0..3, or NONE four times for an image not jittered),
-    so the shapes never depend on the draws."""
-    for k in range(ops.shape[1]):
-        x = jitter_step(x, ops[:, k], b, c, s, h, clip)
+    """The jitter with an order per image: `ops` (N x 4 ints) is each image's order (a
+    permutation of 0..3, or NONE four times for an image not jittered); shapes never depend
+    on the draws.
+
+    `active` names the steps that can change an image; leave out one whose strength is 0
+    (factor exactly 1, or a hue shift of exactly 0: 1.3.x skips it). Each image's active steps
+    are m in its order with the hue among them once: at most m - 1 linear steps before it
+    and m - 1 after. So m - 1 linear slots, the hue for every image at once, m - 1 linear
+    slots, rather than four slots each computing the HSV round trip (the costly step).
+    """
+    active = sorted(set(active))
+    m = len(active)
+    if m == 0:
+        return x
+    keep = torch.zeros_like(ops, dtype=torch.bool)
+    for op in active:
+        keep |= ops == op
+    # each image's active steps first, in its order (a stable sort of the positions)
+    pos = torch.arange(ops.shape[1], device=ops.device)[None, :]
+    first = torch.argsort(torch.where(keep, pos, pos + ops.shape[1]), dim=1)[:, :m]
+    seq = torch.where(torch.gather(keep, 1, first), torch.gather(ops, 1, first), NONE)
+    if HUE not in active:
+        for k in range(m):
+            x = linear_step(x, seq[:, k], b, c, s, clip)
+        return x
+    is_hue = seq == HUE
+    before = (is_hue.cumsum(1) == 0).sum(1)  # steps before the hue (m if no hue: not jittered)
+    for k in range(m - 1):
+        op = torch.where(before > k, seq[:, k], NONE)
+        x = linear_step(x, op, b, c, s, clip)
+    x = torch.where(is_hue.any(1)[:, None, None, None], hue(x, h), x)
+    for k in range(m - 1):
+        at = before + 1 + k
+        op = torch.gather(seq, 1, at.clamp(max=m - 1)[:, None])[:, 0]
+        x = linear_step(x, torch.where(at < m, op, NONE), b, c, s, clip)
     return x
 
 

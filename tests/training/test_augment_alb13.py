@@ -180,3 +180,25 @@ def test_jitter_clip_off_is_the_same_arithmetic_unclipped():
     out = each(lambda im: ref.contrast(im, 1.1, clip=False))
     assert np.abs(out - expected.permute(0, 2, 3, 1).numpy()).max() < 1e-5
     assert out.min() < -1 and out.max() > 1.5  # nothing clipped
+
+
+@pytest.mark.parametrize("active", [(0, 1, 2, 3), (1, 2, 3), (0, 1, 2), (2,), (3,)])
+def test_per_image_jitter_with_fewer_active_steps_is_the_same(active):
+    # A batch of 24 images, each in another of the 24 orders, three not jittered; the steps
+    # left out of `active` are at their identity (factor 1, hue 0), so leaving them out may
+    # not change a number: each image equals the whole-batch jitter in its own order.
+    x = nchw(X).repeat(8, 1, 1, 1)
+    n = len(x)
+    rng = np.random.default_rng(0)
+    orders = torch.from_numpy(np.stack([rng.permutation(4) for _ in range(n)]))
+    orders[[2, 11, 17]] = ops.NONE
+    strengths = {0: 1.15, 1: 0.92, 2: 1.1, 3: 0.06}
+    identity = {0: 1.0, 1: 1.0, 2: 1.0, 3: 0.0}
+    f = [torch.full((n,), strengths[k] if k in active else identity[k]) for k in range(4)]
+    out = ops.color_jitter_per_image(x, orders, *f, active=active)
+    for k in range(n):
+        if k in (2, 11, 17):
+            assert torch.equal(out[k], x[k])
+        else:
+            alone = ops.color_jitter(x[k : k + 1], *(t[:1] for t in f), orders[k].tolist())
+            assert torch.allclose(out[k], alone[0], atol=1e-6), (k, orders[k])

@@ -66,13 +66,11 @@ def test_compiles_to_one_graph_with_the_eager_numbers():
     # dynamo captures the whole augmentation (all but the one torch.rand: a Generator cannot
     # enter a graph) in one graph; AOT autograd's functionalization and decompositions (what
     # inductor starts from) give eager's numbers for the same draws. Inductor: the slow test.
+    # (fullgraph=True: a graph break would be an error.)
     torch._dynamo.reset()
     for cfg in (AugConfig(**ALL), CONFIGS["previous, all at p 1"]):
         aug = TensorAugment(cfg, MEAN, STD)
         x = images()
-        u = torch.rand(8, aug.columns, generator=torch.Generator().manual_seed(2))
-        explained = torch._dynamo.explain(aug._augment)(x, u)
-        assert (explained.graph_count, explained.graph_break_count) == (1, 0)
         eager = aug(x, torch.Generator().manual_seed(3))
         aug.compile(backend="aot_eager")
         assert torch.allclose(aug(x, torch.Generator().manual_seed(3)), eager, atol=1e-6)
