@@ -54,10 +54,11 @@ class AugConfig:
 
     order: str = _aug(
         ASSIGNMENT_ORDER,
-        "the ops' order: Normalize first (the assignment's: the colour ops act on normalized "
-        "floats, the cutout fills 0) or last (before: on 0..1 images, the cutout fills the "
-        "mean colour)",
+        f"the ops' order, one of: {ASSIGNMENT_ORDER} (the assignment's: the colour ops act on "
+        f"normalized floats, the cutout fills 0) or {PREVIOUS_ORDER} (before: on 0..1 "
+        "images, the cutout fills the mean colour)",
         choices=ORDERS,
+        metavar="ORDER",
     )
     flip_p: float = _aug(0.5, "probability of a horizontal flip")
     affine_p: float = _aug(0.5, "probability of the shift/scale/rotate")
