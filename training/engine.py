@@ -257,7 +257,7 @@ class Trainer:
                 if test is not None:
                     self.test_net.eval()
                     with torch.no_grad():
-                        self._test_outputs(test[0], len(test[1]))
+                        self._test_outputs(test[0].to(self.device, non_blocking=True))
             self.optimizer.zero_grad(set_to_none=True)
         finally:
             with torch.no_grad():
@@ -326,18 +326,19 @@ class Trainer:
     def evaluate(self) -> tuple[float, float, np.ndarray]:
         """Test loss, accuracy and every prediction (for the confusion matrix and gallery).
 
-        Every batch has the first one's shape: a shorter last batch is padded (with zeros)
-        and the padding's outputs dropped, so each test image counts once. Sums and
-        predictions stay on the device until the pass ends. Every rank tests the whole set
-        with its (identical) weights: no collectives."""
+        Every batch has the first one's shape and layout: a shorter last batch is padded
+        (with zero images) and the padding's outputs dropped, so each test image counts once.
+        Sums and predictions stay on the device until the pass ends. Every rank tests the
+        whole set with its (identical) weights: no collectives."""
         self.warm_up()
         self.test_net.eval()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device)
-        preds, size, seen = [], 0, 0
+        preds, first, seen = [], None, 0
         for x, y in self.test.epoch(0):
-            size = size or len(y)
-            out = self._test_outputs(x, size)[: len(y)]  # the padding's outputs dropped
+            x = x.to(self.device, non_blocking=True)
+            first = x if first is None else first
+            out = self._test_outputs(_pad(x, first))[: len(y)]  # the padding's outputs dropped
             y = y.to(self.device, non_blocking=True)
             loss_sum += self._loss(out, y, reduction="sum")
             pred = out.argmax(1)
@@ -348,10 +349,9 @@ class Trainer:
         loss_total, right = torch.stack([loss_sum.float(), correct.float()]).tolist()
         return loss_total / seen, right / seen, torch.cat(preds).cpu().numpy()
 
-    def _test_outputs(self, x: torch.Tensor, size: int) -> torch.Tensor:
-        """The test net's outputs for `x` padded with zero images to `size` (one shape for
-        every test batch; in eval mode each image's output is its own)."""
-        x = _pad(x.to(self.device, non_blocking=True), size)
+    def _test_outputs(self, x: torch.Tensor) -> torch.Tensor:
+        """The test net's outputs for a batch of the test shape (in eval mode each image's
+        output is its own, so padding changes no other image's)."""
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if self.cuda_graphs:
@@ -385,11 +385,14 @@ class Trainer:
         self.momentum_steps = list(state["momentum_steps"])
 
 
-def _pad(x: torch.Tensor, size: int) -> torch.Tensor:
-    """`x` with zero images appended up to `size` along the batch (itself if it has them)."""
-    if len(x) == size:
+def _pad(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """`x` with zero images appended up to `like`'s batch, in `like`'s memory layout (a
+    compiled graph is specialised to its input's strides too); `x` itself if it is full."""
+    if len(x) == len(like):
         return x
-    return torch.cat([x, x.new_zeros((size - len(x), *x.shape[1:]))])
+    padded = torch.zeros_like(like)
+    padded[: len(x)] = x
+    return padded
 
 
 def _shapes(batches: Batches, epoch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
