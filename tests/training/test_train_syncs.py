@@ -49,7 +49,8 @@ def syncs(step) -> Counter:
 def test_a_training_epoch_reads_back_once_whatever_its_length(tiny_model):
     # 2 steps against 22: a per-step read, or one every 20 steps (the progress bar's running
     # loss was one), would show as a difference. The bar is on.
-    short, long = (syncs(lambda: trainer(tiny_model, n, 2, True).train_epoch(0)) for n in (2, 22))
+    a, b = (trainer(tiny_model, n, 2, True) for n in (2, 22))
+    short, long = syncs(lambda: a.train_epoch(0)), syncs(lambda: b.train_epoch(0))
     assert short == long
     assert sum(short.values()) == 1  # the epoch's sums, once, at its end
 
