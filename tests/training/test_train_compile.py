@@ -64,9 +64,7 @@ def graphs() -> int:
     return torch._dynamo.utils.counters["stats"]["unique_graphs"]
 
 
-def test_compiled_run_trains_as_eager_and_compiles_nothing_after_warm_up(
-    tmp_path, monkeypatch
-):
+def test_compiled_run_trains_as_eager_and_compiles_nothing_after_warm_up(tmp_path, monkeypatch):
     model = tmp_path / "bn.py"
     model.write_text(BN_NO_DROPOUT)
     # 40 images in batches of 16: 2 full steps, the 8 left over dropped (one shape); 10 test
