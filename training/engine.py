@@ -412,13 +412,17 @@ def epoch_line(record: dict) -> str:
     """What is printed per epoch: the lr and momentum at its first and last step, speed, loss
     and accuracy."""
     # two short lines rather than one long one: they fit a notebook's column (76 characters)
-    return (
+    line = (
         f"epoch {record['epoch']:3d}  lr {record['lr_start']:.3g}->{record['lr_end']:.3g}  "
         f"mom {record['momentum_start']:.3g}->{record['momentum_end']:.3g}  "
         f"{record['images_per_s']:.0f} img/s\n"
         f"           train {record['train_loss']:.4f} / {record['train_acc']:.2%}  "
         f"test {record['test_loss']:.4f} / {record['test_acc']:.2%}"
     )
+    compiled = record.get("compile_seconds")
+    if compiled:  # the first epoch of a compiled run
+        return f"compiled and warmed up in {compiled:.1f} s (not in the epochs' times)\n" + line
+    return line
 
 
 def fit(
