@@ -27,7 +27,17 @@ from .options import (
 )
 
 PROG = "rftrain"
-SPEED = ("fast", "amp", "channels_last", "compile", "workers", "sync_bn")
+SPEED = (
+    "fast",
+    "amp",
+    "channels_last",
+    "compile",
+    "compile_mode",
+    "drop_last",
+    "eval_batch_size",
+    "workers",
+    "sync_bn",
+)
 
 
 def _parser() -> argparse.ArgumentParser:

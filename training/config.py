@@ -20,6 +20,9 @@ def _opt(default, help: str, **meta):
 LR_SCHEDULES = ("onecycle", "constant")
 MOMENTUM_SCHEDULES = ("fixed", "cycle")
 NORMS = ("model", "group", "layer")
+# torch.compile's modes; the two with CUDA graphs fall back to their graph-free twin where
+# CUDA graphs cannot run (a CPU, several processes): engine.compile_options.
+COMPILE_MODES = ("reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs", "default")
 
 
 @dataclass
@@ -78,7 +81,9 @@ class TrainConfig:
     fast: Optional[bool] = _opt(None, "augment on the device with torch ops (None: on with a GPU)")
     amp: Optional[bool] = _opt(None, "bf16 autocast (None: on with a GPU)")
     channels_last: Optional[bool] = _opt(None, "channels_last memory format (None: on with a GPU)")
-    compile: bool = _opt(False, "torch.compile the model")
+    compile: Optional[bool] = _opt(
+        None, "torch.compile the model, warmed up before epoch 1 (None: on with a GPU)"
+    )
     workers: Optional[int] = _opt(
         None,
         "DataLoader workers for the albumentations path "
@@ -86,6 +91,24 @@ class TrainConfig:
     )
     sync_bn: bool = _opt(False, "SyncBatchNorm across the processes under torchrun (GPUs only)")
     aug: AugConfig = field(default_factory=AugConfig)
+    # speed (loop)
+    drop_last: Optional[bool] = _opt(
+        None,
+        "drop each epoch's last partial training batch, so every step has one shape "
+        "(one compiled graph); those images wait for another epoch's shuffle (None: on "
+        "with --fast)",
+    )
+    eval_batch_size: int = _opt(
+        1000,
+        "test batch; the last partial one is padded to it and the padding ignored, so every "
+        "test batch has one shape and every test image counts once",
+    )
+    compile_mode: str = _opt(
+        "reduce-overhead",
+        "torch.compile mode with --compile; reduce-overhead and max-autotune replay CUDA "
+        "graphs (on one GPU; elsewhere they run without)",
+        choices=COMPILE_MODES,
+    )
 
     def resolved(self, device: torch.device) -> "TrainConfig":
         """A copy with every automatic (None) setting decided for `device`."""
@@ -99,12 +122,14 @@ class TrainConfig:
             fast=pick(self.fast),
             amp=pick(self.amp),
             channels_last=pick(self.channels_last),
+            compile=pick(self.compile),
+            drop_last=pick(self.fast) if self.drop_last is None else self.drop_last,
             workers=workers,
         )
 
     def check(self) -> None:
         """Raise ValueError on settings that cannot work (the CLI shows the message)."""
-        for name in ("epochs", "batch_size", "norm_groups"):
+        for name in ("epochs", "batch_size", "norm_groups", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
         if self.schedule not in LR_SCHEDULES:
@@ -152,6 +177,8 @@ class TrainConfig:
             raise ValueError(f"--loss must be auto, nll or ce, not {self.loss!r}")
         if self.workers is not None and self.workers < 0:
             raise ValueError("--workers must be >= 0")
+        if self.compile_mode not in COMPILE_MODES:
+            raise ValueError(f"--compile-mode must be one of {', '.join(COMPILE_MODES)}")
 
     def to_dict(self) -> dict:
         return asdict(self)

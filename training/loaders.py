@@ -8,7 +8,12 @@
 Both take a `sampler` (any torch Sampler; one with `set_epoch` is told the epoch); the default
 shuffles from (seed, epoch), which is what makes a resumed run draw the same batches as an
 uninterrupted one. Under torchrun both shard every global batch over the ranks
-(`distributed.GlobalBatchShard`).
+(`distributed.GlobalBatchShard`). With `drop_last` an epoch ends with its last full batch, so
+every batch has one shape (what torch.compile and CUDA graphs want).
+
+`TensorBatches` makes no host synchronisation in an epoch: the epoch's order goes to the
+device in one asynchronous copy, batches are cut from it there, and a set that is not
+augmented (the test set) is normalized once, when it is loaded.
 """
 
 from __future__ import annotations
@@ -40,15 +45,26 @@ class EpochShuffle(Sampler[int]):
     def __len__(self) -> int:
         return self.n
 
-    def __iter__(self) -> Iterator[int]:
+    def order(self) -> torch.Tensor:
+        """This epoch's order as a CPU tensor (what `iter` yields, without a Python list)."""
         if not self.shuffle:
-            return iter(range(self.n))
+            return torch.arange(self.n)
         g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-        return iter(torch.randperm(self.n, generator=g).tolist())
+        return torch.randperm(self.n, generator=g)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order().tolist())
 
 
-def _num_batches(n: int, batch_size: int) -> int:
-    return (n + batch_size - 1) // batch_size
+def _num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
+    return n // batch_size if drop_last else (n + batch_size - 1) // batch_size
+
+
+def _batch_sizes(n: int, batch_size: int, drop_last: bool) -> tuple[int, ...]:
+    """The distinct batch sizes of an epoch of n: the full one, and a partial last one."""
+    full = (batch_size,) if n >= batch_size else ()
+    rest = n % batch_size
+    return full + ((rest,) if rest and not drop_last else ())
 
 
 class _AlbumentationsBatches(Dataset):
@@ -72,16 +88,23 @@ class _AlbumentationsBatches(Dataset):
 class _BatchKeys(Sampler[tuple[int, list[int]]]):
     """The epoch's batches as (seed, indices): `sampler`'s order cut into batches."""
 
-    def __init__(self, sampler: Sized, batch_size: int, seed_of: Callable[[int], int]):
+    def __init__(
+        self,
+        sampler: Sized,
+        batch_size: int,
+        seed_of: Callable[[int], int],
+        drop_last: bool = False,
+    ):
         self.sampler, self.batch_size, self.seed_of = sampler, batch_size, seed_of
+        self.drop_last = drop_last
 
     def __len__(self) -> int:
-        return _num_batches(len(self.sampler), self.batch_size)
+        return _num_batches(len(self.sampler), self.batch_size, self.drop_last)
 
     def __iter__(self) -> Iterator[tuple[int, list[int]]]:
         order = list(iter(self.sampler))
-        for k, start in enumerate(range(0, len(order), self.batch_size)):
-            yield self.seed_of(k), order[start : start + self.batch_size]
+        for k in range(len(self)):
+            yield self.seed_of(k), order[k * self.batch_size : (k + 1) * self.batch_size]
 
 
 def _stream_seed(seed: int, epoch: int, stream: int, world: World) -> int:
@@ -103,7 +126,7 @@ class ReferenceBatches:
 
     The augmentation of batch k of epoch e is seeded from (seed, e, k), whatever the number
     of workers. `batch_size` is the global batch: under torchrun (`world`) each rank loads its
-    slice of every global batch.
+    slice of every global batch. `drop_last` leaves out the last partial batch.
     """
 
     def __init__(
@@ -120,22 +143,29 @@ class ReferenceBatches:
         sampler: Optional[Sampler] = None,
         pin_memory: bool = False,
         world: World = SINGLE,
+        drop_last: bool = False,
     ):
         transform = albumentations_pipeline(aug or AugConfig.off(), mean, std)
         self.dataset = _AlbumentationsBatches(images, labels, transform)
         base = sampler if sampler is not None else EpochShuffle(len(labels), seed)
         self.sampler, self.batch_size = _sharded(base, batch_size, world)
         self.seed, self.workers, self.world = seed, workers, world
-        self.pin_memory = pin_memory
+        self.pin_memory, self.drop_last = pin_memory, drop_last
 
     def __len__(self) -> int:
-        return _num_batches(len(self.sampler), self.batch_size)  # type: ignore[arg-type]
+        return _num_batches(len(self.sampler), self.batch_size, self.drop_last)  # type: ignore[arg-type]
+
+    def batch_sizes(self) -> tuple[int, ...]:
+        """The distinct batch sizes of an epoch (for compiling each shape before epoch 1)."""
+        return _batch_sizes(len(self.sampler), self.batch_size, self.drop_last)  # type: ignore[arg-type]
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
         base = _stream_seed(self.seed, epoch, 1, self.world)
-        keys = _BatchKeys(self.sampler, self.batch_size, lambda k: (base + 7919 * k) % 2**32)  # noqa: E731
+        keys = _BatchKeys(
+            self.sampler, self.batch_size, lambda k: (base + 7919 * k) % 2**32, self.drop_last
+        )
         loader = DataLoader(
             self.dataset,
             batch_size=None,
@@ -149,7 +179,13 @@ class ReferenceBatches:
 
 class TensorBatches:
     """Batches cut from a uint8 set held on `device` and augmented there (or only normalized).
-    `batch_size` is the global batch; under torchrun each rank takes its slice of each."""
+    `batch_size` is the global batch; under torchrun each rank takes its slice of each.
+    `drop_last` leaves out the last partial batch.
+
+    An epoch makes no host synchronisation of its own: the order is copied to the device once
+    (asynchronously from pinned memory on a GPU) and the batches are cut from it there. Without
+    augmentation the set is normalized once here, and a batch is one gather.
+    """
 
     def __init__(
         self,
@@ -165,24 +201,56 @@ class TensorBatches:
         sampler: Optional[Sized] = None,
         shuffle: bool = True,
         world: World = SINGLE,
+        drop_last: bool = False,
     ):
         self.images = torch.from_numpy(np.ascontiguousarray(images)).to(device)
         self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
         self.augment = TensorAugment(aug, mean, std)
         self.train = aug is not None
+        # The same op as per batch, once for the whole set: equal numbers, no per-step work.
+        self.normalized = None if self.train else self._normalize_all()
         base = sampler if sampler is not None else EpochShuffle(len(labels), seed, shuffle)
         self.sampler, self.batch_size = _sharded(base, batch_size, world)
-        self.seed, self.device, self.world = seed, device, world
+        self.seed, self.device, self.world, self.drop_last = seed, device, world, drop_last
+        self._fixed_order: Optional[torch.Tensor] = None
+
+    def _normalize_all(self, chunk: int = 4096) -> torch.Tensor:
+        parts = [
+            self.augment(self.images[i : i + chunk], None, train=False)
+            for i in range(0, len(self.images), chunk)
+        ]
+        return torch.cat(parts) if len(parts) != 1 else parts[0]
 
     def __len__(self) -> int:
-        return _num_batches(len(self.sampler), self.batch_size)
+        return _num_batches(len(self.sampler), self.batch_size, self.drop_last)
+
+    def batch_sizes(self) -> tuple[int, ...]:
+        """The distinct batch sizes of an epoch (for compiling each shape before epoch 1)."""
+        return _batch_sizes(len(self.sampler), self.batch_size, self.drop_last)
+
+    def _order(self) -> torch.Tensor:
+        """The epoch's order on the device, without waiting for the copy."""
+        s = self.sampler
+        if isinstance(s, EpochShuffle) and not s.shuffle:
+            if self._fixed_order is None:  # the same every epoch: copied once
+                self._fixed_order = torch.arange(s.n, device=self.device)
+            return self._fixed_order
+        order = s.order() if isinstance(s, EpochShuffle) else torch.as_tensor(list(iter(s)))
+        if self.device.type == "cuda":
+            order = order.pin_memory()
+        return order.to(self.device, non_blocking=True)
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
-        order = torch.as_tensor(list(iter(self.sampler)), dtype=torch.long).to(self.device)
-        g = torch.Generator(device=self.device)
-        g.manual_seed(_stream_seed(self.seed, epoch, 1, self.world))
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            yield self.augment(self.images[idx], g, train=self.train), self.labels[idx]
+        order = self._order()
+        g = None
+        if self.train:
+            g = torch.Generator(device=self.device)
+            g.manual_seed(_stream_seed(self.seed, epoch, 1, self.world))
+        for k in range(len(self)):
+            idx = order[k * self.batch_size : (k + 1) * self.batch_size]
+            if self.normalized is not None:
+                yield self.normalized[idx], self.labels[idx]
+            else:
+                yield self.augment(self.images[idx], g, train=True), self.labels[idx]

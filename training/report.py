@@ -18,11 +18,13 @@ from .fsutil import atomic_path, write_json, write_text  # noqa: E402
 
 
 def write_history(out: Path, history: Sequence[dict]) -> None:
-    """history.json and history.csv, one row per epoch."""
+    """history.json and history.csv, one row per epoch (a column for every key any row has:
+    a run resumed by a newer version adds columns, empty in the older rows)."""
     write_json(out / "history.json", list(history))
     if history:
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(history[0]), lineterminator="\n")
+        columns = list(dict.fromkeys(k for r in history for k in r))
+        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(history)
         write_text(out / "history.csv", buf.getvalue())
@@ -124,7 +126,8 @@ def plot_misclassified(
 
 
 def time_to_accuracy(history: Sequence[dict], target: float) -> float | None:
-    """Seconds of training and testing until the test accuracy first reached `target`."""
+    """Seconds of training and testing until the test accuracy first reached `target` (the
+    compile warm-up before the first epoch not counted: it is the record's compile_seconds)."""
     elapsed = 0.0
     for r in history:
         elapsed += r["train_seconds"] + r["test_seconds"]

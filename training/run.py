@@ -1,9 +1,11 @@
 """One training run into an output folder: checkpoints, history, plots, summary; --resume.
 
-Files in `out`: last.pt (to resume), best.pt (best test accuracy), history.json/.csv,
-curves.png, confusion.csv/.png, misclassified.png (after the last epoch) and summary.json.
-Order: check everything (settings, folder, model, data, checkpoint) without writing, then
-write. Under torchrun every rank checks the same things and rank 0 alone writes.
+Files in `out`: last.pt (to resume), best.pt (best test accuracy), history.json/.csv and
+summary.json (after every epoch, written by a background thread while the next epoch trains),
+curves.png (after the last epoch, or the last of a --stop-after), confusion.csv/.png and
+misclassified.png (after the last epoch; a finished run given --resume draws any that are
+missing). Order: check everything (settings, folder, model, data, checkpoint) without
+writing, then write. Under torchrun every rank checks the same things and rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from .fsutil import is_temporary, write_json
 from .loaders import ReferenceBatches, TensorBatches
 from .models import check_outputs, convert_norm
 from .options import UserError
+from .writer import BackgroundWriter, host_copy
 
 ARTIFACTS = (
     checkpoint.LAST,
@@ -49,12 +52,13 @@ ARTIFACTS = (
     "misclassified.png",
     "summary.json",
 )
-# Settings that don't change the numbers; a resumed run may differ in these.
-RESUME_FREE = ("workers", "compile")
-# Settings of how the epochs ran (bf16, memory layout): they change the numbers of epochs still
-# to run, so an unfinished run refuses others, but a finished run is only read back (on a CPU,
-# say, after training on a GPU).
-HOW_IT_RAN = ("amp", "channels_last")
+# Settings that don't change the numbers; a resumed run may differ in these. (The test batch
+# changes the order of the test sums only: the last digits of test_loss.)
+RESUME_FREE = ("workers", "compile", "compile_mode", "eval_batch_size")
+# Settings of how the epochs ran (bf16, memory layout, partial batches dropped): they change
+# the numbers of epochs still to run, so an unfinished run refuses others, but a finished run
+# is only read back (on a CPU, say, after training on a GPU).
+HOW_IT_RAN = ("amp", "channels_last", "drop_last")
 
 
 def check_out(out: Path, *, resume: bool, force: bool) -> None:
@@ -112,7 +116,14 @@ def checked_config(
         )
     if cfg.sync_bn and world.size > 1 and device.type != "cuda":
         raise UserError("--sync-bn needs GPUs: torch's SyncBatchNorm does not run on the CPU")
-    return cfg.resolved(device)
+    cfg = cfg.resolved(device)
+    if cfg.drop_last and len(data.train_y) < cfg.batch_size:
+        raise UserError(
+            f"--batch-size {cfg.batch_size} is more than the {len(data.train_y)} training "
+            "images and --drop-last leaves a partial batch out: no step to train (give a "
+            "smaller --batch-size, or --no-drop-last)"
+        )
+    return cfg
 
 
 def checked_model(
@@ -212,6 +223,7 @@ def make_trainer(
             seed=cfg.seed,
             device=device,
             world=world,
+            drop_last=cfg.drop_last,
         )
     else:
         train = ReferenceBatches(
@@ -225,12 +237,14 @@ def make_trainer(
             workers=cfg.workers,
             pin_memory=device.type == "cuda",
             world=world,
+            drop_last=cfg.drop_last,
         )
-    # Testing is the same on both paths: normalize only, on the device, in order, all of it.
+    # Testing is the same on both paths: normalize only, on the device, in order, all of it,
+    # in batches of one shape (the engine pads the last one).
     test = TensorBatches(
         data.test_x,
         data.test_y,
-        cfg.batch_size,
+        min(cfg.eval_batch_size, len(data.test_y)),
         None,
         mean,
         std,
@@ -245,9 +259,34 @@ def make_trainer(
     return Trainer(model, train, test, cfg, device, loss=loss, progress=progress, world=world)
 
 
+def draw_test_figures(out: Path, data: Cifar, preds, only_missing: bool = False) -> None:
+    """confusion.csv/.png and misclassified.png from the test predictions; `only_missing`
+    draws only those not in `out`."""
+
+    def have(name: str) -> bool:
+        return only_missing and (out / name).is_file()
+
+    if not (have("confusion.csv") and have("confusion.png")):
+        cm = report.confusion_matrix(data.test_y, preds, len(data.classes))
+        report.write_confusion(out, cm, data.classes)
+    if not have("misclassified.png"):  # (not drawn if every image was right)
+        report.plot_misclassified(out, data.test_x, data.test_y, preds, data.classes)
+
+
+def draw_missing(out: Path, data: Cifar, state: dict) -> None:
+    """The figures a finished run's folder lacks (deleted, or the run was killed while drawing
+    them), from its last checkpoint; those it has are left as they are."""
+    if not (out / "curves.png").is_file():
+        steps = state["trainer"]
+        report.plot_curves(out, state["history"], steps["lr_steps"], steps["momentum_steps"])
+    if "test_preds" in state:  # not in checkpoints of older versions
+        draw_test_figures(out, data, state["test_preds"].numpy(), only_missing=True)
+
+
 class Recorder:
-    """Rank 0's record of a run: restores a checkpoint, writes every file after each epoch,
-    and builds the summary."""
+    """Rank 0's record of a run: restores a checkpoint, writes the files after each epoch
+    (on a background thread, so the next epoch need not wait for the disk), draws the figures
+    at the end, and builds the summary."""
 
     def __init__(
         self,
@@ -263,8 +302,10 @@ class Recorder:
         self.device, self.world, self.command = device, world, command
         self.history: list[dict] = []
         self.start, self.best_acc, self.wall_before = 0, -1.0, 0.0
+        self.stop_epoch: Optional[int] = None  # a --stop-after's last epoch: curves drawn there
         self.data_record = data_record(data)
         self.t_run = time.perf_counter()
+        self.writer = BackgroundWriter()
 
     def restore(self, state: Optional[dict]) -> None:
         if state is None:
@@ -319,36 +360,43 @@ class Recorder:
         }
 
     def epoch_done(self, epoch: int, record: dict, preds) -> None:
-        """The callback after each epoch: checkpoints, history, plots, summary."""
-        out, t = self.out, self.trainer
+        """The callback after each epoch: checkpoints, history and summary, handed to the
+        writer thread as host copies; the figures after the last epoch (or a --stop-after's)."""
+        self.writer.wait()  # the previous epoch's files are on disk (or their error raised)
+        out, t, last = self.out, self.trainer, epoch == self.cfg.epochs
         if record["test_acc"] > self.best_acc:
             self.best_acc = record["test_acc"]
-            checkpoint.save(
-                out / checkpoint.BEST,
-                {"model": t.module.state_dict(), "epoch": epoch, "test_acc": self.best_acc},
-            )
-        checkpoint.save(
-            out / checkpoint.LAST,
-            {
-                "trainer": t.state_dict(),
-                "rng": rng_state(),
-                "epoch": epoch,
-                "history": self.history,
-                "best_acc": self.best_acc,
-                "config": self.cfg.to_dict(),
-                "data": self.data_record,
-                "world_size": self.world.size,
-                "wall_seconds": self.wall_before + time.perf_counter() - self.t_run,
-            },
-        )
-        report.write_history(out, self.history)
-        report.plot_curves(out, self.history, t.lr_steps, t.momentum_steps)
-        if epoch == self.cfg.epochs:
-            d = self.data
-            cm = report.confusion_matrix(d.test_y, preds, len(d.classes))
-            report.write_confusion(out, cm, d.classes)
-            report.plot_misclassified(out, d.test_x, d.test_y, preds, d.classes)
-        write_json(out / "summary.json", self.summary(epoch == self.cfg.epochs))
+            best = {"model": t.module.state_dict(), "epoch": epoch, "test_acc": self.best_acc}
+            self.writer.submit(checkpoint.save, out / checkpoint.BEST, host_copy(best))
+        state = {
+            "trainer": t.state_dict(),
+            "rng": rng_state(),
+            "epoch": epoch,
+            "history": self.history,
+            "best_acc": self.best_acc,
+            "config": self.cfg.to_dict(),
+            "data": self.data_record,
+            "world_size": self.world.size,
+            "wall_seconds": self.wall_before + time.perf_counter() - self.t_run,
+            "test_preds": torch.from_numpy(preds),  # the figures of a finished run, redrawn
+        }
+        self.writer.submit(checkpoint.save, out / checkpoint.LAST, host_copy(state))
+        self.writer.submit(report.write_history, out, host_copy(self.history))
+        if last or epoch == self.stop_epoch:
+            self.draw(self.history, t.lr_steps, t.momentum_steps, preds if last else None)
+        # after the figures: a summary that says finished comes with them
+        self.writer.submit(write_json, out / "summary.json", self.summary(last))
+
+    def draw(self, history: list, lr_steps: list, momentum_steps: list, preds=None) -> None:
+        """curves.png; with the last epoch's test predictions also the confusion matrix and
+        the misclassified gallery."""
+        report.plot_curves(self.out, history, lr_steps, momentum_steps)
+        if preds is not None:
+            draw_test_figures(self.out, self.data, preds)
+
+    def close(self, quiet: bool = False) -> None:
+        """Wait for the files still being written; `quiet` when another error is on its way."""
+        self.writer.close(quiet=quiet)
 
 
 def train_run(
@@ -385,22 +433,31 @@ def train_run(
     if done is not None:
         if world.main:
             tqdm.write(f"{out} holds the finished run ({cfg.epochs} epochs): nothing to train")
+            draw_missing(out, data, state)
         return done
     trainer = make_trainer(model, data, cfg, device, world, progress)
     recorder = Recorder(out, data, cfg, trainer, device, world, command)
     recorder.restore(state)
+    recorder.stop_epoch = None if stop_after is None else recorder.start + stop_after
     if world.main:
         prepare_out(out, force=force)
         tqdm.write(recorder.recipe())
     world.barrier()
-    fit(
-        trainer,
-        start_epoch=recorder.start,
-        history=recorder.history,
-        on_epoch_end=[recorder.epoch_done, *on_epoch_end],
-        stop_epoch=None if stop_after is None else recorder.start + stop_after,
-    )
+    try:
+        fit(
+            trainer,
+            start_epoch=recorder.start,
+            history=recorder.history,
+            on_epoch_end=[recorder.epoch_done, *on_epoch_end],
+            stop_epoch=recorder.stop_epoch,
+        )
+    except BaseException:
+        recorder.close(quiet=True)  # what was handed over is written; this error goes up
+        raise
+    recorder.close()
     result = recorder.summary(len(recorder.history) == cfg.epochs)
     if world.main:
+        if state is not None and _finished(state, cfg):  # nothing trained: figures as needed
+            draw_missing(out, data, state)
         write_json(out / "summary.json", result)
     return result

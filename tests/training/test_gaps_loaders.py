@@ -205,3 +205,53 @@ def test_reference_batches_pin_memory_when_asked():
     else:
         with pytest.warns(UserWarning, match="pin_memory"):
             list(batches.epoch(0))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_drop_last_leaves_out_the_partial_batch_other_images_each_epoch(kind):
+    # 50 images in batches of 8: six full batches; the 2 left over are dropped, and since
+    # each epoch shuffles anew, they are other images in other epochs.
+    n, data = 50, images(50)
+    labels = np.arange(n)  # the label says which image it is
+
+    def batches(drop_last: bool):
+        if kind == "tensor":
+            return TensorBatches(
+                data, labels, 8, None, MEAN, STD, seed=3, device=CPU, drop_last=drop_last
+            )
+        return ReferenceBatches(data, labels, 8, None, MEAN, STD, seed=3, drop_last=drop_last)
+
+    dropping, keeping = batches(True), batches(False)
+    assert (len(dropping), dropping.batch_sizes()) == (6, (8,))
+    assert (len(keeping), keeping.batch_sizes()) == (7, (8, 2))
+    left_out = set()
+    for e in range(3):
+        got = [y.tolist() for _, y in dropping.epoch(e)]
+        assert [len(b) for b in got] == [8] * 6
+        order = [i for b in got for i in b]
+        assert len(set(order)) == 48
+        # the same order as without dropping, cut before its last two
+        assert order == [int(i) for _, y in keeping.epoch(e) for i in y][:48]
+        left_out |= set(range(n)) - set(order)
+    assert len(left_out) > 2
+
+
+@pytest.mark.parametrize(
+    "n, drop_last, sizes",
+    [(50, False, (8, 2)), (50, True, (8,)), (48, False, (8,)), (5, False, (5,)), (5, True, ())],
+)
+def test_batch_sizes_of_an_epoch(n, drop_last, sizes):
+    batches = TensorBatches(
+        images(n), np.arange(n), 8, None, MEAN, STD, seed=1, device=CPU, drop_last=drop_last
+    )
+    assert batches.batch_sizes() == sizes
+    assert sorted({len(y) for _, y in batches.epoch(0)}, reverse=True) == list(sizes)
+
+
+def test_an_unaugmented_set_is_normalized_once_into_the_same_numbers():
+    # The test set is normalized when loaded; its batches equal normalizing each batch.
+    data = images()
+    batches = make("tensor", None, data=data)
+    augment = batches.augment
+    for x, y in batches.epoch(0):
+        assert torch.equal(x, augment(torch.from_numpy(data[y.numpy()]), None, train=False))

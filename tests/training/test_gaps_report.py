@@ -51,6 +51,13 @@ def test_history_json_and_csv(tmp_path):
     )
 
 
+def test_history_csv_has_a_column_for_every_key_of_any_epoch(tmp_path):
+    # a run resumed by a newer version: its later epochs have a key the first ones lack
+    history = [{"epoch": 1, "train_loss": 2.5}, {"epoch": 2, "train_loss": 1.5, "compile": 3}]
+    write_history(tmp_path, history)
+    assert (tmp_path / "history.csv").read_text() == ("epoch,train_loss,compile\n1,2.5,\n2,1.5,3\n")
+
+
 def test_time_to_accuracy_counts_train_and_test_seconds_until_first_reached():
     history = [
         {"train_seconds": 10.0, "test_seconds": 1.0, "test_acc": 0.5},

@@ -17,14 +17,18 @@ from training.models import load_model
 from training.run import train_run
 
 
-def test_reported_test_numbers_match_an_independent_evaluation(tmp_path, tiny_model):
+@pytest.mark.parametrize("eval_batch_size", [1000, 5])
+def test_reported_test_numbers_match_an_independent_evaluation(
+    tmp_path, tiny_model, eval_batch_size
+):
+    # 16 test images: one batch of 16, or 5 + 5 + 5 + 1 padded to 5 (the padding not counted)
     x, y = make_images(64, seed=0)
     data = Cifar(x[:48], y[:48], x[48:], y[48:], CLASSES, "synthetic")
     out = tmp_path / "run"
     train_run(
         lambda: load_model(str(tiny_model)),
         data,
-        TrainConfig(epochs=2, batch_size=16),
+        TrainConfig(epochs=2, batch_size=16, eval_batch_size=eval_batch_size),
         out,
         device=torch.device("cpu"),
         progress=False,

@@ -182,3 +182,96 @@ def test_checkpoint_with_objects_is_refused_not_executed(tmp_path):
     torch.save({"rng": np.zeros(3)}, tmp_path / "last.pt")
     with pytest.raises(UserError, match="holds more than tensors and numbers .* --force"):
         checkpoint.load(tmp_path / "last.pt")
+
+
+def test_tensor_path_drops_the_partial_batch_and_says_so(tmp_path, tiny_model):
+    # 48 training images in batches of 20: two steps of 20 an epoch, 8 images left out
+    out = tmp_path / "run"
+    cfg = TrainConfig(epochs=2, batch_size=20, fast=True, aug=AugConfig.off())
+    summary = go(tiny_model, out, cfg)
+    history = json.loads((out / "history.json").read_text())
+    assert [r["train_images"] for r in history] == [40, 40]
+    assert len(checkpoint.load(out / "last.pt")["trainer"]["lr_steps"]) == 4
+    assert summary["config"]["drop_last"] is True  # the run record says which
+    # the albumentations path keeps it (unless asked), and so trains on all 48
+    go(tiny_model, tmp_path / "ref", TrainConfig(epochs=1, batch_size=20, fast=False))
+    assert json.loads((tmp_path / "ref" / "history.json").read_text())[0]["train_images"] == 48
+
+
+def test_dropping_the_only_partial_batch_is_refused(tmp_path, tiny_model):
+    cfg = TrainConfig(epochs=1, batch_size=64, fast=True)
+    with pytest.raises(UserError, match="--batch-size 64 is more than the 48 training images"):
+        go(tiny_model, tmp_path / "run", cfg)
+    assert not (tmp_path / "run").exists()
+
+
+def test_figures_are_drawn_at_the_end_not_every_epoch(tmp_path, tiny_model, monkeypatch):
+    from training import report
+
+    drawn = []
+    for name in ("plot_curves", "write_confusion", "plot_misclassified"):
+        original = getattr(report, name)
+
+        def counting(*a, _name=name, _f=original, **k):
+            drawn.append(_name)
+            return _f(*a, **k)
+
+        monkeypatch.setattr(report, name, counting)
+    cfg = TrainConfig(epochs=3, batch_size=16)
+    go(tiny_model, tmp_path / "run", cfg, stop_after=1)  # a stop: the curves so far
+    assert drawn == ["plot_curves"]
+    drawn.clear()
+    go(tiny_model, tmp_path / "run", cfg, resume=True)  # epochs 2 and 3: all, once
+    assert drawn == ["plot_curves", "write_confusion", "plot_misclassified"]
+
+
+def test_a_finished_run_resumed_draws_the_figures_it_lacks(tmp_path, tiny_model):
+    out = tmp_path / "run"
+    cfg = TrainConfig(epochs=2, batch_size=16)
+    go(tiny_model, out, cfg)
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    for name in ("curves.png", "confusion.csv", "confusion.png"):
+        (out / name).unlink()
+    (out / "misclassified.png").unlink(missing_ok=True)
+    go(tiny_model, out, cfg, resume=True)
+    after = {f.name: f.read_bytes() for f in out.iterdir()}
+    assert after.keys() == before.keys()
+    assert after["confusion.csv"] == before["confusion.csv"]  # the last epoch's predictions
+    untouched = set(before) - {"curves.png", "confusion.png", "misclassified.png"}
+    assert all(after[k] == before[k] for k in untouched)
+
+
+def test_checkpoints_are_written_off_the_training_thread(tmp_path, tiny_model, monkeypatch):
+    import threading
+
+    threads, save = [], checkpoint.save
+
+    def recording(path, state):
+        threads.append((Path(path).name, threading.current_thread().name))
+        save(path, state)
+
+    monkeypatch.setattr(checkpoint, "save", recording)
+    go(tiny_model, tmp_path / "run", TrainConfig(epochs=2, batch_size=16))
+    assert [name for name, _ in threads].count("last.pt") == 2
+    assert all(t.startswith("rftrain-writer") for _, t in threads)
+
+
+def test_a_failed_write_stops_the_run_with_its_error(tmp_path, tiny_model, monkeypatch):
+    def full(path, state):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint, "save", full)
+    with pytest.raises(OSError, match="disk full"):
+        go(tiny_model, tmp_path / "run", TrainConfig(epochs=3, batch_size=16))
+
+
+def test_host_copy_shares_nothing_with_the_training():
+    from training.writer import host_copy
+
+    w = torch.ones(3)
+    state = {"model": {"w": w}, "steps": [0.1, 0.2], "n": 1, "pair": (w, "x")}
+    copy = host_copy(state)
+    w.add_(1)
+    state["steps"].append(0.3)
+    assert copy["model"]["w"].tolist() == [1, 1, 1] and copy["pair"][0].tolist() == [1, 1, 1]
+    assert copy["steps"] == [0.1, 0.2] and copy["n"] == 1 and copy["pair"][1] == "x"
