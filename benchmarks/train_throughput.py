@@ -220,7 +220,8 @@ def _child(args) -> int:
     trainer.train = batches
     _sync(device)
     print("@@ready", flush=True)
-    sys.stdin.readline()
+    if not sys.stdin.readline():  # the parent is gone: no one to report to
+        return 1
     t0 = time.time()
     record = trainer.train_epoch(1)
     _sync(device)
@@ -237,9 +238,10 @@ def _protocol_line(proc: subprocess.Popen) -> str:
     raise RuntimeError(f"a --concurrent process ended early (exit {proc.wait()})")
 
 
-def concurrent(argv: list[str], ks: list[int]) -> dict:
-    """Aggregate images/s of k training processes at once on the device, for each k."""
-    out = {}
+def concurrent(argv: list[str], ks: list[int], done=lambda out: None) -> dict:
+    """Aggregate images/s of k training processes at once on the device, for each k;
+    `done(results so far)` after each k."""
+    out: dict = {}
     for k in ks:
         procs = [
             subprocess.Popen(
@@ -269,6 +271,7 @@ def concurrent(argv: list[str], ks: list[int]) -> dict:
             "per_run_images_per_s": [round(r["images"] / (r["t1"] - r["t0"]), 1) for r in runs],
             "wall_seconds": round(wall, 3),
         }
+        done(out)
         print(
             f"{'k=' + str(k):>8}  {'runs at once, tensor path':<40} "
             f"{images / wall:>10,.0f} images/s in all",
@@ -497,13 +500,22 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"train_throughput: error: {exc}", file=sys.stderr)
         return 2
+    if args.json:  # written as each part ends: a time-limited caller keeps what finished
+        write_json(args.json, results)
     if args.concurrent:
         child_argv = _without(argv, ("--json", "--concurrent"))
         results["concurrent"] = {
             "batch_size": max(args.batch_size),
             "batches_per_run": args.batches,
-            "runs": concurrent(child_argv, args.concurrent),
+            "runs": {},
         }
+
+        def done(runs: dict) -> None:
+            results["concurrent"]["runs"] = dict(runs)
+            if args.json:
+                write_json(args.json, results)
+
+        concurrent(child_argv, args.concurrent, done)
     if args.json:
         write_json(args.json, results)
     return 0

@@ -123,11 +123,14 @@ def step_bench(args, out: Path, clock: Clock) -> dict:
         cmd += ["--data-cache", args.data_cache]
     limit = max(10.0, min(args.bench_timeout_s, clock.left() - args.runs_min_s))
     t0 = time.time()
+    proc = subprocess.Popen(cmd, start_new_session=True)  # its group: it and its k processes
     try:
-        proc = subprocess.run(cmd, timeout=limit)
-        status = "done" if proc.returncode == 0 else f"failed ({proc.returncode})"
+        code = proc.wait(timeout=limit)
+        status = "done" if code == 0 else f"failed ({code})"
     except subprocess.TimeoutExpired:
-        status = f"stopped after {limit:.0f} s"
+        os.killpg(proc.pid, signal.SIGKILL)  # none of them may keep the GPU from the runs
+        proc.wait()
+        status = f"stopped after {limit:.0f} s (bench.json keeps the parts that finished)"
     return {
         "status": status,
         "file": target.name if target.is_file() else None,

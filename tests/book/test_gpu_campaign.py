@@ -93,3 +93,25 @@ def test_the_recompressed_copy_is_quality_75_as_the_shared_one(tmp_path):
     assert sorted(before.train_y.tolist()) == sorted(after.train_y.tolist())
     diff = np.abs(before.test_x.astype(int) - after.test_x.astype(int))
     assert 0 < diff.mean() < 20  # changed by the compression, not replaced
+
+
+def test_the_runs_stop_at_the_deadline_and_are_still_collected(tmp_path, monkeypatch):
+    import argparse
+    import time
+
+    campaign = _campaign_module()
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    data = write_pickles(tmp_path / "data")
+    model = tmp_path / "tiny.py"
+    model.write_text(TINY_MODEL)
+    args = argparse.Namespace(epochs=500, batch_size=16, smoke=True, model=f"{model}:Tiny")
+    spec = campaign.sweep_spec(
+        args, tmp_path / "runs", tmp_path / "runs.json", (str(data), None), {"assignment": 1}
+    )
+    t0 = time.time()
+    clock = campaign.Clock(budget=6, started=t0)
+    step = campaign.run_sweep(spec, tmp_path / "sweep.json", 1, "cpu", clock)
+    assert step["status"].startswith("stopped at the deadline")
+    assert time.time() - t0 < 60  # stopped, not run to the end
+    (row,) = json.loads((tmp_path / "runs.json").read_text())["runs"]
+    assert row["status"] in ("missing", "unfinished") and row["model"] == "s9-assignment"
