@@ -303,6 +303,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--label", help="the device label in file names (default: from its name)")
     p.add_argument("--smoke", action="store_true", help="everything on the CPU, tiny")
     args = p.parse_args(argv)
+    for name, least in (("assignment_seeds", 1), ("previous_seeds", 0), ("epochs", 1)):
+        if getattr(args, name) < least:
+            p.error(f"--{name.replace('_', '-')} must be at least {least}")
+    if (args.runs_per_device or 1) < 1 or any(k < 1 for k in args.concurrent):
+        p.error("--runs-per-device and --concurrent counts must be at least 1")
     if args.smoke:
         args.device, args.epochs = "cpu", 1
         args.batch_size = args.batch_size or 16

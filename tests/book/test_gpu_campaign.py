@@ -115,3 +115,17 @@ def test_the_runs_stop_at_the_deadline_and_are_still_collected(tmp_path, monkeyp
     assert time.time() - t0 < 60  # stopped, not run to the end
     (row,) = json.loads((tmp_path / "runs.json").read_text())["runs"]
     assert row["status"] in ("missing", "unfinished") and row["model"] == "s9-assignment"
+
+
+def test_bad_campaign_arguments_are_one_line(tmp_path):
+    script = str(ROOT / "scripts" / "gpu_campaign.py")
+    for extra, expected in (
+        (["--assignment-seeds", "0"], "--assignment-seeds must be at least 1"),
+        (["--concurrent", "0"], "--runs-per-device and --concurrent counts must be at least 1"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, script, "--data-dir", str(tmp_path), *extra],
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 2 and expected in proc.stderr and "Traceback" not in proc.stderr
