@@ -14,7 +14,7 @@ Steps, each writing JSON into RESULTS/gpu-campaign-<device>/ (RESULTS default bo
   campaign.json sums it up: best accuracy per recipe (mean, spread, each seed), the epoch and
   seconds to 85 %, beside the assignment report's 87.22 % (epoch 95) and first 85 % at epoch 59.
 
-At the deadline the runs are stopped (SIGINT: each keeps its last finished epoch) and what
+At the deadline the runs are stopped (SIGTERM: each keeps its last finished epoch) and what
 finished is summed up; the same command later resumes them. --jpeg-bound adds, after these
 and outside the budget, the assignment's seeds on a copy of the data re-compressed once more
 at JPEG quality 75 (the difference to the runs above bounds what the JPEG copy costs).
@@ -172,7 +172,7 @@ def sweep_spec(
 
 
 def run_sweep(spec: dict, path: Path, per_device: int, device: str, clock: Clock) -> dict:
-    """rfsweep the spec until done or the deadline (then SIGINT: the runs keep their last
+    """rfsweep the spec until done or the deadline (then SIGTERM: the runs keep their last
     finished epoch and resume next time); the result JSON is collected either way."""
     from training.sweep import collect, load_sweep
 
@@ -188,13 +188,19 @@ def run_sweep(spec: dict, path: Path, per_device: int, device: str, clock: Clock
         str(per_device),
     ]
     t0 = time.time()
-    proc = subprocess.Popen(cmd)
+    proc = subprocess.Popen(cmd, start_new_session=True)  # its group: rfsweep and its runs
     status = "done"
     try:
         proc.wait(timeout=max(1.0, clock.left()))
     except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGINT)
-        proc.wait()
+        # SIGTERM stops rfsweep and each run as Ctrl-C would (a run keeps its last finished
+        # epoch); SIGINT will not do, a background job may ignore it
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
         status = "stopped at the deadline (start the campaign again to resume)"
     if status == "done" and proc.returncode:
         status = f"failed ({proc.returncode}): see {Path(spec['out']) / 'logs'}"

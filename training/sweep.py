@@ -34,6 +34,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -402,6 +403,24 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM (a batch system, a time-limited campaign) stops the sweep as Ctrl-C does: its
+    runs are stopped too and resume next time. (SIGINT may be ignored in a background job.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
@@ -420,7 +439,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 )
             sys.stdout.flush()  # a closed pipe shows here, where it is handled
             return 0
-        outcome = {} if args.collect_only else execute(sweep, slots)
+        if args.collect_only:
+            outcome = {}
+        else:
+            with _sigterm_interrupts():
+                outcome = execute(sweep, slots)
     except UserError as exc:
         return fail(PROG, str(exc))
     except KeyboardInterrupt:
