@@ -2,9 +2,16 @@
 tuned by the training package and as it comes (the CPU batch-512 cliff).
 
   * pipeline: images/s of augmented batches alone: the albumentations DataLoader (for each
-    --workers count) and the batched tensor pipeline on --device;
+    --workers count; --skip-reference leaves it out) and the batched tensor pipeline on --device;
   * train: SGD steps on the model (default: the assignment's Net) fed by each path, timed over
-    --batches batches after one untimed warm-up batch (which also pays for torch.compile).
+    --batches batches after one untimed warm-up batch (which also pays for torch.compile);
+  * --breakdown: one training step of the tensor path cut into data (cutting a batch from the
+    uint8 set on the device), augmentation, forward, backward and optimizer, each timed alone
+    with the device synchronised around it, plus evaluation (forward without gradients), in
+    ms per batch at the largest --batch-size; the parts' sum against the step as it runs
+    unsynchronised shows how much overlaps;
+  * --concurrent K...: K processes training at once on the one device (each the tensor path at
+    the largest --batch-size, started together after their warm-up): images/s of all of them.
 
 On a GPU the training steps use bf16 autocast and channels_last (--no-amp,
 --no-channels-last to compare) and --compile adds torch.compile; the tensor pipeline runs
@@ -33,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from training.allocator import OPT_OUT, malloc_tuned  # noqa: E402
-from training.augment import AugConfig  # noqa: E402
+from training.augment import AugConfig, TensorAugment  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.data import CLASSES, Cifar, load_cifar10  # noqa: E402
 from training.engine import Trainer, seed_everything  # noqa: E402
@@ -101,6 +108,178 @@ def train_rate(
     return rate, (_minor_faults() - faults) / len(batches)
 
 
+def breakdown(
+    model_target: str, data: Cifar, bs: int, batches: int, cfg: TrainConfig, device: torch.device
+) -> dict:
+    """Milliseconds per batch of each part of a training step (tensor path) and of evaluation,
+    each part timed alone with the device synchronised around it, over `batches` batches
+    after one untimed batch."""
+    cfg = cfg.resolved(device)
+    mean, std = data.mean_std()
+    seed_everything(cfg.seed)
+    source = TensorBatches(
+        data.train_x, data.train_y, bs, cfg.aug, mean, std, seed=0, device=device
+    )
+    trainer = Trainer(
+        load_model(model_target), source, source, cfg, device, loss="nll", progress=False
+    )
+    net, opt, sched = trainer.net, trainer.optimizer, trainer.scheduler
+    images = torch.from_numpy(data.train_x).to(device)
+    labels = torch.from_numpy(data.train_y).to(device)
+    augment = TensorAugment(cfg.aug, mean, std)
+    g = torch.Generator(device=device)
+    g.manual_seed(0)
+    order = torch.randperm(len(labels), device=device)
+    parts = dict.fromkeys(("data", "augmentation", "forward", "backward", "optimizer", "eval"), 0.0)
+
+    def timed(name: str, counted: bool, fn, *args):
+        _sync(device)
+        t0 = time.perf_counter()
+        result = fn(*args)
+        _sync(device)
+        if counted:
+            parts[name] += time.perf_counter() - t0
+        return result
+
+    def autocast():
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(cfg.amp))
+
+    def layout(x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if cfg.channels_last else x
+
+    def cut(idx):
+        return images[idx], labels[idx]
+
+    def augmented(xb):
+        return layout(augment(xb, g, train=True))
+
+    def forward(x, y):
+        with autocast():
+            out = net(x)
+        return torch.nn.functional.nll_loss(out.float(), y)
+
+    def backward(loss):
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+
+    def step():
+        opt.step()
+        sched.step()
+
+    per = max(1, len(labels) // bs)
+    for i in range(batches + 1):  # batch 0: warm-up, not counted
+        counted = i > 0
+        idx = order[(i % per) * bs : (i % per + 1) * bs]
+        xb, yb = timed("data", counted, cut, idx)
+        x = timed("augmentation", counted, augmented, xb)
+        net.train()
+        loss = timed("forward", counted, forward, x, yb)
+        timed("backward", counted, backward, loss)
+        timed("optimizer", counted, step)
+        net.eval()
+        with torch.no_grad():
+            timed("eval", counted, forward, x, yb)
+    ms = {k: round(1000 * v / batches, 3) for k, v in parts.items()}
+    train_ms = sum(v for k, v in ms.items() if k != "eval")
+    return {
+        "batch_size": bs,
+        "batches": batches,
+        "ms_per_batch": ms,
+        "train_parts_ms_per_batch": round(train_ms, 3),
+        "images_per_s": {k: round(bs * 1000 / v, 1) if v else None for k, v in ms.items()},
+    }
+
+
+def _child(args) -> int:
+    """One of --concurrent's processes: warm up, say ready, wait for go, train, report."""
+    device = resolve_device(args.device)
+    data = _data(args)
+    bs = max(args.batch_size)
+    mean, std = data.mean_std()
+    batches = TensorBatches(
+        data.train_x, data.train_y, bs, AugConfig(), mean, std, seed=args.child, device=device
+    )
+    test = TensorBatches(
+        data.test_x, data.test_y, bs, None, mean, std, seed=0, device=device, shuffle=False
+    )
+    cfg = TrainConfig(
+        epochs=2,
+        batch_size=bs,
+        fast=True,
+        amp=args.amp,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        seed=args.child,
+    )
+    seed_everything(cfg.seed)
+    trainer = Trainer(
+        load_model(args.model), batches, test, cfg, device, loss="nll", progress=False
+    )
+    trainer.train = _First(batches)
+    trainer.train_epoch(0)
+    trainer.train = batches
+    _sync(device)
+    print("@@ready", flush=True)
+    if not sys.stdin.readline():  # the parent is gone: no one to report to
+        return 1
+    t0 = time.time()
+    record = trainer.train_epoch(1)
+    _sync(device)
+    t1 = time.time()
+    print("@@" + json.dumps({"t0": t0, "t1": t1, "images": record["train_images"]}), flush=True)
+    return 0
+
+
+def _protocol_line(proc: subprocess.Popen) -> str:
+    """The child's next protocol line (its other output is passed over)."""
+    for line in proc.stdout:
+        if line.startswith("@@"):
+            return line[2:].strip()
+    raise RuntimeError(f"a --concurrent process ended early (exit {proc.wait()})")
+
+
+def concurrent(argv: list[str], ks: list[int], done=lambda out: None) -> dict:
+    """Aggregate images/s of k training processes at once on the device, for each k;
+    `done(results so far)` after each k."""
+    out: dict = {}
+    for k in ks:
+        procs = [
+            subprocess.Popen(
+                [sys.executable, __file__, *argv, "--child", str(i + 1)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(k)
+        ]
+        try:
+            for proc in procs:
+                if _protocol_line(proc) != "ready":
+                    raise RuntimeError("a --concurrent process said something unexpected")
+            for proc in procs:  # all warmed up: start them together
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+            runs = [json.loads(_protocol_line(proc)) for proc in procs]
+        finally:
+            for proc in procs:
+                proc.stdin.close()
+                proc.wait()
+        wall = max(r["t1"] for r in runs) - min(r["t0"] for r in runs)
+        images = sum(r["images"] for r in runs)
+        out[str(k)] = {
+            "images_per_s": round(images / wall, 1),
+            "per_run_images_per_s": [round(r["images"] / (r["t1"] - r["t0"]), 1) for r in runs],
+            "wall_seconds": round(wall, 3),
+        }
+        done(out)
+        print(
+            f"{'k=' + str(k):>8}  {'runs at once, tensor path':<40} "
+            f"{images / wall:>10,.0f} images/s in all",
+            flush=True,
+        )
+    return out
+
+
 def _data(args) -> Cifar:
     n = max(args.batch_size) * args.batches
     if args.data_dir:
@@ -165,7 +344,7 @@ def measure(args, device: torch.device) -> dict:
                 ReferenceBatches(x, y, bs, aug, mean, std, seed=0, workers=w, pin_memory=gpu),
                 False,
             )
-            for w in args.workers
+            for w in ([] if args.skip_reference else args.workers)
         ]
         paths.append(
             (
@@ -200,7 +379,33 @@ def measure(args, device: torch.device) -> dict:
             report("train_images_per_s", label + extra, rate)
             results["page_faults_per_step"][label + extra] = round(faults)
             print(f"{'':>8}  {'':<40} {faults:>10,.0f} page faults a step", flush=True)
+    if args.breakdown:
+        cfg = TrainConfig(
+            epochs=2,
+            batch_size=max(args.batch_size),
+            fast=True,
+            amp=amp,
+            channels_last=channels_last,
+            compile=args.compile,
+        )
+        b = breakdown(args.model, data, max(args.batch_size), args.batches, cfg, device)
+        results["breakdown"] = b
+        for part, ms in b["ms_per_batch"].items():
+            print(
+                f"{'part':>8}  {part:<40} {ms:>10.2f} ms a batch of {b['batch_size']}", flush=True
+            )
     return results
+
+
+def _without(argv: list[str], options: tuple[str, ...]) -> list[str]:
+    """argv less the given options and their values (up to the next option)."""
+    out, skipping = [], False
+    for a in argv:
+        if a.startswith("--"):
+            skipping = a.split("=", 1)[0] in options
+        if not skipping:
+            out.append(a)
+    return out
 
 
 def both_allocators(argv: list[str], json_out: str | None) -> int:
@@ -258,6 +463,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--skip-train", action="store_true", help="time the pipelines only")
     p.add_argument(
+        "--skip-reference",
+        action="store_true",
+        help="leave out the albumentations path (a machine without albumentations)",
+    )
+    p.add_argument("--breakdown", action="store_true", help="time each part of a step (see above)")
+    p.add_argument(
+        "--concurrent",
+        type=int,
+        nargs="+",
+        default=[],
+        metavar="K",
+        help="also time K training processes at once on the device, for each K",
+    )
+    p.add_argument("--child", type=int, help=argparse.SUPPRESS)  # one of --concurrent's
+    p.add_argument(
         "--allocator",
         choices=("current", "both"),
         default="current",
@@ -271,11 +491,31 @@ def main(argv: list[str] | None = None) -> int:
             i = rest.index("--json")
             del rest[i : i + 2]
         return both_allocators(rest, args.json)
+    if args.child is not None:
+        return _child(args)
+    if any(k < 1 for k in args.concurrent):
+        p.error("--concurrent counts must be at least 1")
     try:
         results = measure(args, resolve_device(args.device))
     except UserError as exc:
         print(f"train_throughput: error: {exc}", file=sys.stderr)
         return 2
+    if args.json:  # written as each part ends: a time-limited caller keeps what finished
+        write_json(args.json, results)
+    if args.concurrent:
+        child_argv = _without(argv, ("--json", "--concurrent"))
+        results["concurrent"] = {
+            "batch_size": max(args.batch_size),
+            "batches_per_run": args.batches,
+            "runs": {},
+        }
+
+        def done(runs: dict) -> None:
+            results["concurrent"]["runs"] = dict(runs)
+            if args.json:
+                write_json(args.json, results)
+
+        concurrent(child_argv, args.concurrent, done)
     if args.json:
         write_json(args.json, results)
     return 0

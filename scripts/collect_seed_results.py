@@ -79,6 +79,8 @@ def record(folder: Path) -> Optional[dict[str, Any]]:
         # training images seen / seconds spent training (test time excluded)
         "train_images_per_s": round(summary["train_images"] * len(history) / train_s, 1),
         "schedule": schedule(folder / "last.pt"),
+        # how it was trained, where the run record keeps it (training/record.py; newer runs)
+        **{k: summary[k] for k in ("recipe", "departures", "config") if k in summary},
     }
 
 

@@ -1,5 +1,8 @@
-"""One small JSON of what a finished run measured (command, device, versions, figures), for
-the book and the README: `python scripts/gpu_result.py RUN_DIR [OUT.json]`.
+"""One JSON of what a finished run measured, for the book and the README: the whole run
+record (command, device, versions, recipe, configuration, loss curve; schema in
+training/record.py) with its seed, and the benchmark's figures where there are some.
+
+    python scripts/gpu_result.py RUN_DIR [OUT.json]
 
 Reads RUN_DIR/summary.json and, where `scripts/gpu_train.sh` wrote it, RUN_DIR/throughput.json;
 writes RUN_DIR/result.json unless OUT.json is given.
@@ -13,39 +16,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from training.fsutil import write_json  # noqa: E402
+from training.record import SUMMARY_KEYS  # noqa: E402
 
-KEYS = (
-    "command",
-    "device",
-    "world_size",
-    "torch",
-    "data",
-    "data_digest",
-    "train_images",
-    "test_images",
-    "data_decode_seconds",
-    "path",
-    "params",
-    "schedule",
-    "epochs_done",
-    "finished",
-    "test_acc",
-    "best_test_acc",
-    "wall_seconds",
-    "time_to_85_seconds",
-    "train_images_per_s",
-)
 THROUGHPUT = ("pipeline_images_per_s", "train_images_per_s", "amp_bf16", "channels_last", "compile")
 
 
 def result(run: Path) -> dict:
+    """The run's record (the keys it has: an older record lacks the newer ones), its seed and,
+    where the benchmark ran beside it, that benchmark's figures."""
     s = json.loads((run / "summary.json").read_text())
-    out = {k: s[k] for k in KEYS}
+    out = {k: s[k] for k in SUMMARY_KEYS if k in s}
     out["seed"] = s["config"]["seed"]
     bench = run / "throughput.json"
     if bench.is_file():
         b = json.loads(bench.read_text())
-        out["throughput"] = {k: b[k] for k in THROUGHPUT}
+        out["throughput"] = {k: b[k] for k in THROUGHPUT if k in b}
     return out
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .augment import AugConfig
-from .config import TrainConfig
+from .config import RECIPES, TrainConfig
 from .options import (
     OneLineParser,
     UserError,
@@ -40,12 +40,22 @@ SPEED = (
 )
 
 
-def _parser() -> argparse.ArgumentParser:
+RECIPE_HELP = {
+    "assignment": "the assignment's published code: OneCycleLR 0.005 -> 0.1 (at 40 %%) -> "
+    "0.005 (80 %%) -> 5e-7, momentum cycled 0.95 -> 0.85 -> 0.95, its augmentation",
+    "previous": "this package's earlier default: OneCycleLR from 0.05, momentum fixed at 0.9, "
+    "the earlier augmentation",
+}
+
+
+def _parser(recipe: str = "assignment") -> argparse.ArgumentParser:
+    """rftrain's options, their defaults those of the named recipe."""
+    start = RECIPES[recipe]()
     p = OneLineParser(
         prog=PROG,
-        description="Train a net on CIFAR-10 with the assignment's recipe "
-        "(SGD + OneCycleLR, albumentations-strength augmentation). Under torchrun "
-        "(torchrun --nproc_per_node N -m training ...) N processes train one model.",
+        description="Train a net on CIFAR-10 with a named recipe (default: the assignment's, "
+        "SGD + OneCycleLR with its augmentation); other flags change single settings. Under "
+        "torchrun (torchrun --nproc_per_node N -m training ...) N processes train one model.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
@@ -92,10 +102,18 @@ def _parser() -> argparse.ArgumentParser:
         "first N of a fixed permutation, as runs before this option did",
     )
 
-    add_dataclass_options(p.add_argument_group("recipe"), TrainConfig, skip=("aug", *SPEED))
+    g = p.add_argument_group("recipe")
+    g.add_argument(
+        "--recipe",
+        choices=tuple(RECIPES),
+        default=recipe,
+        help="the settings to start from; the flags below change single ones. "
+        + "; ".join(f"{name}: {text}" for name, text in RECIPE_HELP.items()),
+    )
+    add_dataclass_options(g, TrainConfig, skip=("aug", "recipe", *SPEED), defaults=start)
     g = p.add_argument_group("augmentation (same config for both pipelines)")
     g.add_argument("--no-augment", action="store_true", help="normalize only")
-    add_dataclass_options(g, AugConfig)
+    add_dataclass_options(g, AugConfig, defaults=start.aug)
 
     g = p.add_argument_group("speed")
     g.add_argument(
@@ -111,9 +129,20 @@ def _parser() -> argparse.ArgumentParser:
         help="progress bar (None: only on a terminal)",
     )
     add_dataclass_options(
-        g, TrainConfig, skip=tuple(n for n in TrainConfig.__dataclass_fields__ if n not in SPEED)
+        g,
+        TrainConfig,
+        skip=tuple(n for n in TrainConfig.__dataclass_fields__ if n not in SPEED),
+        defaults=start,
     )
     return p
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse twice: first the recipe's name, then every option with that recipe's values as
+    the defaults, so a flag given overrides one setting and the rest are the recipe's."""
+    first = OneLineParser(prog=PROG, add_help=False)  # --help waits for the recipe's defaults
+    first.add_argument("--recipe", choices=tuple(RECIPES), default="assignment")
+    return _parser(first.parse_known_args(argv)[0].recipe).parse_args(argv)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -193,7 +222,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not argv:  # a bare command: what it takes, on stderr with status 2 like rfcalc's
         parser.print_help(sys.stderr)
         return 2
-    args = parser.parse_args(argv)
+    args = parse(argv)
     from . import distributed
 
     previous = _stop_on_sigterm()

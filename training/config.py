@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field, replace
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -23,16 +23,20 @@ NORMS = ("model", "group", "layer")
 # torch.compile's modes; the two with CUDA graphs fall back to their graph-free twin where
 # CUDA graphs cannot run (a CPU, several processes): engine.compile_options.
 COMPILE_MODES = ("reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs", "default")
+RECIPE_NAMES = ("assignment", "previous")
 
 
 @dataclass
 class TrainConfig:
     """The recipe; every field is a command-line flag of `rftrain` (same name, dashes).
 
-    Default: the assignment's words (reading A): SGD from lr 0.05 with momentum 0.9 held
-    fixed, OneCycleLR up to 0.1. PyTorch's OneCycleLR defaults (reading B) are
-    `lr=max_lr/25, momentum_schedule="cycle"`; the runs made before momentum was honoured
-    are `momentum_schedule="cycle"` with the default lr.
+    `TrainConfig()` is the assignment's recipe as its published code ran it: SGD (its lr 0.05
+    and momentum 0.9 are overwritten by the scheduler) under `OneCycleLR(max_lr=0.1,
+    pct_start=0.4, div_factor=20, three_phase=True)` with the other arguments default, so the
+    lr starts at 0.005, peaks at 0.1 at 40 % of the steps, is back at 0.005 at 80 % and ends
+    at 5e-7, while the momentum cycles 0.95 -> 0.85 -> 0.95 (cosine, opposite to the lr).
+    `TrainConfig.previous()` is this package's default before that was read: the lr from
+    0.05 and the momentum held at 0.9. `RECIPES` names both.
     """
 
     epochs: int = _opt(100, "passes over the training set")
@@ -43,7 +47,7 @@ class TrainConfig:
         choices=LR_SCHEDULES,
     )
     lr: float = _opt(
-        0.05,
+        0.005,
         "starting lr of the one-cycle (div_factor = max_lr / lr); the lr of a constant schedule",
     )
     max_lr: float = _opt(0.1, "peak lr of the one-cycle")
@@ -52,7 +56,7 @@ class TrainConfig:
     final_div_factor: float = _opt(1e4, "the one-cycle ends at lr / final-div-factor")
     momentum: float = _opt(0.9, "SGD momentum, held fixed (--momentum-schedule fixed)")
     momentum_schedule: str = _opt(
-        "fixed",
+        "cycle",
         "fixed: --momentum throughout; cycle: OneCycleLR "
         "cycles it from --max-momentum down to --base-momentum "
         "while the lr rises, and back",
@@ -91,6 +95,13 @@ class TrainConfig:
     )
     sync_bn: bool = _opt(False, "SyncBatchNorm across the processes under torchrun (GPUs only)")
     aug: AugConfig = field(default_factory=AugConfig)
+    # recipe
+    recipe: str = _opt(
+        "assignment",
+        "the named recipe these settings started from (kept in the run record); "
+        "other flags override single settings",
+        choices=RECIPE_NAMES,
+    )
     # speed (loop)
     drop_last: Optional[bool] = _opt(
         None,
@@ -109,6 +120,25 @@ class TrainConfig:
         "graphs (on one GPU; elsewhere they run without)",
         choices=COMPILE_MODES,
     )
+
+    @classmethod
+    def previous(cls, **changes) -> "TrainConfig":
+        """This package's default before the assignment's code was read: OneCycleLR from lr
+        0.05 (div_factor 2, ending at 5e-6), momentum held at 0.9, the earlier augmentation."""
+        base = dict(lr=0.05, momentum=0.9, momentum_schedule="fixed", recipe="previous")
+        return cls(**{"aug": _previous_aug(), **base, **changes})
+
+    def departures(self) -> dict:
+        """The settings that differ from the named recipe's (`aug.NAME` for augmentation);
+        automatic (None) settings and the worker count are not counted."""
+        ref, now = RECIPES[self.recipe]().to_dict(), self.to_dict()
+        ref.update({f"aug.{k}": v for k, v in ref.pop("aug").items()})
+        now.update({f"aug.{k}": v for k, v in now.pop("aug").items()})
+        return {
+            k: now[k]
+            for k in ref
+            if k not in ("recipe", "workers") and ref[k] is not None and now[k] != ref[k]
+        }
 
     def resolved(self, device: torch.device) -> "TrainConfig":
         """A copy with every automatic (None) setting decided for `device`."""
@@ -157,7 +187,10 @@ class TrainConfig:
                     f"--final-div-factor must be positive, got {self.final_div_factor}"
                 )
         elif self.momentum_schedule == "cycle":
-            raise ValueError("--momentum-schedule cycle needs --schedule onecycle")
+            raise ValueError(
+                "--momentum-schedule cycle needs --schedule onecycle "
+                "(with --schedule constant give --momentum-schedule fixed)"
+            )
         for name in ("momentum", "base_momentum", "max_momentum"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(
@@ -179,6 +212,8 @@ class TrainConfig:
             raise ValueError("--workers must be >= 0")
         if self.compile_mode not in COMPILE_MODES:
             raise ValueError(f"--compile-mode must be one of {', '.join(COMPILE_MODES)}")
+        if self.recipe not in RECIPES:
+            raise ValueError(f"--recipe must be one of {', '.join(RECIPES)}, not {self.recipe!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -186,11 +221,12 @@ class TrainConfig:
     def schedules(self, steps_per_epoch: int) -> dict[str, str]:
         """The lr and momentum schedules in words, with the numbers that will run."""
         total = self.epochs * steps_per_epoch
+        peak = self.pct_start * total - 1
         if self.schedule == "constant":
             lr = f"constant {self.lr:g} for {total} steps"
         else:
             # OneCycleLR's phase ends, as 0-based step indices (it interpolates between them)
-            peak, floor = self.pct_start * total - 1, self.lr / self.final_div_factor
+            floor = self.lr / self.final_div_factor
             lr = (
                 f"one-cycle per step ({total} steps, cosine, counted from 0): {self.lr:g} -> "
                 f"{self.max_lr:g} at step {peak:g}"
@@ -199,10 +235,30 @@ class TrainConfig:
                 lr += f" -> {self.lr:g} at step {2 * self.pct_start * total - 2:g}"
             lr += f" -> {floor:g} at step {total - 1}"
         if self.momentum_schedule == "cycle":
-            mom = (
-                f"cycled opposite to the lr: {self.max_momentum:g} -> {self.base_momentum:g}"
-                f" at the lr peak -> {self.max_momentum:g}"
-            )
+            hi, lo = self.max_momentum, self.base_momentum
+            if self.schedule == "onecycle":
+                mom = f"cycled opposite to the lr (cosine): {hi:g} -> {lo:g} at step {peak:g}"
+                if self.three_phase:
+                    mom += f" -> {hi:g} at step {2 * self.pct_start * total - 2:g}, then held"
+                else:
+                    mom += f" -> {hi:g} at step {total - 1}"
+            else:  # check() refuses this; said plainly for a config not checked
+                mom = f"cycled opposite to the lr: {hi:g} -> {lo:g} at the lr peak -> {hi:g}"
         else:
             mom = f"fixed {self.momentum:g}"
         return {"lr": lr, "momentum": mom}
+
+
+def _previous_aug() -> AugConfig:
+    """The augmentation of the previous recipe: `AugConfig.previous()` once the assignment's
+    augmentation is the default; until then the default AugConfig() is still that one."""
+    previous = getattr(AugConfig, "previous", None)
+    return previous() if previous is not None else AugConfig()
+
+
+# name -> the TrainConfig it starts from (`rftrain --recipe NAME`); other flags override fields
+RECIPES: dict[str, Callable[[], TrainConfig]] = {
+    "assignment": TrainConfig,
+    "previous": TrainConfig.previous,
+}
+assert tuple(RECIPES) == RECIPE_NAMES

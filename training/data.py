@@ -2,7 +2,8 @@
 
 Three sources, found in this order under `--data-dir`:
   * the original pickled batches, `cifar-10-batches-py/` (what torchvision downloads), or the
-    folder itself if it holds `data_batch_1`;
+    folder itself if it holds `data_batch_1`; each file's md5 is checked against the original's
+    and the source says whether the copy is the original (lossless) one;
   * an image-folder copy, `train/<class>/*` and `test/<class>/*` (PNG or JPEG, 32x32);
   * with `download=True`, torchvision fetches the pickled batches first.
 Decoding 60,000 JPEG files takes a while, so the arrays can be cached in one .npz file.
@@ -33,6 +34,16 @@ SIDE = 32
 EXPECTED = (
     f"{PICKLE_DIR}/ (data_batch_1..5, test_batch) or train/<class>/*.png|jpg and test/<class>/*"
 )
+# The original python batches' md5, as torchvision checks them (torchvision/datasets/cifar.py):
+# a copy whose every batch matches is the lossless original, not a truncated or re-made one.
+ORIGINAL_MD5 = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+}
 
 
 @dataclass(frozen=True)
@@ -188,6 +199,16 @@ def _batch_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(images), labels
 
 
+def not_original(folder: Path) -> list[str]:
+    """The batch files in `folder` whose md5 is not the original's (empty: the original)."""
+    differ = []
+    for name, md5 in ORIGINAL_MD5.items():
+        with open(folder / name, "rb") as fh:
+            if hashlib.file_digest(fh, "md5").hexdigest() != md5:
+                differ.append(name)
+    return differ
+
+
 def _read_pickles(folder: Path) -> Cifar:
     parts = [_batch_arrays(folder / name) for name in TRAIN_BATCHES]
     test_x, test_y = _batch_arrays(folder / "test_batch")
@@ -197,13 +218,20 @@ def _read_pickles(folder: Path) -> Cifar:
         names = _unpickle(meta).get(b"label_names")
         if names:
             classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+    differ = not_original(folder)
+    if not differ:
+        checked = "the original batches, md5 checked"
+    elif len(differ) == len(ORIGINAL_MD5):
+        checked = "not the original batches: no md5 matches"
+    else:
+        checked = f"not the original batches: md5 of {', '.join(differ)} differs"
     return Cifar(
         np.concatenate([p[0] for p in parts]),
         np.concatenate([p[1] for p in parts]),
         test_x,
         test_y,
         classes,
-        source=str(folder),
+        source=f"{folder} ({checked})",
     )
 
 

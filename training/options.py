@@ -36,15 +36,21 @@ def _kind(f: Field) -> str:
 
 
 def add_dataclass_options(
-    group: argparse._ActionsContainer, cls: type, *, skip: tuple[str, ...] = ()
+    group: argparse._ActionsContainer,
+    cls: type,
+    *,
+    skip: tuple[str, ...] = (),
+    defaults: Any = None,
 ) -> None:
-    """One option per field of `cls`: the field's default, type, help and choices (metadata)."""
+    """One option per field of `cls`: the field's default (or `defaults`' value of it, an
+    instance of `cls`: a named recipe), type, help and choices (metadata)."""
     for f in fields(cls):
         if f.name in skip or f.default is MISSING:
             continue
         meta = f.metadata
         kind = _kind(f)
-        kw: dict[str, Any] = {"default": f.default, "help": meta["help"]}
+        default = f.default if defaults is None else getattr(defaults, f.name)
+        kw: dict[str, Any] = {"default": default, "help": meta["help"]}
         if kind == "bool":
             kw["action"] = argparse.BooleanOptionalAction
         else:

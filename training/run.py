@@ -39,6 +39,7 @@ from .fsutil import is_temporary, write_json
 from .loaders import ReferenceBatches, TensorBatches
 from .models import check_outputs, convert_norm
 from .options import UserError
+from .record import build_summary
 from .writer import BackgroundWriter, host_copy
 
 ARTIFACTS = (
@@ -54,7 +55,8 @@ ARTIFACTS = (
 )
 # Settings that don't change the numbers; a resumed run may differ in these. (The test batch
 # changes the order of the test sums only: the last digits of test_loss.)
-RESUME_FREE = ("workers", "compile", "compile_mode", "eval_batch_size")
+RESUME_FREE = ("workers", "compile", "compile_mode", "eval_batch_size", "recipe")
+# (recipe is a name: its settings are compared one by one)
 # Settings of how the epochs ran (bf16, memory layout, partial batches dropped): they change
 # the numbers of epochs still to run, so an unfinished run refuses others, but a finished run
 # is only read back (on a CPU, say, after training on a GPU).
@@ -320,44 +322,30 @@ class Recorder:
         per = f" ({n} processes x {cfg.batch_size // n})" if n > 1 else ""
         s = cfg.schedules(len(self.trainer.train))
         head = (
-            f"recipe: SGD, {cfg.epochs} epochs, batch {cfg.batch_size}{per}, weight decay "
-            f"{cfg.weight_decay:g}, L1 {cfg.l1:g}, loss {self.trainer.loss_kind}, norm "
-            f"{cfg.norm}"
+            f"recipe {cfg.recipe}: SGD, {cfg.epochs} epochs, batch {cfg.batch_size}{per}, "
+            f"weight decay {cfg.weight_decay:g}, L1 {cfg.l1:g}, loss {self.trainer.loss_kind}, "
+            f"norm {cfg.norm}"
         )
         # wrapped to 76 characters: the recipe is read in terminals and notebook columns
         lines = [head, f"  lr: {s['lr']}", f"  momentum: {s['momentum']}"]
         return "\n".join(textwrap.fill(line, 76, subsequent_indent="      ") for line in lines)
 
     def summary(self, finished: bool) -> dict:
-        h, cfg = self.history, self.cfg
-        accs = [r["test_acc"] for r in h]
-        seconds = sum(r["train_seconds"] for r in h)
-        return {
-            "command": self.command,
-            "finished": finished,
-            "device": device_name(self.device),
-            "world_size": self.world.size,
-            "torch": torch.__version__,
-            "data": self.data.source,
-            "data_digest": self.data_record["digest"],
-            "data_decode_seconds": round(self.data.decode_seconds, 3),
-            "train_images": len(self.data.train_y),
-            "test_images": len(self.data.test_y),
-            "path": "tensor (fast)" if cfg.fast else f"albumentations ({cfg.workers} workers)",
-            "loss": self.trainer.loss_kind,
-            "params": sum(p.numel() for p in self.trainer.module.parameters()),
-            "config": cfg.to_dict(),
-            "schedule": cfg.schedules(len(self.trainer.train)),
-            "epochs_done": len(h),
-            "test_acc": accs,
-            "best_test_acc": max(accs) if accs else None,
-            "wall_seconds": round(self.wall_before + time.perf_counter() - self.t_run, 2),
-            "time_to_85_seconds": report.time_to_accuracy(h, 0.85),
-            # all images trained on / all seconds spent training (not a mean of rates)
-            "train_images_per_s": (
-                sum(r["train_images"] for r in h) / seconds if seconds else None
-            ),
-        }
+        # the record's schema and builder live in training/record.py (one home)
+        return build_summary(
+            cfg=self.cfg,
+            history=self.history,
+            finished=finished,
+            command=self.command,
+            device=device_name(self.device),
+            world_size=self.world.size,
+            data=self.data,
+            data_digest=self.data_record["digest"],
+            loss=self.trainer.loss_kind,
+            params=sum(p.numel() for p in self.trainer.module.parameters()),
+            steps_per_epoch=len(self.trainer.train),
+            wall_seconds=self.wall_before + time.perf_counter() - self.t_run,
+        )
 
     def epoch_done(self, epoch: int, record: dict, preds) -> None:
         """The callback after each epoch: checkpoints, history and summary, handed to the

@@ -1,5 +1,6 @@
 """`rfsweep SWEEP.json`: many rftrain runs (models x recipes x seeds) to completion, one per
-free device, then one JSON with every run's result.
+free device (or K at once on each with `--runs-per-device K`), then one JSON with every run's
+result.
 
 A sweep file (JSON; relative paths are relative to the current folder, as for rftrain):
 
@@ -33,6 +34,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,29 +42,12 @@ from typing import Any, Optional, Sequence
 
 from .fsutil import write_json
 from .options import OneLineParser, UserError, fail, package_version
+from .record import SUMMARY_KEYS, epoch_rows
 
 PROG = "rfsweep"
-RESULT_KEYS = (
-    "command",
-    "device",
-    "world_size",
-    "torch",
-    "data",
-    "data_digest",
-    "train_images",
-    "test_images",
-    "path",
-    "loss",
-    "params",
-    "schedule",
-    "config",
-    "epochs_done",
-    "test_acc",
-    "best_test_acc",
-    "wall_seconds",
-    "time_to_85_seconds",
-    "train_images_per_s",
-)
+# A row of the result: the run record's keys (training/record.py) and its history as "epochs";
+# "recipe" stays the sweep's name for the run's options (the record's is in config.recipe).
+RESULT_KEYS = tuple(k for k in SUMMARY_KEYS if k not in ("history", "recipe"))
 
 
 @dataclass(frozen=True)
@@ -240,14 +225,37 @@ def export_variants(sweep: Sweep) -> None:
 
 
 def free_devices(spec: Optional[str]) -> list[str]:
-    """The device slots: each GPU (as its index), or the CPU once; `spec` lists them
-    ('cpu,cpu' runs two CPU runs side by side, '0,2' two GPUs)."""
+    """The devices: each GPU (as its index), or the CPU once; `spec` lists them ('cpu,cpu'
+    runs two CPU runs side by side, '0,2' two GPUs)."""
     if spec:
-        return [s.strip() for s in spec.split(",") if s.strip()]
+        devices = [s.strip() for s in spec.split(",") if s.strip()]
+        bad = [d for d in devices if d != "cpu" and not d.isdigit()]
+        if bad or not devices:
+            raise UserError(
+                f"--devices {spec!r}: give GPU indices or cpu, comma-separated (e.g. 0,1 or cpu)"
+            )
+        return devices
     import torch
 
     n = torch.cuda.device_count() if torch.cuda.is_available() else 0
     return [str(i) for i in range(n)] or ["cpu"]
+
+
+def device_slots(devices: Sequence[str], per_device: int = 1) -> list[str]:
+    """One slot per run that may go at once: each device `per_device` times. A device with
+    several slots numbers them (`0#1`, `0#2`): each slot holds one run."""
+    if per_device < 1:
+        raise UserError(f"--runs-per-device must be at least 1, got {per_device}")
+    names = [d for d in devices for _ in range(per_device)]
+    out, seen = [], {}
+    for d in names:
+        seen[d] = seen.get(d, 0) + 1
+        out.append(f"{d}#{seen[d]}" if names.count(d) > 1 else d)
+    return out
+
+
+def _device_of(slot: str) -> str:
+    return slot.split("#", 1)[0]
 
 
 def _die_with_parent() -> None:
@@ -258,12 +266,14 @@ def _die_with_parent() -> None:
         pass
 
 
-def _launch(sweep: Sweep, run: Run, slot: str) -> subprocess.Popen:
+def _launch(sweep: Sweep, run: Run, slot: str, threads: Optional[int] = None) -> subprocess.Popen:
     env = dict(os.environ)
-    if slot == "cpu":
+    if threads is not None and "OMP_NUM_THREADS" not in env:
+        env["OMP_NUM_THREADS"] = str(threads)  # runs side by side share the cores
+    if _device_of(slot) == "cpu":
         device = "cpu"
     else:
-        env["CUDA_VISIBLE_DEVICES"] = slot
+        env["CUDA_VISIBLE_DEVICES"] = _device_of(slot)
         device = "cuda"
     cmd = command(sweep, run, device)
     log = sweep.log(run)
@@ -286,7 +296,8 @@ def _last_line(path: Path) -> str:
 
 
 def execute(sweep: Sweep, slots: Sequence[str], say=print) -> dict[str, str]:
-    """Run every unfinished run, one per slot at a time; returns {run key: outcome}."""
+    """Run every unfinished run, one per slot at a time (`device_slots`); returns {run key:
+    outcome}."""
     todo = [r for r in sweep.runs if run_status(sweep.folder(r)) != "finished"]
     outcome = {r.key: "finished (skipped)" for r in sweep.runs if r not in todo}
     for key in outcome:
@@ -294,6 +305,7 @@ def execute(sweep: Sweep, slots: Sequence[str], say=print) -> dict[str, str]:
     if todo:
         export_variants(sweep)
     busy: dict[str, tuple[Run, subprocess.Popen]] = {}
+    threads = max(1, (os.cpu_count() or 1) // len(slots)) if len(slots) > 1 else None
     try:
         while todo or busy:
             for slot in [s for s in slots if s not in busy]:
@@ -301,7 +313,7 @@ def execute(sweep: Sweep, slots: Sequence[str], say=print) -> dict[str, str]:
                     break
                 run = todo.pop(0)
                 what = run_status(sweep.folder(run))
-                busy[slot] = (run, _launch(sweep, run, slot))
+                busy[slot] = (run, _launch(sweep, run, slot, threads))
                 say(f"start {run.key} on {slot}" + (" (resume)" if what == "interrupted" else ""))
             time.sleep(0.2)
             for slot, (run, proc) in list(busy.items()):
@@ -342,25 +354,11 @@ def collect(sweep: Sweep) -> dict:
             s = json.loads(summary.read_text())
             row["status"] = "finished" if s.get("finished") else "unfinished"
             row.update({k: s.get(k) for k in RESULT_KEYS})
-            h = json.loads(history.read_text()) if history.is_file() else []
-            row["epochs"] = [
-                {
-                    k: r[k]
-                    for k in (
-                        "epoch",
-                        "lr_start",
-                        "lr_end",
-                        "momentum_start",
-                        "momentum_end",
-                        "train_loss",
-                        "train_acc",
-                        "test_loss",
-                        "test_acc",
-                        "train_seconds",
-                    )
-                }
-                for r in h
-            ]
+            if "history" in s:
+                h = s["history"]
+            else:  # a record from before the summary kept the history
+                h = json.loads(history.read_text()) if history.is_file() else []
+            row["epochs"] = epoch_rows(h)
         rows.append(row)
     return {
         "sweep": sweep.name,
@@ -372,9 +370,8 @@ def collect(sweep: Sweep) -> dict:
 def _parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog=PROG,
-        description="Run a sweep of rftrain runs (models x recipes x "
-        "seeds) to completion, one per free device, and collect their results "
-        "into one JSON.",
+        description="Run a sweep of rftrain runs (models x recipes x seeds) to completion, one "
+        "(or --runs-per-device K) per device at a time, and collect their results into one JSON.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
@@ -383,6 +380,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--devices",
         help="device slots, e.g. 0,1 (GPUs) or cpu,cpu (default: every GPU, else the CPU once)",
+    )
+    p.add_argument(
+        "--runs-per-device",
+        type=int,
+        default=1,
+        metavar="K",
+        help="runs at once on each device: a small net leaves a GPU idle much of the time, so "
+        "K runs side by side train more images per second in all (default: 1)",
     )
     p.add_argument(
         "--list",
@@ -398,6 +403,24 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM (a batch system, a time-limited campaign) stops the sweep as Ctrl-C does: its
+    runs are stopped too and resume next time. (SIGINT may be ignored in a background job.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
@@ -407,7 +430,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         sweep = load_sweep(args.sweep)
-        slots = free_devices(args.devices)
+        slots = device_slots(free_devices(args.devices), args.runs_per_device)
         if args.list:
             for run in sweep.runs:
                 print(
@@ -416,7 +439,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 )
             sys.stdout.flush()  # a closed pipe shows here, where it is handled
             return 0
-        outcome = {} if args.collect_only else execute(sweep, slots)
+        if args.collect_only:
+            outcome = {}
+        else:
+            with _sigterm_interrupts():
+                outcome = execute(sweep, slots)
     except UserError as exc:
         return fail(PROG, str(exc))
     except KeyboardInterrupt:

@@ -117,6 +117,18 @@ def test_a_fixed_momentum_is_recorded_and_mixed_schedules_are_refused(collector,
         collector.collect(runs, {}, ["a"], [1, 2])
 
 
+def test_a_newer_record_says_how_the_run_was_trained(collector, tmp_path):
+    _run(tmp_path / "a", 1, [0.1])
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    how = {"recipe": "previous", "departures": {"lr": 0.02}, "config": {"seed": 1, "lr": 0.02}}
+    (tmp_path / "a" / "summary.json").write_text(json.dumps({**summary, **how}))
+    (rec,) = collector.collect(tmp_path, {}, ["a"], [1])["variants"]["a"]["runs"]
+    assert {k: rec[k] for k in how} == how
+    _run(tmp_path / "b", 1, [0.1])  # an older record: nothing made up
+    (old,) = collector.collect(tmp_path, {}, ["b"], [1])["variants"]["b"]["runs"]
+    assert "recipe" not in old and "departures" not in old and old["config"] == {"seed": 1}
+
+
 def test_a_folder_whose_seed_disagrees_is_refused(collector, tmp_path):
     _run(tmp_path / "a-seed2", 3, [0.1])
     with pytest.raises(SystemExit, match="seed 2, the run seed 3"):

@@ -11,28 +11,38 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "gpu_result.py"
 
 
 def _summary(seed: int) -> dict:
+    """A run record as rftrain writes it (schema 2), trimmed to 3 epochs."""
     return {
+        "schema": 2,
         "command": "rftrain --device cuda --epochs 3",
+        "finished": True,
         "device": "NVIDIA H200",
         "world_size": 1,
         "torch": "2.11.0+cu130",
+        "versions": {"torch": "2.11.0+cu130", "albumentations": None, "git_commit": None},
         "data": "data/cifar10-jpeg",
         "data_digest": "ab12",
+        "data_decode_seconds": 0.4,
         "train_images": 50000,
         "test_images": 10000,
-        "data_decode_seconds": 0.4,
         "path": "tensor (fast)",
+        "loss": "nll",
         "params": 190509,
-        "schedule": {"lr": "one-cycle", "momentum": "fixed 0.9"},
+        "recipe": "assignment",
+        "departures": {"epochs": 3},
+        "config": {"seed": seed, "epochs": 3, "amp": True, "aug": {"cutout_p": 0.2}},
+        "schedule": {"lr": "one-cycle", "momentum": "cycled"},
         "epochs_done": 3,
-        "finished": True,
         "test_acc": [0.5, 0.84, 0.86],
         "best_test_acc": 0.86,
+        "best_epoch": 3,
         "wall_seconds": 7.5,
         "time_to_85_seconds": 6.25,
         "train_images_per_s": 27000.0,
-        "config": {"seed": seed, "epochs": 3},
-        "loss": "nll",  # not carried over: the JSON keeps what the book and README quote
+        "history": [
+            {"epoch": e, "train_loss": 1.0 / e, "test_loss": 1.1 / e, "test_acc": a}
+            for e, a in ((1, 0.5), (2, 0.84), (3, 0.86))
+        ],
     }
 
 
@@ -52,10 +62,8 @@ def test_result_carries_the_run_record_and_the_benchmark(tmp_path):
     )
     result = json.loads((run / "result.json").read_text())
     assert result["seed"] == 2 and "throughput" not in result
-    assert "loss" not in result and "config" not in result
-    assert {k: result[k] for k in result if k != "seed"} == {
-        k: v for k, v in summary.items() if k not in ("loss", "config")
-    }
+    # the whole record is kept: how it was trained (recipe, config, versions) and the curve
+    assert {k: result[k] for k in result if k != "seed"} == summary
     # With the benchmark's file beside it, its figures come along; an explicit target.
     bench = {
         "pipeline_images_per_s": {"a": 1.0},
@@ -84,3 +92,17 @@ def test_never_reached_and_bad_arguments(tmp_path):
     )
     usage = _go()
     assert usage.returncode == 2 and usage.stderr.startswith("usage:")
+
+
+def test_an_older_record_without_the_newer_keys_is_kept_as_it_is(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    old = {
+        k: v
+        for k, v in _summary(seed=1).items()
+        if k not in ("schema", "versions", "recipe", "departures", "best_epoch", "history")
+    }
+    (run / "summary.json").write_text(json.dumps({**old, "stray": 1}))
+    assert _go(str(run)).returncode == 0
+    result = json.loads((run / "result.json").read_text())
+    assert {k: result[k] for k in result if k != "seed"} == old  # not "stray": not the schema's

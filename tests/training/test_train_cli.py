@@ -141,3 +141,37 @@ def test_python_m_training_trains_the_s9_net(tmp_path, pickles):
     assert summary["train_images"] == 32 and summary["test_images"] == 16
     assert summary["path"] == "albumentations (0 workers)" and summary["finished"]
     assert summary["config"]["aug"]["cutout_size"] == 16
+
+
+def test_recipe_names_the_defaults_and_flags_override_single_settings(capsys):
+    from training.cli import config_from_args, parse
+
+    cfg = config_from_args(parse(["--out", "o"]))
+    assert (cfg.recipe, cfg.lr, cfg.momentum_schedule) == ("assignment", 0.005, "cycle")
+    old = config_from_args(parse(["--recipe", "previous"]))
+    assert (old.recipe, old.lr, old.momentum_schedule, old.momentum) == (
+        "previous",
+        0.05,
+        "fixed",
+        0.9,
+    )
+    mixed = config_from_args(parse(["--lr", "0.02", "--recipe", "previous", "--seed", "4"]))
+    assert (mixed.recipe, mixed.lr, mixed.momentum_schedule) == ("previous", 0.02, "fixed")
+    assert mixed.departures() == {"lr": 0.02, "seed": 4}
+    with pytest.raises(SystemExit) as exc:
+        parse(["--recipe", "mine"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'mine'" in err and err.count("\n") == 1
+
+
+def test_help_lists_the_recipes_with_their_defaults(capsys):
+    from training.cli import parse
+
+    with pytest.raises(SystemExit):
+        parse(["--recipe", "previous", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--recipe {assignment,previous}" in text
+    assert "assignment: the assignment's published code" in text and "previous: " in text
+    # the defaults shown are the named recipe's
+    assert "lr); the lr of a constant schedule (default: 0.05)" in text

@@ -166,3 +166,34 @@ def test_missing_test_split_and_class_mismatch(tmp_path):
     (root / "test").rmdir()
     with pytest.raises(UserError, match=r"test is missing"):
         load_cifar10(root)
+
+
+def test_the_original_batches_md5_are_torchvisions(pickles):
+    from torchvision.datasets import CIFAR10
+
+    from training.data import ORIGINAL_MD5, not_original
+
+    assert ORIGINAL_MD5 == dict(CIFAR10.train_list + CIFAR10.test_list)
+    folder = pickles / "cifar-10-batches-py"
+    assert not_original(folder) == list(ORIGINAL_MD5)  # a made-up set matches none
+    assert load_cifar10(pickles).source.endswith("(not the original batches: no md5 matches)")
+
+
+def test_a_copy_with_one_batch_changed_is_named(pickles, monkeypatch):
+    import hashlib
+
+    from training import data
+
+    folder = pickles / "cifar-10-batches-py"
+    # pretend the made-up files are the original, then change one byte of one of them
+    real = {n: hashlib.md5((folder / n).read_bytes()).hexdigest() for n in data.ORIGINAL_MD5}
+    monkeypatch.setattr(data, "ORIGINAL_MD5", real)
+    assert data.not_original(folder) == []
+    assert load_cifar10(pickles).source.endswith("(the original batches, md5 checked)")
+    with open(folder / "data_batch_4", "rb") as fh:
+        batch = pickle.load(fh, encoding="bytes")
+    batch[b"data"][0, 0] ^= 1  # one pixel's red value off by one
+    with open(folder / "data_batch_4", "wb") as fh:
+        pickle.dump(batch, fh)
+    assert data.not_original(folder) == ["data_batch_4"]
+    assert "md5 of data_batch_4 differs" in load_cifar10(pickles).source

@@ -53,7 +53,14 @@ def test_one_cycle_three_phases_by_hand(tmp_path, tiny_model):
     # start lr = 0.05 (div_factor = 0.1/0.05); floor = 0.05 / 1e4 = 5e-6.
     # step 1 (cosine): 0.05 + (0.1 - 0.05) * (1 - cos(pi * 1/3)) / 2 = 0.0625
     _, out = run(
-        tmp_path, "r", tiny_model, synthetic(10, 4), epochs=2, batch_size=2, aug=AugConfig.off()
+        tmp_path,
+        "r",
+        tiny_model,
+        synthetic(10, 4),
+        epochs=2,
+        batch_size=2,
+        lr=0.05,  # the previous recipe's start (the assignment's is 0.005)
+        aug=AugConfig.off(),
     )
     steps = torch.load(out / "last.pt", weights_only=False)["trainer"]["lr_steps"]
     assert len(steps) == 10

@@ -4,7 +4,6 @@ and what a run records about them; class-balanced subsets; data fingerprints."""
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -28,12 +27,13 @@ def synthetic(n_train: int = 32, n_test: int = 8, seed: int = 0) -> Cifar:
     return Cifar(x[:n_train], y[:n_train], x[n_train:], y[n_train:], CLASSES, "synthetic")
 
 
-def go(tmp_path, name, model, data=None, **cfg):
+def go(tmp_path, name, model, data=None, recipe=TrainConfig, **cfg):
+    """A run of `recipe` (a RECIPES factory) with `cfg` changed, without augmentation."""
     out = tmp_path / name
     summary = train_run(
         lambda: load_model(str(model)),
         data or synthetic(),
-        TrainConfig(aug=AugConfig.off(), **cfg),
+        recipe(aug=AugConfig.off(), **cfg),
         out,
         device=CPU,
         progress=False,
@@ -43,7 +43,7 @@ def go(tmp_path, name, model, data=None, **cfg):
 
 def test_momentum_flag_is_honoured(tmp_path, tiny_model):
     # Before the fix OneCycleLR overwrote --momentum (0.9 and 0.5 gave the same weights).
-    kw = dict(epochs=2, batch_size=8)
+    kw = dict(epochs=2, batch_size=8, momentum_schedule="fixed")
     _, a = go(tmp_path, "a", tiny_model, momentum=0.9, **kw)
     _, b = go(tmp_path, "b", tiny_model, momentum=0.5, **kw)
     assert a["trainer"]["momentum_steps"] == [0.9] * 8
@@ -89,13 +89,30 @@ def test_pytorch_reading_starts_at_max_lr_over_25(tmp_path, tiny_model):
 
 
 def test_constant_schedule_keeps_the_lr(tmp_path, tiny_model):
-    summary, s = go(tmp_path, "k", tiny_model, epochs=2, batch_size=8, schedule="constant", lr=0.1)
+    summary, s = go(
+        tmp_path,
+        "k",
+        tiny_model,
+        epochs=2,
+        batch_size=8,
+        schedule="constant",
+        lr=0.1,
+        momentum_schedule="fixed",
+    )
     assert s["trainer"]["lr_steps"] == [0.1] * 8
     assert summary["schedule"] == {"lr": "constant 0.1 for 8 steps", "momentum": "fixed 0.9"}
 
 
 def test_history_and_printout_show_the_schedule_that_ran(tmp_path, tiny_model, capsys):
-    summary, s = go(tmp_path, "h", tiny_model, synthetic(10, 4), epochs=2, batch_size=2)
+    summary, s = go(
+        tmp_path,
+        "h",
+        tiny_model,
+        synthetic(10, 4),
+        recipe=TrainConfig.previous,
+        epochs=2,
+        batch_size=2,
+    )
     out = capsys.readouterr().out
     lrs = s["trainer"]["lr_steps"]
     h = json.loads((tmp_path / "h" / "history.json").read_text())
@@ -112,7 +129,14 @@ def test_history_and_printout_show_the_schedule_that_ran(tmp_path, tiny_model, c
 def test_l1_adds_lr_times_l1_times_sign(tmp_path, tiny_model):
     # One SGD step without momentum from the same weights and batch: the L1 term moves each
     # conv/linear weight by exactly -lr * l1 * sign(w) more; biases and BatchNorm not at all.
-    kw = dict(epochs=1, batch_size=16, schedule="constant", lr=0.1, momentum=0.0)
+    kw = dict(
+        epochs=1,
+        batch_size=16,
+        schedule="constant",
+        lr=0.1,
+        momentum=0.0,
+        momentum_schedule="fixed",
+    )
     data = synthetic(16, 4)
     _, plain = go(tmp_path, "p", tiny_model, data, **kw)
     _, l1 = go(tmp_path, "l", tiny_model, data, l1=0.01, **kw)
@@ -204,19 +228,26 @@ def test_resume_refuses_other_data_of_the_same_size(tmp_path, tiny_model):
 
 
 def test_schedules_in_words():
-    s = TrainConfig(epochs=10).schedules(98)
+    s = TrainConfig.previous(epochs=10).schedules(98)
     # 980 steps: 0.4 * 980 - 1 = 391, 2 * 392 - 2 = 782, 979
     assert s["lr"] == (
         "one-cycle per step (980 steps, cosine, counted from 0): 0.05 -> 0.1 "
         "at step 391 -> 0.05 at step 782 -> 5e-06 at step 979"
     )
-    two = TrainConfig(epochs=1, three_phase=False, pct_start=0.3).schedules(10)["lr"]
+    assert s["momentum"] == "fixed 0.9"
+    two = TrainConfig.previous(epochs=1, three_phase=False, pct_start=0.3).schedules(10)["lr"]
     assert two.endswith("0.05 -> 0.1 at step 2 -> 5e-06 at step 9")
     assert (
-        TrainConfig(momentum_schedule="cycle").schedules(1)["momentum"]
-        == "cycled opposite to the lr: 0.95 -> 0.85 at the lr peak -> 0.95"
+        TrainConfig(three_phase=False).schedules(1)["momentum"]
+        == "cycled opposite to the lr (cosine): 0.95 -> 0.85 at step 39 -> 0.95 at step 99"
     )
-    assert math.isclose(TrainConfig().lr, 0.05) and TrainConfig().momentum_schedule == "fixed"
+    old = TrainConfig.previous()
+    assert (old.lr, old.momentum, old.momentum_schedule, old.recipe) == (
+        0.05,
+        0.9,
+        "fixed",
+        "previous",
+    )
 
 
 def test_unstratified_limit_is_the_subset_older_runs_used():
@@ -225,3 +256,81 @@ def test_unstratified_limit_is_the_subset_older_runs_used():
     d = synthetic(60, 20)
     old = np.sort(np.random.default_rng(0).permutation(60)[:25])
     assert np.array_equal(d.limited(25, None, stratify=False).train_y, d.train_y[old])
+
+
+def test_the_assignments_schedule_in_words():
+    # 100 epochs of 98 batches (50,000 / 512): 9,800 steps; OneCycleLR's phases end at
+    # 0.4 * 9800 - 1 = 3919, 2 * 0.4 * 9800 - 2 = 7838 and 9799. Start 0.1 / 20 = 0.005, end
+    # 0.005 / 1e4 = 5e-7.
+    s = TrainConfig().schedules(98)
+    assert s["lr"] == (
+        "one-cycle per step (9800 steps, cosine, counted from 0): 0.005 -> 0.1 "
+        "at step 3919 -> 0.005 at step 7838 -> 5e-07 at step 9799"
+    )
+    assert s["momentum"] == (
+        "cycled opposite to the lr (cosine): 0.95 -> 0.85 at step 3919 -> 0.95 at step 7838, "
+        "then held"
+    )
+    cfg = TrainConfig()
+    assert (cfg.recipe, cfg.batch_size, cfg.epochs, cfg.weight_decay) == ("assignment", 512, 100, 0)
+
+
+def _torch_one_cycle(total: int) -> tuple[list[float], list[float]]:
+    """The lr and momentum of each step under the assignment's own arguments: SGD(lr=0.05,
+    momentum=0.9) and OneCycleLR(max_lr=0.1, pct_start=0.4, div_factor=20, three_phase=True),
+    every other argument torch's default."""
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.05, momentum=0.9)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=0.1, total_steps=total, pct_start=0.4, div_factor=20, three_phase=True
+    )
+    lrs, moms = [], []
+    for _ in range(total):
+        lrs.append(opt.param_groups[0]["lr"])
+        moms.append(opt.param_groups[0]["momentum"])
+        opt.step()
+        sched.step()
+    return lrs, moms
+
+
+def test_the_trainer_steps_as_the_assignments_one_cycle(tmp_path, tiny_model):
+    # 10 images, batch 2, 2 epochs: 10 steps of the default recipe, step by step as torch's
+    # OneCycleLR with the assignment's arguments gives them.
+    _, s = go(tmp_path, "a", tiny_model, synthetic(10, 4), epochs=2, batch_size=2)
+    lrs, moms = _torch_one_cycle(10)
+    assert s["trainer"]["lr_steps"] == pytest.approx(lrs, rel=1e-12, abs=0)
+    assert s["trainer"]["momentum_steps"] == pytest.approx(moms, rel=1e-12, abs=0)
+    # by hand: peak at step 0.4 * 10 - 1 = 3, back at 2 * 4 - 2 = 6, floor at 9
+    assert [lrs[i] for i in (0, 3, 6, 9)] == pytest.approx([0.005, 0.1, 0.005, 5e-7], rel=1e-12)
+    assert [moms[i] for i in (0, 3, 6, 9)] == pytest.approx([0.95, 0.85, 0.95, 0.95], rel=1e-12)
+
+
+def test_the_previous_recipe_steps_as_before(tmp_path, tiny_model):
+    _, s = go(
+        tmp_path,
+        "p",
+        tiny_model,
+        synthetic(10, 4),
+        recipe=TrainConfig.previous,
+        epochs=2,
+        batch_size=2,
+    )
+    lr = s["trainer"]["lr_steps"]
+    # start 0.05 (div_factor 0.1 / 0.05 = 2), floor 0.05 / 1e4; momentum held at 0.9
+    assert [lr[i] for i in (0, 3, 6, 9)] == pytest.approx([0.05, 0.1, 0.05, 5e-6], rel=1e-12)
+    assert s["trainer"]["momentum_steps"] == [0.9] * 10
+
+
+def test_recipes_and_departures():
+    from training.config import RECIPES
+
+    assert set(RECIPES) == {"assignment", "previous"}
+    assert RECIPES["assignment"]() == TrainConfig()
+    assert RECIPES["previous"]() == TrainConfig.previous()
+    assert TrainConfig().departures() == {} and TrainConfig.previous().departures() == {}
+    assert TrainConfig.previous(lr=0.02, seed=3).departures() == {"lr": 0.02, "seed": 3}
+    changed = TrainConfig(aug=AugConfig.off()).departures()
+    assert changed and all(k.startswith("aug.") and k.endswith("_p") for k in changed)
+    # automatic settings (None) and the worker count are not departures
+    assert TrainConfig().resolved(CPU).departures() == {}
+    with pytest.raises(ValueError, match="--recipe must be one of assignment, previous"):
+        TrainConfig(recipe="mine").check()

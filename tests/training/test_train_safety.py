@@ -153,7 +153,7 @@ def test_help_shows_every_default(capsys):
         }
         assert action.help and "(default: " in text, action.dest
     assert parser.parse_args(["--momentum", "0.5"]).momentum == 0.5
-    assert parser.parse_args([]).momentum_schedule == "fixed"
+    assert parser.parse_args([]).momentum_schedule == "cycle"  # the assignment's recipe
 
 
 def test_results_do_not_depend_on_workers():

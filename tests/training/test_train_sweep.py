@@ -3,6 +3,7 @@ kill (finished runs skipped, the interrupted one resumed), and collects one JSON
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -171,3 +172,62 @@ def test_list_into_a_closed_pipe_is_quiet(tmp_path, pickles, tiny_model):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 0, err
     assert "Traceback" not in err and "Exception ignored" not in err, err
+
+
+def test_device_slots():
+    from training.sweep import device_slots
+
+    assert device_slots(["cpu"]) == ["cpu"]
+    assert device_slots(["cpu"], 2) == ["cpu#1", "cpu#2"]
+    assert device_slots(["0", "1"], 2) == ["0#1", "0#2", "1#1", "1#2"]
+    # a device named twice is two slots, not one slot taken twice
+    assert device_slots(["cpu", "cpu"]) == ["cpu#1", "cpu#2"]
+    with pytest.raises(UserError, match="--runs-per-device must be at least 1"):
+        device_slots(["cpu"], 0)
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--runs-per-device", "0"], "--runs-per-device must be at least 1, got 0"),
+        (["--runs-per-device", "two"], "argument --runs-per-device: invalid int value: 'two'"),
+        (["--devices", "cuda:0"], "--devices 'cuda:0': give GPU indices or cpu"),
+    ],
+)
+def test_bad_placement_is_one_line(tmp_path, pickles, tiny_model, capsys, argv, expected):
+    sweep = write_sweep(tmp_path, pickles, tiny_model)
+    with pytest.raises(SystemExit) if "invalid int" in expected else contextlib.nullcontext():
+        assert main([str(sweep), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rfsweep: error: ") and expected in err and err.count("\n") == 1, err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_two_runs_at_once_on_the_cpu(tmp_path, pickles, tiny_model, monkeypatch):
+    from training.sweep import collect, device_slots, execute
+
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    path = write_sweep(
+        tmp_path,
+        pickles,
+        tiny_model,
+        common={"epochs": 1, "batch_size": 16, "fast": True, "limit_train": 20},
+        models={"nll": {"model": f"{tiny_model}:Tiny"}},
+    )
+    sweep = load_sweep(path)
+    said: list[str] = []
+    outcome = execute(sweep, device_slots(["cpu"], 2), say=said.append)
+    assert outcome == {"nll/default/seed1": "finished", "nll/default/seed2": "finished"}
+    # both started before either finished: two runs on the one device at once
+    assert said[:2] == ["start nll/default/seed1 on cpu#1", "start nll/default/seed2 on cpu#2"]
+    assert sorted(said[2:]) == ["done  nll/default/seed1", "done  nll/default/seed2"]
+    runs = collect(sweep)["runs"]
+    assert [(r["seed"], r["status"], r["config"]["seed"]) for r in runs] == [
+        (1, "finished", 1),
+        (2, "finished", 2),
+    ]
+    assert all(r["recipe"] == "default" and r["train_images"] == 20 for r in runs)
+    assert all(
+        r["config"]["recipe"] == "assignment" and r["departures"]["epochs"] == 1 for r in runs
+    )
+    assert all(len(r["epochs"]) == 1 and "test_loss" in r["epochs"][0] for r in runs)
