@@ -263,3 +263,29 @@ def test_a_bad_choice_is_one_line(capsys):
 def test_bad_new_settings_say_which(bad, message):
     with pytest.raises(ValueError, match=message):
         AugConfig(**bad)
+
+
+def test_reference_draws_in_the_tables_ranges():
+    # The reference's own ColorJitter and ShiftScaleRotate draw as 1.3.x: 4000 draws, each
+    # end of a uniform range approached within 1 % of its width (missed with probability
+    # 0.99^4000); brightness 0 is the factor 1 exactly; each order a permutation.
+    pipe = albumentations_pipeline(AugConfig(), MEAN, STD)
+    pipe.set_random_seed(0)
+    jitter, ssr = pick(AugConfig(), "ColorJitter13"), pick(AugConfig(), "ShiftScaleRotate13")
+    jitter.set_random_state(pipe.random_generator, pipe.py_random)
+    ssr.set_random_state(pipe.random_generator, pipe.py_random)
+    j = [jitter.get_params() for _ in range(4000)]
+    g = [ssr.get_params() for _ in range(4000)]
+
+    def spans(values, lo, hi):
+        v, slack = np.array(values), 0.01 * (hi - lo)
+        return v.min() >= lo and v.max() <= hi and v.min() < lo + slack and v.max() > hi - slack
+
+    assert {d["b"] for d in j} == {1.0}
+    assert spans([d["c"] for d in j], 0.9, 1.1) and spans([d["s"] for d in j], 0.8, 1.2)
+    assert spans([d["h"] for d in j], -0.1, 0.1)
+    assert all(sorted(d["order"]) == [0, 1, 2, 3] for d in j)
+    assert len({tuple(d["order"]) for d in j}) == 24
+    assert spans([d["angle"] for d in g], -15, 15) and spans([d["zoom"] for d in g], 0.9, 1.1)
+    assert spans([d["dx"] for d in g], -0.0625, 0.0625)
+    assert spans([d["dy"] for d in g], -0.0625, 0.0625)
