@@ -28,6 +28,9 @@ from .distributed import SINGLE, World, rank_seed
 
 
 class Batches(Protocol):
+    """A batch source (training.loaders). One may also have `batch_sizes()`, the distinct
+    batch sizes of an epoch, for the warm-up to compile each; without it, its first batch's."""
+
     def __len__(self) -> int: ...
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
 

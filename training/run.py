@@ -408,6 +408,8 @@ def train_run(
     Under torchrun (`world` defaults to what its environment says) each process calls this
     with the same arguments; rank 0 writes the files and prints. `stop_after` ends this call
     after that many more epochs, the run resumable (for time-limited sessions).
+    `on_epoch_end` callbacks run after the epoch's files were handed to the writer thread:
+    they are all on disk when this returns or raises, not necessarily during the callback.
     """
     out = Path(out)
     world = world or world_from_env(device)

@@ -115,9 +115,14 @@ def test_compiled_run_trains_as_eager_and_compiles_nothing_after_warm_up(tmp_pat
             assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-5), key
 
 
-def test_warm_up_puts_back_every_state_it_touches(tmp_path):
+def test_warm_up_puts_back_every_state_it_touches(tmp_path, monkeypatch):
     # The tiny model has BatchNorm (running statistics, a step count) and dropout (draws from
     # the global generator): the warm-up's passes change both, and must put them back.
+    # (AOTAutograd without inductor: the same graphs, no C++ to build.)
+    compile = torch.compile
+    monkeypatch.setattr(
+        torch, "compile", lambda m, mode, dynamic: compile(m, backend="aot_eager", dynamic=dynamic)
+    )
     path = tmp_path / "tiny.py"
     path.write_text(TINY_MODEL)
     torch.manual_seed(0)
