@@ -6,13 +6,14 @@ the JSON document keeps numbers as numbers and per-axis values as lists in axis 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from rfcalc.render.cells import axes
 from rfcalc.render.json import number, per_axis
 from rfcalc.render.table import FORMATS, Column, Table, TableRow, write
 
-from .variants import Variant
+if TYPE_CHECKING:
+    from .variants import Variant
 
 __all__ = ["FORMATS", "COLUMNS", "record", "table", "render"]
 

@@ -12,16 +12,15 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Callable, Iterable, Optional
 
-import torch
+from rfcalc import UNKNOWN
 
-from rfcalc import UNKNOWN, analyze
-
-from .budget import BudgetError, evaluate, macs_poly, solve
-from .build import Net, count_params
 from .presets import s9
 from .spec import KINDS, ConvUnit, NetSpec, SpecError, Stage, check
+
+if TYPE_CHECKING:  # torch and sympy load when a net is measured: `netbuilder --help` is quick
+    from .build import Net
 
 TRANSITIONS = ("dilated", "none", "strided")
 SKIPS = (True, False)
@@ -99,6 +98,9 @@ def lookup(name: str, base: Optional[NetSpec] = None) -> NetSpec:
 
 def measure(v: Variant, budget: int, input_shape: tuple[int, ...], min_rf: float = 0) -> Variant:
     """Widen one variant to the budget, build it and analyse its receptive field."""
+    from .budget import BudgetError, evaluate, macs_poly, solve
+    from .build import Net, count_params
+
     try:
         sizes = check(v.spec, input_shape)
         sized = solve(v.spec, budget).spec
@@ -130,6 +132,10 @@ def generate(
     """Measure the whole family; BudgetError/SpecError if not one variant can be built.
 
     `progress` wraps the variants as they are measured (a progress bar, say)."""
+    import torch
+
+    from .budget import BudgetError
+
     if budget < 1:
         raise BudgetError(f"budget must be a positive number of parameters, not {budget}")
     threads = torch.get_num_threads()
@@ -178,6 +184,8 @@ def _reason(v: Variant, exc: Exception) -> str:
 
 def receptive_field(model: Net, input_shape: tuple[int, ...]):
     """The output's field from rfcalc: (per-axis rf or None if unknown, status)."""
+    from rfcalc import analyze
+
     out = analyze(model, input_shape).output
     if out.status == UNKNOWN or not out.rf:
         return None, out.status

@@ -16,7 +16,7 @@ from rfcalc.commandline import Parser, UserError, check_output, run, write_outpu
 from rfcalc.geometry import RFError
 from rfcalc.load import TargetError, load_target, load_without_weights, parse_input
 from rfcalc.render import FORMATS
-from rfcalc.render.verify import FORMATS as VERIFY_FORMATS
+from rfcalc.render.table import FORMATS as VERIFY_FORMATS  # verify writes through the same writer
 
 __all__ = ["main"]
 
