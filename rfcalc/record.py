@@ -23,6 +23,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from . import rules
 from .geometry import EXACT, UNKNOWN, Field, RFError, Window, input_axis
+from .macs import op_macs
 
 
 @dataclass
@@ -37,6 +38,8 @@ class Step:
     size: tuple[int, ...] = ()
     tensor: Optional[torch.Tensor] = None  # kept only when Recording.keep_tensors
     inputs: tuple[str, ...] = ()  # the steps (or "input") whose outputs fed this op
+    macs: int = 0  # multiply-accumulates of the op (a leaf module: of every op inside it)
+    shape: tuple[int, ...] = ()  # the output tensor's shape without the batch dimension
 
 
 @dataclass
@@ -47,6 +50,7 @@ class _Frame:
     inner: list[rules.Outcome] = dc_field(default_factory=list)
     inputs: list[Field] = dc_field(default_factory=list)
     sources: tuple[str, ...] = ()
+    macs: int = 0  # a leaf module's: the sum over the ops it ran
 
 
 # Tensor methods through which values leave torch: what comes back (torch.from_numpy,
@@ -73,6 +77,19 @@ def _tensors(obj: Any) -> Iterator[torch.Tensor]:
     elif isinstance(obj, dict):
         for item in obj.values():
             yield from _tensors(item)
+
+
+def labelled_tensors(obj: Any, where: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    """Tensors inside nested tuples, lists and dicts, in order, each with where it sits:
+    `[0]`, `['aux']`, `[1][0]`; a lone tensor is `""`."""
+    if isinstance(obj, torch.Tensor):
+        yield where, obj
+    elif isinstance(obj, (list, tuple)):
+        for i, item in enumerate(obj):
+            yield from labelled_tensors(item, f"{where}[{i}]")
+    elif isinstance(obj, dict):
+        for key, item in obj.items():
+            yield from labelled_tensors(item, f"{where}[{key!r}]")
 
 
 def input_field(spatial: tuple[int, ...]) -> Field:
@@ -199,6 +216,7 @@ class Recording(TorchFunctionMode):
         if outs:
             f = step.field
             step.size = tuple(outs[0].shape[d] for d in f.dims) if f.dims is not None else ()
+            step.shape = tuple(outs[0].shape[1:])
             keep = self.keep_tensors
             if keep is True or (keep and step.name in keep):
                 # a clone: later in-place ops on the original must not change this row's value
@@ -274,8 +292,10 @@ class Recording(TorchFunctionMode):
                 )
         frame = self.stack[-1] if self.stack else None
         step = None
+        macs = op_macs(name, args, kwargs, out)
         if frame is not None and frame.leaf:
             frame.inner.append(outcome)
+            frame.macs += macs
         elif not outcome.alias:
             scope = self._scope()
             step = Step(
@@ -285,6 +305,7 @@ class Recording(TorchFunctionMode):
                 0,
                 outcome.window,
                 inputs=self.sources(t for t, _ in inputs),
+                macs=macs,
             )
             self._emit(step, outs)
         for t in outs:
@@ -330,6 +351,7 @@ class Recording(TorchFunctionMode):
             params,
             _module_window(frame.inner),
             inputs=frame.sources,
+            macs=frame.macs,
         )
         self._emit(step, outs)
         for t in outs:
@@ -413,6 +435,8 @@ class Record:
     unruled: dict[str, int] = dc_field(default_factory=dict)
     probe: Optional[torch.Tensor] = None
     result: Any = None
+    # every returned tensor when there are several: (where, its field, the step that made it)
+    outputs: list[tuple[str, Optional[Field], Optional[Step]]] = dc_field(default_factory=list)
 
 
 def record(
@@ -440,7 +464,13 @@ def record(
     outs = list(_tensors(result))
     out_field = rec.fields.get(outs[0]) if outs else None
     out_step = rec.made_by.get(outs[0]) if outs else None
-    return Record(rec.steps, out_step, out_field, dict(rec.unruled), probe, result)
+    labelled = list(labelled_tensors(result))
+    outputs = (
+        [(where, rec.fields.get(t), rec.made_by.get(t)) for where, t in labelled]
+        if len(labelled) > 1
+        else []
+    )
+    return Record(rec.steps, out_step, out_field, dict(rec.unruled), probe, result, outputs)
 
 
 __all__ = ["Step", "Record", "record", "input_field", "EXACT"]
