@@ -44,13 +44,14 @@ class Row:
 
     @property
     def channels(self) -> Optional[int]:
-        """Output channels: the one dimension of the output that is neither the batch nor
-        spatial (C of C×H×W); a flattened or token output's last dimension; None if there
-        is no such dimension."""
+        """Output channels: C of a (C, *spatial) map; a vector's or a token sequence's last
+        dimension (features, or tokens × features); None for a scalar output."""
         if not self.shape:
             return None
         if self.size and len(self.shape) == len(self.size) + 1:
             return self.shape[0]  # (C, *spatial), the layout of every conv net
+        if len(self.shape) >= 3:  # a map whose field went global keeps its layout
+            return self.shape[0]
         return self.shape[-1]  # (features,), (tokens, features): channels last
 
     @property

@@ -120,9 +120,11 @@ def summary_lines(analysis: Analysis) -> list[str]:
     if analysis.batch is None:
         lines = [f"Input: {shape(analysis.input_shape)}{layout}"]
     else:  # said once, here: every other number is per image
+        inner = layout.strip(" ()")
         lines = [
-            f"Input: {shape((analysis.batch, *analysis.input_shape))} (N{layout[1:-1]}), "
-            f"a batch of {analysis.batch}: fields and MACs are per image"
+            f"Input: {shape((analysis.batch, *analysis.input_shape))}"
+            + (f" (N×{inner})" if inner else "")
+            + f", a batch of {analysis.batch}: fields and MACs are per image"
         ]
     if analysis.outputs:
         first = analysis.outputs[0][0]
