@@ -51,6 +51,29 @@ class Variant:
     def rf_min(self) -> Optional[Fraction]:
         return min(self.rf) if self.rf else None
 
+    def __repr__(self) -> str:
+        from rfcalc.render.cells import axes
+
+        if self.skipped:
+            return f"<Variant {self.name}: cannot be built: {self.skipped}>"
+        if not self.params:
+            return f"<Variant {self.name}: not measured (netbuilder.variants.measure)>"
+        rf = axes(self.rf) if self.rf else "?"
+        meets = "meets the rf" if self.meets_rf else "below the rf"
+        return (
+            f"<Variant {self.name}: widths {','.join(map(str, self.spec.widths))}, "
+            f"{self.params:,} params, {self.macs:,} MACs, rf {rf} ({self.rf_status}), {meets}>"
+        )
+
+    def _repr_html_(self) -> str:
+        from rfcalc.render import html
+        from rfcalc.render.table import Table, TableRow
+
+        from .table import COLUMNS, _cells, record
+
+        row = TableRow(_cells(self), status=self.rf_status)
+        return html.fragment(Table(COLUMNS, (row,), record(self), notes=()))
+
 
 def variant_name(conv: str, transition: str, skip: bool, depth: int) -> str:
     return f"{conv}-{transition}-{'skip' if skip else 'noskip'}-x{depth}"

@@ -133,6 +133,42 @@ class ERF:
     def sigma(self) -> tuple[float, ...]:
         return gaussian_sigma(self.map)
 
+    # print() gives the numbers (`rfcalc erf`'s text), a notebook the heatmap beside them,
+    # repr() one line (the map itself is `.map`)
+
+    def __str__(self) -> str:
+        from .render.erf import render
+
+        return render([self], "text")
+
+    def __repr__(self) -> str:
+        from .render.cells import rf_cell
+
+        unit = ",".join(map(str, self.unit))
+        inside = "" if self.inside is None else f", {100 * self.inside:.1f} % inside the box"
+        half = next(sq for sq in self.squares if sq.threshold == 50)
+        return (
+            f"<ERF of {self.row.name} ({self.row.op}) unit {unit}, "
+            f"{self.weights or 'as initialised'}, {self.n} inputs: rf {rf_cell(self.row)}"
+            f"{inside}, 50 % within {half.side} px>"
+        )
+
+    def _repr_html_(self) -> str:
+        import base64
+        from html import escape
+
+        from .render.erf import figure_bytes, render
+
+        text = f"<pre>{escape(render([self], 'text'))}</pre>"
+        if self.map.ndim != 2:
+            return text
+        png = base64.b64encode(figure_bytes([self], "png")).decode("ascii")
+        return (
+            '<div style="display: flex; gap: 1em; align-items: flex-start">'
+            f'<img alt="ERF heatmap of {escape(self.row.name)}" '
+            f'src="data:image/png;base64,{png}">{text}</div>'
+        )
+
 
 # ---------------------------------------------------------------------------------- numbers
 

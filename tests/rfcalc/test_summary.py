@@ -254,3 +254,15 @@ def test_rfcalc_table_depth_columns_compact(capsys):
 
 def test_summary_is_rfcalcs_public_name():
     assert rfcalc.summary is summary and "summary" in rfcalc.__all__
+
+
+def test_macs_agree_with_netbuilders_polynomial():
+    """netbuilder counts the same weight products symbolically, from the spec alone."""
+    from netbuilder.budget import evaluate, macs_poly
+    from netbuilder.build import Net
+    from netbuilder.presets import s9
+
+    spec = s9()
+    for shape in ((3, 32, 32), (3, 40, 24)):
+        expected = evaluate(macs_poly(spec, shape), spec.widths)
+        assert analyze(Net(spec), shape).macs == expected
