@@ -160,8 +160,24 @@ def _analyze(args: argparse.Namespace, *, weights: bool = True):
         try:
             return model, analyze(model, args.input, materialize=materialize)
         except RFError as exc:  # the analyzer's "input too small at layer X", a failed forward
-            shape = ",".join(map(str, args.input))
-            raise UserError(f"{args.target} at input {shape}: {exc}") from None
+            raise UserError(_forward_error(args, exc)) from exc
+
+
+def _forward_error(args: argparse.Namespace, exc: RFError) -> str:
+    """`model.py at input 3,32,32: conv1 (line 11): ...; hint: ...`: the target's own file
+    is named once, a hint added for the usual mistakes (rfcalc.hints)."""
+    from rfcalc.hints import hint
+    from rfcalc.load import split_target
+    from rfcalc.record import _shown_path
+
+    message = str(exc)
+    where, _, is_file = split_target(args.target)
+    if is_file:
+        message = message.replace(f"({_shown_path(where)}:", "(line ")
+    shape = ",".join(map(str, args.input))
+    extra = hint(message, args.input)
+    tail = f"; {extra}" if extra else ""
+    return f"{args.target} at input {shape}: {message}{tail} (--traceback shows the rest)"
 
 
 def _user_prints_to_stderr():
