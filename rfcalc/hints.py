@@ -10,7 +10,7 @@ size other than the one the model was written for (a Linear or a view sized for 
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import Optional, Sequence
 
 __all__ = ["hint"]
 
@@ -28,9 +28,21 @@ def _channels(n: int) -> str:
     return f"{n} channel" if n == 1 else f"{n} channels"
 
 
-def hint(message: str, shape: Sequence[int], flag: str = "--input") -> str:
-    """One sentence for the likely cause of `message` with input `shape` (C, *spatial), or ""."""
+def hint(
+    message: str, shape: Sequence[int], flag: str = "--input", batch: Optional[int] = None
+) -> str:
+    """One sentence for the likely cause of `message` with input `shape` (C, *spatial), or "".
+
+    `flag` names the input as the caller typed it: `--input` (C,H,W) on the command line,
+    `input_size` from Python, where `batch` (if the caller gave one) comes first."""
     shape = tuple(shape)
+    if flag.startswith("-"):
+        show = _shape
+    else:  # a Python tuple, with the batch the caller gave
+
+        def show(dims: Sequence[int]) -> str:
+            return f"=({', '.join(map(str, (batch, *dims) if batch else dims))})"
+
     found = _CHANNELS.search(message)
     if found:
         wanted, got = int(found.group(1)), int(found.group(2))
@@ -46,9 +58,12 @@ def hint(message: str, shape: Sequence[int], flag: str = "--input") -> str:
         else:
             better = (wanted, *shape[1:])
         layout = "C,H,W" if len(shape) == 3 else "C first"
+        if batch:
+            layout = f"N,{layout}"
+        sep = " " if flag.startswith("-") else ""
         return (
             f"hint: the first layer takes {_channels(wanted)}; {flag} is {layout}: "
-            f"try {flag} {_shape(better)}"
+            f"try {flag}{sep}{show(better)}"
         )
     found = _MATMUL.search(message)
     if found:

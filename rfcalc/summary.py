@@ -94,6 +94,14 @@ def summary(
         check_columns(columns)  # a typo is reported now, not at the first print
     if depth is not None and depth < 0:
         raise RFError(f"depth must be 0 (every row) or more, not {depth}")
-    analysis = analyze(model, shape, **analyze_options)
+    try:
+        analysis = analyze(model, shape, **analyze_options)
+    except RFError as exc:
+        from .hints import hint
+
+        extra = hint(str(exc), shape, "input_size" if input_data is None else "input_data", batch)
+        if not extra:
+            raise
+        raise RFError(f"{exc}; {extra}") from exc
     display = {"depth": depth, "columns": columns, "compact": compact}
     return replace(analysis, batch=batch, display=display, as_table=True)

@@ -266,3 +266,11 @@ def test_macs_agree_with_netbuilders_polynomial():
     for shape in ((3, 32, 32), (3, 40, 36)):
         expected = evaluate(macs_poly(spec, shape), spec.widths)
         assert analyze(Net(spec), shape).macs == expected
+
+
+def test_summary_hints_at_the_channels_in_torchinfos_terms():
+    grey = nn.Sequential(nn.Conv2d(1, 4, 3))
+    with pytest.raises(RFError, match=r"input_size is N,C,H,W: try input_size=\(8, 1, 16, 16\)$"):
+        summary(grey, input_size=(8, 3, 16, 16))
+    with pytest.raises(RFError, match=r"input_size is C,H,W: try input_size=\(1, 16, 16\)$"):
+        summary(grey, input_size=(16, 16, 1))  # channels typed last
