@@ -149,8 +149,8 @@ def table(
     summary = list(summary_lines(analysis))
     if depth and len(shown_rows) < len(analysis.rows):
         summary.append(
-            f"Rows below depth {depth} are folded into their modules: {len(shown_rows)} rows "
-            f"shown of {len(analysis.rows)} (depth 0 shows every row)"
+            f"Rows nested deeper than {depth} levels are folded into their modules: "
+            f"{len(shown_rows)} rows shown of {len(analysis.rows)} (depth 0 shows every row)"
         )
     if compact:
         from rfcalc.render.graphviz import compact as changing
