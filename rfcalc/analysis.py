@@ -129,10 +129,11 @@ class Analysis:
     def __contains__(self, name: object) -> bool:
         return any(r.name == name for r in self.rows)
 
-    def __getitem__(self, key: Union[str, int]) -> Row:
-        """A row by name (`"t4.conv"`) or by position; KeyError names the closest rows."""
-        if isinstance(key, int):
-            return self.rows[key]
+    def __getitem__(self, key: Union[str, int, slice]) -> Any:
+        """A row by name (`"t4.conv"`) or by position (a slice: a tuple of rows); KeyError
+        names the closest rows."""
+        if isinstance(key, (int, slice)):
+            return tuple(self.rows[key]) if isinstance(key, slice) else self.rows[key]
         for row in self.rows:
             if row.name == key:
                 return row

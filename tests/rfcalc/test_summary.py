@@ -182,6 +182,7 @@ def test_an_analysis_is_a_sequence_of_rows(net):
     assert net["t4.conv"] is next(r for r in net.rows if r.name == "t4.conv")
     assert net[0].name == "c1.0.conv" and [r.name for r in net] == [r.name for r in net.rows]
     assert "t4.conv" in net and "t9.conv" not in net
+    assert [r.name for r in net[-2:]] == ["flatten", "log_softmax"]
     with pytest.raises(KeyError, match="did you mean 't4.conv'"):
         net["t4.cnv"]
     assert net.to_dict() == json.loads(net.render("json"))
