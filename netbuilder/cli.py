@@ -11,19 +11,21 @@ import json
 import math
 import shlex
 import sys
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 from rfcalc.commandline import Parser, add_progress_flag, check_output, progress, run, write_output
 from rfcalc.load import TargetError, parse_input
 from rfcalc.render import cells
 
-from .budget import Sizing, evaluate, macs_poly, params_poly, solve
-from .build import build, count_params
-from .export import source
+# budget (sympy), build and export (torch) are imported by the commands that use them, so
+# `--help`, `--version` and a bad command line answer before either loads
 from .presets import PRESETS, preset
 from .spec import NetSpec, SpecError, check, from_dict
 from .table import FORMATS, render
 from .variants import SORT_KEYS, family, generate, lookup, receptive_field, sort_variants
+
+if TYPE_CHECKING:
+    from .budget import Sizing
 
 __all__ = ["main"]
 
@@ -119,6 +121,8 @@ def _budget(budget: Optional[int]) -> Optional[int]:
 
 def _sized(args: argparse.Namespace) -> tuple[NetSpec, tuple[int, ...], Optional[Sizing]]:
     """The spec NAME means at its widths (solved if there is a budget), the input, the sizing."""
+    from .budget import solve
+
     shape = parse_input(args.input)
     spec, budget = resolve(args.name, _budget(args.budget))
     check(spec, shape)
@@ -160,6 +164,9 @@ def cmd_variants(args: argparse.Namespace) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> str:
+    from .build import build, count_params
+    from .export import source
+
     check_output(args.output, force=args.force, example="model.py")
     spec, shape, sizing = _sized(args)
     argv = ["netbuilder", "export", args.name, "-o", args.output]
@@ -173,6 +180,9 @@ def cmd_export(args: argparse.Namespace) -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> str:
+    from .budget import evaluate, macs_poly, params_poly
+    from .build import build, count_params
+
     spec, shape, sizing = _sized(args)
     poly = params_poly(spec)
     model = build(spec, shape).eval()

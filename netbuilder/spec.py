@@ -74,6 +74,31 @@ class NetSpec:
         """A JSON-ready dict (the inverse of `from_dict`)."""
         return asdict(self)
 
+    # print() gives one line per unit, a notebook the same as a table, repr() one line
+
+    def __repr__(self) -> str:
+        units = sum(len(st.units) + 1 for st in self.stages)
+        kinds = "+".join(sorted({u.kind for st in self.stages for u in (*st.units, st.transition)}))
+        return (
+            f"<NetSpec {self.name}: {len(self.stages)} stages, widths "
+            f"{','.join(map(str, self.widths))}, {units} units ({kinds}), "
+            f"{self.in_channels} -> {self.num_classes} classes>"
+        )
+
+    def __str__(self) -> str:
+        from rfcalc.render.table import write
+
+        from .table import units_table
+
+        return write(units_table(self), "text")
+
+    def _repr_html_(self) -> str:
+        from rfcalc.render import html
+
+        from .table import units_table
+
+        return html.fragment(units_table(self))
+
 
 @dataclass(frozen=True)
 class Step:

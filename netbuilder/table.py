@@ -6,15 +6,18 @@ the JSON document keeps numbers as numbers and per-axis values as lists in axis 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from rfcalc.render.cells import axes
 from rfcalc.render.json import number, per_axis
 from rfcalc.render.table import FORMATS, Column, Table, TableRow, write
 
-from .variants import Variant
+from .spec import NetSpec, steps
 
-__all__ = ["FORMATS", "COLUMNS", "record", "table", "render"]
+if TYPE_CHECKING:
+    from .variants import Variant
+
+__all__ = ["FORMATS", "COLUMNS", "record", "table", "render", "units_table"]
 
 COLUMNS = (
     Column("name"),
@@ -114,4 +117,52 @@ def render(
     """The table (see `table`) in one of FORMATS; ValueError for any other name."""
     return write(
         table(variants, budget=budget, min_rf=min_rf, skipped=skipped, summary=summary), fmt
+    )
+
+
+UNIT_COLUMNS = (
+    Column("unit"),
+    Column("kind"),
+    Column("channels"),
+    Column("kernel", numeric=True),
+    Column("stride", numeric=True),
+    Column("padding", numeric=True),
+    Column("dilation", numeric=True),
+    Column("groups", numeric=True),
+    Column("skip"),
+    Column("dropout", numeric=True),
+)
+
+
+def units_table(spec: NetSpec) -> Table:
+    """A spec's units in execution order (`c1.0` ... `t4`), one row each: what it is and the
+    channels it maps; then GAP and the head."""
+    rows, units = [], []
+    for step in steps(spec):
+        u = step.unit
+        cells = {
+            "unit": step.path,
+            "kind": u.kind,
+            "channels": f"{step.c_in} -> {step.c_out}",
+            "kernel": u.kernel,
+            "stride": u.stride,
+            "padding": u.padding,
+            "dilation": u.dilation,
+            "groups": u.groups,
+            "skip": u.skip,
+            "dropout": f"{u.dropout:g}",
+        }
+        rows.append(TableRow(cells))
+        units.append(cells)
+    widths = ", ".join(map(str, spec.widths))
+    return Table(
+        UNIT_COLUMNS,
+        tuple(rows),
+        {"name": spec.name, "units": units, **spec.to_dict()},
+        title=f"netbuilder spec {spec.name}",
+        caption=(f"{spec.name}: widths {widths}, input channels {spec.in_channels}",),
+        summary=(
+            f"then global average pooling and a 1×1 head to {spec.num_classes} classes "
+            "(log-softmax)",
+        ),
     )

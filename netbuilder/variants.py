@@ -12,16 +12,15 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Callable, Iterable, Optional
 
-import torch
+from rfcalc import UNKNOWN
 
-from rfcalc import UNKNOWN, analyze
-
-from .budget import BudgetError, evaluate, macs_poly, solve
-from .build import Net, count_params
 from .presets import s9
 from .spec import KINDS, ConvUnit, NetSpec, SpecError, Stage, check
+
+if TYPE_CHECKING:  # torch and sympy load when a net is measured: `netbuilder --help` is quick
+    from .build import Net
 
 TRANSITIONS = ("dilated", "none", "strided")
 SKIPS = (True, False)
@@ -51,6 +50,29 @@ class Variant:
     @property
     def rf_min(self) -> Optional[Fraction]:
         return min(self.rf) if self.rf else None
+
+    def __repr__(self) -> str:
+        from rfcalc.render.cells import axes
+
+        if self.skipped:
+            return f"<Variant {self.name}: cannot be built: {self.skipped}>"
+        if not self.params:
+            return f"<Variant {self.name}: not measured (netbuilder.variants.measure)>"
+        rf = axes(self.rf) if self.rf else "?"
+        meets = "meets the rf" if self.meets_rf else "below the rf"
+        return (
+            f"<Variant {self.name}: widths {','.join(map(str, self.spec.widths))}, "
+            f"{self.params:,} params, {self.macs:,} MACs, rf {rf} ({self.rf_status}), {meets}>"
+        )
+
+    def _repr_html_(self) -> str:
+        from rfcalc.render import html
+        from rfcalc.render.table import Table, TableRow
+
+        from .table import COLUMNS, _cells, record
+
+        row = TableRow(_cells(self), status=self.rf_status)
+        return html.fragment(Table(COLUMNS, (row,), record(self), notes=()))
 
 
 def variant_name(conv: str, transition: str, skip: bool, depth: int) -> str:
@@ -99,6 +121,9 @@ def lookup(name: str, base: Optional[NetSpec] = None) -> NetSpec:
 
 def measure(v: Variant, budget: int, input_shape: tuple[int, ...], min_rf: float = 0) -> Variant:
     """Widen one variant to the budget, build it and analyse its receptive field."""
+    from .budget import BudgetError, evaluate, macs_poly, solve
+    from .build import Net, count_params
+
     try:
         sizes = check(v.spec, input_shape)
         sized = solve(v.spec, budget).spec
@@ -130,6 +155,10 @@ def generate(
     """Measure the whole family; BudgetError/SpecError if not one variant can be built.
 
     `progress` wraps the variants as they are measured (a progress bar, say)."""
+    import torch
+
+    from .budget import BudgetError
+
     if budget < 1:
         raise BudgetError(f"budget must be a positive number of parameters, not {budget}")
     threads = torch.get_num_threads()
@@ -178,6 +207,8 @@ def _reason(v: Variant, exc: Exception) -> str:
 
 def receptive_field(model: Net, input_shape: tuple[int, ...]):
     """The output's field from rfcalc: (per-axis rf or None if unknown, status)."""
+    from rfcalc import analyze
+
     out = analyze(model, input_shape).output
     if out.status == UNKNOWN or not out.rf:
         return None, out.status

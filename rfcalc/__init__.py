@@ -1,7 +1,8 @@
 """rfcalc: exact receptive fields of any PyTorch model, walked by execution.
 
-from rfcalc import analyze, verify
+from rfcalc import analyze, summary, verify
 analysis = analyze(model, (3, 32, 32))   # rows in execution order, analysis.output
+summary(model, input_size=(1, 3, 32, 32))  # the same, called as torchinfo.summary is
 checks = verify(model, (3, 32, 32))      # the same fields measured with gradients
 grad = gradient_map(model, (3, 32, 32), row="t4.conv")  # the pixels its centre unit sees
 field = erf(model, images, layer="t4.conv")  # the pixels it really uses (Luo et al.)
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 # public name -> the module that defines it
 _HOME = {
     "analyze": "analysis",
+    "summary": "summary",
     "Analysis": "analysis",
     "Row": "analysis",
     "EXACT": "analysis",
@@ -41,6 +43,7 @@ _HOME = {
 
 __all__ = [
     "analyze",
+    "summary",
     "verify",
     "gradient_map",
     "erf",
@@ -64,6 +67,7 @@ if TYPE_CHECKING:
     from .erf import ERF, erf
     from .geometry import RFError, Window
     from .rules import register_rule, supported_ops
+    from .summary import summary
     from .verify import RowCheck, Verification, gradient_map, verify
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 # A row's status: how far its field can be trusted. Defined (torch-free) in geometry.py:
 # EXACT the classic arithmetic, exactly; APPROX units differ (up-sampling, uneven adaptive
@@ -39,6 +39,20 @@ class Row:
     note: str = ""  # why a row is approx/global/unknown
     inputs: Optional[tuple[str, ...]] = None  # rows (or "input") that fed it; None: not recorded
     axis_status: tuple[str, ...] = ()  # per axis (global along W, exact along H)
+    macs: int = 0  # multiply-accumulates per image (rfcalc.macs says which ops count)
+    shape: tuple[int, ...] = ()  # the output tensor's shape without the batch: (C, H, W)
+
+    @property
+    def channels(self) -> Optional[int]:
+        """Output channels: C of a (C, *spatial) map; a vector's or a token sequence's last
+        dimension (features, or tokens × features); None for a scalar output."""
+        if not self.shape:
+            return None
+        if self.size and len(self.shape) == len(self.size) + 1:
+            return self.shape[0]  # (C, *spatial), the layout of every conv net
+        if len(self.shape) >= 3:  # a map whose field went global keeps its layout
+            return self.shape[0]
+        return self.shape[-1]  # (features,), (tokens, features): channels last
 
     @property
     def kernel(self) -> Optional[tuple[int, ...]]:
@@ -59,7 +73,13 @@ class Row:
 
 @dataclass(frozen=True)
 class Analysis:
-    """All rows in execution order, plus the summary of the model's output."""
+    """All rows in execution order, plus the summary of the model's output.
+
+    A sequence of rows as well: `a["t4.conv"]` (by name) or `a[3]`, `len(a)`, `for row in a`,
+    `"t4.conv" in a`; `a.to_dict()` is the JSON document, `a.to_pandas()` a DataFrame (one row
+    per op, indexed by name), `a.render(fmt)` any of rfcalc.render.FORMATS. `print(a)` and
+    `str(a)` give the text table, a notebook its HTML, `repr(a)` one line.
+    """
 
     input_shape: tuple[int, ...]  # (C, *spatial) as given by the user
     rows: Sequence[Row]
@@ -69,6 +89,14 @@ class Analysis:
     # "name (status): note", in execution order (then any note on the model as a whole)
     notes: tuple[str, ...] = field(default_factory=tuple)
     unruled: dict = field(default_factory=dict)  # ops of this model without a rule: count
+    # every tensor the model returned, as (where in the returned object, its row): `[0]`,
+    # `['aux']`; empty for a model that returns one tensor (then `output` is all there is)
+    outputs: tuple[tuple[str, Row], ...] = ()
+    modules: Mapping[str, str] = field(default_factory=dict, repr=False)  # path: class name
+    batch: Optional[int] = None  # the batch size the caller gave (summary), None: none given
+    # how print() and a notebook show it (rfcalc.summary's depth, columns, compact)
+    display: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    as_table: bool = field(default=False, compare=False, repr=False)  # repr() is the table
 
     @property
     def covers_input(self) -> bool:
@@ -82,32 +110,94 @@ class Analysis:
             s == GLOBAL or r >= n for r, n, s in zip(o.rf, self.input_shape[1:], per)
         )
 
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates of one forward pass per image (the rows' sum)."""
+        return sum(r.macs for r in self.rows)
+
+    # ------------------------------------------------------------- a sequence of rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __bool__(self) -> bool:  # an analysis is a result even when the model ran no op
+        return True
+
+    def __iter__(self) -> Iterator[Row]:
+        return iter(self.rows)
+
+    def __contains__(self, name: object) -> bool:
+        return any(r.name == name for r in self.rows)
+
+    def __getitem__(self, key: Union[str, int, slice]) -> Any:
+        """A row by name (`"t4.conv"`) or by position (a slice: a tuple of rows); KeyError
+        names the closest rows."""
+        if isinstance(key, (int, slice)):
+            return tuple(self.rows[key]) if isinstance(key, slice) else self.rows[key]
+        for row in self.rows:
+            if row.name == key:
+                return row
+        import difflib
+
+        close = difflib.get_close_matches(str(key), [r.name for r in self.rows], n=3)
+        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise KeyError(f"no row named {key!r}{hint}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document (`rfcalc table --format json`) as Python objects."""
+        from .render.layers import document
+
+        return document(self)
+
+    def to_pandas(self):
+        """One DataFrame row per op, indexed by name; per-axis values as tuples. Needs pandas
+        (ImportError with the pip command otherwise)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError(
+                "Analysis.to_pandas() needs pandas: pip install pandas "
+                "(or use Analysis.to_dict(), which needs nothing)"
+            ) from None
+        from .render.layers import row_dict
+
+        records = []
+        for row in self.rows:
+            d = row_dict(row)
+            records.append({k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        return pd.DataFrame.from_records(records, index="name")
+
     # How an Analysis shows itself (the renderers do the work): print() and str() give the
     # text table, a notebook the table with its status colours, repr() one line.
 
-    def __str__(self) -> str:
+    def render(self, fmt: str = "text", **options: Any) -> str:
+        """The table in one of rfcalc.render.FORMATS; `options` (depth, columns, compact)
+        override the display this analysis was made with."""
         from .render import render
 
-        return render(self, "text")
+        return render(self, fmt, **{**self.display, **options})
+
+    def __str__(self) -> str:
+        return self.render("text")
 
     def __repr__(self) -> str:
+        if self.as_table:  # rfcalc.summary's result, shown at a prompt as torchinfo's is
+            return self.render("text").rstrip("\n")
         from .render.cells import rf_cell, shape
 
         return (
             f"<Analysis of a {shape(self.input_shape)} input: {len(self.rows)} rows, "
             f"output rf {rf_cell(self.output)} ({self.output.status}), "
-            f"{self.params:,} parameters>"
+            f"{self.params:,} parameters, {self.macs:,} MACs>"
         )
 
     def _repr_markdown_(self) -> str:
-        from .render import render
-
-        return render(self, "markdown")
+        return self.render("markdown")
 
     def _repr_html_(self) -> str:
         from .render import html, layers
 
-        return html.fragment(layers.table(self))
+        return html.fragment(layers.table(self, **self.display))
 
 
 _RANK = {EXACT: 0, APPROX: 1, GLOBAL: 2, UNKNOWN: 3}
@@ -162,6 +252,8 @@ def to_row(
     size: tuple[int, ...] = (),
     window: Optional[Window] = None,
     inputs: Optional[tuple[str, ...]] = None,
+    macs: int = 0,
+    shape: tuple[int, ...] = (),
 ) -> Row:
     """A Row from a recorded field; an UNKNOWN field claims no jump, rf or start."""
     status, per_axis, note = judge(f)
@@ -171,7 +263,9 @@ def to_row(
         jump = tuple(a.jump for a in f.axes)
         rf = tuple(a.rf for a in f.axes)
         start = tuple(a.start for a in f.axes)
-    return Row(name, op, window, size, jump, rf, start, params, status, note, inputs, per_axis)
+    return Row(
+        name, op, window, size, jump, rf, start, params, status, note, inputs, per_axis, macs, shape
+    )
 
 
 def _validate(input_shape: Sequence[int]) -> tuple[int, ...]:
@@ -241,37 +335,21 @@ def analyze(
             m.train(flag)
     rows = tuple(
         to_row(
-            s.name, s.op, s.field, params=s.params, size=s.size, window=s.window, inputs=s.inputs
+            s.name,
+            s.op,
+            s.field,
+            params=s.params,
+            size=s.size,
+            window=s.window,
+            inputs=s.inputs,
+            macs=s.macs,
+            shape=s.shape,
         )
         for s in rec.steps
     )
     by_name = {r.name: r for r in rows}
-    if rec.output_field is None:
-        output = Row(
-            "output",
-            "output",
-            None,
-            (),
-            (),
-            (),
-            (),
-            0,
-            UNKNOWN,
-            "the output does not come from the input through torch ops",
-        )
-    elif rec.output is None:  # the model returned its input
-        output = to_row("input", "input", rec.output_field, size=tuple(n for n in shape[1:]))
-    else:
-        output = by_name[rec.output.name]
-        if rec.output_field is not rec.output.field:  # changed by an alias op after its row
-            output = to_row(
-                output.name,
-                output.op,
-                rec.output_field,
-                params=output.params,
-                size=output.size,
-                inputs=output.inputs,
-            )
+    output = _output_row(rec.output_field, rec.output, by_name, shape)
+    outputs = tuple((where, _output_row(f, step, by_name, shape)) for where, f, step in rec.outputs)
     params = sum(p.numel() for p in model.parameters())
     notes = tuple(
         f"{r.name} ({r.status}): {r.note}" if r.note else f"{r.name} ({r.status})"
@@ -286,4 +364,39 @@ def analyze(
         )
     if ran_real:
         notes += (ran_real,)
-    return Analysis(shape, rows, output, params, notes, dict(rec.unruled))
+    modules = {path: type(m).__name__ for path, m in model.named_modules() if path}
+    return Analysis(shape, rows, output, params, notes, dict(rec.unruled), outputs, modules=modules)
+
+
+def _output_row(out_field, out_step, by_name: dict, shape: tuple[int, ...]) -> Row:
+    """The row of one returned tensor: the row that made it, refreshed where an alias op
+    changed its field after the row (a view written in place)."""
+    if out_field is None:
+        output = Row(
+            "output",
+            "output",
+            None,
+            (),
+            (),
+            (),
+            (),
+            0,
+            UNKNOWN,
+            "the output does not come from the input through torch ops",
+        )
+    elif out_step is None:  # the model returned its input
+        output = to_row("input", "input", out_field, size=tuple(n for n in shape[1:]))
+    else:
+        output = by_name[out_step.name]
+        if out_field is not out_step.field:  # changed by an alias op after its row
+            output = to_row(
+                output.name,
+                output.op,
+                out_field,
+                params=output.params,
+                size=output.size,
+                inputs=output.inputs,
+                macs=output.macs,
+                shape=output.shape,
+            )
+    return output

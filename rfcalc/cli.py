@@ -16,7 +16,8 @@ from rfcalc.commandline import Parser, UserError, check_output, run, write_outpu
 from rfcalc.geometry import RFError
 from rfcalc.load import TargetError, load_target, load_without_weights, parse_input
 from rfcalc.render import FORMATS
-from rfcalc.render.verify import FORMATS as VERIFY_FORMATS
+from rfcalc.render.cells import TABLE_COLUMNS
+from rfcalc.render.table import FORMATS as VERIFY_FORMATS  # verify writes through the same writer
 
 __all__ = ["main"]
 
@@ -30,6 +31,25 @@ def _input(text: str) -> tuple[int, ...]:
     try:
         return parse_input(text)
     except TargetError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _depth(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{n}: give 0 (every row) or more")
+    return n
+
+
+def _columns(text: str) -> tuple[str, ...]:
+    from rfcalc.render.layers import check_columns
+
+    try:
+        return check_columns(text)
+    except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
@@ -58,6 +78,25 @@ def _parser() -> argparse.ArgumentParser:
         "table", "Print every layer's kernel, stride, jump and receptive field.", _table
     )
     table.add_argument("--format", choices=FORMATS, default="text", help="output format")
+    table.add_argument(
+        "--depth",
+        type=_depth,
+        metavar="N",
+        help="fold rows nested deeper than N module levels into their module; 0: every row "
+        "(default: text is fitted to 120 columns, other formats show every row)",
+    )
+    table.add_argument(
+        "--columns",
+        type=_columns,
+        metavar="A,B,...",
+        help=f"the columns to show, in order (name comes first): {', '.join(TABLE_COLUMNS)} "
+        "(default: all; text leaves out dilation when no row is dilated)",
+    )
+    table.add_argument(
+        "--compact",
+        action="store_true",
+        help="leave out rows that change neither size nor field (BatchNorm, ReLU, dropout, ...)",
+    )
     verify = command("verify", "Compare the computed fields with a gradient measurement.", _verify)
     verify.add_argument("--format", choices=VERIFY_FORMATS, default="text", help="output format")
     verify.add_argument(
@@ -121,8 +160,24 @@ def _analyze(args: argparse.Namespace, *, weights: bool = True):
         try:
             return model, analyze(model, args.input, materialize=materialize)
         except RFError as exc:  # the analyzer's "input too small at layer X", a failed forward
-            shape = ",".join(map(str, args.input))
-            raise UserError(f"{args.target} at input {shape}: {exc}") from None
+            raise UserError(_forward_error(args, exc)) from exc
+
+
+def _forward_error(args: argparse.Namespace, exc: RFError) -> str:
+    """`model.py at input 3,32,32: conv1 (line 11): ...; hint: ...`: the target's own file
+    is named once, a hint added for the usual mistakes (rfcalc.hints)."""
+    from rfcalc.hints import hint
+    from rfcalc.load import split_target
+    from rfcalc.record import _shown_path
+
+    message = str(exc)
+    where, _, is_file = split_target(args.target)
+    if is_file:
+        message = message.replace(f"({_shown_path(where)}:", "(line ")
+    shape = ",".join(map(str, args.input))
+    extra = hint(message, args.input)
+    tail = f"; {extra}" if extra else ""
+    return f"{args.target} at input {shape}: {message}{tail} (--traceback shows the rest)"
 
 
 def _user_prints_to_stderr():
@@ -135,7 +190,8 @@ def _table(args: argparse.Namespace) -> int:
     from rfcalc.render import render
 
     _, analysis = _analyze(args, weights=False)
-    sys.stdout.write(render(analysis, args.format))
+    options = {"depth": args.depth, "columns": args.columns, "compact": args.compact}
+    sys.stdout.write(render(analysis, args.format, **options))
     return 0
 
 

@@ -1,10 +1,15 @@
 """What every command of the project shares (`rfcalc`, `netbuilder`, and any later one).
 
-- `UserError`: bad input. `run` prints it as one line, `prog: error: message`, exit status 2.
-- `Parser`: argparse with one-line errors, every default shown in `--help`, and `--version`
-  (the installed package's version). A bare command (no subcommand) prints the full help,
-  each subcommand with its one-line purpose, on stderr and exits 2: argparse's convention for
-  a missing required argument, since nothing that was asked for was done.
+- `UserError`: bad input. `run` prints it as one line, `prog: error: message`, exit status 2;
+  `--traceback` (on every subcommand) prints the full traceback above it, for a user
+  debugging their own model.
+- `Parser`: argparse with one-line errors under the one prefix `prog: error:` (a
+  subcommand's too), "did you mean" for a mistyped subcommand, choice or option (difflib:
+  Python 3.11's argparse has no suggest_on_error), every default shown once in `--help`,
+  and `--version` (the installed package's version). A bare command (no subcommand) prints
+  the full help, each subcommand with its one-line purpose, on stderr and exits 2:
+  argparse's convention for a missing required argument, since nothing that was asked for
+  was done.
 - `check_output` / `write_output`: an output file is validated before the work and written
   atomically after it, never over an existing file without `--force`.
 - `progress`: a tqdm bar on stderr, only on a terminal or when asked (`--progress`).
@@ -14,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import gc
 import sys
+import traceback
 from importlib import metadata
 from pathlib import Path
 from typing import Callable, Iterable, NoReturn, Optional, Sequence, TypeVar, Union
@@ -25,6 +32,7 @@ from rfcalc.files import write_bytes
 __all__ = [
     "UserError",
     "Parser",
+    "did_you_mean",
     "installed_version",
     "add_progress_flag",
     "progress",
@@ -53,20 +61,29 @@ def installed_version() -> str:
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Show every default that has a value; a None default's help says in words what it does."""
+    """Show every default that has a value, once: not where the help already says it, not
+    for a flag that is off unless given; a None default's help says in words what it does."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default is None or action.help is None:
-            return action.help or ""
+        text = action.help or ""
+        if action.default is None or action.default is False or "default" in text.lower():
+            return text
         return super()._get_help_string(action)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`; did you mean 'table'?` for the closest choice, or "" when none is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 class Parser(argparse.ArgumentParser):
     """argparse with the project's conventions (see the module docstring)."""
 
-    def __init__(self, *args, version: bool = False, **kwargs):
+    def __init__(self, *args, version: bool = False, root: Optional[str] = None, **kwargs):
         kwargs.setdefault("formatter_class", _HelpFormatter)
         super().__init__(*args, **kwargs)
+        self.root = root or self.prog  # the program's name: every error says it alone
         self._commands: Optional[argparse._SubParsersAction] = None
         if version:
             self.add_argument(
@@ -77,8 +94,36 @@ class Parser(argparse.ArgumentParser):
             )
 
     def error(self, message: str) -> NoReturn:
-        # one line (no usage block), so a script or a test can read it
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        # one line (no usage block) under the program's one prefix, so a script or a test
+        # can read it; a subcommand's own errors name it in the message instead
+        where = self.prog[len(self.root) :].strip()
+        text = f"{where}: {message}" if where and not message.startswith(where) else message
+        self.exit(2, f"{self.root}: error: {text}\n")
+
+    def _check_value(self, action: argparse.Action, value) -> None:
+        if action.choices is not None and value not in action.choices:
+            choices = ", ".join(map(repr, action.choices))
+            hint = did_you_mean(str(value), map(str, action.choices))
+            if isinstance(action, argparse._SubParsersAction):
+                what = f"unknown command {value!r}"
+            else:
+                what = f"{argparse._get_action_name(action)}: invalid choice: {value!r}"
+            raise argparse.ArgumentError(None, f"{what}{hint} (choose from {choices})")
+        super()._check_value(action, value)
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            parser = self
+            chosen = getattr(parsed, "command", None)
+            if self._commands is not None and chosen in self._commands.choices:
+                parser = self._commands.choices[chosen]  # the subcommand's options
+            options = [o for a in parser._actions for o in a.option_strings]
+            first = extras[0]
+            hint = did_you_mean(first.split("=")[0], options) if first.startswith("-") else ""
+            s = "s" if len(extras) > 1 else ""
+            parser.error(f"unrecognized argument{s} {' '.join(extras)}{hint}")
+        return parsed
 
     def command(
         self, name: str, purpose: str, run: Callable[[argparse.Namespace], int]
@@ -88,8 +133,13 @@ class Parser(argparse.ArgumentParser):
             self._commands = self.add_subparsers(
                 dest="command", metavar="COMMAND", parser_class=Parser, title="commands"
             )
-        sub = self._commands.add_parser(name, help=purpose, description=purpose)
+        sub = self._commands.add_parser(name, help=purpose, description=purpose, root=self.root)
         sub.set_defaults(run=run)
+        sub.add_argument(
+            "--traceback",
+            action="store_true",
+            help="on an error, print the full Python traceback above the one-line message",
+        )
         return sub
 
 
@@ -171,6 +221,8 @@ def run(
     try:
         return command(args)
     except (UserError, *errors) as exc:
+        if getattr(args, "traceback", False):
+            traceback.print_exc()
         message = " ".join(str(exc).split())  # one line, whatever the message held
         print(f"{parser.prog}: error: {message}", file=sys.stderr)
         return 2

@@ -133,6 +133,42 @@ class ERF:
     def sigma(self) -> tuple[float, ...]:
         return gaussian_sigma(self.map)
 
+    # print() gives the numbers (`rfcalc erf`'s text), a notebook the heatmap beside them,
+    # repr() one line (the map itself is `.map`)
+
+    def __str__(self) -> str:
+        from .render.erf import render
+
+        return render([self], "text")
+
+    def __repr__(self) -> str:
+        from .render.cells import rf_cell
+
+        unit = ",".join(map(str, self.unit))
+        inside = "" if self.inside is None else f", {100 * self.inside:.1f} % inside the box"
+        half = next(sq for sq in self.squares if sq.threshold == 50)
+        return (
+            f"<ERF of {self.row.name} ({self.row.op}) unit {unit}, "
+            f"{self.weights or 'as initialised'}, {self.n} inputs: rf {rf_cell(self.row)}"
+            f"{inside}, 50 % within {half.side} px>"
+        )
+
+    def _repr_html_(self) -> str:
+        import base64
+        from html import escape
+
+        from .render.erf import figure_bytes, render
+
+        text = f"<pre>{escape(render([self], 'text'))}</pre>"
+        if self.map.ndim != 2:
+            return text
+        png = base64.b64encode(figure_bytes([self], "png")).decode("ascii")
+        return (
+            '<div style="display: flex; gap: 1em; align-items: flex-start">'
+            f'<img alt="ERF heatmap of {escape(self.row.name)}" '
+            f'src="data:image/png;base64,{png}">{text}</div>'
+        )
+
 
 # ---------------------------------------------------------------------------------- numbers
 
@@ -571,8 +607,7 @@ def load_weights(model: nn.Module, path: Union[str, Path]) -> None:
         with torch.serialization.safe_globals(_numpy_data_globals()):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, not a torch file, a disallowed global
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ERFError(f"{path}: cannot be read as weights ({first[:200]})") from None
+        raise ERFError(_unreadable(path, exc)) from None
     state = _state_dict(obj)
     if state is None:
         keys = ", ".join(map(str, list(obj)[:6])) if isinstance(obj, dict) else type(obj).__name__
@@ -598,6 +633,23 @@ def load_weights(model: nn.Module, path: Union[str, Path]) -> None:
                 parts.append(f"{label}: {', '.join(keys[:4])}{more}")
         raise ERFError(f"{path} does not fit the model: {'; '.join(parts)}")
     model.load_state_dict(state)
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    """Why torch.load refused a file, in the user's terms (torch's own advice is about
+    torch.load's arguments, which a user of rfcalc does not call)."""
+    import zipfile
+
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    if not zipfile.is_zipfile(path) and head[:1] != b"\x80":  # neither format torch.save writes
+        return f"{path} is not a PyTorch checkpoint (torch.save writes one)"
+    if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        return (
+            f"{path} holds Python objects, not only tensors (a whole model saved with "
+            "torch.save(model)?): save model.state_dict() instead"
+        )
+    return f"{path} cannot be read as a checkpoint: {type(exc).__name__}"
 
 
 def _numpy_data_globals() -> list:

@@ -17,10 +17,10 @@ import traceback
 import warnings
 from pathlib import Path
 from types import ModuleType
-from typing import Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
-import torch
-import torch.nn as nn
+if TYPE_CHECKING:  # torch is imported where a model is loaded, so `--help` does not wait for it
+    import torch.nn as nn
 
 __all__ = [
     "ConstructorError",
@@ -186,13 +186,20 @@ def _where_in(exc: BaseException, path: Path, label: str) -> str:
     return f"{label}:{line}" if line else label
 
 
+def _nn():
+    """torch.nn, imported on first use."""
+    import torch.nn as nn
+
+    return nn
+
+
 def _module_classes(module: ModuleType) -> list[str]:
     """Names of the nn.Module subclasses defined in (not imported into) a module."""
     return sorted(
         attr
         for attr, obj in vars(module).items()
         if inspect.isclass(obj)
-        and issubclass(obj, nn.Module)
+        and issubclass(obj, _nn().Module)
         and obj.__module__ == module.__name__
         and not attr.startswith("_")
     )
@@ -248,6 +255,7 @@ def _pick(
 
 def _instantiate(obj: object, label: str, device: Optional[str] = None) -> nn.Module:
     """A module instance as is; a class or a factory called with no arguments."""
+    nn = _nn()
     if isinstance(obj, nn.Module):
         return obj
     if not callable(obj):
@@ -264,6 +272,8 @@ def _instantiate(obj: object, label: str, device: Optional[str] = None) -> nn.Mo
             "factory that works with none, or a module instance"
         )
     try:
+        import torch
+
         with torch.device(device) if device else contextlib.nullcontext():
             model = obj()
     except (Exception, SystemExit) as exc:  # the user's constructor failed: one line

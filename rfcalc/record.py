@@ -9,10 +9,14 @@ functional ops get generated names (`add`, `add_1`) under the path of the module
 
 from __future__ import annotations
 
+import os
+import sys
+import sysconfig
 import weakref
 from collections import Counter
 from dataclasses import dataclass
 from dataclasses import field as dc_field
+from types import FrameType, TracebackType
 from typing import Any, Callable, Iterator, Optional, Union
 
 import torch
@@ -23,6 +27,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from . import rules
 from .geometry import EXACT, UNKNOWN, Field, RFError, Window, input_axis
+from .macs import op_macs
 
 
 @dataclass
@@ -37,6 +42,8 @@ class Step:
     size: tuple[int, ...] = ()
     tensor: Optional[torch.Tensor] = None  # kept only when Recording.keep_tensors
     inputs: tuple[str, ...] = ()  # the steps (or "input") whose outputs fed this op
+    macs: int = 0  # multiply-accumulates of the op (a leaf module: of every op inside it)
+    shape: tuple[int, ...] = ()  # the output tensor's shape without the batch dimension
 
 
 @dataclass
@@ -47,6 +54,7 @@ class _Frame:
     inner: list[rules.Outcome] = dc_field(default_factory=list)
     inputs: list[Field] = dc_field(default_factory=list)
     sources: tuple[str, ...] = ()
+    macs: int = 0  # a leaf module's: the sum over the ops it ran
 
 
 # Tensor methods through which values leave torch: what comes back (torch.from_numpy,
@@ -73,6 +81,61 @@ def _tensors(obj: Any) -> Iterator[torch.Tensor]:
     elif isinstance(obj, dict):
         for item in obj.values():
             yield from _tensors(item)
+
+
+# Frames in these folders are the machinery (torch, rfcalc, the standard library), not the
+# user's model: an error names the deepest frame outside them
+_MACHINERY = tuple(
+    os.path.dirname(os.path.abspath(p)) + os.sep for p in (torch.__file__, __file__)
+) + (sysconfig.get_paths()["stdlib"] + os.sep,)
+
+
+def _shown_path(filename: str) -> str:
+    """A file as a user reads it: relative to the working folder when inside it, else
+    relative to the sys.path entry that holds it (`torchvision/models/resnet.py`)."""
+    path = os.path.abspath(filename)
+    here = os.getcwd() + os.sep
+    if path.startswith(here):
+        return path[len(here) :]
+    roots = [os.path.abspath(p) + os.sep for p in sys.path if p]
+    root = max((r for r in roots if path.startswith(r)), key=len, default="")
+    return path[len(root) :] if root and "site-packages" in root else path
+
+
+def user_location(start: Union[FrameType, TracebackType, None]) -> str:
+    """`model.py:12`: the innermost line of the user's own code (outside torch, rfcalc and
+    the standard library) in a traceback (innermost last) or a frame (walked outwards);
+    "" when there is none."""
+    frames: list[tuple[str, int]] = []
+    if isinstance(start, TracebackType):
+        tb: Optional[TracebackType] = start
+        while tb is not None:
+            frames.append((tb.tb_frame.f_code.co_filename, tb.tb_lineno))
+            tb = tb.tb_next
+        frames.reverse()
+    else:
+        frame = start
+        while frame is not None:
+            frames.append((frame.f_code.co_filename, frame.f_lineno))
+            frame = frame.f_back
+    for filename, line in frames:
+        if filename.startswith("<") or os.path.abspath(filename).startswith(_MACHINERY):
+            continue
+        return f"{_shown_path(filename)}:{line}"
+    return ""
+
+
+def labelled_tensors(obj: Any, where: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    """Tensors inside nested tuples, lists and dicts, in order, each with where it sits:
+    `[0]`, `['aux']`, `[1][0]`; a lone tensor is `""`."""
+    if isinstance(obj, torch.Tensor):
+        yield where, obj
+    elif isinstance(obj, (list, tuple)):
+        for i, item in enumerate(obj):
+            yield from labelled_tensors(item, f"{where}[{i}]")
+    elif isinstance(obj, dict):
+        for key, item in obj.items():
+            yield from labelled_tensors(item, f"{where}[{key!r}]")
 
 
 def input_field(spatial: tuple[int, ...]) -> Field:
@@ -140,10 +203,12 @@ class Recording(TorchFunctionMode):
                 return frame.path
         return ""
 
-    def where(self) -> str:
-        """The innermost module path being run, for error messages."""
+    def where(self, location: str = "") -> str:
+        """The innermost module path being run, and the user's line that ran into the error
+        (`conv1 (model.py:12)`), for error messages."""
         path = self.stack[-1].path if self.stack else ""
-        return path or "the model's forward"
+        at = f" ({location})" if location else ""
+        return f"{path}{at}" if path else f"the model's forward{at}"
 
     # ------------------------------------------------------------------ fields
     def set_field(self, tensor: torch.Tensor, f: Field, step: Optional[Step]) -> None:
@@ -199,6 +264,7 @@ class Recording(TorchFunctionMode):
         if outs:
             f = step.field
             step.size = tuple(outs[0].shape[d] for d in f.dims) if f.dims is not None else ()
+            step.shape = tuple(outs[0].shape[1:])
             keep = self.keep_tensors
             if keep is True or (keep and step.name in keep):
                 # a clone: later in-place ops on the original must not change this row's value
@@ -232,7 +298,8 @@ class Recording(TorchFunctionMode):
                 str(n) for n in inputs[0][1].axes and (a.size for a in inputs[0][1].axes) or ()
             )
             raise RFError(
-                f"{self.where()}: {name} failed on a map of size {sizes or '?'}: "
+                f"{self.where(user_location(sys._getframe()))}: "
+                f"{name} failed on a map of size {sizes or '?'}: "
                 f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
             ) from exc
         if not inputs:
@@ -274,8 +341,10 @@ class Recording(TorchFunctionMode):
                 )
         frame = self.stack[-1] if self.stack else None
         step = None
+        macs = op_macs(name, args, kwargs, out)
         if frame is not None and frame.leaf:
             frame.inner.append(outcome)
+            frame.macs += macs
         elif not outcome.alias:
             scope = self._scope()
             step = Step(
@@ -285,6 +354,7 @@ class Recording(TorchFunctionMode):
                 0,
                 outcome.window,
                 inputs=self.sources(t for t, _ in inputs),
+                macs=macs,
             )
             self._emit(step, outs)
         for t in outs:
@@ -330,6 +400,7 @@ class Recording(TorchFunctionMode):
             params,
             _module_window(frame.inner),
             inputs=frame.sources,
+            macs=frame.macs,
         )
         self._emit(step, outs)
         for t in outs:
@@ -413,6 +484,8 @@ class Record:
     unruled: dict[str, int] = dc_field(default_factory=dict)
     probe: Optional[torch.Tensor] = None
     result: Any = None
+    # every returned tensor when there are several: (where, its field, the step that made it)
+    outputs: list[tuple[str, Optional[Field], Optional[Step]]] = dc_field(default_factory=list)
 
 
 def record(
@@ -433,14 +506,22 @@ def record(
         raise
     except Exception as exc:
         message = str(exc).splitlines()[0] if str(exc) else ""
+        where = rec.where(user_location(exc.__traceback__))
+        # "the model's forward (net.py:9) raised ...", or "block (net.py:9): the forward raised"
+        said = "" if where.startswith("the model's forward") else ": the forward"
         raise RFError(
-            f"{rec.where()}: the model's forward raised {type(exc).__name__}"
-            + (f": {message}" if message else "")
+            f"{where}{said} raised {type(exc).__name__}" + (f": {message}" if message else "")
         ) from exc
     outs = list(_tensors(result))
     out_field = rec.fields.get(outs[0]) if outs else None
     out_step = rec.made_by.get(outs[0]) if outs else None
-    return Record(rec.steps, out_step, out_field, dict(rec.unruled), probe, result)
+    labelled = list(labelled_tensors(result))
+    outputs = (
+        [(where, rec.fields.get(t), rec.made_by.get(t)) for where, t in labelled]
+        if len(labelled) > 1
+        else []
+    )
+    return Record(rec.steps, out_step, out_field, dict(rec.unruled), probe, result, outputs)
 
 
 __all__ = ["Step", "Record", "record", "input_field", "EXACT"]

@@ -33,7 +33,7 @@ import math
 import sys
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -71,6 +71,15 @@ class RowCheck:
             None if self.measured_span is None else tuple(b - a + 1 for a, b in self.measured_span)
         )
 
+    def __repr__(self) -> str:
+        from .render.verify import check_cells
+
+        c = check_cells(self)
+        return (
+            f"<RowCheck {c['name']} ({c['op']}): rf {c['rf']}, theory {c['theory']}, "
+            f"measured {c['measured']}: {c['check']}>"
+        )
+
 
 @dataclass(frozen=True)
 class Verification:
@@ -93,6 +102,42 @@ class Verification:
             if check.name == name:
                 return check
         raise KeyError(name)
+
+    def __len__(self) -> int:
+        return len(self.checks)
+
+    def __iter__(self) -> Iterator[RowCheck]:
+        return iter(self.checks)
+
+    # print() gives the text table, a notebook its HTML, repr() one line with the counts
+
+    def render(self, fmt: str = "text") -> str:
+        """The checks in one of rfcalc.render.FORMATS (`rfcalc verify --format`)."""
+        from .render.verify import render
+
+        return render(self, fmt)
+
+    def __str__(self) -> str:
+        return self.render("text")
+
+    def __repr__(self) -> str:
+        from .render.cells import shape
+
+        unmeasured = sum(c.agree is None for c in self.checks)
+        differ = len(self.disagreements)
+        names = f": {', '.join(c.name for c in self.disagreements[:3])}" if differ else ""
+        more = " …" if differ > 3 else ""
+        return (
+            f"<Verification at {shape(self.input_shape)}: {len(self.checks)} rows, "
+            f"{len(self.checks) - differ - unmeasured} agree, {differ} differ{names}{more}, "
+            f"{unmeasured} not measured>"
+        )
+
+    def _repr_html_(self) -> str:
+        from .render import html
+        from .render.verify import table
+
+        return html.fragment(table(self))
 
 
 def _identity(x, *args, **kwargs):

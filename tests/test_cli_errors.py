@@ -104,3 +104,140 @@ def test_rftrain_bad_arguments(capsys, tmp_path, request, case):
         request.applymarker(mark)
     _assert_one_line_error(*_run(capsys, main, list(param.values[0])))
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+# ---------------------------------------------------------------- errors that help a user
+
+ONE_PREFIX = re.compile(r"^(rfcalc|netbuilder): error: \S.*\n\Z")  # no `rfcalc table: error:`
+
+
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["tabel", NET], "unknown command 'tabel'; did you mean 'table'?"),
+        (["table", NET, "--inptu", "3,32,32"], "--inptu 3,32,32; did you mean '--input'?"),
+        (["table", NET, "--format", "jsn"], "invalid choice: 'jsn'; did you mean 'json'?"),
+        (["table", NET, "--format", "pdf"], "--format: invalid choice: 'pdf' (choose from"),
+        (["graph", NET], "graph: the following arguments are required: -o/--output"),
+        (["table", NET, "--columns", "rf,sise"], "unknown column 'sise'; choose from name"),
+    ],
+)
+def test_rfcalc_mistypes_get_one_prefix_and_a_suggestion(capsys, argv, says):
+    from rfcalc.cli import main
+
+    code, out, err = _run(capsys, main, argv)
+    _assert_one_line_error(code, out, err)
+    assert ONE_PREFIX.match(err) and says in err, err
+    if "did you mean" not in says:
+        assert "did you mean" not in err  # nothing close: no guess
+
+
+def test_netbuilder_mistypes_get_a_suggestion(capsys):
+    from netbuilder.cli import main
+
+    code, out, err = _run(capsys, main, ["variants", "--sort", "macz"])
+    _assert_one_line_error(code, out, err)
+    assert ONE_PREFIX.match(err) and "did you mean 'macs'?" in err
+    code, out, err = _run(capsys, main, ["shwo", "s9"])
+    assert code == 2 and "unknown command 'shwo'; did you mean 'show'?" in err
+
+
+def _model(tmp_path, body: str) -> str:
+    path = tmp_path / "mine.py"
+    path.write_text("import torch.nn as nn\n\n\n" + body)
+    return str(path)
+
+
+GREY = """class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 8, 3)
+
+    def forward(self, x):
+        return self.conv1(x)
+"""
+SIZED = """class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3)
+        self.fc = nn.Linear(8 * 26 * 26, 10)
+
+    def forward(self, x):
+        x = self.conv1(x)
+        return self.fc(x.flatten(1))
+"""
+RAISES = """class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3)
+
+    def forward(self, x):
+        y = self.conv1(x)
+        return y + self.missing
+"""
+
+
+@pytest.mark.parametrize(
+    "body, argv, says",
+    [
+        # line 10 of the file: `return self.conv1(x)` (3 lines of imports come first)
+        (
+            GREY,
+            [],
+            "conv1 (line 10): conv2d failed on a map of size 32x32: ",
+        ),
+        (
+            GREY,
+            [],
+            "; hint: the first layer takes 1 channel; --input is C,H,W: try --input 1,32,32",
+        ),
+        # channels typed last: the hint moves them to the front
+        (GREY, ["--input", "32,32,1"], "try --input 1,32,32 (--traceback shows the rest)"),
+        # written for 28×28 (26 after the conv), run at 32×32 (30·30·8 = 7,200 features)
+        (SIZED, [], "fc (line 12): linear failed"),
+        (SIZED, [], "hint: a Linear layer takes 5,408 features and gets 7,200"),
+        (RAISES, [], "the model's forward (line 11) raised AttributeError: "),
+    ],
+)
+def test_a_failing_forward_says_where_and_why(capsys, tmp_path, body, argv, says):
+    from rfcalc.cli import main
+
+    target = _model(tmp_path, body)
+    code, out, err = _run(capsys, main, ["table", target, *argv])
+    _assert_one_line_error(code, out, err)
+    assert ONE_PREFIX.match(err) and says in err, err
+    assert err.count(target) == 1  # the file is named once; its lines by number
+    assert "the model's forward: the model's forward" not in err
+
+
+def test_traceback_flag_shows_the_users_frame(capsys, tmp_path):
+    from rfcalc.cli import main
+
+    target = _model(tmp_path, RAISES)
+    code, out, err = _run(capsys, main, ["table", target, "--traceback"])
+    assert code == 2 and out == ""
+    assert "Traceback (most recent call last)" in err
+    assert f'File "{target}", line 11, in forward' in err  # the user's own frame
+    assert err.rstrip("\n").splitlines()[-1].startswith("rfcalc: error: ")
+
+
+def test_a_file_that_is_no_checkpoint_is_called_that(capsys, tmp_path):
+    from rfcalc.cli import main
+
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_text("not a checkpoint\n")
+    code, out, err = _run(capsys, main, ["erf", NET, "--weights", str(garbage), "--n", "1"])
+    _assert_one_line_error(code, out, err)
+    assert err == f"rfcalc: error: {garbage} is not a PyTorch checkpoint (torch.save writes one)\n"
+
+
+@pytest.mark.parametrize("command", ["table", "verify", "graph", "erf", "explore"])
+def test_help_says_each_default_once(capsys, command):
+    from rfcalc.cli import main
+
+    code, out, _ = _run(capsys, main, [command, "--help"])
+    assert code == 0
+    text = " ".join(out.split())
+    for option in re.split(r" (?=--?[a-z])", text):
+        assert option.count("default") <= 1, option
+    assert "(default: False)" not in text

@@ -14,6 +14,7 @@ from rfcalc.analysis import APPROX, GLOBAL, UNKNOWN, Analysis, Row
 
 __all__ = [
     "COLUMNS",
+    "TABLE_COLUMNS",
     "NUMERIC",
     "TIMES",
     "axes",
@@ -38,7 +39,10 @@ COLUMNS = (
     "start",
     "params",
 )
-NUMERIC = frozenset(COLUMNS[2:])  # right-aligned where a format aligns
+# `rfcalc table`'s columns: the geometry above (the explorer's), with the output channels
+# beside the size and the multiply-adds beside the parameters, as torchinfo shows them
+TABLE_COLUMNS = (*COLUMNS[:6], "channels", *COLUMNS[6:], "macs")
+NUMERIC = frozenset(TABLE_COLUMNS[2:])  # right-aligned where a format aligns
 TIMES = "×"
 MISSING = "-"
 APPROX_MARK = "~"  # rf of an APPROX row is a bound, not exact
@@ -99,6 +103,8 @@ def row_cells(row: Row) -> dict[str, str]:
         "rf": rf_cell(row),
         "start": "?" if unknown else axes(row.start),
         "params": params(row.params),
+        "channels": MISSING if row.channels is None else str(row.channels),
+        "macs": params(row.macs),
     }
 
 
@@ -111,7 +117,22 @@ def summary_lines(analysis: Analysis) -> list[str]:
     out = analysis.output
     spatial = tuple(analysis.input_shape[1:])
     layout = {1: " (C×L)", 2: " (C×H×W)", 3: " (C×D×H×W)"}.get(len(spatial), "")
-    lines = [f"Input: {shape(analysis.input_shape)}{layout}"]
+    if analysis.batch is None:
+        lines = [f"Input: {shape(analysis.input_shape)}{layout}"]
+    else:  # said once, here: every other number is per image
+        inner = layout.strip(" ()")
+        lines = [
+            f"Input: {shape((analysis.batch, *analysis.input_shape))}"
+            + (f" (N×{inner})" if inner else "")
+            + f", a batch of {analysis.batch}: fields and MACs are per image"
+        ]
+    if analysis.outputs:
+        first = analysis.outputs[0][0]
+        lines.append(
+            f"Outputs: the model returns {len(analysis.outputs)} tensors "
+            f"({', '.join(w for w, _ in analysis.outputs)}); the lines below are of the "
+            f"first, {first} (row {out.name}); the others under them"
+        )
     if out.status == GLOBAL:
         lines.append(
             "Output receptive field: global (every input position reaches every output)"
@@ -134,9 +155,16 @@ def summary_lines(analysis: Analysis) -> list[str]:
             f"size: {axes(out.size) if out.size else 'flattened'}"
         )
     lines.append(f"Parameters: {params(analysis.params)}")
+    lines.append(f"Multiply-adds (MACs): {params(analysis.macs)} per image")
     if out.status == UNKNOWN:
         lines.append("Covers the whole input: unknown")
     else:
         verdict = "yes" if analysis.covers_input else "no"
         lines.append(f"Covers the whole {shape(spatial)} input: {verdict}")
+    for where, row in analysis.outputs[1:]:
+        size = axes(row.size) if row.size else "flattened"
+        lines.append(
+            f"Output {where}: row {row.name}, rf {rf_cell(row)}, jump {axes(row.jump)}, "
+            f"size {size}, channels {'-' if row.channels is None else row.channels}"
+        )
     return lines

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 
-from rfcalc.erf import ERF
 from rfcalc.render.cells import axes, rf_cell
+
+if TYPE_CHECKING:  # rfcalc.erf imports torch; the CLI reads FORMATS here before it needs it
+    from rfcalc.erf import ERF
 
 __all__ = ["FORMATS", "render", "to_json", "figure_bytes", "PICTURE_FORMATS"]
 

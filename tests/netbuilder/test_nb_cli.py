@@ -56,7 +56,7 @@ def _bad_spec_file(tmp_path):
         (["show", "missing.json"], "missing.json: cannot read"),
         (["export", "dws-dilated-skip-x9", "-o", "m.py"], "unknown variant"),
         (["export", "s9"], "required: -o"),
-        (["frobnicate"], "invalid choice"),
+        (["frobnicate"], "unknown command 'frobnicate'"),
     ],
 )
 def test_errors_are_one_line_with_status_2(capsys, tmp_path, argv, message):

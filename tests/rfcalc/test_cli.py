@@ -62,7 +62,11 @@ def test_json_agrees(capsys):
     "fmt, fragment",
     [
         ("markdown", "| name | op | kernel |"),
-        ("csv", "name,op,kernel,stride,padding,dilation,size,jump,rf,start,params,status,note\n"),
+        (
+            "csv",
+            "name,op,kernel,stride,padding,dilation,channels,size,jump,rf,start,params,macs,"
+            "status,note\n",
+        ),
         ("html", "<!DOCTYPE html>"),
         ("latex", "\\begin{tabular}"),
     ],
@@ -148,7 +152,7 @@ def test_bad_options(capsys):
     assert_usage_error(capsys, "table", NET, "--input", "3,x,32", match="--input '3,x,32'")
     assert_usage_error(capsys, "table", NET, "--format", "yaml", match="invalid choice: 'yaml'")
     assert_usage_error(capsys, "verify", NET, "--format", "yaml", match="invalid choice: 'yaml'")
-    assert_usage_error(capsys, "nonsense", match="invalid choice: 'nonsense'")
+    assert_usage_error(capsys, "nonsense", match="unknown command 'nonsense'")
 
 
 def test_input_too_small_for_the_net(capsys):

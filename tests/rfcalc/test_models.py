@@ -292,7 +292,10 @@ def test_errors_in_the_forward_are_wrapped():
         def forward(self, x):
             raise KeyError("boom")
 
-    with pytest.raises(RFError, match=r"inner\.1: the model's forward raised KeyError"):
+    # the module path, the user's line that raised (this file), then what it raised
+    with pytest.raises(
+        RFError, match=r"inner\.1 \(.*test_models\.py:\d+\): the forward raised KeyError"
+    ):
         analyze(Broken(), (3, 8, 8))
 
 

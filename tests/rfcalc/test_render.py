@@ -9,6 +9,11 @@ pixels, as in the course's convention):
   blur        an op without a rule: unknown
   head        Linear 16·4·4·... global, params 2,560 + 10 = 2,570 (made-up but fixed)
 Total params: 448 + 1,808 + 2,570 = 4,826.
+Output channels and multiply-accumulates (per output element: in channels × kernel):
+  features.0  16 channels, 16·8·8 outputs × 3·3·3 = 27,648
+  features.1  16 channels, 16·8·8 outputs × 16·1·7 = 114,688
+  head        10 features from 256: 10 × 256 = 2,560
+Total MACs: 27,648 + 114,688 + 2,560 = 144,896.
 """
 
 import csv
@@ -24,10 +29,22 @@ from rfcalc.render import FORMATS, render
 from rfcalc.render import graphviz as graph
 from rfcalc.render.cells import axes, number
 
+SHAPES = {
+    "features.0": ((16, 8, 8), 27_648),
+    "features.1": ((16, 8, 8), 114_688),
+    "features.2.pool": ((16, 4, 4), 0),
+    "up": ((16, 16, 16), 0),
+    "blur": ((16, 16, 16), 0),
+    "head": ((10,), 2_560),
+}
+
 
 def _row(name, op, k, s, p, d, size, jump, rf, start, params, status=EXACT, note=""):
     window = None if k is None else Window(k, s, p, d)
-    return Row(name, op, window, size, jump, rf, start, params, status, note)
+    shape, macs = SHAPES.get(name, ((), 0))
+    return Row(
+        name, op, window, size, jump, rf, start, params, status, note, macs=macs, shape=shape
+    )
 
 
 ROWS = (
@@ -123,18 +140,34 @@ def _text_line(text, name):
 
 def test_text_table_rows_and_summary():
     text = render(ANALYSIS, "text")
+    # no row is dilated, so the text table leaves the dilation column out
+    assert text.splitlines()[1].split() == [
+        "name",
+        "op",
+        "kernel",
+        "stride",
+        "padding",
+        "channels",
+        "size",
+        "jump",
+        "rf",
+        "start",
+        "params",
+        "macs",
+    ]
     assert _text_line(text, "features.1") == [
         "features.1",
         "Conv2d",
         "1×7",
         "1",
         "0×3",
-        "1",
+        "16",
         "8",
         "1",
         "3×9",
         "0",
         "1,808",
+        "114,688",
     ]
     assert _text_line(text, "features.2.pool") == [
         "features.2.pool",
@@ -142,11 +175,12 @@ def test_text_table_rows_and_summary():
         "2",
         "2",
         "0",
-        "1",
+        "16",
         "4",
         "2",
         "4×10",
         "1/2",
+        "0",
         "0",
     ]
     assert _text_line(text, "up") == [
@@ -155,11 +189,12 @@ def test_text_table_rows_and_summary():
         "-",
         "-",
         "-",
-        "-",
+        "16",
         "16",
         "1/2",
         "~4×10",
         "-1/4",
+        "0",
         "0",
     ]
     assert _text_line(text, "blur") == [
@@ -168,11 +203,12 @@ def test_text_table_rows_and_summary():
         "-",
         "-",
         "-",
-        "-",
+        "16",
         "16",
         "?",
         "?",
         "?",
+        "0",
         "0",
     ]
     assert _text_line(text, "head") == [
@@ -181,13 +217,17 @@ def test_text_table_rows_and_summary():
         "-",
         "-",
         "-",
-        "-",
+        "10",
         "-",
         "-",
         "global",
         "-",
         "2,570",
+        "2,560",
     ]
+    assert "Multiply-adds (MACs): 144,896 per image" in text
+    # every column, dilation included, when asked for all rows as they are
+    assert _text_line(render(ANALYSIS, "text", depth=0), "features.1")[5:8] == ["1", "16", "8"]
     # nested names are indented by their depth (two spaces a level)
     assert "\n    features.2.pool " in text
     assert "Output receptive field: global" in text
@@ -225,11 +265,15 @@ def test_markdown_table():
     md = render(ANALYSIS, "markdown")
     lines = md.splitlines()
     assert lines[0] == (
-        "| name | op | kernel | stride | padding | dilation | size | jump | rf | start | params |"
+        "| name | op | kernel | stride | padding | dilation | channels | size | jump | rf | start "
+        "| params | macs |"
     )
-    assert lines[1] == "|:---|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    assert "| features.1 | Conv2d | 1×7 | 1 | 0×3 | 1 | 8 | 1 | 3×9 | 0 | 1,808 |" in lines
-    assert "| up | Upsample | - | - | - | - | 16 | 1/2 | \\~4×10 | -1/4 | 0 |" in lines
+    assert lines[1] == "|:---|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    assert (
+        "| features.1 | Conv2d | 1×7 | 1 | 0×3 | 1 | 16 | 8 | 1 | 3×9 | 0 | 1,808 | 114,688 |"
+        in lines
+    )
+    assert "| up | Upsample | - | - | - | - | 16 | 16 | 1/2 | \\~4×10 | -1/4 | 0 | 0 |" in lines
     assert "- Parameters: 4,826" in lines
 
 
@@ -243,11 +287,13 @@ def test_csv_rows_parse_back():
         "stride": "1",
         "padding": "0×3",
         "dilation": "1",
+        "channels": "16",
         "size": "8",
         "jump": "1",
         "rf": "3×9",
         "start": "0",
         "params": "1808",
+        "macs": "114688",
         "status": "exact",
         "note": "",
     }
@@ -257,7 +303,7 @@ def test_csv_rows_parse_back():
 def test_json_document():
     doc = json.loads(render(ANALYSIS, "json"))
     assert doc["input"] == [3, 8, 8]
-    assert doc["params"] == 4826
+    assert doc["params"] == 4826 and doc["macs"] == 144_896
     assert doc["covers_input"] is True
     pool = doc["layers"][2]
     assert pool == {
@@ -267,11 +313,13 @@ def test_json_document():
         "stride": [2, 2],
         "padding": [0, 0],
         "dilation": [1, 1],
+        "channels": 16,
         "size": [4, 4],
         "jump": [2, 2],
         "rf": [4, 10],
         "start": [0.5, 0.5],
         "params": 0,
+        "macs": 0,
         "global": False,
         "status": "exact",
         "note": None,
@@ -311,10 +359,10 @@ def test_html_is_a_standalone_escaped_page():
 
 def test_latex_tabular_is_escaped():
     tex = render(ANALYSIS, "latex")
-    assert tex.startswith("\\begin{tabular}{llrrrrrrrrr}\n\\toprule\n")
+    assert tex.startswith("\\begin{tabular}{llrrrrrrrrrrr}\n\\toprule\n")
     assert (
-        "features.1 & Conv2d & 1$\\times$7 & 1 & 0$\\times$3 & 1 & 8 & 1 & 3$\\times$9 "
-        "& 0 & 1,808 \\\\"
+        "features.1 & Conv2d & 1$\\times$7 & 1 & 0$\\times$3 & 1 & 16 & 8 & 1 & 3$\\times$9 "
+        "& 0 & 1,808 & 114,688 \\\\"
     ) in tex
     assert "\\item Parameters: 4,826" in tex
     nasty = render(NASTY, "latex")
@@ -539,7 +587,8 @@ def test_analysis_shows_itself_as_the_table():
     assert ANALYSIS._repr_markdown_() == render(ANALYSIS, "markdown")
     one = repr(ANALYSIS)
     assert one == (
-        "<Analysis of a 3×8×8 input: 6 rows, output rf global (global), 4,826 parameters>"
+        "<Analysis of a 3×8×8 input: 6 rows, output rf global (global), 4,826 parameters, "
+        "144,896 MACs>"
     )
     html = ANALYSIS._repr_html_()
     assert "<html" not in html and html.startswith("<table>")
@@ -561,8 +610,9 @@ def test_analyze_notes_are_the_notes_section():
     analysis = analyze(model, (1, 8, 8))
     why = "units differ: rf is the widest unit's, jump the mean spacing"
     assert analysis.notes == (f"1 (approx): {why}", f"2 (approx): {why}")
+    # the table says a note shared by several rows once, naming the rows
     assert str(analysis).endswith(
-        f"Notes (~ marks an approximate rf):\n  1 (approx): {why}\n  2 (approx): {why}\n"
+        f"Notes (~ marks an approximate rf):\n  1, 2 (approx, 2 rows): {why}\n"
     )
 
 
