@@ -21,7 +21,7 @@ LR_SCHEDULES = ("onecycle", "constant")
 MOMENTUM_SCHEDULES = ("fixed", "cycle")
 NORMS = ("model", "group", "layer")
 # torch.compile's modes; the two with CUDA graphs fall back to their graph-free twin where
-# CUDA graphs cannot run (a CPU, several processes): engine.compile_options.
+# CUDA graphs cannot run (a CPU, several processes): engine.compile_mode.
 COMPILE_MODES = ("reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs", "default")
 RECIPE_NAMES = ("assignment", "previous")
 

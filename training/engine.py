@@ -182,6 +182,7 @@ class Trainer:
         self.progress = progress
         self.warm = not cfg.compile  # nothing to compile, nothing to warm up
         self.compile_seconds = 0.0  # spent in warm_up (not in any epoch's seconds)
+        self._graphs = _graphs_compiled()
 
     def _sgd_kernel(self) -> dict:
         """One fused kernel for the whole update on a GPU; the foreach (multi-tensor) path
@@ -271,7 +272,15 @@ class Trainer:
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - t0
         self.compile_seconds += seconds
+        self._graphs = _graphs_compiled()
         return seconds
+
+    def graphs_since(self) -> int:
+        """Graphs torch.compile made since the warm-up (or the last call): 0 when every shape
+        was warmed up. (The count is the process's: another model compiling counts too.)"""
+        now, before = _graphs_compiled(), self._graphs
+        self._graphs = now
+        return now - before
 
     def train_epoch(self, epoch: int) -> dict:
         """One pass over the training batches (epoch counts from 0); returns its numbers.
@@ -388,6 +397,10 @@ class Trainer:
         self.momentum_steps = list(state["momentum_steps"])
 
 
+def _graphs_compiled() -> int:
+    return torch._dynamo.utils.counters["stats"]["unique_graphs"]
+
+
 def _pad(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """`x` with zero images appended up to `like`'s batch, in `like`'s memory layout (a
     compiled graph is specialised to its input's strides too); `x` itself if it is full."""
@@ -451,7 +464,13 @@ def fit(
         record["test_loss"], record["test_acc"], preds = trainer.evaluate()
         record["test_seconds"] = time.perf_counter() - t0
         history.append(record)
+        extra = trainer.graphs_since() if trainer.cfg.compile else 0
         if trainer.world.main:
+            if extra:
+                tqdm.write(
+                    f"warning: torch.compile made {extra} more graph(s) in epoch {epoch + 1} "
+                    "(a shape or mode the warm-up did not see): its times include compiling"
+                )
             tqdm.write(epoch_line(record))
             for callback in on_epoch_end:
                 callback(epoch + 1, record, preds)

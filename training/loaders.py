@@ -235,7 +235,11 @@ class TensorBatches:
             if self._fixed_order is None:  # the same every epoch: copied once
                 self._fixed_order = torch.arange(s.n, device=self.device)
             return self._fixed_order
-        order = s.order() if isinstance(s, EpochShuffle) else torch.as_tensor(list(iter(s)))
+        order = (
+            s.order()
+            if isinstance(s, EpochShuffle)
+            else torch.as_tensor(list(iter(s)), dtype=torch.long)
+        )
         if self.device.type == "cuda":
             order = order.pin_memory()
         return order.to(self.device, non_blocking=True)

@@ -179,3 +179,45 @@ def test_compile_and_static_shapes_are_on_by_default_with_a_gpu_only():
     assert TrainConfig(fast=True, compile=False).resolved(CPU).drop_last is True
     assert TrainConfig(fast=False, compile=True).resolved(CPU).drop_last is False
     assert TrainConfig(fast=True, drop_last=False).resolved(CPU).drop_last is False
+
+
+class OnlyLenAndEpoch:
+    """A batch source that does not say its batch sizes: the warm-up sees its first only."""
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def epoch(self, epoch: int):
+        return self.batches.epoch(epoch)
+
+
+def test_a_shape_the_warm_up_missed_is_compiled_in_the_epoch_and_said(
+    tmp_path, monkeypatch, capsys
+):
+    compile = torch.compile
+    monkeypatch.setattr(
+        torch, "compile", lambda m, mode, dynamic: compile(m, backend="aot_eager", dynamic=dynamic)
+    )
+    path = tmp_path / "bn.py"
+    path.write_text(BN_NO_DROPOUT)
+    data = synthetic(20, 4)  # batches of 8, 8 and 4: the last one a shape of its own
+    mean, std = data.mean_std()
+    train = TensorBatches(data.train_x, data.train_y, 8, None, mean, std, seed=1, device=CPU)
+    test = TensorBatches(
+        data.test_x, data.test_y, 4, None, mean, std, seed=1, device=CPU, shuffle=False
+    )
+    cfg = TrainConfig(epochs=2, batch_size=8, compile=True)
+
+    def fit_with(batches) -> str:
+        torch._dynamo.reset()
+        model = load_model(f"{path}:Net")
+        engine.fit(Trainer(model, batches, test, cfg, CPU, loss="nll", progress=False))
+        return capsys.readouterr().out
+
+    missed = fit_with(OnlyLenAndEpoch(train))
+    assert "torch.compile made 1 more graph(s) in epoch 1" in missed
+    assert "in epoch 2" not in missed  # compiled once, then reused
+    assert "more graph" not in fit_with(train)  # told the sizes, the warm-up compiles both

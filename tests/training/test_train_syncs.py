@@ -81,3 +81,36 @@ def test_epoch_shuffle_order_tensor_is_what_iteration_yields(shuffle):
     s = EpochShuffle(30, seed=4, shuffle=shuffle)
     s.set_epoch(3)
     assert s.order().tolist() == list(s)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_the_loop_synchronises_per_pass_not_per_step(tiny_model):
+    # The same on a GPU, where torch itself reports each synchronisation: compiled with CUDA
+    # graphs (the default there), after the warm-up.
+    import warnings
+
+    def counted(trainer: Trainer, step) -> int:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                step()
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        return sum("synchroniz" in str(w.message) for w in caught)
+
+    gpu = torch.device("cuda")
+    counts = []
+    for steps in (2, 6):
+        x, y = make_images(8 * steps + 20, seed=0)
+        train = TensorBatches(x[:-20], y[:-20], 8, None, MEAN, STD, seed=1, device=gpu)
+        test = TensorBatches(
+            x[-20:], y[-20:], 8, None, MEAN, STD, seed=1, device=gpu, shuffle=False
+        )
+        cfg = TrainConfig(epochs=2, batch_size=8)  # compile, bf16, channels_last: the GPU's
+        t = Trainer(load_model(str(tiny_model)), train, test, cfg, gpu, loss="nll")
+        assert t.cuda_graphs
+        t.warm_up()
+        counts.append((counted(t, lambda t=t: t.train_epoch(0)), counted(t, t.evaluate)))
+        assert t.graphs_since() == 0
+    assert counts[0] == counts[1], counts
