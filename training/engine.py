@@ -182,7 +182,8 @@ class Trainer:
         self.progress = progress
         self.warm = not cfg.compile  # nothing to compile, nothing to warm up
         self.compile_seconds = 0.0  # spent in warm_up (not in any epoch's seconds)
-        self._graphs = _graphs_compiled()
+        # (read only with compile on: the counter imports torch's compiler stack, seconds)
+        self._graphs = _graphs_compiled() if cfg.compile else 0
 
     def _sgd_kernel(self) -> dict:
         """One fused kernel for the whole update on a GPU; the foreach (multi-tensor) path
@@ -278,6 +279,8 @@ class Trainer:
     def graphs_since(self) -> int:
         """Graphs torch.compile made since the warm-up (or the last call): 0 when every shape
         was warmed up. (The count is the process's: another model compiling counts too.)"""
+        if not self.cfg.compile:
+            return 0
         now, before = _graphs_compiled(), self._graphs
         self._graphs = now
         return now - before
@@ -464,7 +467,7 @@ def fit(
         record["test_loss"], record["test_acc"], preds = trainer.evaluate()
         record["test_seconds"] = time.perf_counter() - t0
         history.append(record)
-        extra = trainer.graphs_since() if trainer.cfg.compile else 0
+        extra = trainer.graphs_since()
         if trainer.world.main:
             if extra:
                 tqdm.write(
