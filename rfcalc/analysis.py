@@ -39,6 +39,15 @@ class Row:
     note: str = ""  # why a row is approx/global/unknown
     inputs: Optional[tuple[str, ...]] = None  # rows (or "input") that fed it; None: not recorded
     axis_status: tuple[str, ...] = ()  # per axis (global along W, exact along H)
+    # extent is not density: of the rf's pixels (product over the axes), how many an interior
+    # unit really reads, as (read, extent); read < extent: holes (a dilated stack's
+    # gridding). None where not known or not exact.
+    reads: Optional[tuple[int, int]] = None
+
+    @property
+    def holes(self) -> bool:
+        """Whether an interior unit leaves pixels of its field unread."""
+        return self.reads is not None and self.reads[0] < self.reads[1]
 
     @property
     def kernel(self) -> Optional[tuple[int, ...]]:
@@ -135,14 +144,14 @@ def judge(f: Field) -> tuple[str, tuple[str, ...], str]:
     for a in f.axes:
         if f.status == GLOBAL or a.mixed:
             per.append(GLOBAL)
-        elif f.status == APPROX or not a.uniform or not a.faithful:
+        elif f.status == APPROX or not a.uniform or not a.exact:
             per.append(APPROX)
         else:
             per.append(EXACT)
     status = max(per, key=_RANK.__getitem__) if per else f.status
     note = f.note
     if APPROX in per and not note:
-        if all(a.faithful for a in f.axes):
+        if all(a.exact for a in f.axes):
             note = "units differ: rf is the widest unit's, jump the mean spacing"
         else:
             note = "some units see other pixels than the classic field: rf is the widest unit's"
@@ -171,7 +180,60 @@ def to_row(
         jump = tuple(a.jump for a in f.axes)
         rf = tuple(a.rf for a in f.axes)
         start = tuple(a.start for a in f.axes)
-    return Row(name, op, window, size, jump, rf, start, params, status, note, inputs, per_axis)
+    reads = reads_of(f) if status == EXACT else None
+    return Row(
+        name, op, window, size, jump, rf, start, params, status, note, inputs, per_axis, reads
+    )
+
+
+def reads_of(f: Field) -> Optional[tuple[int, int]]:
+    """(read, extent) of an interior unit's field over all axes: the product of each axis's
+    pattern, which is the unit's pattern where the rules kept it separable (a merge that is
+    not, a cross of 1×7 and 7×1, drops the patterns). None where any axis has none."""
+    if f.dims is None or not f.axes:
+        return None
+    read = extent = 1
+    for a in f.axes:
+        n = a.reads
+        if n is None:
+            return None
+        read *= n
+        extent *= a.hi[0] - a.lo[0] + 1
+    return read, extent
+
+
+def holes_note(row: Row) -> str:
+    """`reads 9 of 25 pixels of its field: holes` for a row whose units skip pixels."""
+    if not row.holes:
+        return ""
+    read, extent = row.reads
+    return f"reads {read:,} of {extent:,} pixels of its field: holes (gridding)"
+
+
+def _ranges(ranges: list[tuple[int, int]]) -> str:
+    text = [f"{a}" if a == b else f"{a}..{b}" for a, b in ranges]
+    many = len(ranges) > 1 or ranges[0][0] != ranges[0][1]
+    return ("pixels " if many else "pixel ") + " and ".join(text)
+
+
+def unread_note(f: Field) -> str:
+    """`pixel 223 of H and W is read by no unit`: the image's edge pixels no unit of this map
+    reaches (a VALID window whose stride does not divide the input), per axis; "" if none."""
+    if f.status == UNKNOWN or f.dims is None:
+        return ""
+    names = axis_names(len(f.axes))
+    by_text: dict[str, list[str]] = {}
+    for a, n in zip(f.axes, names):
+        if a.mixed:
+            continue
+        gaps = a.unread()
+        if gaps:
+            by_text.setdefault(_ranges(gaps), []).append(n)
+    parts = []
+    for text, axes_ in by_text.items():
+        verb = "are" if text.startswith("pixels") else "is"
+        parts.append(f"{text} of {' and '.join(axes_)} {verb} read by no unit")
+    return "; ".join(parts)
 
 
 def _validate(input_shape: Sequence[int]) -> tuple[int, ...]:
@@ -200,6 +262,27 @@ def probe_for(model: "nn.Module", shape: tuple[int, ...], dtype=None, fill: Opti
         return torch.full((1, *shape), fill, dtype=dtype, device=device)
     gen = torch.Generator().manual_seed(0)
     return torch.randn((1, *shape), generator=gen).to(device=device, dtype=dtype)
+
+
+def _notes(rows: Sequence[Row], steps) -> tuple[str, ...]:
+    """One line per row that is not exact, per exact row with holes, and where the pixels at
+    the image's edge that no unit reads first appear or change."""
+    unread: dict[str, str] = {"input": ""}
+    out = []
+    for r, s in zip(rows, steps):
+        why = [r.note] if r.status != EXACT and r.note else []
+        if r.status == EXACT:
+            why.append(holes_note(r))
+        edge = unread_note(s.field) if r.status != UNKNOWN else ""
+        unread[r.name] = edge
+        if edge and all(unread.get(i) != edge for i in r.inputs or ("input",)):
+            why.append(edge)
+        why = [w for w in why if w]
+        if r.status != EXACT or why:
+            out.append(
+                f"{r.name} ({r.status}): " + "; ".join(why) if why else f"{r.name} ({r.status})"
+            )
+    return tuple(out)
 
 
 def analyze(
@@ -273,11 +356,7 @@ def analyze(
                 inputs=output.inputs,
             )
     params = sum(p.numel() for p in model.parameters())
-    notes = tuple(
-        f"{r.name} ({r.status}): {r.note}" if r.note else f"{r.name} ({r.status})"
-        for r in rows
-        if r.status != EXACT
-    )
+    notes = _notes(rows, rec.steps)
     if rec.unruled:
         notes += (
             "no rule for: "

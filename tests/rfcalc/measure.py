@@ -79,7 +79,8 @@ def measure(
 def contract(name: str, f: Field, units: Optional[dict]) -> list[str]:
     """What is wrong with one row's claim against its measurement ([] if nothing).
 
-    Exact axes: every unit sees exactly its classic field clipped to the image. Approx axes:
+    Exact axes: every unit whose classic field lies inside the image sees exactly it, and a
+    unit the image's edge clips sees a part of its clipped field. Approx axes:
     the rf is never narrower than any unit. Global axes: every unit sees the whole map along
     it. Unknown rows claim nothing. And on every claimed axis, what rfcalc says each unit
     sees (`Axis.unit`) is what it sees.
@@ -98,8 +99,18 @@ def contract(name: str, f: Field, units: Optional[dict]) -> list[str]:
         for u, m in measured.items():
             o = u[i]
             claim = a.clipped(o) if s == EXACT else a.sees(o)
-            if s == EXACT and m != claim:
+            lo, hi = a._virtual(o)
+            inside = lo >= 0 and hi <= a.extent - 1
+            # the published convention: a unit whose classic field lies inside the image
+            # reaches exactly it; one the edge clips reaches a part of its clipped field
+            if s == EXACT and inside and m != claim:
                 errors.append(f"{name} axis {i} unit {u}: exact {claim}, measured {m}")
+            if (
+                s == EXACT
+                and not inside
+                and (claim is None or not claim[0] <= m[0] <= m[1] <= claim[1])
+            ):
+                errors.append(f"{name} axis {i} unit {u}: exact, clipped {claim}, measured {m}")
             if s == APPROX and m and m[1] - m[0] + 1 > a.rf:
                 errors.append(f"{name} axis {i} unit {u}: approx rf {a.rf} < measured {m}")
             if s == GLOBAL and m != whole:

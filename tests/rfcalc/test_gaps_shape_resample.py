@@ -461,11 +461,14 @@ def test_padding_nothing_is_no_copy():
 
 
 def test_zero_padding_has_no_note_of_its_own():
-    # zeros (1 before, 2 after W): the border units see nothing new; the only note is the
-    # table's own for an axis whose units differ from the classic field
-    o = out(lambda s, x: F.pad(s.c3(x), (1, 2)))
+    # zeros (1 before, 2 after W): the border units see nothing (a part, empty, of their
+    # clipped classic field: the published convention's clipped unit), every other unit its
+    # field: exact, no note; measured unit by unit
+    fn = lambda s, x: F.pad(s.c3(x), (1, 2))  # noqa: E731
+    o = out(fn)
     assert o.size == (6, 10) and o.start == (0, -1)
-    assert o.note == "some units see other pixels than the classic field: rf is the widest unit's"
+    assert o.status == EXACT and o.note == ""
+    check(model(fn), (1, 6, 7))
 
 
 @pytest.mark.parametrize(
@@ -489,7 +492,8 @@ def test_the_pad_builtin_by_keyword_and_by_position(fn):
 def test_the_pad_builtin_pads_with_zeros_by_default():
     o = out(lambda s, x: torch._C._nn.pad(s.c3(x), (1, 2, 0, 1)))
     assert o.size == (7, 10)
-    assert o.note == "some units see other pixels than the classic field: rf is the widest unit's"
+    # zeros: the padded units see nothing of their clipped field, exact (no copy, no note)
+    assert o.status == EXACT and o.note == ""
 
 
 # ---------------------------------------------------------------- a pooled vector viewed back
