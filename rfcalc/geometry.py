@@ -322,6 +322,21 @@ def _taps_through(axis: Axis, units: Iterable[int]) -> Runs:
     return _shifted(axis.taps, ((i - base) * axis.advance for i in units))
 
 
+def aligned_taps(axis: Axis, lo: int) -> Runs:
+    """`axis.taps` as offsets from input pixel `lo` (the first pixel of a merged field)."""
+    if axis.taps is None or axis.period != 1:
+        return None
+    d = axis.lo[0] - lo
+    return tuple((a + d, b + d) for a, b in axis.taps)
+
+
+def runs_within(inner: Runs, outer: Runs) -> bool:
+    """Whether every offset of `inner` is one of `outer` (both sorted, disjoint runs)."""
+    if inner is None or outer is None:
+        return False
+    return all(any(c <= a and b <= d for c, d in outer) for a, b in inner)
+
+
 def _mixed(axis: Axis, seen: tuple[Span, ...]) -> bool:
     """An axis stays global where it was and every unit still sees the same whole reach."""
     return axis.mixed and None not in seen and len(set(seen)) == 1

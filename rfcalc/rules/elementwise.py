@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .. import geometry as g
 from ..geometry import EXACT, GLOBAL, UNKNOWN, Field, NotGeometric
 from .dispatch import MIXED, Call, Outcome, mixed, positive, rule, same_dims, whole_global
@@ -101,7 +103,7 @@ def pointwise(call: Call) -> Outcome:
                 a = g.broadcast(a, n)
                 spread.add(i)
             per_axis[i].append(a)
-    axes = tuple(g.union(group) for group in per_axis)
+    axes = _joint(per_axis, tuple(g.union(group) for group in per_axis))
     note = _note(fields, globals_)
     if spread and not note:
         note = f"{call.name}: one unit's field is spread over the whole map"
@@ -111,6 +113,25 @@ def pointwise(call: Call) -> Outcome:
         else max((f.status for f in fields if f.status != GLOBAL), key=_rank, default=EXACT)
     )
     return Outcome(Field(axes, dims, status, note))
+
+
+def _joint(per_axis: list[list[g.Axis]], axes: tuple[g.Axis, ...]) -> tuple[g.Axis, ...]:
+    """The merged axes, without the pixels-read patterns where the merge's pattern is not one
+    pattern per axis: a 1×7 and a 7×1 field summed read a cross, 13 of the 7×7 box, while
+    each axis alone reads all 7. It is one per axis (their product) when the inputs differ
+    along one axis at most, or one input's pattern holds every other's on every axis."""
+    if len(per_axis[0]) < 2 or len(axes) < 2 or any(a.taps is None for a in axes):
+        return axes
+    sets = [
+        [g.aligned_taps(a, m.lo[0]) for a in group] for group, m in zip(per_axis, axes)
+    ]  # per axis, per input
+    if sum(1 for s in sets if len(set(s)) > 1) <= 1:
+        return axes
+    n = len(per_axis[0])
+    for j in range(n):
+        if all(g.runs_within(s[k], s[j]) for s in sets for k in range(n)):
+            return axes
+    return tuple(replace(a, taps=None) for a in axes)
 
 
 def _rank(status: str) -> int:

@@ -128,3 +128,35 @@ def check(
     errors = [e for name, (f, units) in result.items() for e in contract(name, f, units)]
     assert not errors, "\n".join(errors[:20])
     return result
+
+
+def unit_gradient(
+    model: nn.Module,
+    shape: tuple[int, ...],
+    row: str,
+    unit: Optional[tuple[int, ...]] = None,
+    dtype=torch.float64,
+) -> torch.Tensor:
+    """|d out / d input| per input pixel (channels summed) of one unit of a row (None: the
+    sum of all its units, so a pixel with zero is read by no unit). Plain autograd on the
+    model as written (positive weights: no path cancels)."""
+    probe = torch.ones((1, *shape), dtype=dtype, requires_grad=True)
+    with torch.enable_grad():
+        rec = record(model, probe, keep_tensors={row})
+        step = next(s for s in rec.steps if s.name == row)
+        out = step.tensor
+        if unit is None:
+            target = out.sum()
+        else:
+            index = [slice(None)] * out.dim()
+            for d, c in zip(step.field.dims, unit):
+                index[d] = c
+            target = out[tuple(index)].sum()
+        (grad,) = torch.autograd.grad(target, probe)
+    return grad[0].abs().sum(0)
+
+
+def reads(grad: torch.Tensor) -> tuple[int, tuple[tuple[int, int], ...]]:
+    """How many pixels a gradient map reaches, and its span per axis (the box it lies in)."""
+    spans = _spans(grad)
+    return int((grad != 0).sum()), spans
