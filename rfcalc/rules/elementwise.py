@@ -146,6 +146,36 @@ def _note(fields: list[Field], globals_: list[Field]) -> str:
     return ""
 
 
+def where(call: Call) -> Outcome:
+    """torch.where(condition, a, b): each unit takes a or b, so it sees the condition's field
+    and one branch's. The union bounds every unit; where the branches' fields differ, units
+    differ (those taking a 3x3 branch see 3x3): approx, the widest unit's rf."""
+    outcome = pointwise(call)
+    f = outcome.field
+    if f.status == UNKNOWN or f.status == GLOBAL:
+        return outcome
+    cond, a, b = (call.arg(i, k) for i, k in ((0, "condition"), (1, "input"), (2, "other")))
+    fields = {id(t): fi for t, fi in call.inputs}
+    branches = [fields.get(id(t)) for t in (a, b)]
+    cf = fields.get(id(cond))
+    if branches[0] is not None and branches[1] is not None:
+        same = branches[0].axes == branches[1].axes
+    else:  # a constant branch sees nothing: units taking it see only the condition
+        present = [x for x in branches if x is not None]
+        same = not present or (cf is not None and all(x.axes == cf.axes for x in present))
+    if same or f.dims is None:
+        return outcome
+    return Outcome(
+        Field(
+            f.axes,
+            f.dims,
+            "approx",
+            f.note or "where: each unit takes one branch, rf is the widest branch's",
+            f.packed,
+        )
+    )
+
+
 def alias(call: Call) -> Outcome:
     """Same values, maybe another dtype or device: the field travels on, without a row."""
     return Outcome(call.first, alias=True)
@@ -176,5 +206,6 @@ def stack(call: Call) -> Outcome:
 # reaches the rules' bodies.
 rule("pointwise", *_NO_CHANGE, unknown_inputs=True, keeps_layout=True)(pointwise)
 rule(*_ALIASES, keeps_layout=True)(alias)
+rule("where", unknown_inputs=True, keeps_layout=True)(where)
 rule("cat", unknown_inputs=True)(cat)
 rule("stack", unknown_inputs=True)(stack)

@@ -160,3 +160,30 @@ def reads(grad: torch.Tensor) -> tuple[int, tuple[tuple[int, int], ...]]:
     """How many pixels a gradient map reaches, and its span per axis (the box it lies in)."""
     spans = _spans(grad)
     return int((grad != 0).sum()), spans
+
+
+def perturb(model: nn.Module, shape: tuple[int, ...], dtype=torch.float64) -> dict:
+    """{unit: spans per axis} of the model's output map (batch, channels, *spatial), by
+    perturbation: a random input, then each input pixel (all channels) changed on its own,
+    one batch element each; a unit sees the pixels whose change moves it. For ops whose
+    gradient cancels on a constant probe (a LayerNorm over equal channels)."""
+    gen = torch.Generator().manual_seed(0)
+    base = torch.randn((1, *shape), generator=gen, dtype=dtype)
+    spatial = shape[1:]
+    pixels = list(itertools.product(*(range(n) for n in spatial)))
+    batch = base.repeat(len(pixels), *([1] * len(shape)))
+    for i, p in enumerate(pixels):
+        batch[(i, slice(None), *p)] += 1.0
+    with torch.no_grad():
+        ref = model(base)
+        out = model(batch)
+    moved = ((out - ref).abs() > 1e-9).flatten(1, -len(spatial) - 1).any(1)  # pixel x units
+    units = {}
+    for u in itertools.product(*(range(n) for n in out.shape[-len(spatial) :])):
+        hit = [p for i, p in enumerate(pixels) if bool(moved[(i, *u)])]
+        units[u] = (
+            tuple((min(p[a] for p in hit), max(p[a] for p in hit)) for a in range(len(spatial)))
+            if hit
+            else None
+        )
+    return units

@@ -1,0 +1,136 @@
+"""Issue #27: ops that read a window, not the whole map, where rfcalc used to say "global";
+and torch.where, whose units take one branch each. Every expected field is measured with
+plain autograd on a positive-weight copy (tests/rfcalc/measure.py), unit by unit."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from measure import check, perturb, positive, reads, unit_gradient
+
+from rfcalc import EXACT, GLOBAL, analyze
+from rfcalc.geometry import APPROX
+
+
+class Fn(nn.Module):
+    def __init__(self, fn, c: int = 2):
+        super().__init__()
+        self.fn = fn
+        self.c3 = nn.Conv2d(c, c, 3, padding=1)
+        self.c5 = nn.Conv2d(c, c, 5, padding=2)
+        self.l = nn.Linear(c, c)
+        self.w = nn.Parameter(torch.ones(c, c))
+        self.c1 = nn.Conv1d(c, c, 3, padding=1)
+        self.bl = nn.Bilinear(c, c, c)
+
+    def forward(self, x):
+        return self.fn(self, x)
+
+
+def model(fn):
+    return positive(Fn(fn))
+
+
+PER_POSITION = {
+    # a 1x1 conv spelled as a product with a constant weight over channels
+    "einsum": lambda s, x: torch.einsum("bchw,oc->bohw", s.c3(x), s.w),
+    "tensordot": lambda s, x: torch.tensordot(s.c3(x), s.w, dims=([1], [1])).permute(0, 3, 1, 2),
+    "bmm": lambda s, x: torch.bmm(s.w[None], s.c3(x).flatten(2)).view(1, 2, 6, 7),
+    "matmul": lambda s, x: (s.w @ s.c3(x).flatten(2)).view(1, 2, 6, 7),
+    # a per-position dot product of two maps
+    "einsum dot": lambda s, x: torch.einsum("bchw,bchw->bhw", s.c3(x), s.c5(x)),
+    "bilinear": lambda s, x: s.bl(s.c3(x).permute(0, 2, 3, 1), s.c5(x).permute(0, 2, 3, 1)),
+    # a ViT-style per-token MLP on (B, N, C) tokens, then back to the map
+    "token mlp": lambda s, x: (
+        s.l(F.gelu(s.l(s.c3(x).flatten(2).transpose(1, 2)))).transpose(1, 2).reshape(1, 2, 6, 7)
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(PER_POSITION))
+def test_per_position_products_are_exact_fields(name):
+    m = model(PER_POSITION[name])
+    shape = (2, 6, 7)
+    out = analyze(m, shape).output
+    assert out.status == EXACT and out.size == (6, 7), (name, out)
+    result = check(m, shape)  # every unit of every row, measured
+    # the output's centre unit, measured: the widest branch's window (3, or 5 with c5)
+    n, span = reads(unit_gradient(m, shape, out.name, (2, 3)))
+    width = span[0][1] - span[0][0] + 1
+    assert out.rf == (width, width), (name, span)
+    _ = result
+
+
+def test_a_per_token_layer_norm_keeps_the_tokens_apart():
+    # LayerNorm over the channels of (B, N, C) tokens: per token. Its gradient cancels on a
+    # constant probe, so the field is measured by perturbing each input pixel instead
+    def fn(s, x):
+        t = F.layer_norm(s.c3(x).flatten(2).transpose(1, 2), (2,))
+        return s.l(t).transpose(1, 2).reshape(x.shape[0], 2, 6, 7)
+
+    m = Fn(fn).double().eval()
+    shape = (2, 6, 7)
+    out = analyze(m, shape).output
+    assert out.status == EXACT and out.rf == (3, 3)
+    units = perturb(m, shape)
+    assert units[(2, 3)] == ((1, 3), (2, 4)) and units[(0, 0)] == ((0, 1), (0, 1))
+    assert units[(5, 6)] == ((4, 5), (5, 6))
+
+
+def test_attention_over_a_sequence_reads_every_token():
+    m = model(lambda s, x: F.scaled_dot_product_attention(*(s.c1(x).transpose(1, 2),) * 3))
+    out = analyze(m, (2, 12)).output
+    assert out.status == GLOBAL and out.size == (12,)
+    check(m, (2, 12))
+
+
+def test_causal_attention_reads_the_earlier_tokens():
+    # one-sided: unit o reads tokens 0..o, each token pixels o-1..o+1: measured 0..o+1
+    m = model(
+        lambda s, x: F.scaled_dot_product_attention(*(s.c1(x).transpose(1, 2),) * 3, is_causal=True)
+    )
+    shape = (2, 12)
+    a = analyze(m, shape)
+    out = a.output
+    assert out.status == APPROX and "causal" in out.note
+    result = check(m, shape)
+    units = result[out.name][1]
+    assert units[(0,)] == ((0, 1),) and units[(5,)] == ((0, 6),) and units[(11,)] == ((0, 11),)
+    assert out.rf == (12,)  # the widest unit's, as measured (unit 11: 0..11)
+
+
+def test_axial_attention_along_w_keeps_h():
+    # (B, H, W, C): attention over W (tokens) for each row H on its own: global along W,
+    # the conv's 3 along H
+    def fn(s, x):
+        t = s.c3(x).permute(0, 2, 3, 1)
+        return F.scaled_dot_product_attention(t, t, t).permute(0, 3, 1, 2)
+
+    m = model(fn)
+    shape = (2, 6, 7)
+    out = analyze(m, shape).output
+    assert out.axis_status == (EXACT, GLOBAL) and out.rf[0] == 3
+    check(m, shape)
+
+
+def test_where_with_branches_of_two_sizes_is_approx():
+    mask = torch.zeros(1, 1, 9, 9, dtype=torch.bool)
+    mask[..., :4] = True  # columns 0..3 take the 3x3 branch
+    m = model(lambda s, x: torch.where(mask, s.c3(x), s.c5(x)))
+    shape = (2, 9, 9)
+    out = analyze(m, shape).output
+    assert out.status == APPROX and out.rf == (5, 5)
+    # measured: a unit on the mask's side sees 3x3, one on the other side 5x5
+    _, span = reads(unit_gradient(m, shape, out.name, (4, 2)))
+    assert span == ((3, 5), (1, 3))
+    _, span = reads(unit_gradient(m, shape, out.name, (4, 6)))
+    assert span == ((2, 6), (4, 8))
+
+
+def test_where_of_a_map_and_itself_stays_exact():
+    # relu spelled with where: the condition and the branch share one field
+    m = model(lambda s, x: torch.where(s.c3(x) > 0, s.c3(x), torch.zeros(())))
+    out = analyze(m, (2, 6, 7)).output
+    assert out.status == EXACT and out.rf == (3, 3)
