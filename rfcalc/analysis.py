@@ -162,6 +162,33 @@ def judge(f: Field) -> tuple[str, tuple[str, ...], str]:
     return status, tuple(per), note
 
 
+TOKENS_NOTE = "tokens: the map flattened into one dim, each element keeps its position's field"
+
+
+def tokens(f: Field) -> Optional[Field]:
+    """The per-position field of a map flattened into one dim whose elements nothing has
+    moved or mixed yet (a patch embedding's (B, N, C) tokens, per-token ops after it): a
+    token is a position. None for any other field."""
+    p = f.packed
+    if f.dims is not None or f.status == UNKNOWN or p is None or p[0] not in ("flat", "tokens"):
+        return None
+    before = p[3]
+    return before if before.dims is not None and before.status != UNKNOWN else None
+
+
+def token_index(f: Field, unit: Sequence[int]) -> Optional[tuple[int, int]]:
+    """(tensor dim, index in it) of a token field's element at position `unit` (channel 0
+    where channels were flattened with the map)."""
+    if tokens(f) is None:
+        return None
+    _, tail, flat_dim, _, *offset = f.packed  # "tokens": tokens put in front (a class token)
+    lead = (0,) * (len(tail) - len(unit))
+    index = 0
+    for i, n in zip(lead + tuple(unit), tail):
+        index = index * n + i
+    return flat_dim, index + (offset[0] if offset else 0)
+
+
 def to_row(
     name: str,
     op: str,
@@ -172,7 +199,15 @@ def to_row(
     window: Optional[Window] = None,
     inputs: Optional[tuple[str, ...]] = None,
 ) -> Row:
-    """A Row from a recorded field; an UNKNOWN field claims no jump, rf or start."""
+    """A Row from a recorded field; an UNKNOWN field claims no jump, rf or start. A token
+    field (see `tokens`) is shown as its positions' field, with the token grid as its size."""
+    per_token = tokens(f)
+    if per_token is not None:
+        note = per_token.note or TOKENS_NOTE
+        if f.packed[0] == "tokens":
+            note += f"; {f.packed[4]} token(s) in front see nothing of the input"
+        f = Field(per_token.axes, per_token.dims, per_token.status, note)
+        size = tuple(a.size for a in f.axes)
     status, per_axis, note = judge(f)
     if status == UNKNOWN:
         jump = rf = start = ()

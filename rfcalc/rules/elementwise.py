@@ -188,7 +188,21 @@ def cat(call: Call) -> Outcome:
     for _, f in call.inputs:
         if f.dims is not None and dim in positive(f.dims, out.dim()):
             raise NotGeometric("concatenation along a spatial axis")
-    return pointwise(call)
+    outcome = pointwise(call)
+    f = outcome.field
+    if f.packed is not None and f.packed[0] == "flat" and dim == f.packed[2] % out.dim():
+        # along the tokens: constant tokens (a class token) put in front of the map's only
+        # shift them; anything else and element i is no longer position i
+        parts = call.arg(0, "tensors")
+        mine = [i for i, t in enumerate(parts) if any(t is x for x, _ in call.inputs)]
+        if len(call.inputs) == 1 and len(mine) == 1:
+            offset = sum(int(t.shape[dim]) for t in parts[: mine[0]])
+            _, tail, flat_dim, before = f.packed
+            return Outcome(
+                Field(f.axes, None, f.status, f.note, ("tokens", tail, flat_dim, before, offset))
+            )
+        return Outcome(Field(f.axes, None, f.status, f.note))
+    return outcome
 
 
 def stack(call: Call) -> Outcome:

@@ -38,7 +38,7 @@ def _along(call: Call, dims, note: str) -> Outcome:
 def _tokens_apart(f: Field, ndim: int, dims) -> bool:
     """Whether `f` is a map flattened into one dim of tokens (a patch embedding's (B, N, C))
     and the dims an op mixes leave that dim alone: the op is per token, the layout lives on."""
-    if f.packed is None or f.packed[0] != "flat" or ndim < 1:
+    if f.packed is None or f.packed[0] not in ("flat", "tokens") or ndim < 1:
         return False
     flat = f.packed[2] % ndim
     return all(int(d) % ndim != flat for d in dims)

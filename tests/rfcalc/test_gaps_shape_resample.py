@@ -16,6 +16,7 @@ from measure import check, positive  # tests/rfcalc is on sys.path, as for zoo
 from test_gaps_rules import W9, W13, D, Fn, model, out
 
 from rfcalc import EXACT, GLOBAL, UNKNOWN, analyze
+from rfcalc.analysis import TOKENS_NOTE
 from rfcalc.geometry import APPROX, Window
 
 FLAT_NOTE = "the spatial map is flattened, per-position fields end here"
@@ -36,15 +37,22 @@ class Conv(nn.Module):
 # ---------------------------------------------------------------- flatten and views back
 
 
-def test_a_flattened_map_is_one_unit_as_large_as_the_map_through_a_transpose():
-    # flatten(2) of the conv3's 6x7 map: shown as a whole, one unit as wide as the map (jump
-    # 6 and 7), seeing pixels -1..6 and -1..7 (rf 8, 9, centred on 2.5, 3). A transpose of
-    # the flattened dims moves that whole, status and note unchanged
-    a = analyze(model(lambda s, x: s.c3(x).flatten(2).transpose(1, 2)), (1, 6, 7))
+def test_a_flattened_map_keeps_each_token_s_field_through_a_transpose():
+    # flatten(2) of the conv3's 6x7 map into 42 tokens, then (B, N, C): nothing moved or
+    # mixed an element, so a token is a position and keeps the conv3's field (issue #27;
+    # until then shown as one global unit). Measured: the gradient of one element, token
+    # (2, 3) = element 2·7 + 3 = 17, reaches pixels 1..3 x 2..4
+    m = model(lambda s, x: s.c3(x).flatten(2).transpose(1, 2))
+    a = analyze(m, (1, 6, 7))
     *_, flat, moved = a.rows
     for r in (flat, moved):
-        assert (r.status, r.rf, r.jump, r.start) == (GLOBAL, (8, 9), (6, 7), (Fr(5, 2), 3))
-        assert r.note == FLAT_NOTE
+        assert (r.status, r.rf, r.jump, r.start, r.size) == (EXACT, (3, 3), (1, 1), (0, 0), (6, 7))
+        assert r.note == TOKENS_NOTE
+    probe = torch.ones(1, 1, 6, 7, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(m(probe)[0, 17].sum(), probe)
+    hit = torch.nonzero(grad[0, 0]).tolist()
+    assert {h for h, _ in hit} == {1, 2, 3} and {w for _, w in hit} == {2, 3, 4}
+    assert not a.covers_input
 
 
 @pytest.mark.parametrize(
