@@ -187,3 +187,24 @@ def perturb(model: nn.Module, shape: tuple[int, ...], dtype=torch.float64) -> di
             else None
         )
     return units
+
+
+def perturb_element(
+    model: nn.Module, shape: tuple[int, ...], select, dtype=torch.float64
+) -> Optional[tuple[tuple[int, int], ...]]:
+    """The spans of the input pixels whose change (all channels, one pixel per batch element)
+    moves `select(output)` (one value per batch element, e.g. `lambda o: o[:, 7].sum(-1)`):
+    a perturbation measurement of one element, for outputs that are not maps (tokens)."""
+    gen = torch.Generator().manual_seed(0)
+    base = torch.randn((1, *shape), generator=gen, dtype=dtype)
+    pixels = list(itertools.product(*(range(n) for n in shape[1:])))
+    batch = base.repeat(len(pixels), *([1] * len(shape)))
+    for i, p in enumerate(pixels):
+        batch[(i, slice(None), *p)] += 1.0
+    with torch.no_grad():
+        ref = select(model(base))
+        moved = ((select(model(batch)) - ref).abs() > 1e-9).flatten(1).any(1)
+    hit = [p for i, p in enumerate(pixels) if bool(moved[i])]
+    if not hit:
+        return None
+    return tuple((min(p[a] for p in hit), max(p[a] for p in hit)) for a in range(len(shape) - 1))

@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from measure import check, perturb, positive, reads, unit_gradient
+from measure import check, perturb, perturb_element, positive, reads, unit_gradient
 
-from rfcalc import EXACT, GLOBAL, analyze
+from rfcalc import EXACT, GLOBAL, analyze, verify
 from rfcalc.geometry import APPROX
 
 
@@ -134,3 +134,53 @@ def test_where_of_a_map_and_itself_stays_exact():
     m = model(lambda s, x: torch.where(s.c3(x) > 0, s.c3(x), torch.zeros(())))
     out = analyze(m, (2, 6, 7)).output
     assert out.status == EXACT and out.rf == (3, 3)
+
+
+class PatchTokens(nn.Module):
+    """A ViT without attention: 4x4 patches as tokens, a class token in front, a position
+    embedding, a pre-norm per-token MLP with its residual."""
+
+    def __init__(self, cls: bool = True, attend: bool = False):
+        super().__init__()
+        self.embed = nn.Conv2d(3, 8, 4, 4)
+        self.cls = nn.Parameter(torch.randn(1, 1, 8)) if cls else None
+        self.pos = nn.Parameter(torch.randn(1, 16 + cls, 8))
+        self.norm = nn.LayerNorm(8)
+        self.fc1, self.fc2 = nn.Linear(8, 16), nn.Linear(16, 8)
+        self.attend = attend
+
+    def forward(self, x):
+        t = self.embed(x).flatten(2).transpose(1, 2)
+        if self.cls is not None:
+            t = torch.cat([self.cls.expand(x.shape[0], -1, -1), t], 1)
+        t = t + self.pos
+        if self.attend:
+            t = F.scaled_dot_product_attention(t, t, t)
+        return t + self.fc2(F.gelu(self.fc1(self.norm(t))))
+
+
+@pytest.mark.parametrize("cls", [False, True])
+def test_a_token_sees_its_patch(cls):
+    m = PatchTokens(cls).double().eval()
+    shape = (3, 16, 16)
+    a = analyze(m, shape)
+    assert all(r.status == EXACT for r in a.rows)
+    out = a.output
+    assert out.rf == (4, 4) and out.jump == (4, 4) and out.size == (4, 4)
+    assert not a.covers_input
+    # measured by perturbation (random weights: no positive copy needed): token (1, 2) is
+    # element 1·4 + 2, one further after the class token
+    k = 6 + cls
+    assert perturb_element(m, shape, lambda o: o[:, k]) == ((4, 7), (8, 11))
+    # and rfcalc verify now measures one token, not the sum of all
+    result = verify(m, shape)
+    assert result.agree
+    assert result[out.name].measured_span == ((4, 7), (4, 7))  # the centre token (1, 1)
+
+
+def test_attention_over_the_tokens_reads_every_patch():
+    m = PatchTokens(cls=True, attend=True).double().eval()
+    shape = (3, 16, 16)
+    out = analyze(m, shape).output
+    assert out.status == GLOBAL
+    assert perturb_element(m, shape, lambda o: o[:, 7]) == ((0, 15), (0, 15))
