@@ -11,6 +11,7 @@ import torch
 
 from .. import geometry as g
 from ..geometry import GLOBAL, UNKNOWN, Field, NotGeometric
+from . import positions
 from .dispatch import MIXED, Call, Outcome, mixed, plus_arguments, positive, rule, with_axes
 
 
@@ -38,10 +39,22 @@ def _along(call: Call, dims, note: str) -> Outcome:
 def _tokens_apart(f: Field, ndim: int, dims) -> bool:
     """Whether `f` is a map flattened into one dim of tokens (a patch embedding's (B, N, C))
     and the dims an op mixes leave that dim alone: the op is per token, the layout lives on."""
+    pos = positions.of(f)
+    if pos is not None:
+        return positions.constant_along(pos, dims)
     if f.packed is None or f.packed[0] not in ("flat", "tokens") or ndim < 1:
         return False
     flat = f.packed[2] % ndim
     return all(int(d) % ndim != flat for d in dims)
+
+
+def _resized(call: Call, f: Field, dims) -> Field:
+    """`f` after a per-position op that changed the size of `dims` (a Linear's features)."""
+    pos = positions.of(f)
+    if pos is None:
+        return f
+    out = tuple(call.out_tensor.shape)
+    return positions.wrap(f, positions.resized(pos, dims, out))
 
 
 def _flat(f: Field) -> Field:
@@ -238,7 +251,7 @@ def linear(call: Call) -> Outcome:
 
         return pointwise(call)  # x1ᵀ W x2 at each position: both fields, position by position
     if f.dims is None and _tokens_apart(f, call.first_tensor.dim(), [-1]) and len(call.inputs) == 1:
-        return Outcome(f)  # a per-token Linear over (B, N, C): channels mixed, tokens apart
+        return Outcome(_resized(call, f, [-1]))  # per token over (B, N, C): channels mixed
     if f.dims is None:  # over a flattened map: every element mixes every position
         flat = (
             mixed(f, f"{call.name}: mixes every position of the map", keep_dims=False, really=True)
@@ -307,7 +320,8 @@ def matmul(call: Call) -> Outcome:
         second = {"mm": "mat2", "bmm": "mat2"}.get(call.name, "other")
         right = call.arg(1, second) is call.first_tensor
         if f.dims is None and _tokens_apart(f, call.first_tensor.dim(), [-2 if right else -1]):
-            return Outcome(f)  # W @ x over channels of flattened positions: a 1x1 conv
+            # W @ x over channels of flattened positions: a 1x1 conv
+            return Outcome(_resized(call, f, [-2 if right else -1]))
         if f.dims is None:
             if f.packed is not None and f.packed[0] == "unfold" and right:
                 # weight @ F.unfold(x): a convolution in disguise, every window's entries mixed
@@ -448,9 +462,31 @@ def attention(call: Call) -> Outcome:
     return _everything(call, "attention reads every position")
 
 
+def _windowed(call: Call, q, k, v, fields: dict):
+    """Attention over maps taken apart into windows (rfcalc.rules.positions): each query
+    position reads the key and value positions of its row."""
+    lay = [positions.of(fields[id(t)]) if id(t) in fields else None for t in (q, k, v)]
+    if any(p is None for p in lay) or bool(call.arg(5, "is_causal", False)):
+        return None
+    if call.arg(3, "attn_mask") is not None or len(call.inputs) > 3:
+        return None
+    if not all(positions.constant_along(p, [-1]) for p in lay):
+        return None
+    out = lay[0]
+    for other in dict.fromkeys(lay[1:]):  # keys, then values if they are laid out otherwise
+        out = positions.attended(out, other)
+        if out is None:
+            return None
+    out = positions.resized(out, [-1], tuple(call.out_tensor.shape))
+    f = fields[id(q)]
+    return Outcome(positions.wrap(f, out))
+
+
 def _sdpa(call: Call):
     q, k, v = (call.arg(i, n) for i, n in ((0, "query"), (1, "key"), (2, "value")))
     fields = {id(t): f for t, f in call.inputs}
+    if any(positions.of(f) is not None for f in fields.values()):
+        return _windowed(call, q, k, v, fields)
     if any(t is not q and t is not k and t is not v for t, _ in call.inputs):
         return None  # a mask computed from the input
     present = [f for f in (fields.get(id(q)), fields.get(id(k)), fields.get(id(v))) if f]

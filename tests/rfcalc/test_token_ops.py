@@ -184,3 +184,75 @@ def test_attention_over_the_tokens_reads_every_patch():
     out = analyze(m, shape).output
     assert out.status == GLOBAL
     assert perturb_element(m, shape, lambda o: o[:, 7]) == ((0, 15), (0, 15))
+
+
+# ---------------------------------------------------------------- windows (Swin)
+
+
+def _partition(x, ws):
+    b, h, w, c = x.shape
+    x = x.view(b, h // ws, ws, w // ws, ws, c)
+    return x.permute(0, 1, 3, 2, 4, 5).contiguous().view(-1, ws * ws, c)
+
+
+def _reverse(windows, ws, h, w):
+    c = windows.shape[-1]
+    b = windows.shape[0] // ((h // ws) * (w // ws))
+    x = windows.view(b, h // ws, w // ws, ws, ws, c)
+    return x.permute(0, 1, 3, 2, 4, 5).contiguous().view(b, h, w, c)
+
+
+class WindowAttention(nn.Module):
+    """Swin's block in small: a 1x1 embedding, window partition, multi-head attention in each
+    ws x ws window (qkv Linear, unbind, SDPA), projection, reverse, residual; `shift` rolls
+    the map first (shifted windows)."""
+
+    def __init__(self, ws: int = 4, shift: int = 0, attend: bool = True, c: int = 4):
+        super().__init__()
+        self.embed = nn.Conv2d(1, c, 1)
+        self.qkv, self.proj = nn.Linear(c, 3 * c), nn.Linear(c, c)
+        self.ws, self.shift, self.attend = ws, shift, attend
+
+    def forward(self, x):
+        x = self.embed(x).permute(0, 2, 3, 1)
+        b, h, w, c = x.shape
+        s = torch.roll(x, (-self.shift, -self.shift), dims=(1, 2)) if self.shift else x
+        win = _partition(s, self.ws)
+        if self.attend:
+            qkv = self.qkv(win).reshape(win.shape[0], win.shape[1], 3, 2, c // 2)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+            o = F.scaled_dot_product_attention(q, k, v).transpose(1, 2)
+            win = o.reshape(win.shape[0], win.shape[1], c)
+        o = _reverse(self.proj(win), self.ws, h, w)
+        if self.shift:
+            o = torch.roll(o, (self.shift, self.shift), dims=(1, 2))
+        return (x + o).permute(0, 3, 1, 2)
+
+
+def test_window_attention_reads_its_window():
+    # each unit reads its own 4x4 window: unit (5, 9) the window rows 4..7, columns 8..11
+    m = positive(WindowAttention())
+    shape = (1, 8, 12)
+    out = analyze(m, shape).output
+    assert out.status == APPROX and out.rf == (4, 4) and out.size == (8, 12)
+    assert "window" in out.note
+    result = check(m, shape)  # every unit: what rfcalc says it sees is what it sees
+    assert result[out.name][1][(5, 9)] == ((4, 7), (8, 11))
+
+
+def test_shifted_windows_read_their_wrapped_window():
+    # rolled by 2 first: unit 0's window holds rows 6, 7, 0, 1 (wrapped): its span 0..7
+    m = positive(WindowAttention(shift=2))
+    shape = (1, 8, 12)
+    out = analyze(m, shape).output
+    assert out.status == APPROX and out.size == (8, 12)
+    result = check(m, shape)
+    assert result[out.name][1][(3, 4)] == ((2, 5), (2, 5))
+
+
+def test_window_partition_and_a_per_token_linear_keep_every_position():
+    m = positive(WindowAttention(attend=False))
+    shape = (1, 8, 12)
+    out = analyze(m, shape).output
+    assert out.status == EXACT and out.rf == (1, 1)
+    check(m, shape)
