@@ -115,6 +115,7 @@ class Axis:
             return a, b
         return 0, -1
 
+    @cached_property
     def _inside_seen(self) -> Optional[bool]:
         """Whether the units found by `_interior` see exactly their classic field (None: no
         such units)."""
@@ -140,7 +141,7 @@ class Axis:
         # `clipped(o) == seen[o]` for every o: the check that grows with the input. Units
         # whose classic field lies inside the image are compared in one go where the axis is
         # uniform, the rest one by one.
-        if self._inside_seen() is False:
+        if self._inside_seen is False:
             return False
         seen = self.seen
         return all(self.clipped(o) == seen[o] for o in self._rest())
@@ -154,7 +155,7 @@ class Axis:
         are reported by `unread`, not as an approximation."""
         if self.faithful:
             return True
-        if not self.classic or self._inside_seen() is False:
+        if not self.classic or self._inside_seen is False:
             return False
         last = self.extent - 1
         for o in self._rest():
@@ -170,11 +171,14 @@ class Axis:
     def unread(self) -> list[tuple[int, int]]:
         """The pixels at the image's edges that no unit of this axis reads: (first, last)
         ranges, before the first unit's field and after the last one's."""
-        spans = [s for s in self.seen if s is not None]
-        if not spans:
-            return [(0, self.extent - 1)]
-        first = min(s[0] for s in spans)
-        last = max(s[1] for s in spans)
+        if self.monotone:  # both ends only advance: the first and last units bound it
+            first, last = self.seen[0][0], self.seen[-1][1]
+        else:
+            spans = [s for s in self.seen if s is not None]
+            if not spans:
+                return [(0, self.extent - 1)]
+            first = min(s[0] for s in spans)
+            last = max(s[1] for s in spans)
         out = [(0, first - 1)] if first > 0 else []
         return out + ([(last + 1, self.extent - 1)] if last < self.extent - 1 else [])
 
@@ -218,7 +222,7 @@ class Axis:
     def rf(self) -> Fraction:
         """The widest unit's field (every unit's, when the axis is uniform and faithful)."""
         classic = max(h - lo for lo, h in zip(self.lo, self.hi)) + 1
-        if self.faithful:  # every unit sees its classic field, clipped: none is wider
+        if self.exact:  # every unit sees its classic field or a part of it: none is wider
             return Fraction(classic)
         widest = max((s[1] - s[0] + 1 for s in self.seen if s), default=0)
         return Fraction(max(widest, classic) if self.classic else widest)
