@@ -24,7 +24,7 @@ import torch
 from .. import geometry as g
 from ..geometry import APPROX, Field
 
-MAX_ELEMENTS = 1 << 24  # beyond this many elements the layout is not tracked (memory)
+MAX_ELEMENTS = 1 << 22  # beyond this many elements the layout is not tracked (32 MB of int64)
 KIND = "positions"
 
 
