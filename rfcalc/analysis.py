@@ -36,7 +36,7 @@ class Row:
     start: tuple[Num, ...]
     params: int  # parameters owned by this op (0 for functional ops)
     status: str = EXACT  # the row's: the least trusted of its axes
-    note: str = ""  # why a row is approx/global/unknown
+    note: str = ""  # why a row is approx/global/unknown (an exact row: what it is, tokens)
     inputs: Optional[tuple[str, ...]] = None  # rows (or "input") that fed it; None: not recorded
     axis_status: tuple[str, ...] = ()  # per axis (global along W, exact along H)
     # extent is not density: of the rf's pixels (product over the axes), how many an interior
@@ -242,7 +242,7 @@ def holes_note(row: Row) -> str:
     if not row.holes:
         return ""
     read, extent = row.reads
-    return f"reads {read:,} of {extent:,} pixels of its field: holes (gridding)"
+    return f"reads {read:,} of {extent:,} pixels of its field: holes"
 
 
 def _ranges(ranges: list[tuple[int, int]]) -> str:
