@@ -36,11 +36,15 @@ class Row:
     start: tuple[Num, ...]
     params: int  # parameters owned by this op (0 for functional ops)
     status: str = EXACT  # the row's: the least trusted of its axes
-    note: str = ""  # why a row is approx/global/unknown
+    note: str = ""  # why a row is approx/global/unknown (an exact row: what it is, tokens)
     inputs: Optional[tuple[str, ...]] = None  # rows (or "input") that fed it; None: not recorded
     axis_status: tuple[str, ...] = ()  # per axis (global along W, exact along H)
     macs: int = 0  # multiply-accumulates per image (rfcalc.macs says which ops count)
     shape: tuple[int, ...] = ()  # the output tensor's shape without the batch: (C, H, W)
+    # extent is not density: of the rf's pixels (product over the axes), how many an interior
+    # unit really reads, as (read, extent); read < extent: holes (a dilated stack's
+    # gridding). None where not known or not exact.
+    reads: Optional[tuple[int, int]] = None
 
     @property
     def channels(self) -> Optional[int]:
@@ -53,6 +57,11 @@ class Row:
         if len(self.shape) >= 3:  # a map whose field went global keeps its layout
             return self.shape[0]
         return self.shape[-1]  # (features,), (tokens, features): channels last
+
+    @property
+    def holes(self) -> bool:
+        """Whether an interior unit leaves pixels of its field unread."""
+        return self.reads is not None and self.reads[0] < self.reads[1]
 
     @property
     def kernel(self) -> Optional[tuple[int, ...]]:
@@ -225,14 +234,14 @@ def judge(f: Field) -> tuple[str, tuple[str, ...], str]:
     for a in f.axes:
         if f.status == GLOBAL or a.mixed:
             per.append(GLOBAL)
-        elif f.status == APPROX or not a.uniform or not a.faithful:
+        elif f.status == APPROX or not a.uniform or not a.exact:
             per.append(APPROX)
         else:
             per.append(EXACT)
     status = max(per, key=_RANK.__getitem__) if per else f.status
     note = f.note
     if APPROX in per and not note:
-        if all(a.faithful for a in f.axes):
+        if all(a.exact for a in f.axes):
             note = "units differ: rf is the widest unit's, jump the mean spacing"
         else:
             note = "some units see other pixels than the classic field: rf is the widest unit's"
@@ -241,6 +250,33 @@ def judge(f: Field) -> tuple[str, tuple[str, ...], str]:
         where = ", ".join(f"{s} along {n}" for s, n in zip(per, names))
         note = f"{note} ({where})" if note else where
     return status, tuple(per), note
+
+
+TOKENS_NOTE = "tokens: the map flattened into one dim, each element keeps its position's field"
+
+
+def tokens(f: Field) -> Optional[Field]:
+    """The per-position field of a map flattened into one dim whose elements nothing has
+    moved or mixed yet (a patch embedding's (B, N, C) tokens, per-token ops after it): a
+    token is a position. None for any other field."""
+    p = f.packed
+    if f.dims is not None or f.status == UNKNOWN or p is None or p[0] not in ("flat", "tokens"):
+        return None
+    before = p[3]
+    return before if before.dims is not None and before.status != UNKNOWN else None
+
+
+def token_index(f: Field, unit: Sequence[int]) -> Optional[tuple[int, int]]:
+    """(tensor dim, index in it) of a token field's element at position `unit` (channel 0
+    where channels were flattened with the map)."""
+    if tokens(f) is None:
+        return None
+    _, tail, flat_dim, _, *offset = f.packed  # "tokens": tokens put in front (a class token)
+    lead = (0,) * (len(tail) - len(unit))
+    index = 0
+    for i, n in zip(lead + tuple(unit), tail):
+        index = index * n + i
+    return flat_dim, index + (offset[0] if offset else 0)
 
 
 def to_row(
@@ -255,7 +291,15 @@ def to_row(
     macs: int = 0,
     shape: tuple[int, ...] = (),
 ) -> Row:
-    """A Row from a recorded field; an UNKNOWN field claims no jump, rf or start."""
+    """A Row from a recorded field; an UNKNOWN field claims no jump, rf or start. A token
+    field (see `tokens`) is shown as its positions' field, with the token grid as its size."""
+    per_token = tokens(f)
+    if per_token is not None:
+        note = per_token.note or TOKENS_NOTE
+        if f.packed[0] == "tokens":
+            note += f"; {f.packed[4]} token(s) in front see nothing of the input"
+        f = Field(per_token.axes, per_token.dims, per_token.status, note)
+        size = tuple(a.size for a in f.axes)
     status, per_axis, note = judge(f)
     if status == UNKNOWN:
         jump = rf = start = ()
@@ -263,9 +307,74 @@ def to_row(
         jump = tuple(a.jump for a in f.axes)
         rf = tuple(a.rf for a in f.axes)
         start = tuple(a.start for a in f.axes)
+    reads = reads_of(f) if status == EXACT else None
     return Row(
-        name, op, window, size, jump, rf, start, params, status, note, inputs, per_axis, macs, shape
+        name,
+        op,
+        window,
+        size,
+        jump,
+        rf,
+        start,
+        params,
+        status,
+        note,
+        inputs,
+        per_axis,
+        macs,
+        shape,
+        reads,
     )
+
+
+def reads_of(f: Field) -> Optional[tuple[int, int]]:
+    """(read, extent) of an interior unit's field over all axes: the product of each axis's
+    pattern, which is the unit's pattern where the rules kept it separable (a merge that is
+    not, a cross of 1×7 and 7×1, drops the patterns). None where any axis has none."""
+    if f.dims is None or not f.axes:
+        return None
+    read = extent = 1
+    for a in f.axes:
+        n = a.reads
+        if n is None:
+            return None
+        read *= n
+        extent *= a.hi[0] - a.lo[0] + 1
+    return read, extent
+
+
+def holes_note(row: Row) -> str:
+    """`reads 9 of 25 pixels of its field: holes` for a row whose units skip pixels."""
+    if not row.holes:
+        return ""
+    read, extent = row.reads
+    return f"reads {read:,} of {extent:,} pixels of its field: holes"
+
+
+def _ranges(ranges: list[tuple[int, int]]) -> str:
+    text = [f"{a}" if a == b else f"{a}..{b}" for a, b in ranges]
+    many = len(ranges) > 1 or ranges[0][0] != ranges[0][1]
+    return ("pixels " if many else "pixel ") + " and ".join(text)
+
+
+def unread_note(f: Field) -> str:
+    """`pixel 223 of H and W is read by no unit`: the image's edge pixels no unit of this map
+    reaches (a VALID window whose stride does not divide the input), per axis; "" if none."""
+    if f.status == UNKNOWN or f.dims is None:
+        return ""
+    names = axis_names(len(f.axes))
+    by_text: dict[str, list[str]] = {}
+    for a, n in zip(f.axes, names):
+        if a.mixed:
+            continue
+        gaps = a.unread()
+        if gaps:
+            by_text.setdefault(_ranges(gaps), []).append(n)
+    parts = []
+    for text, axes_ in by_text.items():
+        verb = "are" if text.startswith("pixels") else "is"
+        parts.append(f"{text} of {' and '.join(axes_)} {verb} read by no unit")
+    return "; ".join(parts)
 
 
 def _validate(input_shape: Sequence[int]) -> tuple[int, ...]:
@@ -294,6 +403,27 @@ def probe_for(model: "nn.Module", shape: tuple[int, ...], dtype=None, fill: Opti
         return torch.full((1, *shape), fill, dtype=dtype, device=device)
     gen = torch.Generator().manual_seed(0)
     return torch.randn((1, *shape), generator=gen).to(device=device, dtype=dtype)
+
+
+def _notes(rows: Sequence[Row], steps) -> tuple[str, ...]:
+    """One line per row that is not exact, per exact row with holes, and where the pixels at
+    the image's edge that no unit reads first appear or change."""
+    unread: dict[str, str] = {"input": ""}
+    out = []
+    for r, s in zip(rows, steps):
+        why = [r.note] if r.status != EXACT and r.note else []
+        if r.status == EXACT:
+            why.append(holes_note(r))
+        edge = unread_note(s.field) if r.status != UNKNOWN else ""
+        unread[r.name] = edge
+        if edge and all(unread.get(i) != edge for i in r.inputs or ("input",)):
+            why.append(edge)
+        why = [w for w in why if w]
+        if r.status != EXACT or why:
+            out.append(
+                f"{r.name} ({r.status}): " + "; ".join(why) if why else f"{r.name} ({r.status})"
+            )
+    return tuple(out)
 
 
 def analyze(
@@ -351,11 +481,7 @@ def analyze(
     output = _output_row(rec.output_field, rec.output, by_name, shape)
     outputs = tuple((where, _output_row(f, step, by_name, shape)) for where, f, step in rec.outputs)
     params = sum(p.numel() for p in model.parameters())
-    notes = tuple(
-        f"{r.name} ({r.status}): {r.note}" if r.note else f"{r.name} ({r.status})"
-        for r in rows
-        if r.status != EXACT
-    )
+    notes = _notes(rows, rec.steps)
     if rec.unruled:
         notes += (
             "no rule for: "

@@ -41,6 +41,10 @@ class NotGeometric(Exception):
 
 
 Span = Optional[tuple[int, int]]  # first and last input pixel a unit sees; None: none at all
+# The pixels an interior unit reads, as offsets from the first pixel of its field: sorted,
+# disjoint runs (first, last). None: not known (units differ, or nothing tracks them).
+Runs = Optional[tuple[tuple[int, int], ...]]
+MAX_RUNS = 4096  # runs kept per axis; beyond this the holes are not tracked
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class Axis:
     seen: tuple[Span, ...] = ()
     classic: bool = True
     mixed: bool = False
+    taps: Runs = None
 
     def _virtual(self, o: int) -> tuple[int, int]:
         q, r = divmod(o, self.period)
@@ -100,6 +105,34 @@ class Axis:
         lo, hi = max(lo, 0), min(hi, self.extent - 1)
         return (lo, hi) if lo <= hi else None
 
+    def _interior(self) -> tuple[int, int]:
+        """The units (a, b) whose classic field lies inside the image, where the axis is
+        uniform (a > b: none; (0, -1) where not uniform: the caller checks every unit)."""
+        step, last = self.advance, self.extent - 1
+        if self.period == 1 and step > 0:
+            a = max(-(self.lo[0] // step), 0)  # the first unit starting inside the image
+            b = min((last - self.hi[0]) // step, self.size - 1)  # the last one ending inside it
+            return a, b
+        return 0, -1
+
+    @cached_property
+    def _inside_seen(self) -> Optional[bool]:
+        """Whether the units found by `_interior` see exactly their classic field (None: no
+        such units)."""
+        a, b = self._interior()
+        if a > b:
+            return None
+        step = self.advance
+        inside = zip(
+            range(self.lo[0] + a * step, self.lo[0] + (b + 1) * step, step),
+            range(self.hi[0] + a * step, self.hi[0] + (b + 1) * step, step),
+        )
+        return tuple(inside) == self.seen[a : b + 1]
+
+    def _rest(self) -> Iterable[int]:
+        a, b = self._interior()
+        return itertools.chain(range(a), range(b + 1, self.size)) if a <= b else range(self.size)
+
     @cached_property
     def faithful(self) -> bool:
         """Whether the classic description, clipped to the image, is every unit's field."""
@@ -108,21 +141,57 @@ class Axis:
         # `clipped(o) == seen[o]` for every o: the check that grows with the input. Units
         # whose classic field lies inside the image are compared in one go where the axis is
         # uniform, the rest one by one.
-        seen, size, step = self.seen, self.size, self.advance
-        lo_, hi_, last = self.lo, self.hi, self.extent - 1
-        units: Iterable[int] = range(size)
-        if self.period == 1 and step > 0:
-            a = max(-(lo_[0] // step), 0)  # the first unit starting inside the image
-            b = min((last - hi_[0]) // step, size - 1)  # the last one ending inside it
-            if a <= b:
-                inside = zip(
-                    range(lo_[0] + a * step, lo_[0] + (b + 1) * step, step),
-                    range(hi_[0] + a * step, hi_[0] + (b + 1) * step, step),
-                )
-                if tuple(inside) != seen[a : b + 1]:
+        if self._inside_seen is False:
+            return False
+        seen = self.seen
+        return all(self.clipped(o) == seen[o] for o in self._rest())
+
+    @cached_property
+    def exact(self) -> bool:
+        """The published convention (Araujo et al.; the Google receptive-field library): every
+        unit whose classic field lies inside the image sees exactly that field, and a unit
+        whose classic field the image edge clips sees a part of its clipped field. A VALID
+        stride that leaves the last pixels unread is no doubt about the field: those pixels
+        are reported by `unread`, not as an approximation."""
+        if self.faithful:
+            return True
+        if not self.classic or self._inside_seen is False:
+            return False
+        last = self.extent - 1
+        for o in self._rest():
+            lo, hi = self._virtual(o)
+            s = self.seen[o]
+            if lo >= 0 and hi <= last:
+                if s != (lo, hi):
                     return False
-                units = itertools.chain(range(a), range(b + 1, size))
-        return all(self.clipped(o) == seen[o] for o in units)
+            elif s is not None and (s[0] < max(lo, 0) or s[1] > min(hi, last)):
+                return False
+        return True
+
+    def unread(self) -> list[tuple[int, int]]:
+        """The pixels at the image's edges that no unit of this axis reads: (first, last)
+        ranges, before the first unit's field and after the last one's."""
+        if self.monotone:  # both ends only advance: the first and last units bound it
+            first, last = self.seen[0][0], self.seen[-1][1]
+        else:
+            spans = [s for s in self.seen if s is not None]
+            if not spans:
+                return [(0, self.extent - 1)]
+            first = min(s[0] for s in spans)
+            last = max(s[1] for s in spans)
+        out = [(0, first - 1)] if first > 0 else []
+        return out + ([(last + 1, self.extent - 1)] if last < self.extent - 1 else [])
+
+    @property
+    def reads(self) -> Optional[int]:
+        """How many pixels of its field an interior unit reads (rf minus the holes; None: not
+        known)."""
+        t = self.taps
+        if t is None or not self.classic or self.period != 1:
+            return None
+        if t[0][0] != 0 or t[-1][1] != self.hi[0] - self.lo[0]:
+            return None  # not the field's own pattern: claim nothing
+        return sum(b - a + 1 for a, b in t)
 
     @cached_property
     def monotone(self) -> bool:
@@ -153,7 +222,7 @@ class Axis:
     def rf(self) -> Fraction:
         """The widest unit's field (every unit's, when the axis is uniform and faithful)."""
         classic = max(h - lo for lo, h in zip(self.lo, self.hi)) + 1
-        if self.faithful:  # every unit sees its classic field, clipped: none is wider
+        if self.exact:  # every unit sees its classic field or a part of it: none is wider
             return Fraction(classic)
         widest = max((s[1] - s[0] + 1 for s in self.seen if s), default=0)
         return Fraction(max(widest, classic) if self.classic else widest)
@@ -224,6 +293,54 @@ def _monotone_reads(
     return tuple(out)
 
 
+def _runs(pieces: Iterable[tuple[int, int]]) -> Runs:
+    """Offsets as sorted, disjoint runs (touching runs joined); None beyond MAX_RUNS."""
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(pieces):
+        if out and a <= out[-1][1] + 1:
+            if b > out[-1][1]:
+                out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return tuple(out) if len(out) <= MAX_RUNS else None
+
+
+def _shifted(taps: tuple[tuple[int, int], ...], shifts: Iterable[int]) -> Runs:
+    """The union of `taps` shifted by every shift (a Minkowski sum)."""
+    shifts = sorted(set(shifts))
+    if len(taps) == 1 and all(
+        b - a <= taps[0][1] - taps[0][0] + 1 for a, b in zip(shifts, shifts[1:])
+    ):
+        return ((shifts[0] + taps[0][0], shifts[-1] + taps[0][1]),)  # no gap: one run
+    return _runs((a + d, b + d) for d in shifts for a, b in taps)
+
+
+def _taps_through(axis: Axis, units: Iterable[int]) -> Runs:
+    """The pattern of a unit reading the input units `units` of an exact, uniform axis."""
+    if axis.taps is None or not axis.classic or axis.period != 1 or not axis.exact:
+        return None
+    units = list(units)
+    if not units:
+        return None
+    base = min(units)
+    return _shifted(axis.taps, ((i - base) * axis.advance for i in units))
+
+
+def aligned_taps(axis: Axis, lo: int) -> Runs:
+    """`axis.taps` as offsets from input pixel `lo` (the first pixel of a merged field)."""
+    if axis.taps is None or axis.period != 1:
+        return None
+    d = axis.lo[0] - lo
+    return tuple((a + d, b + d) for a, b in axis.taps)
+
+
+def runs_within(inner: Runs, outer: Runs) -> bool:
+    """Whether every offset of `inner` is one of `outer` (both sorted, disjoint runs)."""
+    if inner is None or outer is None:
+        return False
+    return all(any(c <= a and b <= d for c, d in outer) for a, b in inner)
+
+
 def _mixed(axis: Axis, seen: tuple[Span, ...]) -> bool:
     """An axis stays global where it was and every unit still sees the same whole reach."""
     return axis.mixed and None not in seen and len(set(seen)) == 1
@@ -233,7 +350,7 @@ def input_axis(n: int) -> Axis:
     """Input pixels: size n, jump 1, rf 1, start 0."""
     if n < 1:
         raise RFError(f"input size {n} is not positive")
-    return Axis(n, 1, 1, (0,), (0,), n, tuple((i, i) for i in range(n)))
+    return Axis(n, 1, 1, (0,), (0,), n, tuple((i, i) for i in range(n)), taps=((0, 0),))
 
 
 def _normalised(
@@ -246,11 +363,13 @@ def _normalised(
     seen: tuple[Span, ...],
     classic: bool,
     mixed: bool,
+    taps: Runs = None,
 ) -> Axis:
-    """The axis with the shortest period that describes its classic field."""
+    """The axis with the shortest period that describes its classic field (`taps`: the
+    pattern of a unit, given only where the period is 1 from the start)."""
 
     def make(p: int, step: int, lo_: tuple[int, ...], hi_: tuple[int, ...]) -> Axis:
-        return Axis(size, p, step, lo_, hi_, like.extent, seen, classic, mixed)
+        return Axis(size, p, step, lo_, hi_, like.extent, seen, classic, mixed, taps)
 
     for p in range(1, period):
         if period % p or (advance * p) % period:
@@ -317,7 +436,11 @@ def resample(
         # lo/hi are non-decreasing in the unit index, so the end taps bound the window
         lo.append(axis._virtual(first)[0])
         hi.append(axis._virtual(last)[1])
-    return _normalised(size, period, advance, lo, hi, axis, seen, True, mixed)
+    taps_ = None
+    if period == 1 and den == 1 and actual is None:
+        first, last = taps(0)
+        taps_ = _taps_through(axis, reads(0) if reads is not None else range(first, last + 1))
+    return _normalised(size, period, advance, lo, hi, axis, seen, True, mixed, taps_)
 
 
 def gather(axis: Axis, reads: list[list[int]], classic: Optional[Axis] = None) -> Axis:
@@ -442,6 +565,7 @@ def broadcast(axis: Axis, size: int) -> Axis:
         axis.seen * size,
         axis.classic,
         size > 1 or axis.mixed,
+        axis.taps,
     )
 
 
@@ -485,6 +609,10 @@ def union(axes: list[Axis], strict: bool = True) -> Axis:
         if period > MAX_PERIOD:
             raise NotGeometric(f"the merged pattern repeats only every {period} units")
         units = [[a._virtual(o) for a in axes] for o in range(period)]
+        taps = None
+        if period == 1 and all(a.taps is not None and a.exact for a in axes):
+            low = min(a.lo[0] for a in axes)
+            taps = _runs((x + a.lo[0] - low, y + a.lo[0] - low) for a in axes for x, y in a.taps)
         return _normalised(
             first.size,
             period,
@@ -495,11 +623,12 @@ def union(axes: list[Axis], strict: bool = True) -> Axis:
             seen,
             True,
             mixed,
+            taps,
         )
     # different jumps: exact only when one field holds all the others unit by unit
     for outer in axes:
         if all(_contains(outer, a) for a in axes):
-            return replace(outer, seen=seen, mixed=mixed)
+            return replace(outer, seen=seen, mixed=mixed, taps=None)
     if not strict:
         return Axis(first.size, 1, 0, (0,), (0,), first.extent, seen, False, mixed)
     raise NotGeometric(

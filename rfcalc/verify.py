@@ -39,7 +39,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .analysis import UNKNOWN, Analysis, _validate, probe_for
+from .analysis import UNKNOWN, Analysis, _validate, probe_for, token_index, tokens
 from .geometry import Field, RFError
 from .record import Record, Step, _tensors, record
 
@@ -175,6 +175,18 @@ def _amax_to_mean(x, dim=None, keepdim=False):
     return x.mean(dim=dim, keepdim=keepdim) if dim is not None else x.mean()
 
 
+def _layer_norm_linear(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """LayerNorm's reach without its cancellation: on a constant probe the normalised values,
+    and so their gradient, are zero. x plus its mean over the normalised dims reads what the
+    norm reads (each element, and every element of its dims through the mean), positively."""
+    n = len(tuple(normalized_shape)) if not isinstance(normalized_shape, int) else 1
+    dims = tuple(range(x.dim() - n, x.dim()))
+    out = x + x.mean(dim=dims, keepdim=True)
+    if weight is not None:
+        out = out * weight
+    return out if bias is None else out + bias
+
+
 LINEARISE: dict[str, Callable] = {
     **{
         name: _identity
@@ -211,6 +223,7 @@ LINEARISE: dict[str, Callable] = {
     **{f"max_pool{n}d": _max_to_avg(n) for n in (1, 2, 3)},
     **{f"adaptive_max_pool{n}d": _adaptive_to_avg(n) for n in (1, 2, 3)},
     "amax": _amax_to_mean,
+    "layer_norm": _layer_norm_linear,
 }
 
 
@@ -244,7 +257,7 @@ def _theory(
     f: Field, centre: tuple[int, ...], spatial: tuple[int, ...]
 ) -> Optional[tuple[Span, ...]]:
     spans = []
-    for a, c, n in zip(f.axes, centre, spatial):
+    for a, c, n in zip((tokens(f) or f).axes, centre, spatial):
         lo, hi = a.unit(c)
         lo, hi = max(lo, 0), min(hi, n - 1)
         if lo > hi:
@@ -254,7 +267,8 @@ def _theory(
 
 
 def _key(f: Field) -> tuple:
-    return (f.axes, f.dims, f.status)
+    shown = tokens(f) or f
+    return (shown.axes, shown.dims, shown.status, f.dims is None)
 
 
 def _box(
@@ -511,7 +525,7 @@ def _plan(step: Step, spatial: tuple[int, ...]) -> tuple[Optional[RowCheck], tup
             None,
             f.note or "nothing is claimed, so nothing is measured",
         ), ()
-    centre = tuple((a.size - 1) // 2 for a in f.axes)
+    centre = tuple((a.size - 1) // 2 for a in (tokens(f) or f).axes)
     if step.tensor is not None and not step.tensor.is_floating_point():
         note = "a boolean or integer output has no gradient to measure"
         return _unmeasured(step, spatial, note), centre
@@ -522,7 +536,7 @@ def _unmeasured(step: Step, spatial: tuple[int, ...], note: str) -> RowCheck:
     from .analysis import to_row
 
     row = to_row(step.name, step.op, step.field, size=step.size)
-    centre = tuple((a.size - 1) // 2 for a in step.field.axes)
+    centre = tuple((a.size - 1) // 2 for a in (tokens(step.field) or step.field).axes)
     return RowCheck(
         step.name,
         step.op,
@@ -623,7 +637,10 @@ def _unit_gradient(
     if out is None or not out.requires_grad:
         return None
     f = step.field
-    if f.dims is None:
+    at = token_index(f, unit)
+    if at is not None:  # one token of a flattened map: its element, not the whole vector
+        target = out.select(at[0], at[1]).sum()
+    elif f.dims is None:
         target = out.sum()
     else:
         index = [slice(None)] * out.dim()

@@ -145,6 +145,8 @@ def summary_lines(analysis: Analysis) -> list[str]:
         )
     else:
         bound = " (approximate: an upper bound)" if out.status == APPROX else ""
+        if out.holes:  # the extent is exact; the pixels read inside it are another fact
+            bound = f", of which a unit reads {out.reads[0]:,} of {out.reads[1]:,} pixels (holes)"
         lines.append(
             f"Output receptive field: {axes(out.rf)}{bound}"
             + (f"; {out.note}" if out.note and out.status == APPROX else "")

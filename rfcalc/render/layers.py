@@ -188,12 +188,20 @@ def table(
 def _field(row: Row) -> dict[str, Any]:
     # an unknown row claims nothing, so its jump, rf and start are null, not a guess
     if row.status == UNKNOWN:
-        return {"size": per_axis(row.size), "jump": None, "rf": None, "start": None}
+        return {
+            "size": per_axis(row.size),
+            "jump": None,
+            "rf": None,
+            "start": None,
+            "reads": None,
+        }
     return {
         "size": per_axis(row.size),
         "jump": per_axis(row.jump),
         "rf": per_axis(row.rf),
         "start": per_axis(row.start),
+        # of the rf's pixels (all axes), how many an interior unit reads: [read, extent]
+        "reads": None if row.reads is None else list(row.reads),
     }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .. import geometry as g
 from ..geometry import EXACT, GLOBAL, UNKNOWN, Field, NotGeometric
 from .dispatch import MIXED, Call, Outcome, mixed, positive, rule, same_dims, whole_global
@@ -101,7 +103,7 @@ def pointwise(call: Call) -> Outcome:
                 a = g.broadcast(a, n)
                 spread.add(i)
             per_axis[i].append(a)
-    axes = tuple(g.union(group) for group in per_axis)
+    axes = _joint(per_axis, tuple(g.union(group) for group in per_axis))
     note = _note(fields, globals_)
     if spread and not note:
         note = f"{call.name}: one unit's field is spread over the whole map"
@@ -111,6 +113,25 @@ def pointwise(call: Call) -> Outcome:
         else max((f.status for f in fields if f.status != GLOBAL), key=_rank, default=EXACT)
     )
     return Outcome(Field(axes, dims, status, note))
+
+
+def _joint(per_axis: list[list[g.Axis]], axes: tuple[g.Axis, ...]) -> tuple[g.Axis, ...]:
+    """The merged axes, without the pixels-read patterns where the merge's pattern is not one
+    pattern per axis: a 1×7 and a 7×1 field summed read a cross, 13 of the 7×7 box, while
+    each axis alone reads all 7. It is one per axis (their product) when the inputs differ
+    along one axis at most, or one input's pattern holds every other's on every axis."""
+    if len(per_axis[0]) < 2 or len(axes) < 2 or any(a.taps is None for a in axes):
+        return axes
+    sets = [
+        [g.aligned_taps(a, m.lo[0]) for a in group] for group, m in zip(per_axis, axes)
+    ]  # per axis, per input
+    if sum(1 for s in sets if len(set(s)) > 1) <= 1:
+        return axes
+    n = len(per_axis[0])
+    for j in range(n):
+        if all(g.runs_within(s[k], s[j]) for s in sets for k in range(n)):
+            return axes
+    return tuple(replace(a, taps=None) for a in axes)
 
 
 def _rank(status: str) -> int:
@@ -125,6 +146,36 @@ def _note(fields: list[Field], globals_: list[Field]) -> str:
     return ""
 
 
+def where(call: Call) -> Outcome:
+    """torch.where(condition, a, b): each unit takes a or b, so it sees the condition's field
+    and one branch's. The union bounds every unit; where the branches' fields differ, units
+    differ (those taking a 3x3 branch see 3x3): approx, the widest unit's rf."""
+    outcome = pointwise(call)
+    f = outcome.field
+    if f.status == UNKNOWN or f.status == GLOBAL:
+        return outcome
+    cond, a, b = (call.arg(i, k) for i, k in ((0, "condition"), (1, "input"), (2, "other")))
+    fields = {id(t): fi for t, fi in call.inputs}
+    branches = [fields.get(id(t)) for t in (a, b)]
+    cf = fields.get(id(cond))
+    if branches[0] is not None and branches[1] is not None:
+        same = branches[0].axes == branches[1].axes
+    else:  # a constant branch sees nothing: units taking it see only the condition
+        present = [x for x in branches if x is not None]
+        same = not present or (cf is not None and all(x.axes == cf.axes for x in present))
+    if same or f.dims is None:
+        return outcome
+    return Outcome(
+        Field(
+            f.axes,
+            f.dims,
+            "approx",
+            f.note or "where: each unit takes one branch, rf is the widest branch's",
+            f.packed,
+        )
+    )
+
+
 def alias(call: Call) -> Outcome:
     """Same values, maybe another dtype or device: the field travels on, without a row."""
     return Outcome(call.first, alias=True)
@@ -137,7 +188,21 @@ def cat(call: Call) -> Outcome:
     for _, f in call.inputs:
         if f.dims is not None and dim in positive(f.dims, out.dim()):
             raise NotGeometric("concatenation along a spatial axis")
-    return pointwise(call)
+    outcome = pointwise(call)
+    f = outcome.field
+    if f.packed is not None and f.packed[0] == "flat" and dim == f.packed[2] % out.dim():
+        # along the tokens: constant tokens (a class token) put in front of the map's only
+        # shift them; anything else and element i is no longer position i
+        parts = call.arg(0, "tensors")
+        mine = [i for i, t in enumerate(parts) if any(t is x for x, _ in call.inputs)]
+        if len(call.inputs) == 1 and len(mine) == 1:
+            offset = sum(int(t.shape[dim]) for t in parts[: mine[0]])
+            _, tail, flat_dim, before = f.packed
+            return Outcome(
+                Field(f.axes, None, f.status, f.note, ("tokens", tail, flat_dim, before, offset))
+            )
+        return Outcome(Field(f.axes, None, f.status, f.note))
+    return outcome
 
 
 def stack(call: Call) -> Outcome:
@@ -155,5 +220,6 @@ def stack(call: Call) -> Outcome:
 # reaches the rules' bodies.
 rule("pointwise", *_NO_CHANGE, unknown_inputs=True, keeps_layout=True)(pointwise)
 rule(*_ALIASES, keeps_layout=True)(alias)
+rule("where", unknown_inputs=True, keeps_layout=True)(where)
 rule("cat", unknown_inputs=True)(cat)
 rule("stack", unknown_inputs=True)(stack)

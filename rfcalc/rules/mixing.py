@@ -11,6 +11,7 @@ import torch
 
 from .. import geometry as g
 from ..geometry import GLOBAL, UNKNOWN, Field, NotGeometric
+from . import positions
 from .dispatch import MIXED, Call, Outcome, mixed, plus_arguments, positive, rule, with_axes
 
 
@@ -26,11 +27,34 @@ def _along(call: Call, dims, note: str) -> Outcome:
     """The op mixes along tensor dims `dims`: the spatial axes among them become global."""
     f = call.first
     if f.dims is None:
+        if _tokens_apart(f, call.first_tensor.dim(), dims):
+            return Outcome(f)  # along channels of (B, N, C) tokens: each token on its own
         return Outcome(_flat(f))
     hit = _spatial_hits(f, call.first_tensor.dim(), dims)
     if not hit:
         return Outcome(f)
     return Outcome(mixed(f, f"{call.name}: {note}", hit))
+
+
+def _tokens_apart(f: Field, ndim: int, dims) -> bool:
+    """Whether `f` is a map flattened into one dim of tokens (a patch embedding's (B, N, C))
+    and the dims an op mixes leave that dim alone: the op is per token, the layout lives on."""
+    pos = positions.of(f)
+    if pos is not None:
+        return positions.constant_along(pos, dims)
+    if f.packed is None or f.packed[0] not in ("flat", "tokens") or ndim < 1:
+        return False
+    flat = f.packed[2] % ndim
+    return all(int(d) % ndim != flat for d in dims)
+
+
+def _resized(call: Call, f: Field, dims) -> Field:
+    """`f` after a per-position op that changed the size of `dims` (a Linear's features)."""
+    pos = positions.of(f)
+    if pos is None:
+        return f
+    out = tuple(call.out_tensor.shape)
+    return positions.wrap(f, positions.resized(pos, dims, out))
 
 
 def _flat(f: Field) -> Field:
@@ -222,6 +246,12 @@ def linear(call: Call) -> Outcome:
     """Linear mixes its last dim: global along that axis when it is spatial (a token-mixing
     Linear along W), else per position. A weight computed from the input widens every unit."""
     f = call.first
+    if call.name == "bilinear" and _per_position_pair(call):
+        from .elementwise import pointwise
+
+        return pointwise(call)  # x1ᵀ W x2 at each position: both fields, position by position
+    if f.dims is None and _tokens_apart(f, call.first_tensor.dim(), [-1]) and len(call.inputs) == 1:
+        return Outcome(_resized(call, f, [-1]))  # per token over (B, N, C): channels mixed
     if f.dims is None:  # over a flattened map: every element mixes every position
         flat = (
             mixed(f, f"{call.name}: mixes every position of the map", keep_dims=False, really=True)
@@ -230,6 +260,25 @@ def linear(call: Call) -> Outcome:
         )
         return Outcome(plus_arguments(call, flat))
     return Outcome(plus_arguments(call, _contract(call, f, -1)))
+
+
+def _per_position_pair(call: Call) -> bool:
+    """F.bilinear(x1, x2, weight) whose two inputs alone carry fields, both with their maps
+    in the same dims and none in the last (contracted) dim."""
+    x1, x2 = call.arg(0, "input1"), call.arg(1, "input2")
+    if len(call.inputs) != 2 or not any(t is x1 for t, _ in call.inputs):
+        return False
+    if not any(t is x2 for t, _ in call.inputs):
+        return False
+    fields = [f for _, f in call.inputs]
+    ndim = call.first_tensor.dim()
+    return all(
+        f.status != UNKNOWN
+        and f.dims is not None
+        and f.dims == fields[0].dims
+        and (ndim - 1) not in positive(f.dims, ndim)
+        for f in fields
+    )
 
 
 def _summed_into(a: g.Axis, n: int) -> g.Axis:
@@ -268,7 +317,11 @@ def matmul(call: Call) -> Outcome:
         if f.status == UNKNOWN:
             return Outcome(f)
         # by position or keyword: torch.matmul(input, other), torch.mm(input, mat2)
-        right = call.arg(1, "mat2" if call.name == "mm" else "other") is call.first_tensor
+        second = {"mm": "mat2", "bmm": "mat2"}.get(call.name, "other")
+        right = call.arg(1, second) is call.first_tensor
+        if f.dims is None and _tokens_apart(f, call.first_tensor.dim(), [-2 if right else -1]):
+            # W @ x over channels of flattened positions: a 1x1 conv
+            return Outcome(_resized(call, f, [-2 if right else -1]))
         if f.dims is None:
             if f.packed is not None and f.packed[0] == "unfold" and right:
                 # weight @ F.unfold(x): a convolution in disguise, every window's entries mixed
@@ -283,8 +336,43 @@ def matmul(call: Call) -> Outcome:
 
 
 def products(call: Call) -> Outcome:
-    """Batched products and sums of products: anything but a channel mix is taken as global."""
+    """Batched products and sums of products: anything but a channel mix is taken as global.
+    bmm with one map operand is a matmul (a 1x1 conv when it contracts channels); tensordot
+    with one map operand is an einsum."""
+    if call.name == "bmm" and len(call.inputs) == 1:
+        return matmul(call)
+    if call.name == "tensordot" and len(call.inputs) == 1:
+        spelled = _tensordot_equation(call)
+        if spelled is not None:
+            return _einsum(call, *spelled)
     return _everything(call, "a product across positions")
+
+
+def _tensordot_equation(call: Call):
+    """tensordot(a, b, dims) as an einsum equation and its operands (None: not spelled)."""
+    a, b = call.arg(0, "a"), call.arg(1, "b")
+    dims = call.arg(2, "dims", 2)
+    if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
+        return None
+    if isinstance(dims, int):
+        da, db = list(range(a.dim() - dims, a.dim())), list(range(dims))
+    elif isinstance(dims, (list, tuple)) and len(dims) == 2:
+        da, db = (
+            ([dims[0]] if isinstance(dims[0], int) else list(dims[0])),
+            ([dims[1]] if isinstance(dims[1], int) else list(dims[1])),
+        )
+    else:
+        return None
+    da, db = [d % a.dim() for d in da], [d % b.dim() for d in db]
+    letters = iter("abcdefghijklmnopqrstuvwxyz")
+    sa = [next(letters) for _ in range(a.dim())]
+    sb = [next(letters) for _ in range(b.dim())]
+    for i, j in zip(da, db):
+        sb[j] = sa[i]
+    out = [c for i, c in enumerate(sa) if i not in da] + [
+        c for j, c in enumerate(sb) if j not in db
+    ]
+    return f"{''.join(sa)},{''.join(sb)}->{''.join(out)}", (a, b)
 
 
 def einsum(call: Call) -> Outcome:
@@ -296,8 +384,45 @@ def einsum(call: Call) -> Outcome:
     equation, operands = call.args[0], call.args[1:]
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])
-    if "->" not in equation or "." in equation or len(call.inputs) != 1:
+    return _einsum(call, equation, operands)
+
+
+def _kept(call: Call, f: Field, spec: str, out_spec: str) -> tuple[int, ...] | None:
+    """Where an operand's spatial indices land in the output, when each is kept (None: one is
+    summed away)."""
+    pos = positive(f.dims, len(spec))
+    out_n = len(out_spec)
+    if any(spec[p] not in out_spec for p in pos):
+        return None
+    return tuple(out_spec.index(spec[p]) - out_n for p in pos)
+
+
+def _einsum(call: Call, equation: str, operands) -> Outcome:
+    if "->" not in equation or "." in equation:
         return _everything(call, "a product across positions")
+    if len(call.inputs) > 1:
+        # several maps multiplied position by position (a per-position dot product): every
+        # spatial index kept, each map's in the same output dims: the union of their fields
+        ins, out_spec = equation.replace(" ", "").split("->")
+        specs = ins.split(",")
+        fields, where = [], set()
+        for t, fi in call.inputs:
+            at = [i for i, o in enumerate(operands) if o is t]
+            if not at or fi.status == UNKNOWN or fi.dims is None:
+                return _everything(call, "a product across positions")
+            kept = _kept(call, fi, specs[at[0]], out_spec)
+            if kept is None:
+                return _everything(call, "a product across positions")
+            fields.append(fi)
+            where.add(kept)
+        if len(where) != 1 or len({len(fi.axes) for fi in fields}) != 1:
+            return _everything(call, "a product across positions")
+        axes = tuple(g.union([fi.axes[i] for fi in fields]) for i in range(len(fields[0].axes)))
+        status = "approx" if any(fi.status == "approx" for fi in fields) else fields[0].status
+        if any(fi.status == GLOBAL for fi in fields):
+            status = GLOBAL if all(a.mixed for a in axes) else fields[0].status
+        note = next((fi.note for fi in fields if fi.note), "")
+        return Outcome(Field(axes, where.pop(), status, note))
     f = call.first
     if f.status == UNKNOWN or f.dims is None:
         return Outcome(_flat(f))
@@ -325,8 +450,86 @@ def einsum(call: Call) -> Outcome:
 
 
 def attention(call: Call) -> Outcome:
-    """Attention lets every position read every other."""
+    """Attention lets every query read every key along the token dim. F.scaled_dot_product_
+    attention on maps kept in dims (a 1-D sequence (B, L, C), axial attention over W of
+    (B, H, W, C)): the token dim (-2) is global, or with `is_causal` one-sided (unit o reads
+    keys 0..o: the hull is shown, approx); dims before it are batch dims of the op (each
+    position on its own); a map in the last (feature) dim is mixed."""
+    if call.name == "scaled_dot_product_attention":
+        out = _sdpa(call)
+        if out is not None:
+            return out
     return _everything(call, "attention reads every position")
+
+
+def _windowed(call: Call, q, k, v, fields: dict):
+    """Attention over maps taken apart into windows (rfcalc.rules.positions): each query
+    position reads the key and value positions of its row."""
+    lay = [positions.of(fields[id(t)]) if id(t) in fields else None for t in (q, k, v)]
+    if any(p is None for p in lay) or bool(call.arg(5, "is_causal", False)):
+        return None
+    if call.arg(3, "attn_mask") is not None or len(call.inputs) > 3:
+        return None
+    if not all(positions.constant_along(p, [-1]) for p in lay):
+        return None
+    out = lay[0]
+    for other in dict.fromkeys(lay[1:]):  # keys, then values if they are laid out otherwise
+        out = positions.attended(out, other)
+        if out is None:
+            return None
+    out = positions.resized(out, [-1], tuple(call.out_tensor.shape))
+    f = fields[id(q)]
+    return Outcome(positions.wrap(f, out))
+
+
+def _sdpa(call: Call):
+    q, k, v = (call.arg(i, n) for i, n in ((0, "query"), (1, "key"), (2, "value")))
+    fields = {id(t): f for t, f in call.inputs}
+    if any(positions.of(f) is not None for f in fields.values()):
+        return _windowed(call, q, k, v, fields)
+    if any(t is not q and t is not k and t is not v for t, _ in call.inputs):
+        return None  # a mask computed from the input
+    present = [f for f in (fields.get(id(q)), fields.get(id(k)), fields.get(id(v))) if f]
+    ndim = call.first_tensor.dim()
+    if any(f.status == UNKNOWN or f.dims is None or f.dims != present[0].dims for f in present):
+        return None
+    if any(t.dim() != ndim for t in (q, k, v)) or (ndim - 1) in positive(present[0].dims, ndim):
+        return None
+    fq = fields.get(id(q))
+    kv = [f for f in (fields.get(id(k)), fields.get(id(v))) if f]
+    causal = bool(call.arg(5, "is_causal", False))
+    masked = call.arg(3, "attn_mask") is not None
+    dims = present[0].dims
+    axes = []
+    for i, d in enumerate(positive(dims, ndim)):
+        parts = [fq.axes[i]] if fq else []
+        n = q.shape[d]
+        if kv and d == ndim - 2:  # the token dim: what the keys give each query
+            whole = g.union([f.axes[i] for f in kv])
+            if causal or masked:
+                s_ = whole.size
+                reads = [
+                    list(range(min(o, s_ - 1) + 1)) if causal else list(range(s_)) for o in range(n)
+                ]
+                parts.append(g.gather(whole, reads))
+            else:
+                parts.append(g.broadcast(g.collapse(whole), n))
+        elif kv:
+            parts += [f.axes[i] for f in kv]
+        axes.append(g.union(parts, strict=False) if len(parts) > 1 else parts[0])
+    note = ""
+    if causal and kv:
+        note = f"{call.name}: causal, unit o reads the tokens 0..o (one-sided): rf is the hull"
+    elif masked and kv:
+        note = f"{call.name}: a mask limits the keys: rf is an upper bound"
+    elif kv:
+        note = f"{call.name}: attention reads every token along its token dim"
+    status = present[0].status
+    if kv and (causal or masked):
+        status = "approx" if status == "exact" else status
+    if axes and all(a.mixed for a in axes):
+        status = GLOBAL
+    return Outcome(Field(tuple(axes), dims, status, present[0].note or note))
 
 
 def _everything(call: Call, why: str) -> Outcome:
@@ -345,13 +548,13 @@ rule("torch.batch_norm", keeps_layout=True)(torch_batch_norm)
 rule("instance_norm", keeps_layout=True)(instance_norm)
 rule("torch.instance_norm", keeps_layout=True)(torch_instance_norm)
 rule("group_norm")(group_norm)
-rule("layer_norm", "rms_norm")(layer_norm)
-rule("softmax", "log_softmax", "softmin", "normalize")(along_dim)
+rule("layer_norm", "rms_norm", keeps_layout=True)(layer_norm)
+rule("softmax", "log_softmax", "softmin", "normalize", keeps_layout=True)(along_dim)
 rule("cumsum", "cumprod", "logcumsumexp", "cummax", "cummin")(cumulative)
 rule("glu")(glu)
 rule(*_REDUCTIONS, unknown_inputs=True)(reduction)
-rule("linear", "bilinear")(linear)
-rule("matmul", "mm", unknown_inputs=True)(matmul)
-rule("bmm", "baddbmm", "addmm", "tensordot", unknown_inputs=True)(products)
+rule("linear", "bilinear", keeps_layout=True)(linear)
+rule("matmul", "mm", unknown_inputs=True, keeps_layout=True)(matmul)
+rule("bmm", "baddbmm", "addmm", "tensordot", unknown_inputs=True, keeps_layout=True)(products)
 rule("einsum", unknown_inputs=True)(einsum)
 rule("scaled_dot_product_attention", "multi_head_attention_forward", unknown_inputs=True)(attention)

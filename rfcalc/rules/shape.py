@@ -7,7 +7,8 @@ import math
 import torch
 
 from .. import geometry as g
-from ..geometry import Field, NotGeometric
+from ..geometry import UNKNOWN, Field, NotGeometric
+from . import positions
 from .dispatch import Call, Outcome, mixed, positive, rule
 
 
@@ -45,6 +46,11 @@ def reshape(call: Call) -> Outcome:
     shown as global but remembered, so a view that restores the map restores its field."""
     f = call.first
     src, out = call.first_tensor, call.out_tensor
+    pos = positions.of(f)
+    if pos is not None:  # a map taken apart by views (windows): follow each position
+        moved = positions.reshaped(pos, tuple(out.shape))
+        back = positions.restored(moved, tuple(out.shape))
+        return Outcome(back if back is not None else positions.wrap(f, moved))
     if f.dims is None:
         restored = _unpacked(f, out)
         if restored is not None:
@@ -77,13 +83,13 @@ def reshape(call: Call) -> Outcome:
         tail = tuple(src.shape[k:])
         if tuple(out.shape) == tuple(src.shape[:k]) + (math.prod(tail),):
             return Outcome(_packed(f, tail))
-    return Outcome(
-        mixed(
-            f,
-            f"{call.name}: the spatial map is flattened, per-position fields end here",
-            keep_dims=False,
-        )
+    shown = mixed(
+        f,
+        f"{call.name}: the spatial map is flattened, per-position fields end here",
+        keep_dims=False,
     )
+    pos = positions.start(f, tuple(src.shape), tuple(out.shape)) if f.status != UNKNOWN else None
+    return Outcome(shown if pos is None else positions.wrap(shown, pos))
 
 
 def permute(call: Call) -> Outcome:
@@ -92,6 +98,9 @@ def permute(call: Call) -> Outcome:
     ndim = call.first_tensor.dim()
     order = _order(call, ndim)
     where = {old: new for new, old in enumerate(order)}
+    pos = positions.of(f)
+    if pos is not None:
+        return Outcome(positions.wrap(f, positions.permuted(pos, order)))
     if f.dims is None:
         if f.packed is not None and f.packed[0] == "flat":
             kind, tail, flat_dim, before = f.packed
@@ -182,6 +191,21 @@ def split(call: Call) -> Outcome:
     f = call.first
     ndim = call.first_tensor.dim()
     dim = int(call.arg(1 if call.name == "unbind" else 2, "dim", 0)) % ndim
+    pos = positions.of(f)
+    if pos is not None:  # q, k, v unbound from one tensor: the same positions in each
+        outs = [t for t in call.out if isinstance(t, torch.Tensor)]
+        if (
+            outs
+            and len({tuple(t.shape) for t in outs}) == 1
+            and positions.constant_along(pos, [dim])
+        ):
+            moved = (
+                positions.picked(pos, dim)
+                if call.name == "unbind"
+                else positions.resized(pos, [dim], outs[0].shape)
+            )
+            return Outcome(positions.wrap(f, moved))
+        return Outcome(Field(f.axes, None, f.status, f.note))
     if f.dims is not None and dim in positive(f.dims, ndim):
         raise NotGeometric("split along a spatial axis")
     if call.name == "unbind" and f.dims is not None and dim > min(positive(f.dims, ndim)):

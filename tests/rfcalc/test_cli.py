@@ -490,7 +490,9 @@ def test_table_of_a_constructor_that_reads_values(tmp_path, capsys):
         """,
     )
     code, out, err = run(capsys, "table", target, "--input", "3,32,32")
-    assert code == 0 and err == "" and "Output receptive field: 13\n" in out  # 2*(7-1)+1
+    # 2*(7-1)+1 = 13, through 7 taps of the 13 per axis: 49 of 169 (dilation's holes)
+    line = "Output receptive field: 13, of which a unit reads 49 of 169 pixels (holes)\n"
+    assert code == 0 and err == "" and line in out
 
 
 def test_table_of_a_big_model_whose_forward_needs_values(tmp_path, capsys):

@@ -319,10 +319,17 @@ def test_an_unknown_map_in_einsum_keeps_its_size():
     assert o.note == "grid_sample: no rule for this op"
 
 
-def test_running_statistics_of_a_flattened_map_show_it_as_a_whole():
-    # eval batch norm is per channel: the flattened map stays shown as one whole
-    o = out(lambda s, x: F.batch_norm(s.c3(x).flatten(2), RM, RV))
-    assert o.status == GLOBAL and o.rf == (8, 9) and o.start == (Fr(5, 2), 3)
+def test_running_statistics_of_a_flattened_map_keep_each_position():
+    # eval batch norm is per channel: each element of the flattened map keeps its position's
+    # field (issue #27: a token is a position; until then shown as one whole). Measured:
+    # element 2·7 + 3 = 17 (position (2, 3)) reaches pixels 1..3 x 2..4
+    fn = lambda s, x: F.batch_norm(s.c3(x).flatten(2), RM, RV)  # noqa: E731
+    o = out(fn)
+    assert o.status == EXACT and o.rf == (3, 3) and o.start == (0, 0) and o.size == (6, 7)
+    probe = torch.ones(1, 1, 6, 7, dtype=D, requires_grad=True)
+    (grad,) = torch.autograd.grad(model(fn)(probe)[0, 0, 17], probe)
+    hit = torch.nonzero(grad[0, 0]).tolist()
+    assert {h for h, _ in hit} == {1, 2, 3} and {w for _, w in hit} == {2, 3, 4}
 
 
 @pytest.mark.parametrize(

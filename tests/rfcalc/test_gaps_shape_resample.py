@@ -16,6 +16,7 @@ from measure import check, positive  # tests/rfcalc is on sys.path, as for zoo
 from test_gaps_rules import W9, W13, D, Fn, model, out
 
 from rfcalc import EXACT, GLOBAL, UNKNOWN, analyze
+from rfcalc.analysis import TOKENS_NOTE
 from rfcalc.geometry import APPROX, Window
 
 FLAT_NOTE = "the spatial map is flattened, per-position fields end here"
@@ -36,15 +37,22 @@ class Conv(nn.Module):
 # ---------------------------------------------------------------- flatten and views back
 
 
-def test_a_flattened_map_is_one_unit_as_large_as_the_map_through_a_transpose():
-    # flatten(2) of the conv3's 6x7 map: shown as a whole, one unit as wide as the map (jump
-    # 6 and 7), seeing pixels -1..6 and -1..7 (rf 8, 9, centred on 2.5, 3). A transpose of
-    # the flattened dims moves that whole, status and note unchanged
-    a = analyze(model(lambda s, x: s.c3(x).flatten(2).transpose(1, 2)), (1, 6, 7))
+def test_a_flattened_map_keeps_each_token_s_field_through_a_transpose():
+    # flatten(2) of the conv3's 6x7 map into 42 tokens, then (B, N, C): nothing moved or
+    # mixed an element, so a token is a position and keeps the conv3's field (issue #27;
+    # until then shown as one global unit). Measured: the gradient of one element, token
+    # (2, 3) = element 2·7 + 3 = 17, reaches pixels 1..3 x 2..4
+    m = model(lambda s, x: s.c3(x).flatten(2).transpose(1, 2))
+    a = analyze(m, (1, 6, 7))
     *_, flat, moved = a.rows
     for r in (flat, moved):
-        assert (r.status, r.rf, r.jump, r.start) == (GLOBAL, (8, 9), (6, 7), (Fr(5, 2), 3))
-        assert r.note == FLAT_NOTE
+        assert (r.status, r.rf, r.jump, r.start, r.size) == (EXACT, (3, 3), (1, 1), (0, 0), (6, 7))
+        assert r.note == TOKENS_NOTE
+    probe = torch.ones(1, 1, 6, 7, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(m(probe)[0, 17].sum(), probe)
+    hit = torch.nonzero(grad[0, 0]).tolist()
+    assert {h for h, _ in hit} == {1, 2, 3} and {w for _, w in hit} == {2, 3, 4}
+    assert not a.covers_input
 
 
 @pytest.mark.parametrize(
@@ -461,11 +469,14 @@ def test_padding_nothing_is_no_copy():
 
 
 def test_zero_padding_has_no_note_of_its_own():
-    # zeros (1 before, 2 after W): the border units see nothing new; the only note is the
-    # table's own for an axis whose units differ from the classic field
-    o = out(lambda s, x: F.pad(s.c3(x), (1, 2)))
+    # zeros (1 before, 2 after W): the border units see nothing (a part, empty, of their
+    # clipped classic field: the published convention's clipped unit), every other unit its
+    # field: exact, no note; measured unit by unit
+    fn = lambda s, x: F.pad(s.c3(x), (1, 2))  # noqa: E731
+    o = out(fn)
     assert o.size == (6, 10) and o.start == (0, -1)
-    assert o.note == "some units see other pixels than the classic field: rf is the widest unit's"
+    assert o.status == EXACT and o.note == ""
+    check(model(fn), (1, 6, 7))
 
 
 @pytest.mark.parametrize(
@@ -489,7 +500,8 @@ def test_the_pad_builtin_by_keyword_and_by_position(fn):
 def test_the_pad_builtin_pads_with_zeros_by_default():
     o = out(lambda s, x: torch._C._nn.pad(s.c3(x), (1, 2, 0, 1)))
     assert o.size == (7, 10)
-    assert o.note == "some units see other pixels than the classic field: rf is the widest unit's"
+    # zeros: the padded units see nothing of their clipped field, exact (no copy, no note)
+    assert o.status == EXACT and o.note == ""
 
 
 # ---------------------------------------------------------------- a pooled vector viewed back

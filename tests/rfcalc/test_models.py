@@ -334,8 +334,15 @@ def test_global_ops_flatten_linear_and_layernorm():
     r = rows(analyze(Head(), (3, 8, 8)))
     assert r["layer_norm"].status == EXACT and r["layer_norm"].rf == (3, 3)
     assert r["add"].status == EXACT and r["add"].size == (8, 8)
-    # flattening an 8x8 map mixes positions: GLOBAL, and the span is the whole map's:
-    # rf 3 + 7 = 10 per axis
-    assert r["flatten"].status == GLOBAL and r["flatten"].rf == (10, 10)
+    # flattening an 8x8 map moves no element: each keeps its position's field (issue #27),
+    # measured on element (channel 0, 4, 4) = 4·8 + 4; the Linear over it mixes them all:
+    # GLOBAL, the span the whole map's
+    assert r["flatten"].status == EXACT and r["flatten"].rf == (3, 3)
+    assert r["flatten"].size == (8, 8)
+    head = Head().double()
+    probe = torch.ones(1, 3, 8, 8, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(torch.flatten(head.conv(probe), 1)[0, 36], probe)
+    hit = torch.nonzero(grad[0].abs().sum(0)).tolist()
+    assert {h for h, _ in hit} == {3, 4, 5} and {w for _, w in hit} == {3, 4, 5}
     assert r["fc"].status == GLOBAL
     assert r["group_norm"].status == GLOBAL and r["group_norm"].size == (8, 8)

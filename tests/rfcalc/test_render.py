@@ -318,6 +318,7 @@ def test_json_document():
         "jump": [2, 2],
         "rf": [4, 10],
         "start": [0.5, 0.5],
+        "reads": None,  # a hand-made row: no pixels-read pattern given
         "params": 0,
         "macs": 0,
         "global": False,

@@ -1,0 +1,183 @@
+"""Where each position of a map went when views and permutes took it apart: a window
+partition (Swin: (B, H, W, C) viewed as windows of ws x ws tokens), attention within each
+window, and the reverse view that puts the map back.
+
+A field whose map was reshaped beyond what `shape.reshape` can describe per axis is shown as a
+whole (global), as before; next to it travels a `Positions`: an integer tensor the shape of
+the op's output holding, for each element, the position of the original map it carries
+(row-major over that map's axes; -1: none), replayed through every later view and permute.
+Ops that work on each position alone (a Linear or LayerNorm over a dim along which the
+position does not change) keep it. Attention along a dim widens each position to the box of
+the positions in its row (its window). A view that puts every position back in its place
+restores the map: each axis's units then read the box of their window, an upper bound per
+axis (approx), or the map's own field where nothing widened it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Optional
+
+import torch
+
+from .. import geometry as g
+from ..geometry import APPROX, Field
+
+MAX_ELEMENTS = 1 << 22  # beyond this many elements the layout is not tracked (32 MB of int64)
+KIND = "positions"
+
+
+class Positions:
+    """A map's positions as laid out in a tensor (see the module docstring). Compared by
+    identity: Fields holding the same layout hold the same object."""
+
+    def __init__(self, idx: torch.Tensor, before: Field, box: Optional[torch.Tensor] = None):
+        self.idx = idx  # int64, CPU, the op's output shape
+        self.before = before  # the map's field before it was taken apart
+        # per position and axis, the first and last unit of `before` it reads (None: itself)
+        self.box = box
+
+    def moved(self, idx: torch.Tensor) -> "Positions":
+        return Positions(idx, self.before, self.box)
+
+
+@contextlib.contextmanager
+def _plain():
+    """Real CPU tensors inside a rule: no fake-tensor mode, no torch-function mode."""
+    from torch._subclasses.fake_tensor import unset_fake_temporarily
+
+    with unset_fake_temporarily(), torch._C.DisableTorchFunction():
+        yield
+
+
+def of(f: Field) -> Optional[Positions]:
+    p = f.packed
+    return p[1] if p is not None and p[0] == KIND else None
+
+
+def wrap(f: Field, pos: Positions) -> Field:
+    """`f` (shown as a whole) carrying the layout `pos`."""
+    return Field(f.axes, None, f.status, f.note, (KIND, pos))
+
+
+def _layout(before: Field, shape: tuple[int, ...]) -> Optional[torch.Tensor]:
+    """Each element's position for a tensor of `shape` holding `before`'s map in its dims."""
+    sizes = [a.size for a in before.axes]
+    ndim = len(shape)
+    if before.dims is None or any(-d > ndim for d in before.dims):
+        return None
+    if [shape[d] for d in before.dims] != sizes:
+        return None
+    grid = torch.arange(math.prod(sizes)).view(sizes)
+    view = [1] * ndim
+    order = sorted(range(len(sizes)), key=lambda i: before.dims[i] % ndim)
+    grid = grid.permute(order)  # the axes in the order of their tensor dims
+    for i in order:
+        view[before.dims[i] % ndim] = sizes[i]
+    return grid.reshape(view).expand(shape)
+
+
+def start(before: Field, src_shape, out_shape) -> Optional[Positions]:
+    """The layout after a reshape of a tensor holding `before`'s map (None: too large)."""
+    if math.prod(src_shape) > MAX_ELEMENTS:
+        return None
+    with _plain():
+        idx = _layout(before, tuple(src_shape))
+        if idx is None:
+            return None
+        return Positions(idx.reshape(tuple(out_shape)), before)
+
+
+def reshaped(pos: Positions, out_shape) -> Positions:
+    with _plain():
+        return pos.moved(pos.idx.reshape(tuple(out_shape)))
+
+
+def permuted(pos: Positions, order: list[int]) -> Positions:
+    with _plain():
+        return pos.moved(pos.idx.permute(order))
+
+
+def constant_along(pos: Positions, dims) -> bool:
+    """Whether every element along `dims` holds the same position (a per-position op)."""
+    with _plain():
+        idx = pos.idx
+        for d in dims:
+            d = int(d) % idx.dim()
+            if not bool((idx == idx.narrow(d, 0, 1)).all()):
+                return False
+        return True
+
+
+def restored(pos: Positions, out_shape) -> Optional[Field]:
+    """The map's field if the layout puts every position back in its place, else None."""
+    before = pos.before
+    with _plain():
+        expected = _layout(before, tuple(out_shape))
+        if expected is None or expected.shape != pos.idx.shape:
+            return None
+        if not torch.equal(expected, pos.idx):
+            return None
+        if pos.box is None:
+            return before
+        sizes = [a.size for a in before.axes]
+        box = pos.box.view(*sizes, len(sizes), 2)
+        axes = []
+        for i, a in enumerate(before.axes):
+            along = box[..., i, :].movedim(i, 0).reshape(sizes[i], -1, 2)
+            lo = along[..., 0].amin(1).tolist()
+            hi = along[..., 1].amax(1).tolist()
+            axes.append(g.gather(a, [list(range(lo_, hi_ + 1)) for lo_, hi_ in zip(lo, hi)]))
+    status = APPROX if before.status == "exact" else before.status
+    note = "attention within windows: each unit reads its window (the box shown per axis)"
+    return Field(tuple(axes), before.dims, status, before.note or note)
+
+
+def resized(pos: Positions, dims, out_shape) -> Positions:
+    """The layout after an op that changes the size of dims along which positions are
+    constant (a Linear over the features): each position spread over the new size."""
+    with _plain():
+        idx = pos.idx
+        for d in dims:
+            idx = idx.narrow(int(d) % idx.dim(), 0, 1)
+        return pos.moved(idx.expand(tuple(out_shape)))
+
+
+def picked(pos: Positions, dim: int) -> Positions:
+    """The layout of one slice along `dim` (unbind), where positions are constant along it."""
+    with _plain():
+        return pos.moved(pos.idx.select(dim, 0))
+
+
+def attended(q: Positions, k: Positions) -> Optional[Positions]:
+    """The layout after attention of queries `q` over keys `k` along dim -2 (features along
+    -1): each query position reads every key position of its row."""
+    with _plain():
+        qi, ki = q.idx[..., 0], k.idx[..., 0]
+        if qi.shape[:-1] != ki.shape[:-1] or bool((qi < 0).any()) or bool((ki < 0).any()):
+            return None
+        before = q.before
+        n = len(before.axes)
+        sizes = [a.size for a in before.axes]
+        P = math.prod(sizes)
+        if q.box is None:
+            coords = torch.stack(torch.unravel_index(torch.arange(P), tuple(sizes)), -1)
+            base = torch.stack([coords, coords], -1)  # P x n x 2
+        else:
+            base = q.box
+        kb = (k.box if k.box is not None else base)[ki.reshape(-1)].view(*ki.shape, n, 2)
+        row_lo = kb[..., 0].amin(-2)  # rows x n
+        row_hi = kb[..., 1].amax(-2)
+        rows = qi.reshape(-1, qi.shape[-1])
+        lo = row_lo.reshape(-1, n).repeat_interleave(rows.shape[1], 0)
+        hi = row_hi.reshape(-1, n).repeat_interleave(rows.shape[1], 0)
+        flat = rows.reshape(-1)
+        box = base.clone()
+        box[..., 0] = box[..., 0].scatter_reduce(
+            0, flat[:, None].expand(-1, n), lo, "amin", include_self=True
+        )
+        box[..., 1] = box[..., 1].scatter_reduce(
+            0, flat[:, None].expand(-1, n), hi, "amax", include_self=True
+        )
+        return Positions(q.idx, before, box)
