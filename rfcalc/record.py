@@ -287,8 +287,11 @@ class Recording(TorchFunctionMode):
                 inputs=self.sources(t for t, _ in inputs),
             )
             self._emit(step, outs)
+        # an alias op (clone, contiguous, to, detach) makes no row: its output is named by
+        # the row that made its input (a fresh copy has no producer of its own)
+        source = self.made_by.get(inputs[0][0]) if outcome.alias else None
         for t in outs:
-            previous = self.made_by.get(t) if outcome.alias else None
+            previous = self.made_by.get(t, source) if outcome.alias else None
             self.set_field(t, f, step or previous)
         for t in outs + mutated:
             if _version(t) != dict((id(a), v) for a, v in versions).get(id(t), _version(t)):
@@ -413,6 +416,7 @@ class Record:
     unruled: dict[str, int] = dc_field(default_factory=dict)
     probe: Optional[torch.Tensor] = None
     result: Any = None
+    model: Optional[nn.Module] = None  # the model that ran (a materialised one, say)
 
 
 def record(
@@ -440,7 +444,7 @@ def record(
     outs = list(_tensors(result))
     out_field = rec.fields.get(outs[0]) if outs else None
     out_step = rec.made_by.get(outs[0]) if outs else None
-    return Record(rec.steps, out_step, out_field, dict(rec.unruled), probe, result)
+    return Record(rec.steps, out_step, out_field, dict(rec.unruled), probe, result, model)
 
 
 __all__ = ["Step", "Record", "record", "input_field", "EXACT"]
