@@ -137,52 +137,44 @@ def patterns(spatial: tuple[int, ...], output: Optional[Claim]) -> list[Pattern]
 def _untouched(claim: Claim, integral: torch.Tensor) -> torch.Tensor:
     """(patterns, *units) bool: whether no perturbed pixel of a pattern lies in a unit's
     claimed field. `integral` holds per pattern the perturbed pixels summed from the origin
-    (one leading zero per axis): the count inside a box is the usual alternating sum."""
-    n = len(claim.lo)
-    total = None
-    for corner in itertools.product((0, 1), repeat=n):
-        index: list[Any] = [slice(None)]
-        for a, pick in enumerate(corner):
-            shape = [1] * n
-            shape[a] = -1
-            ends = claim.hi[a] + 1 if pick else claim.lo[a]
-            index.append(ends.clamp(min=0).view(shape))
-        term = integral[tuple(index)]
-        sign = (-1) ** (n - sum(corner))
-        total = term * sign if total is None else total + term * sign
-    # an empty span (hi < lo) counts nothing: with lo 0 and hi -1 the sum above is 0
-    return total == 0
+    along every axis (one leading zero each); differencing it at each unit's two ends, one
+    axis after the other, counts the pixels inside every unit's box at once."""
+    count = integral
+    for a, (lo, hi) in enumerate(zip(claim.lo, claim.hi)):
+        # an empty span (lo 0, hi -1) takes the same entry twice: it counts nothing
+        count = count.index_select(a + 1, hi + 1) - count.index_select(a + 1, lo)
+    return count == 0
 
 
 def _moved(out: torch.Tensor, reference: torch.Tensor, claim: Claim) -> Optional[torch.Tensor]:
     """(k, *units) bool: the units of `out` (k elements) that differ from `reference` (one
-    element) beyond float noise; None where the tensors do not have the claimed layout."""
-    nd = len(claim.dims)
+    element) beyond float noise (see the module docstring); None where the tensors do not
+    have the claimed layout."""
+    ndim = out.dim()
     if (
-        out.dim() < nd + 1
-        or reference.dim() != out.dim()
+        ndim < len(claim.dims) + 1
+        or reference.dim() != ndim
         or reference.shape[0] != 1
         or tuple(out.shape[1:]) != tuple(reference.shape[1:])
-        or any(-d >= out.dim() for d in claim.dims)
+        or any(-d >= ndim for d in claim.dims)
         or tuple(out.shape[d] for d in claim.dims) != claim.size
     ):
         return None
-    ndim = out.dim()
     spatial = [d % ndim for d in claim.dims]
     rest = [d for d in range(1, ndim) if d not in spatial]
-    order = [0, *rest, *spatial]
-    y = out.permute(order).reshape(out.shape[0], -1, *claim.size)
-    y0 = reference.permute(order).reshape(1, -1, *claim.size)
-    if y.is_complex():
-        y, y0 = torch.view_as_real(y).flatten(1, 2), torch.view_as_real(y0).flatten(1, 2)
-    if not y.is_floating_point():
-        return (y != y0).any(1)
-    y, y0 = y.double(), y0.double()
-    diff = (y - y0).abs().amax(1)
-    size = y0.abs().amax(1)
-    scale = y0.abs().mean() if y0.numel() else torch.zeros((), dtype=y0.dtype)
-    tol = TOLERANCE_ULPS * torch.finfo(out.dtype).eps
-    return diff > tol * (size + scale)
+
+    def most(t: torch.Tensor) -> torch.Tensor:  # over every dim but the batch and the map
+        return t.amax(dim=rest) if rest else t
+
+    if out.is_floating_point() or out.is_complex():
+        size = reference.abs()
+        tol = TOLERANCE_ULPS * torch.finfo(size.dtype).eps
+        moved = most((out - reference).abs()) > tol * (most(size) + size.mean())
+    else:
+        moved = most(out != reference)
+    # the map's dims in the claim's order (a transposed map lists them out of order)
+    ranked = sorted(spatial)
+    return moved.permute(0, *(1 + ranked.index(d) for d in spatial))
 
 
 class _Watch(Recording):
@@ -361,19 +353,17 @@ def _one_batch(model, probe, perturbed, claims, steps, rec) -> Optional[dict[str
     outs, first = list(_tensors(result)), list(_tensors(rec.result))
     if not outs or not first or outs[0].shape[0] != batch.shape[0]:
         return None
-    # element 0 against the single-image run: a model mixing the batch differs here
-    if not _same(outs[0][:1], first[0]):
-        return None
     if OUTPUT in claims:
         m = _moved(outs[0][1:], outs[0][:1], claims[OUTPUT])
         if m is not None:
             watch.moved[OUTPUT] = m
-    moved = {}
-    for name, m in watch.moved.items():
-        if bool(m[0].any()):  # the two copies of the probe differ: a random op
-            raise _Unchecked("the forward is not deterministic (one input, two outputs)")
-        moved[name] = m[1:]
-    return moved
+    if any(bool(m[0].any()) for m in watch.moved.values()) or not _same(outs[0][1:2], outs[0][:1]):
+        # the two copies of the probe differ: a random op
+        raise _Unchecked("the forward is not deterministic (one input, two outputs)")
+    # element 0 against the single-image run: a model mixing the batch differs here
+    if not _same(outs[0][:1], first[0]):
+        return None
+    return {name: m[1:] for name, m in watch.moved.items()}
 
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
