@@ -40,6 +40,8 @@ unchecked (analysis notes say so).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -291,8 +293,14 @@ def crosscheck(model: nn.Module, rec: Record) -> tuple[dict[str, str], str]:
     saved = _snapshot(model)
     devices = [probe.device] if probe.device.type == "cuda" else []
     how = ""
+    quiet = io.StringIO()  # the model's own prints were shown by the analysis's run
     try:
-        with torch.random.fork_rng(devices=devices), torch.no_grad():
+        with (
+            torch.random.fork_rng(devices=devices),
+            torch.no_grad(),
+            contextlib.redirect_stdout(quiet),
+            contextlib.redirect_stderr(quiet),
+        ):
             moved = _batched(model, probe, perturbed, claims, steps, rec)
             if moved is None:
                 how = (

@@ -36,24 +36,24 @@ def test_no_under_claim_on_the_adversarial_set(fn):
 
 
 def test_the_note_names_a_unit_and_a_pixel_that_moved_it():
-    a = analyze(adv.model(adv.data_add), adv.SHAPE)
-    # c1 is rf 1; y.data.add_(c7(x)) gives every unit the 7x7 around it (clipped)
+    a = analyze(adv.model(adv.numpy_write), adv.SHAPE)
+    # c1 is rf 1; adding c7(x) through y.numpy() gives every unit the 7x7 around it
     assert a.output.status == UNKNOWN
     note = a.output.note
     assert "perturbation check" in note and "a path rfcalc did not see" in note
     # the centre pixel (5, 5) moves unit (2, 2): |5 - 2| = 3, inside the 7x7
     assert note.startswith("unit (2, 2) changes when pixel (5, 5) changes")
-    _, _, units = measured(adv.data_add)
+    _, _, units = measured(adv.numpy_write)
     assert units[(2, 2)] == ((0, 5), (0, 5))
 
 
 def test_a_scalar_from_the_map_is_caught_by_the_outside_pattern():
-    # .item() of a mean over the batch mixes batch elements alike: the check notices that
+    # sum(...tolist()) over the batch mixes batch elements alike: the check notices that
     # element 0 differs from the analysis's own run and runs each pattern on its own
-    a = analyze(adv.model(adv.item_scalar), adv.SHAPE)
+    a = analyze(adv.model(adv.tolist_scalar), adv.SHAPE)
     assert a.output.status == UNKNOWN
     assert any("each pattern ran on its own" in n for n in a.notes)
-    _, _, units = measured(adv.item_scalar)
+    _, _, units = measured(adv.tolist_scalar)
     assert all(s == ((0, 11), (0, 11)) for s in units.values())
 
 
@@ -190,3 +190,68 @@ def test_the_check_costs_one_batched_forward():
     analyze(Count(), (3, 16, 16))
     # the analysis's own run, then one run of 2 copies + 5 pixels + 3 outside patterns
     assert calls == [1, 10]
+
+
+# ---------------------------------------------------------------- closed at the source
+
+
+def exact_spans(row, shape, unit):
+    """The classic field of `unit` of an exact row, clipped to the image (per axis)."""
+    out = []
+    for i, o in enumerate(unit):
+        centre = row.start[i] + o * row.jump[i]
+        lo, hi = centre - (row.rf[i] - 1) / 2, centre + (row.rf[i] - 1) / 2
+        out.append((int(max(lo, 0)), int(min(hi, shape[1 + i] - 1))))
+    return tuple(out)
+
+
+@pytest.mark.parametrize("fn", [adv.data_add, adv.detach_add, adv.buffer_cache])
+def test_writes_through_an_alias_or_into_a_buffer_are_followed(fn):
+    # y = c1(x) widened in place by c7(x) through .data / .detach(), or c7(x) copied into a
+    # registered buffer and added: every unit sees the 7x7 around it, clipped (measured by
+    # perturbing each pixel; gradients do not pass .data)
+    a = analyze(adv.model(fn), adv.SHAPE)
+    assert a.output.status == EXACT and a.output.rf == (7, 7)
+    _, _, units = measured(fn)
+    assert units[(5, 5)] == ((2, 8), (2, 8))
+    for unit, spans in units.items():
+        assert spans == exact_spans(a.output, adv.SHAPE, unit), unit
+
+
+@pytest.mark.parametrize("fn", [adv.canvas, adv.canvas_new_zeros, adv.copy_into_view])
+def test_a_map_written_into_a_zeros_canvas_keeps_its_field(fn):
+    # the decoder map (c7, cropped) written into a canvas of the skip's size reads like
+    # F.pad of it: what each unit of the written canvas sees is measured with gradients (the
+    # write is differentiable), the output by perturbation
+    from measure import check, positive
+
+    a = analyze(adv.model(fn), adv.SHAPE)
+    written = [r for r in a.rows if r.op in ("setitem", "copy")]
+    assert len(written) == 1 and written[0].size == (12, 12) and written[0].rf == (7, 7)
+    check(positive(adv.Fn(fn)), adv.SHAPE, rows=[written[0].name])
+    assert a.output.status != UNKNOWN and a.output.rf == (7, 7)
+    _, _, units = measured(fn)
+    assert adv.under_claims(a.output, adv.SHAPE, units) == []
+    assert max(b - a_ + 1 for s in units.values() for a_, b in s) == 7
+
+
+def test_a_python_number_from_the_map_widens_what_it_multiplies():
+    # c1(x) * c7(x).mean().item(): every unit reads the mean of the whole map (measured)
+    a = analyze(adv.model(adv.item_scalar), adv.SHAPE)
+    assert a.output.status == "global" and a.output.axis_status == ("global", "global")
+    assert "Python number" in a.output.note
+    _, _, units = measured(adv.item_scalar)
+    assert set(units.values()) == {((0, 11), (0, 11))}
+
+
+@pytest.mark.parametrize(
+    "fn, says",
+    [
+        (adv.inference_mode, "inference_mode"),
+        (adv.vmapped, "vmap"),
+        (adv.other_thread, "another thread"),
+    ],
+)
+def test_work_the_recorder_cannot_follow_makes_the_rows_after_it_unknown(fn, says):
+    a = analyze(adv.model(fn), adv.SHAPE, check=False)  # the source alone, without the check
+    assert a.output.status == UNKNOWN and says in a.output.note
