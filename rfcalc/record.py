@@ -87,7 +87,8 @@ def _storage_key(t: torch.Tensor) -> int:
         except (RuntimeError, NotImplementedError, TypeError):
             return id(t._base if t._base is not None else t)
         fake = sys.modules.get("torch._subclasses.fake_tensor")  # none made if not imported
-        if t.is_meta or (fake is not None and isinstance(t, fake.FakeTensor)):  # no data
+        # no data: the storage object identifies it (is_meta first would cost a fake 6 us)
+        if (fake is not None and isinstance(t, fake.FakeTensor)) or t.is_meta:
             return storage._cdata
         # the memory itself, also shared by a dlpack or numpy round trip
         return storage.data_ptr() or storage._cdata
