@@ -196,6 +196,8 @@ class Recording(TorchFunctionMode):
         self.blind = ""
         # Python floats returned by .item() / .tolist() of a map: id -> (the float, its field)
         self.scalars: dict[int, tuple[float, Field]] = {}
+        # maps whose memory went to numpy: storage key -> their values then
+        self.exposed: dict[int, torch.Tensor] = {}
         # the model's own tensors (parameters, buffers, tensor attributes): known constants
         self.owned = {
             id(t)
@@ -307,8 +309,16 @@ class Recording(TorchFunctionMode):
         )
         # fresh tensors (no field) this op may write into: a canvas, a buffer used as a cache
         blanks = [(t, _version(t)) for t in tensors if t not in self.fields] if writes else []
+        if self.exposed:
+            self._check_exposed(tensors)
+            inputs = [(t, self.fields[t]) for t in tensors if t in self.fields]
+            versions = [(t, _version(t)) for t, _ in inputs]
         if inputs and name in _ESCAPES:
             self.escaped = self.escaped or f"{name} on a map"
+            if name == "numpy" and not inputs[0][0].is_meta:
+                with torch._C.DisableTorchFunction():
+                    first = inputs[0][0]
+                    self.exposed[_storage_key(first)] = first.detach().clone()
         strangers = bool(self.escaped) and any(
             t not in self.fields and t.dim() > 0 and id(t) not in self.owned for t in tensors
         )
@@ -400,11 +410,45 @@ class Recording(TorchFunctionMode):
         for t in mutated:
             self.set_field(t, Field((), None, UNKNOWN, f"{name}: overwritten in place"), step)
         for t in written:  # an in-place op on a view of a fresh tensor: its base changed too
+            if self._unseen_alias(t, name):
+                continue
             with torch._C.DisableTorchFunction():
                 view = t._base is not None
             if view or not any(t is o for o in outs):
                 self._fill(name, args, [t], inputs, f)
         return out
+
+    def _unseen_alias(self, t: torch.Tensor, name: str) -> bool:
+        """Whether `t`, written as a fresh tensor, shares its memory with maps that carry a
+        field (made by dlpack or numpy, which the recorder does not see as aliases): then
+        they and `t` changed in a way nothing describes, and claim nothing."""
+        others = [
+            o
+            for o in (r() for r in self.aliases.get(_storage_key(t), []))
+            if o is not None and o is not t and o in self.fields
+        ]
+        if not others:
+            return False
+        unknown = Field((), None, UNKNOWN, f"{name}: written through an alias rfcalc did not see")
+        for o in [*others, t]:
+            self.set_field(o, unknown, self.made_by.get(o))
+        return True
+
+    def _check_exposed(self, tensors: list[torch.Tensor]) -> None:
+        """Maps whose memory went to numpy (`.numpy()`) may be written there, where no
+        version counter sees it: a map that no longer holds what it held then claims nothing."""
+        for t in tensors:
+            if t not in self.fields:
+                continue
+            kept = self.exposed.get(_storage_key(t))
+            if kept is None:
+                continue
+            with torch._C.DisableTorchFunction():
+                same = kept.shape == t.shape and bool(torch.equal(kept, t))
+            if not same:
+                self.exposed[_storage_key(t)] = t.detach().clone()
+                note = "written through numpy: its values changed where rfcalc cannot see"
+                self.set_field(t, Field((), None, UNKNOWN, note), self.made_by.get(t))
 
     # ------------------------------------------------------------------ unseen work
     def _watch_transforms(self) -> None:
@@ -675,6 +719,8 @@ def record(
             + (f": {message}" if message else "")
         ) from exc
     outs = list(_tensors(result))
+    if rec.exposed:  # returned as written through numpy, with no op after it
+        rec._check_exposed(outs)
     out_field = rec.fields.get(outs[0]) if outs else None
     out_step = rec.made_by.get(outs[0]) if outs else None
     return Record(rec.steps, out_step, out_field, dict(rec.unruled), probe, result, model)

@@ -36,14 +36,14 @@ def test_no_under_claim_on_the_adversarial_set(fn):
 
 
 def test_the_note_names_a_unit_and_a_pixel_that_moved_it():
-    a = analyze(adv.model(adv.numpy_write), adv.SHAPE)
-    # c1 is rf 1; adding c7(x) through y.numpy() gives every unit the 7x7 around it
+    a = analyze(adv.model(adv.set_storage), adv.SHAPE)
+    # c1 is rf 1; y.set_(c7(x)) (no torch function sees it) gives every unit c7's 7x7
     assert a.output.status == UNKNOWN
     note = a.output.note
     assert "perturbation check" in note and "a path rfcalc did not see" in note
     # the centre pixel (5, 5) moves unit (2, 2): |5 - 2| = 3, inside the 7x7
     assert note.startswith("unit (2, 2) changes when pixel (5, 5) changes")
-    _, _, units = measured(adv.numpy_write)
+    _, _, units = measured(adv.set_storage)
     assert units[(2, 2)] == ((0, 5), (0, 5))
 
 
@@ -250,6 +250,8 @@ def test_a_python_number_from_the_map_widens_what_it_multiplies():
         (adv.inference_mode, "inference_mode"),
         (adv.vmapped, "vmap"),
         (adv.other_thread, "another thread"),
+        (adv.dlpack_alias, "written through an alias rfcalc did not see"),
+        (adv.numpy_write, "written through numpy"),
     ],
 )
 def test_work_the_recorder_cannot_follow_makes_the_rows_after_it_unknown(fn, says):
