@@ -332,7 +332,7 @@ def _check(rec, check: bool) -> str:
             continue
         cause = next((i for i in step.inputs if i in why), None)
         if cause is not None:
-            why[step.name] = f"depends on {cause}, contradicted by the perturbation check"
+            why[step.name] = f"depends on {cause}, which the perturbation check contradicted"
     for step in rec.steps:
         if step.name in why and step.field.status != UNKNOWN:
             was = step.field is rec.output_field
