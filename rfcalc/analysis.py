@@ -106,11 +106,18 @@ class Analysis:
     # how print() and a notebook show it (rfcalc.summary's depth, columns, compact)
     display: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     as_table: bool = field(default=False, compare=False, repr=False)  # repr() is the table
+    # whether some output unit sees every input pixel, read from what each unit sees
+    # (`analyze` sets it; None: judged from the output row's rf and status alone)
+    covers: Optional[bool] = None
 
     @property
     def covers_input(self) -> bool:
-        """Whether the output field is at least as large as the input on every axis (a global
-        axis covers it)."""
+        """Whether some unit of the output sees the whole input: along every axis, some
+        unit's field (what it really reaches, after crops and pads) spans the image. An
+        Analysis built by hand, without that, answers from the output row: rf at least the
+        input on every axis, or a global axis."""
+        if self.covers is not None:
+            return self.covers
         o = self.output
         if o.status == GLOBAL and (not o.axis_status or all(s == GLOBAL for s in o.axis_status)):
             return True
@@ -432,6 +439,7 @@ def analyze(
     *,
     real: Optional[bool] = None,
     materialize: Optional[Callable[[], "nn.Module"]] = None,
+    check: bool = True,
 ) -> Analysis:
     """The field of every op of one forward pass of `model` on a (1, *input_shape) probe.
 
@@ -442,6 +450,12 @@ def analyze(
     real values, `real=False` data-free wherever the model allows. A model built on the meta
     device (no weights) runs data-free; where values are needed `materialize()` must build it
     with weights (see rfcalc.execute.record_shapes).
+
+    Where the pass ran on real values, every row's claim is checked by perturbing input
+    pixels (rfcalc.crosscheck: one more forward pass, on a batch of about ten images): a row
+    that a perturbation contradicts, and every row that depends on it, becomes unknown with
+    a note saying what moved. `check=False` skips that. The data-free pass has no values to
+    perturb: a note says its rows are unchecked.
 
     Runs in eval mode under no_grad (the model's train/eval flags are restored). Rows come in
     execution order; a leaf module's row is named by its path (`c1.0.conv`), functional ops by
@@ -457,9 +471,11 @@ def analyze(
     shape = _validate(input_shape)
     flags = {m: m.training for m in model.modules()}
     model.eval()
+    checked = ""
     try:
-        with torch.no_grad():
+        with torch.inference_mode(False), torch.no_grad():
             rec, ran_real = record_shapes(model, shape, real=real, materialize=materialize)
+            checked = _check(rec, check)
     finally:
         for m, flag in flags.items():
             m.train(flag)
@@ -490,8 +506,20 @@ def analyze(
         )
     if ran_real:
         notes += (ran_real,)
+    if checked:
+        notes += (checked,)
     modules = {path: type(m).__name__ for path, m in model.named_modules() if path}
-    return Analysis(shape, rows, output, params, notes, dict(rec.unruled), outputs, modules=modules)
+    return Analysis(
+        shape,
+        rows,
+        output,
+        params,
+        notes,
+        dict(rec.unruled),
+        outputs,
+        modules=modules,
+        covers=covers(rec.output_field),
+    )
 
 
 def _output_row(out_field, out_step, by_name: dict, shape: tuple[int, ...]) -> Row:
@@ -526,3 +554,49 @@ def _output_row(out_field, out_step, by_name: dict, shape: tuple[int, ...]) -> R
                 shape=output.shape,
             )
     return output
+
+
+UNCHECKED = (
+    "unchecked: the analysis ran without values (a large input), so no row was checked by "
+    "perturbing pixels (analyze(..., real=True) checks them)"
+)
+
+
+def _check(rec, check: bool) -> str:
+    """The perturbation check (rfcalc.crosscheck) of a run on real values: rows it
+    contradicts, and every row that depends on one, become UNKNOWN in `rec`. Returns the note
+    to add ("" when there is nothing to say)."""
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    from .crosscheck import OUTPUT, crosscheck
+
+    if isinstance(rec.probe, FakeTensor):
+        return UNCHECKED
+    if not check or rec.model is None:
+        return ""
+    bad, how = crosscheck(rec.model, rec)
+    why = dict(bad)
+    for step in rec.steps:
+        if step.name in why:
+            continue
+        cause = next((i for i in step.inputs if i in why), None)
+        if cause is not None:
+            why[step.name] = f"depends on {cause}, which the perturbation check contradicted"
+    for step in rec.steps:
+        if step.name in why and step.field.status != UNKNOWN:
+            was = step.field is rec.output_field
+            step.field = Field((), step.field.dims, UNKNOWN, why[step.name])
+            if was:
+                rec.output_field = step.field
+    if rec.output_field is not None and rec.output_field.status != UNKNOWN:
+        cause = bad.get(OUTPUT) or (rec.output is not None and why.get(rec.output.name))
+        if cause:
+            rec.output_field = Field((), rec.output_field.dims, UNKNOWN, cause)
+    return how
+
+
+def covers(f: Optional[Field]) -> Optional[bool]:
+    """Whether some unit of a field sees every input pixel (None: the field is unknown)."""
+    if f is None or f.status == UNKNOWN or not f.axes:
+        return None
+    return all(any(s == (0, a.extent - 1) for s in a.seen) for a in f.axes)

@@ -25,8 +25,9 @@ from torch.overrides import TorchFunctionMode
 from torch.utils.hooks import RemovableHandle
 from torch.utils.weak import WeakIdKeyDictionary
 
+from . import geometry as g
 from . import rules
-from .geometry import EXACT, UNKNOWN, Field, RFError, Window, input_axis
+from .geometry import EXACT, GLOBAL, UNKNOWN, Field, RFError, Window, input_axis
 from .macs import op_macs
 
 
@@ -59,7 +60,82 @@ class _Frame:
 
 # Tensor methods through which values leave torch: what comes back (torch.from_numpy,
 # torch.tensor) has no recorded producer, so it may depend on the input unseen
-_ESCAPES = frozenset({"numpy", "tolist", "array"})
+_ESCAPES = frozenset({"numpy", "tolist", "array", "dlpack"})
+
+# ops whose values do not depend on their input's (only its shape, dtype, device): like
+# torch.zeros, what they make is a fresh tensor without a field (`x.new_zeros(...)` as the
+# canvas of the U-Net's "pad the decoder map to the skip's size" idiom)
+_FRESH = frozenset(
+    {
+        "zeros_like",
+        "ones_like",
+        "empty_like",
+        "full_like",
+        "rand_like",
+        "randn_like",
+        "randint_like",
+        "new_zeros",
+        "new_ones",
+        "new_empty",
+        "new_full",
+    }
+)
+
+# ops that write their value into their first argument, and which argument is the value
+_WRITES_VALUE = {"setitem": 2, "copy": 1}
+
+
+def _storage_key(t: torch.Tensor) -> int:
+    """What identifies a tensor's memory: every alias of it shares the key, also those that
+    are no view of it as far as `_base` knows (`.data`, `.detach()`, `set_`, dlpack)."""
+    with torch._C.DisableTorchFunction():
+        try:
+            storage = t.untyped_storage()
+        except (RuntimeError, NotImplementedError, TypeError):
+            return id(t._base if t._base is not None else t)
+        fake = sys.modules.get("torch._subclasses.fake_tensor")  # none made if not imported
+        # no data: the storage object identifies it (is_meta first would cost a fake 6 us)
+        if (fake is not None and isinstance(t, fake.FakeTensor)) or t.is_meta:
+            return storage._cdata
+        # the memory itself, also shared by a dlpack or numpy round trip
+        return storage.data_ptr() or storage._cdata
+
+
+def _placed(value: Field, region: torch.Tensor, base: torch.Tensor, name: str) -> Field:
+    """The field of a fresh tensor `base` (no field: constant) once `value` is written into
+    `region`, a view of it: units inside the region see what the value's units see, units
+    outside see nothing (a zero padding of the value). UNKNOWN where the region is no plain
+    box of `base` (a strided or transposed slice, a broadcast along the map)."""
+    unknown = Field(
+        (),
+        None,
+        UNKNOWN,
+        f"{name}: a map written into part of a fresh tensor in a way rfcalc cannot place",
+    )
+    if value.status == UNKNOWN or value.dims is None or not value.axes:
+        return Field((), None, UNKNOWN, value.note or unknown.note)
+    with torch._C.DisableTorchFunction():
+        n = base.dim()
+        if region.dim() != n or any(-d > n for d in value.dims):
+            return unknown
+        rest = region.storage_offset() - base.storage_offset()
+        offsets = [0] * n
+        for d in sorted(range(n), key=lambda d: -base.stride(d)):
+            if base.shape[d] > 1 and base.stride(d) > 0:
+                offsets[d], rest = divmod(rest, base.stride(d))
+        if rest or any(
+            region.shape[d] > 1 and region.stride(d) != base.stride(d) for d in range(n)
+        ):
+            return unknown
+        if any(o + r > b for o, r, b in zip(offsets, region.shape, base.shape)):
+            return unknown
+        axes = []
+        for a, d in zip(value.axes, value.dims):
+            if region.shape[d] != a.size:
+                return unknown
+            lo = offsets[d]
+            axes.append(g.pad(a, lo, base.shape[d] - lo - a.size))
+    return Field(tuple(axes), value.dims, value.status, value.note)
 
 
 def _version(t: torch.Tensor) -> int:
@@ -177,6 +253,13 @@ class Recording(TorchFunctionMode):
         # that left torch (numpy, tolist) from a field-carrying tensor
         self.aliases: dict[int, list[weakref.ref]] = {}
         self.escaped = ""
+        # set once the forward does work the recorder cannot follow (inference mode, vmap,
+        # another thread): every row from there on is unknown, with this as its note
+        self.blind = ""
+        # Python floats returned by .item() / .tolist() of a map: id -> (the float, its field)
+        self.scalars: dict[int, tuple[float, Field]] = {}
+        # maps whose memory went to numpy: storage key -> their values then
+        self.exposed: dict[int, torch.Tensor] = {}
         # the model's own tensors (parameters, buffers, tensor attributes): known constants
         self.owned = {
             id(t)
@@ -215,9 +298,7 @@ class Recording(TorchFunctionMode):
         self.fields[tensor] = f
         if step is not None:
             self.made_by[tensor] = step
-        with torch._C.DisableTorchFunction():  # our own reads are not the model's ops
-            base = tensor._base if tensor._base is not None else tensor
-        views = self.aliases.setdefault(id(base), [])
+        views = self.aliases.setdefault(_storage_key(tensor), [])
         if not any(r() is tensor for r in views):
             views.append(weakref.ref(tensor))
 
@@ -225,10 +306,10 @@ class Recording(TorchFunctionMode):
         """`tensor` was changed in place: every tensor sharing its storage changed with it.
         Those that view exactly the same elements get its new field; others (a slice, a
         reshaped view) are partly overwritten: nothing is claimed for them."""
+        key = _storage_key(tensor)
         with torch._C.DisableTorchFunction():
-            base = tensor._base if tensor._base is not None else tensor
             layout = (tuple(tensor.shape), tensor.stride(), tensor.storage_offset())
-            others = [(r(), None) for r in self.aliases.get(id(base), [])]
+            others = [(r(), None) for r in self.aliases.get(key, [])]
             others = [
                 (o, (tuple(o.shape), o.stride(), o.storage_offset()))
                 for o, _ in others
@@ -279,11 +360,30 @@ class Recording(TorchFunctionMode):
         run = self.substitute.get(name, func) if self.substitute else func
         if self._quiet:
             return run(*args, **kwargs)
+        if not self.blind:
+            self._watch_transforms()
         tensors = list(_tensors((args, kwargs)))
         inputs = [(t, self.fields[t]) for t in tensors if t in self.fields]
         versions = [(t, _version(t)) for t, _ in inputs]
+        raw = getattr(func, "__name__", "") or ""
+        writes = inputs and (
+            name in _WRITES_VALUE
+            or (raw.endswith("_") and not raw.startswith("_"))
+            or raw.startswith("__i")
+            or "out" in kwargs
+        )
+        # fresh tensors (no field) this op may write into: a canvas, a buffer used as a cache
+        blanks = [(t, _version(t)) for t in tensors if t not in self.fields] if writes else []
+        if self.exposed:
+            self._check_exposed(tensors)
+            inputs = [(t, self.fields[t]) for t in tensors if t in self.fields]
+            versions = [(t, _version(t)) for t, _ in inputs]
         if inputs and name in _ESCAPES:
             self.escaped = self.escaped or f"{name} on a map"
+            if name == "numpy" and not inputs[0][0].is_meta:
+                with torch._C.DisableTorchFunction():
+                    first = inputs[0][0]
+                    self.exposed[_storage_key(first)] = first.detach().clone()
         strangers = bool(self.escaped) and any(
             t not in self.fields and t.dim() > 0 and id(t) not in self.owned for t in tensors
         )
@@ -302,10 +402,16 @@ class Recording(TorchFunctionMode):
                 f"{name} failed on a map of size {sizes or '?'}: "
                 f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
             ) from exc
-        if not inputs:
+        if not inputs or name in _FRESH:
             return out
+        if name in ("item", "tolist"):
+            self._scalars(out, inputs[0][1])
         outs = list(_tensors(out))
         mutated = [t for t, v in versions if _version(t) != v and not any(t is o for o in outs)]
+        written = [t for t, v in blanks if _version(t) != v]
+        if written and name in _WRITES_VALUE:  # a canvas or cache receives a map
+            self._fill(name, args, written, inputs)
+            return out
         if not outs:
             for t in mutated:  # setitem, copy_ into a slice, out=: written, nothing returned
                 f = Field((), None, UNKNOWN, f"{name}: part of the map is overwritten in place")
@@ -317,6 +423,10 @@ class Recording(TorchFunctionMode):
         if outcome.no_rule:
             self.unruled[name] += 1
         f = outcome.field
+        if self.scalars and f.status != UNKNOWN:
+            f = self._tainted(f, args, kwargs, name)
+        if self.blind and f.status != UNKNOWN:
+            f = Field((), f.dims, UNKNOWN, self.blind)
         if strangers and f.status != UNKNOWN:
             f = Field(
                 (),
@@ -357,15 +467,156 @@ class Recording(TorchFunctionMode):
                 macs=macs,
             )
             self._emit(step, outs)
+        # an alias op (clone, contiguous, to, detach) makes no row: its output is named by
+        # the row that made its input (a fresh copy has no producer of its own)
+        source = self.made_by.get(inputs[0][0]) if outcome.alias else None
         for t in outs:
-            previous = self.made_by.get(t) if outcome.alias else None
+            previous = self.made_by.get(t, source) if outcome.alias else None
             self.set_field(t, f, step or previous)
         for t in outs + mutated:
             if _version(t) != dict((id(a), v) for a, v in versions).get(id(t), _version(t)):
                 self._written(t, self.fields[t] if t in self.fields else f, step, name)
         for t in mutated:
             self.set_field(t, Field((), None, UNKNOWN, f"{name}: overwritten in place"), step)
+        for t in written:  # an in-place op on a view of a fresh tensor: its base changed too
+            if self._unseen_alias(t, name):
+                continue
+            with torch._C.DisableTorchFunction():
+                view = t._base is not None
+            if view or not any(t is o for o in outs):
+                self._fill(name, args, [t], inputs, f)
         return out
+
+    def _unseen_alias(self, t: torch.Tensor, name: str) -> bool:
+        """Whether `t`, written as a fresh tensor, shares its memory with maps that carry a
+        field (made by dlpack or numpy, which the recorder does not see as aliases): then
+        they and `t` changed in a way nothing describes, and claim nothing."""
+        others = [
+            o
+            for o in (r() for r in self.aliases.get(_storage_key(t), []))
+            if o is not None and o is not t and o in self.fields
+        ]
+        if not others:
+            return False
+        unknown = Field((), None, UNKNOWN, f"{name}: written through an alias rfcalc did not see")
+        for o in [*others, t]:
+            self.set_field(o, unknown, self.made_by.get(o))
+        return True
+
+    def _check_exposed(self, tensors: list[torch.Tensor]) -> None:
+        """Maps whose memory went to numpy (`.numpy()`) may be written there, where no
+        version counter sees it: a map that no longer holds what it held then claims nothing."""
+        for t in tensors:
+            if t not in self.fields:
+                continue
+            kept = self.exposed.get(_storage_key(t))
+            if kept is None:
+                continue
+            with torch._C.DisableTorchFunction():
+                same = kept.shape == t.shape and bool(torch.equal(kept, t))
+            if not same:
+                self.exposed[_storage_key(t)] = t.detach().clone()
+                note = "written through numpy: its values changed where rfcalc cannot see"
+                self.set_field(t, Field((), None, UNKNOWN, note), self.made_by.get(t))
+
+    # ------------------------------------------------------------------ unseen work
+    def _watch_transforms(self) -> None:
+        """Inference mode keeps no version counters (no write is seen) and functorch's
+        transforms (torch.vmap) run their body on tensors the recorder never saw: from
+        there on, nothing is claimed."""
+        where = self.where()
+        if torch.is_inference_mode_enabled():
+            self.blind = f"torch.inference_mode() in {where}: writes there leave no trace"
+        elif torch._C._functorch.peek_interpreter_stack() is not None:
+            self.blind = f"torch.vmap (or another functorch transform) in {where}: not followed"
+
+    def _scalars(self, out: Any, f: Field) -> None:
+        """Keep the Python floats that .item() / .tolist() took from a map (by identity)."""
+        stack = [out]
+        while stack:
+            v = stack.pop()
+            if isinstance(v, float):
+                self.scalars[id(v)] = (v, f)
+            elif isinstance(v, (list, tuple)):
+                stack.extend(v)
+
+    def _tainted(self, f: Field, args: tuple, kwargs: dict, name: str) -> Field:
+        """`f`, widened by the fields of the maps that Python floats among the arguments were
+        taken from: every unit reads such a number (`y * x.mean().item()`)."""
+        sources = []
+        stack = [args, kwargs]
+        while stack:
+            v = stack.pop()
+            if isinstance(v, float):
+                kept = self.scalars.get(id(v))
+                if kept is not None and kept[0] is v:
+                    sources.append(kept[1])
+            elif isinstance(v, (list, tuple)):
+                stack.extend(v)
+            elif isinstance(v, dict):
+                stack.extend(v.values())
+        if not sources:
+            return f
+        note = f"{name}: reads a Python number taken from the map (.item(), .tolist())"
+        if f.dims is None or any(
+            s.status == UNKNOWN or len(s.axes) != len(f.axes) for s in sources
+        ):
+            return Field((), f.dims, UNKNOWN, note)
+        axes = tuple(
+            g.union([a] + [g.broadcast(g.collapse(s.axes[i]), a.size) for s in sources], False)
+            for i, a in enumerate(f.axes)
+        )
+        status = GLOBAL if all(a.mixed for a in axes) else f.status
+        return Field(axes, f.dims, status, f.note or note)
+
+    def _fill(
+        self,
+        name: str,
+        args: tuple,
+        written: list[torch.Tensor],
+        inputs: list,
+        value: Optional[Field] = None,
+    ) -> None:
+        """Fresh tensors (no field) that this op wrote into get the written field, placed
+        where it was written (rfcalc.record._placed); their base (the whole canvas) too."""
+        if value is None:
+            index = _WRITES_VALUE[name]
+            source = args[index] if len(args) > index else None
+            fields = [fi for t, fi in inputs if t is source]
+            others = [fi for t, fi in inputs if t is not source]
+            if not fields:
+                return  # a constant written into a constant
+            value = (
+                fields[0]
+                if not others
+                else Field((), None, UNKNOWN, f"{name}: an index computed from the map")
+            )
+        for t in written:
+            with torch._C.DisableTorchFunction():
+                base = t._base if t._base is not None else t
+                region: Optional[torch.Tensor] = t
+                if name == "setitem":
+                    try:
+                        region = t[args[1]]
+                    except Exception:  # noqa: BLE001 - an index only torch's setitem takes
+                        region = None
+            if region is None or _storage_key(region) != _storage_key(base):
+                f = Field((), None, UNKNOWN, f"{name}: written into a fresh tensor")
+            else:
+                f = _placed(value, region, base, name)
+            frame = self.stack[-1] if self.stack else None
+            step = None
+            if frame is None or not frame.leaf:
+                scope = self._scope()
+                step = Step(
+                    self._unique(f"{scope}.{name}" if scope else name),
+                    name,
+                    f,
+                    inputs=self.sources(t for t, _ in inputs),
+                )
+                self._emit(step, [base])
+            self.set_field(base, f, step)
+            self._written(base, f, step, name)
 
     # ------------------------------------------------------------------ modules
     def _pre(self, module: nn.Module, args: tuple) -> None:
@@ -446,6 +697,7 @@ class Recording(TorchFunctionMode):
             return out
 
         torch.autograd.Function.apply = classmethod(apply)
+        self._threads = _watch_threads(self)
         return super().__enter__()
 
     def __exit__(self, *exc):
@@ -453,9 +705,36 @@ class Recording(TorchFunctionMode):
             return super().__exit__(*exc)
         finally:
             torch.autograd.Function.apply = self._original_apply
+            for owner, attr, original in self._threads:
+                setattr(owner, attr, original)
             for handle in self._handles:
                 handle.remove()
             self._handles = []
+
+
+def _watch_threads(recorder: Recording) -> list[tuple[Any, str, Any]]:
+    """Work handed to another thread escapes the recorder (its torch-function mode is
+    thread-local): starting a thread or submitting to a pool during the forward makes the
+    rows from there on unknown. Returns what to put back."""
+    import concurrent.futures
+    import threading
+
+    patched = []
+    for owner, attr in (
+        (threading.Thread, "start"),
+        (concurrent.futures.ThreadPoolExecutor, "submit"),
+    ):
+        original = getattr(owner, attr)
+
+        def watched(*args, _original=original, _attr=attr, **kwargs):
+            recorder.blind = recorder.blind or (
+                f"work in another thread ({_attr} in {recorder.where()}): not followed"
+            )
+            return _original(*args, **kwargs)
+
+        setattr(owner, attr, watched)
+        patched.append((owner, attr, original))
+    return patched
 
 
 def _module_window(inner: list[rules.Outcome]) -> Optional[Window]:
@@ -486,6 +765,7 @@ class Record:
     result: Any = None
     # every returned tensor when there are several: (where, its field, the step that made it)
     outputs: list[tuple[str, Optional[Field], Optional[Step]]] = dc_field(default_factory=list)
+    model: Optional[nn.Module] = None  # the model that ran (a materialised one, say)
 
 
 def record(
@@ -513,6 +793,8 @@ def record(
             f"{where}{said} raised {type(exc).__name__}" + (f": {message}" if message else "")
         ) from exc
     outs = list(_tensors(result))
+    if rec.exposed:  # returned as written through numpy, with no op after it
+        rec._check_exposed(outs)
     out_field = rec.fields.get(outs[0]) if outs else None
     out_step = rec.made_by.get(outs[0]) if outs else None
     labelled = list(labelled_tensors(result))
@@ -521,7 +803,7 @@ def record(
         if len(labelled) > 1
         else []
     )
-    return Record(rec.steps, out_step, out_field, dict(rec.unruled), probe, result, outputs)
+    return Record(rec.steps, out_step, out_field, dict(rec.unruled), probe, result, outputs, model)
 
 
 __all__ = ["Step", "Record", "record", "input_field", "EXACT"]

@@ -758,13 +758,14 @@ def test_unknown_inputs_decides_whether_a_rule_sees_an_unknown_field(restore_reg
         return Outcome(call.first)
 
     m = model(lambda s, x: torch.special.erf(_grid_sampled(s, x)))
+    # check=False: the perturbation check's own forward would ask the rule again
     register_rule("special_erf", spy)
-    assert analyze(m, (1, 6, 7)).output.status == UNKNOWN and seen == []
+    assert analyze(m, (1, 6, 7), check=False).output.status == UNKNOWN and seen == []
     register_rule("special_erf", spy, unknown_inputs=True)
-    analyze(m, (1, 6, 7))
+    analyze(m, (1, 6, 7), check=False)
     assert seen == [UNKNOWN]
     register_rule("special_erf", spy)  # re-registered without the flag: not asked again
-    analyze(m, (1, 6, 7))
+    analyze(m, (1, 6, 7), check=False)
     assert seen == [UNKNOWN]
 
 

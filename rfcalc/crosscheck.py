@@ -1,0 +1,414 @@
+"""Check an analysis's claims by perturbing input pixels: a net under the recorder.
+
+The recorder follows tensors as Python objects: a value that reaches a row another way (a
+write through `.data` or numpy, a Python scalar from `.item()`, a fresh tensor filled by slice
+assignment, work in another thread) is invisible to it, and the row would keep an exact field
+that is too small. Gradients cannot catch that either (`.data`, `.item()`, numpy and inference
+mode cut them). Values can: where the analysis ran on real values, `crosscheck` runs the model
+once more on a batch of perturbed copies of the same probe and asks every claimed unit of
+every row whether it moved although no pixel of its claimed field changed.
+
+The patterns (one batch element each, after two copies of the probe): single pixels (the
+centre and the corners of the input), and for three units of the model's output (its centre
+and two seeded random ones; of the last row with a map where the output is a flat vector)
+everything outside their claimed field. Every pattern tests every unit of every row whose
+claimed field holds none of its pixels, not just the unit it was made for: a single pixel
+tests, in every row, the units it lies just outside of (their ring) and all units further
+away; an outside tests what an unseen global path (`x.mean().item()`) would move, with the
+strongest signal. So every claimed row is checked, not only the output: a row where an
+unseen path enters is named itself, and every row that depends on it stops claiming.
+
+Why it is sound to compare batch elements: the model runs in eval mode (BatchNorm uses its
+running statistics, dropout is off) and an element is compared with element 0 of the same
+call. A model that still mixes batch elements (a `.item()` of a mean over the whole batch)
+affects every element alike and would cancel out of that difference, so element 0 is also
+compared with the analysis's own single-image run: where they differ, or where the two copies
+of the probe differ (a random op), or where the batch does not run at all (a buffer of batch
+size 1), each pattern runs as a forward pass of its own.
+
+The threshold. An unaffected unit computes the same function of the same inputs in element 0
+and element k, so in exact arithmetic its difference is 0; batched kernels may sum in another
+order, which moves float results by a few ulps of the magnitudes summed. A unit counts as
+moved when |y_k - y_0| > TOLERANCE_ULPS · eps(dtype) · (|y_0| + mean |y_0| over the row): the
+row's mean magnitude stands in for the size of the terms where a unit is a small difference of
+large ones. 2^12 ulps (5e-4 in float32) is far above the noise measured (0 ulps between
+elements of one batch on the test zoo, ResNet-18 and MobileNetV3; up to 22 ulps between a
+batch and a single image, where the same threshold tells batch mixing apart) and below the
+change a pixel moved by 4 standard deviations makes through a path of ordinary weight. A
+weaker dependence is missed: this is a sample, not a proof. Integer and boolean outputs must
+match exactly.
+
+The cost is one recorded forward pass on a batch of 10 images for a 2-D input (two copies,
+five pixels, three outsides; 14 in 3-D), split into several where the input is large
+(BATCH_ELEMENTS); the data-free path (large inputs) has no values to perturb, and its rows
+are unchecked (analysis notes say so).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import itertools
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+import torch.nn as nn
+
+from .geometry import UNKNOWN, Field
+from .record import Record, Recording, Step, _tensors
+
+AMPLITUDE = 4.0  # perturbation, in standard deviations of the probe (seeded normal noise)
+TOLERANCE_ULPS = 2**12
+RANDOM_UNITS = 2  # output units beyond the centre whose outside is perturbed
+OUTPUT = "output"  # the pseudo-row of the tensor the model returns
+# input elements per batched forward (the probe's copies included): the check's memory is
+# then at most that many images' worth of activations, small images all in one pass
+BATCH_ELEMENTS = 1 << 22
+
+
+@dataclass
+class Claim:
+    """What a row claims: per spatial axis, the first and last pixel each unit sees."""
+
+    dims: tuple[int, ...]
+    lo: tuple[torch.Tensor, ...]  # per axis, one entry per unit (empty span: lo 0, hi -1)
+    hi: tuple[torch.Tensor, ...]
+    size: tuple[int, ...]
+
+
+@dataclass
+class Pattern:
+    """One perturbed batch element: the pixels it changes, and how a note names them."""
+
+    mask: torch.Tensor  # bool, the input's spatial shape
+    says: str  # "pixel (3, 8) changes", "the pixels outside rows 2..9, columns 3..8 change"
+
+
+def claim_of(f: Optional[Field]) -> Optional[Claim]:
+    """The per-unit claim of a field, or None where it claims nothing spatial to check."""
+    if f is None or f.status == UNKNOWN or f.dims is None or not f.axes:
+        return None
+    lo, hi = [], []
+    for a in f.axes:
+        spans = [s if s is not None else (0, -1) for s in a.seen]
+        lo.append(torch.tensor([s[0] for s in spans], dtype=torch.long))
+        hi.append(torch.tensor([s[1] for s in spans], dtype=torch.long))
+    return Claim(tuple(f.dims), tuple(lo), tuple(hi), tuple(a.size for a in f.axes))
+
+
+def _box_mask(spatial: tuple[int, ...], box: tuple[tuple[int, int], ...]) -> torch.Tensor:
+    inside = torch.zeros(spatial, dtype=torch.bool)
+    inside[tuple(slice(a, b + 1) for a, b in box)] = True
+    return inside
+
+
+def _names(n: int) -> tuple[str, ...]:
+    return {1: ("positions",), 2: ("rows", "columns"), 3: ("slices", "rows", "columns")}.get(
+        n, tuple(f"axis {i}" for i in range(n))
+    )
+
+
+def patterns(spatial: tuple[int, ...], output: Optional[Claim]) -> list[Pattern]:
+    """Single pixels (centre, corners), then the outside of a few units' fields of `output`
+    (the model's output, or its last row with a map where the output is flat)."""
+    found: list[Pattern] = []
+    seen: set[bytes] = set()
+
+    def add(mask: torch.Tensor, says: str) -> None:
+        key = mask.numpy().tobytes()
+        if mask.any() and key not in seen:
+            seen.add(key)
+            found.append(Pattern(mask, says))
+
+    pixels = [tuple((n - 1) // 2 for n in spatial)]
+    pixels += list(itertools.product(*((0, n - 1) for n in spatial)))
+    for p in pixels:
+        mask = torch.zeros(spatial, dtype=torch.bool)
+        mask[p] = True
+        add(mask, f"pixel {p} changes")
+    if output is not None:
+        gen = torch.Generator().manual_seed(0)
+        units = [tuple((n - 1) // 2 for n in output.size)]
+        for _ in range(RANDOM_UNITS):
+            units.append(tuple(int(torch.randint(n, (1,), generator=gen)) for n in output.size))
+        for u in units:
+            box = tuple((int(lo[o]), int(hi[o])) for lo, hi, o in zip(output.lo, output.hi, u))
+            if any(a > b for a, b in box):
+                mask = torch.ones(spatial, dtype=torch.bool)
+                add(mask, "any pixel changes")
+                continue
+            where = ", ".join(f"{n} {a}..{b}" for n, (a, b) in zip(_names(len(spatial)), box))
+            add(~_box_mask(spatial, box), f"the pixels outside {where} change")
+    return found
+
+
+def _untouched(claim: Claim, integral: torch.Tensor) -> torch.Tensor:
+    """(patterns, *units) bool: whether no perturbed pixel of a pattern lies in a unit's
+    claimed field. `integral` holds per pattern the perturbed pixels summed from the origin
+    along every axis (one leading zero each); differencing it at each unit's two ends, one
+    axis after the other, counts the pixels inside every unit's box at once."""
+    count = integral
+    for a, (lo, hi) in enumerate(zip(claim.lo, claim.hi)):
+        # an empty span (lo 0, hi -1) takes the same entry twice: it counts nothing
+        count = count.index_select(a + 1, hi + 1) - count.index_select(a + 1, lo)
+    return count == 0
+
+
+def _moved(out: torch.Tensor, reference: torch.Tensor, claim: Claim) -> Optional[torch.Tensor]:
+    """(k, *units) bool: the units of `out` (k elements) that differ from `reference` (one
+    element) beyond float noise (see the module docstring); None where the tensors do not
+    have the claimed layout."""
+    ndim = out.dim()
+    if (
+        ndim < len(claim.dims) + 1
+        or reference.dim() != ndim
+        or reference.shape[0] != 1
+        or tuple(out.shape[1:]) != tuple(reference.shape[1:])
+        or any(-d >= ndim for d in claim.dims)
+        or tuple(out.shape[d] for d in claim.dims) != claim.size
+    ):
+        return None
+    spatial = [d % ndim for d in claim.dims]
+    rest = [d for d in range(1, ndim) if d not in spatial]
+
+    def most(t: torch.Tensor) -> torch.Tensor:  # over every dim but the batch and the map
+        return t.amax(dim=rest) if rest else t
+
+    if out.is_floating_point() or out.is_complex():
+        size = reference.abs()
+        tol = TOLERANCE_ULPS * torch.finfo(size.dtype).eps
+        moved = most((out - reference).abs()) > tol * (most(size) + size.mean())
+    else:
+        moved = most(out != reference)
+    # the map's dims in the claim's order (a transposed map lists them out of order)
+    ranked = sorted(spatial)
+    return moved.permute(0, *(1 + ranked.index(d) for d in spatial))
+
+
+class _Watch(Recording):
+    """A recorder that compares each claimed row with its reference as the row is made."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        claims: dict[str, Claim],
+        steps: dict[str, Step],
+        reference: Optional[dict[str, torch.Tensor]] = None,
+        keep: bool = False,
+    ):
+        super().__init__(model)
+        self.claims, self.expected = claims, steps
+        self.reference, self.keep = reference, keep
+        self.moved: dict[str, torch.Tensor] = {}
+        self.kept: dict[str, torch.Tensor] = {}
+
+    def _emit(self, step: Step, outs: list[torch.Tensor]) -> None:
+        super()._emit(step, outs)
+        claim = self.claims.get(step.name)
+        first = self.expected.get(step.name)
+        if claim is None or not outs or first is None:
+            return
+        if first.op != step.op or first.size != step.size:
+            return  # another path than the analysis's run: not this row
+        out = outs[0]
+        with torch._C.DisableTorchFunction():
+            if self.keep:
+                self.kept[step.name] = out.detach().clone()
+                return
+            moved = self.compare(step.name, out, claim)
+        if moved is not None:
+            self.moved[step.name] = moved
+
+    def compare(self, name: str, out: torch.Tensor, claim: Claim) -> Optional[torch.Tensor]:
+        if self.reference is None:
+            return _moved(out[1:], out[:1], claim)
+        ref = self.reference.get(name)
+        return None if ref is None else _moved(out, ref, claim)
+
+
+def _snapshot(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Every parameter and buffer: the tensor, what its .data is now, and a copy of it."""
+    seen, out = set(), []
+    for t in itertools.chain(model.parameters(), model.buffers()):
+        if id(t) not in seen:
+            seen.add(id(t))
+            out.append((t, t.data, t.detach().clone()))
+    return out
+
+
+def _restore(saved, attributes: dict) -> None:
+    for t, data, copy in saved:
+        if t.data.data_ptr() != data.data_ptr() or t.data.shape != data.shape:
+            t.data = data  # `param.data = ...` in the forward
+        with torch.no_grad():
+            t.data.copy_(copy)
+    for m, before in attributes.items():
+        for where in ("__dict__", "_buffers", "_parameters"):
+            now = getattr(m, where) if where != "__dict__" else m.__dict__
+            old = before[where]
+            for key in list(now):
+                if key not in old:
+                    del now[key]
+                elif now[key] is not old[key]:
+                    now[key] = old[key]
+
+
+def _run(
+    model: nn.Module, probe: torch.Tensor, claims, steps, reference=None, keep=False
+) -> tuple[_Watch, Any]:
+    from .record import input_field
+
+    watch = _Watch(model, claims, steps, reference, keep)
+    watch.set_field(probe, input_field(tuple(probe.shape[2:])), None)
+    with watch:
+        result = model(probe)
+    return watch, result
+
+
+class _Unchecked(Exception):
+    """The check cannot say anything (a random op, a forward that fails)."""
+
+
+def crosscheck(model: nn.Module, rec: Record) -> tuple[dict[str, str], str]:
+    """Contradicted rows and why ({row name or OUTPUT: note}), and a note on the check
+    itself where it could not run as planned ("" when it did). Leaves the model's
+    parameters, buffers, module attributes and the global random state as they were."""
+    probe = rec.probe
+    spatial = tuple(probe.shape[2:])
+    steps = {s.name: s for s in rec.steps}
+    claims = {n: c for n, c in ((s.name, claim_of(s.field)) for s in rec.steps) if c is not None}
+    out_claim = claim_of(rec.output_field)
+    if out_claim is not None:
+        claims[OUTPUT] = out_claim
+    last = next((claims[s.name] for s in reversed(rec.steps) if s.name in claims), None)
+    found = patterns(spatial, out_claim or last)
+    if not claims or not found:
+        return {}, ""
+    masks = torch.stack([p.mask for p in found])  # (P, *spatial)
+    gen = torch.Generator().manual_seed(1)
+    signs = torch.randint(0, 2, (len(found), probe.shape[1], *spatial), generator=gen) * 2 - 1
+    delta = AMPLITUDE * signs * masks.unsqueeze(1)
+    perturbed = probe + delta.to(device=probe.device, dtype=probe.dtype)  # (P, C, *spatial)
+    attributes = {
+        m: {
+            "__dict__": dict(m.__dict__),
+            "_buffers": dict(m._buffers),
+            "_parameters": dict(m._parameters),
+        }
+        for m in model.modules()
+    }
+    saved = _snapshot(model)
+    devices = [probe.device] if probe.device.type == "cuda" else []
+    how = ""
+    quiet = io.StringIO()  # the model's own prints were shown by the analysis's run
+    try:
+        with (
+            torch.random.fork_rng(devices=devices),
+            torch.no_grad(),
+            contextlib.redirect_stdout(quiet),
+            contextlib.redirect_stderr(quiet),
+        ):
+            moved = _batched(model, probe, perturbed, claims, steps, rec)
+            if moved is None:
+                how = (
+                    "perturbation check: each pattern ran on its own (batch elements interact "
+                    "or the model does not run on a batch)"
+                )
+                moved = _one_by_one(model, probe, perturbed, claims, steps)
+    except _Unchecked as exc:
+        return {}, f"unchecked: {exc}"
+    except Exception as exc:  # noqa: BLE001 - the check must never break an analysis
+        return {}, f"unchecked: the perturbation check's forward raised {type(exc).__name__}"
+    finally:
+        _restore(saved, attributes)
+    integral = masks.to(torch.long)
+    for a in range(len(spatial)):
+        integral = torch.nn.functional.pad(integral.cumsum(a + 1), _pad(a, len(spatial)))
+    bad: dict[str, str] = {}
+    for name, m in moved.items():
+        hit = m.cpu() & _untouched(claims[name], integral)
+        if bool(hit.any()):
+            k, *unit = (int(i) for i in torch.nonzero(hit)[0])
+            bad[name] = (
+                f"unit {tuple(unit)} changes when {found[k].says}: "
+                "a path rfcalc did not see (perturbation check)"
+            )
+    return bad, how
+
+
+def _pad(axis: int, n: int) -> tuple[int, ...]:
+    """F.pad widths that put one zero before spatial `axis` of a (P, *spatial) tensor."""
+    widths = [0] * (2 * n)
+    widths[2 * (n - 1 - axis)] = 1
+    return tuple(widths)
+
+
+def _batched(model, probe, perturbed, claims, steps, rec) -> Optional[dict[str, torch.Tensor]]:
+    """The patterns in as few batches as BATCH_ELEMENTS allows, each after two copies of the
+    probe: moved units per row, or None where batch elements are not independent (or the
+    model runs on one image only)."""
+    per = max(1, BATCH_ELEMENTS // probe.numel() - 2)
+    parts: dict[str, list[torch.Tensor]] = {}
+    chunks = [perturbed[i : i + per] for i in range(0, perturbed.shape[0], per)]
+    for chunk in chunks:
+        moved = _one_batch(model, probe, chunk, claims, steps, rec)
+        if moved is None:
+            return None
+        for name, m in moved.items():
+            parts.setdefault(name, []).append(m)
+    return {n: torch.cat(ms) for n, ms in parts.items() if len(ms) == len(chunks)}
+
+
+def _one_batch(model, probe, perturbed, claims, steps, rec) -> Optional[dict[str, torch.Tensor]]:
+    batch = torch.cat([probe, probe, perturbed])
+    try:
+        watch, result = _run(model, batch, claims, steps)
+    except Exception:  # noqa: BLE001 - a model that only runs on one image
+        return None
+    outs, first = list(_tensors(result)), list(_tensors(rec.result))
+    if not outs or not first or outs[0].shape[0] != batch.shape[0]:
+        return None
+    if OUTPUT in claims:
+        m = _moved(outs[0][1:], outs[0][:1], claims[OUTPUT])
+        if m is not None:
+            watch.moved[OUTPUT] = m
+    if any(bool(m[0].any()) for m in watch.moved.values()) or not _same(outs[0][1:2], outs[0][:1]):
+        # the two copies of the probe differ: a random op
+        raise _Unchecked("the forward is not deterministic (one input, two outputs)")
+    # element 0 against the single-image run: a model mixing the batch differs here
+    if not _same(outs[0][:1], first[0]):
+        return None
+    return {name: m[1:] for name, m in watch.moved.items()}
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if not a.is_floating_point():
+        return bool(torch.equal(a, b))
+    tol = TOLERANCE_ULPS * torch.finfo(a.dtype).eps
+    a, b = a.double(), b.double()
+    return bool(((a - b).abs() <= tol * (b.abs() + b.abs().mean())).all())
+
+
+def _one_by_one(model, probe, perturbed, claims, steps) -> dict[str, torch.Tensor]:
+    """Each pattern in a forward pass of its own, against the probe's own pass."""
+    ref_watch, ref_result = _run(model, probe, claims, steps, keep=True)
+    reference = ref_watch.kept
+    ref_out = next(iter(_tensors(ref_result)), None)
+    ref_out = None if ref_out is None else ref_out.detach().clone()
+    moved: dict[str, list[torch.Tensor]] = {}
+    for k in range(perturbed.shape[0]):
+        watch, result = _run(model, perturbed[k : k + 1], claims, steps, reference)
+        out = next(iter(_tensors(result)), None)
+        if OUTPUT in claims and out is not None and ref_out is not None:
+            m = _moved(out, ref_out, claims[OUTPUT])
+            if m is not None:
+                watch.moved[OUTPUT] = m
+        for name, m in watch.moved.items():
+            moved.setdefault(name, []).append(m)
+    return {n: torch.cat(ms) for n, ms in moved.items() if len(ms) == perturbed.shape[0]}
+
+
+__all__ = ["crosscheck", "claim_of", "patterns", "AMPLITUDE", "TOLERANCE_ULPS"]

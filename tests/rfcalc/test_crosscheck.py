@@ -1,0 +1,259 @@
+"""The perturbation check (rfcalc.crosscheck) and issue 27's silent errors, pinned by values.
+
+Every expected field here comes from a measurement by perturbation (adversarial.dependence:
+each input pixel changed on its own, in a forward pass of its own), never from rfcalc's own
+output: gradients cannot see `.data`, `.item()`, numpy or inference mode.
+"""
+
+from __future__ import annotations
+
+import adversarial as adv  # tests/rfcalc is on sys.path, as for zoo
+import pytest
+import torch
+import torch.nn as nn
+import zoo
+
+from rfcalc import EXACT, UNKNOWN, analyze, rules
+from rfcalc.analysis import UNCHECKED
+from rfcalc.rules import Outcome
+
+ND = len(adv.SHAPE) - 1
+
+
+def measured(fn):
+    base, moved = adv.dependence(adv.model(fn))
+    dims = getattr(fn, "dims", adv.output_dims(base, ND))
+    return base, dims, adv.unit_spans(moved, ND, dims)
+
+
+@pytest.mark.parametrize("fn", adv.UNDER, ids=lambda f: f.__name__)
+def test_no_under_claim_on_the_adversarial_set(fn):
+    # each of these reaches its output by a path the recorder cannot follow; before the
+    # check every one but two read exact with a field too small
+    a = analyze(adv.model(fn), adv.SHAPE)
+    _, _, units = measured(fn)
+    assert adv.under_claims(a.output, adv.SHAPE, units) == []
+
+
+def test_the_note_names_a_unit_and_a_pixel_that_moved_it():
+    a = analyze(adv.model(adv.set_storage), adv.SHAPE)
+    # c1 is rf 1; y.set_(c7(x)) (no torch function sees it) gives every unit c7's 7x7
+    assert a.output.status == UNKNOWN
+    note = a.output.note
+    assert "perturbation check" in note and "a path rfcalc did not see" in note
+    # the centre pixel (5, 5) moves unit (2, 2): |5 - 2| = 3, inside the 7x7
+    assert note.startswith("unit (2, 2) changes when pixel (5, 5) changes")
+    _, _, units = measured(adv.set_storage)
+    assert units[(2, 2)] == ((0, 5), (0, 5))
+
+
+def test_a_scalar_from_the_map_is_caught_by_the_outside_pattern():
+    # sum(...tolist()) over the batch mixes batch elements alike: the check notices that
+    # element 0 differs from the analysis's own run and runs each pattern on its own
+    a = analyze(adv.model(adv.tolist_scalar), adv.SHAPE)
+    assert a.output.status == UNKNOWN
+    assert any("each pattern ran on its own" in n for n in a.notes)
+    _, _, units = measured(adv.tolist_scalar)
+    assert all(s == ((0, 11), (0, 11)) for s in units.values())
+
+
+@pytest.mark.parametrize("fn", adv.COVERS, ids=lambda f: f.__name__)
+def test_covers_input_reads_the_fields(fn):
+    a = analyze(adv.model(fn), adv.SHAPE)
+    _, _, units = measured(fn)
+    full = tuple((0, n - 1) for n in adv.SHAPE[1:])
+    assert not any(s == full for s in units.values())  # measured: no unit sees everything
+    assert a.covers_input is False
+
+
+@pytest.mark.parametrize("fn", adv.OUTPUT_ROW, ids=lambda f: f.__name__)
+def test_the_output_row_after_a_copy_is_the_copied_row(fn):
+    a = analyze(adv.model(fn), adv.SHAPE)
+    base, dims, units = measured(fn)
+    assert a.output.name != "input"
+    assert a.output.size == tuple(base.shape[d] for d in dims)
+    assert adv.under_claims(a.output, adv.SHAPE, units) == []
+    # c3 then a crop: every kept unit sees its 3x3, clipped at the image's edge
+    assert a.output.status == EXACT and a.output.rf == (3, 3)
+
+
+def test_covers_input_still_true_where_a_unit_sees_everything():
+    # two 3x3 convs on 5x5: the centre unit sees 0..4 on both axes (gradients agree)
+    m = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.Conv2d(1, 1, 3, padding=1))
+    assert analyze(m, (1, 5, 5)).covers_input and not analyze(m, (1, 6, 6)).covers_input
+
+
+# ---------------------------------------------------------------- the check itself
+
+
+def test_a_wrong_rule_is_caught_without_gradients(monkeypatch):
+    # a conv rule that forgets the kernel claims rf 1 for a 3x3 conv: the check finds a unit
+    # that moves with a pixel next to it, and every row after it stops claiming
+    real = rules.RULES["conv2d"]
+    monkeypatch.setitem(rules.RULES, "conv2d", lambda call: Outcome(call.first, real(call).window))
+    a = analyze(zoo.VGGStack(), (3, 32, 32))
+    first = a.rows[0]
+    assert first.status == UNKNOWN and "perturbation check" in first.note
+    assert all(r.status == UNKNOWN for r in a.rows)
+    # a pool over the whole map claims every pixel, which no perturbation contradicts; its
+    # field was built on the wrong one, so it stops claiming too
+    a = analyze(nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.AdaptiveAvgPool2d(1)), (1, 8, 8))
+    assert a.rows[0].status == UNKNOWN and "perturbation check" in a.rows[0].note
+    assert a.rows[1].status == UNKNOWN and a.rows[1].note.startswith("depends on 0")
+
+
+def test_the_assignment_net_passes_the_check_unchanged():
+    a = analyze(zoo.s9_net(), (3, 32, 32))
+    b = analyze(zoo.s9_net(), (3, 32, 32), check=False)
+    assert a.rows == b.rows and a.output.rf == (48, 48) and a.params == 190_509
+    assert not any("perturbation" in n or "unchecked" in n for n in a.notes)
+
+
+def test_the_data_free_path_says_unchecked():
+    a = analyze(zoo.VGGStack(), (3, 32, 32), real=False)
+    assert a.notes[-1] == UNCHECKED and "unchecked" in UNCHECKED
+
+
+class Stateful(nn.Module):
+    """BatchNorm and dropout in train mode, a buffer it updates, a cache it sets, a random op."""
+
+    def __init__(self, noisy: bool = False):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.drop = nn.Dropout(0.5)
+        self.register_buffer("calls", torch.zeros(()))
+        self.noisy = noisy
+
+    def forward(self, x):
+        self.calls += 1
+        self.cache = self.conv(x)
+        y = self.drop(self.bn(self.cache))
+        return y + torch.randn(y.shape) if self.noisy else y
+
+
+def test_the_check_leaves_the_model_and_the_random_state_as_they_were():
+    m = Stateful().train()
+    with torch.no_grad():
+        m.bn.running_mean.fill_(0.5)
+    analyze(m, (2, 8, 8), check=False)  # the analysis's own forward, without the check
+    state = {k: v.clone() for k, v in m.state_dict().items()}
+    cache = m.cache
+    rng = torch.get_rng_state()
+    analyze(m, (2, 8, 8))
+    # the analysis's own forward counts one call; the check's forward is undone
+    assert m.calls == state["calls"] + 1
+    state["calls"] += 1
+    assert all(torch.equal(state[k], v) for k, v in m.state_dict().items())
+    assert m.training and m.bn.training and m.drop.training
+    assert m.cache is not cache  # the analysis set it; the check put that back
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_a_random_op_is_unchecked_not_contradicted():
+    a = analyze(Stateful(noisy=True), (2, 8, 8))
+    assert any(n.startswith("unchecked: the forward is not deterministic") for n in a.notes)
+    assert a.output.status == EXACT and a.output.rf == (3, 3)
+
+
+class OneImage(nn.Module):
+    """A model that only runs on one image (a buffer of batch size 1 it writes into)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3, padding=1)
+        self.register_buffer("keep", torch.zeros(1, 1, 8, 8))
+
+    def forward(self, x):
+        self.keep.copy_(x)
+        return self.conv(x) + 0 * self.keep.sum()
+
+
+def test_a_model_that_runs_on_one_image_is_checked_one_pattern_at_a_time():
+    a = analyze(OneImage(), (1, 8, 8))
+    assert any("each pattern ran on its own" in n for n in a.notes)
+    assert a.output.status != EXACT or a.output.rf == (3, 3)
+
+
+def test_the_check_costs_one_batched_forward():
+    calls = []
+
+    class Count(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+        def forward(self, x):
+            calls.append(x.shape[0])
+            return self.conv(x)
+
+    analyze(Count(), (3, 16, 16))
+    # the analysis's own run, then one run of 2 copies + 5 pixels + 3 outside patterns
+    assert calls == [1, 10]
+
+
+# ---------------------------------------------------------------- closed at the source
+
+
+def exact_spans(row, shape, unit):
+    """The classic field of `unit` of an exact row, clipped to the image (per axis)."""
+    out = []
+    for i, o in enumerate(unit):
+        centre = row.start[i] + o * row.jump[i]
+        lo, hi = centre - (row.rf[i] - 1) / 2, centre + (row.rf[i] - 1) / 2
+        out.append((int(max(lo, 0)), int(min(hi, shape[1 + i] - 1))))
+    return tuple(out)
+
+
+@pytest.mark.parametrize("fn", [adv.data_add, adv.detach_add, adv.buffer_cache])
+def test_writes_through_an_alias_or_into_a_buffer_are_followed(fn):
+    # y = c1(x) widened in place by c7(x) through .data / .detach(), or c7(x) copied into a
+    # registered buffer and added: every unit sees the 7x7 around it, clipped (measured by
+    # perturbing each pixel; gradients do not pass .data)
+    a = analyze(adv.model(fn), adv.SHAPE)
+    assert a.output.status == EXACT and a.output.rf == (7, 7)
+    _, _, units = measured(fn)
+    assert units[(5, 5)] == ((2, 8), (2, 8))
+    for unit, spans in units.items():
+        assert spans == exact_spans(a.output, adv.SHAPE, unit), unit
+
+
+@pytest.mark.parametrize("fn", [adv.canvas, adv.canvas_new_zeros, adv.copy_into_view])
+def test_a_map_written_into_a_zeros_canvas_keeps_its_field(fn):
+    # the decoder map (c7, cropped) written into a canvas of the skip's size reads like
+    # F.pad of it: what each unit of the written canvas sees is measured with gradients (the
+    # write is differentiable), the output by perturbation
+    from measure import check, positive
+
+    a = analyze(adv.model(fn), adv.SHAPE)
+    written = [r for r in a.rows if r.op in ("setitem", "copy")]
+    assert len(written) == 1 and written[0].size == (12, 12) and written[0].rf == (7, 7)
+    check(positive(adv.Fn(fn)), adv.SHAPE, rows=[written[0].name])
+    assert a.output.status != UNKNOWN and a.output.rf == (7, 7)
+    _, _, units = measured(fn)
+    assert adv.under_claims(a.output, adv.SHAPE, units) == []
+    assert max(b - a_ + 1 for s in units.values() for a_, b in s) == 7
+
+
+def test_a_python_number_from_the_map_widens_what_it_multiplies():
+    # c1(x) * c7(x).mean().item(): every unit reads the mean of the whole map (measured)
+    a = analyze(adv.model(adv.item_scalar), adv.SHAPE)
+    assert a.output.status == "global" and a.output.axis_status == ("global", "global")
+    assert "Python number" in a.output.note
+    _, _, units = measured(adv.item_scalar)
+    assert set(units.values()) == {((0, 11), (0, 11))}
+
+
+@pytest.mark.parametrize(
+    "fn, says",
+    [
+        (adv.inference_mode, "inference_mode"),
+        (adv.vmapped, "vmap"),
+        (adv.other_thread, "another thread"),
+        (adv.dlpack_alias, "written through an alias rfcalc did not see"),
+        (adv.numpy_write, "written through numpy"),
+    ],
+)
+def test_work_the_recorder_cannot_follow_makes_the_rows_after_it_unknown(fn, says):
+    a = analyze(adv.model(fn), adv.SHAPE, check=False)  # the source alone, without the check
+    assert a.output.status == UNKNOWN and says in a.output.note
