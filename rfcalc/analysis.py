@@ -597,6 +597,8 @@ def _check(rec, check: bool) -> str:
 
 def covers(f: Optional[Field]) -> Optional[bool]:
     """Whether some unit of a field sees every input pixel (None: the field is unknown)."""
+    if f is not None and tokens(f) is not None:
+        f = tokens(f)  # a token is a position: what the token at each position sees
     if f is None or f.status == UNKNOWN or not f.axes:
         return None
     return all(any(s == (0, a.extent - 1) for s in a.seen) for a in f.axes)

@@ -69,7 +69,9 @@ def _matmul(args: tuple, kwargs: dict, out: Any) -> int:
 
 
 def _addmm(args: tuple, kwargs: dict, out: Any) -> int:  # addmm(bias, a, b), baddbmm, addbmm
-    a, y = _arg(args, kwargs, 1, "mat1") or _arg(args, kwargs, 1, "batch1"), _first_tensor(out)
+    a, y = _arg(args, kwargs, 1, "mat1"), _first_tensor(out)
+    if a is None:  # `or` would ask a tensor for its truth value
+        a = _arg(args, kwargs, 1, "batch1")
     if a is None or y is None:
         return 0
     return max(y.numel(), 1) * _inner(a)

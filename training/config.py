@@ -107,7 +107,7 @@ class TrainConfig:
         None,
         "drop each epoch's last partial training batch, so every step has one shape "
         "(one compiled graph); those images wait for another epoch's shuffle (None: on "
-        "with --fast)",
+        "with --fast, unless the training set is smaller than one batch)",
     )
     eval_batch_size: int = _opt(
         1000,

@@ -15,6 +15,7 @@ import os
 import platform
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
@@ -118,6 +119,8 @@ def checked_config(
         )
     if cfg.sync_bn and world.size > 1 and device.type != "cuda":
         raise UserError("--sync-bn needs GPUs: torch's SyncBatchNorm does not run on the CPU")
+    if cfg.drop_last is None and len(data.train_y) < cfg.batch_size:
+        cfg = replace(cfg, drop_last=False)  # automatic: the one partial batch is the epoch
     cfg = cfg.resolved(device)
     if cfg.drop_last and len(data.train_y) < cfg.batch_size:
         raise UserError(
