@@ -230,6 +230,12 @@ def make_trainer(
             world=world,
             drop_last=cfg.drop_last,
         )
+        if cfg.compile and device.type == "cuda":
+            # Eager, the augmentation is a few hundred small kernels a batch; compiled, a few
+            # fused ones. Inductor without CUDA graphs: the draw before it stays a separate
+            # kernel, and its output is the model's input, not memory a graph replay reuses.
+            # Its one shape compiles in the Trainer's warm-up (which draws a first batch).
+            train.augment.compile(dynamic=False)
     else:
         train = ReferenceBatches(
             data.train_x,
