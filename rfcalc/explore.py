@@ -101,9 +101,7 @@ def _disjoint_groups(boxes: list[Optional[Box]]) -> list[list[int]]:
     groups: list[list[int]] = []
     for i, b in enumerate(boxes):
         for g in groups:
-            if b is not None and all(
-                boxes[k] is not None and not _overlap(b, boxes[k]) for k in g
-            ):
+            if b is not None and all(boxes[k] is not None and not _overlap(b, boxes[k]) for k in g):
                 g.append(i)
                 break
         else:
@@ -167,7 +165,8 @@ def unit_erf_maps(
 
 
 def _bar(desc: str, total: int, unit: str, show: Optional[bool]):
-    """A tqdm bar on stderr (None: when stderr is a terminal), after half a second."""
+    """A tqdm bar on stderr (show None: when stderr is a terminal); shown at once, since one
+    batch may be all the work, and cleared when done."""
     from tqdm import tqdm
 
     if show is None:
@@ -179,7 +178,6 @@ def _bar(desc: str, total: int, unit: str, show: Optional[bool]):
         file=sys.stderr,
         leave=False,
         disable=not show,
-        delay=0 if show and not sys.stderr.isatty() else 0.5,
     )
 
 
@@ -309,9 +307,7 @@ def build_page(
                 start=cells["start"],
                 axes=None
                 if row.status == GLOBAL
-                else {
-                    k: [number(v) for v in getattr(row, k)] for k in ("rf", "jump", "start")
-                },
+                else {k: [number(v) for v in getattr(row, k)] for k in ("rf", "jump", "start")},
                 centres=[
                     [
                         float(Fraction(row.start[a]) + u * Fraction(row.jump[a]))
