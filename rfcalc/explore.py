@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .analysis import APPROX, GLOBAL, UNKNOWN, Analysis, Row
+from .analysis import APPROX, EXACT, GLOBAL, UNKNOWN, Analysis, Row
 from .erf import (
     ERFError,
     _fit,
@@ -266,21 +266,21 @@ def build_page(
     owner = _field_owners(analysis, set(names))
     erf_names = sorted(set(owner.values()), key=names.index)
     by_name = {r.name: r for r in analysis.rows}
-    grids, unit_lists, box_lists = {}, {}, {}
+    grids, unit_lists, box_lists, share = {}, {}, {}, {}
     for n in erf_names:
         row = by_name[n]
         grids[n] = [sampled_units(k, small) for k in row.size]
         unit_lists[n] = [(i, j) for i in grids[n][0] for j in grids[n][1]]
         boxes = _unit_boxes(row, (h, w))
         box_lists[n] = [_clip([boxes[0][i], boxes[1][j]], (h, w)) for i, j in unit_lists[n]]
+        # only an exact field bounds every unit's gradient, so only then may units share a pass
+        share[n] = box_lists[n] if row.status == EXACT else [None] * len(box_lists[n])
     erfs = {}
     batch = max(1, min(ERF_BATCH, (1 << 22) // max(1, images[0].numel())))  # as rfcalc erf
     n_batches = -(-len(images) // batch)
     for label, net in variants:
         net_points = _capturable(net, analysis)
-        targets = [
-            (*net_points[n], by_name[n].size, unit_lists[n], box_lists[n]) for n in erf_names
-        ]
+        targets = [(*net_points[n], by_name[n].size, unit_lists[n], share[n]) for n in erf_names]
         passes = sum(len(_disjoint_groups(b)) for *_, b in targets)
         with _bar(f"ERF ({label})", n_batches * passes, "pass", progress) as bar:
             maps = unit_erf_maps(net, images, targets, batch, progress=bar.update)

@@ -130,27 +130,51 @@ def test_reach_where_the_one_channel_copy_cannot_follow_the_channels(tmp_path):
     np.testing.assert_array_equal(sets["wide"].reshape(9, 9, 9, 9)[2, 2], wide)
 
 
-def test_reach_through_the_one_channel_copy_equals_the_full_linearised_model():
-    """ResNet-18 (strides, max-pooling, skips) at 32x32: every set, every unit."""
-    import torchvision
+PADDINGS = textwrap.dedent("""
+    import torch.nn as nn
 
+    class Pads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.same = nn.Conv2d(3, 4, 4, padding="same", dilation=2)
+            self.reflect = nn.Conv2d(4, 4, 3, padding=2, padding_mode="reflect")
+            self.circular = nn.Conv2d(4, 4, 3, padding=1, padding_mode="circular", stride=2)
+            self.valid = nn.Conv2d(4, 4, (3, 2), padding="valid", groups=2)
+
+        def forward(self, x):
+            return self.valid(self.circular(self.reflect(self.same(x))))
+""")
+
+
+def _both_ways(model, analysis, names):
+    """(one-channel support copy, full linearised model), each for every pixel."""
     from rfcalc import reach
 
-    model = torchvision.models.resnet18().eval()
-    analysis = analyze(model, (3, 32, 32))
-    names = [
-        "maxpool",
-        "layer1.0.relu_1",
-        "layer2.0.downsample.0",
-        "layer2.1.bn2",
-        "layer4.1.relu_1",
-    ]
-    fast = reachable_sets(model, analysis, names)
-    full = reach._reach(
-        reach._linear_copy(model).double(), analysis, names, 256, None, torch.float64
-    )
-    for n in names:
-        np.testing.assert_array_equal(fast[n], full[n], err_msg=n)
+    lin = reach._linear_copy(model)
+    fast = reach._reach(reach._support_copy(lin), analysis, names, 1024, None, torch.float32)
+    full = reach._reach(lin.double(), analysis, names, 256, None, torch.float64)
+    return fast, full
+
+
+def test_the_one_channel_copy_equals_the_full_linearised_model(tmp_path):
+    """The fast path itself (not its fallback): ResNet-18 at 32x32 (strides, max-pooling,
+    skips) and convolutions with 'same', 'valid', reflect and circular padding."""
+    import torchvision
+
+    resnet = torchvision.models.resnet18().eval()
+    names = ["maxpool", "layer1.0.relu_1", "layer2.0.downsample.0", "layer2.1.bn2"]
+    cases = [(resnet, (3, 32, 32), names + ["layer4.1.relu_1"])]
+    path = tmp_path / "pads.py"
+    path.write_text(PADDINGS)
+    cases.append((load_target(f"{path}:Pads"), (3, 11, 10), ["same", "reflect", "circular"]))
+    cases[-1][2].append("valid")
+    for model, shape, names in cases:
+        fast, full = _both_ways(model, analyze(model, shape), names)
+        for n in names:
+            np.testing.assert_array_equal(fast[n], full[n], err_msg=n)
+    # reflect padding reads real pixels at the border: a corner unit of `reflect` reaches
+    # pixels its zero-padded twin would not
+    assert fast["reflect"].sum() > 0
 
 
 def _unit_gradient(forward, x, unit) -> np.ndarray:
@@ -160,33 +184,63 @@ def _unit_gradient(forward, x, unit) -> np.ndarray:
     return g / g.max()
 
 
+PLAIN = textwrap.dedent("""
+    import torch.nn as nn
+
+    class Plain(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(3, 4, 3, padding=1)
+            self.act = nn.ReLU()
+            self.c = nn.Conv2d(4, 4, 3, stride=2, padding=1)
+
+        def forward(self, x):
+            return self.c(self.act(self.a(x)))
+""")
+
+
+def _page_maps(html: str, name: str) -> tuple[list, np.ndarray]:
+    row = next(r for r in _data(html)["rows"] if r["name"] == name)
+    seg = row["erf"]["init"]["data"]
+    maps = np.frombuffer(_blob(html)[seg[0] : seg[0] + seg[1]], "<f2")
+    return row["erf_grid"], maps.reshape(-1, *_data(html)["input"][1:])
+
+
 def test_the_page_holds_each_named_units_erf(tmp_path):
-    """Per-unit ERFs, against autograd run by hand on the model's layers: corner and centre
-    units (their disjoint boxes share a backward pass in the page's code)."""
-    model = load_target(f"{_model_file(tmp_path)}:Small")
-    analysis = analyze(model, (3, 12, 12))
+    """Per-unit ERFs against autograd run by hand on the model's layers, corner and centre
+    units: on a dilated (approximate-field) model, and on a plain one whose rf-3 corner and
+    centre units have disjoint boxes (the page's code gives them one shared backward pass)."""
+    small = load_target(f"{_model_file(tmp_path)}:Small")
+    path = tmp_path / "plain.py"
+    path.write_text(PLAIN)
+    plain = load_target(f"{path}:Plain")
     images = noise_images((3, 12, 12), 3)
-    html = build_page(model, analysis, images, "3 noise images")
-    data, blob = _data(html), _blob(html)
-    rows = {r["name"]: r for r in data["rows"]}
-    layers = {
-        "act": lambda x: model.act(model.a(x)),  # the a/act field: rf 5, boxes 5 wide
-        "act_1": lambda x: model.act(model.b(model.act(model.a(x)))),
-        "c": model,
+    cases = {
+        small: {
+            "act": lambda x: small.act(small.a(x)),  # a and act share a field: act holds it
+            "act_1": lambda x: small.act(small.b(small.act(small.a(x)))),
+            "c": small,
+        },
+        plain: {"act": lambda x: plain.act(plain.a(x)), "c": plain},
     }
-    assert rows["a"]["erf_from"] == "act" and rows["b"]["erf_from"] == "act_1"
-    for name, forward in layers.items():
-        grid = rows[name]["erf_grid"]
-        size = rows[name]["size"]
-        assert grid == [[0, (n - 1) // 2, n - 1] for n in size]
-        seg = rows[name]["erf"]["init"]["data"]
-        maps = np.frombuffer(blob[seg[0] : seg[0] + seg[1]], "<f2").reshape(-1, 12, 12)
-        units = [(i, j) for i in grid[0] for j in grid[1]]
-        assert len(maps) == len(units) == 9
-        for k, unit in enumerate(units):
-            np.testing.assert_allclose(
-                maps[k], _unit_gradient(forward, images, unit), atol=2e-3, err_msg=f"{name} {unit}"
-            )
+    for model, layers in cases.items():
+        analysis = analyze(model, (3, 12, 12))
+        html = build_page(model, analysis, images, "3 noise images")
+        sizes = {r.name: r.size for r in analysis.rows}
+        for name, forward in layers.items():
+            grid, maps = _page_maps(html, name)
+            assert grid == [[0, (n - 1) // 2, n - 1] for n in sizes[name]]
+            units = [(i, j) for i in grid[0] for j in grid[1]]
+            assert len(maps) == len(units) == 9
+            for k, unit in enumerate(units):
+                np.testing.assert_allclose(
+                    maps[k],
+                    _unit_gradient(forward, images, unit),
+                    atol=2e-3,
+                    err_msg=f"{name} {unit}",
+                )
+    rows = {r["name"]: r for r in _data(html)["rows"]}
+    assert rows["a"]["erf_from"] == "act"
 
 
 def test_progress_goes_to_stderr(tmp_path, capsys):
