@@ -163,7 +163,7 @@ def test_the_one_channel_copy_equals_the_full_linearised_model(tmp_path):
 
     resnet = torchvision.models.resnet18().eval()
     names = ["maxpool", "layer1.0.relu_1", "layer2.0.downsample.0", "layer2.1.bn2"]
-    cases = [(resnet, (3, 32, 32), names + ["layer4.1.relu_1"])]
+    cases = [(resnet, (3, 32, 32), names)]  # the passes stop after layer2: cheaper
     path = tmp_path / "pads.py"
     path.write_text(PADDINGS)
     cases.append((load_target(f"{path}:Pads"), (3, 11, 10), ["same", "reflect", "circular"]))
