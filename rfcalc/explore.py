@@ -9,10 +9,13 @@ looks values up and draws them; it needs no network.
 ERFs are per unit: each heatmap is the gradient magnitude of ONE named unit. For every field
 (a run of rows with the same field shares one) the page holds the ERF of a grid of units:
 every unit along an axis of up to 4 units, else the first, the centre ((n−1)//2) and the last
-(inputs up to 64×64 pixels); above that the centre unit only. Units whose clipped boxes do not
-overlap share one backward pass (a unit's gradient is zero outside its box, so the sum's
-gradient splits exactly). The page shows the selected unit's ERF when it was measured, else the
-nearest measured unit's, and says whose, with that unit's box.
+(inputs up to 64×64 pixels); above that the centre unit only. The centre unit's ERF uses every
+image (as `rfcalc erf`); so does every unit whose box overlaps none of the others measured
+with it. The remaining units take turns over the images of one more backward pass, so each
+sees a share of them (said on the page): two backward passes per field and batch at most,
+which keeps the page about as fast as one centre ERF per field. The page shows the selected
+unit's ERF when it was measured, else the nearest measured unit's, and says whose, with that
+unit's box.
 
 Reachable sets are packed one bit per (unit, pixel); ERF maps are float16, scaled to a maximum
 of 1; all gzip-compressed and base64-encoded; the browser unpacks them with
@@ -113,23 +116,49 @@ def _overlap(a: Box, b: Box) -> bool:
     return all(lo1 <= hi2 and lo2 <= hi1 for (lo1, hi1), (lo2, hi2) in zip(a, b))
 
 
+def _passes(units: list, boxes: list, centre: int) -> tuple[list[int], list[list[int]]]:
+    """The centre unit's group (units with disjoint boxes, measured on every image) and the
+    other groups (which take turns over the images of one more pass)."""
+    groups = _disjoint_groups(boxes)
+    first = next(g for g in groups if centre in g)
+    return first, [g for g in groups if g is not first]
+
+
 def unit_erf_maps(
     model: nn.Module,
     images: torch.Tensor,
     targets: Sequence[tuple[nn.Module, int, tuple[int, ...], list[tuple[int, ...]], list]],
     batch_size: int = ERF_BATCH,
-    progress: Optional[Callable[[int], None]] = None,
-) -> list[np.ndarray]:
-    """For each target (module, call, spatial size, units, their clipped boxes): an array
-    (units, *input spatial) of each unit's |gradient| summed over the images and the input
-    channels (float64, unnormalised). One forward pass per batch of images for all targets;
-    units whose boxes are disjoint share a backward pass (the module docstring)."""
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each target (module, call, spatial size, units, their clipped boxes or None): an
+    array (units, *input spatial) of each unit's |gradient| summed over its images and the
+    input channels (float64, unnormalised), and how many images each unit had.
+
+    Two backward passes per target and batch at most. The first: the centre unit ((n−1)//2
+    per axis) and every unit whose box overlaps no other's in that group, on every image. The
+    second: the other units, each image lent to one group in turn (in eval mode each image's
+    gradient is its own), so those units see about N / groups images (more passes when a
+    batch has fewer images than groups: every unit sees one at least). A unit's gradient is
+    zero outside its box, so a group's shared gradient splits exactly by boxes.
+    `progress(done, total)`: backward passes."""
     model.eval()
-    groups = [_disjoint_groups(boxes) for *_, boxes in targets]
+    plans = []
+    for _, _, size, units, boxes in targets:
+        centre = units.index(tuple((n - 1) // 2 for n in size))
+        plans.append(_passes(units, boxes, centre))
     spatial = tuple(images.shape[2:])
-    sums = [np.zeros((len(units), *spatial)) for _, _, _, units, _ in targets]
-    passes = [(t, g) for t, gs in enumerate(groups) for g in gs]
-    for chunk in torch.split(images, batch_size):
+    sums = [np.zeros((len(t[3]), *spatial)) for t in targets]
+    counts = [np.zeros(len(t[3]), dtype=np.int64) for t in targets]
+    chunks = torch.split(images, batch_size)
+
+    def n_extra(others: list, batch: int) -> int:
+        return -(-len(others) // batch) if others else 0
+
+    total = sum(1 + n_extra(o, len(c)) for c in chunks for _, o in plans)
+    finished = 0
+    turn = 0  # which of the other groups the next image goes to, carried across batches
+    for chunk in chunks:
         x = chunk.detach().clone().requires_grad_(True)
         outs: dict[int, torch.Tensor] = {}
         with torch.enable_grad():
@@ -139,7 +168,9 @@ def unit_erf_maps(
                 x,
                 lambda i, out, outs=outs: outs.__setitem__(i, out),
             )
-            for k, (t, group) in enumerate(passes):
+            n_passes = sum(1 + n_extra(o, len(chunk)) for _, o in plans)
+            done = 0
+            for t, (first, others) in enumerate(plans):
                 _, _, size, units, boxes = targets[t]
                 out = outs[t]
                 if tuple(out.shape[-len(size) :]) != tuple(size):
@@ -147,24 +178,41 @@ def unit_erf_maps(
                         f"the captured output has shape {tuple(out.shape)}, not the "
                         f"row's spatial size {tuple(size)}"
                     )
-                target = sum(out[(Ellipsis, *units[u])].sum() for u in group)
-                (grad,) = torch.autograd.grad(
-                    target, x, allow_unused=True, retain_graph=k < len(passes) - 1
-                )
-                g = (torch.zeros_like(x) if grad is None else grad).abs().sum(1).sum(0)
-                g = g.to(torch.float64).cpu().numpy()
-                for u in group:
-                    if len(group) == 1:
-                        sums[t][u] += g
-                    else:  # the unit's own part of the shared gradient: its box
-                        (y0, y1), (x0, x1) = boxes[u]
-                        sums[t][u, y0 : y1 + 1, x0 : x1 + 1] += g[y0 : y1 + 1, x0 : x1 + 1]
-                if progress is not None:
-                    progress(1)
-    return sums
+                lent = [[first] * len(chunk)]
+                for p in range(n_extra(others, len(chunk))):
+                    slot = turn + p * len(chunk)
+                    lent.append([others[(slot + b) % len(others)] for b in range(len(chunk))])
+                for groups in lent:
+                    done += 1
+                    mask = torch.zeros(len(chunk), *size, dtype=out.dtype)
+                    for b, g in enumerate(groups):
+                        for u in g:
+                            mask[(b, *units[u])] = 1
+                    mask = mask.view(len(chunk), *[1] * (out.dim() - 1 - len(size)), *size)
+                    (grad,) = torch.autograd.grad(
+                        (out * mask).sum(), x, allow_unused=True, retain_graph=done < n_passes
+                    )
+                    per_image = (torch.zeros_like(x) if grad is None else grad).abs().sum(1)
+                    per_image = per_image.to(torch.float64).cpu().numpy()
+                    for g in {id(g): g for g in groups}.values():
+                        mine = [b for b, h in enumerate(groups) if h is g]
+                        summed = per_image[mine].sum(0)
+                        for u in g:
+                            counts[t][u] += len(mine)
+                            if len(g) == 1:
+                                sums[t][u] += summed
+                            else:  # the unit's own part of the shared gradient: its box
+                                (y0, y1), (x0, x1) = boxes[u]
+                                box = (slice(y0, y1 + 1), slice(x0, x1 + 1))
+                                sums[t][u][box] += summed[box]
+                    finished += 1
+                    if progress is not None:
+                        progress(finished, total)
+        turn += len(chunk) * max(n_extra(o, len(chunk)) for _, o in plans) if plans else 0
+    return list(zip(sums, counts))
 
 
-def _bar(desc: str, total: int, unit: str, show: Optional[bool]):
+def _bar(desc: str, total: Optional[int], unit: str, show: Optional[bool]):
     """A tqdm bar on stderr (show None: when stderr is a terminal); shown at once, since one
     batch may be all the work, and cleared when done."""
     from tqdm import tqdm
@@ -277,13 +325,16 @@ def build_page(
         share[n] = box_lists[n] if row.status == EXACT else [None] * len(box_lists[n])
     erfs = {}
     batch = max(1, min(ERF_BATCH, (1 << 22) // max(1, images[0].numel())))  # as rfcalc erf
-    n_batches = -(-len(images) // batch)
     for label, net in variants:
         net_points = _capturable(net, analysis)
         targets = [(*net_points[n], by_name[n].size, unit_lists[n], share[n]) for n in erf_names]
-        passes = sum(len(_disjoint_groups(b)) for *_, b in targets)
-        with _bar(f"ERF ({label})", n_batches * passes, "pass", progress) as bar:
-            maps = unit_erf_maps(net, images, targets, batch, progress=bar.update)
+        with _bar(f"ERF ({label})", None, "pass", progress) as bar:
+
+            def step(done: int, total: int, bar=bar) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            maps = unit_erf_maps(net, images, targets, batch, progress=step)
         erfs[label] = dict(zip(erf_names, maps))
     seen_reach: dict[str, list[int]] = {}
     rows = []
@@ -330,18 +381,19 @@ def build_page(
                 entry["erf_grid"] = grids[row.name]
                 entry["erf"] = {}
                 for label, _ in variants:
-                    stack = erfs[label][row.name]
+                    stack, counts = erfs[label][row.name]
                     if not stack.sum():
                         continue
                     numbers, scaled = [], []
-                    for (i, j), box, m in zip(unit_lists[row.name], box_lists[row.name], stack):
+                    cases = zip(unit_lists[row.name], box_lists[row.name], stack, counts)
+                    for (i, j), box, m, n in cases:
                         total = float(m.sum())
                         if total == 0:
-                            numbers.append(None)
+                            numbers.append({"n": int(n)})
                             scaled.append(m)
                             continue
                         centre = _unit_centre(row, (i, j), (h, w))
-                        numbers.append(_erf_numbers(m / total, centre, box))
+                        numbers.append({"n": int(n), **_erf_numbers(m / total, centre, box)})
                         scaled.append(m / m.max())
                     entry["erf"][label] = {
                         "data": blob.add(np.stack(scaled).astype("<f2").tobytes()),
@@ -357,6 +409,7 @@ def build_page(
         "title": title,
         "input": list(analysis.input_shape),
         "inputs": inputs,
+        "n_images": len(images),
         "weights": weights,
         "variants": [v for v, _ in variants],
         "columns": list(COLUMNS),

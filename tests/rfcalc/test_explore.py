@@ -181,7 +181,7 @@ def _unit_gradient(forward, x, unit) -> np.ndarray:
     x = x.clone().requires_grad_(True)
     forward(x)[..., unit[0], unit[1]].sum().backward()
     g = x.grad.abs().sum(1).sum(0).numpy()
-    return g / g.max()
+    return g / g.max() if g.max() > 0 else g  # a unit ReLU keeps at 0 has no gradient
 
 
 PLAIN = textwrap.dedent("""
@@ -206,15 +206,22 @@ def _page_maps(html: str, name: str) -> tuple[list, np.ndarray]:
     return row["erf_grid"], maps.reshape(-1, *_data(html)["input"][1:])
 
 
+def _page_numbers(html: str, name: str) -> list[dict]:
+    row = next(r for r in _data(html)["rows"] if r["name"] == name)
+    return row["erf"]["init"]["numbers"]
+
+
 def test_the_page_holds_each_named_units_erf(tmp_path):
     """Per-unit ERFs against autograd run by hand on the model's layers, corner and centre
     units: on a dilated (approximate-field) model, and on a plain one whose rf-3 corner and
-    centre units have disjoint boxes (the page's code gives them one shared backward pass)."""
+    centre units have disjoint boxes (the page's code gives them one shared backward pass).
+    The 16 inputs are one noise image repeated, so a unit's normalised map is the same
+    whichever of them it was lent."""
     small = load_target(f"{_model_file(tmp_path)}:Small")
     path = tmp_path / "plain.py"
     path.write_text(PLAIN)
     plain = load_target(f"{path}:Plain")
-    images = noise_images((3, 12, 12), 3)
+    images = noise_images((3, 12, 12), 1).repeat(16, 1, 1, 1)
     cases = {
         small: {
             "act": lambda x: small.act(small.a(x)),  # a and act share a field: act holds it
@@ -225,22 +232,46 @@ def test_the_page_holds_each_named_units_erf(tmp_path):
     }
     for model, layers in cases.items():
         analysis = analyze(model, (3, 12, 12))
-        html = build_page(model, analysis, images, "3 noise images")
+        html = build_page(model, analysis, images, "16 copies of one noise image")
         sizes = {r.name: r.size for r in analysis.rows}
         for name, forward in layers.items():
             grid, maps = _page_maps(html, name)
             assert grid == [[0, (n - 1) // 2, n - 1] for n in sizes[name]]
             units = [(i, j) for i in grid[0] for j in grid[1]]
             assert len(maps) == len(units) == 9
+            assert sum(m.max() > 0 for m in maps) >= 7, name  # mostly units that do respond
             for k, unit in enumerate(units):
                 np.testing.assert_allclose(
                     maps[k],
-                    _unit_gradient(forward, images, unit),
+                    _unit_gradient(forward, images[:1], unit),
                     atol=2e-3,
                     err_msg=f"{name} {unit}",
                 )
+            counts = [n["n"] for n in _page_numbers(html, name)]
+            assert counts[4] == 16  # the centre unit (5, 5): every input
+            assert all(2 <= n <= 16 for n in counts)  # at most 8 groups take turns
+    # the plain rf-3 row: its 9 boxes are disjoint, one shared pass gives all of them every input
+    assert [n["n"] for n in _page_numbers(html, "act")] == [16] * 9
     rows = {r["name"]: r for r in _data(html)["rows"]}
     assert rows["a"]["erf_from"] == "act"
+
+
+def test_the_centre_units_erf_is_rfcalc_erfs(tmp_path):
+    """Distinct inputs: the page's centre-unit map and numbers are `rfcalc.erf`'s."""
+    from rfcalc.erf import erf
+
+    model = load_target(f"{_model_file(tmp_path)}:Small")
+    analysis = analyze(model, (3, 12, 12))
+    images = noise_images((3, 12, 12), 5)
+    html = build_page(model, analysis, images, "5 noise images")
+    for name in ("act_1", "c"):
+        ref = erf(model, images, name, analysis=analysis)
+        grid, maps = _page_maps(html, name)
+        k = grid[0].index(ref.unit[0]) * len(grid[1]) + grid[1].index(ref.unit[1])
+        np.testing.assert_allclose(maps[k], ref.map / ref.map.max(), atol=2e-3)
+        numbers = _page_numbers(html, name)[k]
+        assert numbers["n"] == 5 and numbers["inside"] == pytest.approx(ref.inside)
+        assert numbers["square50"] == next(q.side for q in ref.squares if q.threshold == 50)
 
 
 def test_progress_goes_to_stderr(tmp_path, capsys):
@@ -253,7 +284,7 @@ def test_progress_goes_to_stderr(tmp_path, capsys):
     assert "reachable" not in captured.out
     assert main(["erf", str(model), "--input", "3,12,12", "--n", "3", "--progress"]) == 0
     captured = capsys.readouterr()
-    assert "ERF" in captured.err and "100%" in captured.err
+    assert "ERF:" in captured.err and "/3 " in captured.err
 
 
 def test_page_is_self_contained_and_embeds_rfcalcs_boxes(tmp_path, capsys):
