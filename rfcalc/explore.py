@@ -6,16 +6,11 @@ as `rfcalc table`), every unit's theoretical box per row (start + u·jump ± (rf
 the pixels of the clipped box it does not reach) and ERF heatmaps. The page's script only
 looks values up and draws them; it needs no network.
 
-ERFs are per unit: each heatmap is the gradient magnitude of ONE named unit. For every field
-(a run of rows with the same field shares one) the page holds the ERF of a grid of units:
-every unit along an axis of up to 4 units, else the first, the centre ((n−1)//2) and the last
-(inputs up to 64×64 pixels); above that the centre unit only. The centre unit's ERF uses every
-image (as `rfcalc erf`); so does every unit whose box overlaps none of the others measured
-with it. The remaining units take turns over the images of one more backward pass, so each
-sees a share of them (said on the page): two backward passes per field and batch at most,
-which keeps the page about as fast as one centre ERF per field. The page shows the selected
-unit's ERF when it was measured, else the nearest measured unit's, and says whose, with that
-unit's box.
+ERFs are per unit (`rfcalc.unit_erf`): each heatmap is the gradient magnitude of ONE named
+unit. For every field (a run of rows with the same field shares one) the page holds the ERF of
+a grid of units (inputs up to 64×64 pixels; above that the centre unit only). The page shows
+the selected unit's ERF when it was measured, else the nearest measured unit's, and says
+whose, with that unit's box.
 
 Reachable sets are packed one bit per (unit, pixel); ERF maps are float16, scaled to a maximum
 of 1; all gzip-compressed and base64-encoded; the browser unpacks them with
@@ -32,30 +27,22 @@ import sys
 from fractions import Fraction
 from html import escape
 from importlib import resources
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from .analysis import APPROX, EXACT, GLOBAL, UNKNOWN, Analysis, Row
-from .erf import (
-    ERFError,
-    _fit,
-    capture_point,
-    centred_square,
-    run_capturing,
-    share_inside,
-)
+from .erf import ERFError, _fit, capture_point, centred_square, share_inside
 from .reach import reachable_sets
 from .render.cells import COLUMNS, NUMERIC, number, row_cells, summary_lines
+from .unit_erf import sampled_units, unit_erf_maps
 
 __all__ = ["build_page", "reachable_sets", "unit_erf_maps", "MAX_REACH_PIXELS"]
 
 MAX_REACH_PIXELS = 64 * 64  # reachable sets and ERF unit grids up to this input size
-ERF_BATCH = 64  # images per forward pass for the ERF maps (fewer, longer backward passes)
-
-Box = list[list[int]]  # per axis [lo, hi]
+ERF_BATCH = 64  # images per forward pass for the ERF maps, fewer for large inputs
 
 
 def _selectable(row: Row) -> bool:
@@ -75,7 +62,7 @@ def _unit_boxes(row: Row, shape: tuple[int, int]) -> list[list[list[int]]]:
     return out
 
 
-def _clip(box: Box, shape: Sequence[int]) -> Optional[Box]:
+def _clip(box: list[list[int]], shape: Sequence[int]) -> Optional[list[list[int]]]:
     out = [[max(lo, 0), min(hi, n - 1)] for (lo, hi), n in zip(box, shape)]
     return None if any(lo > hi for lo, hi in out) else out
 
@@ -89,127 +76,6 @@ def _capturable(model: nn.Module, analysis: Analysis) -> dict[str, tuple[nn.Modu
             except ERFError:
                 pass  # a functional op inside a module: boxes only, said on the page
     return points
-
-
-def sampled_units(n: int, full: bool) -> list[int]:
-    """The units along one axis whose ERF the page holds (see the module docstring)."""
-    centre = (n - 1) // 2
-    if not full:
-        return [centre]
-    return list(range(n)) if n <= 4 else [0, centre, n - 1]
-
-
-def _disjoint_groups(boxes: list[Optional[Box]]) -> list[list[int]]:
-    """Indices grouped so that no two boxes in a group overlap (a unit with no box alone)."""
-    groups: list[list[int]] = []
-    for i, b in enumerate(boxes):
-        for g in groups:
-            if b is not None and all(boxes[k] is not None and not _overlap(b, boxes[k]) for k in g):
-                g.append(i)
-                break
-        else:
-            groups.append([i])
-    return groups
-
-
-def _overlap(a: Box, b: Box) -> bool:
-    return all(lo1 <= hi2 and lo2 <= hi1 for (lo1, hi1), (lo2, hi2) in zip(a, b))
-
-
-def _passes(units: list, boxes: list, centre: int) -> tuple[list[int], list[list[int]]]:
-    """The centre unit's group (units with disjoint boxes, measured on every image) and the
-    other groups (which take turns over the images of one more pass)."""
-    groups = _disjoint_groups(boxes)
-    first = next(g for g in groups if centre in g)
-    return first, [g for g in groups if g is not first]
-
-
-def unit_erf_maps(
-    model: nn.Module,
-    images: torch.Tensor,
-    targets: Sequence[tuple[nn.Module, int, tuple[int, ...], list[tuple[int, ...]], list]],
-    batch_size: int = ERF_BATCH,
-    progress: Optional[Callable[[int, int], None]] = None,
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """For each target (module, call, spatial size, units, their clipped boxes or None): an
-    array (units, *input spatial) of each unit's |gradient| summed over its images and the
-    input channels (float64, unnormalised), and how many images each unit had.
-
-    Two backward passes per target and batch at most. The first: the centre unit ((n−1)//2
-    per axis) and every unit whose box overlaps no other's in that group, on every image. The
-    second: the other units, each image lent to one group in turn (in eval mode each image's
-    gradient is its own), so those units see about N / groups images (more passes when a
-    batch has fewer images than groups: every unit sees one at least). A unit's gradient is
-    zero outside its box, so a group's shared gradient splits exactly by boxes.
-    `progress(done, total)`: backward passes."""
-    model.eval()
-    plans = []
-    for _, _, size, units, boxes in targets:
-        centre = units.index(tuple((n - 1) // 2 for n in size))
-        plans.append(_passes(units, boxes, centre))
-    spatial = tuple(images.shape[2:])
-    sums = [np.zeros((len(t[3]), *spatial)) for t in targets]
-    counts = [np.zeros(len(t[3]), dtype=np.int64) for t in targets]
-    chunks = torch.split(images, batch_size)
-
-    def n_extra(others: list, batch: int) -> int:
-        return -(-len(others) // batch) if others else 0
-
-    total = sum(1 + n_extra(o, len(c)) for c in chunks for _, o in plans)
-    finished = 0
-    turn = 0  # which of the other groups the next image goes to, carried across batches
-    for chunk in chunks:
-        x = chunk.detach().clone().requires_grad_(True)
-        outs: dict[int, torch.Tensor] = {}
-        with torch.enable_grad():
-            run_capturing(
-                model,
-                [(m, c) for m, c, *_ in targets],
-                x,
-                lambda i, out, outs=outs: outs.__setitem__(i, out),
-            )
-            n_passes = sum(1 + n_extra(o, len(chunk)) for _, o in plans)
-            done = 0
-            for t, (first, others) in enumerate(plans):
-                _, _, size, units, boxes = targets[t]
-                out = outs[t]
-                if tuple(out.shape[-len(size) :]) != tuple(size):
-                    raise ERFError(
-                        f"the captured output has shape {tuple(out.shape)}, not the "
-                        f"row's spatial size {tuple(size)}"
-                    )
-                lent = [[first] * len(chunk)]
-                for p in range(n_extra(others, len(chunk))):
-                    slot = turn + p * len(chunk)
-                    lent.append([others[(slot + b) % len(others)] for b in range(len(chunk))])
-                for groups in lent:
-                    done += 1
-                    mask = torch.zeros(len(chunk), *size, dtype=out.dtype)
-                    for b, g in enumerate(groups):
-                        for u in g:
-                            mask[(b, *units[u])] = 1
-                    mask = mask.view(len(chunk), *[1] * (out.dim() - 1 - len(size)), *size)
-                    (grad,) = torch.autograd.grad(
-                        (out * mask).sum(), x, allow_unused=True, retain_graph=done < n_passes
-                    )
-                    per_image = (torch.zeros_like(x) if grad is None else grad).abs().sum(1)
-                    per_image = per_image.to(torch.float64).cpu().numpy()
-                    for g in {id(g): g for g in groups}.values():
-                        mine = [b for b, h in enumerate(groups) if h is g]
-                        summed = per_image[mine].sum(0)
-                        for u in g:
-                            counts[t][u] += len(mine)
-                            if len(g) == 1:
-                                sums[t][u] += summed
-                            else:  # the unit's own part of the shared gradient: its box
-                                (y0, y1), (x0, x1) = boxes[u]
-                                box = (slice(y0, y1 + 1), slice(x0, x1 + 1))
-                                sums[t][u][box] += summed[box]
-                    finished += 1
-                    if progress is not None:
-                        progress(finished, total)
-        turn += len(chunk) * max(n_extra(o, len(chunk)) for _, o in plans) if plans else 0
-    return list(zip(sums, counts))
 
 
 def _bar(desc: str, total: Optional[int], unit: str, show: Optional[bool]):
@@ -258,7 +124,7 @@ def _image_pixels(path: Optional[str], h: int, w: int) -> Optional[str]:
     return base64.b64encode(rgb.tobytes()).decode()
 
 
-def _erf_numbers(m: np.ndarray, centre: Sequence[float], box: Optional[Box]) -> dict:
+def _erf_numbers(m: np.ndarray, centre: Sequence[float], box: Optional[list]) -> dict:
     """The numbers beside one unit's ERF `m` (normalised to sum 1)."""
     return {
         "inside": share_inside(m, box) if box is not None else None,
