@@ -564,6 +564,17 @@ def test_in_chromium_resnet18_at_224_fits_a_1280x800_screen(resnet_page, browser
     page.click("#zoom-box")
     assert page.evaluate("Z.z") > 1
     assert page.evaluate(_LAYOUT)["stage"] == stage
+    # a drag pans the zoomed picture and selects nothing
+    unit = page.inner_text("#unitline")
+    before = page.evaluate("[Z.tx, Z.ty]")
+    x, y = stage["x"] + stage["width"] / 2, stage["y"] + stage["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 60, y + 40, steps=5)
+    page.mouse.up()
+    assert page.evaluate("[Z.tx, Z.ty]") != before
+    page.mouse.move(0, 0)
+    assert page.inner_text("#unitline") == unit
     page.click("#zoom-fit")
     assert page.evaluate("Z.z") == 1
     page.close()
