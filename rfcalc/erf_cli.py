@@ -180,7 +180,7 @@ def inputs_for(args: argparse.Namespace, shape):
 
 
 def _images_bar(desc: str, total: int, args: argparse.Namespace):
-    """A bar on stderr counting images: on a terminal after half a second, or --progress."""
+    """A bar on stderr counting images: on a terminal, or anywhere with --progress."""
     from tqdm import tqdm
 
     show = args.progress or sys.stderr.isatty()
