@@ -181,7 +181,7 @@ def _unit_gradient(forward, x, unit) -> np.ndarray:
     x = x.clone().requires_grad_(True)
     forward(x)[..., unit[0], unit[1]].sum().backward()
     g = x.grad.abs().sum(1).sum(0).numpy()
-    return g / g.max() if g.max() > 0 else g  # a unit ReLU keeps at 0 has no gradient
+    return g / g.max()
 
 
 PLAIN = textwrap.dedent("""
@@ -217,11 +217,12 @@ def test_the_page_holds_each_named_units_erf(tmp_path):
     centre units have disjoint boxes (the page's code gives them one shared backward pass).
     The 16 inputs are one noise image repeated, so a unit's normalised map is the same
     whichever of them it was lent."""
-    torch.manual_seed(0)  # the weights, so which units ReLU silences, whatever ran before
     small = load_target(f"{_model_file(tmp_path)}:Small")
     path = tmp_path / "plain.py"
     path.write_text(PLAIN)
     plain = load_target(f"{path}:Plain")
+    for model in (small, plain):  # a ReLU would silence some units (no gradient) at random
+        model.act = torch.nn.LeakyReLU(0.1)
     images = noise_images((3, 12, 12), 1).repeat(16, 1, 1, 1)
     cases = {
         small: {
@@ -240,7 +241,7 @@ def test_the_page_holds_each_named_units_erf(tmp_path):
             assert grid == [[0, (n - 1) // 2, n - 1] for n in sizes[name]]
             units = [(i, j) for i in grid[0] for j in grid[1]]
             assert len(maps) == len(units) == 9
-            assert sum(m.max() > 0 for m in maps) >= 5, name  # mostly units that do respond
+            assert all(m.max() > 0 for m in maps), name
             for k, unit in enumerate(units):
                 np.testing.assert_allclose(
                     maps[k],
