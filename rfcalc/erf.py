@@ -378,10 +378,11 @@ def erf_maps(
     images: torch.Tensor,
     targets: Sequence[tuple[nn.Module, int, tuple[int, ...]]],
     batch_size: int = 128,
+    progress: Optional[Callable[[int], object]] = None,
 ) -> list[np.ndarray]:
     """For each (module, call, spatial size): the summed |gradient| map of its centre unit,
     over all images (unnormalised, float64): one forward pass per batch for all targets, one
-    backward pass per target."""
+    backward pass per target. `progress(n)` after each batch of n images."""
     model.eval()
     sums: list = [None] * len(targets)
     for chunk in torch.split(images, batch_size):
@@ -410,6 +411,8 @@ def erf_maps(
                 g = (torch.zeros_like(x) if grad is None else grad).abs().sum(1).sum(0)
                 g = g.to(torch.float64).cpu().numpy()
                 sums[i] = g if sums[i] is None else sums[i] + g
+        if progress is not None:
+            progress(len(chunk))
     return sums
 
 
@@ -441,6 +444,7 @@ def erf(
     inputs: str = "",
     weights: str = "",
     batch_size: Optional[int] = None,
+    progress: Optional[Callable[[int], object]] = None,
 ) -> ERF:
     """The ERF of the centre unit of row `layer` (default: the model's output, or the last row
     with a spatial map) over `images` (N, C, *spatial), used as given (see `noise_images`,
@@ -453,6 +457,7 @@ def erf(
         inputs=inputs,
         weights=weights,
         batch_size=batch_size,
+        progress=progress,
     )[0]
 
 
@@ -465,9 +470,11 @@ def erfs(
     inputs: str = "",
     weights: str = "",
     batch_size: Optional[int] = None,
+    progress: Optional[Callable[[int], object]] = None,
 ) -> list[ERF]:
     """`erf` for several layers at once: one forward pass per batch serves them all. Batches
-    hold 128 images, fewer for large inputs (about 4 M input values a batch)."""
+    hold 128 images, fewer for large inputs (about 4 M input values a batch). `progress(n)` is
+    called after each batch of n images (a progress bar's `update`)."""
     images = torch.as_tensor(images)
     if images.dim() < 3:
         raise ERFError(f"images must be (N, C, *spatial), got shape {tuple(images.shape)}")
@@ -481,7 +488,7 @@ def erfs(
     targets = [(*capture_point(model, analysis, row), row.size) for row, _ in picked]
     flags = {m: m.training for m in model.modules()}
     try:
-        totals = erf_maps(model, images, targets, batch_size)
+        totals = erf_maps(model, images, targets, batch_size, progress)
     finally:
         for m, flag in flags.items():
             m.train(flag)

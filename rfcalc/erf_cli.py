@@ -68,6 +68,11 @@ def add_erf_arguments(sub: argparse.ArgumentParser) -> None:
     )
     sub.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     sub.add_argument("--format", choices=FORMATS, default="text")
+    sub.add_argument(
+        "--progress",
+        action="store_true",
+        help="show progress on stderr even when it is not a terminal",
+    )
 
 
 def add_explore_arguments(sub: argparse.ArgumentParser) -> None:
@@ -95,6 +100,11 @@ def add_explore_arguments(sub: argparse.ArgumentParser) -> None:
         help="the page to write (default explore.html)",
     )
     sub.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    sub.add_argument(
+        "--progress",
+        action="store_true",
+        help="show progress on stderr even when it is not a terminal",
+    )
 
 
 def _check_output(path: Optional[str], force: bool, suffixes: tuple[str, ...]) -> Optional[Path]:
@@ -169,6 +179,22 @@ def inputs_for(args: argparse.Namespace, shape):
     return noise_images(shape, args.n), noise_words(args.n)
 
 
+def _images_bar(desc: str, total: int, args: argparse.Namespace):
+    """A bar on stderr counting images: on a terminal, or anywhere with --progress."""
+    from tqdm import tqdm
+
+    show = args.progress or sys.stderr.isatty()
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="img",
+        file=sys.stderr,
+        leave=False,
+        disable=not show,
+        delay=0,
+    )
+
+
 def run_erf(args: argparse.Namespace) -> int:
     from rfcalc.erf import ERFError, erf
     from rfcalc.render.erf import PICTURE_FORMATS, figure_bytes, render
@@ -187,9 +213,18 @@ def run_erf(args: argparse.Namespace) -> int:
     results = []
     for model, source in zip(models, sources):
         label = "" if source in (None, INIT) else str(source)
-        with _quiet():
+        desc = "ERF" if len(sources) == 1 else f"ERF ({source or INIT})"
+        with _quiet(), _images_bar(desc, len(images), args) as bar:
             results.append(
-                erf(model, images, args.layer, analysis=analysis, inputs=words, weights=label)
+                erf(
+                    model,
+                    images,
+                    args.layer,
+                    analysis=analysis,
+                    inputs=words,
+                    weights=label,
+                    progress=bar.update,
+                )
             )
     if out is not None and len(shape) != 3:
         raise ERFError("-o draws 2-D inputs only; use --format text|json here")
@@ -224,6 +259,7 @@ def run_explore(args: argparse.Namespace) -> int:
             weights=args.weights or "",
             image=args.image,
             title=args.target,
+            progress=True if args.progress else None,
         )
     _write(out, page.encode("utf-8"), args.force)
     print(f"wrote {out} ({len(page.encode('utf-8')) / 1e6:.2f} MB)")

@@ -2,14 +2,19 @@
 
 Everything the page shows is computed here, in Python, and embedded: the table cells (the same
 as `rfcalc table`), every unit's theoretical box per row (start + u·jump ± (rf−1)/2 from
-`analyze`), the exact set of input pixels each unit can reach, and the ERF of each row's
-centre unit. The page's script only looks values up and draws them; it needs no network.
+`analyze`), the exact set of input pixels each unit can reach (`rfcalc.reach`; its holes are
+the pixels of the clipped box it does not reach) and ERF heatmaps. The page's script only
+looks values up and draws them; it needs no network.
 
-Reachable sets come from a linearised copy of the model (`rfcalc.verify.linearised`: float64,
-every weight a positive constant, biases zero, BatchNorm statistics reset), run on one one-hot
-input per pixel: unit u of a row can reach pixel p exactly when lighting p changes u (with
-positive weights no path can cancel another). They are packed one bit per (unit, pixel),
-gzip-compressed and base64-encoded; the browser unpacks them with DecompressionStream.
+ERFs are per unit (`rfcalc.unit_erf`): each heatmap is the gradient magnitude of ONE named
+unit. For every field (a run of rows with the same field shares one) the page holds the ERF of
+a grid of units (inputs up to 64×64 pixels; above that the centre unit only). The page shows
+the selected unit's ERF when it was measured, else the nearest measured unit's, and says
+whose, with that unit's box.
+
+Reachable sets are packed one bit per (unit, pixel); ERF maps are float16, scaled to a maximum
+of 1; all gzip-compressed and base64-encoded; the browser unpacks them with
+DecompressionStream.
 """
 
 from __future__ import annotations
@@ -18,30 +23,26 @@ import base64
 import gzip
 import hashlib
 import json
+import sys
 from fractions import Fraction
 from html import escape
 from importlib import resources
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from .analysis import APPROX, GLOBAL, UNKNOWN, Analysis, Row
-from .erf import (
-    ERFError,
-    _fit,
-    capture_point,
-    centred_square,
-    erf_maps,
-    run_capturing,
-    share_inside,
-)
-from .render.cells import COLUMNS, NUMERIC, row_cells, summary_lines
+from .analysis import APPROX, EXACT, GLOBAL, UNKNOWN, Analysis, Row
+from .erf import ERFError, _fit, capture_point, centred_square, share_inside
+from .reach import reachable_sets
+from .render.cells import COLUMNS, NUMERIC, number, row_cells, summary_lines
+from .unit_erf import sampled_units, unit_erf_maps
 
-__all__ = ["build_page", "reachable_sets", "MAX_REACH_PIXELS"]
+__all__ = ["build_page", "reachable_sets", "unit_erf_maps", "MAX_REACH_PIXELS"]
 
-MAX_REACH_PIXELS = 64 * 64  # one one-hot input per pixel: beyond this, boxes only
+MAX_REACH_PIXELS = 64 * 64  # reachable sets and ERF unit grids up to this input size
+ERF_BATCH = 64  # images per forward pass for the ERF maps, fewer for large inputs
 
 
 def _selectable(row: Row) -> bool:
@@ -61,6 +62,11 @@ def _unit_boxes(row: Row, shape: tuple[int, int]) -> list[list[list[int]]]:
     return out
 
 
+def _clip(box: list[list[int]], shape: Sequence[int]) -> Optional[list[list[int]]]:
+    out = [[max(lo, 0), min(hi, n - 1)] for (lo, hi), n in zip(box, shape)]
+    return None if any(lo > hi for lo, hi in out) else out
+
+
 def _capturable(model: nn.Module, analysis: Analysis) -> dict[str, tuple[nn.Module, int]]:
     points = {}
     for row in analysis.rows:
@@ -72,65 +78,21 @@ def _capturable(model: nn.Module, analysis: Analysis) -> dict[str, tuple[nn.Modu
     return points
 
 
-def _linear_copy(model: nn.Module) -> nn.Module:
-    from .verify import linearised
+def _bar(desc: str, total: Optional[int], unit: str, show: Optional[bool]):
+    """A tqdm bar on stderr (show None: when stderr is a terminal); shown at once, since one
+    batch may be all the work, and cleared when done."""
+    from tqdm import tqdm
 
-    lin = linearised(model)
-    for m in lin.modules():  # running statistics are buffers, not parameters: reset them
-        if getattr(m, "running_mean", None) is not None:
-            m.running_mean.zero_()
-        if getattr(m, "running_var", None) is not None:
-            m.running_var.fill_(1.0)
-    return lin
-
-
-def reachable_sets(
-    model: nn.Module, analysis: Analysis, names: list[str], batch: int = 256
-) -> dict[str, np.ndarray]:
-    """For each named row: a bool array (units, pixels), True where the unit can reach the
-    input pixel (see the module docstring). Rows must be capturable (`capture_point`).
-
-    Runs in float32 (seven times faster than float64 on a CPU); should any reached value come
-    near float32's smallest (a very deep stack), it runs again in float64."""
-    out = _reach(model, analysis, names, batch, torch.float32)
-    if out is None:
-        out = _reach(model, analysis, names, batch, torch.float64)
-    return out
-
-
-def _reach(model, analysis, names, batch, dtype) -> Optional[dict[str, np.ndarray]]:
-    c, h, w = analysis.input_shape
-    lin = _linear_copy(model).to(dtype)
-    rows = {r.name: r for r in analysis.rows}
-    points = [capture_point(lin, analysis, rows[n]) for n in names]
-    base: dict[int, torch.Tensor] = {}
-    tiny = {"min": float("inf")}
-    with torch.no_grad():
-        run_capturing(
-            lin,
-            points,
-            torch.zeros(1, c, h, w, dtype=dtype),
-            lambda i, out: base.__setitem__(i, out.clone()),
-        )
-        reach: dict[int, list] = {i: [] for i in range(len(names))}
-        pixels = h * w
-        for first in range(0, pixels, batch):
-            idx = torch.arange(first, min(first + batch, pixels))
-            x = torch.zeros(len(idx), c, pixels, dtype=dtype)
-            x[torch.arange(len(idx)), :, idx] = 1.0
-            x = x.view(len(idx), c, h, w)
-
-            def keep(i, out):
-                diff = (out - base[i]).abs().sum(1)  # (batch, *unit spatial)
-                hit = diff > 0
-                if bool(hit.any()):
-                    tiny["min"] = min(tiny["min"], float(diff[hit].min()))
-                reach[i].append(hit.flatten(1))
-
-            run_capturing(lin, points, x, keep)
-    if dtype == torch.float32 and tiny["min"] < 1e-30:
-        return None
-    return {n: torch.cat(reach[i]).T.contiguous().numpy() for i, n in enumerate(names)}
+    if show is None:
+        show = sys.stderr.isatty()
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit=unit,
+        file=sys.stderr,
+        leave=False,
+        disable=not show,
+    )
 
 
 class _Blob:
@@ -162,20 +124,19 @@ def _image_pixels(path: Optional[str], h: int, w: int) -> Optional[str]:
     return base64.b64encode(rgb.tobytes()).decode()
 
 
-def _erf_numbers(m: np.ndarray, row: Row, box: list[list[int]]) -> dict:
-    centre = (
-        [
-            float(Fraction(s) + ((n - 1) // 2) * Fraction(j))
-            for s, j, n in zip(row.start, row.jump, row.size)
-        ]
-        if row.status != GLOBAL
-        else [(n - 1) / 2 for n in m.shape]
-    )
+def _erf_numbers(m: np.ndarray, centre: Sequence[float], box: Optional[list]) -> dict:
+    """The numbers beside one unit's ERF `m` (normalised to sum 1)."""
     return {
-        "inside": share_inside(m, box),
+        "inside": share_inside(m, box) if box is not None else None,
         "square50": centred_square(m, centre, 0.5),
         "square99": centred_square(m, centre, 0.99),
     }
+
+
+def _unit_centre(row: Row, unit: Sequence[int], shape: Sequence[int]) -> list[float]:
+    if row.status == GLOBAL:
+        return [(n - 1) / 2 for n in shape]
+    return [float(Fraction(s) + u * Fraction(j)) for s, j, u in zip(row.start, row.jump, unit)]
 
 
 def build_page(
@@ -188,36 +149,58 @@ def build_page(
     weights: str = "",
     image: Optional[str] = None,
     title: str = "",
+    progress: Optional[bool] = None,
 ) -> str:
     """The page as a string: `model` as initialised (geometry, reachable sets, ERF at init),
-    `trained` (optional) for the trained ERF, `images` for the ERF, `image` under the grid."""
+    `trained` (optional) for the trained ERF, `images` for the ERF, `image` under the grid.
+    `progress`: bars on stderr (None: when stderr is a terminal and a step takes a while)."""
     if len(analysis.input_shape) != 3:
         raise ERFError("explore draws 2-D inputs (C,H,W) only")
     _, h, w = analysis.input_shape
+    small = h * w <= MAX_REACH_PIXELS
     points = _capturable(model, analysis)
     names = list(points)
     blob = _Blob()
     notes = []
     reach = {}
-    if h * w <= MAX_REACH_PIXELS:
-        reach = reachable_sets(model, analysis, names)
-    else:
+    if small and names:
+        with _bar("reachable pixels", h * w, "px", progress) as bar:
+            reach = reachable_sets(
+                model, analysis, names, progress=lambda done, _: bar.update(done - bar.n)
+            )
+    elif names:
         notes.append(
-            f"reachable pixel sets are computed for inputs up to {MAX_REACH_PIXELS} "
-            f"pixels; this {h}×{w} page shows the boxes only"
+            f"Reachable pixels (and so holes) are computed for inputs up to "
+            f"{MAX_REACH_PIXELS} pixels; this {h}×{w} page shows the boxes, and the ERF of "
+            "each layer's centre unit only."
         )
     variants = [("init", model)] + ([("trained", trained)] if trained is not None else [])
     # one ERF per field: the last capturable row of each run of rows with the same field
     # (conv, BatchNorm, ReLU, dropout, add), so rows that only rescale share it
     owner = _field_owners(analysis, set(names))
     erf_names = sorted(set(owner.values()), key=names.index)
-    erfs = {}
     by_name = {r.name: r for r in analysis.rows}
+    grids, unit_lists, box_lists, share = {}, {}, {}, {}
+    for n in erf_names:
+        row = by_name[n]
+        grids[n] = [sampled_units(k, small) for k in row.size]
+        unit_lists[n] = [(i, j) for i in grids[n][0] for j in grids[n][1]]
+        boxes = _unit_boxes(row, (h, w))
+        box_lists[n] = [_clip([boxes[0][i], boxes[1][j]], (h, w)) for i, j in unit_lists[n]]
+        # only an exact field bounds every unit's gradient, so only then may units share a pass
+        share[n] = box_lists[n] if row.status == EXACT else [None] * len(box_lists[n])
+    erfs = {}
+    batch = max(1, min(ERF_BATCH, (1 << 22) // max(1, images[0].numel())))  # as rfcalc erf
     for label, net in variants:
         net_points = _capturable(net, analysis)
-        maps = erf_maps(
-            net, images, [(*net_points[n], by_name[n].size) for n in erf_names], batch_size=32
-        )
+        targets = [(*net_points[n], by_name[n].size, unit_lists[n], share[n]) for n in erf_names]
+        with _bar(f"ERF ({label})", None, "pass", progress) as bar:
+
+            def step(done: int, total: int, bar=bar) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            maps = unit_erf_maps(net, images, targets, batch, progress=step)
         erfs[label] = dict(zip(erf_names, maps))
     seen_reach: dict[str, list[int]] = {}
     rows = []
@@ -239,6 +222,9 @@ def build_page(
                 rf=cells["rf"],
                 jump=cells["jump"],
                 start=cells["start"],
+                axes=None
+                if row.status == GLOBAL
+                else {k: [number(v) for v in getattr(row, k)] for k in ("rf", "jump", "start")},
                 centres=[
                     [
                         float(Fraction(row.start[a]) + u * Fraction(row.jump[a]))
@@ -258,30 +244,38 @@ def build_page(
             if row.name in owner and owner[row.name] != row.name:
                 entry["erf_from"] = owner[row.name]
             if row.name in erf_names:
-                centre_unit = [(n - 1) // 2 for n in row.size]
-                box = [boxes[a][centre_unit[a]] for a in range(2)]
+                entry["erf_grid"] = grids[row.name]
                 entry["erf"] = {}
-                entry["erf_unit"] = centre_unit
                 for label, _ in variants:
-                    m = erfs[label][row.name]
-                    total = float(m.sum())
-                    if total == 0:
+                    stack, counts = erfs[label][row.name]
+                    if not stack.sum():
                         continue
-                    m = m / total
+                    numbers, scaled = [], []
+                    cases = zip(unit_lists[row.name], box_lists[row.name], stack, counts)
+                    for (i, j), box, m, n in cases:
+                        total = float(m.sum())
+                        if total == 0:
+                            numbers.append({"n": int(n)})
+                            scaled.append(m)
+                            continue
+                        centre = _unit_centre(row, (i, j), (h, w))
+                        numbers.append({"n": int(n), **_erf_numbers(m / total, centre, box)})
+                        scaled.append(m / m.max())
                     entry["erf"][label] = {
-                        "data": blob.add(m.astype("<f4").tobytes()),
-                        **_erf_numbers(m, row, box),
+                        "data": blob.add(np.stack(scaled).astype("<f2").tobytes()),
+                        "numbers": numbers,
                     }
             if row.name not in points:
                 entry["erf_missing"] = (
                     "a functional op inside a module whose output is no "
-                    "module's output: no reachable set measured here"
+                    "module's output: no reachable set or ERF measured here"
                 )
         rows.append(entry)
     data = {
         "title": title,
         "input": list(analysis.input_shape),
         "inputs": inputs,
+        "n_images": len(images),
         "weights": weights,
         "variants": [v for v, _ in variants],
         "columns": list(COLUMNS),
