@@ -1,9 +1,9 @@
 """The training loop never waits for the device inside an epoch or a test pass: the would-be
 host synchronisations (`training.host_syncs`) of a pass do not grow with its steps.
 
-Augmentation is off here: the augmentation's own draws are tested with its code
-(training/augment.py); this is the loop around it (batch order, steps, sums, progress bar,
-the test pass with its padded last batch).
+Most tests here run without augmentation (the augmentation's own draws are tested with its
+code, tests/training/test_augment_tensor.py); one runs each recipe's augmentation through the
+whole loop (batch order, augmentation, steps, sums, progress bar, the test pass).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pytest
 import torch
 from train_synth import make_images
 
+from training.augment import AUG_PRESETS
 from training.config import TrainConfig
 from training.distributed import GlobalBatchShard, World
 from training.engine import Trainer
@@ -53,6 +54,25 @@ def test_a_training_epoch_reads_back_once_whatever_its_length(tiny_model):
     short, long = syncs(lambda: a.train_epoch(0)), syncs(lambda: b.train_epoch(0))
     assert short == long
     assert sum(short.values()) == 1  # the epoch's sums, once, at its end
+
+
+@pytest.mark.parametrize("recipe", ["assignment", "previous"])
+def test_with_the_recipes_augmentation_an_epoch_still_reads_back_once(tiny_model, recipe):
+    # The whole fast path as rftrain runs it: batch order, each recipe's augmentation on the
+    # device (draws, jitter, affine, cutout), forward, backward, step.
+    aug = AUG_PRESETS[recipe]
+
+    def augmented(steps: int) -> Trainer:
+        x, y = make_images(2 * steps + 5, seed=0)
+        train = TensorBatches(x[:-5], y[:-5], 2, aug, MEAN, STD, seed=1, device=CPU)
+        test = TensorBatches(x[-5:], y[-5:], 3, None, MEAN, STD, seed=1, device=CPU, shuffle=False)
+        cfg = TrainConfig(epochs=2, batch_size=2)
+        return Trainer(load_model(str(tiny_model)), train, test, cfg, CPU, loss="nll")
+
+    a, b = augmented(2), augmented(9)
+    short, long = syncs(lambda: a.train_epoch(0)), syncs(lambda: b.train_epoch(0))
+    assert short == long
+    assert sum(short.values()) == 1, dict(short)
 
 
 def test_a_test_pass_reads_back_once_whatever_its_length(tiny_model):
