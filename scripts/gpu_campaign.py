@@ -17,7 +17,8 @@ Steps, each writing JSON into RESULTS/gpu-campaign-<device>/ (RESULTS default bo
 At the deadline the runs are stopped (SIGTERM: each keeps its last finished epoch) and what
 finished is summed up; the same command later resumes them. --jpeg-bound adds, after these
 and outside the budget, the assignment's seeds on a copy of the data re-compressed once more
-at JPEG quality 75 (the difference to the runs above bounds what the JPEG copy costs).
+at JPEG quality 75 (the difference to the runs above is one more generation's loss: an
+indication of what the JPEG copy costs, not a bound).
 
 --smoke runs every step on the CPU in seconds (1 epoch, batch 16, one seed per recipe, k = 2
 only), to catch a typo before GPU minutes are spent; the test suite runs it on a tiny

@@ -57,8 +57,11 @@ EPOCH_KEYS = (
     "train_acc",
     "test_loss",
     "test_acc",
+    "train_images",
     "train_seconds",
+    "images_per_s",
     "test_seconds",
+    "compile_seconds",  # the first epoch of a compiled run: the warm-up, outside its seconds
 )
 
 

@@ -151,6 +151,14 @@ def _comparable(cfg: dict, free: tuple[str, ...] = RESUME_FREE) -> dict:
     return {k: v for k, v in cfg.items() if k not in free}
 
 
+def _flat(cfg: dict) -> dict:
+    """Nested settings (`aug`) as `aug.NAME`, so a difference names the one that differs."""
+    out = {}
+    for k, v in cfg.items():
+        out.update({f"{k}.{n}": w for n, w in v.items()} if isinstance(v, dict) else {k: v})
+    return out
+
+
 def data_record(data: Cifar) -> dict:
     return {
         "digest": data.digest(),
@@ -168,8 +176,11 @@ def resume_state(out: Path, cfg: TrainConfig, data: Cifar, world: World) -> dict
             f"{out / checkpoint.LAST} was written by an older rftrain and cannot "
             "be continued exactly: start over with --force"
         )
-    free = RESUME_FREE + HOW_IT_RAN if _finished(state, cfg) else RESUME_FREE
-    saved, now = _comparable(state["config"], free), _comparable(cfg.to_dict(), free)
+    finished = _finished(state, cfg)
+    free = RESUME_FREE + HOW_IT_RAN if finished else RESUME_FREE
+    saved, now = _flat(_comparable(state["config"], free)), _flat(_comparable(cfg.to_dict(), free))
+    if finished:  # only read back: settings a later version added are not compared
+        now = {k: v for k, v in now.items() if k in saved}
     diff = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
     if diff:
         raise UserError(

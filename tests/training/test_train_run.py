@@ -152,6 +152,36 @@ def test_unfinished_run_made_with_bf16_is_not_continued_without(tmp_path, tiny_m
         go(tiny_model, out, cfg, resume=True)
 
 
+def _as_if_made_by_an_older_version(out: Path) -> None:
+    """Drop from the run's saved settings what later versions added (a top-level setting and
+    one of the augmentation's)."""
+    state = checkpoint.load(out / "last.pt")
+    del state["config"]["eval_batch_size"], state["config"]["aug"]["jitter_clip"]
+    checkpoint.save(out / "last.pt", state)
+
+
+def test_a_finished_run_of_an_older_version_is_read_back(tmp_path, tiny_model):
+    out = tmp_path / "run"
+    cfg = TrainConfig(epochs=1, batch_size=16)
+    go(tiny_model, out, cfg)
+    _as_if_made_by_an_older_version(out)
+    before = (out / "summary.json").read_bytes()
+    assert go(tiny_model, out, cfg, resume=True) == json.loads(before)
+    # the settings it has are still compared
+    with pytest.raises(UserError, match=r"different settings .*batch_size 16 -> 32"):
+        go(tiny_model, out, TrainConfig(epochs=1, batch_size=32), resume=True)
+
+
+def test_an_unfinished_run_of_an_older_version_is_not_continued(tmp_path, tiny_model):
+    # its missing settings would take today's defaults for the epochs still to run
+    out = tmp_path / "run"
+    cfg = TrainConfig(epochs=2, batch_size=16)
+    go(tiny_model, out, cfg, stop_after=1)
+    _as_if_made_by_an_older_version(out)
+    with pytest.raises(UserError, match=r"different settings .*: aug.jitter_clip None -> True$"):
+        go(tiny_model, out, cfg, resume=True)
+
+
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "last.pt"
     checkpoint.save(path, {"epoch": 1})
@@ -198,11 +228,16 @@ def test_tensor_path_drops_the_partial_batch_and_says_so(tmp_path, tiny_model):
     assert json.loads((tmp_path / "ref" / "history.json").read_text())[0]["train_images"] == 48
 
 
-def test_dropping_the_only_partial_batch_is_refused(tmp_path, tiny_model):
-    cfg = TrainConfig(epochs=1, batch_size=64, fast=True)
+def test_dropping_the_only_partial_batch(tmp_path, tiny_model):
+    # asked for, it is refused before anything is written
+    cfg = TrainConfig(epochs=1, batch_size=64, fast=True, drop_last=True)
     with pytest.raises(UserError, match="--batch-size 64 is more than the 48 training images"):
         go(tiny_model, tmp_path / "run", cfg)
     assert not (tmp_path / "run").exists()
+    # left automatic, the one partial batch is the epoch: every image trains
+    summary = go(tiny_model, tmp_path / "auto", TrainConfig(epochs=1, batch_size=64, fast=True))
+    assert summary["config"]["drop_last"] is False
+    assert summary["history"][0]["train_images"] == 48
 
 
 def test_figures_are_drawn_at_the_end_not_every_epoch(tmp_path, tiny_model, monkeypatch):
