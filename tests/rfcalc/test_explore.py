@@ -366,6 +366,8 @@ def _check_holes(page, holes: set, reached: set) -> None:
     hole colour shows on every hole and on no reached pixel."""
     drawn = page.get_attribute("#holes", "data-holes")
     assert {tuple(map(int, p.split(","))) for p in drawn.split()} == holes
+    # a click in the table below may have scrolled the picture partly out of the viewport
+    page.evaluate("document.getElementById('overlay').scrollIntoView({block: 'center'})")
     shot = np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("RGB")).astype(int)
     view = [float(v) for v in page.get_attribute("#overlay", "viewBox").split()]
     r = page.evaluate("document.getElementById('overlay').getBoundingClientRect().toJSON()")

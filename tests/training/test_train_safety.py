@@ -57,7 +57,10 @@ def base(model, data, out) -> list[str]:
         (["--cutout-size", "40"], "cutout_size 40 is larger than the 32x32 images"),
         (["--cutout-size", "40", "--fast"], "cutout_size 40 is larger than the 32x32 images"),
         (["--eval-batch-size", "0"], "--eval-batch-size must be at least 1"),
-        (["--fast", "--batch-size", "100"], "--batch-size 100 is more than the 60 training"),
+        (
+            ["--fast", "--drop-last", "--batch-size", "100"],
+            "--batch-size 100 is more than the 60 training",
+        ),
     ],
 )
 def test_bad_recipe_is_one_line(capsys, tmp_path, tiny_model, pickles, extra, expected):
