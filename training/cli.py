@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import Optional, Sequence
 
+from .allocator import tune_malloc
 from .augment import AugConfig
 from .config import RECIPES, TrainConfig
 from .options import (
@@ -240,6 +241,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     args = parse(argv)
+    tune_malloc()  # before the data and the model take their memory
     from . import distributed
 
     previous = _stop_on_sigterm()

@@ -131,17 +131,17 @@ def _check_target(name: str, m: dict, where: str) -> None:
 
             preset(str(m["preset"]))
         elif "variant" in m:
-            from netbuilder.cli import MAX_BUDGET
+            from netbuilder.factory import MAX_BUDGET, check_budget
             from netbuilder.variants import lookup
 
             lookup(str(m["variant"]))
             budget = m.get("budget")
-            ok = isinstance(budget, int) and not isinstance(budget, bool)
-            if budget is not None and not (ok and 1 <= budget <= MAX_BUDGET):
+            if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool)):
                 raise SpecError(
                     f"budget must be a whole number of parameters from 1 to {MAX_BUDGET:,}, "
                     f"not {budget!r}"
                 )
+            check_budget(budget)
     except SpecError as exc:
         raise UserError(f"{where}: model {name!r}: {exc}") from None
 
