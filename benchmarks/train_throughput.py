@@ -39,7 +39,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from training.allocator import OPT_OUT, malloc_tuned  # noqa: E402
+from training.allocator import OPT_OUT, malloc_tuned, tune_malloc  # noqa: E402
 from training.augment import AugConfig, TensorAugment  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.data import CLASSES, Cifar, load_cifar10  # noqa: E402
@@ -432,6 +432,7 @@ def both_allocators(argv: list[str], json_out: str | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    tune_malloc()  # as rftrain does (RFTRAIN_MALLOC=system: left alone, for the comparison)
     p = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )

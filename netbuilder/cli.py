@@ -7,7 +7,6 @@ Every user error is one line on stderr and exit status 2; a bare `netbuilder` pr
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shlex
 import sys
@@ -19,18 +18,17 @@ from rfcalc.render import cells
 
 # budget (sympy), build and export (torch) are imported by the commands that use them, so
 # `--help`, `--version` and a bad command line answer before either loads
-from .presets import PRESETS, preset
-from .spec import NetSpec, SpecError, check, from_dict
+from .factory import DEFAULT_BUDGET, resolve
+from .factory import check_budget as _budget
+from .spec import NetSpec, SpecError, check
 from .table import FORMATS, render
-from .variants import SORT_KEYS, family, generate, lookup, receptive_field, sort_variants
+from .variants import SORT_KEYS, family, generate, receptive_field, sort_variants
 
 if TYPE_CHECKING:
     from .budget import Sizing
 
 __all__ = ["main"]
 
-DEFAULT_BUDGET = 200_000
-MAX_BUDGET = 20_000_000  # every variant is built and run once on the CPU: keep that sane
 DEFAULT_INPUT = "3,32,32"
 
 
@@ -93,30 +91,6 @@ def _parser() -> argparse.ArgumentParser:
 def _print(text: str) -> int:
     sys.stdout.write(text)
     return 0
-
-
-def resolve(name: str, budget: Optional[int]) -> tuple[NetSpec, Optional[int]]:
-    """The spec a NAME means, and the budget it is widened to (None: as written)."""
-    if name.endswith(".json"):
-        try:
-            with open(name, encoding="utf-8") as fh:
-                spec = from_dict(json.load(fh))
-        except OSError as exc:
-            raise SpecError(f"{name}: cannot read: {exc.strerror or exc}") from None
-        except json.JSONDecodeError as exc:
-            raise SpecError(f"{name}: not JSON: {exc}") from None
-    elif name in PRESETS:
-        spec = preset(name)
-    else:
-        spec = lookup(name)
-        budget = DEFAULT_BUDGET if budget is None else budget
-    return spec, budget
-
-
-def _budget(budget: Optional[int]) -> Optional[int]:
-    if budget is not None and not 1 <= budget <= MAX_BUDGET:
-        raise SpecError(f"--budget must be between 1 and {MAX_BUDGET:,} parameters, not {budget:,}")
-    return budget
 
 
 def _sized(args: argparse.Namespace) -> tuple[NetSpec, tuple[int, ...], Optional[Sizing]]:

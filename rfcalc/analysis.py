@@ -10,12 +10,20 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
+# How an Analysis shows itself (_render, _cells, _html, _layers): the renderers import nothing
+# from this module at run time (its types only, for checking), so these imports go one way.
+from . import render as _render
+
 # A row's status: how far its field can be trusted. Defined (torch-free) in geometry.py:
 # EXACT the classic arithmetic, exactly; APPROX units differ (up-sampling, uneven adaptive
 # pool) and rf is the widest unit's; GLOBAL every unit sees the whole map (a pooled gate
 # broadcast back, flatten + Linear, attention, statistics over the map); UNKNOWN an op without
 # a rule touched the spatial map: nothing is claimed.
 from .geometry import APPROX, EXACT, GLOBAL, UNKNOWN, Field, RFError, Window
+from .probe import probe_for  # noqa: F401 - its home was here; rfcalc.analysis.probe_for stays
+from .render import cells as _cells
+from .render import html as _html
+from .render import layers as _layers
 
 if TYPE_CHECKING:
     import torch.nn as nn
@@ -161,9 +169,7 @@ class Analysis:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document (`rfcalc table --format json`) as Python objects."""
-        from .render.layers import document
-
-        return document(self)
+        return _layers.document(self)
 
     def to_pandas(self):
         """One DataFrame row per op, indexed by name; per-axis values as tuples. Needs pandas
@@ -175,11 +181,9 @@ class Analysis:
                 "Analysis.to_pandas() needs pandas: pip install pandas "
                 "(or use Analysis.to_dict(), which needs nothing)"
             ) from None
-        from .render.layers import row_dict
-
         records = []
         for row in self.rows:
-            d = row_dict(row)
+            d = _layers.row_dict(row)
             records.append({k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
         return pd.DataFrame.from_records(records, index="name")
 
@@ -189,9 +193,7 @@ class Analysis:
     def render(self, fmt: str = "text", **options: Any) -> str:
         """The table in one of rfcalc.render.FORMATS; `options` (depth, columns, compact)
         override the display this analysis was made with."""
-        from .render import render
-
-        return render(self, fmt, **{**self.display, **options})
+        return _render.render(self, fmt, **{**self.display, **options})
 
     def __str__(self) -> str:
         return self.render("text")
@@ -199,11 +201,9 @@ class Analysis:
     def __repr__(self) -> str:
         if self.as_table:  # rfcalc.summary's result, shown at a prompt as torchinfo's is
             return self.render("text").rstrip("\n")
-        from .render.cells import rf_cell, shape
-
         return (
-            f"<Analysis of a {shape(self.input_shape)} input: {len(self.rows)} rows, "
-            f"output rf {rf_cell(self.output)} ({self.output.status}), "
+            f"<Analysis of a {_cells.shape(self.input_shape)} input: {len(self.rows)} rows, "
+            f"output rf {_cells.rf_cell(self.output)} ({self.output.status}), "
             f"{self.params:,} parameters, {self.macs:,} MACs>"
         )
 
@@ -211,9 +211,7 @@ class Analysis:
         return self.render("markdown")
 
     def _repr_html_(self) -> str:
-        from .render import html, layers
-
-        return html.fragment(layers.table(self, **self.display))
+        return _html.fragment(_layers.table(self, **self.display))
 
 
 _RANK = {EXACT: 0, APPROX: 1, GLOBAL: 2, UNKNOWN: 3}
@@ -395,21 +393,6 @@ def _validate(input_shape: Sequence[int]) -> tuple[int, ...]:
             "size a positive integer"
         )
     return shape
-
-
-def probe_for(model: "nn.Module", shape: tuple[int, ...], dtype=None, fill: Optional[float] = None):
-    """A (1, *shape) probe on the model's device: seeded normal noise, or a constant."""
-    import torch
-
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    dtype = dtype or (
-        param.dtype if param is not None and param.is_floating_point() else torch.float32
-    )
-    if fill is not None:
-        return torch.full((1, *shape), fill, dtype=dtype, device=device)
-    gen = torch.Generator().manual_seed(0)
-    return torch.randn((1, *shape), generator=gen).to(device=device, dtype=dtype)
 
 
 def _notes(rows: Sequence[Row], steps) -> tuple[str, ...]:

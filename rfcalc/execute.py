@@ -38,6 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 
+from .probe import probe_for
 from .record import Record, record
 
 # The first data-free op of a process imports torch's compiler stack (torch._dynamo): about
@@ -73,7 +74,6 @@ def record_shapes(
     The caller sets eval mode and no_grad. The model's state is left as it was: module
     attributes the data-free forward set to fake tensors (a lazily built cache) are undone.
     """
-    from .analysis import probe_for
 
     def on_values(note: Optional[str]) -> tuple[Record, Optional[str]]:
         runner = _with_values(model, materialize, note)

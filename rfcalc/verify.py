@@ -39,8 +39,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .analysis import UNKNOWN, Analysis, _validate, probe_for, token_index, tokens
+from .analysis import UNKNOWN, Analysis, _validate, token_index, tokens
 from .geometry import Field, RFError
+from .probe import probe_for
 from .record import Record, Step, _tensors, record
 
 Span = tuple[int, int]

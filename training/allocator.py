@@ -8,9 +8,10 @@ about 3 million page faults a step, and the step runs at a third of the batch-12
 off for malloc (M_MMAP_MAX = 0) and raising the trim threshold keeps the pages in the heap
 for the next step. The price: the process keeps its peak memory until it exits.
 
-Applied once when the `training` package is imported (rftrain, the sweep, the notebooks);
-glibc only, a no-op elsewhere. RFTRAIN_MALLOC=system in the environment leaves malloc alone
-(for comparisons: benchmarks/train_throughput.py --allocator both).
+Applied once by the entry points that train, not on import: `rftrain` (so each run of a
+sweep) and `train_run` (the notebooks), and benchmarks/train_throughput.py; glibc only, a
+no-op elsewhere. RFTRAIN_MALLOC=system in the environment leaves malloc alone (for
+comparisons: benchmarks/train_throughput.py --allocator both).
 """
 
 from __future__ import annotations

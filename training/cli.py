@@ -14,9 +14,11 @@ import threading
 from pathlib import Path
 from typing import Optional, Sequence
 
+from .allocator import tune_malloc
 from .augment import AugConfig
 from .config import RECIPES, TrainConfig
 from .options import (
+    CheckingParser,
     OneLineParser,
     UserError,
     add_dataclass_options,
@@ -48,10 +50,12 @@ RECIPE_HELP = {
 }
 
 
-def _parser(recipe: str = "assignment") -> argparse.ArgumentParser:
+def _parser(
+    recipe: str = "assignment", parser_class: type[OneLineParser] = OneLineParser
+) -> argparse.ArgumentParser:
     """rftrain's options, their defaults those of the named recipe."""
     start = RECIPES[recipe]()
-    p = OneLineParser(
+    p = parser_class(
         prog=PROG,
         description="Train a net on CIFAR-10 with a named recipe (default: the assignment's, "
         "SGD + OneCycleLR with its augmentation); other flags change single settings. Under "
@@ -137,12 +141,26 @@ def _parser(recipe: str = "assignment") -> argparse.ArgumentParser:
     return p
 
 
-def parse(argv: Sequence[str]) -> argparse.Namespace:
+def parse(
+    argv: Sequence[str], parser_class: type[OneLineParser] = OneLineParser
+) -> argparse.Namespace:
     """Parse twice: first the recipe's name, then every option with that recipe's values as
     the defaults, so a flag given overrides one setting and the rest are the recipe's."""
-    first = OneLineParser(prog=PROG, add_help=False)  # --help waits for the recipe's defaults
+    first = parser_class(prog=PROG, add_help=False)  # --help waits for the recipe's defaults
     first.add_argument("--recipe", choices=tuple(RECIPES), default="assignment")
-    return _parser(first.parse_known_args(argv)[0].recipe).parse_args(argv)
+    recipe = first.parse_known_args(argv)[0].recipe
+    return _parser(recipe, parser_class).parse_args(argv)
+
+
+def option_names() -> frozenset[str]:
+    """Every long option rftrain takes, as typed (`--lr`, `--no-augment`)."""
+    return frozenset(s for s in _parser()._option_string_actions if s.startswith("--"))
+
+
+def check_options(argv: Sequence[str]) -> TrainConfig:
+    """The TrainConfig `argv` describes, parsed and checked as rftrain will; UserError (one
+    line) for a value rftrain would refuse, and no exit, so a caller can check ahead."""
+    return config_from_args(parse(argv, CheckingParser))
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -223,6 +241,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     args = parse(argv)
+    tune_malloc()  # before the data and the model take their memory
     from . import distributed
 
     previous = _stop_on_sigterm()

@@ -25,6 +25,14 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+class CheckingParser(OneLineParser):
+    """A OneLineParser that raises UserError instead of exiting: options checked ahead of
+    time (rfsweep checks every run's before the first one starts)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(message)
+
+
 def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 

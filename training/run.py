@@ -24,6 +24,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from . import checkpoint, report
+from .allocator import tune_malloc
 from .config import TrainConfig
 from .data import Cifar
 from .distributed import World, world_from_env
@@ -431,6 +432,7 @@ def train_run(
     `on_epoch_end` callbacks run after the epoch's files were handed to the writer thread:
     they are all on disk when this returns or raises, not necessarily during the callback.
     """
+    tune_malloc()  # a notebook's run too keeps its activations' pages from step to step
     out = Path(out)
     world = world or world_from_env(device)
     cfg = checked_config(cfg, device, data, world)

@@ -10,12 +10,14 @@ A sweep file (JSON; relative paths are relative to the current folder, as for rf
      "models": {"s9": {"preset": "s9", "seeds": [1, 2, 3]},
                 "dws-dilated-skip-x2": {"variant": "dws-dilated-skip-x2", "budget": 200000},
                 "mine": {"model": "nets/mine.py:Net", "options": {"batch_size": 256}}},
-     "recipes": {"onecycle": {}, "fixed-lr-0.1": {"schedule": "constant", "lr": 0.1}},
+     "recipes": {"onecycle": {}, "fixed-lr-0.1": {"schedule": "constant", "lr": 0.1,
+                                  "momentum_schedule": "fixed"}},
      "seeds": [1, 2]}
 
 Options are rftrain's (`lr` or `--lr`); true is `--flag`, false `--no-flag`, null leaves the
 default. They merge common < model < recipe, and the seed comes last; a model's own "seeds"
-replace the sweep's. Each run lives in
+replace the sweep's. Every run's options are checked as rftrain checks them before the first
+run starts, and model and recipe names must be plain folder names. Each run lives in
 OUT/MODEL/RECIPE/seedN and logs to OUT/logs/MODEL--RECIPE--seedN.log. A finished run
 (summary.json says so) is skipped, an interrupted one (last.pt) resumed, so the command can
 simply be started again after a kill. A `variant` is exported by netbuilder into
@@ -45,6 +47,10 @@ from .options import OneLineParser, UserError, fail, package_version
 from .record import SUMMARY_KEYS, epoch_rows
 
 PROG = "rfsweep"
+# rftrain options the sweep sets for each run itself (its folder, device, model, restart).
+SWEEP_SETS = frozenset({"out", "device", "model", "preset", "resume", "force", "help", "version"})
+# The sweep's own folders beside the models' (OUT/models/NAME.py, OUT/logs/*.log).
+RESERVED_NAMES = frozenset({"models", "logs"})
 # A row of the result: the run record's keys (training/record.py) and its history as "epochs";
 # "recipe" stays the sweep's name for the run's options (the record's is in config.recipe).
 RESULT_KEYS = tuple(k for k in SUMMARY_KEYS if k not in ("history", "recipe"))
@@ -103,6 +109,78 @@ def _dict(spec: dict, key: str, where: str) -> dict:
     return value
 
 
+def _plain_name(name: str, what: str, where: str) -> str:
+    """`name` if it is one plain path component (it becomes a folder under OUT): UserError
+    for '', '.', '..', a slash, or the sweep's own folders, which would put a run elsewhere."""
+    if not name or name in (".", "..") or any(c in name for c in "/\\\0") or name != name.strip():
+        raise UserError(
+            f"{where}: {what} name {name!r} must be a plain folder name (no slash, not . or ..)"
+        )
+    if name in RESERVED_NAMES:
+        raise UserError(f"{where}: {what} name {name!r} is taken by the sweep's own {name} folder")
+    return name
+
+
+def _check_target(name: str, m: dict, where: str) -> None:
+    """A preset or a variant (and its budget) that netbuilder knows; UserError otherwise."""
+    from netbuilder.spec import SpecError
+
+    try:
+        if "preset" in m:
+            from netbuilder.presets import preset
+
+            preset(str(m["preset"]))
+        elif "variant" in m:
+            from netbuilder.factory import MAX_BUDGET, check_budget
+            from netbuilder.variants import lookup
+
+            lookup(str(m["variant"]))
+            budget = m.get("budget")
+            if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool)):
+                raise SpecError(
+                    f"budget must be a whole number of parameters from 1 to {MAX_BUDGET:,}, "
+                    f"not {budget!r}"
+                )
+            check_budget(budget)
+    except SpecError as exc:
+        raise UserError(f"{where}: model {name!r}: {exc}") from None
+
+
+def _near(name: str, known: list[str]) -> str:
+    """' (did you mean X?)' for a shortened or mistyped option name, else ''."""
+    from difflib import get_close_matches
+
+    near = [k for k in known if k.startswith(name)] or get_close_matches(name, known, n=1)
+    return f" (did you mean {near[0].replace('-', '_')!r}?)" if len(near) == 1 else ""
+
+
+def check_runs(sweep: Sweep, where: str) -> None:
+    """Every run's options parsed and checked as rftrain will (names, values, the TrainConfig
+    they make), before the first run starts: UserError naming the run and the bad value."""
+    from .cli import check_options, option_names
+
+    known = option_names()
+    seen: set[tuple] = set()
+    for run in sweep.runs:
+        for name in run.options:
+            flag = "--" + name.lstrip("-").replace("_", "-")
+            if flag[2:] in SWEEP_SETS:
+                raise UserError(
+                    f"{where}: run {run.key}: option {name!r} is set by rfsweep for each run"
+                )
+            if flag not in known:  # exact names: argparse would take `ep` for `epochs`
+                hint = _near(flag[2:], sorted(k[2:] for k in known))
+                raise UserError(f"{where}: run {run.key}: {name!r} is not an rftrain option{hint}")
+        argv = [*run.target, *sweep.data, "--out", str(sweep.folder(run)), *_flags(run.options)]
+        if tuple(argv) in seen:
+            continue
+        seen.add(tuple(argv))
+        try:
+            check_options(argv)
+        except UserError as exc:
+            raise UserError(f"{where}: run {run.key}: {exc}") from None
+
+
 def load_sweep(path: str | os.PathLike) -> Sweep:
     """Read and check a sweep file; UserError with the reason if it is not one."""
     path = Path(path)
@@ -142,8 +220,15 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
     models = spec["models"]
     if not isinstance(models, dict) or not models:
         raise UserError(f"{path}: 'models' must name at least one model")
+    if not isinstance(recipes, dict):
+        raise UserError(f"{path}: 'recipes' must be an object of named rftrain options")
+    for recipe in recipes:
+        _plain_name(recipe, "recipe", str(path))
     targets, variants = {}, {}
     for name, m in models.items():
+        _plain_name(name, "model", str(path))
+        if not isinstance(m, dict):
+            raise UserError(f"{path}: model {name!r} must be an object")
         given = [k for k in ("model", "preset", "variant") if k in m]
         if len(given) != 1:
             raise UserError(f"{path}: model {name!r} needs exactly one of model, preset, variant")
@@ -153,6 +238,7 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
             targets[name] = ["--model", str(out / "models" / f"{name}.py")]
         else:
             targets[name] = [f"--{kind}", str(m[kind])]
+        _check_target(name, m, str(path))
     runs = []
     for (model, m), (recipe, r) in itertools.product(models.items(), recipes.items()):
         if not isinstance(r, dict):
@@ -165,7 +251,7 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
                 "seed": seed,
             }
             runs.append(Run(model, recipe, seed, targets[model], options))
-    return Sweep(
+    sweep = Sweep(
         name=str(spec.get("name", path.stem)),
         out=out,
         result=Path(spec.get("result", out / "sweep.json")),
@@ -173,6 +259,8 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
         runs=runs,
         variants=variants,
     )
+    check_runs(sweep, str(path))
+    return sweep
 
 
 def run_status(folder: Path) -> str:
@@ -188,10 +276,16 @@ def run_status(folder: Path) -> str:
 
 
 def command(sweep: Sweep, run: Run, device: str) -> list[str]:
-    """The rftrain command line of `run` on `device` ('cpu' or 'cuda')."""
+    """The rftrain command line of `run` on `device` ('cpu' or 'cuda'). A finished run gets
+    neither --resume nor --force: the sweep skips it, and the line copied by hand must not
+    wipe it."""
     folder = sweep.folder(run)
     status = run_status(folder)
-    again = ["--resume"] if status == "interrupted" else (["--force"] if folder.is_dir() else [])
+    again = []
+    if status == "interrupted":
+        again = ["--resume"]
+    elif status == "new" and folder.is_dir():  # a run that stopped before its first checkpoint
+        again = ["--force"]
     return [
         sys.executable,
         "-m",
@@ -367,6 +461,44 @@ def collect(sweep: Sweep) -> dict:
     }
 
 
+def results_table(result: dict) -> str:
+    """The collected runs (`collect`) as the project's text table: one row a run."""
+    from rfcalc.render.table import Column, Table, TableRow, write
+
+    def pct(value: Any) -> str:
+        if isinstance(value, list):  # the record's test_acc: one a epoch
+            value = value[-1] if value else None
+        return "-" if value is None else f"{value:.2%}"
+
+    columns = (
+        Column("model"),
+        Column("recipe"),
+        Column("seed", numeric=True),
+        Column("status"),
+        Column("epochs", numeric=True),
+        Column("best test acc", numeric=True),
+        Column("best epoch", numeric=True),
+        Column("last test acc", numeric=True),
+        Column("seconds", numeric=True),
+    )
+    rows = []
+    for r in result["runs"]:
+        wall = r.get("wall_seconds")
+        cells = {
+            "model": r["model"],
+            "recipe": r["recipe"],
+            "seed": r["seed"],
+            "status": r["status"],
+            "epochs": "-" if r.get("epochs_done") is None else r["epochs_done"],
+            "best test acc": pct(r.get("best_test_acc")),
+            "best epoch": "-" if r.get("best_epoch") is None else r["best_epoch"],
+            "last test acc": pct(r.get("test_acc")),
+            "seconds": "-" if wall is None else round(wall),
+        }
+        rows.append(TableRow(cells))
+    return write(Table(columns=columns, rows=tuple(rows), document=result), "text")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog=PROG,
@@ -424,9 +556,9 @@ def _sigterm_interrupts():
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
-    if not argv:
-        parser.print_help()
-        return 0
+    if not argv:  # a bare command: what it takes, on stderr with status 2 like the others
+        parser.print_help(sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     try:
         sweep = load_sweep(args.sweep)
@@ -455,6 +587,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     result = collect(sweep)
     write_json(sweep.result, result)
+    print(results_table(result), end="")
     done = sum(r["status"] == "finished" for r in result["runs"])
     print(f"{done} of {len(result['runs'])} runs finished; results in {sweep.result}")
     failed = [k for k, v in outcome.items() if v.startswith("failed")]

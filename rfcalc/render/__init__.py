@@ -8,11 +8,13 @@ point in `rfcalc.render.graphviz`.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
-from rfcalc.analysis import Analysis
 from rfcalc.render import layers
 from rfcalc.render.table import FORMATS, write
+
+if TYPE_CHECKING:  # the types only: Analysis calls the renderers, never the reverse
+    from rfcalc.analysis import Analysis
 
 __all__ = ["FORMATS", "WIDTH", "render"]
 

@@ -8,9 +8,12 @@ up-sampling) are always written as exact fractions, `1/2`, never as decimals. A 
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Optional, Sequence, Union
+from typing import TYPE_CHECKING, Optional, Sequence, Union
 
-from rfcalc.analysis import APPROX, GLOBAL, UNKNOWN, Analysis, Row
+from rfcalc.geometry import APPROX, GLOBAL, UNKNOWN
+
+if TYPE_CHECKING:  # the types only: Analysis calls the renderers, never the reverse
+    from rfcalc.analysis import Analysis, Row
 
 __all__ = [
     "COLUMNS",

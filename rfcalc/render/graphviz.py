@@ -15,12 +15,15 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import replace
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import graphviz
 
-from rfcalc.analysis import APPROX, EXACT, GLOBAL, UNKNOWN, Analysis, Row
+from rfcalc.geometry import APPROX, EXACT, GLOBAL, UNKNOWN
 from rfcalc.render.cells import TIMES, axes, rf_cell, shape
+
+if TYPE_CHECKING:  # the types only: Analysis calls the renderers, never the reverse
+    from rfcalc.analysis import Analysis, Row
 
 __all__ = ["CHAIN_NOTE", "FILL", "INPUT_NODE", "build", "columns", "compact", "node_label"]
 

@@ -16,12 +16,15 @@ Notes shared by many rows (ViT-B/16: one note on 164 rows) are said once, with t
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-from rfcalc.analysis import EXACT, GLOBAL, UNKNOWN, Analysis, Row
+from rfcalc.geometry import EXACT, GLOBAL, UNKNOWN
 from rfcalc.render.cells import NUMERIC, TABLE_COLUMNS, row_cells, shape, summary_lines
 from rfcalc.render.json import per_axis
 from rfcalc.render.table import Column, Table, TableRow
+
+if TYPE_CHECKING:  # the types only: Analysis calls the renderers, never the reverse
+    from rfcalc.analysis import Analysis, Row
 
 __all__ = [
     "table",

@@ -1,4 +1,5 @@
-"""The malloc settings applied at import: on with glibc, off on request, same numbers."""
+"""The malloc settings: applied by the entry points (not on import), on with glibc, off on
+request, same numbers."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
 STEP = """
 import torch, training
-from training.allocator import malloc_tuned
+from training.allocator import malloc_tuned, tune_malloc
+assert not malloc_tuned()  # importing the package leaves malloc alone
+tune_malloc()  # what rftrain's main and train_run do
 torch.manual_seed(0)
 m = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3), torch.nn.BatchNorm2d(16), torch.nn.ReLU(),
                         torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, 10))
@@ -45,7 +48,7 @@ def run(env_extra: dict) -> tuple[str, str]:
 
 
 @pytest.mark.skipif(not GLIBC, reason="the settings apply to glibc only")
-def test_applied_at_import_and_same_numbers():
+def test_applied_by_the_entry_points_and_same_numbers():
     tuned, weights = run({})
     plain, weights_plain = run({"RFTRAIN_MALLOC": "system"})
     assert (tuned, plain) == ("True", "False")
@@ -58,3 +61,33 @@ def test_no_op_reported_off_glibc(monkeypatch):
     monkeypatch.setattr(allocator, "_applied", None)
     monkeypatch.setattr(allocator.platform, "libc_ver", lambda: ("musl", "1.2"))
     assert allocator.tune_malloc() is False and not allocator.malloc_tuned()
+
+
+def test_rftrain_and_train_run_apply_it(monkeypatch):
+    import training.cli
+    import training.run
+
+    calls = []
+    monkeypatch.setattr(training.cli, "tune_malloc", lambda: calls.append("rftrain"))
+    monkeypatch.setattr(training.run, "tune_malloc", lambda: calls.append("train_run"))
+    # no data folder: refused after the settings were applied (before anything is loaded)
+    assert training.cli.main(["--preset", "s9", "--out", "x"]) == 2
+    with pytest.raises(AttributeError):  # no config: the settings come first all the same
+        training.run.train_run(lambda: None, None, None, "x", device=None, world=object())
+    assert calls == ["rftrain", "train_run"]
+
+
+def test_importing_the_package_leaves_malloc_alone():
+    env = {k: v for k, v in os.environ.items() if k != "RFTRAIN_MALLOC"}
+    code = "import training, training.cli, training.run, training.sweep\n"
+    code += "from training.allocator import malloc_tuned; print(malloc_tuned())"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert out.split() == ["False"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -91,7 +92,7 @@ def test_sweep_entries_for_the_assignments_ablations(tmp_path, pickles, tiny_mod
         tiny_model,
         recipes={
             "onecycle": {},
-            "fixed-lr-0.1": {"schedule": "constant", "lr": 0.1},
+            "fixed-lr-0.1": {"schedule": "constant", "lr": 0.1, "momentum_schedule": "fixed"},
             "groupnorm": {"norm": "group"},
             "layernorm": {"norm": "layer"},
             "l1": {"l1": 1e-5},
@@ -231,3 +232,129 @@ def test_two_runs_at_once_on_the_cpu(tmp_path, pickles, tiny_model, monkeypatch)
         r["config"]["recipe"] == "assignment" and r["departures"]["epochs"] == 1 for r in runs
     )
     assert all(len(r["epochs"]) == 1 and "test_loss" in r["epochs"][0] for r in runs)
+
+
+def test_bare_rfsweep_prints_its_usage_and_exits_2(capsys):
+    assert main([]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("usage: rfsweep")
+
+
+def _sweep_file(tmp_path: Path, **spec) -> Path:
+    spec = {"out": str(tmp_path / "runs"), "data_dir": "d", **spec}
+    spec.setdefault("models", {"s9": {"preset": "s9"}})
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        # a value rftrain's parser refuses, named with the run
+        (
+            {"recipes": {"quick": {"lr": "fast"}}},
+            "run s9/quick/seed1: argument --lr: invalid float value: 'fast'",
+        ),
+        # a value the TrainConfig's own checks refuse
+        ({"common": {"epochs": 0}}, "run s9/default/seed1: --epochs must be at least 1"),
+        (
+            {"recipes": {"c": {"schedule": "constant"}}},
+            "run s9/c/seed1: --momentum-schedule cycle needs --schedule onecycle",
+        ),
+        # a model's own options, checked for its own runs only
+        (
+            {
+                "models": {
+                    "s9": {"preset": "s9"},
+                    "big": {"preset": "s9", "options": {"batch_size": "many"}},
+                }
+            },
+            "run big/default/seed1: argument --batch-size: invalid int value: 'many'",
+        ),
+        ({"common": {"ep": 3}}, "'ep' is not an rftrain option (did you mean 'epochs'?)"),
+        ({"common": {"out": "elsewhere"}}, "option 'out' is set by rfsweep for each run"),
+        ({"common": {"force": True}}, "option 'force' is set by rfsweep for each run"),
+        ({"models": {"s9": {"preset": "s10"}}}, "model 's9': unknown preset 's10'"),
+        ({"models": {"v": {"variant": "dws-x9"}}}, "model 'v': unknown variant 'dws-x9'"),
+        (
+            {"models": {"v": {"variant": "dws-dilated-skip-x2", "budget": "big"}}},
+            "model 'v': budget must be a whole number of parameters",
+        ),
+    ],
+)
+def test_every_run_is_checked_before_the_first_starts(tmp_path, capsys, spec, expected):
+    path = _sweep_file(tmp_path, **spec)
+    with pytest.raises(UserError, match=re.escape(expected)):
+        load_sweep(path)
+    # --list checks too: one line, status 2, nothing written
+    assert main([str(path), "--list", "--devices", "cpu"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(f"rfsweep: error: {path}: ")
+    assert expected in err and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("what", ["models", "recipes"])
+@pytest.mark.parametrize("name", ["../x", "a/b", "..", ".", "", "a\\b", " s9", "logs", "models"])
+def test_names_that_are_not_one_plain_folder_are_refused(tmp_path, what, name):
+    spec = {"models": {name: {"preset": "s9"}}} if what == "models" else {"recipes": {name: {}}}
+    path = _sweep_file(tmp_path, **spec)
+    with pytest.raises(UserError, match=f"{what[:-1]} name"):
+        load_sweep(path)
+    assert main([str(path), "--devices", "cpu"]) == 2
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "x").exists()
+
+
+def test_plain_names_are_kept(tmp_path):
+    path = _sweep_file(
+        tmp_path,
+        models={"s9.v2": {"preset": "s9"}},
+        recipes={"fixed-lr-0.1": {"schedule": "constant", "momentum_schedule": "fixed"}},
+    )
+    (run,) = load_sweep(path).runs
+    assert run.key == "s9.v2/fixed-lr-0.1/seed1"
+
+
+def test_list_never_offers_force_for_a_finished_run(tmp_path, capsys):
+    path = _sweep_file(tmp_path, seeds=[1, 2, 3, 4])
+    runs = tmp_path / "runs" / "s9" / "default"
+    (runs / "seed1").mkdir(parents=True)
+    (runs / "seed1" / "summary.json").write_text(json.dumps({"finished": True}))
+    (runs / "seed2").mkdir()
+    (runs / "seed2" / "last.pt").write_bytes(b"")
+    (runs / "seed3").mkdir()  # stopped before its first checkpoint: started over
+    assert main([str(path), "--list", "--devices", "cpu"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["finished", "interrupted", "new", "new"]
+    finished, interrupted, restarted, new = (line.split() for line in lines)
+    assert "--force" not in finished and "--resume" not in finished
+    assert "--resume" in interrupted and "--force" not in interrupted
+    assert "--force" in restarted
+    assert "--force" not in new and "--resume" not in new
+
+
+def test_results_table_at_the_end(tmp_path, capsys):
+    path = _sweep_file(tmp_path, seeds=[1, 2])
+    done = tmp_path / "runs" / "s9" / "default" / "seed1"
+    done.mkdir(parents=True)
+    summary = {
+        "finished": True,
+        "epochs_done": 3,
+        "best_test_acc": 0.8512,
+        "best_epoch": 2,
+        "test_acc": [0.7, 0.8512, 0.8499],
+        "wall_seconds": 1234.4,
+        "history": [],
+    }
+    (done / "summary.json").write_text(json.dumps(summary))
+    assert main([str(path), "--collect-only", "--devices", "cpu"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("model"))
+    assert lines[header].split() == (
+        "model recipe seed status epochs best test acc best epoch last test acc seconds".split()
+    )
+    assert set(lines[header - 1]) == {"="} and set(lines[header + 1]) == {"-"}
+    assert lines[header + 2].split() == "s9 default 1 finished 3 85.12% 2 84.99% 1,234".split()
+    assert lines[header + 3].split() == "s9 default 2 missing - - - - -".split()
+    assert lines[-1] == f"1 of 2 runs finished; results in {tmp_path / 'runs' / 'sweep.json'}"
