@@ -7,9 +7,9 @@ import math
 import torch
 
 from .. import geometry as g
-from ..geometry import UNKNOWN, Field, NotGeometric
+from ..geometry import UNKNOWN, Field, NotGeometric, Window
 from . import positions
-from .dispatch import Call, Outcome, mixed, positive, rule
+from .dispatch import MIXED, Call, Outcome, mixed, positive, rule, whole_global
 
 
 def _packed(f: Field, tail: tuple[int, ...]) -> Field:
@@ -50,7 +50,14 @@ def reshape(call: Call) -> Outcome:
     if pos is not None:  # a map taken apart by views (windows): follow each position
         moved = positions.reshaped(pos, tuple(out.shape))
         back = positions.restored(moved, tuple(out.shape))
-        return Outcome(back if back is not None else positions.wrap(f, moved))
+        if back is not None:
+            return Outcome(back)
+        gathered = positions.blocks(moved, tuple(out.shape))
+        if gathered is not None:
+            field, r = gathered
+            n = len(r)
+            return Outcome(field, Window(r, r, (0,) * n, (1,) * n))
+        return Outcome(positions.wrap(f, moved))
     if f.dims is None:
         restored = _unpacked(f, out)
         if restored is not None:
@@ -77,7 +84,9 @@ def reshape(call: Call) -> Outcome:
     if out.dim() >= m and tuple(src.shape[-m:]) == tuple(out.shape[-m:]):
         return Outcome(f)
     if all(a.size == 1 for a in f.axes):  # a 1x1 map: nothing mixes, the field lives on
-        return Outcome(Field(f.axes, None, f.status, f.note))
+        # (and a vector whose every element saw everything still has: a later window op
+        # on it, HaloNet's last stage's 1x1 conv, is global, not unknown)
+        return Outcome(Field(f.axes, None, f.status, f.note, MIXED if whole_global(f) else None))
     # the trailing dims from some k on (the map's, maybe channels too) merged into one?
     for k in range(src.dim() - m, -1, -1):
         tail = tuple(src.shape[k:])
