@@ -18,7 +18,7 @@ def _packed(f: Field, tail: tuple[int, ...]) -> Field:
     return Field(flat.axes, None, flat.status, flat.note, packed=("flat", tail, -1, f))
 
 
-def _unpacked(f: Field, out: torch.Tensor) -> Field | None:
+def _unpacked(f: Field, out: torch.Tensor, src: torch.Tensor) -> Field | None:
     """The field before a flatten, if this view puts the map back exactly as it was."""
     if f.packed is None:
         return None
@@ -38,7 +38,46 @@ def _unpacked(f: Field, out: torch.Tensor) -> Field | None:
     n = len(tail)
     if flat_dim == -1 and out.dim() >= n and tuple(out.shape[-n:]) == tuple(tail):
         return before
+    # tokens with their features behind them, (B, N, C) viewed as (B, H, W, C): the map is
+    # back in the dims in front of the features, which the view left as they were
+    after = -1 - flat_dim
+    if (
+        after > 0
+        and before.dims is not None
+        and out.dim() >= n + after
+        and tuple(out.shape[out.dim() - after :]) == tuple(src.shape[src.dim() - after :])
+        and tuple(out.shape[out.dim() - after - n : out.dim() - after]) == tuple(tail)
+    ):
+        dims = tuple(d - after for d in before.dims)
+        return Field(before.axes, dims, before.status, before.note)
     return None
+
+
+def _tokens_sliced(f: Field, index: tuple, src: torch.Tensor) -> Field | None:
+    """Tokens (a flattened map, maybe with a class token in front) sliced along the token
+    dim so that every map token survives, in order (`x[:, 1:]` drops the class token): the
+    same tokens, shifted; None for any other indexing (the layout is then lost)."""
+    p = f.packed
+    if p is None or p[0] not in ("flat", "tokens"):
+        return None
+    ndim = src.dim()
+    if index.count(Ellipsis) == 1:
+        at = index.index(Ellipsis)
+        index = index[:at] + (slice(None),) * (ndim - len(index) + 1) + index[at + 1 :]
+    if len(index) > ndim or not all(isinstance(i, slice) for i in index):
+        return None  # an integer drops a dim (the token dim's place moves): not followed
+    flat = p[2] % ndim
+    if flat >= len(index):
+        return f
+    offset = p[4] if p[0] == "tokens" else 0
+    count = math.prod(p[1])
+    start, stop, step = index[flat].indices(src.shape[flat])
+    if step != 1 or start > offset or stop < offset + count:
+        return None  # a token of the map cut away, or every other one
+    moved = offset - start
+    if moved == 0 and stop - start == count:
+        return Field(f.axes, None, f.status, f.note, ("flat",) + tuple(p[1:4]))
+    return Field(f.axes, None, f.status, f.note, ("tokens",) + tuple(p[1:4]) + (moved,))
 
 
 def reshape(call: Call) -> Outcome:
@@ -59,7 +98,7 @@ def reshape(call: Call) -> Outcome:
             return Outcome(field, Window(r, r, (0,) * n, (1,) * n))
         return Outcome(positions.wrap(f, moved))
     if f.dims is None:
-        restored = _unpacked(f, out)
+        restored = _unpacked(f, out, src)
         if restored is not None:
             return Outcome(restored)
         n = len(f.axes)
@@ -161,7 +200,8 @@ def getitem(call: Call) -> Outcome:
     if any(i is None or isinstance(i, (torch.Tensor, list, bool)) for i in index):
         raise NotGeometric("advanced indexing")
     if f.dims is None:
-        return Outcome(f)
+        kept = _tokens_sliced(f, index, src)
+        return Outcome(f if kept is None else kept)
     ndim = src.dim()
     if index.count(Ellipsis) > 1:
         raise NotGeometric("several ellipses")

@@ -256,3 +256,59 @@ def test_window_partition_and_a_per_token_linear_keep_every_position():
     out = analyze(m, shape).output
     assert out.status == EXACT and out.rf == (1, 1)
     check(m, shape)
+
+
+# ---------------------------------------------------------------- tokens back to a map
+
+
+class TokensToMap(nn.Module):
+    """A ViT's "tokens back to a map" head: 4x4 patch tokens, a class token in front, a
+    per-token MLP, the class token dropped with `t[:, cut:]`, the tokens viewed back to
+    (B, C, H, W) (`bchw`: transpose then reshape; else (B, H, W, C) then permute), a 3x3."""
+
+    def __init__(self, layout: str = "bchw", cut: int = 1):
+        super().__init__()
+        self.embed = nn.Conv2d(3, 8, 4, 4)
+        self.cls = nn.Parameter(torch.randn(1, 1, 8))
+        self.pos = nn.Parameter(torch.randn(1, 17, 8))
+        self.norm, self.fc = nn.LayerNorm(8), nn.Linear(8, 8)
+        self.head = nn.Conv2d(8, 2, 3, padding=1)
+        self.layout, self.cut = layout, cut
+
+    def forward(self, x):
+        b = x.shape[0]
+        t = self.embed(x).flatten(2).transpose(1, 2)
+        t = torch.cat([self.cls.expand(b, -1, -1), t], 1) + self.pos
+        t = (t + self.fc(self.norm(t)))[:, self.cut :]
+        if self.layout == "tokens":
+            return t
+        if self.layout == "bchw":
+            m = t.transpose(1, 2).reshape(b, 8, 4, 4)
+        else:
+            m = t.reshape(b, 4, 4, 8).permute(0, 3, 1, 2)
+        return self.head(m)
+
+
+@pytest.mark.parametrize("layout", ["bchw", "bhwc"])
+def test_dropping_the_class_token_keeps_each_tokens_patch(layout):
+    torch.manual_seed(0)
+    m = TokensToMap(layout).double().eval()
+    shape = (3, 16, 16)
+    # measured by perturbation: the head's unit (1, 2) reads patch rows 0..2 (pixels 0..11)
+    # and patch columns 1..3 (pixels 4..15); the corner unit the 2x2 patches at the corner
+    moved = perturb(m, shape)
+    assert moved[(1, 2)] == ((0, 11), (4, 15)) and moved[(0, 0)] == ((0, 7), (0, 7))
+    a = analyze(m, shape)  # on real values: the perturbation check ran over the exact rows
+    assert a["getitem"].status == EXACT and a["getitem"].size == (4, 4)
+    out = a.output
+    assert out.status == EXACT and out.rf == (12, 12) and out.jump == (4, 4)
+    assert out.start == (1.5, 1.5)  # unit 0's field centred on pixel 1.5: 1.5 ± 6 -> 0..7
+
+
+def test_cutting_a_map_token_loses_the_layout():
+    # t[:, 2:] drops the first patch's token too: element 0 is now patch (0, 1), measured
+    m = TokensToMap(layout="tokens", cut=2).double().eval()
+    shape = (3, 16, 16)
+    assert perturb_element(m, shape, lambda o: o[:, 0]) == ((0, 3), (4, 7))
+    out = analyze(m, shape).output
+    assert out.status != EXACT  # no per-token claim: which token is which position is lost
