@@ -4,10 +4,13 @@ row: a contradicted row would be unknown, and none is."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+from measure import reads, unit_gradient
 
-from rfcalc import EXACT, GLOBAL, UNKNOWN, analyze
+from rfcalc import APPROX, EXACT, GLOBAL, UNKNOWN, analyze
 
 timm = pytest.importorskip("timm")
 
@@ -30,8 +33,26 @@ def test_no_row_is_unknown(name, side):
     unknown = [(r.name, r.note) for r in a.rows if r.status == UNKNOWN]
     assert not unknown, unknown[:3]
     assert a.rows[0].status == EXACT  # the stem's first conv (or TResNet's space-to-depth)
-    # attention, or an SE gate, over the whole map ends in a global output
-    assert a.output.status == GLOBAL and a.covers_input
+    # attention, or an SE gate, over the whole map: a global output; TinyViT's windows and
+    # its global pool: an approx field as wide as the image
+    assert a.output.status in (GLOBAL, APPROX) and a.covers_input
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("RFCALC_SLOW") != "1", reason="set RFCALC_SLOW=1 (8 s)")
+def test_tiny_vit_window_attention_is_local():
+    # stage 1's 7x7-token windows (SDPA with a learned bias as its mask): each unit reads
+    # its window, not the image. Measured: unit (10, 10)'s gradient spans rows and columns
+    # 49..111 (63 pixels); the approx rf is an upper bound of that, far from global
+    torch.manual_seed(0)
+    model = timm.create_model("tiny_vit_5m_224", pretrained=False).eval()
+    row = "stages.1.blocks.0.reshape_1"
+    r = analyze(model, (3, 224, 224))[row]
+    assert r.status == APPROX and r.size == (28, 28)
+    grad = unit_gradient(model, (3, 224, 224), row, (10, 10), dtype=torch.float32)
+    _, spans = reads(grad)
+    assert spans == ((49, 111), (49, 111))
+    assert all(hi - lo + 1 <= rf < 224 for (lo, hi), rf in zip(spans, r.rf))
 
 
 def test_tresnet_space_to_depth_reads_its_block():

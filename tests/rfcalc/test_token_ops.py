@@ -207,11 +207,15 @@ class WindowAttention(nn.Module):
     ws x ws window (qkv Linear, unbind, SDPA), projection, reverse, residual; `shift` rolls
     the map first (shifted windows)."""
 
-    def __init__(self, ws: int = 4, shift: int = 0, attend: bool = True, c: int = 4):
+    def __init__(
+        self, ws: int = 4, shift: int = 0, attend: bool = True, c: int = 4, bias: bool = False
+    ):
         super().__init__()
         self.embed = nn.Conv2d(1, c, 1)
         self.qkv, self.proj = nn.Linear(c, 3 * c), nn.Linear(c, c)
         self.ws, self.shift, self.attend = ws, shift, attend
+        # TinyViT's learned attention bias, given to SDPA as a (constant) float mask
+        self.bias = nn.Parameter(torch.randn(2, ws * ws, ws * ws)) if bias else None
 
     def forward(self, x):
         x = self.embed(x).permute(0, 2, 3, 1)
@@ -221,7 +225,7 @@ class WindowAttention(nn.Module):
         if self.attend:
             qkv = self.qkv(win).reshape(win.shape[0], win.shape[1], 3, 2, c // 2)
             q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-            o = F.scaled_dot_product_attention(q, k, v).transpose(1, 2)
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=self.bias).transpose(1, 2)
             win = o.reshape(win.shape[0], win.shape[1], c)
         o = _reverse(self.proj(win), self.ws, h, w)
         if self.shift:
@@ -237,6 +241,16 @@ def test_window_attention_reads_its_window():
     assert out.status == APPROX and out.rf == (4, 4) and out.size == (8, 12)
     assert "window" in out.note
     result = check(m, shape)  # every unit: what rfcalc says it sees is what it sees
+    assert result[out.name][1][(5, 9)] == ((4, 7), (8, 11))
+
+
+def test_window_attention_with_a_learned_bias_reads_its_window():
+    # a constant additive mask (TinyViT) neither adds nor, being finite, removes a key
+    m = positive(WindowAttention(bias=True))
+    shape = (1, 8, 12)
+    out = analyze(m, shape).output
+    assert out.status == APPROX and out.rf == (4, 4)
+    result = check(m, shape)  # measured, every unit
     assert result[out.name][1][(5, 9)] == ((4, 7), (8, 11))
 
 
