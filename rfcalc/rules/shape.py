@@ -67,8 +67,8 @@ def _tokens_sliced(f: Field, index: tuple, src: torch.Tensor) -> Field | None:
     if len(index) > ndim or not all(isinstance(i, slice) for i in index):
         return None  # an integer drops a dim (the token dim's place moves): not followed
     flat = p[2] % ndim
-    if flat >= len(index):
-        return f
+    if flat >= len(index):  # only dims in front of the tokens sliced (the batch)
+        return Field(f.axes, None, f.status, f.note, f.packed)
     offset = p[4] if p[0] == "tokens" else 0
     count = math.prod(p[1])
     start, stop, step = index[flat].indices(src.shape[flat])

@@ -326,3 +326,19 @@ def test_cutting_a_map_token_loses_the_layout():
     assert perturb_element(m, shape, lambda o: o[:, 0]) == ((0, 3), (4, 7))
     out = analyze(m, shape).output
     assert out.status != EXACT  # no per-token claim: which token is which position is lost
+
+
+def test_slicing_the_batch_or_the_features_keeps_the_tokens():
+    embed = nn.Conv2d(3, 8, 4, 4).double()
+
+    def tokens(x):
+        return embed(x).flatten(2).transpose(1, 2)[:1][..., :4]
+
+    m = Fn(lambda s, x: tokens(x)).double().eval()
+    out = analyze(m, (3, 16, 16)).output
+    assert out.status == EXACT and out.rf == (4, 4) and out.size == (4, 4)
+    # measured by gradient: token 6 is patch (1, 2), pixels 4..7 x 8..11
+    probe = torch.ones(1, 3, 16, 16, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(tokens(probe)[0, 6].abs().sum(), probe)
+    _, spans = reads(grad[0].abs().sum(0))
+    assert spans == ((4, 7), (8, 11))
