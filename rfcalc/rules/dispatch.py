@@ -225,8 +225,13 @@ def apply(call: Call, key: Optional[str] = None) -> Outcome:
     except NotGeometric as exc:
         if call.inputs and all(whole_global(f) for _, f in call.inputs):
             # every unit already sees the whole map: no op can make that less true
+            # (a vector whose every element mixed everything stays so: a later window op
+            # on it, a talking-heads conv over attention weights, is global, not unknown)
             f = call.first
-            return Outcome(Field(f.axes, same_dims(call, f.dims), GLOBAL, f.note))
+            dims = same_dims(call, f.dims)
+            mixed_in = any(fi.packed == MIXED for _, fi in call.inputs)
+            packed = MIXED if dims is None and mixed_in else None
+            return Outcome(Field(f.axes, dims, GLOBAL, f.note, packed))
         return Outcome(unknown_field(call, str(exc)))
     f = outcome.field
     if (

@@ -181,3 +181,43 @@ def attended(q: Positions, k: Positions) -> Optional[Positions]:
             0, flat[:, None].expand(-1, n), hi, "amax", include_self=True
         )
         return Positions(q.idx, before, box)
+
+
+def blocks(pos: Positions, out_shape) -> Optional[tuple[Field, tuple[int, ...]]]:
+    """A space-to-depth (TResNet's stem: view, permute, view): the map's axes back in the
+    last dims of `out_shape`, each shrunk by an integer factor r, and the other dims at each
+    place holding exactly the r×r block under it, every pixel of it. Its field is then a
+    window of k = r, s = r (what F.pixel_unshuffle gives); returns (field, r per axis), or
+    None where the layout is anything else (a permuted block, a gap, a position twice)."""
+    before = pos.before
+    n = len(before.axes)
+    sizes = [a.size for a in before.axes]
+    if pos.box is not None or before.dims is None or len(out_shape) < n + 1:
+        return None
+    small = list(out_shape[-n:])
+    if any(s < 1 or m % s for s, m in zip(small, sizes)):
+        return None
+    r = [m // s for s, m in zip(small, sizes)]
+    if all(k == 1 for k in r):
+        return None  # nothing gathered: `restored` answers for a map put back as it was
+    with _plain():
+        idx = pos.idx
+        if bool((idx < 0).any()):
+            return None
+        # one row per output place: every position the other dims hold there
+        rows = idx.movedim(tuple(range(-n, 0)), tuple(range(n))).reshape(math.prod(small), -1)
+        coords = torch.stack(torch.unravel_index(rows, tuple(sizes)), -1)  # P x E x n
+        place = torch.stack(
+            torch.unravel_index(torch.arange(math.prod(small)), tuple(small)), -1
+        )  # P x n
+        lo = place * torch.tensor(r)
+        if not torch.equal(coords.amin(1), lo) or not torch.equal(
+            coords.amax(1), lo + (torch.tensor(r) - 1)
+        ):
+            return None
+        distinct = rows.sort(1).values
+        count = (distinct[:, 1:] != distinct[:, :-1]).sum(1) + 1
+        if not bool((count == math.prod(r)).all()):
+            return None  # a hole in the block: not every pixel of it is there
+    axes = tuple(g.window(a, k, k) for a, k in zip(before.axes, r))
+    return Field(axes, tuple(range(-n, 0)), before.status, before.note), tuple(r)

@@ -7,9 +7,9 @@ import math
 import torch
 
 from .. import geometry as g
-from ..geometry import UNKNOWN, Field, NotGeometric
+from ..geometry import UNKNOWN, Field, NotGeometric, Window
 from . import positions
-from .dispatch import Call, Outcome, mixed, positive, rule
+from .dispatch import MIXED, Call, Outcome, mixed, positive, rule, whole_global
 
 
 def _packed(f: Field, tail: tuple[int, ...]) -> Field:
@@ -18,7 +18,7 @@ def _packed(f: Field, tail: tuple[int, ...]) -> Field:
     return Field(flat.axes, None, flat.status, flat.note, packed=("flat", tail, -1, f))
 
 
-def _unpacked(f: Field, out: torch.Tensor) -> Field | None:
+def _unpacked(f: Field, out: torch.Tensor, src: torch.Tensor) -> Field | None:
     """The field before a flatten, if this view puts the map back exactly as it was."""
     if f.packed is None:
         return None
@@ -38,7 +38,46 @@ def _unpacked(f: Field, out: torch.Tensor) -> Field | None:
     n = len(tail)
     if flat_dim == -1 and out.dim() >= n and tuple(out.shape[-n:]) == tuple(tail):
         return before
+    # tokens with their features behind them, (B, N, C) viewed as (B, H, W, C): the map is
+    # back in the dims in front of the features, which the view left as they were
+    after = -1 - flat_dim
+    if (
+        after > 0
+        and before.dims is not None
+        and out.dim() >= n + after
+        and tuple(out.shape[out.dim() - after :]) == tuple(src.shape[src.dim() - after :])
+        and tuple(out.shape[out.dim() - after - n : out.dim() - after]) == tuple(tail)
+    ):
+        dims = tuple(d - after for d in before.dims)
+        return Field(before.axes, dims, before.status, before.note)
     return None
+
+
+def _tokens_sliced(f: Field, index: tuple, src: torch.Tensor) -> Field | None:
+    """Tokens (a flattened map, maybe with a class token in front) sliced along the token
+    dim so that every map token survives, in order (`x[:, 1:]` drops the class token): the
+    same tokens, shifted; None for any other indexing (the layout is then lost)."""
+    p = f.packed
+    if p is None or p[0] not in ("flat", "tokens"):
+        return None
+    ndim = src.dim()
+    if index.count(Ellipsis) == 1:
+        at = index.index(Ellipsis)
+        index = index[:at] + (slice(None),) * (ndim - len(index) + 1) + index[at + 1 :]
+    if len(index) > ndim or not all(isinstance(i, slice) for i in index):
+        return None  # an integer drops a dim (the token dim's place moves): not followed
+    flat = p[2] % ndim
+    if flat >= len(index):  # only dims in front of the tokens sliced (the batch)
+        return Field(f.axes, None, f.status, f.note, f.packed)
+    offset = p[4] if p[0] == "tokens" else 0
+    count = math.prod(p[1])
+    start, stop, step = index[flat].indices(src.shape[flat])
+    if step != 1 or start > offset or stop < offset + count:
+        return None  # a token of the map cut away, or every other one
+    moved = offset - start
+    if moved == 0 and stop - start == count:
+        return Field(f.axes, None, f.status, f.note, ("flat",) + tuple(p[1:4]))
+    return Field(f.axes, None, f.status, f.note, ("tokens",) + tuple(p[1:4]) + (moved,))
 
 
 def reshape(call: Call) -> Outcome:
@@ -50,9 +89,16 @@ def reshape(call: Call) -> Outcome:
     if pos is not None:  # a map taken apart by views (windows): follow each position
         moved = positions.reshaped(pos, tuple(out.shape))
         back = positions.restored(moved, tuple(out.shape))
-        return Outcome(back if back is not None else positions.wrap(f, moved))
+        if back is not None:
+            return Outcome(back)
+        gathered = positions.blocks(moved, tuple(out.shape))
+        if gathered is not None:
+            field, r = gathered
+            n = len(r)
+            return Outcome(field, Window(r, r, (0,) * n, (1,) * n))
+        return Outcome(positions.wrap(f, moved))
     if f.dims is None:
-        restored = _unpacked(f, out)
+        restored = _unpacked(f, out, src)
         if restored is not None:
             return Outcome(restored)
         n = len(f.axes)
@@ -77,7 +123,9 @@ def reshape(call: Call) -> Outcome:
     if out.dim() >= m and tuple(src.shape[-m:]) == tuple(out.shape[-m:]):
         return Outcome(f)
     if all(a.size == 1 for a in f.axes):  # a 1x1 map: nothing mixes, the field lives on
-        return Outcome(Field(f.axes, None, f.status, f.note))
+        # (and a vector whose every element saw everything still has: a later window op
+        # on it, HaloNet's last stage's 1x1 conv, is global, not unknown)
+        return Outcome(Field(f.axes, None, f.status, f.note, MIXED if whole_global(f) else None))
     # the trailing dims from some k on (the map's, maybe channels too) merged into one?
     for k in range(src.dim() - m, -1, -1):
         tail = tuple(src.shape[k:])
@@ -152,7 +200,8 @@ def getitem(call: Call) -> Outcome:
     if any(i is None or isinstance(i, (torch.Tensor, list, bool)) for i in index):
         raise NotGeometric("advanced indexing")
     if f.dims is None:
-        return Outcome(f)
+        kept = _tokens_sliced(f, index, src)
+        return Outcome(f if kept is None else kept)
     ndim = src.dim()
     if index.count(Ellipsis) > 1:
         raise NotGeometric("several ellipses")

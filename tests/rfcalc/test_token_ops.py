@@ -207,11 +207,15 @@ class WindowAttention(nn.Module):
     ws x ws window (qkv Linear, unbind, SDPA), projection, reverse, residual; `shift` rolls
     the map first (shifted windows)."""
 
-    def __init__(self, ws: int = 4, shift: int = 0, attend: bool = True, c: int = 4):
+    def __init__(
+        self, ws: int = 4, shift: int = 0, attend: bool = True, c: int = 4, bias: bool = False
+    ):
         super().__init__()
         self.embed = nn.Conv2d(1, c, 1)
         self.qkv, self.proj = nn.Linear(c, 3 * c), nn.Linear(c, c)
         self.ws, self.shift, self.attend = ws, shift, attend
+        # TinyViT's learned attention bias, given to SDPA as a (constant) float mask
+        self.bias = nn.Parameter(torch.randn(2, ws * ws, ws * ws)) if bias else None
 
     def forward(self, x):
         x = self.embed(x).permute(0, 2, 3, 1)
@@ -221,7 +225,7 @@ class WindowAttention(nn.Module):
         if self.attend:
             qkv = self.qkv(win).reshape(win.shape[0], win.shape[1], 3, 2, c // 2)
             q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-            o = F.scaled_dot_product_attention(q, k, v).transpose(1, 2)
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=self.bias).transpose(1, 2)
             win = o.reshape(win.shape[0], win.shape[1], c)
         o = _reverse(self.proj(win), self.ws, h, w)
         if self.shift:
@@ -237,6 +241,16 @@ def test_window_attention_reads_its_window():
     assert out.status == APPROX and out.rf == (4, 4) and out.size == (8, 12)
     assert "window" in out.note
     result = check(m, shape)  # every unit: what rfcalc says it sees is what it sees
+    assert result[out.name][1][(5, 9)] == ((4, 7), (8, 11))
+
+
+def test_window_attention_with_a_learned_bias_reads_its_window():
+    # a constant additive mask (TinyViT) neither adds nor, being finite, removes a key
+    m = positive(WindowAttention(bias=True))
+    shape = (1, 8, 12)
+    out = analyze(m, shape).output
+    assert out.status == APPROX and out.rf == (4, 4)
+    result = check(m, shape)  # measured, every unit
     assert result[out.name][1][(5, 9)] == ((4, 7), (8, 11))
 
 
@@ -256,3 +270,75 @@ def test_window_partition_and_a_per_token_linear_keep_every_position():
     out = analyze(m, shape).output
     assert out.status == EXACT and out.rf == (1, 1)
     check(m, shape)
+
+
+# ---------------------------------------------------------------- tokens back to a map
+
+
+class TokensToMap(nn.Module):
+    """A ViT's "tokens back to a map" head: 4x4 patch tokens, a class token in front, a
+    per-token MLP, the class token dropped with `t[:, cut:]`, the tokens viewed back to
+    (B, C, H, W) (`bchw`: transpose then reshape; else (B, H, W, C) then permute), a 3x3."""
+
+    def __init__(self, layout: str = "bchw", cut: int = 1):
+        super().__init__()
+        self.embed = nn.Conv2d(3, 8, 4, 4)
+        self.cls = nn.Parameter(torch.randn(1, 1, 8))
+        self.pos = nn.Parameter(torch.randn(1, 17, 8))
+        self.norm, self.fc = nn.LayerNorm(8), nn.Linear(8, 8)
+        self.head = nn.Conv2d(8, 2, 3, padding=1)
+        self.layout, self.cut = layout, cut
+
+    def forward(self, x):
+        b = x.shape[0]
+        t = self.embed(x).flatten(2).transpose(1, 2)
+        t = torch.cat([self.cls.expand(b, -1, -1), t], 1) + self.pos
+        t = (t + self.fc(self.norm(t)))[:, self.cut :]
+        if self.layout == "tokens":
+            return t
+        if self.layout == "bchw":
+            m = t.transpose(1, 2).reshape(b, 8, 4, 4)
+        else:
+            m = t.reshape(b, 4, 4, 8).permute(0, 3, 1, 2)
+        return self.head(m)
+
+
+@pytest.mark.parametrize("layout", ["bchw", "bhwc"])
+def test_dropping_the_class_token_keeps_each_tokens_patch(layout):
+    torch.manual_seed(0)
+    m = TokensToMap(layout).double().eval()
+    shape = (3, 16, 16)
+    # measured by perturbation: the head's unit (1, 2) reads patch rows 0..2 (pixels 0..11)
+    # and patch columns 1..3 (pixels 4..15); the corner unit the 2x2 patches at the corner
+    moved = perturb(m, shape)
+    assert moved[(1, 2)] == ((0, 11), (4, 15)) and moved[(0, 0)] == ((0, 7), (0, 7))
+    a = analyze(m, shape)  # on real values: the perturbation check ran over the exact rows
+    assert a["getitem"].status == EXACT and a["getitem"].size == (4, 4)
+    out = a.output
+    assert out.status == EXACT and out.rf == (12, 12) and out.jump == (4, 4)
+    assert out.start == (1.5, 1.5)  # unit 0's field centred on pixel 1.5: 1.5 ± 6 -> 0..7
+
+
+def test_cutting_a_map_token_loses_the_layout():
+    # t[:, 2:] drops the first patch's token too: element 0 is now patch (0, 1), measured
+    m = TokensToMap(layout="tokens", cut=2).double().eval()
+    shape = (3, 16, 16)
+    assert perturb_element(m, shape, lambda o: o[:, 0]) == ((0, 3), (4, 7))
+    out = analyze(m, shape).output
+    assert out.status != EXACT  # no per-token claim: which token is which position is lost
+
+
+def test_slicing_the_batch_or_the_features_keeps_the_tokens():
+    embed = nn.Conv2d(3, 8, 4, 4).double()
+
+    def tokens(x):
+        return embed(x).flatten(2).transpose(1, 2)[:1][..., :4]
+
+    m = Fn(lambda s, x: tokens(x)).double().eval()
+    out = analyze(m, (3, 16, 16)).output
+    assert out.status == EXACT and out.rf == (4, 4) and out.size == (4, 4)
+    # measured by gradient: token 6 is patch (1, 2), pixels 4..7 x 8..11
+    probe = torch.ones(1, 3, 16, 16, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(tokens(probe)[0, 6].abs().sum(), probe)
+    _, spans = reads(grad[0].abs().sum(0))
+    assert spans == ((4, 7), (8, 11))
