@@ -19,8 +19,7 @@ The names below load their module on first use, so `import netbuilder` (and the 
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from rfcalc.lazy import lazy_face
 
 # public name -> the module that defines it (`build` is left to its module: the package
 # attribute `build` is the submodule once anything imports netbuilder.build)
@@ -52,13 +51,4 @@ _FACE = {
 __all__ = sorted(_FACE)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _FACE:
-        raise AttributeError(f"module 'netbuilder' has no attribute {name!r}")
-    value = getattr(import_module(f".{_FACE[name]}", __name__), name)
-    globals()[name] = value  # once: later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_face(__name__, _FACE)

@@ -14,10 +14,11 @@ torch: the `rfcalc` command starts its imports with the garbage collector held o
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
 from typing import TYPE_CHECKING, Any
+
+from .lazy import lazy_face
 
 # public name -> the module that defines it
 _HOME = {
@@ -71,16 +72,7 @@ if TYPE_CHECKING:
     from .verify import RowCheck, Verification, gradient_map, verify
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOME:
-        raise AttributeError(f"module 'rfcalc' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
-    globals()[name] = value  # the next lookup is a plain attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_HOME))
+__getattr__, __dir__ = lazy_face(__name__, _HOME)
 
 
 class _Package(types.ModuleType):

@@ -11,8 +11,7 @@ their module on first use.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from rfcalc.lazy import lazy_face
 
 # public name -> the module that defines it
 _FACE = {
@@ -36,13 +35,4 @@ _FACE = {
 __all__ = sorted(_FACE)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _FACE:
-        raise AttributeError(f"module 'training' has no attribute {name!r}")
-    value = getattr(import_module(f".{_FACE[name]}", __name__), name)
-    globals()[name] = value  # once: later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_face(__name__, _FACE)
