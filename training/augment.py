@@ -18,7 +18,7 @@ against numbers computed with 1.3.1 (tests/training/fixtures/alb13_ops.npz).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Optional, Sequence
 
 import numpy as np
@@ -37,14 +37,11 @@ from .augment_ops import (  # noqa: F401  (the ops are part of this module's int
     shift_scale_rotate,
     to_gray,
 )
+from .options import setting
 
 ASSIGNMENT_ORDER = "normalize,jitter,gray,flip,affine,cutout"
 PREVIOUS_ORDER = "flip,affine,jitter,gray,cutout,normalize"
 ORDERS = (ASSIGNMENT_ORDER, PREVIOUS_ORDER)
-
-
-def _aug(default, help: str, **meta):
-    return field(default=default, metadata={"help": help, **meta})
 
 
 @dataclass(frozen=True)
@@ -52,7 +49,7 @@ class AugConfig:
     """Probabilities, strengths and order shared by both pipelines; the defaults are the
     assignment's recipe. Each field is also an `rftrain` flag."""
 
-    order: str = _aug(
+    order: str = setting(
         ASSIGNMENT_ORDER,
         f"the ops' order, one of: {ASSIGNMENT_ORDER} (the assignment's: the colour ops act on "
         f"normalized floats, the cutout fills 0) or {PREVIOUS_ORDER} (before: on 0..1 "
@@ -60,32 +57,32 @@ class AugConfig:
         choices=ORDERS,
         metavar="ORDER",
     )
-    flip_p: float = _aug(0.5, "probability of a horizontal flip")
-    affine_p: float = _aug(0.5, "probability of the shift/scale/rotate")
-    shift: float = _aug(0.0625, "shift, fraction of width/height, uniform in [-shift, shift]")
-    scale: float = _aug(0.1, "zoom factor uniform in [1 - scale, 1 + scale]")
-    rotate: float = _aug(15.0, "degrees, uniform in [-rotate, rotate]")
-    border: str = _aug(
+    flip_p: float = setting(0.5, "probability of a horizontal flip")
+    affine_p: float = setting(0.5, "probability of the shift/scale/rotate")
+    shift: float = setting(0.0625, "shift, fraction of width/height, uniform in [-shift, shift]")
+    scale: float = setting(0.1, "zoom factor uniform in [1 - scale, 1 + scale]")
+    rotate: float = setting(15.0, "degrees, uniform in [-rotate, rotate]")
+    border: str = setting(
         "reflect101",
         "what the shift/scale/rotate shows outside the image: reflect101 (mirrored without "
         "repeating the edge, albumentations 1.x's default) or constant (0)",
         choices=BORDERS,
     )
-    jitter_p: float = _aug(0.4, "probability of the colour jitter")
-    brightness: float = _aug(0.0, "brightness factor uniform in [max(0, 1 - b), 1 + b]")
-    contrast: float = _aug(0.1, "contrast factor uniform in [max(0, 1 - c), 1 + c]")
-    saturation: float = _aug(0.2, "saturation factor uniform in [max(0, 1 - s), 1 + s]")
-    hue: float = _aug(0.1, "hue shift uniform in [-hue, hue] turns (0.5 = half the circle)")
-    jitter_clip: bool = _aug(
+    jitter_p: float = setting(0.4, "probability of the colour jitter")
+    brightness: float = setting(0.0, "brightness factor uniform in [max(0, 1 - b), 1 + b]")
+    contrast: float = setting(0.1, "contrast factor uniform in [max(0, 1 - c), 1 + c]")
+    saturation: float = setting(0.2, "saturation factor uniform in [max(0, 1 - s), 1 + s]")
+    hue: float = setting(0.1, "hue shift uniform in [-hue, hue] turns (0.5 = half the circle)")
+    jitter_clip: bool = setting(
         True,
         "clip to 0..1 after the brightness, contrast and saturation steps, as albumentations "
         "1.3.x on float images (with Normalize first: below the mean -> 0, above mean + 1 std "
         "-> 1); --no-jitter-clip needs Normalize first",
     )
-    gray_p: float = _aug(0.1, "probability of turning the image grey")
-    cutout_p: float = _aug(0.2, "probability of cutout")
-    cutout_holes: int = _aug(1, "cutout holes per image")
-    cutout_size: int = _aug(
+    gray_p: float = setting(0.1, "probability of turning the image grey")
+    cutout_p: float = setting(0.2, "probability of cutout")
+    cutout_holes: int = setting(1, "cutout holes per image")
+    cutout_size: int = setting(
         16, "cutout hole side in pixels (filled with the data set's mean); at most the image side"
     )
 

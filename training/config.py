@@ -10,12 +10,7 @@ from typing import Callable, Optional
 import torch
 
 from .augment import AugConfig
-
-
-def _opt(default, help: str, **meta):
-    """A config field with its command-line help (the CLI is derived from these fields)."""
-    return field(default=default, metadata={"help": help, **meta})
-
+from .options import setting
 
 LR_SCHEDULES = ("onecycle", "constant")
 MOMENTUM_SCHEDULES = ("fixed", "cycle")
@@ -39,82 +34,86 @@ class TrainConfig:
     0.05 and the momentum held at 0.9. `RECIPES` names both.
     """
 
-    epochs: int = _opt(100, "passes over the training set")
-    batch_size: int = _opt(512, "the global batch (under torchrun split over the processes)")
-    schedule: str = _opt(
+    epochs: int = setting(100, "passes over the training set")
+    batch_size: int = setting(512, "the global batch (under torchrun split over the processes)")
+    schedule: str = setting(
         "onecycle",
         "lr schedule: onecycle (OneCycleLR stepped per batch) or constant (--lr throughout)",
         choices=LR_SCHEDULES,
     )
-    lr: float = _opt(
+    lr: float = setting(
         0.005,
         "starting lr of the one-cycle (div_factor = max_lr / lr); the lr of a constant schedule",
     )
-    max_lr: float = _opt(0.1, "peak lr of the one-cycle")
-    pct_start: float = _opt(0.4, "fraction of the steps spent rising to --max-lr")
-    three_phase: bool = _opt(True, "one-cycle back down to --lr, then to lr/final-div-factor")
-    final_div_factor: float = _opt(1e4, "the one-cycle ends at lr / final-div-factor")
-    momentum: float = _opt(0.9, "SGD momentum, held fixed (--momentum-schedule fixed)")
-    momentum_schedule: str = _opt(
+    max_lr: float = setting(0.1, "peak lr of the one-cycle")
+    pct_start: float = setting(0.4, "fraction of the steps spent rising to --max-lr")
+    three_phase: bool = setting(True, "one-cycle back down to --lr, then to lr/final-div-factor")
+    final_div_factor: float = setting(1e4, "the one-cycle ends at lr / final-div-factor")
+    momentum: float = setting(0.9, "SGD momentum, held fixed (--momentum-schedule fixed)")
+    momentum_schedule: str = setting(
         "cycle",
         "fixed: --momentum throughout; cycle: OneCycleLR "
         "cycles it from --max-momentum down to --base-momentum "
         "while the lr rises, and back",
         choices=MOMENTUM_SCHEDULES,
     )
-    base_momentum: float = _opt(0.85, "lowest momentum of the cycle (at the lr peak)")
-    max_momentum: float = _opt(0.95, "highest momentum of the cycle (start and end)")
-    weight_decay: float = _opt(0.0, "SGD weight decay (L2)")
-    l1: float = _opt(0.0, "L1 penalty: adds l1 * sum|w| of conv and linear weights to the loss")
-    seed: int = _opt(1, "seeds weights, batch order and augmentation")
-    loss: str = _opt(
+    base_momentum: float = setting(0.85, "lowest momentum of the cycle (at the lr peak)")
+    max_momentum: float = setting(0.95, "highest momentum of the cycle (start and end)")
+    weight_decay: float = setting(0.0, "SGD weight decay (L2)")
+    l1: float = setting(0.0, "L1 penalty: adds l1 * sum|w| of conv and linear weights to the loss")
+    seed: int = setting(1, "seeds weights, batch order and augmentation")
+    loss: str = setting(
         "auto",
         "auto: NLL if the model outputs log-probabilities, else cross-entropy",
         choices=("auto", "nll", "ce"),
     )
-    norm: str = _opt(
+    norm: str = setting(
         "model",
         "model: the model's own layers; group / layer: every "
         "BatchNorm2d becomes GroupNorm (--norm-groups) / GroupNorm(1, C), the "
         "LayerNorm of a feature map",
         choices=NORMS,
     )
-    norm_groups: int = _opt(
+    norm_groups: int = setting(
         4, "GroupNorm groups: per layer the largest count up to this that divides its channels"
     )
-    fast: Optional[bool] = _opt(None, "augment on the device with torch ops (None: on with a GPU)")
-    amp: Optional[bool] = _opt(None, "bf16 autocast (None: on with a GPU)")
-    channels_last: Optional[bool] = _opt(None, "channels_last memory format (None: on with a GPU)")
-    compile: Optional[bool] = _opt(
+    fast: Optional[bool] = setting(
+        None, "augment on the device with torch ops (None: on with a GPU)"
+    )
+    amp: Optional[bool] = setting(None, "bf16 autocast (None: on with a GPU)")
+    channels_last: Optional[bool] = setting(
+        None, "channels_last memory format (None: on with a GPU)"
+    )
+    compile: Optional[bool] = setting(
         None, "torch.compile the model, warmed up before epoch 1 (None: on with a GPU)"
     )
-    workers: Optional[int] = _opt(
+    workers: Optional[int] = setting(
         None,
         "DataLoader workers for the albumentations path "
         "(None: min(8, cores - 1)); results do not depend on it",
     )
-    sync_bn: bool = _opt(False, "SyncBatchNorm across the processes under torchrun (GPUs only)")
+    sync_bn: bool = setting(False, "SyncBatchNorm across the processes under torchrun (GPUs only)")
     aug: AugConfig = field(default_factory=AugConfig)
     # recipe
-    recipe: str = _opt(
+    recipe: str = setting(
         "assignment",
         "the named recipe these settings started from (kept in the run record); "
         "other flags override single settings",
         choices=RECIPE_NAMES,
     )
     # speed (loop)
-    drop_last: Optional[bool] = _opt(
+    drop_last: Optional[bool] = setting(
         None,
         "drop each epoch's last partial training batch, so every step has one shape "
         "(one compiled graph); those images wait for another epoch's shuffle (None: on "
         "with --fast, unless the training set is smaller than one batch)",
     )
-    eval_batch_size: int = _opt(
+    eval_batch_size: int = setting(
         1000,
         "test batch; the last partial one is padded to it and the padding ignored, so every "
         "test batch has one shape and every test image counts once",
     )
-    compile_mode: str = _opt(
+    compile_mode: str = setting(
         "reduce-overhead",
         "torch.compile mode with --compile; reduce-overhead and max-autotune replay CUDA "
         "graphs (on one GPU; elsewhere they run without)",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import MISSING, Field, fields
+from dataclasses import MISSING, Field, field, fields
 from typing import Any, NoReturn
 
 import torch
@@ -31,6 +31,12 @@ class CheckingParser(OneLineParser):
 
     def error(self, message: str) -> NoReturn:
         raise UserError(message)
+
+
+def setting(default: Any, help: str, **meta: Any) -> Any:
+    """A config field with its command-line help: the flags of `TrainConfig` and `AugConfig`
+    are derived from these fields (`add_dataclass_options` reads the help and the choices)."""
+    return field(default=default, metadata={"help": help, **meta})
 
 
 def flag(name: str) -> str:
