@@ -12,7 +12,14 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from rfcalc.commandline import Parser, UserError, check_output, run, write_output
+from rfcalc.commandline import (
+    Parser,
+    UserError,
+    check_output,
+    run,
+    whole_number,
+    write_output,
+)
 from rfcalc.geometry import RFError
 from rfcalc.load import TargetError, load_target, load_without_weights, parse_input
 from rfcalc.render import FORMATS
@@ -34,14 +41,7 @@ def _input(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _depth(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"{n}: give 0 (every row) or more")
-    return n
+_depth = whole_number(0, ": give 0 (every row) or more")
 
 
 def _columns(text: str) -> tuple[str, ...]:

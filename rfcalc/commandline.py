@@ -71,6 +71,22 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def whole_number(minimum: int, too_small: str) -> Callable[[str], int]:
+    """An argparse `type`: a whole number of at least `minimum`; `too_small` ends the message
+    for a smaller one, right after the number."""
+
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if n < minimum:
+            raise argparse.ArgumentTypeError(f"{n}{too_small}")
+        return n
+
+    return parse
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`; did you mean 'table'?` for the closest choice, or "" when none is close."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from rfcalc.commandline import whole_number
 from rfcalc.geometry import RFError
 
 __all__ = ["add_erf_arguments", "add_explore_arguments", "run_erf", "run_explore", "INIT"]
@@ -17,14 +18,7 @@ INIT = "init"  # in --compare: the model as initialised
 INIT_SEED = 0  # torch.manual_seed before the model is built: "as initialised" is repeatable
 
 
-def _positive(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{n} must be at least 1")
-    return n
+_positive = whole_number(1, " must be at least 1")
 
 
 def add_erf_arguments(sub: argparse.ArgumentParser) -> None:
