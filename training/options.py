@@ -40,7 +40,9 @@ def setting(default: Any, help: str, **meta: Any) -> Any:
 
 
 def flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+    """The command-line flag of a setting: `eval_batch_size` (or `--eval_batch_size`) ->
+    `--eval-batch-size`."""
+    return "--" + name.lstrip("-").replace("_", "-")
 
 
 def _kind(f: Field) -> str:

@@ -44,6 +44,7 @@ from typing import Any, Optional, Sequence
 
 from .fsutil import write_json
 from .options import OneLineParser, UserError, fail, package_version
+from .options import flag as option_flag
 from .record import SUMMARY_KEYS, epoch_rows
 
 PROG = "rfsweep"
@@ -90,7 +91,7 @@ class Sweep:
 def _flags(options: dict[str, Any]) -> list[str]:
     args: list[str] = []
     for name, value in options.items():
-        flag = "--" + name.lstrip("-").replace("_", "-")
+        flag = option_flag(name)
         if value is None:
             continue
         if value is True:
@@ -163,7 +164,7 @@ def check_runs(sweep: Sweep, where: str) -> None:
     seen: set[tuple] = set()
     for run in sweep.runs:
         for name in run.options:
-            flag = "--" + name.lstrip("-").replace("_", "-")
+            flag = option_flag(name)
             if flag[2:] in SWEEP_SETS:
                 raise UserError(
                     f"{where}: run {run.key}: option {name!r} is set by rfsweep for each run"
