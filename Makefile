@@ -13,8 +13,8 @@ demo: $(READY)
 # Coverage is reported for information (one line), never a gate.
 test: $(READY)
 	$(VENV)/bin/ruff check --quiet . && $(VENV)/bin/ruff format --check --quiet .
-	$(PY) -m pytest -q --cov=rfcalc --cov=netbuilder --cov=training --cov-report=
-	@echo "coverage of rfcalc, netbuilder, training: $$($(PY) -m coverage report --format=total)%"
+	$(PY) -m pytest -q --cov=rfcalc --cov=netbuilder --cov=training --cov=rfkit_base --cov-report=
+	@echo "coverage of rfcalc, netbuilder, training, rfkit_base: $$($(PY) -m coverage report --format=total)%"
 
 book: $(READY)
 	$(VENV)/bin/jupyter-book build book

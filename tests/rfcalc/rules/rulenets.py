@@ -2,7 +2,11 @@
 
 `model(fn)` is `fn(self, x)` after nothing, with positive constant weights (`measure.positive`),
 so the gradient check can measure every unit's field; `SAME` lists calls that must analyse
-alike whether their arguments come by position, by keyword or by default."""
+alike whether their arguments come by position, by keyword or by default.
+
+In the test files beside this one, expected fields are worked out by hand in the comments and
+measured by gradients (`check`): a test never compares the code with its own output. The conv3
+in front (`s.c3`, padding 1) gives conv unit u the pixels u-1..u+1 (rf 3, start 0)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
 """Pooling rules (rfcalc/rules/pool.py): the window a row shows, adaptive pools, window lists.
-
-Expected fields are worked out by hand in the comments and measured by gradients
-(`check`): a test never compares the code with its own output. The conv3 in front
-(`s.c3`, padding 1) gives conv unit u the pixels u-1..u+1 (rf 3, start 0)."""
+Expected fields are worked out by hand and measured by gradients (see rulenets.py)."""
 
 from __future__ import annotations
 

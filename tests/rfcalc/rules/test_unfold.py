@@ -1,10 +1,7 @@
 """F.unfold, F.fold and Tensor.unfold (rfcalc/rules/conv.py): the windows an unfold lays out,
 what F.fold gives back to each pixel, and the work between them that keeps or loses the
 windows' layout.
-
-Expected fields are worked out by hand in the comments and measured by gradients
-(`check`): a test never compares the code with its own output. The conv3 in front
-(`s.c3`, padding 1) gives conv unit u the pixels u-1..u+1 (rf 3, start 0)."""
+Expected fields are worked out by hand and measured by gradients (see rulenets.py)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,21 @@
-"""rfcalc.commandline: the conventions shared by the rfcalc and netbuilder commands."""
+"""rfkit_base.commandline: the conventions all four commands share."""
 
 import argparse
 import io
 
 import pytest
 
-from rfcalc.commandline import Parser, UserError, check_output, progress, run, write_output
+from rfkit_base.commandline import (
+    CheckingParser,
+    Parser,
+    UserError,
+    check_output,
+    fail,
+    flag,
+    progress,
+    run,
+    write_output,
+)
 
 
 def test_output_files_are_checked_first_and_never_clobbered(tmp_path):
@@ -90,3 +100,76 @@ def test_version_is_the_distributions(capsys):
         parser.parse_args(["--version"])
     assert capsys.readouterr().out == f"tool {version('rfkit')}\n"
     assert isinstance(parser, argparse.ArgumentParser)
+
+
+def test_a_checking_parser_raises_the_bare_message():
+    parser = CheckingParser(prog="tool")
+    parser.add_argument("--epochs", type=int)
+    with pytest.raises(UserError, match=r"^argument --epochs: invalid int value: 'x'$"):
+        parser.parse_args(["--epochs", "x"])
+    with pytest.raises(
+        UserError, match=r"^unrecognized arguments --epohcs 3; did you mean .--epochs.\?$"
+    ):
+        parser.parse_args(["--epohcs", "3"])
+
+
+def test_a_command_without_subcommands_runs_its_own_default(capsys):
+    seen = []
+
+    def train(args):
+        seen.append(args.epochs)
+        if args.epochs == 0:
+            raise UserError("--epochs must be at least 1")
+        if args.epochs < 0:
+            raise KeyboardInterrupt
+        return 0
+
+    def parser():
+        p = Parser(prog="trainer")
+        p.set_defaults(run=train)
+        p.add_traceback_flag()
+        p.add_argument("--epochs", type=int, default=3)
+        return p
+
+    def parse(argv):  # a command that parses its own way (rftrain: twice, for a recipe)
+        return parser().parse_args([*argv, "--epochs", "5"] if not argv[1:] else argv)
+
+    assert run(parser(), ["--epochs", "2"]) == 0 and seen == [2]
+    assert run(parser(), ["--traceback"], parse=parse) == 0 and seen[-1] == 5
+    assert run(parser(), ["--epochs", "0"]) == 2
+    assert capsys.readouterr().err == "trainer: error: --epochs must be at least 1\n"
+    assert run(parser(), ["--epochs", "0", "--traceback"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback") and err.endswith(
+        "trainer: error: --epochs must be at least 1\n"
+    )
+    assert run(parser(), ["--epochs", "-1"], interrupted="stopped; resume later") == 130
+    assert capsys.readouterr().err == "trainer: stopped; resume later\n"
+
+
+def test_flag_fail_and_an_output_format(capsys, tmp_path):
+    assert flag("eval_batch_size") == flag("--eval_batch_size") == "--eval-batch-size"
+    assert fail("tool", "two\nlines") == 2
+    assert capsys.readouterr().err == "tool: error: two lines\n"
+    with pytest.raises(
+        UserError, match=r"x\.gif: unknown picture '\.gif'; use one of \.png, \.svg$"
+    ):
+        check_output(
+            tmp_path / "x.gif", force=False, example="a.png", formats=("png", "svg"), what="picture"
+        )
+    with pytest.raises(UserError, match=r"unknown format '\(no suffix\)'"):
+        check_output(tmp_path / "x", force=False, example="a.png", formats=("png",))
+    assert check_output(tmp_path / "x.PNG", force=False, example="a.png", formats=("png",))
+
+
+def test_help_adds_a_default_unless_the_help_gives_it(capsys):
+    parser = Parser(prog="tool")
+    parser.add_argument("--border", default="reflect", help="as albumentations' default does")
+    parser.add_argument("--n", type=int, default=100, help="how many (default 100)")
+    parser.add_argument("--out", default="a.html", help="the page; default: a.html")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "default does (default: reflect)" in text
+    assert "(default 100)" in text and "default: 100" not in text
+    assert text.count("a.html") == 1
