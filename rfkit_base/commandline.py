@@ -16,6 +16,7 @@
   atomically after it, never over an existing file without `--force`.
 - `progress` / `progress_bar`: a tqdm bar on stderr, only on a terminal or when asked
   (`--progress`); `prints_to_stderr`: the user's own prints kept off the command's stdout.
+- `sigterm_interrupts`: SIGTERM stops a long command as Ctrl-C does.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ import contextlib
 import difflib
 import gc
 import re
+import signal
 import sys
+import threading
 import traceback
 from importlib import metadata
 from pathlib import Path
-from typing import Callable, Iterable, NoReturn, Optional, Sequence, TypeVar, Union
+from typing import Callable, Iterable, Iterator, NoReturn, Optional, Sequence, TypeVar, Union
 
 from rfkit_base.files import write_bytes
 
@@ -46,6 +49,7 @@ __all__ = [
     "progress_bar",
     "prints_to_stderr",
     "run",
+    "sigterm_interrupts",
     "fail",
     "exit_with",
     "check_output",
@@ -320,6 +324,25 @@ def run(
         with contextlib.suppress(OSError):
             sys.stderr.close()
         return 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (a sweep, a batch system, a time-limited session stopping the command) unwinds
+    as Ctrl-C does inside the block: temporary files are removed, `run` prints `interrupted`,
+    status 130. Only the main thread can set a handler; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def fail(prog: str, message: str) -> int:

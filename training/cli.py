@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Optional, Sequence
 
-from rfkit_base.commandline import CheckingParser, Parser, UserError, run
+from rfkit_base.commandline import CheckingParser, Parser, UserError, run, sigterm_interrupts
 from rfkit_base.settings import add_dataclass_options, dataclass_values
 
 from .allocator import tune_malloc
@@ -215,31 +213,18 @@ def _run(args: argparse.Namespace, argv: list[str]) -> tuple[dict, bool]:
     return summary, world.main
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
-def _stop_on_sigterm():
-    """SIGTERM (a sweep or a batch system stopping the run) unwinds like Ctrl-C: temporary
-    files are removed and the last checkpoint stays the one to resume from. Returns the
-    handler to restore (None where it could not be set)."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, _interrupt)
-
-
 def _train(args: argparse.Namespace) -> int:
     """Train, then say how it ended; UserError and Ctrl-C end it through `run`."""
     tune_malloc()  # before the data and the model take their memory
     from . import distributed
 
-    previous = _stop_on_sigterm()
+    # SIGTERM (a sweep or a batch system stopping the run) unwinds like Ctrl-C: temporary
+    # files are removed and the last checkpoint stays the one to resume from
     try:
-        summary, main_rank = _run(args, args.argv)
+        with sigterm_interrupts():
+            summary, main_rank = _run(args, args.argv)
     finally:
         distributed.shutdown()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
     if main_rank:
         best = summary["best_test_acc"]
         what = "done" if summary["finished"] else "stopped (continue with --resume)"

@@ -14,6 +14,7 @@ from rfkit_base.commandline import (
     flag,
     progress,
     run,
+    sigterm_interrupts,
     write_output,
 )
 
@@ -173,3 +174,14 @@ def test_help_adds_a_default_unless_the_help_gives_it(capsys):
     assert "default does (default: reflect)" in text
     assert "(default 100)" in text and "default: 100" not in text
     assert text.count("a.html") == 1
+
+
+def test_sigterm_stops_the_block_as_ctrl_c_does_and_the_handler_comes_back():
+    import os
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        with sigterm_interrupts():
+            os.kill(os.getpid(), signal.SIGTERM)  # Python runs the handler at once, here
+    assert signal.getsignal(signal.SIGTERM) is before
