@@ -52,15 +52,27 @@ def measure(
 ) -> dict[str, Any]:
     """Seconds per training step of every variant, round by round (see the module doc)."""
     import torch
+
+    from training.allocator import tune_malloc
+
+    tune_malloc()  # as rftrain does, before the models take their memory
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _timed(names, budget, batch, rounds, seed)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _timed(names: tuple[str, ...], budget: int, batch: int, rounds: int, seed: int) -> dict:
+    import torch
     import torch.nn.functional as F
 
     from netbuilder.build import Net
     from netbuilder.variants import family
     from netbuilder.variants import measure as solve
-    from training.allocator import malloc_tuned, tune_malloc
+    from training.allocator import malloc_tuned
 
-    tune_malloc()  # as rftrain does, before the models take their memory
-    torch.set_num_threads(threads)
     torch.manual_seed(seed)
     x = torch.randn(batch, 3, 32, 32)
     y = torch.randint(0, 10, (batch,))
@@ -89,7 +101,6 @@ def measure(
             seconds[name].append(round(time.perf_counter() - t0, 4))
         load.append(_load())
     return {
-        "command": "python " + " ".join([f"scripts/{Path(__file__).name}", *sys.argv[1:]]),
         "device": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "cpu_model": _cpu_model(),
         "torch": torch.__version__,
@@ -130,6 +141,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         )
         return 2
     out = measure(PLAN, a.budget, a.batch, a.rounds, a.threads)
+    given = sys.argv[1:] if argv is None else argv
+    out = {"command": " ".join(["python", f"scripts/{Path(__file__).name}", *given]), **out}
     for kind in ("step_seconds", "step_cpu_seconds"):
         print(kind)
         base = out[kind][PLAN[0]]
