@@ -228,6 +228,12 @@ def test_numbers_the_course_rests_on_are_shown(built):
     # Biases before BatchNorm in the 7 separable layers (depthwise + pointwise, one per
     # channel each): c1.1: 23+23, c2: 2*(32+32), c3: 2*(63+63), c4: 2*(93+93) = 798.
     assert "798 bias parameters sit before a BatchNorm" in ch5
+    # Chapter 8: with no real difference the 6 accuracies are exchangeable; the 3-vs-3
+    # ranges miss each other when one side holds the 3 lowest or the 3 highest: 2 of the
+    # C(6,3) = 20 splits. The undilated run: (k-1)*d = 2 per 3x3 layer, 12 layers -> 25.
+    ch8 = _text(html_dir, "08_experiments")
+    assert "ranges, one comparison, exactly: 2/C(6,3) = 0.10" in ch8
+    assert "undilated 2.41× 24×24 25 48" in ch8
 
 
 class _Ids(html.parser.HTMLParser):
