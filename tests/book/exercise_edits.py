@@ -164,7 +164,22 @@ EXERCISES: tuple[Exercise, ...] = (
         ),
     ),
     # ------------------------------------------------------------------ 4.1 ERF
-    # (filled in with the section's exercises below)
+    Exercise(
+        "04_erf",
+        "In the depth table, compare t2 and t3",
+        none="read from the depth table; a cell checks Solution 1's numbers",
+    ),
+    Exercise(
+        "04_erf",
+        "The cell below builds a stack of 3×3 convolutions with every",
+        edits=(Edit("dilations = (1, 1, 1, 1)", "(1, 1, 1, 1)", "(1,) * 8"),),
+    ),
+    Exercise(
+        "04_erf",
+        "In the same cell, set `dilations = (1, 2, 4, 8)`",
+        edits=(Edit("dilations = (1, 1, 1, 1)", "(1, 1, 1, 1)", "(1, 2, 4, 8)"),),
+    ),
+    Exercise("04_erf", "In the explorer, pick `c3.0.conv.0`", none=EXPLORER),
     # ------------------------------------------------------------------ 5 budget
     Exercise(
         "05_budget",
