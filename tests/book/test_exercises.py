@@ -150,6 +150,7 @@ def test_exercise_edits_run(chapter, tmp_path, monkeypatch):
     monkeypatch.setenv("EPOCHS", "1")
     monkeypatch.setenv("SUBSET", "40")
     monkeypatch.setenv("RUN_DIR", str(tmp_path / "run"))
+    monkeypatch.setenv("RFKIT_BOOK_HTML", str(tmp_path / "html"))  # 4.1's explorer page
     monkeypatch.setenv(
         "PYTHONPATH", os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
     )
@@ -163,7 +164,7 @@ def test_exercise_edits_run(chapter, tmp_path, monkeypatch):
     plans.sort(key=lambda p: (p[0], p[2]))
     failures, expected, passed_but_known = [], [], []
     client = NotebookClient(
-        notebook,
+        copy.deepcopy(notebook),  # execute_cell stores each cell it runs in client.nb
         timeout=CELL_TIMEOUT,
         kernel_name="python3",
         resources={"metadata": {"path": str(BOOK)}},
