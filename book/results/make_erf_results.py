@@ -1,45 +1,92 @@
-"""Make the ERF section's stored results from a finished `rftrain --preset s9` run.
+"""Make the ERF section's stored results (section 4.1 is built without the data set).
 
-    python book/results/make_erf_results.py RUN_DIR [--images data/cifar10-jpeg/test]
+    python book/results/make_erf_results.py [--run RUN_DIR] [--images data/cifar10-jpeg/test]
 
-Writes, next to this file:
-  s9_net_trained.pt         the Net's state_dict from RUN_DIR/best.pt (the book loads it)
-  s9_net_trained.json       where it came from: the run's command, data, device, epochs and
-                            test accuracy, read from RUN_DIR/summary.json and best.pt
-  erf_net_cifar10.json      `rfcalc erf examples/s9_net.py --compare init s9_net_trained.pt
-                            --images IMAGES --format json` (the book is built without data)
+With --run (a finished `rftrain` run of the Net), first copies its best weights:
+  s9_net_trained.pt    the Net's state_dict from RUN_DIR/best.pt (the book loads it)
+  s9_net_trained.json  where they came from: the run's command, data, device, epochs and
+                       test accuracy, read from RUN_DIR/summary.json and best.pt
+Then, from s9_net_trained.pt and the Net as initialised (torch.manual_seed(0), as the book
+builds it), writes
+  erf_net_cifar10.json the ERFs of the Net on 100 CIFAR-10 test images (rfcalc.erf, on the
+                       CPU): of each image's predicted class's logit, of each class's logit,
+                       and of t4 (the last spatial map, summed over its channels); with the
+                       command, device, versions and weights that made it.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import hashlib
 import io
 import json
+import platform
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from rfcalc.cli import main as rfcalc
+from rfcalc import analyze, erf
+from rfcalc.erf import erfs, load_images, load_weights
 from rfcalc.files import write_bytes, write_text
+from rfcalc.load import load_target
+from rfcalc.readout import one_logit
+from rfcalc.render.erf import as_dict
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+NET = REPO / "examples" / "s9_net.py"
+WEIGHTS = HERE / "s9_net_trained.pt"
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path)
-    parser.add_argument("--images", default=str(REPO / "data" / "cifar10-jpeg" / "test"))
-    args = parser.parse_args()
-    best = torch.load(args.run / "best.pt", map_location="cpu", weights_only=True)
-    summary = json.loads((args.run / "summary.json").read_text())
+def net(trained: bool) -> torch.nn.Module:
+    """The Net as the book builds it: seed 0 for "as initialised", then the weights."""
+    torch.manual_seed(0)
+    model = load_target(str(NET))
+    if trained:
+        load_weights(model, WEIGHTS)
+    return model.eval()
+
+
+def numbers(e) -> dict:
+    """rfcalc's numbers of one ERF (its JSON form, without the map)."""
+    d = as_dict(e, with_map=False)
+    for key in ("inputs", "weights", "note"):
+        d.pop(key)
+    return d
+
+
+def measure(model: torch.nn.Module, images: torch.Tensor, analysis) -> dict:
+    """The ERFs of one model: predicted class, each class, t4."""
+    with torch.no_grad():
+        predicted = model(images).argmax(1)
+    with one_logit(model):
+        headline = erf(model, images, "head", analysis=analysis)
+    per_class = []
+    for k, name in enumerate(CLASSES):
+        with one_logit(model, which=k):
+            e = erf(model, images, "head", analysis=analysis)
+        per_class.append({"class": name, **numbers(e)})
+    (t4,) = erfs(model, images, ["t4"], analysis=analysis)
+    return {
+        "predicted_counts": np.bincount(predicted.numpy(), minlength=len(CLASSES)).tolist(),
+        "predicted": numbers(headline),
+        "per_class": per_class,
+        "t4": numbers(t4),
+    }
+
+
+def copy_run(run: Path) -> None:
+    """s9_net_trained.pt and .json from a finished rftrain run."""
+    best = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
+    summary = json.loads((run / "summary.json").read_text())
     buf = io.BytesIO()
     torch.save(best["model"], buf)
-    write_bytes(HERE / "s9_net_trained.pt", buf.getvalue())
+    write_bytes(WEIGHTS, buf.getvalue())
     source = {
-        "source_run": str(args.run),
+        "source_run": str(run),
         "command": summary["command"],
         "finished": summary["finished"],
         "device": summary["device"],
@@ -54,36 +101,51 @@ def main() -> int:
         "best_test_acc": best["test_acc"],
     }
     write_text(HERE / "s9_net_trained.json", json.dumps(source, indent=1) + "\n")
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = rfcalc(
-            [
-                "erf",
-                str(REPO / "examples" / "s9_net.py"),
-                "--compare",
-                "init",
-                str(HERE / "s9_net_trained.pt"),
-                "--images",
-                args.images,
-                "--format",
-                "json",
-            ]
-        )
-    if code:
-        return code
-    doc = json.loads(out.getvalue())
-    # paths relative to the repository, so the stored file is the same on every machine
-    for item in doc["compare"]:
-        for key in ("inputs", "weights"):
-            if item[key]:
-                item[key] = item[key].replace(str(REPO) + "/", "")
-    doc["command"] = (
-        "rfcalc erf examples/s9_net.py --compare init "
-        "book/results/s9_net_trained.pt --images data/cifar10-jpeg/test "
-        "--format json"
-    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, help="a finished rftrain run to take weights from")
+    parser.add_argument("--images", type=Path, default=REPO / "data" / "cifar10-jpeg" / "test")
+    args = parser.parse_args(argv)
+    if not args.images.is_dir():
+        print(f"{args.images}: no such folder (unpack the CIFAR-10 JPEG copy)", file=sys.stderr)
+        return 2
+    if args.run is not None:
+        copy_run(args.run)
+    torch.set_num_threads(2)
+    init, trained = net(False), net(True)
+    analysis = analyze(init, (3, 32, 32))
+    images, words = load_images(args.images, (3, 32, 32), n=100, seed=0)
+    source = json.loads((HERE / "s9_net_trained.json").read_text())
+    images_arg = args.images.resolve()
+    images_arg = images_arg.relative_to(REPO) if images_arg.is_relative_to(REPO) else images_arg
+    doc = {
+        "command": f"python book/results/make_erf_results.py --images {images_arg}",
+        "device": f"cpu ({platform.machine()}, torch threads {torch.get_num_threads()})",
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+        },
+        "weights": {
+            "file": "book/results/s9_net_trained.pt",
+            "sha256": hashlib.sha256(WEIGHTS.read_bytes()).hexdigest(),
+            "source_run": source["source_run"],
+            "epochs_done": source["epochs_done"],
+            "best_test_acc": source["best_test_acc"],
+        },
+        "as_initialised": "torch.manual_seed(0), then examples/s9_net.py's Net()",
+        "inputs": words.replace(str(REPO) + "/", ""),
+        "n": int(images.shape[0]),
+        "classes": list(CLASSES),
+        "models": {
+            "as initialised": measure(init, images, analysis),
+            "trained": measure(trained, images, analysis),
+        },
+    }
     write_text(HERE / "erf_net_cifar10.json", json.dumps(doc, indent=1) + "\n")
-    print(json.dumps(source, indent=1))
+    print(f"wrote {HERE / 'erf_net_cifar10.json'}")
     return 0
 
 
