@@ -210,7 +210,9 @@ def test_numbers_the_course_rests_on_are_shown(built):
     html_dir, _ = built
     # Chapter 1: the 7 rows typed in by hand agree with rfcalc; the output field is 24
     # (16 after pool2, + (3-1)*4 for conv5).
-    assert "all 7 rows agree; the output sees 24 pixels" in _text(html_dir, "01_rf_arithmetic")
+    assert "all 7 rows agree; the output's field is 24 pixels wide" in _text(
+        html_dir, "01_rf_arithmetic"
+    )
     # Chapter 2: five 3x3 layers of dilation 2 reach offsets -10..10 in steps of 2 on each
     # axis, 11 x 11 = 121 pixels of the 21 x 21 = 441 in their field (1 + 5 * 2 * 2 = 21).
     assert "gridded 2,2,2,2,2 reaches 121 of the 441 pixels" in _text(html_dir, "02_dilated")
