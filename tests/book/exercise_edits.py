@@ -42,6 +42,7 @@ class Exercise:
 
 
 QUESTION = "a question answered in words or by hand"
+DERIVATION = "a derivation on paper, checked by the cells it names"
 EXPLORER = "done in the explorer page in a browser (tests/rfcalc cover the explorer)"
 
 EXERCISES: tuple[Exercise, ...] = (
@@ -79,17 +80,38 @@ EXERCISES: tuple[Exercise, ...] = (
     ),
     Exercise(
         "01_rf_arithmetic",
-        "In the reach-map cell, give every layer of the stack",
+        "In the reach-map cell,",
+        edits=(Edit("def reach_map(", "dilation = 1 ", "dilation = 2 "),),
+    ),
+    # ------------------------------------------------------------------ 1.1 closed forms
+    Exercise("01_closed_forms", "Prove $r_L = 1 +", none=DERIVATION),
+    Exercise("01_closed_forms", "Show that unit $u$'s field starts at", none=DERIVATION),
+    Exercise("01_closed_forms", "Compute $r$, $S$ and $P$ by hand", none=QUESTION),
+    Exercise(
+        "01_closed_forms",
+        "In the `rfcalc` check cell, change `conv3`'s stride",
         edits=(
             Edit(
-                "def reach_map(",
-                "nn.Conv2d(1, 1, 3, padding=1)",
-                "nn.Conv2d(1, 1, 3, padding=2, dilation=2)",
+                'chain.add_module("conv3"',
+                "nn.Conv2d(8, 8, 5, stride=2, padding=2)",
+                "nn.Conv2d(8, 8, 5, stride=1, padding=2)",
             ),
         ),
-        known_failure=(
-            "N7: reach_map's own gradient check fires on the dilated stack (its span-based "
-            "count says 1,024 where the gradient reaches 256); chapter 1's editor owns it"
+    ),
+    Exercise(
+        "01_closed_forms",
+        'In the table cell, give `"VGG-16"` an input of 320',
+        edits=(Edit("zoo = {", '"VGG-16": (tvm.vgg16, 224),', '"VGG-16": (tvm.vgg16, 320),'),),
+    ),
+    Exercise(
+        "01_closed_forms",
+        "In the widget's cell, set `start_s = (2, 2, 2)`",
+        edits=(
+            Edit(
+                "def reached(",
+                "start_k, start_s, start_d = (3, 3, 3), (1, 2, 1), (1, 1, 3)",
+                "start_k, start_s, start_d = (3, 3, 3), (2, 2, 2), (1, 1, 1)",
+            ),
         ),
     ),
     # ------------------------------------------------------------------ 2 dilated
@@ -107,7 +129,6 @@ EXERCISES: tuple[Exercise, ...] = (
         edits=(
             Edit('("dilated, p=0", (1, 2, 4, 8, 16), False)', "(1, 2, 4, 8, 16)", "(1, 3, 9, 27)"),
         ),
-        raises="conv2d failed on a map of size 38x38",  # Solution 5: "fails with an error"
     ),
     # ------------------------------------------------------------------ 3 depthwise
     Exercise("03_depthwise", "For a $5 \\times 5$ kernel", none=QUESTION),
@@ -122,6 +143,34 @@ EXERCISES: tuple[Exercise, ...] = (
         "03_depthwise",
         "In the timing cell, change `ch` from 64 to 256",
         edits=(Edit("ch, hw, batch = 64, 32, 16", "ch, hw, batch = 64,", "ch, hw, batch = 256,"),),
+    ),
+    # ------------------------------------------------------------------ 3.1 from scratch
+    Exercise(
+        "03_from_scratch",
+        "In the cell that checks the loops, add the case",
+        edits=(
+            Edit(
+                "cases = {",
+                '    "grouped, g=2": (6, dict(padding=1, groups=2)),\n',
+                '    "grouped, g=2": (6, dict(padding=1, groups=2)),\n'
+                '    "all at once": (6, dict(stride=2, padding=2, dilation=2, groups=2)),\n',
+            ),
+        ),
+    ),
+    Exercise("03_from_scratch", "The Net's last transition t4 is a plain", none=QUESTION),
+    Exercise("03_from_scratch", "Derive the folded weights and bias", none=DERIVATION),
+    Exercise(
+        "03_from_scratch",
+        "In the bytes-against-MACs cell, change `ch, hw = 64, 32`",
+        edits=(Edit("def costs(", "ch, hw = 64, 32", "ch, hw = 256, 32"),),
+    ),
+    Exercise(
+        "03_from_scratch",
+        "In the momentum cell, change `momentum = 0.1`",
+        edits=(
+            Edit("bn.reset_running_stats()", "momentum = 0.1\n", "momentum = 0.01\n"),
+            Edit("bn.reset_running_stats()", "for t in range(60):", "for t in range(300):"),
+        ),
     ),
     # ------------------------------------------------------------------ 4 skips
     Exercise("04_skip", "A branch with an unpadded 3×3 convolution cannot be added", none=QUESTION),
@@ -197,6 +246,20 @@ EXERCISES: tuple[Exercise, ...] = (
     ),
     Exercise("05_budget", "Which output unit's field reaches past", none=QUESTION),
     Exercise("05_budget", "Removing the skips does not change any number", none=QUESTION),
+    # ------------------------------------------------------------------ 5.1 memory
+    Exercise("05_memory", "compute by hand the values written by `t1`", none=QUESTION),
+    Exercise("05_memory", "A `ConvLayer` with a skip writes five maps", none=QUESTION),
+    Exercise(
+        "05_memory",
+        "In the autograd cell, change `batch = 512`",
+        edits=(Edit("def saved_bytes(", "batch = 512\n", "batch = 128\n"),),
+    ),
+    Exercise(
+        "05_memory",
+        "In the page-fault cell, change `limit = 32 * mib`",
+        edits=(Edit("def big_tensors(", "limit = 32 * mib", "limit = 8 * mib"),),
+    ),
+    Exercise("05_memory", "Why does a forward pass for inference", none=QUESTION),
     # ------------------------------------------------------------------ 6 data
     Exercise(
         "06_data",
@@ -248,7 +311,7 @@ EXERCISES: tuple[Exercise, ...] = (
         ),
     ),
     Exercise("07_training", "Why not use the peak from the first step?", none=QUESTION),
-    Exercise("07_training", "test accuracy can be *higher* than train accuracy", none=QUESTION),
+    Exercise("07_training", "*higher* than train accuracy", none=QUESTION),
     Exercise(
         "07_training",
         "compare the spread of the two seeds' best accuracies",
@@ -261,11 +324,12 @@ EXERCISES: tuple[Exercise, ...] = (
         edits=(
             Edit(
                 "MIN_SEEDS = 3",
-                "    if min(a) > max(b) or max(a) < min(b):\n"
-                '        return "better" if min(a) > max(b) else "worse"',
+                "    _, lo, hi = welch(a, b, level)\n"
+                '    return "better" if lo > 0 else "worse" if hi < 0 else "no verdict"',
                 "    gap = statistics.mean(a) - statistics.mean(b)\n"
                 "    if abs(gap) > statistics.stdev(b):\n"
-                '        return "better" if gap > 0 else "worse"',
+                '        return "better" if gap > 0 else "worse"\n'
+                '    return "no verdict"',
             ),
         ),
     ),
@@ -274,12 +338,13 @@ EXERCISES: tuple[Exercise, ...] = (
         "Keep only seed 1 of every variant",
         edits=(
             Edit(
-                "MIN_SEEDS = 3",
-                "MIN_SEEDS = 3",
-                "MIN_SEEDS = 1\nruns = {n: rs[:1] for n, rs in runs.items()}",
+                "def last(rs: list)",
+                "def last(rs: list)",
+                "runs = {n: rs[:1] for n, rs in runs.items()}\n\n\ndef last(rs: list)",
             ),
         ),
     ),
     Exercise("08_experiments", "Two candidates differ only in skips", none=QUESTION),
     Exercise("08_experiments", "Why compare at equal parameters", none=QUESTION),
+    Exercise("08_experiments", "Which runs would settle it?", none=QUESTION),
 )
