@@ -208,10 +208,13 @@ def train_trial(config: dict) -> None:
     }
     attempts = _attempts(out)
 
+    def record_attempt() -> None:
+        write_json(out / TRIAL_RECORD, {"attempts": [*attempts, attempt]})
+
     def on_epoch_end(epoch: int, record: dict, preds) -> None:
         nonlocal seen
         attempt["epochs"].append(epoch)
-        write_json(out / TRIAL_RECORD, {"attempts": [*attempts, attempt]})
+        record_attempt()
         if epoch > seen:
             _report(_epoch_metrics(record))
             seen = epoch
@@ -227,6 +230,11 @@ def train_trial(config: dict) -> None:
         except UserError as exc:
             print(f"rftrain: error: {exc}", flush=True)
             raise
+        finally:  # also an attempt that trained no epoch (killed after its last checkpoint)
+            if out.is_dir():
+                record_attempt()
+    # epochs on disk that Tune has not seen: the last one of a run killed before reporting it
+    _replay(out, seen)
 
 
 def _attempts(out: Path) -> list:
