@@ -272,8 +272,9 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
 
 
 def rftrain_command(sweep: Sweep, run: Run) -> list[str]:
-    """The rftrain command line of `run` as its trial runs it (--resume for an interrupted
-    run, --force for a folder left without a checkpoint; a finished run gets neither)."""
+    """The rftrain command line of `run` (--resume for an interrupted run, --force for a
+    folder left without a checkpoint; a finished run gets neither). Its trial runs the same,
+    with --force for a new run too: the trial writes trial.json into the folder first."""
     return ["rftrain", *rftrain_argv(sweep.trial_options(run), sweep.folder(run))]
 
 

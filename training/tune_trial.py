@@ -192,13 +192,6 @@ def train_trial(config: dict) -> None:
     status = run_status(out)
     if status == "finished":
         return
-    argv = [
-        *rftrain_argv(config["options"], out),
-        "--device",
-        config.get("device") or "auto",
-        "--no-progress",
-    ]
-    args = parse(argv, CheckingParser)
     attempt = {
         "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "ray": ray.__version__,
@@ -210,6 +203,18 @@ def train_trial(config: dict) -> None:
 
     def record_attempt() -> None:
         write_json(out / TRIAL_RECORD, {"attempts": [*attempts, attempt]})
+
+    # recorded before training, so a worker killed at any moment leaves its trace; the
+    # folder then holds trial.json, and a new run is started with --force (which removes
+    # only what a run writes)
+    record_attempt()
+    argv = [
+        *rftrain_argv(config["options"], out),
+        "--device",
+        config.get("device") or "auto",
+        "--no-progress",
+    ]
+    args = parse(argv, CheckingParser)
 
     def on_epoch_end(epoch: int, record: dict, preds) -> None:
         nonlocal seen
@@ -230,9 +235,9 @@ def train_trial(config: dict) -> None:
         except UserError as exc:
             print(f"rftrain: error: {exc}", flush=True)
             raise
-        finally:  # also an attempt that trained no epoch (killed after its last checkpoint)
-            if out.is_dir():
-                record_attempt()
+        except Exception as exc:  # the traceback is in Tune's error.txt of the trial
+            print(f"failed: {type(exc).__name__}: {exc}", flush=True)
+            raise
     # epochs on disk that Tune has not seen: the last one of a run killed before reporting it
     _replay(out, seen)
 
