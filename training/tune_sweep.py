@@ -69,7 +69,8 @@ def start_ray(address: Optional[str] = None, tries: int = 3, **kwargs) -> None:
             if address:
                 ray.init(address=address, **kwargs)
             else:
-                ray.init(address="local", include_dashboard=False, **kwargs)
+                with _lean_imports():
+                    ray.init(address="local", include_dashboard=False, **kwargs)
             return
         except Exception as exc:  # Ray's own errors name no common class
             ray.shutdown()
@@ -78,6 +79,37 @@ def start_ray(address: Optional[str] = None, tries: int = 3, **kwargs) -> None:
                 where = address or "on this machine"
                 raise RayUnavailable(f"Ray did not start ({where}): {message}") from None
             print(f"Ray did not start ({message}); trying again", file=sys.stderr, flush=True)
+
+
+# Every Ray process imports jsonschema, which imports rfc3987_syntax when it is installed (the
+# book's Jupyter packages bring it): that module builds a parser at import, 1.4 s of CPU of
+# the 2.0 s a Ray helper takes to import here (measured with -X importtime and `time`), and
+# Ray gives its dashboard agent 15 s to start. A module of that name that refuses to import,
+# first on the path of the processes Ray starts here, leaves jsonschema without its optional
+# IRI format checks, which Ray does not use.
+_STUB = 'raise ImportError("rfsweep leaves rfc3987_syntax out of its Ray processes")\n'
+
+
+@contextlib.contextmanager
+def _lean_imports() -> Iterator[None]:
+    """PYTHONPATH, while Ray starts its processes, led by a folder holding the stub (kept
+    until this process exits: the workers Ray starts later read it too)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    before = os.environ.get("PYTHONPATH")
+    folder = tempfile.mkdtemp(prefix="rfsweep-ray-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    Path(folder, "rfc3987_syntax.py").write_text(_STUB)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (folder, before) if p)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = before
 
 
 @contextlib.contextmanager

@@ -73,7 +73,7 @@ def ray_session(tmp_path_factory):
     os.environ.update(env)  # the workers start with this environment
     try:
         try:  # local, dashboard off, tried again if a loaded machine is slow
-            start_ray(num_cpus=2, tries=2)
+            start_ray(num_cpus=2, tries=3)
         except RayUnavailable as exc:  # the machine, not the code: said in the skip reason
             pytest.skip(str(exc))
         yield trap
