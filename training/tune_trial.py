@@ -176,15 +176,46 @@ def _output_to(log: Optional[str]) -> Iterator[None]:
             yield
 
 
+def run_lock(out: str | os.PathLike) -> Path:
+    """The lock file of the run in `out` (beside the folder: rftrain cleans the folder)."""
+    out = Path(out)
+    return out.parent / f".{out.name}.lock"
+
+
+@contextlib.contextmanager
+def _exclusive(out: Path, say) -> Iterator[None]:
+    """Hold the run's lock: a worker of a killed sweep may live on for a moment and still
+    write the folder; the trial that takes the run over waits for it (the kernel drops the
+    lock when its process dies)."""
+    import fcntl
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(run_lock(out), "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"waiting for another process that trains {out}")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def train_trial(config: dict) -> None:
     """Train (or continue, or only report) one run inside a Ray Tune trial; see the module
     docstring for `config`. Raises UserError for options rftrain refuses."""
+    out = Path(config["out"])
+    with _exclusive(out, lambda line: print(line, flush=True)):
+        _train_trial(config, out)
+
+
+def _train_trial(config: dict, out: Path) -> None:
     import ray
     import torch
 
     from .cli import _run, parse
 
-    out = Path(config["out"])
     resources = _resources()
     # the trial's CPU share: runs side by side must not each take every core
     torch.set_num_threads(max(1, int(resources["cpu"])))

@@ -17,6 +17,7 @@ import pytest
 from train_synth import TINY_MODEL, write_pickles
 
 from training.sweep import main
+from training.tune_trial import run_lock
 
 ray = pytest.importorskip("ray")
 
@@ -149,6 +150,16 @@ def test_uninterrupted_sweep_records_ray_and_resources(uninterrupted):
     assert numbers(uninterrupted)[KEYS[0]] != numbers(uninterrupted)[KEYS[1]]
 
 
+def _wait_for_lock(path: Path) -> None:
+    import fcntl
+
+    if not path.exists():
+        return
+    with open(path) as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # the kernel frees it when its holder dies
+        fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def _state(runs: Path) -> dict[str, str]:
     from training.tune_trial import run_status
 
@@ -178,6 +189,10 @@ def test_a_killed_sweep_restores_and_loses_nothing(
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    # Ray's workers have process groups of their own and die a moment after their raylet:
+    # until then one may still write its run (and holds the run's lock)
+    for key in KEYS:
+        _wait_for_lock(run_lock(runs / key))
     state = _state(runs)  # what the kill left (a run may have finished meanwhile)
     assert "finished" in state.values() and set(state.values()) != {"finished"}, state
     done_before = {
