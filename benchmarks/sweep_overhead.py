@@ -8,7 +8,8 @@ process, one after another (no two at once, so the times compare):
 
 Ray's start and shutdown are timed apart (once a sweep, not per run). The per-run overhead is
 (tune's wall time) / N - train's mean. Data: a small synthetic CIFAR-shaped set (the
-class shows in the colour) unless --data-dir gives a real one (then --limit-train applies).
+class shows in the colour; --images) unless --data-dir gives a real one (then --limit-train
+applies).
 Nothing is asserted; the times depend on the machine and its load (say both when quoting).
 
     python benchmarks/sweep_overhead.py [--runs 4] [--epochs 2] [--json out.json]
@@ -97,7 +98,10 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=2, help="epochs a run (default 2)")
     p.add_argument("--preset", default="s9", help="the model (a netbuilder preset; default s9)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--data-dir", help="real CIFAR-10 (default: 640 + 160 synthetic images)")
+    p.add_argument("--data-dir", help="real CIFAR-10 (default: synthetic images)")
+    p.add_argument(
+        "--images", type=int, default=320, help="synthetic training images (default 320)"
+    )
     p.add_argument("--limit-train", type=int, help="with --data-dir: train on N images")
     p.add_argument("--json", help="write the numbers here too")
     args = p.parse_args()
@@ -108,7 +112,7 @@ def main() -> None:
     from training.tune_sweep import Resources, execute, start_ray
 
     work = Path(tempfile.mkdtemp(prefix="sweep-overhead-"))
-    data = args.data_dir or str(synthetic(work / "data", 640, 160))
+    data = args.data_dir or str(synthetic(work / "data", args.images, args.images // 4))
     cpus = os.cpu_count() or 1
     torch.set_num_threads(cpus)  # as a trial asking for every CPU gets
     load_before = os.getloadavg()
@@ -147,7 +151,7 @@ def main() -> None:
         "runs": args.runs,
         "epochs": args.epochs,
         "preset": args.preset,
-        "data": args.data_dir or "synthetic 640 train / 160 test",
+        "data": args.data_dir or f"synthetic {args.images} train / {args.images // 4} test",
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "train_in_process_s": [round(t, 2) for t in train],

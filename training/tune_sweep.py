@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import math
 import os
 import signal
 import sys
@@ -160,7 +161,8 @@ def resources(
         if gpus is not None:
             raise UserError("give --gpus-per-run or --runs-per-device, not both")
         if total_gpus:
-            gpus = 1 / runs_per_device
+            # Ray counts resources in units of 1/10,000: 1/6 rounded up would let 5 fit
+            gpus = math.floor(10_000 / runs_per_device) / 10_000
         elif cpus is None:
             cpus = max(total_cpus // runs_per_device, 1)
     if gpus is None:

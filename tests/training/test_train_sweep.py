@@ -320,3 +320,41 @@ def test_results_table_at_the_end(tmp_path, capsys):
     assert lines[header + 2].split() == "s9 default 1 finished 3 85.12% 2 84.99% 1,234".split()
     assert lines[header + 3].split() == "s9 default 2 missing - - - - -".split()
     assert lines[-1] == f"1 of 2 runs finished; results in {tmp_path / 'runs' / 'sweep.json'}"
+
+
+@pytest.mark.parametrize(
+    "cluster, asked, expected",
+    [
+        # (cluster resources, (cpus, gpus, runs per device), (cpus, gpus) per run)
+        ({"CPU": 16, "GPU": 1}, (None, None, None), (1, 1)),  # a GPU box: one GPU a run
+        ({"CPU": 16, "GPU": 1}, (None, 0.25, None), (1, 0.25)),  # four runs share it
+        # six at once: 1/6 in Ray's units of 1/10,000, rounded down (6 x 0.1667 > 1)
+        ({"CPU": 16, "GPU": 1}, (2, None, 6), (2, 0.1666)),
+        ({"CPU": 8}, (None, None, None), (1, 0)),  # no GPU: the CPU
+        ({"CPU": 8}, (None, None, 4), (2, 0)),  # four at once on 8 CPUs
+        ({"CPU": 2}, (None, 0, None), (1, 0)),
+    ],
+)
+def test_resources_each_run_asks_for(monkeypatch, cluster, asked, expected):
+    ray = pytest.importorskip("ray")
+    from training.tune_sweep import Resources, resources
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: cluster)
+    assert resources(*asked) == Resources(cpus=expected[0], gpus=expected[1])
+
+
+@pytest.mark.parametrize(
+    "cluster, asked, expected",
+    [
+        ({"CPU": 8}, (None, 1, None), "--gpus-per-run 1: the Ray cluster has 0 GPUs"),
+        ({"CPU": 2, "GPU": 1}, (4, None, None), "--cpus-per-run 4: the Ray cluster has 2 CPUs"),
+        ({"CPU": 2, "GPU": 1}, (None, 0.5, 2), "--gpus-per-run or --runs-per-device, not both"),
+    ],
+)
+def test_resources_the_cluster_lacks_are_refused(monkeypatch, cluster, asked, expected):
+    ray = pytest.importorskip("ray")
+    from training.tune_sweep import resources
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: cluster)
+    with pytest.raises(UserError, match=re.escape(expected)):
+        resources(*asked)
