@@ -290,17 +290,16 @@ def execute(
         write_json(experiment / PLAN, {"runs": plan, "resources": asdict(res)})
     with _sigterm_stops_tune():
         grid = tuner.fit()
-    outcome: dict[str, str] = {}
+    # the run folders say what is done; Tune adds the errors (a trial that never started,
+    # the sweep stopped first, has no config)
+    outcome = {
+        key: "finished" if run_status(config["out"]) == "finished" else "unfinished"
+        for key, config in plan.items()
+    }
     for result in grid:
-        key = result.config["run"]
-        if result.error is not None:
+        key = (result.config or {}).get("run")
+        if key in outcome and result.error is not None and outcome[key] != "finished":
             outcome[key] = f"failed: {_last_line(result.error)}"
-        elif run_status(plan[key]["out"]) == "finished":
-            outcome[key] = "finished"
-        else:
-            outcome[key] = "unfinished"
-    for key in plan:
-        outcome.setdefault(key, "unfinished")
     return outcome
 
 
