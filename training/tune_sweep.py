@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import logging
 import math
 import os
 import signal
@@ -253,8 +254,13 @@ def execute(
 
     from .tune_progress import Progress
 
-    # one experiment snapshot per epoch (the checkpoint) is what a sweep wants, not a warning
+    # one experiment snapshot per epoch (the checkpoint) is what a sweep wants, not a warning;
+    # nor is a trial without metrics, which a stopped sweep never started
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    # Tune's newer console output names a TensorBoard folder in Ray's session files; the
+    # events that stay are in OUT/tune (README), and Progress prints the runs' lines
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     root = (out / EXPERIMENTS).absolute()
     latest = _restorable(root, plan, res)
     if latest is not None:
