@@ -13,8 +13,8 @@ demo: $(READY)
 # Coverage is reported for information (one line), never a gate.
 test: $(READY)
 	$(VENV)/bin/ruff check --quiet . && $(VENV)/bin/ruff format --check --quiet .
-	$(PY) -m pytest -q --cov=rfcalc --cov=netbuilder --cov=training --cov-report=
-	@echo "coverage of rfcalc, netbuilder, training: $$($(PY) -m coverage report --format=total)%"
+	$(PY) -m pytest -q --cov=rfcalc --cov=netbuilder --cov=training --cov=rfkit_base --cov-report=
+	@echo "coverage of rfcalc, netbuilder, training, rfkit_base: $$($(PY) -m coverage report --format=total)%"
 
 book: $(READY)
 	$(VENV)/bin/jupyter-book build book
@@ -41,7 +41,7 @@ mutation: $(READY)
 # The mutants of an existing mutants/ run again (not checked or survived), in forks of one
 # warmed-up process: after tests were added for survivors, or where mutmut's own runner is
 # too slow to finish. RECHECK_TESTS: test files written since mutmut's stats run.
-# make mutation-recheck MUTATE='rfcalc.geometry*' RECHECK_TESTS=tests/rfcalc/test_gaps_geometry.py
+# make mutation-recheck MUTATE='rfcalc.geometry*' RECHECK_TESTS=tests/rfcalc/test_geometry.py
 RECHECK_TESTS ?=
 mutation-recheck: $(READY)
 	nice $(PY) scripts/mutation_recheck.py $(or $(MUTATE),'*') --tests $(RECHECK_TESTS) \

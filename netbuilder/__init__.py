@@ -19,7 +19,7 @@ The names below load their module on first use, so `import netbuilder` (and the 
 
 from __future__ import annotations
 
-from rfcalc.lazy import lazy_face
+from rfkit_base.lazy import lazy_face
 
 # public name -> the module that defines it (`build` is left to its module: the package
 # attribute `build` is the submodule once anything imports netbuilder.build)

@@ -1,7 +1,7 @@
 """`netbuilder variants | export | show`: arguments, exit codes, nothing else.
 
 Every user error is one line on stderr and exit status 2; a bare `netbuilder` prints the help
-(each command's purpose) on stderr, status 2. The conventions are `rfcalc.commandline`'s.
+(each command's purpose) on stderr, status 2. The conventions are `rfkit_base.commandline`'s.
 """
 
 from __future__ import annotations
@@ -12,9 +12,16 @@ import shlex
 import sys
 from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
-from rfcalc.commandline import Parser, add_progress_flag, check_output, progress, run, write_output
 from rfcalc.load import TargetError, parse_input
 from rfcalc.render import cells
+from rfkit_base.commandline import (
+    Parser,
+    add_progress_flag,
+    check_output,
+    progress,
+    run,
+    write_output,
+)
 
 # budget (sympy), build and export (torch) are imported by the commands that use them, so
 # `--help`, `--version` and a bad command line answer before either loads

@@ -18,7 +18,7 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any
 
-from .lazy import lazy_face
+from rfkit_base.lazy import lazy_face
 
 # public name -> the module that defines it
 _HOME = {

@@ -1,37 +1,35 @@
 """`rfcalc table|verify|graph|erf|explore TARGET`: arguments, exit codes, nothing else.
 
 Exit status: 0 fine, 1 `verify` found a disagreement, 2 bad input (one line on stderr) or no
-command at all (the help, on stderr). The conventions are `rfcalc.commandline`'s.
+command at all (the help, on stderr). The conventions are `rfkit_base.commandline`'s.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from rfcalc.commandline import (
-    Parser,
-    UserError,
-    check_output,
-    run,
-    whole_number,
-    write_output,
-)
 from rfcalc.geometry import RFError
 from rfcalc.load import TargetError, load_target, load_without_weights, parse_input
 from rfcalc.render import FORMATS
 from rfcalc.render.cells import TABLE_COLUMNS
 from rfcalc.render.table import FORMATS as VERIFY_FORMATS  # verify writes through the same writer
+from rfkit_base.commandline import (
+    Parser,
+    UserError,
+    add_progress_flag,
+    check_output,
+    prints_to_stderr,
+    run,
+    whole_number,
+    write_output,
+)
 
 __all__ = ["main"]
 
 DEFAULT_INPUT = "3,32,32"
 GRAPH_FORMATS = ("svg", "png", "pdf", "dot")
-
-UsageError = UserError  # the name this module's commands raised before UserError was shared
 
 
 def _input(text: str) -> tuple[int, ...]:
@@ -105,11 +103,7 @@ def _parser() -> argparse.ArgumentParser:
         help="measure each distinct field once; rows that pass a field on "
         "unchanged (ReLU, BatchNorm) reuse that measurement",
     )
-    verify.add_argument(
-        "--progress",
-        action="store_true",
-        help="show a progress bar on stderr even when it is not a terminal",
-    )
+    add_progress_flag(verify)
     graph = command("graph", "Draw the architecture with each layer's size and field.", _graph)
     graph.add_argument(
         "-o",
@@ -149,7 +143,7 @@ def _analyze(args: argparse.Namespace, *, weights: bool = True):
     """Load the target and analyse it; bad targets and too-small inputs become UserError.
     `weights=False`: the model may be built without weights (on the meta device), for
     commands that need its shapes only."""
-    with _user_prints_to_stderr():
+    with prints_to_stderr():
         # first, so a bad target is reported before any work
         if weights:
             model, materialize = load_target(args.target), None
@@ -180,12 +174,6 @@ def _forward_error(args: argparse.Namespace, exc: RFError) -> str:
     return f"{args.target} at input {shape}: {message}{tail} (--traceback shows the rest)"
 
 
-def _user_prints_to_stderr():
-    """The model file's own prints (at import, in __init__ or forward) go to stderr, so
-    stdout holds only our output and `--format json` stays parseable."""
-    return contextlib.redirect_stdout(sys.stderr)
-
-
 def _table(args: argparse.Namespace) -> int:
     from rfcalc.render import render
 
@@ -200,10 +188,8 @@ def _verify(args: argparse.Namespace) -> int:
     from rfcalc.verify import verify
 
     model, analysis = _analyze(args)
-    with _user_prints_to_stderr():
-        result = verify(
-            model, args.input, analysis, unique=args.fast, progress=True if args.progress else None
-        )
+    with prints_to_stderr():
+        result = verify(model, args.input, analysis, unique=args.fast, progress=args.progress)
     sys.stdout.write(render_verify.render(result, args.format))
     return 0 if result.agree else 1
 
@@ -213,16 +199,12 @@ def _graph(args: argparse.Namespace) -> int:
 
     from rfcalc.render.graphviz import build
 
-    path = Path(args.output)
+    formats = (*GRAPH_FORMATS, "gv")  # .gv: graphviz's other name for .dot
+    path = check_output(
+        args.output, force=args.force, example="net.svg", formats=formats, what="graph format"
+    )
     fmt = path.suffix.lower().lstrip(".")
-    if fmt == "gv":
-        fmt = "dot"
-    if fmt not in GRAPH_FORMATS:
-        raise UserError(
-            f"{path}: unknown graph format {path.suffix or '(no suffix)'!r}; "
-            f"use one of .{', .'.join(GRAPH_FORMATS)}"
-        )
-    check_output(path, force=args.force, example="net.svg")
+    fmt = "dot" if fmt == "gv" else fmt
     _, analysis = _analyze(args, weights=False)
     dot = build(analysis, compact_rows=args.compact)
     if fmt == "dot":

@@ -21,7 +21,7 @@ def main() -> NoReturn:
     """Run the rfcalc CLI on sys.argv and exit with its status."""
     gc.disable()
     from rfcalc.cli import main as cli
-    from rfcalc.commandline import exit_with
+    from rfkit_base.commandline import exit_with
 
     if (sys.argv[1] if len(sys.argv) > 1 else None) not in SHAPES_ONLY:
         gc.freeze()

@@ -1,16 +1,23 @@
 """`rfcalc erf` and `rfcalc explore`: their arguments and what each run does (rfcalc.cli only
-wires them in). Errors are ERFError (an RFError), which the CLI prints as one line, exit 2."""
+wires them in). Errors are ERFError (an RFError) or the kit's UserError, which the CLI prints
+as one line, exit 2; output files go through the kit's checks (rfkit_base.commandline)."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 from pathlib import Path
 from typing import Optional
 
-from rfcalc.commandline import whole_number
 from rfcalc.geometry import RFError
+from rfkit_base.commandline import (
+    add_progress_flag,
+    check_output,
+    prints_to_stderr,
+    progress_bar,
+    whole_number,
+    write_output,
+)
 
 __all__ = ["add_erf_arguments", "add_explore_arguments", "run_erf", "run_explore", "INIT"]
 
@@ -62,11 +69,7 @@ def add_erf_arguments(sub: argparse.ArgumentParser) -> None:
     )
     sub.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     sub.add_argument("--format", choices=FORMATS, default="text")
-    sub.add_argument(
-        "--progress",
-        action="store_true",
-        help="show progress on stderr even when it is not a terminal",
-    )
+    add_progress_flag(sub)
 
 
 def add_explore_arguments(sub: argparse.ArgumentParser) -> None:
@@ -94,48 +97,7 @@ def add_explore_arguments(sub: argparse.ArgumentParser) -> None:
         help="the page to write (default explore.html)",
     )
     sub.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
-    sub.add_argument(
-        "--progress",
-        action="store_true",
-        help="show progress on stderr even when it is not a terminal",
-    )
-
-
-def _check_output(path: Optional[str], force: bool, suffixes: tuple[str, ...]) -> Optional[Path]:
-    """Validate the output file before any work: suffix, folder, no accidental overwrite."""
-    from rfcalc.erf import ERFError
-
-    if path is None:
-        return None
-    p = Path(path)
-    if p.suffix.lower().lstrip(".") not in suffixes:
-        raise ERFError(
-            f"{p}: unknown format {p.suffix or '(no suffix)'!r}; use one of .{', .'.join(suffixes)}"
-        )
-    if not p.parent.is_dir():
-        raise ERFError(f"{p}: folder {p.parent} does not exist")
-    if p.is_dir():
-        raise ERFError(f"{p} is a folder; give a file name")
-    if p.exists() and not force:
-        raise ERFError(f"{p} exists; pass --force to overwrite it")
-    return p
-
-
-def _write(path: Path, data: bytes, force: bool) -> None:
-    from rfcalc.erf import ERFError
-    from rfcalc.files import write_bytes
-
-    try:
-        write_bytes(path, data, overwrite=force)
-    except FileExistsError:
-        raise ERFError(f"{path} exists; pass --force to overwrite it") from None
-    except OSError as exc:
-        raise ERFError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
-def _quiet():
-    """The model file's own prints go to stderr: stdout holds only our output."""
-    return contextlib.redirect_stdout(sys.stderr)
+    add_progress_flag(sub)
 
 
 def _model(target: str, weights: Optional[str]):
@@ -145,7 +107,7 @@ def _model(target: str, weights: Optional[str]):
     from rfcalc.erf import load_weights
     from rfcalc.load import load_target
 
-    with _quiet():
+    with prints_to_stderr():
         torch.manual_seed(INIT_SEED)
         model = load_target(target)
     if weights is not None and weights != INIT:
@@ -158,7 +120,7 @@ def _analysis(model, target: str, shape):
     from rfcalc.erf import ERFError
 
     try:
-        with _quiet():
+        with prints_to_stderr():
             return analyze(model, shape)
     except RFError as exc:
         raise ERFError(f"{target} at input {','.join(map(str, shape))}: {exc}") from None
@@ -173,27 +135,15 @@ def inputs_for(args: argparse.Namespace, shape):
     return noise_images(shape, args.n), noise_words(args.n)
 
 
-def _images_bar(desc: str, total: int, args: argparse.Namespace):
-    """A bar on stderr counting images: on a terminal, or anywhere with --progress."""
-    from tqdm import tqdm
-
-    show = args.progress or sys.stderr.isatty()
-    return tqdm(
-        total=total,
-        desc=desc,
-        unit="img",
-        file=sys.stderr,
-        leave=False,
-        disable=not show,
-        delay=0,
-    )
-
-
 def run_erf(args: argparse.Namespace) -> int:
     from rfcalc.erf import ERFError, erf
     from rfcalc.render.erf import PICTURE_FORMATS, figure_bytes, render
 
-    out = _check_output(args.output, args.force, PICTURE_FORMATS)
+    out = None
+    if args.output is not None:
+        out = check_output(
+            args.output, force=args.force, example="erf.png", formats=PICTURE_FORMATS
+        )
     if args.compare and args.weights:
         raise ERFError("give either --weights or --compare, not both")
     sources = list(args.compare) if args.compare else [args.weights]
@@ -208,7 +158,8 @@ def run_erf(args: argparse.Namespace) -> int:
     for model, source in zip(models, sources):
         label = "" if source in (None, INIT) else str(source)
         desc = "ERF" if len(sources) == 1 else f"ERF ({source or INIT})"
-        with _quiet(), _images_bar(desc, len(images), args) as bar:
+        bar = progress_bar(total=len(images), desc=desc, unit="img", show=args.progress)
+        with prints_to_stderr(), bar:
             results.append(
                 erf(
                     model,
@@ -224,7 +175,8 @@ def run_erf(args: argparse.Namespace) -> int:
         raise ERFError("-o draws 2-D inputs only; use --format text|json here")
     sys.stdout.write(render(results, args.format))
     if out is not None:
-        _write(out, figure_bytes(results, out.suffix.lower().lstrip("."), args.scale), args.force)
+        picture = figure_bytes(results, out.suffix.lower().lstrip("."), args.scale)
+        write_output(out, picture, force=args.force)
         print(f"wrote {out}", file=sys.stderr)
     return 0
 
@@ -233,7 +185,9 @@ def run_explore(args: argparse.Namespace) -> int:
     from rfcalc.erf import ERFError
     from rfcalc.explore import build_page
 
-    out = _check_output(args.output, args.force, ("html", "htm"))
+    out = check_output(
+        args.output, force=args.force, example="explore.html", formats=("html", "htm")
+    )
     if args.image and not Path(args.image).is_file():
         raise ERFError(f"{args.image}: no such image file")
     shape = args.input
@@ -243,7 +197,7 @@ def run_explore(args: argparse.Namespace) -> int:
     init = _model(args.target, None)
     analysis = _analysis(init, args.target, shape)
     images, words = inputs_for(args, shape)
-    with _quiet():
+    with prints_to_stderr():
         page = build_page(
             init,
             analysis,
@@ -253,8 +207,8 @@ def run_explore(args: argparse.Namespace) -> int:
             weights=args.weights or "",
             image=args.image,
             title=args.target,
-            progress=True if args.progress else None,
+            progress=args.progress,
         )
-    _write(out, page.encode("utf-8"), args.force)
+    write_output(out, page, force=args.force)
     print(f"wrote {out} ({len(page.encode('utf-8')) / 1e6:.2f} MB)")
     return 0

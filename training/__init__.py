@@ -11,7 +11,7 @@ their module on first use.
 
 from __future__ import annotations
 
-from rfcalc.lazy import lazy_face
+from rfkit_base.lazy import lazy_face
 
 # public name -> the module that defines it
 _FACE = {

@@ -24,6 +24,8 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from rfkit_base.settings import setting
+
 from .augment_ops import (  # noqa: F401  (the ops are part of this module's interface)
     BORDERS,
     GRAY_WEIGHTS,
@@ -37,7 +39,6 @@ from .augment_ops import (  # noqa: F401  (the ops are part of this module's int
     shift_scale_rotate,
     to_gray,
 )
-from .options import setting
 
 ASSIGNMENT_ORDER = "normalize,jitter,gray,flip,affine,cutout"
 PREVIOUS_ORDER = "flip,affine,jitter,gray,cutout,normalize"

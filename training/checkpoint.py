@@ -9,8 +9,9 @@ from typing import Any
 
 import torch
 
+from rfkit_base.commandline import UserError
+
 from .fsutil import atomic_path
-from .options import UserError
 
 LAST = "last.pt"  # everything needed to continue: model, optimizer, schedule, RNG, history
 BEST = "best.pt"  # the weights with the best test accuracy so far

@@ -1,32 +1,25 @@
 """`rftrain` / `python -m training`: arguments and exit codes (2 = bad input), nothing else.
 
 The recipe and augmentation options are derived from the `TrainConfig` and `AugConfig`
-dataclasses (names, defaults, types, help), so a new setting is one new field.
+dataclasses (names, defaults, types, help), so a new setting is one new field. The
+conventions (one-line errors, did you mean, --traceback, --version) are rfkit_base's.
 """
 
 from __future__ import annotations
 
 import argparse
 import shlex
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Optional, Sequence
+
+from rfkit_base.commandline import CheckingParser, Parser, UserError, run, sigterm_interrupts
+from rfkit_base.settings import add_dataclass_options, dataclass_values
 
 from .allocator import tune_malloc
 from .augment import AugConfig
 from .config import RECIPES, TrainConfig
-from .options import (
-    CheckingParser,
-    OneLineParser,
-    UserError,
-    add_dataclass_options,
-    dataclass_values,
-    fail,
-    package_version,
-    resolve_device,
-)
+from .options import resolve_device
 
 PROG = "rftrain"
 SPEED = (
@@ -50,9 +43,7 @@ RECIPE_HELP = {
 }
 
 
-def _parser(
-    recipe: str = "assignment", parser_class: type[OneLineParser] = OneLineParser
-) -> argparse.ArgumentParser:
+def _parser(recipe: str = "assignment", parser_class: type[Parser] = Parser) -> Parser:
     """rftrain's options, their defaults those of the named recipe."""
     start = RECIPES[recipe]()
     p = parser_class(
@@ -60,9 +51,10 @@ def _parser(
         description="Train a net on CIFAR-10 with a named recipe (default: the assignment's, "
         "SGD + OneCycleLR with its augmentation); other flags change single settings. Under "
         "torchrun (torchrun --nproc_per_node N -m training ...) N processes train one model.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        version=True,
     )
-    p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    p.set_defaults(run=_train)
+    p.add_traceback_flag()
     what = p.add_argument_group("model (one of)").add_mutually_exclusive_group()
     what.add_argument(
         "--model", metavar="TARGET", help="model.py, model.py:Name or package.module:attr"
@@ -111,8 +103,8 @@ def _parser(
         "--recipe",
         choices=tuple(RECIPES),
         default=recipe,
-        help="the settings to start from; the flags below change single ones. "
-        + "; ".join(f"{name}: {text}" for name, text in RECIPE_HELP.items()),
+        help="the settings to start from (default: %(default)s); the flags below change "
+        "single ones. " + "; ".join(f"{name}: {text}" for name, text in RECIPE_HELP.items()),
     )
     add_dataclass_options(g, TrainConfig, skip=("aug", "recipe", *SPEED), defaults=start)
     g = p.add_argument_group("augmentation (same config for both pipelines)")
@@ -141,15 +133,15 @@ def _parser(
     return p
 
 
-def parse(
-    argv: Sequence[str], parser_class: type[OneLineParser] = OneLineParser
-) -> argparse.Namespace:
+def parse(argv: Sequence[str], parser_class: type[Parser] = Parser) -> argparse.Namespace:
     """Parse twice: first the recipe's name, then every option with that recipe's values as
     the defaults, so a flag given overrides one setting and the rest are the recipe's."""
     first = parser_class(prog=PROG, add_help=False)  # --help waits for the recipe's defaults
     first.add_argument("--recipe", choices=tuple(RECIPES), default="assignment")
     recipe = first.parse_known_args(argv)[0].recipe
-    return _parser(recipe, parser_class).parse_args(argv)
+    args = _parser(recipe, parser_class).parse_args(argv)
+    args.argv = list(argv)  # the command as given, for the run record
+    return args
 
 
 def option_names() -> frozenset[str]:
@@ -225,41 +217,18 @@ def _run(
     return summary, world.main
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
-def _stop_on_sigterm():
-    """SIGTERM (a sweep or a batch system stopping the run) unwinds like Ctrl-C: temporary
-    files are removed and the last checkpoint stays the one to resume from. Returns the
-    handler to restore (None where it could not be set)."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, _interrupt)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = _parser()
-    if not argv:  # a bare command: what it takes, on stderr with status 2 like rfcalc's
-        parser.print_help(sys.stderr)
-        return 2
-    args = parse(argv)
+def _train(args: argparse.Namespace) -> int:
+    """Train, then say how it ended; UserError and Ctrl-C end it through `run`."""
     tune_malloc()  # before the data and the model take their memory
     from . import distributed
 
-    previous = _stop_on_sigterm()
+    # SIGTERM (a sweep or a batch system stopping the run) unwinds like Ctrl-C: temporary
+    # files are removed and the last checkpoint stays the one to resume from
     try:
-        summary, main_rank = _run(args, argv)
-    except UserError as exc:
-        return fail(PROG, str(exc))
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; continue with the same command and --resume", file=sys.stderr)
-        return 130
+        with sigterm_interrupts():
+            summary, main_rank = _run(args, args.argv)
     finally:
         distributed.shutdown()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
     if main_rank:
         best = summary["best_test_acc"]
         what = "done" if summary["finished"] else "stopped (continue with --resume)"
@@ -268,6 +237,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             f"{best:.2%} in {summary['wall_seconds']:.0f} s; results in {args.out}"
         )
     return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run rftrain; returns the exit status (a bare command: the help on stderr, 2)."""
+    return run(
+        _parser(),
+        argv,
+        parse=parse,
+        interrupted="interrupted; continue with the same command and --resume",
+    )
 
 
 if __name__ == "__main__":

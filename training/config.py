@@ -9,8 +9,9 @@ from typing import Callable, Optional
 
 import torch
 
+from rfkit_base.settings import setting
+
 from .augment import AugConfig
-from .options import setting
 
 LR_SCHEDULES = ("onecycle", "constant")
 MOMENTUM_SCHEDULES = ("fixed", "cycle")

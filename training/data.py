@@ -23,8 +23,9 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from rfkit_base.commandline import UserError
+
 from .fsutil import atomic_path
-from .options import UserError
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm"}

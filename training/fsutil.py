@@ -1,30 +1,28 @@
-"""Atomic file writes: a crash or a full disk never leaves a half-written file behind."""
+"""Atomic file writes for a run's folder (rfkit_base.files), which is made on demand: a crash
+or a full disk never leaves a half-written file behind."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, ContextManager
 
-from rfcalc import files
+from rfkit_base import files
+from rfkit_base.files import is_temporary
+
+__all__ = ["atomic_path", "is_temporary", "write_text", "write_json"]
 
 
 def atomic_path(path: str | os.PathLike) -> ContextManager[Path]:
-    """rfcalc.files.atomic_path, creating the folder first (run folders are made on demand)."""
+    """rfkit_base.files.atomic_path, creating the folder first."""
     return files.atomic_path(path, make_parents=True)
 
 
-def is_temporary(name: str) -> bool:
-    """A temporary file of atomic_path (`.NAME.XXXX.tmp`): left only by a killed process."""
-    return name.startswith(".") and name.endswith(".tmp")
-
-
 def write_text(path: str | os.PathLike, text: str) -> None:
-    """Write text atomically."""
+    """Write text atomically, creating the folder first."""
     files.write_text(path, text, make_parents=True)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON (indented, trailing newline) atomically."""
-    write_text(path, json.dumps(obj, indent=2) + "\n")
+    """Write JSON (indented, trailing newline) atomically, creating the folder first."""
+    files.write_json(path, obj, make_parents=True)

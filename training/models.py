@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from .options import UserError
+from rfkit_base.commandline import UserError
 
 
 def load_model(target: Optional[str] = None, preset: Optional[str] = None) -> nn.Module:

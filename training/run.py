@@ -23,6 +23,8 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from rfkit_base.commandline import UserError
+
 from . import checkpoint, report
 from .allocator import tune_malloc
 from .config import TrainConfig
@@ -40,7 +42,6 @@ from .engine import (
 from .fsutil import is_temporary, write_json
 from .loaders import ReferenceBatches, TensorBatches
 from .models import check_outputs, convert_norm
-from .options import UserError
 from .record import build_summary
 from .writer import BackgroundWriter, host_copy
 

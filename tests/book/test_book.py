@@ -158,6 +158,49 @@ def test_chapter_7_is_the_training_and_holds_a_finished_run():
     assert done and int(done.group(1)) >= 1
 
 
+def _one_cycle_phases(total: int) -> list[int]:
+    """Steps per phase as torch's three-phase OneCycleLR assigns them: each step index goes
+    to the first phase whose end_step it does not pass (the scheduler's own boundaries)."""
+    import torch
+
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.005)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=0.1, total_steps=total, pct_start=0.4, div_factor=20, three_phase=True
+    )
+    ends = [p["end_step"] for p in sched._schedule_phases]
+    counts = [0, 0, 0]
+    for i in range(total):
+        counts[next(k for k, end in enumerate(ends) if i <= end)] += 1
+    return counts
+
+
+def test_chapter_7_phases_and_falls_are_the_schedulers_and_the_runs():
+    """Ch7's phase table and Solution 1 against torch's scheduler; its list of the largest
+    test-accuracy falls against the run's own record (book/results/gpu-s9-seed1.json)."""
+    nb = json.loads((BOOK / "07_training.ipynb").read_text())
+    md = re.sub(r"\s+", " ", "".join("".join(c["source"]) for c in nb["cells"]))
+    out = "".join(
+        "".join(o.get("text", ""))
+        for c in nb["cells"]
+        if c["cell_type"] == "code"
+        for o in c["outputs"]
+    )
+    # 100 epochs of 98 steps (the stored run kept its partial batches)
+    up, down, anneal = _one_cycle_phases(9800)
+    assert f"warm-up {up} (40%), come-down {down} (40%), anneal {anneal} (20%)" in out
+    assert (up, down, anneal) != (3920, 3920, 1960)  # the old round() split
+    # Solution 1: 2,000 images, batch 512: 3 steps an epoch (6), or 4 keeping the last (8)
+    assert "so {}, {} and {}".format(*_one_cycle_phases(6)) in md
+    assert "so {}, {} and {}".format(*_one_cycle_phases(8)) in md
+    # The five largest falls, all before the warm-up ends (N9 of the second review).
+    acc = json.loads((BOOK / "results" / "gpu-s9-seed1.json").read_text())["test_acc"]
+    falls = sorted(((acc[e - 2] - acc[e - 1], e) for e in range(2, len(acc) + 1)), reverse=True)
+    top = [e for drop, e in falls[:5] if drop > 0]
+    assert all(e * 98 <= up for e in top)
+    for drop, e in falls[:5]:
+        assert f"epoch {e:>3}: {100 * drop:.1f}, lr" in out
+
+
 def _text(html_dir: Path, page: str) -> str:
     raw = (html_dir / f"{page}.html").read_text()
     return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", raw)))
@@ -185,6 +228,12 @@ def test_numbers_the_course_rests_on_are_shown(built):
     # Biases before BatchNorm in the 7 separable layers (depthwise + pointwise, one per
     # channel each): c1.1: 23+23, c2: 2*(32+32), c3: 2*(63+63), c4: 2*(93+93) = 798.
     assert "798 bias parameters sit before a BatchNorm" in ch5
+    # Chapter 8: with no real difference the 6 accuracies are exchangeable; the 3-vs-3
+    # ranges miss each other when one side holds the 3 lowest or the 3 highest: 2 of the
+    # C(6,3) = 20 splits. The undilated run: (k-1)*d = 2 per 3x3 layer, 12 layers -> 25.
+    ch8 = _text(html_dir, "08_experiments")
+    assert "ranges, one comparison, exactly: 2/C(6,3) = 0.10" in ch8
+    assert "undilated 2.41× 24×24 25 48" in ch8
 
 
 class _Ids(html.parser.HTMLParser):

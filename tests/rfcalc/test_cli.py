@@ -557,7 +557,7 @@ def test_the_console_holds_the_collector_off_for_shape_commands_only(
     import gc
 
     import rfcalc.cli
-    import rfcalc.commandline
+    import rfkit_base.commandline
     from rfcalc import console
 
     calls = []
@@ -565,7 +565,9 @@ def test_the_console_holds_the_collector_off_for_shape_commands_only(
     monkeypatch.setattr(gc, "enable", lambda: calls.append("enable"))
     monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
     monkeypatch.setattr(rfcalc.cli, "main", lambda: calls.append("main") or 0)
-    monkeypatch.setattr(rfcalc.commandline, "exit_with", lambda code: calls.append(("exit", code)))
+    monkeypatch.setattr(
+        rfkit_base.commandline, "exit_with", lambda code: calls.append(("exit", code))
+    )
     monkeypatch.setattr(sys, "argv", ["rfcalc", *argv])
     console.main()
     back = ["freeze", "enable"] if collector_back else []

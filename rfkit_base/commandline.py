@@ -1,18 +1,22 @@
-"""What every command of the project shares (`rfcalc`, `netbuilder`, and any later one).
+"""The command-line kit of all four commands (`rfcalc`, `netbuilder`, `rftrain`, `rfsweep`).
 
 - `UserError`: bad input. `run` prints it as one line, `prog: error: message`, exit status 2;
-  `--traceback` (on every subcommand) prints the full traceback above it, for a user
-  debugging their own model.
+  `--traceback` (on every subcommand, or the command itself) prints the full traceback above
+  it, for a user debugging their own model. `fail` prints the same line where a command
+  reports an error itself.
 - `Parser`: argparse with one-line errors under the one prefix `prog: error:` (a
   subcommand's too), "did you mean" for a mistyped subcommand, choice or option (difflib:
   Python 3.11's argparse has no suggest_on_error), every default shown once in `--help`,
   and `--version` (the installed package's version). A bare command (no subcommand) prints
   the full help, each subcommand with its one-line purpose, on stderr and exits 2:
   argparse's convention for a missing required argument, since nothing that was asked for
-  was done.
+  was done. `CheckingParser` raises UserError instead of exiting (options checked ahead).
+- `whole_number`, `flag`, `add_progress_flag`: argument types and flags the commands share.
 - `check_output` / `write_output`: an output file is validated before the work and written
   atomically after it, never over an existing file without `--force`.
-- `progress`: a tqdm bar on stderr, only on a terminal or when asked (`--progress`).
+- `progress` / `progress_bar`: a tqdm bar on stderr, only on a terminal or when asked
+  (`--progress`); `prints_to_stderr`: the user's own prints kept off the command's stdout.
+- `sigterm_interrupts`: SIGTERM stops a long command as Ctrl-C does.
 """
 
 from __future__ import annotations
@@ -21,22 +25,32 @@ import argparse
 import contextlib
 import difflib
 import gc
+import re
+import signal
 import sys
+import threading
 import traceback
 from importlib import metadata
 from pathlib import Path
-from typing import Callable, Iterable, NoReturn, Optional, Sequence, TypeVar, Union
+from typing import Callable, Iterable, Iterator, NoReturn, Optional, Sequence, TypeVar, Union
 
-from rfcalc.files import write_bytes
+from rfkit_base.files import write_bytes
 
 __all__ = [
     "UserError",
     "Parser",
+    "CheckingParser",
     "did_you_mean",
     "installed_version",
+    "whole_number",
+    "flag",
     "add_progress_flag",
     "progress",
+    "progress_bar",
+    "prints_to_stderr",
     "run",
+    "sigterm_interrupts",
+    "fail",
     "exit_with",
     "check_output",
     "write_output",
@@ -60,13 +74,18 @@ def installed_version() -> str:
         return "(not installed)"
 
 
+# "(default 100)", "(default: here)", "default: the output": the help gives the default itself
+# ("albumentations' default" does not)
+_SAYS_DEFAULT = re.compile(r"\(default\b|\bdefault:", re.IGNORECASE)
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Show every default that has a value, once: not where the help already says it, not
     for a flag that is off unless given; a None default's help says in words what it does."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if action.default is None or action.default is False or "default" in text.lower():
+        if action.default is None or action.default is False or _SAYS_DEFAULT.search(text):
             return text
         return super()._get_help_string(action)
 
@@ -91,6 +110,12 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`; did you mean 'table'?` for the closest choice, or "" when none is close."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a setting: `eval_batch_size` (or `--eval_batch_size`) ->
+    `--eval-batch-size`."""
+    return "--" + name.lstrip("-").replace("_", "-")
 
 
 class Parser(argparse.ArgumentParser):
@@ -151,12 +176,25 @@ class Parser(argparse.ArgumentParser):
             )
         sub = self._commands.add_parser(name, help=purpose, description=purpose, root=self.root)
         sub.set_defaults(run=run)
-        sub.add_argument(
+        sub.add_traceback_flag()
+        return sub
+
+    def add_traceback_flag(self) -> None:
+        """`--traceback`: `run` prints the full traceback above a one-line error (every
+        subcommand has it; a command without subcommands adds it itself)."""
+        self.add_argument(
             "--traceback",
             action="store_true",
             help="on an error, print the full Python traceback above the one-line message",
         )
-        return sub
+
+
+class CheckingParser(Parser):
+    """A Parser that raises UserError (the bare message) instead of exiting: options checked
+    ahead of time, e.g. rfsweep checks every run's before the first one starts."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(message)
 
 
 def add_progress_flag(parser: argparse.ArgumentParser) -> None:
@@ -187,10 +225,43 @@ def progress(
     return tqdm(items, total=total, desc=desc, file=sys.stderr, leave=False, unit=unit)
 
 
-def check_output(path: Union[str, Path], *, force: bool, example: str) -> Path:
-    """The output path, if it can be written: its folder exists, it is not a folder, and it is
-    not there already unless `force`. UserError otherwise (checked before any work)."""
+def progress_bar(
+    *, total: Optional[int], desc: str = "", unit: str = "it", show: Optional[bool] = None
+):
+    """A tqdm bar on stderr to advance by hand (`bar.update(n)`), shown when `show` (None:
+    when stderr is a terminal) from the start, since one step may be all the work."""
+    from tqdm.auto import tqdm
+
+    if show is None:
+        show = sys.stderr.isatty()
+    return tqdm(
+        total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, disable=not show, delay=0
+    )
+
+
+def prints_to_stderr() -> contextlib.AbstractContextManager:
+    """Prints of the user's own code (a model file's, at import, in __init__ or forward) go to
+    stderr, so stdout holds only the command's output and `--format json` stays parseable."""
+    return contextlib.redirect_stdout(sys.stderr)
+
+
+def check_output(
+    path: Union[str, Path],
+    *,
+    force: bool,
+    example: str,
+    formats: Sequence[str] = (),
+    what: str = "format",
+) -> Path:
+    """The output path, if it can be written: its suffix one of `formats` (when given), its
+    folder exists, it is not a folder, and it is not there already unless `force`. UserError
+    otherwise (checked before any work)."""
     path = Path(path)
+    if formats and path.suffix.lower().lstrip(".") not in formats:
+        raise UserError(
+            f"{path}: unknown {what} {path.suffix or '(no suffix)'!r}; "
+            f"use one of .{', .'.join(formats)}"
+        )
     if path.is_dir():
         raise UserError(f"{path} is a folder; give a file name such as {example}")
     if not path.parent.is_dir():
@@ -201,7 +272,7 @@ def check_output(path: Union[str, Path], *, force: bool, example: str) -> Path:
 
 
 def write_output(path: Union[str, Path], data: Union[bytes, str], *, force: bool) -> None:
-    """Write atomically (rfcalc.files); without `force` never replace a file, even one that
+    """Write atomically (rfkit_base.files); without `force` never replace a file, even one that
     appeared meanwhile. UserError if it cannot be written."""
     path = Path(path)
     try:
@@ -216,18 +287,24 @@ def run(
     parser: argparse.ArgumentParser,
     argv: Optional[Sequence[str]],
     errors: tuple[type[Exception], ...] = (),
+    *,
+    parse: Optional[Callable[[list[str]], argparse.Namespace]] = None,
+    interrupted: str = "interrupted",
 ) -> int:
-    """Parse argv and run the chosen subcommand's `run(args) -> int`; returns the exit status.
+    """Parse argv and run the chosen subcommand's `run(args) -> int` (a command without
+    subcommands: the parser's own `set_defaults(run=...)`); returns the exit status.
 
     UserError and `errors` (the library's own, e.g. a model that cannot be loaded) become one
     line on stderr and status 2; --help, --version and argparse's errors keep theirs.
+    `parse(argv)` replaces `parser.parse_args` (rftrain parses twice, for its recipe's
+    defaults); `interrupted` is what Ctrl-C prints after `prog: `, status 130.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv:  # a bare command: what it can do, not a terse "a command is required"
         parser.print_help(sys.stderr)
         return 2
     try:
-        args = parser.parse_args(argv)
+        args = (parse or parser.parse_args)(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
     command: Optional[Callable[[argparse.Namespace], int]] = getattr(args, "run", None)
@@ -239,16 +316,41 @@ def run(
     except (UserError, *errors) as exc:
         if getattr(args, "traceback", False):
             traceback.print_exc()
-        message = " ".join(str(exc).split())  # one line, whatever the message held
-        print(f"{parser.prog}: error: {message}", file=sys.stderr)
-        return 2
+        return fail(parser.prog, str(exc))
     except KeyboardInterrupt:
-        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        print(f"{parser.prog}: {interrupted}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `rfcalc table ... | head`: not an error worth a traceback
         with contextlib.suppress(OSError):
             sys.stderr.close()
         return 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (a sweep, a batch system, a time-limited session stopping the command) unwinds
+    as Ctrl-C does inside the block: temporary files are removed, `run` prints `interrupted`,
+    status 130. Only the main thread can set a handler; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def fail(prog: str, message: str) -> int:
+    """Print `prog: error: message` as one line on stderr; returns 2, the status for bad
+    input."""
+    message = " ".join(message.split())  # one line, whatever the message held
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return 2
 
 
 def exit_with(status: int) -> NoReturn:

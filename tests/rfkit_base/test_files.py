@@ -1,8 +1,8 @@
-"""rfcalc.files: the one atomic writer the commands share."""
+"""rfkit_base.files: the one atomic writer every package shares."""
 
 import pytest
 
-from rfcalc.files import atomic_path, write_text
+from rfkit_base.files import atomic_path, write_text
 
 
 def test_never_clobbers_without_overwrite_and_leaves_no_temporary_file(tmp_path):
