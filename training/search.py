@@ -48,6 +48,10 @@ METRIC = "val_acc"  # what ASHA and the front rank: accuracy on the validation s
 TUNE_DIR = "tune"
 
 
+class Interrupted(UserError):
+    """The search stopped before every trial ended; the same command resumes it."""
+
+
 # ---------------------------------------------------------------- data
 
 
@@ -165,22 +169,32 @@ def trial(config: dict, data=None, plan: Optional[dict] = None) -> None:
 # ---------------------------------------------------------------- Ray Tune
 
 
-def init_ray(address: Optional[str]) -> None:
-    """Join the cluster at `address` (or RAY_ADDRESS), else start Ray embedded here; a
-    session already started in this process (a notebook, a test) is used as it is."""
+def init_ray(address: Optional[str] = None, num_cpus: Optional[int] = None) -> None:
+    """Join the cluster at `address` (or RAY_ADDRESS), else start Ray embedded here (no
+    dashboard); a session already started in this process (a notebook, a test) is used as
+    it is."""
     import ray
 
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
-    here = str(Path.cwd())
-    # the workers import this checkout's packages, as the driver does
-    env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}}
-    kw: dict[str, Any] = dict(include_dashboard=False, runtime_env=env, log_to_driver=False)
-    if address:
-        ray.init(address=address, **kw)
-    else:
-        ray.init(**kw)
+    # the workers import the packages this driver imported (this checkout's, not another
+    # installed copy)
+    root = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    kw: dict[str, Any] = dict(
+        include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": path}}, log_to_driver=False
+    )
+    # a busy machine starts the raylet slowly (the default wait, 10 s, failed on 2 shared cores)
+    os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
+    try:
+        if address:
+            ray.init(address=address, **kw)
+        else:
+            ray.init(num_cpus=num_cpus, **kw)
+    except Exception as exc:  # noqa: BLE001 (whatever Ray raises: one line for the user)
+        where = f"the Ray cluster at {address}" if address else "Ray here"
+        raise UserError(f"could not start {where}: {str(exc).splitlines()[0]}") from None
 
 
 def run_trials(
@@ -240,6 +254,12 @@ def run_trials(
             ),
         )
     grid = tuner.fit()
+    unfinished = len(grid) - grid.num_terminated - grid.num_errors
+    if unfinished:  # Tune caught an interrupt (Ctrl-C, SIGTERM) and saved the experiment
+        raise Interrupted(
+            f"interrupted with {unfinished} of {len(grid)} trials unfinished: "
+            f"run the same command again to resume (results so far are in {path})"
+        )
     rows: dict[str, list[dict]] = {}
     for result in grid:
         key = result.config["key"]
@@ -482,6 +502,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(dry_run(space))
             return 0
         result = search(space, force=args.force, address=args.address, command=command)
+    except Interrupted as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 130
     except UserError as exc:
         return fail(PROG, str(exc))
     from .search_report import table
