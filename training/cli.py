@@ -175,8 +175,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return cfg
 
 
-def _run(args: argparse.Namespace, argv: list[str]) -> tuple[dict, bool]:
-    """Train as the options say; returns the summary and whether this process is rank 0."""
+def _run(
+    args: argparse.Namespace, argv: list[str], on_epoch_end: Sequence = ()
+) -> tuple[dict, bool]:
+    """Train as the options say; returns the summary and whether this process is rank 0.
+    `on_epoch_end`: train_run's callbacks (rfsweep's Ray trial reports each epoch to Tune)."""
     from . import distributed
     from .data import load_cifar10
     from .models import load_model
@@ -217,6 +220,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> tuple[dict, bool]:
         progress=args.progress,
         world=world,
         stop_after=args.stop_after,
+        on_epoch_end=on_epoch_end,
     )
     return summary, world.main
 
