@@ -45,6 +45,17 @@ from .search_space import DESIGN_AXES, Candidate, Sample, Space, parse_space, sa
 PROG = "rfsearch"
 SCHEMA = 1
 METRIC = "val_acc"  # what ASHA and the front rank: accuracy on the validation split
+# Every trial's rftrain scores its epochs on its data's test split, which here is the
+# validation split: Tune's "test_acc" is the validation accuracy.
+TUNE_METRIC = "test_acc"
+REPORTED = {  # Tune's key -> the result's
+    "epoch": "epoch",
+    "test_acc": METRIC,
+    "test_loss": "val_loss",
+    "train_acc": "train_acc",
+    "train_loss": "train_loss",
+    "train_seconds": "train_seconds",
+}
 TUNE_DIR = "tune"
 
 
@@ -59,14 +70,14 @@ def validation_split(data, n_val: int, n_train: Optional[int] = None):
     """The Cifar to search on: `n_val` training images (stratified, fixed) become the "test"
     split every epoch is scored on, and up to `n_train` of the rest (stratified) are trained
     on. The real test images are dropped."""
-    import numpy as np
     from dataclasses import replace
+
+    import numpy as np
 
     y = data.train_y
     if not 0 < n_val < len(y):
         raise UserError(
-            f"data.validation must be between 1 and {len(y) - 1} (the training images), "
-            f"not {n_val}"
+            f"data.validation must be between 1 and {len(y) - 1} (the training images), not {n_val}"
         )
     rng = np.random.default_rng(0)
     perm = rng.permutation(len(y))
@@ -110,60 +121,57 @@ def load_data(space: Space):
     return validation_split(data, int(d.get("validation", 5000)), d.get("limit_train"))
 
 
-# ---------------------------------------------------------------- the trial
+# ---------------------------------------------------------------- the trials
 
 
-def trial(config: dict, data=None, plan: Optional[dict] = None) -> None:
-    """One Tune trial: an rftrain run of one candidate in OUT/trials/KEY, each epoch reported
-    to Tune (`epoch`, `val_acc`, ...). A trial started again continues its run from last.pt."""
-    import torch
-    from ray import tune
+def write_split(data, folder: Path) -> Path:
+    """The search's data as CIFAR-10 python batches in `folder`/cifar-10-batches-py: the
+    training images in five batches, the validation images as `test_batch`, so that every
+    trial's rftrain scores its epochs on the validation split. Written once per data digest."""
+    import pickle
 
-    from netbuilder.build import Net
-    from netbuilder.spec import from_dict
+    import numpy as np
 
-    from .run import train_run
-    from .search_space import train_config
+    batches = folder / "cifar-10-batches-py"
+    stamp = folder / "split.json"
+    digest = data.digest()
+    if stamp.is_file() and json.loads(stamp.read_text()).get("digest") == digest:
+        return folder
+    batches.mkdir(parents=True, exist_ok=True)
+    parts = np.array_split(np.arange(len(data.train_y)), 5)
+    named = [(f"data_batch_{i + 1}", data.train_x[p], data.train_y[p]) for i, p in enumerate(parts)]
+    named.append(("test_batch", data.test_x, data.test_y))
+    for name, x, y in named:
+        flat = np.ascontiguousarray(x.transpose(0, 3, 1, 2)).reshape(len(x), -1)
+        with open(batches / name, "wb") as fh:
+            pickle.dump({b"labels": [int(v) for v in y], b"data": flat}, fh)
+    with open(batches / "batches.meta", "wb") as fh:
+        pickle.dump({b"label_names": [c.encode() for c in data.classes]}, fh)
+    write_json(stamp, {"digest": digest, "source": data.source})
+    return folder
 
-    assert plan is not None and data is not None
-    item = plan["trials"][config["key"]]
-    threads = max(1, int(plan["cpus_per_trial"]))
-    torch.set_num_threads(threads)
-    gpu = plan["gpus_per_trial"] > 0 and torch.cuda.is_available()
-    device = torch.device("cuda" if gpu else "cpu")
-    spec = from_dict(item["spec"])
-    cfg = train_config(plan["train"], item["train"])
-    out = Path(plan["out"]) / "trials" / config["key"]
-    resume = (out / "last.pt").is_file()
-    reported = []
 
-    def report(epoch: int, record: dict, preds) -> None:
-        row = {
-            "epoch": epoch,
-            METRIC: record["test_acc"],
-            "val_loss": record["test_loss"],
-            "train_acc": record["train_acc"],
-            "train_loss": record["train_loss"],
-            "train_seconds": record["train_seconds"],
-        }
-        reported.append(epoch)
-        tune.report(row)
+def trial_options(c: Candidate, space: Space, out: Path, data_dir: Path) -> dict:
+    """rftrain's options of one trial: its model file, the split, the space's and its own
+    training settings (augmentation settings are rftrain flags of their own)."""
+    train = dict(space.train)
+    aug = train.pop("aug", {})
+    return {
+        "model": f"{(out / 'models' / c.key).resolve()}.py:Net",
+        "data_dir": str(data_dir.resolve()),
+        **train,
+        **aug,
+        **c.train,
+    }
 
-    summary = train_run(
-        lambda: Net(spec),
-        data,
-        cfg,
-        out,
-        device=device,
-        resume=resume,
-        force=not resume,
-        on_epoch_end=[report],
-        progress=False,
-        command=plan["command"],
-    )
-    if not reported and summary.get("history"):  # finished before a restart: say so again
-        last = summary["history"][-1]
-        report(last["epoch"], last, None)
+
+def trial(config: dict, plan: Optional[dict] = None) -> None:
+    """One Tune trial: the shared rftrain trainable (training.tune_trial) on the candidate
+    `config["key"]`; its run folder is OUT/trials/KEY."""
+    from .tune_trial import train_trial
+
+    assert plan is not None
+    train_trial(plan[config["key"]])
 
 
 # ---------------------------------------------------------------- Ray Tune
@@ -171,8 +179,8 @@ def trial(config: dict, data=None, plan: Optional[dict] = None) -> None:
 
 def init_ray(address: Optional[str] = None, num_cpus: Optional[int] = None) -> None:
     """Join the cluster at `address` (or RAY_ADDRESS), else start Ray embedded here (no
-    dashboard); a session already started in this process (a notebook, a test) is used as
-    it is."""
+    dashboard; never someone else's `ray start` on this machine); a session already started
+    in this process (a notebook, a test) is used as it is."""
     import ray
 
     if ray.is_initialized():
@@ -185,48 +193,57 @@ def init_ray(address: Optional[str] = None, num_cpus: Optional[int] = None) -> N
     kw: dict[str, Any] = dict(
         include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": path}}, log_to_driver=False
     )
-    # a busy machine starts the raylet slowly (the default wait, 10 s, failed on 2 shared cores)
-    os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
+    # A busy machine starts Ray's processes slowly: on 2 cores shared with other jobs the
+    # default waits (the raylet's registration, the agents' ports) ran out and Ray gave up.
+    for name, value in (
+        ("RAY_raylet_start_wait_time_s", "120"),
+        ("RAY_agent_register_timeout_ms", "120000"),
+        ("RAY_worker_register_timeout_seconds", "300"),
+    ):
+        os.environ.setdefault(name, value)
     try:
         if address:
             ray.init(address=address, **kw)
         else:
-            ray.init(num_cpus=num_cpus, **kw)
-    except Exception as exc:  # noqa: BLE001 (whatever Ray raises: one line for the user)
+            ray.init(address="local", num_cpus=num_cpus, **kw)
+    except Exception as exc:  # whatever Ray raises: one line for the user
         where = f"the Ray cluster at {address}" if address else "Ray here"
         raise UserError(f"could not start {where}: {str(exc).splitlines()[0]}") from None
 
 
 def run_trials(
     candidates: Sequence[Candidate],
-    data,
     space: Space,
     out: Path,
-    *,
-    command: str = "",
-) -> dict[str, list[dict]]:
-    """Train the candidates (in their order) under ASHA; {key: the rows Tune recorded, one per
-    epoch}. An experiment already in OUT/tune is restored: finished trials are not rerun."""
+    data_dir: Path,
+) -> dict[str, dict]:
+    """Train the candidates (in their order) under ASHA; {key: {"history": the epochs Tune
+    recorded, "error": the last line of its error or None}}. An
+    experiment already in OUT/tune is restored: finished trials are not rerun."""
     # Tune's older progress reporter honours verbose=0 (the newer one prints tables anyway)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     from ray import tune
     from ray.tune.schedulers import AsyncHyperBandScheduler
 
-    train = {**space.train}
-    epochs = int(train.get("epochs", 3))
-    train["epochs"] = epochs
+    from .cli import check_options
+    from .tune_trial import option_flags, trial_config
+
+    epochs = int(space.train.get("epochs", 3))
     res = space.resources
     cpus, gpus = float(res.get("cpus_per_trial", 1)), float(res.get("gpus_per_trial", 0))
-    plan = {
-        "trials": {c.key: {"spec": c.spec.to_dict(), "train": c.train} for c in candidates},
-        "train": train,
-        "out": str(out.resolve()),
-        "cpus_per_trial": cpus,
-        "gpus_per_trial": gpus,
-        "command": command,
-    }
+    plan = {}
+    for c in candidates:
+        options = {**trial_options(c, space, out, data_dir), "epochs": epochs}
+        folder = (out / "trials" / c.key).resolve()
+        check_options(["--out", str(folder), *option_flags(options)])  # before any trial
+        plan[c.key] = trial_config(
+            options,
+            folder,
+            device="cuda" if gpus > 0 else "cpu",
+            log=(out / "logs" / f"{c.key}.log").resolve(),
+        )
     trainable = tune.with_resources(
-        tune.with_parameters(trial, data=data, plan=plan), {"cpu": cpus, "gpu": gpus}
+        tune.with_parameters(trial, plan=plan), {"cpu": cpus, "gpu": gpus}
     )
     path = out.resolve() / TUNE_DIR
     if tune.Tuner.can_restore(str(path)):
@@ -243,15 +260,13 @@ def run_trials(
             trainable,
             param_space={"key": tune.grid_search([c.key for c in candidates])},
             tune_config=tune.TuneConfig(
-                metric=METRIC,
+                metric=TUNE_METRIC,
                 mode="max",
                 scheduler=scheduler,
                 max_concurrent_trials=int(res.get("concurrent", 1)),
                 reuse_actors=True,  # one worker process per slot: torch imports once
             ),
-            run_config=tune.RunConfig(
-                name=TUNE_DIR, storage_path=str(out.resolve()), verbose=0
-            ),
+            run_config=tune.RunConfig(name=TUNE_DIR, storage_path=str(out.resolve()), verbose=0),
         )
     grid = tuner.fit()
     unfinished = len(grid) - grid.num_terminated - grid.num_errors
@@ -260,21 +275,19 @@ def run_trials(
             f"interrupted with {unfinished} of {len(grid)} trials unfinished: "
             f"run the same command again to resume (results so far are in {path})"
         )
-    rows: dict[str, list[dict]] = {}
+    trials: dict[str, dict] = {}
     for result in grid:
-        key = result.config["key"]
+        history: list[dict] = []
         df = result.metrics_dataframe
-        if df is None or df.empty or "epoch" not in df:
-            rows[key] = []
-            continue
-        keep = ["epoch", METRIC, "val_loss", "train_acc", "train_loss", "train_seconds"]
-        rows[key] = [
-            {k: (int(v) if k == "epoch" else float(v)) for k, v in r.items()}
-            for r in df[keep].to_dict("records")
-        ]
-        if result.error is not None:
-            rows[key] = [dict(r, error=str(result.error).splitlines()[0]) for r in rows[key]]
-    return rows
+        if df is not None and not df.empty and "epoch" in df:
+            for r in df[list(REPORTED)].dropna().to_dict("records"):
+                row = {name: float(r[k]) for k, name in REPORTED.items()}
+                row["epoch"] = int(row["epoch"])
+                if not history or row["epoch"] > history[-1]["epoch"]:
+                    history.append(row)
+        error = None if result.error is None else str(result.error).strip().splitlines()[-1]
+        trials[result.config["key"]] = {"history": history, "error": error}
+    return trials
 
 
 # ---------------------------------------------------------------- the result
@@ -293,24 +306,26 @@ def label(c: Candidate, space: Space) -> str:
     return name + "".join(f" {k}={v}" for k, v in sorted(c.train.items()))
 
 
-def result_rows(sampled: Sample, space: Space, epochs_of: dict[str, list[dict]]) -> list[dict]:
+def result_rows(sampled: Sample, space: Space, trials: dict[str, dict]) -> list[dict]:
     """One row per candidate: design, measures, what training reached."""
     max_epochs = int(space.train.get("epochs", 3))
     rows = []
     for c in sampled.candidates:
-        hist = epochs_of.get(c.key, [])
+        t = trials.get(c.key, {"history": [], "error": "not run"})
+        hist = t["history"]
         accs = [h[METRIC] for h in hist]
         rows.append(
             {
                 **c.record(),
                 "label": label(c, space),
                 "epochs": len(hist),
-                "completed": bool(hist) and hist[-1]["epoch"] >= max_epochs,
+                "completed": bool(hist) and hist[-1]["epoch"] >= max_epochs and not t["error"],
                 "acc": accs[-1] if accs else 0.0,
                 "best_acc": max(accs) if accs else 0.0,
-                "error": next((h["error"] for h in hist if "error" in h), None),
+                "error": t["error"],
                 "history": hist,
                 "model_file": f"models/{c.key}.py",
+                "run_dir": f"trials/{c.key}",
             }
         )
     return rows
@@ -345,7 +360,7 @@ def check_out(out: Path, space: Space, force: bool) -> None:
 
         for name in ("space.json", "search.json", "table.md", "search.png", "search.svg"):
             (out / name).unlink(missing_ok=True)
-        for name in ("models", "trials", TUNE_DIR):
+        for name in ("models", "trials", "logs", "data", TUNE_DIR):
             shutil.rmtree(out / name, ignore_errors=True)
     if mark.is_file():
         then = json.loads(mark.read_text()).get("digest")
@@ -358,8 +373,14 @@ def check_out(out: Path, space: Space, force: bool) -> None:
         raise UserError(f"{out} is not empty and holds no search: give another --out")
 
 
-def search(space: Space, *, force: bool = False, address: Optional[str] = None, command: str = "",
-           data=None) -> dict:
+def search(
+    space: Space,
+    *,
+    force: bool = False,
+    address: Optional[str] = None,
+    command: str = "",
+    data=None,
+) -> dict:
     """Sample, train, report; returns the result also written to OUT/search.json."""
     import ray
 
@@ -372,9 +393,10 @@ def search(space: Space, *, force: bool = False, address: Optional[str] = None, 
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "space.json", {"digest": space.digest(), "space": space.to_dict()})
     export_models(sampled, space, out, command)
+    data_dir = write_split(data, out / "data")
     init_ray(address)
-    epochs_of = run_trials(sampled.candidates, data, space, out, command=command)
-    rows = result_rows(sampled, space, epochs_of)
+    trials = run_trials(sampled.candidates, space, out, data_dir)
+    rows = result_rows(sampled, space, trials)
     from .search_report import fronts, save_plot, table
 
     front = fronts(rows)
@@ -414,7 +436,10 @@ def search(space: Space, *, force: bool = False, address: Optional[str] = None, 
         "sample": {k: v for k, v in sampled.record().items() if k != "candidates"},
         "rows": rows,
         "fronts": front,
-        "stopped_early": sum(1 for r in rows if r["epochs"] and not r["completed"]),
+        "stopped_early": sum(
+            1 for r in rows if r["epochs"] and not r["completed"] and not r["error"]
+        ),
+        "errors": sum(1 for r in rows if r["error"]),
         "train_seconds": round(sum(h["train_seconds"] for r in rows for h in r["history"]), 1),
         "wall_seconds": round(time.perf_counter() - t0, 1),
     }
@@ -446,11 +471,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-trial", type=float, help="CPUs each trial asks Ray for")
     p.add_argument("--gpus-per-trial", type=float, help="GPUs (or a fraction) each trial asks for")
     p.add_argument("--concurrent", type=int, help="trials at once (at most)")
-    p.add_argument("--address", help="a Ray cluster to run on (default: RAY_ADDRESS, else "
-                   "Ray started here)")
+    p.add_argument(
+        "--address", help="a Ray cluster to run on (default: RAY_ADDRESS, else Ray started here)"
+    )
     p.add_argument("--force", action="store_true", help="start over in --out")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the sampled designs and stop (no training, no Ray)")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the sampled designs and stop (no training, no Ray)",
+    )
     p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     return p
 
@@ -487,8 +516,7 @@ def dry_run(space: Space) -> str:
         + ", ".join(f"{k} {v}" for k, v in s.rejected.items())
     ]
     lines += [
-        f"  {c.key}: {c.params:,} params, {c.macs / 1e6:.1f}M MACs, rf {c.rf}"
-        for c in s.candidates
+        f"  {c.key}: {c.params:,} params, {c.macs / 1e6:.1f}M MACs, rf {c.rf}" for c in s.candidates
     ]
     return "\n".join(lines)
 

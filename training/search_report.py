@@ -118,7 +118,9 @@ def plot(rows: Sequence[dict], front: dict[str, list[int]], title: str = ""):
     return fig
 
 
-def save_plot(rows: Sequence[dict], front: dict[str, list[int]], out: Path, title: str = "") -> list[Path]:
+def save_plot(
+    rows: Sequence[dict], front: dict[str, list[int]], out: Path, title: str = ""
+) -> list[Path]:
     """The figure as PNG and SVG in `out` (search.png, search.svg)."""
     import matplotlib.pyplot as plt
 

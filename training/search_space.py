@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Optional
 
 from netbuilder.presets import S9_WIDTHS
-from netbuilder.spec import KINDS, ConvUnit, NetSpec, SpecError, Stage
+from netbuilder.spec import KINDS, NetSpec, SpecError, Stage
 from netbuilder.variants import DEPTHS, TRANSITIONS, structure, variant_name
 
 from .options import UserError
@@ -353,8 +353,9 @@ def sample(space: Space) -> Sample:
     finally:
         torch.set_num_threads(threads)
     if not out:
+        why = ", ".join(f"{k}: {v}" for k, v in rejected.items())
         raise UserError(
             f"space: none of its {len(points)} points can be built within its budget with a "
-            f"field of at least {space.min_rf:g} ({', '.join(f'{k}: {v}' for k, v in rejected.items())})"
+            f"field of at least {space.min_rf:g} ({why})"
         )
     return Sample(out, len(points), rejected)
