@@ -1,6 +1,5 @@
-"""`rfsweep SWEEP.json`: many rftrain runs (models x recipes x seeds) to completion, one per
-free device (or K at once on each with `--runs-per-device K`), then one JSON with every run's
-result.
+"""`rfsweep SWEEP.json`: many rftrain runs (models x recipes x seeds) to completion as the
+trials of one Ray Tune experiment, then one JSON with every run's result.
 
 A sweep file (JSON; relative paths are relative to the current folder, as for rftrain):
 
@@ -22,22 +21,26 @@ OUT/MODEL/RECIPE/seedN and logs to OUT/logs/MODEL--RECIPE--seedN.log. A finished
 (summary.json says so) is skipped, an interrupted one (last.pt) resumed, so the command can
 simply be started again after a kill. A `variant` is exported by netbuilder into
 OUT/models/NAME.py first.
+
+Ray: started inside rfsweep on this machine (dashboard off, nothing to set up), or the cluster
+at --address / RAY_ADDRESS (its nodes must see OUT and the data at the same paths). Each run is
+a Tune trial with --cpus-per-run CPUs and --gpus-per-run GPUs (0.25: four runs share a GPU);
+Tune runs as many at once as fit. A killed trial is retried from its last epoch
+(--max-failures); an interrupted sweep, started again, restores its Tune experiment in
+OUT/tune/ (TensorBoard: tensorboard --logdir OUT/tune).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import datetime as dt
 import itertools
 import json
 import os
-import signal
+import shlex
 import subprocess
 import sys
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -46,12 +49,14 @@ from .fsutil import write_json
 from .options import OneLineParser, UserError, fail, package_version
 from .options import flag as option_flag
 from .record import SUMMARY_KEYS, epoch_rows
+from .tune_sweep import RayUnavailable
+from .tune_trial import option_flags, rftrain_argv, run_status, trial_config, trial_record
 
 PROG = "rfsweep"
 # rftrain options the sweep sets for each run itself (its folder, device, model, restart).
 SWEEP_SETS = frozenset({"out", "device", "model", "preset", "resume", "force", "help", "version"})
-# The sweep's own folders beside the models' (OUT/models/NAME.py, OUT/logs/*.log).
-RESERVED_NAMES = frozenset({"models", "logs"})
+# The sweep's own folders beside the models' (OUT/models/NAME.py, OUT/logs/*.log, OUT/tune).
+RESERVED_NAMES = frozenset({"models", "logs", "tune"})
 # A row of the result: the run record's keys (training/record.py) and its history as "epochs";
 # "recipe" stays the sweep's name for the run's options (the record's is in config.recipe).
 RESULT_KEYS = tuple(k for k in SUMMARY_KEYS if k not in ("history", "recipe"))
@@ -64,7 +69,7 @@ class Run:
     model: str
     recipe: str
     seed: int
-    target: list[str]  # --model X or --preset X
+    target: dict[str, str]  # {"model": X} or {"preset": X}
     options: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -77,7 +82,7 @@ class Sweep:
     name: str
     out: Path
     result: Path
-    data: list[str]
+    data: dict[str, str]  # data_dir (and data_cache)
     runs: list[Run]
     variants: dict[str, tuple[str, Optional[int]]]  # model name -> (netbuilder name, budget)
 
@@ -87,20 +92,21 @@ class Sweep:
     def log(self, run: Run) -> Path:
         return self.out / "logs" / f"{run.model}--{run.recipe}--seed{run.seed}.log"
 
+    def trial_options(self, run: Run) -> dict[str, Any]:
+        """rftrain's options of the run (model, data and the run's own), as its trial gets
+        them: paths absolute, since a trial runs in its own folder, maybe on another node."""
+        return {**_absolute(run.target), **_absolute(self.data), **run.options}
 
-def _flags(options: dict[str, Any]) -> list[str]:
-    args: list[str] = []
-    for name, value in options.items():
-        flag = option_flag(name)
-        if value is None:
-            continue
-        if value is True:
-            args.append(flag)
-        elif value is False:
-            args.append("--no-" + flag[2:])
-        else:
-            args += [flag, str(value)]
-    return args
+
+def _absolute(paths: dict[str, str]) -> dict[str, str]:
+    """Model files and data paths made absolute (a `package.module:attr` target is kept)."""
+    out = {}
+    for name, value in paths.items():
+        file, colon, attr = value.partition(":") if name == "model" else (value, "", "")
+        if name != "preset" and (name != "model" or file.endswith(".py") or Path(file).exists()):
+            value = str(Path(file).absolute()) + colon + attr
+        out[name] = value
+    return out
 
 
 def _dict(spec: dict, key: str, where: str) -> dict:
@@ -172,7 +178,8 @@ def check_runs(sweep: Sweep, where: str) -> None:
             if flag not in known:  # exact names: argparse would take `ep` for `epochs`
                 hint = _near(flag[2:], sorted(k[2:] for k in known))
                 raise UserError(f"{where}: run {run.key}: {name!r} is not an rftrain option{hint}")
-        argv = [*run.target, *sweep.data, "--out", str(sweep.folder(run)), *_flags(run.options)]
+        options = {**run.target, **sweep.data, **run.options}
+        argv = ["--out", str(sweep.folder(run)), *option_flags(options)]
         if tuple(argv) in seen:
             continue
         seen.add(tuple(argv))
@@ -210,9 +217,9 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
         if key not in spec:
             raise UserError(f"{path}: '{key}' is missing")
     out = Path(spec["out"])
-    data = ["--data-dir", str(spec["data_dir"])]
+    data = {"data_dir": str(spec["data_dir"])}
     if spec.get("data_cache"):
-        data += ["--data-cache", str(spec["data_cache"])]
+        data["data_cache"] = str(spec["data_cache"])
     common = _dict(spec, "common", str(path))
     recipes = spec.get("recipes") or {"default": {}}
     seeds = spec.get("seeds") or [1]
@@ -236,9 +243,9 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
         kind = given[0]
         if kind == "variant":
             variants[name] = (m["variant"], m.get("budget"))
-            targets[name] = ["--model", str(out / "models" / f"{name}.py")]
+            targets[name] = {"model": str(out / "models" / f"{name}.py")}
         else:
-            targets[name] = [f"--{kind}", str(m[kind])]
+            targets[name] = {kind: str(m[kind])}
         _check_target(name, m, str(path))
     runs = []
     for (model, m), (recipe, r) in itertools.product(models.items(), recipes.items()):
@@ -264,43 +271,11 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
     return sweep
 
 
-def run_status(folder: Path) -> str:
-    """finished, interrupted (resumable), or new."""
-    summary = folder / "summary.json"
-    if summary.is_file():
-        try:
-            if json.loads(summary.read_text()).get("finished"):
-                return "finished"
-        except (OSError, json.JSONDecodeError):
-            pass
-    return "interrupted" if (folder / "last.pt").is_file() else "new"
-
-
-def command(sweep: Sweep, run: Run, device: str) -> list[str]:
-    """The rftrain command line of `run` on `device` ('cpu' or 'cuda'). A finished run gets
-    neither --resume nor --force: the sweep skips it, and the line copied by hand must not
-    wipe it."""
-    folder = sweep.folder(run)
-    status = run_status(folder)
-    again = []
-    if status == "interrupted":
-        again = ["--resume"]
-    elif status == "new" and folder.is_dir():  # a run that stopped before its first checkpoint
-        again = ["--force"]
-    return [
-        sys.executable,
-        "-m",
-        "training",
-        *run.target,
-        *sweep.data,
-        "--out",
-        str(folder),
-        "--device",
-        device,
-        "--no-progress",
-        *_flags(run.options),
-        *again,
-    ]
+def rftrain_command(sweep: Sweep, run: Run) -> list[str]:
+    """The rftrain command line of `run` (--resume for an interrupted run, --force for a
+    folder left without a checkpoint; a finished run gets neither). Its trial runs the same,
+    with --force for a new run too: the trial writes trial.json into the folder first."""
+    return ["rftrain", *rftrain_argv(sweep.trial_options(run), sweep.folder(run))]
 
 
 def export_variants(sweep: Sweep) -> None:
@@ -319,119 +294,21 @@ def export_variants(sweep: Sweep) -> None:
             raise UserError(f"netbuilder export {variant}: {reason}")
 
 
-def free_devices(spec: Optional[str]) -> list[str]:
-    """The devices: each GPU (as its index), or the CPU once; `spec` lists them ('cpu,cpu'
-    runs two CPU runs side by side, '0,2' two GPUs)."""
-    if spec:
-        devices = [s.strip() for s in spec.split(",") if s.strip()]
-        bad = [d for d in devices if d != "cpu" and not d.isdigit()]
-        if bad or not devices:
-            raise UserError(
-                f"--devices {spec!r}: give GPU indices or cpu, comma-separated (e.g. 0,1 or cpu)"
-            )
-        return devices
-    import torch
-
-    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    return [str(i) for i in range(n)] or ["cpu"]
-
-
-def device_slots(devices: Sequence[str], per_device: int = 1) -> list[str]:
-    """One slot per run that may go at once: each device `per_device` times. A device with
-    several slots numbers them (`0#1`, `0#2`): each slot holds one run."""
-    if per_device < 1:
-        raise UserError(f"--runs-per-device must be at least 1, got {per_device}")
-    names = [d for d in devices for _ in range(per_device)]
-    out, seen = [], {}
-    for d in names:
-        seen[d] = seen.get(d, 0) + 1
-        out.append(f"{d}#{seen[d]}" if names.count(d) > 1 else d)
-    return out
-
-
-def _device_of(slot: str) -> str:
-    return slot.split("#", 1)[0]
-
-
-def _die_with_parent() -> None:
-    # Linux: a run is stopped (SIGTERM) when the sweep dies, even by SIGKILL; a no-op elsewhere.
-    try:
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def _launch(sweep: Sweep, run: Run, slot: str, threads: Optional[int] = None) -> subprocess.Popen:
-    env = dict(os.environ)
-    if threads is not None and "OMP_NUM_THREADS" not in env:
-        env["OMP_NUM_THREADS"] = str(threads)  # runs side by side share the cores
-    if _device_of(slot) == "cpu":
-        device = "cpu"
-    else:
-        env["CUDA_VISIBLE_DEVICES"] = _device_of(slot)
-        device = "cuda"
-    cmd = command(sweep, run, device)
-    log = sweep.log(run)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "a") as fh:
-        fh.write(f"== {dt.datetime.now().isoformat(timespec='seconds')} {' '.join(cmd)}\n")
-        fh.flush()
-        return subprocess.Popen(
-            cmd,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            env=env,
-            preexec_fn=_die_with_parent if os.name == "posix" else None,
+def trial_plan(sweep: Sweep, runs: Sequence[Run], device: str) -> dict[str, dict]:
+    """Each run's Tune trial config (training.tune_trial.trial_config), by run key."""
+    return {
+        run.key: trial_config(
+            sweep.trial_options(run), sweep.folder(run), device=device, log=sweep.log(run)
         )
+        for run in runs
+    }
 
 
-def _last_line(path: Path) -> str:
-    lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-    return lines[-1] if lines else "(no output)"
-
-
-def execute(sweep: Sweep, slots: Sequence[str], say=print) -> dict[str, str]:
-    """Run every unfinished run, one per slot at a time (`device_slots`); returns {run key:
-    outcome}."""
-    todo = [r for r in sweep.runs if run_status(sweep.folder(r)) != "finished"]
-    outcome = {r.key: "finished (skipped)" for r in sweep.runs if r not in todo}
-    for key in outcome:
-        say(f"skip {key} (finished)")
-    if todo:
-        export_variants(sweep)
-    busy: dict[str, tuple[Run, subprocess.Popen]] = {}
-    threads = max(1, (os.cpu_count() or 1) // len(slots)) if len(slots) > 1 else None
-    try:
-        while todo or busy:
-            for slot in [s for s in slots if s not in busy]:
-                if not todo:
-                    break
-                run = todo.pop(0)
-                what = run_status(sweep.folder(run))
-                busy[slot] = (run, _launch(sweep, run, slot, threads))
-                say(f"start {run.key} on {slot}" + (" (resume)" if what == "interrupted" else ""))
-            time.sleep(0.2)
-            for slot, (run, proc) in list(busy.items()):
-                if proc.poll() is None:
-                    continue
-                del busy[slot]
-                if proc.returncode == 0:
-                    outcome[run.key] = "finished"
-                    say(f"done  {run.key}")
-                else:
-                    outcome[run.key] = f"failed ({proc.returncode}): {_last_line(sweep.log(run))}"
-                    say(f"FAIL  {run.key}: {outcome[run.key]}")
-    finally:
-        for _, proc in busy.values():  # interrupted: stop our runs (they resume next time)
-            proc.terminate()
-        for _, proc in busy.values():
-            proc.wait()
-    return outcome
-
-
-def collect(sweep: Sweep) -> dict:
+def collect(sweep: Sweep, ray: Optional[dict] = None) -> dict:
     """Every run's summary (and per-epoch numbers) in one object; see the README for the
-    layout. Runs without a summary are listed with status 'missing'."""
+    layout. Runs without a summary are listed with status 'missing'. Each run's Ray version
+    and resources come from its trial.json (those of its last Tune trial); `ray` says where
+    this invocation ran (version, cluster)."""
     rows = []
     for run in sweep.runs:
         folder = sweep.folder(run)
@@ -454,12 +331,20 @@ def collect(sweep: Sweep) -> dict:
             else:  # a record from before the summary kept the history
                 h = json.loads(history.read_text()) if history.is_file() else []
             row["epochs"] = epoch_rows(h)
+        trial = trial_record(folder)
+        if trial is not None:
+            last = trial["attempts"][-1]
+            row["ray"], row["resources"] = last["ray"], last["resources"]
+            row["trials"] = len(trial["attempts"])
         rows.append(row)
-    return {
+    result = {
         "sweep": sweep.name,
         "collected": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "runs": rows,
     }
+    if ray is not None:
+        result["ray"] = ray
+    return result
 
 
 def results_table(result: dict) -> str:
@@ -500,58 +385,133 @@ def results_table(result: dict) -> str:
     return write(Table(columns=columns, rows=tuple(rows), document=result), "text")
 
 
+def _share(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+
+
 def _parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog=PROG,
-        description="Run a sweep of rftrain runs (models x recipes x seeds) to completion, one "
-        "(or --runs-per-device K) per device at a time, and collect their results into one JSON.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Run a sweep of rftrain runs (models x recipes x seeds) to completion as "
+        "Ray Tune trials (Ray embedded on this machine, or a cluster with --address), and "
+        "collect their results into one JSON.",
         epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("sweep", help="the sweep file (JSON)")
     p.add_argument(
-        "--devices",
-        help="device slots, e.g. 0,1 (GPUs) or cpu,cpu (default: every GPU, else the CPU once)",
+        "--address",
+        default=os.environ.get("RAY_ADDRESS") or None,
+        help="the Ray cluster to run on, e.g. ray://head:10001 or head:6379 (default: "
+        "$RAY_ADDRESS, else Ray started inside rfsweep on this machine)",
+    )
+    p.add_argument(
+        "--gpus-per-run",
+        type=_share,
+        metavar="G",
+        help="GPUs each run asks Ray for; a fraction shares one: 0.25 trains four runs on "
+        "each GPU at once (default: 1 where Ray sees a GPU, else 0: the CPU)",
+    )
+    p.add_argument(
+        "--cpus-per-run",
+        type=_share,
+        metavar="C",
+        help="CPUs each run asks Ray for, also its torch threads (default: 1)",
     )
     p.add_argument(
         "--runs-per-device",
         type=int,
-        default=1,
         metavar="K",
-        help="runs at once on each device: a small net leaves a GPU idle much of the time, so "
-        "K runs side by side train more images per second in all (default: 1)",
+        help="K runs at once on each GPU: --gpus-per-run 1/K (with no GPU: --cpus-per-run "
+        "the CPUs / K); kept from rfsweep before Ray",
+    )
+    p.add_argument(
+        "--devices",
+        help="with Ray started here: the GPUs it may use, e.g. 0,2, or cpu for none "
+        "(default: every GPU)",
+    )
+    p.add_argument(
+        "--max-failures",
+        type=int,
+        default=2,
+        metavar="N",
+        help="times Tune retries a run whose worker died or raised; each retry resumes from "
+        "the run's last epoch (default: 2)",
     )
     p.add_argument(
         "--list",
         action="store_true",
-        help="print each run's status and command, run nothing (default: off)",
+        help="print each run's status and rftrain command, run nothing",
     )
     p.add_argument(
         "--collect-only",
         action="store_true",
-        help="write the result JSON from the runs there are (default: off)",
+        help="write the result JSON from the runs there are, run nothing",
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     return p
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+def _gpus_of(devices: Optional[str], address: Optional[str]) -> Optional[str]:
+    """--devices as the CUDA_VISIBLE_DEVICES of Ray started here: '' for cpu."""
+    if devices is None:
+        return None
+    if address:
+        raise UserError("--devices chooses GPUs of Ray started here; a cluster has its own")
+    names = [d.strip() for d in devices.split(",") if d.strip()]
+    if names and all(d == "cpu" for d in names):
+        return ""
+    if not names or not all(d.isdigit() for d in names):
+        raise UserError(
+            f"--devices {devices!r}: give GPU indices or cpu, comma-separated (e.g. 0,1 or cpu)"
+        )
+    return ",".join(names)
 
 
-@contextlib.contextmanager
-def _sigterm_interrupts():
-    """SIGTERM (a batch system, a time-limited campaign) stops the sweep as Ctrl-C does: its
-    runs are stopped too and resume next time. (SIGINT may be ignored in a background job.)"""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+def _check_placement(args: argparse.Namespace) -> None:
+    from .tune_sweep import check_share
+
+    if args.gpus_per_run is not None:
+        check_share(args.gpus_per_run, "gpus")
+    if args.cpus_per_run is not None:
+        check_share(args.cpus_per_run, "cpus")
+    if args.runs_per_device is not None and args.runs_per_device < 1:
+        raise UserError(f"--runs-per-device must be at least 1, got {args.runs_per_device}")
+    if args.max_failures < 0:
+        raise UserError(f"--max-failures must be 0 or more, got {args.max_failures}")
+
+
+def run_sweep(sweep: Sweep, args: argparse.Namespace, say=print) -> tuple[dict, dict]:
+    """Every unfinished run of `sweep` as a Tune trial; returns ({run key: outcome}, where
+    Ray ran: version and cluster)."""
+    from . import tune_sweep
+
+    todo = [r for r in sweep.runs if run_status(sweep.folder(r)) != "finished"]
+    outcome = {r.key: "finished (skipped)" for r in sweep.runs if r not in todo}
+    for key in outcome:
+        say(f"skip {key} (finished)")
+    ray = {"version": tune_sweep.ray_version()}
+    if not todo:
+        return outcome, ray
+    gpus = _gpus_of(args.devices, args.address)
+    export_variants(sweep)
+    with tune_sweep.ray_session(args.address, gpus) as where:
+        res = tune_sweep.resources(args.cpus_per_run, args.gpus_per_run, args.runs_per_device)
+        ray.update(cluster=where, cpus_per_run=res.cpus, gpus_per_run=res.gpus)
+        say(
+            f"Ray {ray['version']} ({where}): {len(todo)} runs, each {res.cpus:g} CPU "
+            f"and {res.gpus:g} GPU"
+        )
+        plan = trial_plan(sweep, todo, "cuda" if res.gpus else "cpu")
+        done = tune_sweep.execute(plan, sweep.out, res, max_failures=args.max_failures, say=say)
+    for run in todo:
+        outcome[run.key] = done.get(run.key, "unfinished")
+        if outcome[run.key].startswith("failed"):
+            say(f"FAIL  {run.key}: {outcome[run.key]} (log: {sweep.log(run)})")
+    return outcome, ray
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -562,23 +522,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     args = parser.parse_args(argv)
     try:
+        _check_placement(args)
         sweep = load_sweep(args.sweep)
-        slots = device_slots(free_devices(args.devices), args.runs_per_device)
         if args.list:
             for run in sweep.runs:
-                print(
-                    f"{run_status(sweep.folder(run)):<12} {run.key}: "
-                    f"{' '.join(command(sweep, run, 'cpu')[3:])}"
-                )
+                command = shlex.join(rftrain_command(sweep, run))
+                print(f"{run_status(sweep.folder(run)):<12} {run.key}: {command}")
             sys.stdout.flush()  # a closed pipe shows here, where it is handled
             return 0
         if args.collect_only:
-            outcome = {}
+            outcome, ray = {}, None
         else:
-            with _sigterm_interrupts():
-                outcome = execute(sweep, slots)
+            outcome, ray = run_sweep(sweep, args)
     except UserError as exc:
         return fail(PROG, str(exc))
+    except RayUnavailable as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; start the same command again to continue", file=sys.stderr)
         return 130
@@ -586,13 +546,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         with contextlib.suppress(OSError):
             sys.stderr.close()
         return 0
-    result = collect(sweep)
+    result = collect(sweep, ray)
     write_json(sweep.result, result)
     print(results_table(result), end="")
     done = sum(r["status"] == "finished" for r in result["runs"])
     print(f"{done} of {len(result['runs'])} runs finished; results in {sweep.result}")
-    failed = [k for k, v in outcome.items() if v.startswith("failed")]
-    return 1 if failed else 0
+    if any(v.startswith("failed") for v in outcome.values()):
+        return 1
+    if any(v == "unfinished" for v in outcome.values()):
+        print(f"{PROG}: interrupted; start the same command again to continue", file=sys.stderr)
+        return 130
+    return 0
 
 
 if __name__ == "__main__":

@@ -176,15 +176,46 @@ def _output_to(log: Optional[str]) -> Iterator[None]:
             yield
 
 
+def run_lock(out: str | os.PathLike) -> Path:
+    """The lock file of the run in `out` (beside the folder: rftrain cleans the folder)."""
+    out = Path(out)
+    return out.parent / f".{out.name}.lock"
+
+
+@contextlib.contextmanager
+def _exclusive(out: Path, say) -> Iterator[None]:
+    """Hold the run's lock: a worker of a killed sweep may live on for a moment and still
+    write the folder; the trial that takes the run over waits for it (the kernel drops the
+    lock when its process dies)."""
+    import fcntl
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(run_lock(out), "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"waiting for another process that trains {out}")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def train_trial(config: dict) -> None:
     """Train (or continue, or only report) one run inside a Ray Tune trial; see the module
     docstring for `config`. Raises UserError for options rftrain refuses."""
+    out = Path(config["out"])
+    with _exclusive(out, lambda line: print(line, flush=True)):
+        _train_trial(config, out)
+
+
+def _train_trial(config: dict, out: Path) -> None:
     import ray
     import torch
 
     from .cli import _run, parse
 
-    out = Path(config["out"])
     resources = _resources()
     # the trial's CPU share: runs side by side must not each take every core
     torch.set_num_threads(max(1, int(resources["cpu"])))
@@ -192,13 +223,6 @@ def train_trial(config: dict) -> None:
     status = run_status(out)
     if status == "finished":
         return
-    argv = [
-        *rftrain_argv(config["options"], out),
-        "--device",
-        config.get("device") or "auto",
-        "--no-progress",
-    ]
-    args = parse(argv, CheckingParser)
     attempt = {
         "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "ray": ray.__version__,
@@ -208,10 +232,25 @@ def train_trial(config: dict) -> None:
     }
     attempts = _attempts(out)
 
+    def record_attempt() -> None:
+        write_json(out / TRIAL_RECORD, {"attempts": [*attempts, attempt]})
+
+    # recorded before training, so a worker killed at any moment leaves its trace; the
+    # folder then holds trial.json, and a new run is started with --force (which removes
+    # only what a run writes)
+    record_attempt()
+    argv = [
+        *rftrain_argv(config["options"], out),
+        "--device",
+        config.get("device") or "auto",
+        "--no-progress",
+    ]
+    args = parse(argv, CheckingParser)
+
     def on_epoch_end(epoch: int, record: dict, preds) -> None:
         nonlocal seen
         attempt["epochs"].append(epoch)
-        write_json(out / TRIAL_RECORD, {"attempts": [*attempts, attempt]})
+        record_attempt()
         if epoch > seen:
             _report(_epoch_metrics(record))
             seen = epoch
@@ -227,6 +266,11 @@ def train_trial(config: dict) -> None:
         except UserError as exc:
             print(f"rftrain: error: {exc}", flush=True)
             raise
+        except Exception as exc:  # the traceback is in Tune's error.txt of the trial
+            print(f"failed: {type(exc).__name__}: {exc}", flush=True)
+            raise
+    # epochs on disk that Tune has not seen: the last one of a run killed before reporting it
+    _replay(out, seen)
 
 
 def _attempts(out: Path) -> list:

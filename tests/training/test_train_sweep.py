@@ -1,5 +1,5 @@
-"""rfsweep: a 2-model x 2-seed CPU sweep on a tiny synthetic set runs to completion, survives a
-kill (finished runs skipped, the interrupted one resumed), and collects one JSON."""
+"""rfsweep's sweep file, its checks before the first run, --list, the result table and the
+command line's bad input: everything but the Ray execution (tests/training/test_sweep_ray.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ import contextlib
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -37,54 +35,6 @@ def write_sweep(tmp_path: Path, data: Path, model: Path, **extra) -> Path:
     return path
 
 
-def test_sweep_completes_and_resumes_after_a_kill(
-    tmp_path, pickles, tiny_model, monkeypatch, capsys
-):
-    monkeypatch.setenv("PYTHONPATH", str(ROOT))
-    sweep = write_sweep(tmp_path, pickles, tiny_model)
-    first = tmp_path / "runs" / "nll" / "default" / "seed1"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "training.sweep", str(sweep)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 300
-    while not (first / "last.pt").exists() and time.time() < deadline:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)  # the sweep dies; its run gets SIGTERM from the kernel
-    proc.wait()
-    time.sleep(1)
-    assert (first / "last.pt").exists()
-    was_finished = (
-        json.loads((first / "summary.json").read_text())["finished"]
-        if (first / "summary.json").exists()
-        else False
-    )
-
-    assert main([str(sweep)]) == 0
-    said = capsys.readouterr().out
-    if was_finished:
-        assert "skip nll/default/seed1 (finished)" in said
-    else:
-        assert "start nll/default/seed1 on cpu (resume)" in said
-    result = json.loads((tmp_path / "r.json").read_text())
-    runs = result["runs"]
-    assert [(r["model"], r["seed"]) for r in runs] == [("nll", 1), ("nll", 2), ("ce", 1), ("ce", 2)]
-    assert all(r["status"] == "finished" and r["epochs_done"] == 2 for r in runs)
-    assert [r["loss"] for r in runs] == ["nll", "nll", "ce", "ce"]
-    assert [r["config"]["seed"] for r in runs] == [1, 2, 1, 2]
-    assert all(len(r["epochs"]) == 2 and r["world_size"] == 1 for r in runs)
-    assert (
-        runs[0]["test_acc"] != runs[1]["test_acc"]
-        or runs[0]["epochs"][0]["train_loss"] != runs[1]["epochs"][0]["train_loss"]
-    )
-
-    # Started again: everything is finished, nothing runs, the JSON is rewritten the same.
-    assert main([str(sweep)]) == 0
-    assert capsys.readouterr().out.count("skip ") == 4
-
-
 def test_sweep_entries_for_the_assignments_ablations(tmp_path, pickles, tiny_model):
     sweep = write_sweep(
         tmp_path,
@@ -102,12 +52,43 @@ def test_sweep_entries_for_the_assignments_ablations(tmp_path, pickles, tiny_mod
     s = load_sweep(sweep)
     assert len(s.runs) == 2 * 5
     run = next(r for r in s.runs if r.recipe == "fixed-lr-0.1" and r.model == "ce")
-    from training.sweep import command
+    from training.sweep import rftrain_command
 
-    cmd = command(s, run, "cpu")
+    cmd = rftrain_command(s, run)
+    assert cmd[0] == "rftrain"
     assert cmd[cmd.index("--schedule") + 1] == "constant" and cmd[cmd.index("--lr") + 1] == "0.1"
     assert "--fast" in cmd and cmd[cmd.index("--seed") + 1] == "1"
     assert cmd[cmd.index("--out") + 1].endswith("runs/ce/fixed-lr-0.1/seed1")
+    # a trial runs in its own folder, maybe on another node: its paths are absolute
+    assert cmd[cmd.index("--model") + 1] == f"{tiny_model.absolute()}:logits"
+    assert cmd[cmd.index("--data-dir") + 1] == str(pickles.absolute())
+
+
+def test_trial_paths_are_absolute_and_import_targets_kept(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nets").mkdir()
+    (tmp_path / "nets" / "mine.py").write_text("")
+    path = tmp_path / "s.json"
+    path.write_text(
+        json.dumps(
+            {
+                "out": "runs",
+                "data_dir": "data",
+                "data_cache": "data.npz",
+                "models": {
+                    "mine": {"model": "nets/mine.py:Net"},
+                    "zoo": {"model": "torchvision.models:resnet18"},
+                    "s9": {"preset": "s9"},
+                },
+            }
+        )
+    )
+    sweep = load_sweep(path)
+    mine, zoo, s9 = (sweep.trial_options(r) for r in sweep.runs)
+    assert mine["model"] == f"{tmp_path}/nets/mine.py:Net"
+    assert zoo["model"] == "torchvision.models:resnet18"  # a module path, not a file
+    assert s9["preset"] == "s9" and "model" not in s9
+    assert mine["data_dir"] == f"{tmp_path}/data" and mine["data_cache"] == f"{tmp_path}/data.npz"
 
 
 @pytest.mark.parametrize(
@@ -148,7 +129,7 @@ def test_netbuilder_variant_is_exported_once(tmp_path, monkeypatch):
         )
     )
     sweep = load_sweep(path)
-    assert sweep.runs[0].target == ["--model", str(tmp_path / "runs" / "models" / "v.py")]
+    assert sweep.runs[0].target == {"model": str(tmp_path / "runs" / "models" / "v.py")}
     export_variants(sweep)
     target = tmp_path / "runs" / "models" / "v.py"
     params = sum(p.numel() for p in load_model(str(target)).parameters())
@@ -175,63 +156,43 @@ def test_list_into_a_closed_pipe_is_quiet(tmp_path, pickles, tiny_model):
     assert "Traceback" not in err and "Exception ignored" not in err, err
 
 
-def test_device_slots():
-    from training.sweep import device_slots
-
-    assert device_slots(["cpu"]) == ["cpu"]
-    assert device_slots(["cpu"], 2) == ["cpu#1", "cpu#2"]
-    assert device_slots(["0", "1"], 2) == ["0#1", "0#2", "1#1", "1#2"]
-    # a device named twice is two slots, not one slot taken twice
-    assert device_slots(["cpu", "cpu"]) == ["cpu#1", "cpu#2"]
-    with pytest.raises(UserError, match="--runs-per-device must be at least 1"):
-        device_slots(["cpu"], 0)
-
-
 @pytest.mark.parametrize(
     "argv, expected",
     [
         (["--runs-per-device", "0"], "--runs-per-device must be at least 1, got 0"),
         (["--runs-per-device", "two"], "argument --runs-per-device: invalid int value: 'two'"),
         (["--devices", "cuda:0"], "--devices 'cuda:0': give GPU indices or cpu"),
+        (["--gpus-per-run", "1.5"], "--gpus-per-run 1.5: give a fraction of one"),
+        (["--gpus-per-run", "-1"], "--gpus-per-run -1: give a fraction of one"),
+        (["--gpus-per-run", "lots"], "argument --gpus-per-run: invalid number: 'lots'"),
+        (["--cpus-per-run", "0"], "--cpus-per-run 0: give a fraction of one"),
+        (["--max-failures", "-1"], "--max-failures must be 0 or more, got -1"),
+        (["--devices", "0", "--address", "head:6379"], "--devices chooses GPUs of Ray started"),
     ],
 )
 def test_bad_placement_is_one_line(tmp_path, pickles, tiny_model, capsys, argv, expected):
     sweep = write_sweep(tmp_path, pickles, tiny_model)
-    with pytest.raises(SystemExit) if "invalid int" in expected else contextlib.nullcontext():
+    with pytest.raises(SystemExit) if "argument" in expected else contextlib.nullcontext():
         assert main([str(sweep), *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("rfsweep: error: ") and expected in err and err.count("\n") == 1, err
     assert not (tmp_path / "runs").exists()
 
 
-def test_two_runs_at_once_on_the_cpu(tmp_path, pickles, tiny_model, monkeypatch):
-    from training.sweep import collect, device_slots, execute
+def test_gpu_and_cpu_shares():
+    from training.sweep import _gpus_of
+    from training.tune_sweep import check_share
 
-    monkeypatch.setenv("PYTHONPATH", str(ROOT))
-    path = write_sweep(
-        tmp_path,
-        pickles,
-        tiny_model,
-        common={"epochs": 1, "batch_size": 16, "fast": True, "limit_train": 20},
-        models={"nll": {"model": f"{tiny_model}:Tiny"}},
-    )
-    sweep = load_sweep(path)
-    said: list[str] = []
-    outcome = execute(sweep, device_slots(["cpu"], 2), say=said.append)
-    assert outcome == {"nll/default/seed1": "finished", "nll/default/seed2": "finished"}
-    # both started before either finished: two runs on the one device at once
-    assert said[:2] == ["start nll/default/seed1 on cpu#1", "start nll/default/seed2 on cpu#2"]
-    assert sorted(said[2:]) == ["done  nll/default/seed1", "done  nll/default/seed2"]
-    runs = collect(sweep)["runs"]
-    assert [(r["seed"], r["status"], r["config"]["seed"]) for r in runs] == [
-        (1, "finished", 1),
-        (2, "finished", 2),
-    ]
-    assert all(r["recipe"] == "default" and r["train_images"] == 20 for r in runs)
-    assert all(
-        r["config"]["recipe"] == "assignment" and r["departures"]["epochs"] == 1 for r in runs
-    )
-    assert all(len(r["epochs"]) == 1 and "test_loss" in r["epochs"][0] for r in runs)
+    for ok in (0.25, 0.5, 1, 2):
+        assert check_share(ok, "gpus") == ok
+    assert check_share(0, "gpus") == 0  # the CPU
+    for bad in (1.5, -0.5):
+        with pytest.raises(UserError):
+            check_share(bad, "gpus")
+    with pytest.raises(UserError):
+        check_share(0, "cpus")
+    assert _gpus_of("cpu", None) == "" and _gpus_of("0, 2", None) == "0,2"
+    assert _gpus_of(None, "head:6379") is None
 
 
 def test_bare_rfsweep_prints_its_usage_and_exits_2(capsys):
@@ -324,6 +285,7 @@ def test_list_never_offers_force_for_a_finished_run(tmp_path, capsys):
     (runs / "seed2").mkdir()
     (runs / "seed2" / "last.pt").write_bytes(b"")
     (runs / "seed3").mkdir()  # stopped before its first checkpoint: started over
+    (runs / "seed3" / "history.json").write_text("[]")
     assert main([str(path), "--list", "--devices", "cpu"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == ["finished", "interrupted", "new", "new"]
@@ -358,3 +320,41 @@ def test_results_table_at_the_end(tmp_path, capsys):
     assert lines[header + 2].split() == "s9 default 1 finished 3 85.12% 2 84.99% 1,234".split()
     assert lines[header + 3].split() == "s9 default 2 missing - - - - -".split()
     assert lines[-1] == f"1 of 2 runs finished; results in {tmp_path / 'runs' / 'sweep.json'}"
+
+
+@pytest.mark.parametrize(
+    "cluster, asked, expected",
+    [
+        # (cluster resources, (cpus, gpus, runs per device), (cpus, gpus) per run)
+        ({"CPU": 16, "GPU": 1}, (None, None, None), (1, 1)),  # a GPU box: one GPU a run
+        ({"CPU": 16, "GPU": 1}, (None, 0.25, None), (1, 0.25)),  # four runs share it
+        # six at once: 1/6 in Ray's units of 1/10,000, rounded down (6 x 0.1667 > 1)
+        ({"CPU": 16, "GPU": 1}, (2, None, 6), (2, 0.1666)),
+        ({"CPU": 8}, (None, None, None), (1, 0)),  # no GPU: the CPU
+        ({"CPU": 8}, (None, None, 4), (2, 0)),  # four at once on 8 CPUs
+        ({"CPU": 2}, (None, 0, None), (1, 0)),
+    ],
+)
+def test_resources_each_run_asks_for(monkeypatch, cluster, asked, expected):
+    ray = pytest.importorskip("ray")
+    from training.tune_sweep import Resources, resources
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: cluster)
+    assert resources(*asked) == Resources(cpus=expected[0], gpus=expected[1])
+
+
+@pytest.mark.parametrize(
+    "cluster, asked, expected",
+    [
+        ({"CPU": 8}, (None, 1, None), "--gpus-per-run 1: the Ray cluster has 0 GPUs"),
+        ({"CPU": 2, "GPU": 1}, (4, None, None), "--cpus-per-run 4: the Ray cluster has 2 CPUs"),
+        ({"CPU": 2, "GPU": 1}, (None, 0.5, 2), "--gpus-per-run or --runs-per-device, not both"),
+    ],
+)
+def test_resources_the_cluster_lacks_are_refused(monkeypatch, cluster, asked, expected):
+    ray = pytest.importorskip("ray")
+    from training.tune_sweep import resources
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: cluster)
+    with pytest.raises(UserError, match=re.escape(expected)):
+        resources(*asked)
