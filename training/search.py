@@ -36,7 +36,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 from .fsutil import write_json
 from .options import OneLineParser, UserError, fail, package_version
@@ -178,37 +178,27 @@ def trial(config: dict, plan: Optional[dict] = None) -> None:
 
 
 def init_ray(address: Optional[str] = None, num_cpus: Optional[int] = None) -> None:
-    """Join the cluster at `address` (or RAY_ADDRESS), else start Ray embedded here (no
-    dashboard; never someone else's `ray start` on this machine); a session already started
-    in this process (a notebook, a test) is used as it is."""
+    """Join the cluster at `address` (or RAY_ADDRESS), else start Ray embedded here (rfsweep's
+    `start_ray`: no dashboard, never someone else's `ray start` on this machine, tried again
+    on a loaded machine); a session already started in this process (a notebook, a test) is
+    used as it is."""
     import ray
+
+    from .tune_sweep import RayUnavailable, start_ray
 
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
-    # the workers import the packages this driver imported (this checkout's, not another
-    # installed copy)
+    # the processes Ray starts import this checkout's packages, as this driver does (not
+    # another installed copy)
     root = str(Path(__file__).resolve().parents[1])
-    path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
-    kw: dict[str, Any] = dict(
-        include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": path}}, log_to_driver=False
-    )
-    # A busy machine starts Ray's processes slowly: on 2 cores shared with other jobs the
-    # default waits (the raylet's registration, the agents' ports) ran out and Ray gave up.
-    for name, value in (
-        ("RAY_raylet_start_wait_time_s", "120"),
-        ("RAY_agent_register_timeout_ms", "120000"),
-        ("RAY_worker_register_timeout_seconds", "300"),
-    ):
-        os.environ.setdefault(name, value)
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if root not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, *paths) if p)
     try:
-        if address:
-            ray.init(address=address, **kw)
-        else:
-            ray.init(address="local", num_cpus=num_cpus, **kw)
-    except Exception as exc:  # whatever Ray raises: one line for the user
-        where = f"the Ray cluster at {address}" if address else "Ray here"
-        raise UserError(f"could not start {where}: {str(exc).splitlines()[0]}") from None
+        start_ray(address, **({} if address else {"num_cpus": num_cpus}))
+    except RayUnavailable as exc:
+        raise UserError(str(exc)) from None
 
 
 def run_trials(
