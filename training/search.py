@@ -22,9 +22,11 @@ that ranks the designs is not the one a final comparison would report.
 
 Files in OUT: search.json (the result; also written to `result`), table.md, search.png and
 search.svg (accuracy against params, MACs and rf, the Pareto front marked), models/KEY.py
-(each sampled net as a netbuilder model file), trials/KEY/ (each trial's rftrain folder) and
-tune/ (Ray Tune's experiment, with TensorBoard logs). The same command again resumes an
-interrupted search (`Tuner.restore`) and retrains nothing that finished.
+(each sampled net as a netbuilder model file), trials/KEY/ (each trial's rftrain folder),
+logs/KEY.log (what each trial printed), data/ (the training and validation images as CIFAR-10
+batches, what every trial reads) and tune/ (Ray Tune's experiment, with TensorBoard logs).
+The same command again resumes an interrupted search (`Tuner.restore`) and retrains nothing
+that finished.
 """
 
 from __future__ import annotations

@@ -213,3 +213,13 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, content, words):
     assert captured.err.startswith("rfsearch: error: ") and captured.err.count("\n") == 1
     assert words in captured.err and "Traceback" not in captured.err
     assert captured.out == ""
+
+
+def test_dry_run_lists_the_sample_without_ray(tmp_path, capsys):
+    path = tmp_path / "space.json"
+    path.write_text(json.dumps(dict(SPACE, out=str(tmp_path / "out"))))
+    assert main([str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("4 of 4 designs sampled (seed 5)")
+    assert out.count("plain-strided-noskip-x1_w8-8-8-8_b3000_lr") == 4
+    assert not (tmp_path / "out").exists()
