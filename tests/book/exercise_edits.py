@@ -43,6 +43,7 @@ class Exercise:
 
 QUESTION = "a question answered in words or by hand"
 DERIVATION = "a derivation on paper, checked by the cells it names"
+NEW_CODE = "new code the reader writes (its solution gives the answer in words)"
 EXPLORER = "done in the explorer page in a browser (tests/rfcalc cover the explorer)"
 
 EXERCISES: tuple[Exercise, ...] = (
@@ -347,4 +348,30 @@ EXERCISES: tuple[Exercise, ...] = (
     Exercise("08_experiments", "Two candidates differ only in skips", none=QUESTION),
     Exercise("08_experiments", "Why compare at equal parameters", none=QUESTION),
     Exercise("08_experiments", "Which runs would settle it?", none=QUESTION),
+    # ------------------------------------------------------------------ 9 search
+    Exercise(
+        "09_search",
+        "**A harsher rung.**",
+        edits=(
+            Edit(
+                "def replay(",
+                "stopped = sum(",
+                "print(replay(rows, 3, [1], max_t))\nstopped = sum(",
+            ),
+        ),
+    ),
+    Exercise(
+        "09_search",
+        "**Order matters.**",
+        edits=(
+            Edit(
+                "def replay(",
+                "stopped = sum(",
+                "print(replay(rows[::-1], eta, rungs, max_t))\nstopped = sum(",
+            ),
+        ),
+    ),
+    Exercise("09_search", "**Is a larger field a cost or a gain?**", none=NEW_CODE),
+    Exercise("09_search", "**How many validation images?**", none=QUESTION),
+    Exercise("09_search", "**An empirical distribution function.**", none=NEW_CODE),
 )
