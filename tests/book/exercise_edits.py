@@ -245,7 +245,7 @@ EXERCISES: tuple[Exercise, ...] = (
             Edit("t4_dilation, t4_padding = (", "(\n    8,\n    0,\n)", "(\n    8,\n    8,\n)"),
         ),
     ),
-    Exercise("05_budget", "Which output unit's field reaches past", none=QUESTION),
+    Exercise("05_budget", "By how much does each of them reach past", none=QUESTION),
     Exercise("05_budget", "Removing the skips does not change any number", none=QUESTION),
     # ------------------------------------------------------------------ 5.1 memory
     Exercise("05_memory", "compute by hand the values written by `t1`", none=QUESTION),
