@@ -1,20 +1,22 @@
 """Time one training step of each of chapter 8's planned variants, in one process, in turns.
 
-    python scripts/ch8_speed.py --rounds 5 --json book/results/ch8-speed-cpu.json
+    python scripts/ch8_speed.py --rounds 6 --batch 128 --json book/results/ch8-speed-cpu.json
 
 Chapter 8's training runs were made at different times on a shared machine, so their images/s
 cannot be compared across runs. This measures the variants back to back instead: every
 variant (netbuilder, re-solved to --budget) gets one untimed warm-up step, then --rounds
-rounds in which each variant in turn takes one timed SGD step (forward, NLL loss, backward,
-optimizer step) on one batch of random images of CIFAR-10's shape. Augmentation and data
-loading are left out: they cost the same per image whatever the model. A round's variants run
-seconds apart, so each variant's time is compared with the baseline's *in the same round*
-(a ratio per round); the spread of those ratios over the rounds is the noise of the machine.
+rounds in which each variant in turn (the order rotated by one place each round) takes one
+timed SGD step (forward, NLL loss, backward, optimizer step) on one batch of random images
+of CIFAR-10's shape. Augmentation and data loading are left out: they cost the same per
+image whatever the model. A round's variants run seconds apart, so each variant's time is
+compared with the baseline's *in the same round* (a ratio per round); the spread of those
+ratios over the rounds is the noise of the machine.
 
 Each step is timed twice: wall-clock seconds, and the CPU seconds the process spent
 (`time.process_time`). On a machine shared with other work the wall clock mostly measures
-the others; the CPU time, with one thread (--threads 1, the default), is the work the step
-itself costs on this CPU, and moves far less with the load.
+the others; the CPU time, with one thread (--threads 1, the default), moves far less with
+the load, though on a busy machine it still includes some contention (caches, memory
+bandwidth).
 """
 
 from __future__ import annotations
@@ -93,10 +95,15 @@ def _timed(names: tuple[str, ...], budget: int, batch: int, rounds: int, seed: i
     seconds: dict[str, list[float]] = {name: [] for name in names}
     cpu: dict[str, list[float]] = {name: [] for name in names}
     load = [_load()]
-    for _ in range(rounds):
-        for name, step in steps.items():
+    orders = []
+    for r in range(rounds):
+        # rotated by one place each round: over len(names) rounds every network takes
+        # every place once, so a cost of going first or last (caches, the load) is spread
+        order = names[r % len(names) :] + names[: r % len(names)]
+        orders.append(list(order))
+        for name in order:
             t0, c0 = time.perf_counter(), time.process_time()
-            step()
+            steps[name]()
             cpu[name].append(round(time.process_time() - c0, 4))
             seconds[name].append(round(time.perf_counter() - t0, 4))
         load.append(_load())
@@ -110,6 +117,7 @@ def _timed(names: tuple[str, ...], budget: int, batch: int, rounds: int, seed: i
         "batch": batch,
         "rounds": rounds,
         "what": "one SGD step (forward, NLL, backward, step) on random images, no augmentation",
+        "order_per_round": orders,
         "load_average_per_round": load,
         "step_seconds": seconds,
         "step_cpu_seconds": cpu,
@@ -131,7 +139,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--budget", type=int, default=200_000)
     p.add_argument("--batch", type=int, default=512)
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--threads", type=int, default=1, help="torch threads (CPU time is summed)")
     p.add_argument("--json", type=Path, help="write the measurement here")
     a = p.parse_args(argv)

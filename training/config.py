@@ -20,6 +20,17 @@ NORMS = ("model", "group", "layer")
 # CUDA graphs cannot run (a CPU, several processes): engine.compile_mode.
 COMPILE_MODES = ("reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs", "default")
 RECIPE_NAMES = ("assignment", "previous")
+# What the assignment's published code did for the settings the recipes leave automatic
+# (None): albumentations per image, float32, contiguous tensors, no torch.compile, and a
+# DataLoader that keeps each epoch's last partial batch. A resolved value is a departure
+# when it differs from these.
+ASSIGNMENT_CODE = {
+    "fast": False,
+    "amp": False,
+    "channels_last": False,
+    "compile": False,
+    "drop_last": False,
+}
 
 
 @dataclass
@@ -129,15 +140,21 @@ class TrainConfig:
         return cls(**{"aug": _previous_aug(), **base, **changes})
 
     def departures(self) -> dict:
-        """The settings that differ from the named recipe's (`aug.NAME` for augmentation);
-        automatic (None) settings and the worker count are not counted."""
+        """The settings that differ from the named recipe's (`aug.NAME` for augmentation).
+        A setting the recipe leaves automatic (None) counts once it is decided (`resolved`,
+        or set by hand) and differs from what the assignment's code did (ASSIGNMENT_CODE);
+        one still undecided, and the worker count, are not counted."""
         ref, now = RECIPES[self.recipe]().to_dict(), self.to_dict()
         ref.update({f"aug.{k}": v for k, v in ref.pop("aug").items()})
         now.update({f"aug.{k}": v for k, v in now.pop("aug").items()})
+        ref.update({k: v for k, v in ASSIGNMENT_CODE.items() if ref[k] is None})
         return {
             k: now[k]
             for k in ref
-            if k not in ("recipe", "workers") and ref[k] is not None and now[k] != ref[k]
+            if k not in ("recipe", "workers")
+            and ref[k] is not None
+            and now[k] is not None
+            and now[k] != ref[k]
         }
 
     def resolved(self, device: torch.device) -> "TrainConfig":

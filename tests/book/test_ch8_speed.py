@@ -33,6 +33,8 @@ def test_every_planned_network_is_timed_once_per_round(speed, tmp_path):
     assert speed.PLAN[0] == "dws-dilated-skip-x2" and len(set(speed.PLAN)) == 6
     for kind in ("step_seconds", "step_cpu_seconds"):
         assert all(len(v) == 2 and min(v) > 0 for v in doc[kind].values()), kind
+    # the order rotates by one place a round (order effects spread, not fixed)
+    assert doc["order_per_round"] == [list(speed.PLAN), [*speed.PLAN[1:], speed.PLAN[0]]]
     # one load reading before the rounds and one after each
     assert len(doc["load_average_per_round"]) == 3
     assert (doc["batch"], doc["rounds"], doc["threads"]) == (2, 2, 1)

@@ -330,7 +330,27 @@ def test_recipes_and_departures():
     assert TrainConfig.previous(lr=0.02, seed=3).departures() == {"lr": 0.02, "seed": 3}
     changed = TrainConfig(aug=AugConfig.off()).departures()
     assert changed and all(k.startswith("aug.") and k.endswith("_p") for k in changed)
-    # automatic settings (None) and the worker count are not departures
+    # undecided automatic settings (None) and the worker count are not departures; decided
+    # for the CPU they are what the assignment's code did (float32, per-image augmentation)
     assert TrainConfig().resolved(CPU).departures() == {}
     with pytest.raises(ValueError, match="--recipe must be one of assignment, previous"):
         TrainConfig(recipe="mine").check()
+
+
+def test_departures_show_the_settings_a_gpu_decides():
+    """The assignment's code trained in float32 on contiguous tensors, uncompiled, with
+    albumentations per image and a DataLoader keeping each epoch's last partial batch; a GPU
+    run decides all five the other way, and each must show as a departure."""
+    gpu = torch.device("cuda")  # resolved() only reads the type: no GPU needed
+    on_gpu = {"fast": True, "amp": True, "channels_last": True, "compile": True}
+    assert TrainConfig().resolved(gpu).departures() == {**on_gpu, "drop_last": True}
+    # the same for the previous recipe, beside its own departures
+    assert TrainConfig.previous(lr=0.02).resolved(gpu).departures() == {
+        "lr": 0.02,
+        **on_gpu,
+        "drop_last": True,
+    }
+    # set by hand: the tensor path keeping its partial batches departs only in the path
+    assert TrainConfig(fast=True, drop_last=False).departures() == {"fast": True}
+    # still undecided: not counted
+    assert TrainConfig(amp=None, compile=None).departures() == {}
