@@ -255,7 +255,10 @@ def whole_global(f: Field) -> bool:
     if f.status == UNKNOWN:
         return False
     if f.dims is None:
-        return f.status == GLOBAL and f.packed == MIXED
+        p = f.packed
+        if p is not None and p[0] in ("flat", "tokens"):  # tokens after global attention
+            return f.status == GLOBAL and whole_global(p[3])
+        return f.status == GLOBAL and p == MIXED
     return f.status == GLOBAL or (bool(f.axes) and all(a.mixed for a in f.axes))
 
 

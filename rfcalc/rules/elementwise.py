@@ -82,6 +82,9 @@ def pointwise(call: Call) -> Outcome:
         and all(f.packed == fields[0].packed for f in fields)
     ):
         return Outcome(fields[0])  # the same flattened map, element by element
+    tokens = _tokens_merged(fields) if dims is None else None
+    if tokens is not None:
+        return Outcome(tokens)
     if dims is None:
         axes = tuple(
             g.union([g.collapse(f.axes[i]) for f in fields]) for i in range(len(fields[0].axes))
@@ -113,6 +116,33 @@ def pointwise(call: Call) -> Outcome:
         else max((f.status for f in fields if f.status != GLOBAL), key=_rank, default=EXACT)
     )
     return Outcome(Field(axes, dims, status, note))
+
+
+def _tokens_merged(fields: list[Field]) -> Field | None:
+    """Tokens laid out alike (same grid, token dim and tokens in front) but seeing different
+    fields, merged element by element (a residual add around attention): token t reads its
+    position in each, so its field is the union of theirs. None for any other merge."""
+    ps = [f.packed for f in fields]
+    if any(p is None or p[0] not in ("flat", "tokens") for p in ps):
+        return None
+    if len({(p[0], tuple(p[1]), p[2]) + tuple(p[4:]) for p in ps}) != 1:
+        return None
+    befores = [p[3] for p in ps]
+    if any(b.dims is None or b.dims != befores[0].dims or b.status == UNKNOWN for b in befores):
+        return None
+    try:
+        axes = tuple(g.union([b.axes[i] for b in befores]) for i in range(len(befores[0].axes)))
+    except NotGeometric:
+        return None
+    if all(a.mixed for a in axes):
+        status = GLOBAL
+    else:
+        status = max((b.status for b in befores if b.status != GLOBAL), key=_rank, default=EXACT)
+    note = next((b.note for b in befores if b.status == status and b.note), "")
+    before = Field(axes, befores[0].dims, status, note)
+    f = fields[0]
+    shown = GLOBAL if status == GLOBAL else f.status
+    return Field(f.axes, None, shown, note or f.note, (ps[0][0], ps[0][1], ps[0][2], before) + ps[0][4:])
 
 
 def _joint(per_axis: list[list[g.Axis]], axes: tuple[g.Axis, ...]) -> tuple[g.Axis, ...]:

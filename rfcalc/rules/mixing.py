@@ -7,6 +7,8 @@ leaves H as it was ("global along W, 5 along H").
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from .. import geometry as g
@@ -455,11 +457,47 @@ def attention(call: Call) -> Outcome:
     (B, H, W, C)): the token dim (-2) is global, or with `is_causal` one-sided (unit o reads
     keys 0..o: the hull is shown, approx); dims before it are batch dims of the op (each
     position on its own); a map in the last (feature) dim is mixed."""
+    tokens = _over_tokens(call)
+    if tokens is not None:
+        return tokens
     if call.name == "scaled_dot_product_attention":
         out = _sdpa(call)
         if out is not None:
             return out
     return _everything(call, "attention reads every position")
+
+
+def _over_tokens(call: Call) -> Optional[Outcome]:
+    """Attention without a mask over tokens (a patch embedding's (B, N, C), maybe behind a
+    class token, split into heads): every token reads every token, so each sees what the
+    whole map sees, class tokens too. The tokens keep their places: the row keeps the token
+    grid as its size, and a view back to the map gives a global map, not a vector."""
+    q = call.arg(0, "query")
+    if not isinstance(q, torch.Tensor) or q.dim() < 2:
+        return None
+    if call.name == "scaled_dot_product_attention":
+        token = q.dim() - 2
+        masked = call.arg(3, "attn_mask") is not None or bool(call.arg(5, "is_causal", False))
+    else:  # multi_head_attention_forward: (L, B, E) or unbatched (L, E)
+        token = 0
+        masked = any(
+            call.kwargs.get(n) is not None for n in ("key_padding_mask", "attn_mask")
+        ) or bool(call.kwargs.get("is_causal", False))
+    layouts = {f.packed for _, f in call.inputs}
+    if masked or not call.inputs or len(layouts) != 1:
+        return None  # one layout for q, k and v (the same tokens), or not followed
+    (p,) = layouts
+    if p is None or p[0] not in ("flat", "tokens") or p[2] % q.dim() != token:
+        return None
+    before = p[3]
+    if before.dims is None or before.status == UNKNOWN:
+        return None
+    out = call.out_tensor
+    if out.dim() != q.dim() or out.shape[token] != q.shape[token]:
+        return None
+    seen = mixed(before, f"{call.name}: attention reads every position")
+    f = call.first
+    return Outcome(Field(f.axes, None, GLOBAL, seen.note, (p[0], p[1], p[2], seen) + p[4:]))
 
 
 def _windowed(call: Call, q, k, v, fields: dict):
