@@ -416,7 +416,7 @@ def _longer(claim: Claim, n: int) -> Claim:
 
 
 def _unit_name(claim: Claim, unit: list[int]) -> str:
-    """"unit (0, 11)" for a map; "token 5 (unit (1, 2))" for tokens ("token 0 (no position of
+    """ "unit (0, 11)" for a map; "token 5 (unit (1, 2))" for tokens ("token 0 (no position of
     the map)" for a class token)."""
     if not claim.flat:
         return f"unit {tuple(unit)}"

@@ -142,7 +142,8 @@ def _tokens_merged(fields: list[Field]) -> Field | None:
     before = Field(axes, befores[0].dims, status, note)
     f = fields[0]
     shown = GLOBAL if status == GLOBAL else f.status
-    return Field(f.axes, None, shown, note or f.note, (ps[0][0], ps[0][1], ps[0][2], before) + ps[0][4:])
+    packed = (ps[0][0], ps[0][1], ps[0][2], before) + tuple(ps[0][4:])
+    return Field(f.axes, None, shown, note or f.note, packed)
 
 
 def _joint(per_axis: list[list[g.Axis]], axes: tuple[g.Axis, ...]) -> tuple[g.Axis, ...]:

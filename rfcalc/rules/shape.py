@@ -169,9 +169,7 @@ def permute(call: Call) -> Outcome:
         if f.packed is not None and f.packed[0] in ("flat", "tokens"):
             kind, tail, flat_dim, *rest = f.packed  # a class token's offset stays
             moved = where[flat_dim % ndim] - ndim
-            return Outcome(
-                Field(f.axes, None, f.status, f.note, packed=(kind, tail, moved, *rest))
-            )
+            return Outcome(Field(f.axes, None, f.status, f.note, packed=(kind, tail, moved, *rest)))
         if f.packed is not None and f.packed[0] == "mixed":
             return Outcome(f)
         return Outcome(Field(f.axes, None, f.status, f.note))

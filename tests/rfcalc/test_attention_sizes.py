@@ -61,8 +61,8 @@ CASES = [(c, m) for c in (False, True) for m in (False, True)]
 def test_attention_rows_have_the_token_grid_as_size(cls, mha):
     m = model(cls, mha)
     a = analyze(m, SHAPE)
-    attention = [r for r in a.rows if r.op in ("scaled_dot_product_attention", "MultiheadAttention")]
-    attention += [r for r in a.rows if r.op == "multi_head_attention_forward"]
+    ops = ("scaled_dot_product_attention", "multi_head_attention_forward")
+    attention = [r for r in a.rows if r.op in ops]
     assert attention
     for r in attention:
         assert r.size == (8, 8) and r.status == GLOBAL, r
