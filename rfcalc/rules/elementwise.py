@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from .. import geometry as g
 from ..geometry import EXACT, GLOBAL, UNKNOWN, Field, NotGeometric
+from . import scores
 from .dispatch import MIXED, Call, Outcome, mixed, positive, rule, same_dims, whole_global
 
 _NO_CHANGE = (
@@ -76,6 +77,13 @@ def pointwise(call: Call) -> Outcome:
             return Outcome(mixed(globals_[0], globals_[0].note, keep_dims=False))
         raise NotGeometric("the merged tensors keep their maps in different dims")
     dims = fields[0].dims
+    first = fields[0].packed
+    if dims is None and first is not None and first[0] == scores.KIND:
+        if call.name in ("masked_fill", "add") and len(fields) == 1:
+            f = scores.masked(call, fields[0])
+            return Outcome(
+                f if f is not None else Field(fields[0].axes, None, GLOBAL, fields[0].note)
+            )
     if (
         dims is None
         and fields[0].packed is not None

@@ -13,7 +13,7 @@ import torch
 
 from .. import geometry as g
 from ..geometry import GLOBAL, UNKNOWN, Field, NotGeometric
-from . import positions
+from . import positions, scores
 from .dispatch import MIXED, Call, Outcome, mixed, plus_arguments, positive, rule, with_axes
 
 
@@ -31,6 +31,12 @@ def _along(call: Call, dims, note: str) -> Outcome:
     if f.dims is None:
         if _tokens_apart(f, call.first_tensor.dim(), dims):
             return Outcome(f)  # along channels of (B, N, C) tokens: each token on its own
+        if (
+            f.packed is not None
+            and f.packed[0] == scores.KIND
+            and all(int(d) % call.first_tensor.dim() == call.first_tensor.dim() - 1 for d in dims)
+        ):
+            return Outcome(f)  # softmax over the keys of each query: read at `@ v`
         return Outcome(_flat(f))
     hit = _spatial_hits(f, call.first_tensor.dim(), dims)
     if not hit:
@@ -334,6 +340,9 @@ def matmul(call: Call) -> Outcome:
         # W @ x contracts x's second-to-last dim; for a vector x, -2 and -1 (taken modulo
         # its one dim by _contract) are both that dim
         return Outcome(_contract(call, f, -2 if right else -1))
+    by_hand = scores.product(call)  # attention written out over tokens
+    if by_hand is not None:
+        return Outcome(by_hand)
     return _everything(call, "a product across positions")
 
 
