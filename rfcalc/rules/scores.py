@@ -40,6 +40,11 @@ def _same_tokens(a: tuple, b: tuple) -> bool:
     return a[0] == b[0] and tuple(a[1]) == tuple(b[1]) and tuple(a[4:]) == tuple(b[4:])
 
 
+def _count(p: tuple) -> int:
+    """How many tokens a layout holds along its token dim (the map's, and any in front)."""
+    return math.prod(p[1]) + (p[4] if p[0] == "tokens" else 0)
+
+
 def product(call: Call) -> Optional[Field]:
     """q @ kᵀ over tokens (scores), or scores @ v (tokens again); None: not this pattern."""
     if len(call.inputs) != 2 or call.name not in ("matmul", "bmm"):
@@ -51,11 +56,14 @@ def product(call: Call) -> Optional[Field]:
         return None
     if fa.packed is not None and fa.packed[0] == KIND:
         v = _tokens(fb, -2, b.dim())
-        if v is None:
-            return None
+        _, q, k, _ = fa.packed
+        if v is None or tuple(a.shape[-2:]) != (_count(q), _count(k)) or b.shape[-2] != _count(v):
+            return None  # the scores were viewed otherwise: not followed
         return _read(call, fa.packed, v)
     q, k = _tokens(fa, -2, a.dim()), _tokens(fb, -1, b.dim())
     if q is None or k is None or not _same_tokens(q, k):
+        return None
+    if a.shape[-2] != _count(q) or b.shape[-1] != _count(k):
         return None
     note = f"{call.name}: attention scores, each query with every key"
     return Field(fa.axes, None, GLOBAL, note, (KIND, q, k, None))

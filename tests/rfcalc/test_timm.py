@@ -80,3 +80,33 @@ def test_tresnet_space_to_depth_reads_its_block():
     assert (int(cols.min()), int(cols.max())) == (80, 83)
     assert int((grad[0].abs().sum(0) != 0).sum()) == 16  # every pixel of the block
     assert s2d.rf == (4, 4) and s2d.jump == (4, 4) and s2d.start == (1.5, 1.5)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("RFCALC_SLOW") != "1", reason="set RFCALC_SLOW=1 (1 min)")
+@pytest.mark.xfail(strict=True, reason="halo attention is still shown global (issue 27)")
+def test_halonet_halo_attention_reads_its_blocks_window():
+    # stage 3's halo attention at 256² (a 16x16 map, blocks of 8, halo 2): measured by
+    # gradient (BatchNorm weights at 1: timm starts some at 0), a unit of the first block
+    # reads pixels 0..179 per axis, one of the second block 61..255: a window, not the image
+    torch.manual_seed(0)
+    model = timm.create_model("halonet26t", pretrained=False).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.fill_(1.0)
+    seen = {}
+    model.stages[2][1].self_attn.register_forward_hook(lambda m, i, o: seen.update(out=o))
+    x = torch.randn(1, 3, 256, 256, requires_grad=True)
+    model(x)
+    spans = {}
+    for unit in [(0, 0), (15, 15)]:
+        (grad,) = torch.autograd.grad(
+            seen["out"][0, :, unit[0], unit[1]].sum(), x, retain_graph=True
+        )
+        spans[unit] = reads(grad[0].abs().sum(0))[1]
+    assert spans == {(0, 0): ((0, 179), (0, 179)), (15, 15): ((61, 255), (61, 255))}
+    rows = [r for r in analyze(model, (3, 256, 256)) if r.name.startswith("stages.2.1.self_attn")]
+    out = rows[-1]
+    assert out.status == APPROX and out.size == (16, 16)
+    assert all(rf >= 195 for rf in out.rf) and all(rf < 256 for rf in out.rf)
