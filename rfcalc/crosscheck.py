@@ -16,7 +16,11 @@ claimed field holds none of its pixels, not just the unit it was made for: a sin
 tests, in every row, the units it lies just outside of (their ring) and all units further
 away; an outside tests what an unseen global path (`x.mean().item()`) would move, with the
 strongest signal. So every claimed row is checked, not only the output: a row where an
-unseen path enters is named itself, and every row that depends on it stops claiming.
+unseen path enters is named itself, and every row that depends on it stops claiming. Token
+rows (a map flattened into one dim, maybe behind a class token) are checked element by
+element: token t against the field of the position it holds (`analysis.token_index`'s
+layout), a token in front of the map against nothing, or against everything once attention
+has mixed all tokens.
 
 Why it is sound to compare batch elements: the model runs in eval mode (BatchNorm uses its
 running statistics, dropout is off) and an element is compared with element 0 of the same
@@ -123,7 +127,7 @@ def _token_claim(f: Field, per: Field) -> Optional[Claim]:
     _, tail, flat_dim, _, *offset = f.packed
     front = offset[0] if offset else 0
     n = len(grid.size)
-    if len(tail) < n or tuple(tail[-n:]) != tuple(sorted_sizes(per)):
+    if len(tail) < n or tuple(tail[-n:]) != tuple(_sorted_sizes(per)):
         return None  # not the layout token_index assumes: claim nothing rather than guess
     count = math.prod(tail)
     coords = torch.stack(torch.unravel_index(torch.arange(count), tuple(tail)), -1)[:, -n:]
@@ -143,7 +147,7 @@ def _token_claim(f: Field, per: Field) -> Optional[Claim]:
     return Claim((flat_dim,), tuple(lo), tuple(hi), (front + count,), True, grid, where)
 
 
-def sorted_sizes(f: Field) -> tuple[int, ...]:
+def _sorted_sizes(f: Field) -> tuple[int, ...]:
     """The map's sizes in the order of its tensor dims (as a flatten lays them out)."""
     order = sorted(range(len(f.axes)), key=lambda i: f.dims[i])
     return tuple(f.axes[i].size for i in order)
