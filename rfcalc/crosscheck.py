@@ -270,6 +270,7 @@ class _Watch(Recording):
         self.reference, self.keep = reference, keep
         self.moved: dict[str, torch.Tensor] = {}
         self.kept: dict[str, torch.Tensor] = {}
+        self.batch = 1  # the batch size of the run (set by _run)
 
     def _emit(self, step: Step, outs: list[torch.Tensor]) -> None:
         super()._emit(step, outs)
@@ -280,6 +281,8 @@ class _Watch(Recording):
         if first.op != step.op or first.size != step.size:
             return  # another path than the analysis's run: not this row
         out = outs[0]
+        if self.reference is None and not self.keep and not self._batch_first(out, first):
+            return  # the batch is not dim 0 here (q, k, v stacked in front): not compared
         with torch._C.DisableTorchFunction():
             if self.keep:
                 self.kept[step.name] = out.detach().clone()
@@ -287,6 +290,13 @@ class _Watch(Recording):
             moved = self.compare(step.name, out, claim)
         if moved is not None:
             self.moved[step.name] = moved
+
+    def _batch_first(self, out: torch.Tensor, first: Step) -> bool:
+        """Whether `out` holds one element per batch element in dim 0, laid out as the
+        analysis's own run laid out its one (batch elements are compared along dim 0)."""
+        if out.dim() == 0 or out.shape[0] != self.batch:
+            return False
+        return not first.shape or tuple(out.shape[1:]) == tuple(first.shape)
 
     def compare(self, name: str, out: torch.Tensor, claim: Claim) -> Optional[torch.Tensor]:
         if self.reference is None:
@@ -328,6 +338,7 @@ def _run(
     from .record import input_field
 
     watch = _Watch(model, claims, steps, reference, keep)
+    watch.batch = probe.shape[0]
     watch.set_field(probe, input_field(tuple(probe.shape[2:])), None)
     with watch:
         result = model(probe)
