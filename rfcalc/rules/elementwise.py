@@ -7,7 +7,17 @@ from dataclasses import replace
 from .. import geometry as g
 from ..geometry import EXACT, GLOBAL, UNKNOWN, Field, NotGeometric
 from . import scores
-from .dispatch import MIXED, Call, Outcome, mixed, positive, rule, same_dims, whole_global
+from .dispatch import (
+    MIXED,
+    Call,
+    Outcome,
+    layout_lost,
+    mixed,
+    positive,
+    rule,
+    same_dims,
+    whole_global,
+)
 
 _NO_CHANGE = (
     "dropout",
@@ -81,9 +91,7 @@ def pointwise(call: Call) -> Outcome:
     if dims is None and first is not None and first[0] == scores.KIND:
         if call.name in ("masked_fill", "add") and len(fields) == 1:
             f = scores.masked(call, fields[0])
-            return Outcome(
-                f if f is not None else Field(fields[0].axes, None, GLOBAL, fields[0].note)
-            )
+            return Outcome(f if f is not None else layout_lost(fields[0]))
     if (
         dims is None
         and fields[0].packed is not None
@@ -240,7 +248,7 @@ def cat(call: Call) -> Outcome:
             return Outcome(
                 Field(f.axes, None, f.status, f.note, ("tokens", tail, flat_dim, before, offset))
             )
-        return Outcome(Field(f.axes, None, f.status, f.note))
+        return Outcome(layout_lost(f))
     return outcome
 
 

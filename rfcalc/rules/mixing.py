@@ -14,7 +14,17 @@ import torch
 from .. import geometry as g
 from ..geometry import GLOBAL, UNKNOWN, Field, NotGeometric
 from . import positions, scores
-from .dispatch import MIXED, Call, Outcome, mixed, plus_arguments, positive, rule, with_axes
+from .dispatch import (
+    MIXED,
+    Call,
+    Outcome,
+    layout_lost,
+    mixed,
+    plus_arguments,
+    positive,
+    rule,
+    with_axes,
+)
 
 
 def _spatial_hits(f: Field, ndim: int, dims) -> set[int]:
@@ -70,7 +80,7 @@ def _flat(f: Field) -> Field:
     whose every element already mixed every position stays so (no op undoes that)."""
     if f.packed is None or f.packed == MIXED:
         return f
-    return Field(f.axes, None, f.status, f.note)
+    return layout_lost(f)
 
 
 def _all_dims(call: Call) -> range:

@@ -59,13 +59,13 @@ def product(call: Call) -> Optional[Field]:
         _, q, k, _ = fa.packed
         if v is None or tuple(a.shape[-2:]) != (_count(q), _count(k)) or b.shape[-2] != _count(v):
             return None  # the scores were viewed otherwise: not followed
-        return _read(call, fa.packed, v)
+        return _read(call, fa, v)
     q, k = _tokens(fa, -2, a.dim()), _tokens(fb, -1, b.dim())
     if q is None or k is None or not _same_tokens(q, k):
         return None
     if a.shape[-2] != _count(q) or b.shape[-1] != _count(k):
         return None
-    note = f"{call.name}: attention scores, each query with every key"
+    note = f"{call.name}: a product across positions"  # the scores: read at `@ v`
     return Field(fa.axes, None, GLOBAL, note, (KIND, q, k, None))
 
 
@@ -107,9 +107,10 @@ def masked(call: Call, f: Field) -> Optional[Field]:
     return Field(f.axes, None, f.status, f.note, (KIND, q, k, allowed))
 
 
-def _read(call: Call, scores: tuple, v: tuple) -> Optional[Field]:
-    """scores @ v: each query position reads itself and the keys its row allows."""
-    _, q, k, allowed = scores
+def _read(call: Call, scores: Field, v: tuple) -> Optional[Field]:
+    """scores @ v: each query position reads itself and the keys its row allows. The
+    tokens' own axes (what the flattened map shows as a whole) are the scores'."""
+    _, q, k, allowed = scores.packed
     if not _same_tokens(q, v):
         return None
     befores = [q[3], k[3], v[3]]
@@ -124,13 +125,13 @@ def _read(call: Call, scores: tuple, v: tuple) -> Optional[Field]:
     joint = Field(axes, befores[0].dims, max_status(befores), befores[0].note)
     if allowed is None or bool(allowed.all()):
         seen = mixed(joint, f"{call.name}: attention reads every position")
-        return Field(joint.axes, None, GLOBAL, seen.note, (q[0], q[1], -2, seen) + tuple(q[4:]))
+        return Field(scores.axes, None, GLOBAL, seen.note, (q[0], q[1], -2, seen) + tuple(q[4:]))
     if q[0] != "flat":
         return None  # a class token's place in the mask: not followed
     field = _boxes(joint, tuple(q[1]), allowed)
     if field is None:
         return None
-    return Field(field.axes, None, field.status, field.note, ("flat", q[1], -2, field))
+    return Field(scores.axes, None, field.status, field.note, ("flat", q[1], -2, field))
 
 
 def max_status(fields: list[Field]) -> str:

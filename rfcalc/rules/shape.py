@@ -9,7 +9,7 @@ import torch
 from .. import geometry as g
 from ..geometry import GLOBAL, UNKNOWN, Field, NotGeometric, Window
 from . import positions
-from .dispatch import MIXED, Call, Outcome, mixed, positive, rule, whole_global
+from .dispatch import MIXED, Call, Outcome, layout_lost, mixed, positive, rule, whole_global
 
 
 def _packed(f: Field, tail: tuple[int, ...]) -> Field:
@@ -133,7 +133,7 @@ def reshape(call: Call) -> Outcome:
             and src.dim() >= 1
             and out.shape[-1] != src.shape[-1]
         ):
-            return Outcome(Field(f.axes, None, f.status, f.note))  # the layout is lost
+            return Outcome(layout_lost(f))  # the layout is lost
         return Outcome(f)
     m = max(-d for d in f.dims)
     if out.dim() >= m and tuple(src.shape[-m:]) == tuple(out.shape[-m:]):
@@ -172,7 +172,7 @@ def permute(call: Call) -> Outcome:
             return Outcome(Field(f.axes, None, f.status, f.note, packed=(kind, tail, moved, *rest)))
         if f.packed is not None and f.packed[0] == "mixed":
             return Outcome(f)
-        return Outcome(Field(f.axes, None, f.status, f.note))
+        return Outcome(layout_lost(f))
     dims = tuple(where[d] - ndim for d in positive(f.dims, ndim))
     return Outcome(Field(f.axes, dims, f.status, f.note, f.packed))
 
@@ -272,12 +272,12 @@ def split(call: Call) -> Outcome:
                 else positions.resized(pos, [dim], outs[0].shape)
             )
             return Outcome(positions.wrap(f, moved))
-        return Outcome(Field(f.axes, None, f.status, f.note))
+        return Outcome(layout_lost(f))
     p = f.packed
     if f.dims is None and p is not None and p[0] in ("flat", "tokens"):
         flat = p[2] % ndim
         if dim == flat:
-            return Outcome(Field(f.axes, None, f.status, f.note))  # tokens split apart
+            return Outcome(layout_lost(f))  # tokens split apart
         # q, k and v unbound from (3, B, h, N, d): each keeps its tokens; a dim removed
         # behind the token dim moves the token dim's place counted from the end
         moved = p[2] + 1 if call.name == "unbind" and dim > flat else p[2]
