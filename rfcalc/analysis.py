@@ -301,7 +301,8 @@ def to_row(
     per_token = tokens(f)
     if per_token is not None:
         note = per_token.note or TOKENS_NOTE
-        if f.packed[0] == "tokens":
+        if f.packed[0] == "tokens" and per_token.status != GLOBAL:
+            # (after attention over all tokens a class token read them all, as every token)
             note += f"; {f.packed[4]} token(s) in front see nothing of the input"
         f = Field(per_token.axes, per_token.dims, per_token.status, note)
         size = tuple(a.size for a in f.axes)

@@ -16,7 +16,11 @@ claimed field holds none of its pixels, not just the unit it was made for: a sin
 tests, in every row, the units it lies just outside of (their ring) and all units further
 away; an outside tests what an unseen global path (`x.mean().item()`) would move, with the
 strongest signal. So every claimed row is checked, not only the output: a row where an
-unseen path enters is named itself, and every row that depends on it stops claiming.
+unseen path enters is named itself, and every row that depends on it stops claiming. Token
+rows (a map flattened into one dim, maybe behind a class token) are checked element by
+element: token t against the field of the position it holds (`analysis.token_index`'s
+layout), a token in front of the map against nothing, or against everything once attention
+has mixed all tokens.
 
 Why it is sound to compare batch elements: the model runs in eval mode (BatchNorm uses its
 running statistics, dropout is off) and an element is compared with element 0 of the same
@@ -49,13 +53,14 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
 import torch.nn as nn
 
-from .geometry import UNKNOWN, Field
+from .geometry import GLOBAL, UNKNOWN, Field
 from .record import Record, Recording, Step, _tensors
 
 AMPLITUDE = 4.0  # perturbation, in standard deviations of the probe (seeded normal noise)
@@ -69,12 +74,22 @@ BATCH_ELEMENTS = 1 << 22
 
 @dataclass
 class Claim:
-    """What a row claims: per spatial axis, the first and last pixel each unit sees."""
+    """What a row claims: per spatial axis, the first and last pixel each unit sees.
+
+    A map's units lie on a grid, one tensor dim per axis: `lo[a]` and `hi[a]` are indexed by
+    the unit's place along axis a. Tokens (a map flattened into one dim, maybe behind a class
+    token) lie along one dim: `flat` is then set, `dims` and `size` name that one dim, and
+    every `lo[a]`/`hi[a]` is indexed by the element along it, so element t's field is the
+    box of its own position (a token in front of the map claims none: an empty span);
+    `grid` is the positions' own claim, from which the outside patterns are drawn."""
 
     dims: tuple[int, ...]
     lo: tuple[torch.Tensor, ...]  # per axis, one entry per unit (empty span: lo 0, hi -1)
     hi: tuple[torch.Tensor, ...]
     size: tuple[int, ...]
+    flat: bool = False
+    grid: Optional["Claim"] = None
+    where: Optional[torch.Tensor] = None  # flat: (elements, axes) position of each, -1: none
 
 
 @dataclass
@@ -87,6 +102,10 @@ class Pattern:
 
 def claim_of(f: Optional[Field]) -> Optional[Claim]:
     """The per-unit claim of a field, or None where it claims nothing spatial to check."""
+    from .analysis import tokens
+
+    if f is not None and tokens(f) is not None:
+        return _token_claim(f, tokens(f))
     if f is None or f.status == UNKNOWN or f.dims is None or not f.axes:
         return None
     lo, hi = [], []
@@ -95,6 +114,43 @@ def claim_of(f: Optional[Field]) -> Optional[Claim]:
         lo.append(torch.tensor([s[0] for s in spans], dtype=torch.long))
         hi.append(torch.tensor([s[1] for s in spans], dtype=torch.long))
     return Claim(tuple(f.dims), tuple(lo), tuple(hi), tuple(a.size for a in f.axes))
+
+
+def _token_claim(f: Field, per: Field) -> Optional[Claim]:
+    """The claim of a token field: element t of the token dim claims its position's field.
+    The layout is the one `analysis.token_index` reads: the flattened dims `tail` (channels
+    in front of the map where they were flattened too) row-major, after `offset` tokens in
+    front that claim nothing."""
+    grid = claim_of(per)
+    if grid is None:
+        return None
+    _, tail, flat_dim, _, *offset = f.packed
+    front = offset[0] if offset else 0
+    n = len(grid.size)
+    if len(tail) < n or tuple(tail[-n:]) != tuple(_sorted_sizes(per)):
+        return None  # not the layout token_index assumes: claim nothing rather than guess
+    count = math.prod(tail)
+    coords = torch.stack(torch.unravel_index(torch.arange(count), tuple(tail)), -1)[:, -n:]
+    # tail's last dims are the map's dims in tensor order; the claim's axes in field order
+    order = sorted(range(n), key=lambda i: per.dims[i])
+    where = torch.full((front + count, n), -1, dtype=torch.long)
+    for rank, i in enumerate(order):
+        where[front:, i] = coords[:, rank]
+    inside = where[:, 0] >= 0
+    lo, hi = [], []
+    whole = per.status == GLOBAL  # after attention over all tokens, a class token read all
+    for i in range(n):
+        at = where[:, i].clamp(min=0)
+        front_lo, front_hi = (grid.lo[i].min(), grid.hi[i].max()) if whole else (0, -1)
+        lo.append(torch.where(inside, grid.lo[i][at], front_lo))
+        hi.append(torch.where(inside, grid.hi[i][at], front_hi))
+    return Claim((flat_dim,), tuple(lo), tuple(hi), (front + count,), True, grid, where)
+
+
+def _sorted_sizes(f: Field) -> tuple[int, ...]:
+    """The map's sizes in the order of its tensor dims (as a flatten lays them out)."""
+    order = sorted(range(len(f.axes)), key=lambda i: f.dims[i])
+    return tuple(f.axes[i].size for i in order)
 
 
 def _box_mask(spatial: tuple[int, ...], box: tuple[tuple[int, int], ...]) -> torch.Tensor:
@@ -148,6 +204,14 @@ def _untouched(claim: Claim, integral: torch.Tensor) -> torch.Tensor:
     claimed field. `integral` holds per pattern the perturbed pixels summed from the origin
     along every axis (one leading zero each); differencing it at each unit's two ends, one
     axis after the other, counts the pixels inside every unit's box at once."""
+    if claim.flat:
+        # units along one dim, each with its own box: inclusion-exclusion at its corners
+        count = torch.zeros((integral.shape[0], claim.size[0]), dtype=integral.dtype)
+        for corner in itertools.product((0, 1), repeat=len(claim.lo)):
+            at = tuple(hi + 1 if c else lo for c, lo, hi in zip(corner, claim.lo, claim.hi))
+            sign = -1 if (len(corner) - sum(corner)) % 2 else 1
+            count += sign * integral[(slice(None), *at)]
+        return count == 0
     count = integral
     for a, (lo, hi) in enumerate(zip(claim.lo, claim.hi)):
         # an empty span (lo 0, hi -1) takes the same entry twice: it counts nothing
@@ -166,7 +230,11 @@ def _moved(out: torch.Tensor, reference: torch.Tensor, claim: Claim) -> Optional
         or reference.shape[0] != 1
         or tuple(out.shape[1:]) != tuple(reference.shape[1:])
         or any(-d >= ndim for d in claim.dims)
-        or tuple(out.shape[d] for d in claim.dims) != claim.size
+        or (
+            tuple(out.shape[d] for d in claim.dims) != claim.size
+            # tokens behind the claimed ones claim nothing (see `_longer`)
+            and not (claim.flat and out.shape[claim.dims[0]] > claim.size[0])
+        )
     ):
         return None
     spatial = [d % ndim for d in claim.dims]
@@ -202,6 +270,7 @@ class _Watch(Recording):
         self.reference, self.keep = reference, keep
         self.moved: dict[str, torch.Tensor] = {}
         self.kept: dict[str, torch.Tensor] = {}
+        self.batch = 1  # the batch size of the run (set by _run)
 
     def _emit(self, step: Step, outs: list[torch.Tensor]) -> None:
         super()._emit(step, outs)
@@ -212,6 +281,8 @@ class _Watch(Recording):
         if first.op != step.op or first.size != step.size:
             return  # another path than the analysis's run: not this row
         out = outs[0]
+        if self.reference is None and not self.keep and not self._batch_first(out, first):
+            return  # the batch is not dim 0 here (q, k, v stacked in front): not compared
         with torch._C.DisableTorchFunction():
             if self.keep:
                 self.kept[step.name] = out.detach().clone()
@@ -219,6 +290,13 @@ class _Watch(Recording):
             moved = self.compare(step.name, out, claim)
         if moved is not None:
             self.moved[step.name] = moved
+
+    def _batch_first(self, out: torch.Tensor, first: Step) -> bool:
+        """Whether `out` holds one element per batch element in dim 0, laid out as the
+        analysis's own run laid out its one (batch elements are compared along dim 0)."""
+        if out.dim() == 0 or out.shape[0] != self.batch:
+            return False
+        return not first.shape or tuple(out.shape[1:]) == tuple(first.shape)
 
     def compare(self, name: str, out: torch.Tensor, claim: Claim) -> Optional[torch.Tensor]:
         if self.reference is None:
@@ -260,6 +338,7 @@ def _run(
     from .record import input_field
 
     watch = _Watch(model, claims, steps, reference, keep)
+    watch.batch = probe.shape[0]
     watch.set_field(probe, input_field(tuple(probe.shape[2:])), None)
     with watch:
         result = model(probe)
@@ -282,7 +361,8 @@ def crosscheck(model: nn.Module, rec: Record) -> tuple[dict[str, str], str]:
     if out_claim is not None:
         claims[OUTPUT] = out_claim
     last = next((claims[s.name] for s in reversed(rec.steps) if s.name in claims), None)
-    found = patterns(spatial, out_claim or last)
+    drawn = out_claim or last
+    found = patterns(spatial, drawn.grid if drawn is not None and drawn.flat else drawn)
     if not claims or not found:
         return {}, ""
     masks = torch.stack([p.mask for p in found])  # (P, *spatial)
@@ -327,14 +407,36 @@ def crosscheck(model: nn.Module, rec: Record) -> tuple[dict[str, str], str]:
         integral = torch.nn.functional.pad(integral.cumsum(a + 1), _pad(a, len(spatial)))
     bad: dict[str, str] = {}
     for name, m in moved.items():
+        claims[name] = _longer(claims[name], m.shape[1])
         hit = m.cpu() & _untouched(claims[name], integral)
         if bool(hit.any()):
             k, *unit = (int(i) for i in torch.nonzero(hit)[0])
             bad[name] = (
-                f"unit {tuple(unit)} changes when {found[k].says}: "
+                f"{_unit_name(claims[name], unit)} changes when {found[k].says}: "
                 "a path rfcalc did not see (perturbation check)"
             )
     return bad, how
+
+
+def _longer(claim: Claim, n: int) -> Claim:
+    """A token claim over `n` elements: those behind the claimed ones claim nothing (a
+    layout that lost track of a token put in front counts the map's tokens only)."""
+    extra = n - claim.size[0] if claim.flat else 0
+    if extra <= 0:
+        return claim
+    lo = tuple(torch.cat([t, torch.zeros(extra, dtype=t.dtype)]) for t in claim.lo)
+    hi = tuple(torch.cat([t, torch.full((extra,), -1, dtype=t.dtype)]) for t in claim.hi)
+    where = torch.cat([claim.where, torch.full((extra, claim.where.shape[1]), -1)])
+    return Claim(claim.dims, lo, hi, (n,), True, claim.grid, where)
+
+
+def _unit_name(claim: Claim, unit: list[int]) -> str:
+    """ "unit (0, 11)" for a map; "token 5 (unit (1, 2))" for tokens ("token 0 (no position of
+    the map)" for a class token)."""
+    if not claim.flat:
+        return f"unit {tuple(unit)}"
+    place = tuple(int(i) for i in claim.where[unit[0]])
+    return f"token {unit[0]} " + ("(no position of the map)" if place[0] < 0 else f"(unit {place})")
 
 
 def _pad(axis: int, n: int) -> tuple[int, ...]:

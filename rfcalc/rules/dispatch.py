@@ -215,7 +215,11 @@ def apply(call: Call, key: Optional[str] = None) -> Outcome:
     found, fn = lookup(key or call.name)
     if fn is None:
         if call.inputs and all(whole_global(f) for _, f in call.inputs):
-            return Outcome(call.first)  # already global everywhere: nothing can widen it
+            # already global everywhere: nothing can widen it (scores lose their layout:
+            # the op may have moved the keys)
+            f = call.first
+            kept = f if f.packed is None or f.packed[0] != "scores" else layout_lost(f)
+            return Outcome(kept)
         return Outcome(unknown_field(call, NO_RULE), no_rule=True)
     bad = [f for _, f in call.inputs if f.status == UNKNOWN]
     if bad and found not in _SEES_UNKNOWN:
@@ -241,11 +245,17 @@ def apply(call: Call, key: Optional[str] = None) -> Outcome:
         and any(f is fi for _, fi in call.inputs)
     ):
         # the op moved a flattened map's elements: what view could undo is gone
-        outcome = Outcome(Field(f.axes, None, f.status, f.note), outcome.window, outcome.alias)
+        outcome = Outcome(layout_lost(f), outcome.window, outcome.alias)
     return outcome
 
 
 # ---------------------------------------------------------------- helpers for rules
+
+
+def layout_lost(f: Field) -> Field:
+    """`f` shown as a whole once its layout is no longer followed: still a vector whose
+    every element mixed every position where it was one (tokens after global attention)."""
+    return Field(f.axes, None, f.status, f.note, MIXED if whole_global(f) else None)
 
 
 def whole_global(f: Field) -> bool:
@@ -255,7 +265,12 @@ def whole_global(f: Field) -> bool:
     if f.status == UNKNOWN:
         return False
     if f.dims is None:
-        return f.status == GLOBAL and f.packed == MIXED
+        p = f.packed
+        if p is not None and p[0] in ("flat", "tokens"):  # tokens after global attention
+            return f.status == GLOBAL and whole_global(p[3])
+        # attention scores (rules.scores) read a query and its keys each; shown mixed, as
+        # every product of two maps across positions, wherever the layout is not followed
+        return f.status == GLOBAL and (p == MIXED or (p is not None and p[0] == "scores"))
     return f.status == GLOBAL or (bool(f.axes) and all(a.mixed for a in f.axes))
 
 

@@ -6,7 +6,18 @@ from dataclasses import replace
 
 from .. import geometry as g
 from ..geometry import EXACT, GLOBAL, UNKNOWN, Field, NotGeometric
-from .dispatch import MIXED, Call, Outcome, mixed, positive, rule, same_dims, whole_global
+from . import scores
+from .dispatch import (
+    MIXED,
+    Call,
+    Outcome,
+    layout_lost,
+    mixed,
+    positive,
+    rule,
+    same_dims,
+    whole_global,
+)
 
 _NO_CHANGE = (
     "dropout",
@@ -76,12 +87,20 @@ def pointwise(call: Call) -> Outcome:
             return Outcome(mixed(globals_[0], globals_[0].note, keep_dims=False))
         raise NotGeometric("the merged tensors keep their maps in different dims")
     dims = fields[0].dims
+    first = fields[0].packed
+    if dims is None and first is not None and first[0] == scores.KIND:
+        if call.name in ("masked_fill", "add") and len(fields) == 1:
+            f = scores.masked(call, fields[0])
+            return Outcome(f if f is not None else layout_lost(fields[0]))
     if (
         dims is None
         and fields[0].packed is not None
         and all(f.packed == fields[0].packed for f in fields)
     ):
         return Outcome(fields[0])  # the same flattened map, element by element
+    tokens = _tokens_merged(fields) if dims is None else None
+    if tokens is not None:
+        return Outcome(tokens)
     if dims is None:
         axes = tuple(
             g.union([g.collapse(f.axes[i]) for f in fields]) for i in range(len(fields[0].axes))
@@ -113,6 +132,34 @@ def pointwise(call: Call) -> Outcome:
         else max((f.status for f in fields if f.status != GLOBAL), key=_rank, default=EXACT)
     )
     return Outcome(Field(axes, dims, status, note))
+
+
+def _tokens_merged(fields: list[Field]) -> Field | None:
+    """Tokens laid out alike (same grid, token dim and tokens in front) but seeing different
+    fields, merged element by element (a residual add around attention): token t reads its
+    position in each, so its field is the union of theirs. None for any other merge."""
+    ps = [f.packed for f in fields]
+    if any(p is None or p[0] not in ("flat", "tokens") for p in ps):
+        return None
+    if len({(p[0], tuple(p[1]), p[2]) + tuple(p[4:]) for p in ps}) != 1:
+        return None
+    befores = [p[3] for p in ps]
+    if any(b.dims is None or b.dims != befores[0].dims or b.status == UNKNOWN for b in befores):
+        return None
+    try:
+        axes = tuple(g.union([b.axes[i] for b in befores]) for i in range(len(befores[0].axes)))
+    except NotGeometric:
+        return None
+    if all(a.mixed for a in axes):
+        status = GLOBAL
+    else:
+        status = max((b.status for b in befores if b.status != GLOBAL), key=_rank, default=EXACT)
+    note = next((b.note for b in befores if b.status == status and b.note), "")
+    before = Field(axes, befores[0].dims, status, note)
+    f = fields[0]
+    shown = GLOBAL if status == GLOBAL else f.status
+    packed = (ps[0][0], ps[0][1], ps[0][2], before) + tuple(ps[0][4:])
+    return Field(f.axes, None, shown, note or f.note, packed)
 
 
 def _joint(per_axis: list[list[g.Axis]], axes: tuple[g.Axis, ...]) -> tuple[g.Axis, ...]:
@@ -201,7 +248,7 @@ def cat(call: Call) -> Outcome:
             return Outcome(
                 Field(f.axes, None, f.status, f.note, ("tokens", tail, flat_dim, before, offset))
             )
-        return Outcome(Field(f.axes, None, f.status, f.note))
+        return Outcome(layout_lost(f))
     return outcome
 
 

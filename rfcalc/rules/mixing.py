@@ -7,12 +7,24 @@ leaves H as it was ("global along W, 5 along H").
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from .. import geometry as g
 from ..geometry import GLOBAL, UNKNOWN, Field, NotGeometric
-from . import positions
-from .dispatch import MIXED, Call, Outcome, mixed, plus_arguments, positive, rule, with_axes
+from . import positions, scores
+from .dispatch import (
+    MIXED,
+    Call,
+    Outcome,
+    layout_lost,
+    mixed,
+    plus_arguments,
+    positive,
+    rule,
+    with_axes,
+)
 
 
 def _spatial_hits(f: Field, ndim: int, dims) -> set[int]:
@@ -29,6 +41,12 @@ def _along(call: Call, dims, note: str) -> Outcome:
     if f.dims is None:
         if _tokens_apart(f, call.first_tensor.dim(), dims):
             return Outcome(f)  # along channels of (B, N, C) tokens: each token on its own
+        if (
+            f.packed is not None
+            and f.packed[0] == scores.KIND
+            and all(int(d) % call.first_tensor.dim() == call.first_tensor.dim() - 1 for d in dims)
+        ):
+            return Outcome(f)  # softmax over the keys of each query: read at `@ v`
         return Outcome(_flat(f))
     hit = _spatial_hits(f, call.first_tensor.dim(), dims)
     if not hit:
@@ -62,7 +80,7 @@ def _flat(f: Field) -> Field:
     whose every element already mixed every position stays so (no op undoes that)."""
     if f.packed is None or f.packed == MIXED:
         return f
-    return Field(f.axes, None, f.status, f.note)
+    return layout_lost(f)
 
 
 def _all_dims(call: Call) -> range:
@@ -332,6 +350,9 @@ def matmul(call: Call) -> Outcome:
         # W @ x contracts x's second-to-last dim; for a vector x, -2 and -1 (taken modulo
         # its one dim by _contract) are both that dim
         return Outcome(_contract(call, f, -2 if right else -1))
+    by_hand = scores.product(call)  # attention written out over tokens
+    if by_hand is not None:
+        return Outcome(by_hand)
     return _everything(call, "a product across positions")
 
 
@@ -455,11 +476,47 @@ def attention(call: Call) -> Outcome:
     (B, H, W, C)): the token dim (-2) is global, or with `is_causal` one-sided (unit o reads
     keys 0..o: the hull is shown, approx); dims before it are batch dims of the op (each
     position on its own); a map in the last (feature) dim is mixed."""
+    tokens = _over_tokens(call)
+    if tokens is not None:
+        return tokens
     if call.name == "scaled_dot_product_attention":
         out = _sdpa(call)
         if out is not None:
             return out
     return _everything(call, "attention reads every position")
+
+
+def _over_tokens(call: Call) -> Optional[Outcome]:
+    """Attention without a mask over tokens (a patch embedding's (B, N, C), maybe behind a
+    class token, split into heads): every token reads every token, so each sees what the
+    whole map sees, class tokens too. The tokens keep their places: the row keeps the token
+    grid as its size, and a view back to the map gives a global map, not a vector."""
+    q = call.arg(0, "query")
+    if not isinstance(q, torch.Tensor) or q.dim() < 2:
+        return None
+    if call.name == "scaled_dot_product_attention":
+        token = q.dim() - 2
+        masked = call.arg(3, "attn_mask") is not None or bool(call.arg(5, "is_causal", False))
+    else:  # multi_head_attention_forward: (L, B, E) or unbatched (L, E)
+        token = 0
+        masked = any(
+            call.kwargs.get(n) is not None for n in ("key_padding_mask", "attn_mask")
+        ) or bool(call.kwargs.get("is_causal", False))
+    layouts = {f.packed for _, f in call.inputs}
+    if masked or not call.inputs or len(layouts) != 1:
+        return None  # one layout for q, k and v (the same tokens), or not followed
+    (p,) = layouts
+    if p is None or p[0] not in ("flat", "tokens") or p[2] % q.dim() != token:
+        return None
+    before = p[3]
+    if before.dims is None or before.status == UNKNOWN:
+        return None
+    out = call.out_tensor
+    if out.dim() != q.dim() or out.shape[token] != q.shape[token]:
+        return None
+    seen = mixed(before, f"{call.name}: attention reads every position")
+    f = call.first
+    return Outcome(Field(f.axes, None, GLOBAL, seen.note, (p[0], p[1], p[2], seen) + p[4:]))
 
 
 def _windowed(call: Call, q, k, v, fields: dict):

@@ -7,9 +7,9 @@ import math
 import torch
 
 from .. import geometry as g
-from ..geometry import UNKNOWN, Field, NotGeometric, Window
+from ..geometry import GLOBAL, UNKNOWN, Field, NotGeometric, Window
 from . import positions
-from .dispatch import MIXED, Call, Outcome, mixed, positive, rule, whole_global
+from .dispatch import MIXED, Call, Outcome, layout_lost, mixed, positive, rule, whole_global
 
 
 def _packed(f: Field, tail: tuple[int, ...]) -> Field:
@@ -80,6 +80,19 @@ def _tokens_sliced(f: Field, index: tuple, src: torch.Tensor) -> Field | None:
     return Field(f.axes, None, f.status, f.note, ("tokens",) + tuple(p[1:4]) + (moved,))
 
 
+def _tokens_kept(f: Field, src: torch.Tensor, out: torch.Tensor) -> Field | None:
+    """Tokens viewed so that every dim up to the token dim stays as it was (a head split,
+    (B, N, C) as (B, N, h, d), and its merge back): each element keeps its token, the
+    token dim only moves its place counted from the end. None for any other view."""
+    p = f.packed
+    if p is None or p[0] not in ("flat", "tokens"):
+        return None
+    at = p[2] % src.dim()
+    if out.dim() <= at or tuple(out.shape[: at + 1]) != tuple(src.shape[: at + 1]):
+        return None
+    return Field(f.axes, None, f.status, f.note, (p[0], p[1], at - out.dim()) + tuple(p[3:]))
+
+
 def reshape(call: Call) -> Outcome:
     """Keep the map if its trailing dims survive unchanged; a flatten of the map's dims is
     shown as global but remembered, so a view that restores the map restores its field."""
@@ -110,6 +123,9 @@ def reshape(call: Call) -> Outcome:
         ):
             # a pooled vector viewed back as a 1x1 map (an SE gate): the map is back
             return Outcome(Field(f.axes, tuple(range(-n, 0)), f.status, f.note))
+        kept = _tokens_kept(f, src, out)
+        if kept is not None:
+            return Outcome(kept)
         if (
             f.packed is not None
             and f.packed[0] != "mixed"
@@ -117,7 +133,7 @@ def reshape(call: Call) -> Outcome:
             and src.dim() >= 1
             and out.shape[-1] != src.shape[-1]
         ):
-            return Outcome(Field(f.axes, None, f.status, f.note))  # the layout is lost
+            return Outcome(layout_lost(f))  # the layout is lost
         return Outcome(f)
     m = max(-d for d in f.dims)
     if out.dim() >= m and tuple(src.shape[-m:]) == tuple(out.shape[-m:]):
@@ -150,15 +166,13 @@ def permute(call: Call) -> Outcome:
     if pos is not None:
         return Outcome(positions.wrap(f, positions.permuted(pos, order)))
     if f.dims is None:
-        if f.packed is not None and f.packed[0] == "flat":
-            kind, tail, flat_dim, before = f.packed
+        if f.packed is not None and f.packed[0] in ("flat", "tokens"):
+            kind, tail, flat_dim, *rest = f.packed  # a class token's offset stays
             moved = where[flat_dim % ndim] - ndim
-            return Outcome(
-                Field(f.axes, None, f.status, f.note, packed=(kind, tail, moved, before))
-            )
+            return Outcome(Field(f.axes, None, f.status, f.note, packed=(kind, tail, moved, *rest)))
         if f.packed is not None and f.packed[0] == "mixed":
             return Outcome(f)
-        return Outcome(Field(f.axes, None, f.status, f.note))
+        return Outcome(layout_lost(f))
     dims = tuple(where[d] - ndim for d in positive(f.dims, ndim))
     return Outcome(Field(f.axes, dims, f.status, f.note, f.packed))
 
@@ -201,6 +215,10 @@ def getitem(call: Call) -> Outcome:
         raise NotGeometric("advanced indexing")
     if f.dims is None:
         kept = _tokens_sliced(f, index, src)
+        if kept is None and whole_global(f):
+            # one token of tokens that all read everything (ViT's class token): a vector
+            # whose every element mixed every position
+            return Outcome(Field(f.axes, None, GLOBAL, f.note, MIXED))
         return Outcome(f if kept is None else kept)
     ndim = src.dim()
     if index.count(Ellipsis) > 1:
@@ -254,7 +272,18 @@ def split(call: Call) -> Outcome:
                 else positions.resized(pos, [dim], outs[0].shape)
             )
             return Outcome(positions.wrap(f, moved))
-        return Outcome(Field(f.axes, None, f.status, f.note))
+        return Outcome(layout_lost(f))
+    p = f.packed
+    if f.dims is None and p is not None and p[0] in ("flat", "tokens"):
+        flat = p[2] % ndim
+        if dim == flat:
+            return Outcome(layout_lost(f))  # tokens split apart
+        # q, k and v unbound from (3, B, h, N, d): each keeps its tokens; a dim removed
+        # behind the token dim moves the token dim's place counted from the end
+        moved = p[2] + 1 if call.name == "unbind" and dim > flat else p[2]
+        return Outcome(Field(f.axes, None, f.status, f.note, (p[0], p[1], moved) + p[3:]))
+    if p is not None and p[0] != "mixed":
+        f = Field(f.axes, f.dims, f.status, f.note)  # any other layout is lost
     if f.dims is not None and dim in positive(f.dims, ndim):
         raise NotGeometric("split along a spatial axis")
     if call.name == "unbind" and f.dims is not None and dim > min(positive(f.dims, ndim)):
@@ -331,7 +360,7 @@ rule(
 )(reshape)
 rule("permute", "transpose", "movedim", "get_T", "get_mT", "t", keeps_layout=True)(permute)
 rule("getitem")(getitem)
-rule("chunk", "split", "unbind", "tensor_split", "split_with_sizes")(split)
+rule("chunk", "split", "unbind", "tensor_split", "split_with_sizes", keeps_layout=True)(split)
 rule("repeat")(repeat)
 rule("flip", "fliplr", "flipud")(flip)
 rule("roll")(roll)
