@@ -6,8 +6,10 @@ With --run (a finished `rftrain` run of the Net), first copies its best weights:
   s9_net_trained.pt    the Net's state_dict from RUN_DIR/best.pt (the book loads it)
   s9_net_trained.json  where they came from: the run's command, data, device, epochs and
                        test accuracy, read from RUN_DIR/summary.json and best.pt
-Then, from s9_net_trained.pt and the Net as initialised (torch.manual_seed(0), as the book
-builds it), writes
+  (with the run's seed and recipe, from its config). Then, from s9_net_trained.pt and the
+Net as initialised the way the training run started it (training.engine.seed_everything
+with the run's seed, then the Net; checked: SGD without weight decay never changes the sum
+of the head's weight rows, so the two Nets' sums must match), writes
   erf_net_cifar10.json the ERFs of the Net on 100 CIFAR-10 test images (rfcalc.erf, on the
                        CPU): of each image's predicted class's logit, of each class's logit,
                        and of t4 (the last spatial map, summed over its channels); with the
@@ -33,6 +35,7 @@ from rfcalc.files import write_bytes, write_text
 from rfcalc.load import load_target
 from rfcalc.readout import one_logit
 from rfcalc.render.erf import as_dict
+from training.engine import seed_everything
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -41,13 +44,22 @@ WEIGHTS = HERE / "s9_net_trained.pt"
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
-def net(trained: bool) -> torch.nn.Module:
-    """The Net as the book builds it: seed 0 for "as initialised", then the weights."""
-    torch.manual_seed(0)
+def net(trained: bool, seed: int) -> torch.nn.Module:
+    """The Net as the training run started it (seeded as `train_run` seeds), then the
+    trained weights if asked."""
+    seed_everything(seed)
     model = load_target(str(NET))
     if trained:
         load_weights(model, WEIGHTS)
     return model.eval()
+
+
+def check_start(init: torch.nn.Module, trained: torch.nn.Module) -> float:
+    """The distance between the two Nets' sums of head weight rows (training keeps it)."""
+    gap = (init.head.weight.sum(0) - trained.head.weight.sum(0)).norm().item()
+    if gap > 1e-4:
+        raise SystemExit(f"the Net as initialised is not the trained Net's start ({gap:.3g})")
+    return gap
 
 
 def numbers(e) -> dict:
@@ -99,6 +111,8 @@ def copy_run(run: Path) -> None:
         "test_acc_per_epoch": summary["test_acc"],
         "best_epoch": best["epoch"],
         "best_test_acc": best["test_acc"],
+        "seed": summary["config"]["seed"],
+        "recipe": summary["config"]["recipe"],
     }
     write_text(HERE / "s9_net_trained.json", json.dumps(source, indent=1) + "\n")
 
@@ -114,10 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.run is not None:
         copy_run(args.run)
     torch.set_num_threads(2)
-    init, trained = net(False), net(True)
+    source = json.loads((HERE / "s9_net_trained.json").read_text())
+    init, trained = net(False, source["seed"]), net(True, source["seed"])
+    gap = check_start(init, trained)
     analysis = analyze(init, (3, 32, 32))
     images, words = load_images(args.images, (3, 32, 32), n=100, seed=0)
-    source = json.loads((HERE / "s9_net_trained.json").read_text())
     images_arg = args.images.resolve()
     images_arg = images_arg.relative_to(REPO) if images_arg.is_relative_to(REPO) else images_arg
     doc = {
@@ -134,8 +149,14 @@ def main(argv: list[str] | None = None) -> int:
             "source_run": source["source_run"],
             "epochs_done": source["epochs_done"],
             "best_test_acc": source["best_test_acc"],
+            "seed": source["seed"],
+            "recipe": source["recipe"],
         },
-        "as_initialised": "torch.manual_seed(0), then examples/s9_net.py's Net()",
+        "as_initialised": (
+            f"training.engine.seed_everything({source['seed']}), then "
+            "examples/s9_net.py's Net() (the training run's start)"
+        ),
+        "head_row_sum_gap": gap,
         "inputs": words.replace(str(REPO) + "/", ""),
         "n": int(images.shape[0]),
         "classes": list(CLASSES),
