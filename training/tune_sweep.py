@@ -104,14 +104,8 @@ def _lean_imports() -> Iterator[None]:
     folder = tempfile.mkdtemp(prefix="rfsweep-ray-")
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     Path(folder, "rfc3987_syntax.py").write_text(_STUB)
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (folder, before) if p)
-    try:
+    with _environ("PYTHONPATH", os.pathsep.join(p for p in (folder, before) if p)):
         yield
-    finally:
-        if before is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = before
 
 
 @contextlib.contextmanager
@@ -124,7 +118,8 @@ def ray_session(address: Optional[str], gpus: Optional[str] = None) -> Iterator[
     if ray.is_initialized():
         yield "existing session"
         return
-    with _visible_gpus(None if address else gpus):  # read by Ray's GPU count at init
+    # CUDA_VISIBLE_DEVICES is read by Ray's GPU count at init
+    with _environ("CUDA_VISIBLE_DEVICES", None if address else gpus):
         start_ray(address)
     try:
         yield address or "local"
@@ -133,17 +128,18 @@ def ray_session(address: Optional[str], gpus: Optional[str] = None) -> Iterator[
 
 
 @contextlib.contextmanager
-def _visible_gpus(gpus: Optional[str]) -> Iterator[None]:
-    before = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if gpus is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpus
+def _environ(name: str, value: Optional[str]) -> Iterator[None]:
+    """The environment variable `name` set to `value` (None: left as it is), then put back."""
+    before = os.environ.get(name)
+    if value is not None:
+        os.environ[name] = value
     try:
         yield
     finally:
         if before is None:
-            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+            os.environ.pop(name, None)
         else:
-            os.environ["CUDA_VISIBLE_DEVICES"] = before
+            os.environ[name] = before
 
 
 def resources(
