@@ -249,7 +249,7 @@ EXERCISES: tuple[Exercise, ...] = (
     Exercise("05_budget", "Removing the skips does not change any number", none=QUESTION),
     # ------------------------------------------------------------------ 5.1 memory
     Exercise("05_memory", "compute by hand the values written by `t1`", none=QUESTION),
-    Exercise("05_memory", "A `ConvLayer` with a skip writes five maps", none=QUESTION),
+    Exercise("05_memory", "A separable `ConvLayer` with a skip writes six maps", none=QUESTION),
     Exercise(
         "05_memory",
         "In the autograd cell, change `batch = 512`",
