@@ -220,7 +220,7 @@ def progress(
         show = sys.stderr.isatty()
     if not show:
         return items
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # a text bar on stderr, never a notebook widget
 
     return tqdm(items, total=total, desc=desc, file=sys.stderr, leave=False, unit=unit)
 
@@ -230,7 +230,7 @@ def progress_bar(
 ):
     """A tqdm bar on stderr to advance by hand (`bar.update(n)`), shown when `show` (None:
     when stderr is a terminal) from the start, since one step may be all the work."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # a text bar on stderr, never a notebook widget
 
     if show is None:
         show = sys.stderr.isatty()
