@@ -148,6 +148,13 @@ def test_uninterrupted_sweep_records_ray_and_resources(uninterrupted):
     assert [r["config"]["seed"] for r in runs] == [1, 2, 1, 2]
     # two seeds, two runs: not one run recorded twice
     assert numbers(uninterrupted)[KEYS[0]] != numbers(uninterrupted)[KEYS[1]]
+    # the README's metrics and TensorBoard logs (tensorboardX, pinned): each run's trial
+    # folder in the experiment holds Tune's progress.csv and an event file
+    out = Path(runs[0]["dir"]).parents[2]
+    for key in KEYS:
+        (trial,) = (out / "tune").glob(f"sweep-*/{key.replace('/', '--')}")
+        assert (trial / "progress.csv").is_file(), sorted(p.name for p in trial.iterdir())
+        assert list(trial.glob("events.out.tfevents.*")), sorted(p.name for p in trial.iterdir())
 
 
 def _wait_for_lock(path: Path) -> None:
