@@ -469,8 +469,8 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=2,
         metavar="N",
-        help="times Tune retries a run whose worker died or raised; each retry resumes from "
-        "the run's last epoch (default: 2)",
+        help="times Tune retries a run whose worker died or raised (not for rftrain's bad "
+        "input error); each retry resumes from the run's last epoch (default: 2)",
     )
     p.add_argument(
         "--list",
