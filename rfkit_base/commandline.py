@@ -1,4 +1,5 @@
-"""The command-line kit of all four commands (`rfcalc`, `netbuilder`, `rftrain`, `rfsweep`).
+"""The command-line kit of all five commands (`rfcalc`, `netbuilder`, `rftrain`, `rfsweep`,
+`rfsearch`).
 
 - `UserError`: bad input. `run` prints it as one line, `prog: error: message`, exit status 2;
   `--traceback` (on every subcommand, or the command itself) prints the full traceback above

@@ -127,17 +127,27 @@ def load_cifar10(
     root = Path(data_dir)
     if download:
         _download(root)
+    pickles = check_data_dir(root)
+    if pickles is not None:
+        t0 = time.perf_counter()
+        data = _read_pickles(pickles)
+        return replace(data, decode_seconds=time.perf_counter() - t0)
+    return _read_folders_cached(root, cache)
+
+
+def check_data_dir(data_dir: str | os.PathLike) -> Optional[Path]:
+    """UserError unless `data_dir` holds CIFAR-10 in a layout load_cifar10 reads (nothing is
+    read: a cheap check ahead of a long job); returns the pickles' folder, None for images."""
+    root = Path(data_dir)
     if not root.is_dir():
         raise UserError(
             f"data folder {root} does not exist: expected {EXPECTED} (or pass --download)"
         )
     pickles = _pickle_dir(root)
     if pickles is not None:
-        t0 = time.perf_counter()
-        data = _read_pickles(pickles)
-        return replace(data, decode_seconds=time.perf_counter() - t0)
+        return pickles
     if (root / "train").is_dir() or (root / "test").is_dir():
-        return _read_folders_cached(root, cache)
+        return None
     raise UserError(f"no CIFAR-10 in {root}: expected {EXPECTED} (or pass --download)")
 
 

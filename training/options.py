@@ -1,4 +1,4 @@
-"""rftrain's device option. The command-line kit itself is rfkit_base's (one for all four
+"""rftrain's device option. The command-line kit itself is rfkit_base's (one for all five
 commands): its names are re-exported here for code written against this module
 (training/sweep.py, benchmarks, tests); new code imports them from rfkit_base."""
 

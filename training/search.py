@@ -453,16 +453,21 @@ def _parser() -> argparse.ArgumentParser:
         description="Sample a design space (netbuilder), train the samples on Ray Tune with "
         "ASHA early stopping, and report accuracy against params, MACs and receptive field "
         "with the Pareto front.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    )  # the kit's help formatter: each default shown once, where the help does not say it
     p.add_argument("space", help="the space file (JSON; see the module's docstring)")
     p.add_argument("--out", help="the search's folder (default: the file's `out`)")
     p.add_argument("--result", help="also write the result JSON here (default: the file's)")
     p.add_argument("--samples", type=int, help="how many designs to sample (default: the file's)")
     p.add_argument("--seed", type=int, help="the sampler's seed (default: the file's)")
-    p.add_argument("--cpus-per-trial", type=float, help="CPUs each trial asks Ray for")
-    p.add_argument("--gpus-per-trial", type=float, help="GPUs (or a fraction) each trial asks for")
-    p.add_argument("--concurrent", type=int, help="trials at once (at most)")
+    p.add_argument(
+        "--cpus-per-trial", type=float, help="CPUs each trial asks Ray for (default: the file's)"
+    )
+    p.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        help="GPUs (or a fraction) each trial asks for (default: the file's)",
+    )
+    p.add_argument("--concurrent", type=int, help="trials at once, at most (default: the file's)")
     p.add_argument(
         "--address", help="a Ray cluster to run on (default: RAY_ADDRESS, else Ray started here)"
     )
@@ -514,8 +519,13 @@ def dry_run(space: Space) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = _parser().parse_args(argv)
-    command = shlex.join([PROG, *(sys.argv[1:] if argv is None else argv)])
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    if not argv:  # a bare command: what it takes, on stderr with status 2, as rfsweep
+        parser.print_help(sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
+    command = shlex.join([PROG, *argv])
     try:
         space = space_from_args(args)
         if args.dry_run:

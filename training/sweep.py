@@ -16,7 +16,8 @@ A sweep file (JSON; relative paths are relative to the current folder, as for rf
 Options are rftrain's (`lr` or `--lr`); true is `--flag`, false `--no-flag`, null leaves the
 default. They merge common < model < recipe, and the seed comes last; a model's own "seeds"
 replace the sweep's. Every run's options are checked as rftrain checks them before the first
-run starts, and model and recipe names must be plain folder names. Each run lives in
+run starts (and before --list), as are the data folder and each model file (it must load),
+and model and recipe names must be plain folder names. Each run lives in
 OUT/MODEL/RECIPE/seedN and logs to OUT/logs/MODEL--RECIPE--seedN.log. A finished run
 (summary.json says so) is skipped, an interrupted one (last.pt) resumed, so the command can
 simply be started again after a kill. A `variant` is exported by netbuilder into
@@ -187,6 +188,36 @@ def check_runs(sweep: Sweep, where: str) -> None:
             check_options(argv)
         except UserError as exc:
             raise UserError(f"{where}: run {run.key}: {exc}") from None
+
+
+def check_inputs(sweep: Sweep, where: str, runs: Optional[Sequence[Run]] = None) -> None:
+    """The data folder and each model file (or module target) of `runs` (default: all)
+    there and loadable, as rftrain checks them first: UserError naming the run, before Ray
+    starts, so that bad input is one line and status 2 rather than a trial Tune retries.
+    A netbuilder variant's file is written later (export_variants) and checked by name."""
+    from rfkit_base.commandline import prints_to_stderr
+
+    from .data import check_data_dir
+    from .models import load_model
+
+    runs = sweep.runs if runs is None else runs
+    checked: set[tuple[str, str]] = set()
+    for run in runs:
+        inputs = [("data_dir", sweep.data["data_dir"])]
+        if run.model not in sweep.variants and "model" in run.target:
+            inputs.append(("model", run.target["model"]))
+        for kind, value in inputs:
+            if (kind, value) in checked or (kind == "data_dir" and run.options.get("download")):
+                continue
+            try:
+                if kind == "data_dir":
+                    check_data_dir(value)
+                else:
+                    with prints_to_stderr():  # --list's stdout stays the list
+                        load_model(value)  # imports the file and builds the net, as rftrain
+            except UserError as exc:
+                raise UserError(f"{where}: run {run.key}: {exc}") from None
+            checked.add((kind, value))
 
 
 def load_sweep(path: str | os.PathLike) -> Sweep:
@@ -438,8 +469,8 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=2,
         metavar="N",
-        help="times Tune retries a run whose worker died or raised; each retry resumes from "
-        "the run's last epoch (default: 2)",
+        help="times Tune retries a run whose worker died or raised (not for rftrain's bad "
+        "input error); each retry resumes from the run's last epoch (default: 2)",
     )
     p.add_argument(
         "--list",
@@ -524,6 +555,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         _check_placement(args)
         sweep = load_sweep(args.sweep)
+        if not args.collect_only:
+            check_inputs(sweep, args.sweep)
         if args.list:
             for run in sweep.runs:
                 command = shlex.join(rftrain_command(sweep, run))

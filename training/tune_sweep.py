@@ -30,7 +30,7 @@ from typing import Callable, Iterator, Optional
 
 from .fsutil import write_json
 from .options import UserError
-from .tune_trial import run_status, train_trial
+from .tune_trial import run_status, train_trial, trial_record
 
 EXPERIMENTS = "tune"  # OUT/tune: one folder per Tune experiment of the sweep
 PLAN = "rfsweep-plan.json"  # in the experiment folder: its runs' configs and resources
@@ -193,7 +193,12 @@ def _trial_name(trial) -> str:
 
 
 def _sweep_trial(config: dict, plan: dict) -> None:
-    train_trial(plan[config["run"]])
+    try:
+        train_trial(plan[config["run"]])
+    except UserError:
+        # bad input (rftrain's one line, in the run's log and trial.json) fails the same way
+        # every time: the trial ends here, not retried; `execute` reports the run failed
+        return
 
 
 def _statuses(experiment: Path) -> dict[str, str]:
@@ -290,6 +295,7 @@ def execute(
             ),
         )
         write_json(experiment / PLAN, {"runs": plan, "resources": asdict(res)})
+    started = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
     with _sigterm_stops_tune():
         grid = tuner.fit()
     # the run folders say what is done; Tune adds the errors (a trial that never started,
@@ -302,6 +308,10 @@ def execute(
         key = (result.config or {}).get("run")
         if key in outcome and result.error is not None and outcome[key] != "finished":
             outcome[key] = f"failed: {_last_line(result.error)}"
+    for key, config in plan.items():  # bad input, which its trial ended without a retry
+        last = (trial_record(config["out"]) or {"attempts": [{}]})["attempts"][-1]
+        if outcome[key] != "finished" and last.get("error") and last["started"] >= started:
+            outcome[key] = f"failed: {last['error']}"
     return outcome
 
 

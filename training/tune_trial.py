@@ -265,6 +265,9 @@ def _train_trial(config: dict, out: Path) -> None:
             _run(args, argv, on_epoch_end=[on_epoch_end])
         except UserError as exc:
             print(f"rftrain: error: {exc}", flush=True)
+            # the sweep reports it as the run's failure (training.tune_sweep: not retried)
+            attempt["error"] = f"rftrain: error: {exc}"
+            record_attempt()
             raise
         except Exception as exc:  # the traceback is in Tune's error.txt of the trial
             print(f"failed: {type(exc).__name__}: {exc}", flush=True)

@@ -223,3 +223,20 @@ def test_dry_run_lists_the_sample_without_ray(tmp_path, capsys):
     assert out.startswith("4 of 4 designs sampled (seed 5)")
     assert out.count("plain-strided-noskip-x1_w8-8-8-8_b3000_lr") == 4
     assert not (tmp_path / "out").exists()
+
+
+def test_bare_rfsearch_prints_its_usage_and_exits_2(capsys):
+    """As rfsweep: what it takes, on stderr, status 2; not argparse's terse error."""
+    assert main([]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("usage: rfsearch")
+    assert "space" in err and "--dry-run" in err and "error" not in err
+
+
+def test_help_shows_each_default_once(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())  # help lines wrap
+    assert "(default: None)" not in out and "(default: False)" not in out
+    assert out.count("(default: the file's") == 7  # --out ... --concurrent: the file's

@@ -148,6 +148,30 @@ def test_uninterrupted_sweep_records_ray_and_resources(uninterrupted):
     assert [r["config"]["seed"] for r in runs] == [1, 2, 1, 2]
     # two seeds, two runs: not one run recorded twice
     assert numbers(uninterrupted)[KEYS[0]] != numbers(uninterrupted)[KEYS[1]]
+    # the README's metrics and TensorBoard logs (tensorboardX, pinned): each run's trial
+    # folder in the experiment holds Tune's progress.csv and an event file
+    out = Path(runs[0]["dir"]).parents[2]
+    for key in KEYS:
+        (trial,) = (out / "tune").glob(f"sweep-*/{key.replace('/', '--')}")
+        assert (trial / "progress.csv").is_file(), sorted(p.name for p in trial.iterdir())
+        assert list(trial.glob("events.out.tfevents.*")), sorted(p.name for p in trial.iterdir())
+
+
+def test_bad_input_found_in_training_is_one_failure_not_retried(
+    ray_session, material, tmp_path, capsys
+):
+    """A data folder that passes the check before Ray (it has train/) but holds no images:
+    rftrain's one line, once; the run is failed, not tried again (--max-failures 2)."""
+    empty = tmp_path / "empty"
+    (empty / "train").mkdir(parents=True)
+    models = {"nll": {"model": f"{material[1]}:Tiny"}}
+    path = sweep_file(tmp_path, (empty, material[1]), models=models, seeds=(1,))
+    assert main([str(path), "--cpus-per-run", "1", "--max-failures", "2"]) == 1
+    out = capsys.readouterr().out
+    assert f"FAIL  nll/default/seed1: failed: rftrain: error: {empty / 'train'} has no" in out
+    trial = json.loads((tmp_path / "runs/nll/default/seed1/trial.json").read_text())
+    assert len(trial["attempts"]) == 1, trial
+    assert json.loads((tmp_path / "r.json").read_text())["runs"][0]["status"] == "missing"
 
 
 def _wait_for_lock(path: Path) -> None:

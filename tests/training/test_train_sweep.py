@@ -195,6 +195,43 @@ def test_gpu_and_cpu_shares():
     assert _gpus_of(None, "head:6379") is None
 
 
+@pytest.mark.parametrize("argv", [["--list"], ["--devices", "cpu"]])
+@pytest.mark.parametrize("missing", ["data", "model"])
+def test_missing_data_or_model_file_is_one_line_before_ray(
+    tmp_path, pickles, tiny_model, capsys, monkeypatch, argv, missing
+):
+    """A data folder or model file that is not there: one line naming the first run, status
+    2, before Ray starts (it would fail every trial, and retry each)."""
+    from training import tune_sweep
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray started")
+
+    monkeypatch.setattr(tune_sweep, "ray_session", no_ray)
+    gone = tmp_path / "gone"
+    if missing == "data":
+        sweep = write_sweep(tmp_path, gone, tiny_model)
+        expected = f"run nll/default/seed1: data folder {gone} does not exist"
+    else:
+        sweep = write_sweep(tmp_path, pickles, gone / "net.py")
+        expected = f"run nll/default/seed1: {gone}/net.py"
+    assert main([str(sweep), *argv]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1, err
+    assert err.startswith(f"rfsweep: error: {sweep}: {expected}"), err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "r.json").exists()
+
+
+def test_a_model_file_that_does_not_load_is_refused(tmp_path, pickles, capsys):
+    broken = tmp_path / "broken.py"
+    broken.write_text("import torch.nn as nn\nclass Tiny(nn.Module):\n    oops(\n")
+    sweep = write_sweep(tmp_path, pickles, broken)
+    assert main([str(sweep), "--list"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"rfsweep: error: {sweep}: run nll/default/seed1: "), err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
 def test_bare_rfsweep_prints_its_usage_and_exits_2(capsys):
     assert main([]) == 2
     out, err = capsys.readouterr()
@@ -202,7 +239,8 @@ def test_bare_rfsweep_prints_its_usage_and_exits_2(capsys):
 
 
 def _sweep_file(tmp_path: Path, **spec) -> Path:
-    spec = {"out": str(tmp_path / "runs"), "data_dir": "d", **spec}
+    (tmp_path / "d" / "train").mkdir(parents=True, exist_ok=True)  # checked, never read
+    spec = {"out": str(tmp_path / "runs"), "data_dir": str(tmp_path / "d"), **spec}
     spec.setdefault("models", {"s9": {"preset": "s9"}})
     path = tmp_path / "s.json"
     path.write_text(json.dumps(spec))
