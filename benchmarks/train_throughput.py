@@ -43,11 +43,12 @@ from training.allocator import OPT_OUT, malloc_tuned, tune_malloc  # noqa: E402
 from training.augment import AugConfig, TensorAugment  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.data import CLASSES, Cifar, load_cifar10  # noqa: E402
-from training.engine import Trainer, seed_everything  # noqa: E402
+from training.engine import Trainer  # noqa: E402
 from training.fsutil import write_json  # noqa: E402
 from training.loaders import ReferenceBatches, TensorBatches  # noqa: E402
 from training.models import load_model  # noqa: E402
 from training.options import UserError, resolve_device  # noqa: E402
+from training.seeding import seed_everything  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:

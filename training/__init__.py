@@ -24,7 +24,7 @@ _FACE = {
     "load_model": "models",
     "train_run": "run",
     "Trainer": "engine",
-    "seed_everything": "engine",
+    "seed_everything": "seeding",
     "UserError": "options",
     "load_sweep": "sweep",
     "collect": "sweep",

@@ -13,7 +13,6 @@ those the epochs would give without the warm-up.
 
 from __future__ import annotations
 
-import random
 import time
 from typing import Callable, Iterable, Iterator, Optional, Protocol
 
@@ -25,6 +24,7 @@ from tqdm.auto import tqdm
 
 from .config import TrainConfig
 from .distributed import SINGLE, World, rank_seed
+from .seeding import rng_state, set_rng_state
 
 
 class Batches(Protocol):
@@ -50,55 +50,6 @@ def compile_mode(mode: str, device: torch.device, world: World = SINGLE) -> str:
 
 def uses_cuda_graphs(mode: str) -> bool:
     return mode in _WITHOUT_CUDA_GRAPHS
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and torch (all devices) for weight init and dropout."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict:
-    """Every global random state a training step can draw from, as tensors and numbers only,
-    so a checkpoint loads with torch.load(weights_only=True)."""
-    version, mt, gauss = random.getstate()
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {
-        "python": {
-            "version": version,
-            "state": torch.tensor(mt, dtype=torch.int64),
-            "gauss": gauss,
-        },
-        "numpy": {
-            "name": str(name),
-            "keys": torch.from_numpy(keys.astype(np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached": float(cached),
-        },
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    py, npy = state["python"], state["numpy"]
-    random.setstate((py["version"], tuple(py["state"].tolist()), py["gauss"]))
-    np.random.set_state(
-        (
-            npy["name"],
-            npy["keys"].numpy().astype(np.uint32),
-            npy["pos"],
-            npy["has_gauss"],
-            npy["cached"],
-        )
-    )
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def detect_loss(model: nn.Module, x: torch.Tensor) -> str:

@@ -30,19 +30,12 @@ from .allocator import tune_malloc
 from .config import TrainConfig
 from .data import Cifar
 from .distributed import World, world_from_env
-from .engine import (
-    EpochCallback,
-    Trainer,
-    detect_loss,
-    fit,
-    rng_state,
-    seed_everything,
-    set_rng_state,
-)
+from .engine import EpochCallback, Trainer, detect_loss, fit
 from .fsutil import is_temporary, write_json
 from .loaders import ReferenceBatches, TensorBatches
 from .models import check_outputs, convert_norm
 from .record import build_summary
+from .seeding import rng_state, seed_everything, set_rng_state
 from .writer import BackgroundWriter, host_copy
 
 ARTIFACTS = (

@@ -7,7 +7,7 @@ With --run (a finished `rftrain` run of the Net), first copies its best weights:
   s9_net_trained.json  where they came from: the run's command, data, device, epochs and
                        test accuracy, read from RUN_DIR/summary.json and best.pt
   (with the run's seed and recipe, from its config). Then, from s9_net_trained.pt and the
-Net as initialised the way the training run started it (training.engine.seed_everything
+Net as initialised the way the training run started it (training.seeding.seed_everything
 with the run's seed, then the Net; checked: SGD without weight decay never changes the sum
 of the head's weight rows, so the two Nets' sums must match), writes
   erf_net_cifar10.json the ERFs of the Net on 100 CIFAR-10 test images (rfcalc.erf, on the
@@ -35,7 +35,7 @@ from rfcalc.files import write_bytes, write_text
 from rfcalc.load import load_target
 from rfcalc.readout import one_logit
 from rfcalc.render.erf import as_dict
-from training.engine import seed_everything
+from training.seeding import seed_everything
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             "recipe": source["recipe"],
         },
         "as_initialised": (
-            f"training.engine.seed_everything({source['seed']}), then "
+            f"training.seeding.seed_everything({source['seed']}), then "
             "examples/s9_net.py's Net() (the training run's start)"
         ),
         "head_row_sum_gap": gap,
