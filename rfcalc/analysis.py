@@ -284,6 +284,27 @@ def token_index(f: Field, unit: Sequence[int]) -> Optional[tuple[int, int]]:
     return flat_dim, index + (offset[0] if offset else 0)
 
 
+PLACES_NOTE = (
+    "the map's positions in another layout (windows: (windows·B, tokens, C)); each element "
+    "keeps its position's field, the size is the map's"
+)
+
+
+def _placed(f: Field) -> Optional[Field]:
+    """A row whose elements are the map's positions rearranged (Swin's window partition and
+    the attention inside each window) shown as the map, like tokens: each position's field,
+    the map's grid as the size (rfcalc.rules.positions). None for any other field."""
+    from .rules import positions
+
+    pos = positions.of(f)
+    if f.dims is not None or f.status == UNKNOWN or pos is None:
+        return None
+    per = positions.held(pos)
+    if per is None or per.status == UNKNOWN:
+        return None
+    return Field(per.axes, per.dims, per.status, per.note or PLACES_NOTE)
+
+
 def to_row(
     name: str,
     op: str,
@@ -306,6 +327,10 @@ def to_row(
             note += f"; {f.packed[4]} token(s) in front see nothing of the input"
         f = Field(per_token.axes, per_token.dims, per_token.status, note)
         size = tuple(a.size for a in f.axes)
+    else:
+        per_place = _placed(f)
+        if per_place is not None:
+            f, size = per_place, tuple(a.size for a in per_place.axes)
     status, per_axis, note = judge(f)
     if status == UNKNOWN:
         jump = rf = start = ()
