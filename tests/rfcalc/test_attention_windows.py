@@ -14,7 +14,8 @@ import itertools
 
 import pytest
 import torch
-from test_token_ops import WindowAttention
+import torch.nn.functional as F
+from test_token_ops import WindowAttention, _partition
 
 from rfcalc import APPROX, EXACT, analyze
 from rfcalc.analysis import _placed
@@ -112,3 +113,28 @@ def test_rows_inside_window_attention_have_the_maps_size_and_fields(shift):
         assert a["proj"].rf == (4, 4)  # each unit's window, no wider
     assert a.output.size == (8, 12)
     assert not any("perturbation check" in r.note for r in a.rows)
+
+
+class Windows(WindowAttention):
+    """The block cut after the projection: it returns the windows, (6B, 16, C)."""
+
+    def forward(self, x):
+        x = self.embed(x).permute(0, 2, 3, 1)
+        win = _partition(x, self.ws)
+        qkv = self.qkv(win).reshape(win.shape[0], win.shape[1], 3, 2, 2)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        o = F.scaled_dot_product_attention(q, k, v).transpose(1, 2)
+        return self.proj(o.reshape(win.shape[0], win.shape[1], 4))
+
+
+def test_windows_returned_as_the_output_cover_their_windows_only():
+    torch.manual_seed(0)
+    m = Windows().double().eval()
+    a = analyze(m, SHAPE)
+    spans = measured(m, {"proj": 1})["proj"]
+    # measured: every element reads its own 4 x 4 window, none the whole 8 x 12 input
+    assert set(spans.values()) == {
+        ((4 * wr, 4 * wr + 3), (4 * wc, 4 * wc + 3)) for wr in range(2) for wc in range(3)
+    }
+    assert a.output.size == (8, 12) and a.output.rf == (4, 4) and a.output.status == APPROX
+    assert not a.covers_input
