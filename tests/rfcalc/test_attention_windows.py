@@ -14,8 +14,10 @@ import itertools
 
 import pytest
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
-from test_token_ops import WindowAttention, _partition
+from measure import check, positive
+from test_token_ops import WindowAttention, _partition, _reverse
 
 from rfcalc import APPROX, EXACT, analyze
 from rfcalc.analysis import _placed
@@ -138,3 +140,37 @@ def test_windows_returned_as_the_output_cover_their_windows_only():
     }
     assert a.output.size == (8, 12) and a.output.rf == (4, 4) and a.output.status == APPROX
     assert not a.covers_input
+
+
+class ByHand(WindowAttention):
+    """timm's Swin attention written out: (q * scale) @ kᵀ + a learned relative-position
+    bias (a constant), softmax, @ v, in each 4 x 4 window."""
+
+    def __init__(self):
+        super().__init__()
+        self.rel = nn.Parameter(torch.randn(2, WS * WS, WS * WS))
+
+    def forward(self, x):
+        x = self.embed(x).permute(0, 2, 3, 1)
+        win = _partition(x, self.ws)
+        b_, n, c = win.shape
+        q, k, v = self.qkv(win).reshape(b_, n, 3, 2, c // 2).permute(2, 0, 3, 1, 4).unbind(0)
+        attn = ((q * 0.5) @ k.transpose(-2, -1) + self.rel.unsqueeze(0)).softmax(-1)
+        o = self.proj((attn @ v).transpose(1, 2).reshape(b_, n, c))
+        return (x + _reverse(o, self.ws, 8, 12)).permute(0, 3, 1, 2)
+
+
+def test_attention_written_out_within_windows_reads_its_window():
+    torch.manual_seed(0)
+    m = ByHand().double().eval()
+    a = analyze(m, SHAPE)
+    spans = measured(m, {"matmul_1": 2, "proj": 1})  # (6B, 2, 16, 2), (6B, 16, 4)
+    for name in ("matmul_1", "proj"):
+        # measured: each token reads its own window
+        for (w, _), got in spans[name].items():
+            wr, wc = divmod(w, 3)
+            assert got == ((4 * wr, 4 * wr + 3), (4 * wc, 4 * wc + 3))
+        row = a[name]
+        assert row.size == (8, 12) and row.status == APPROX and row.rf == (4, 4), row
+    assert a.output.rf == (4, 4) and a.output.status == APPROX and not a.covers_input
+    check(positive(ByHand()), SHAPE)  # every unit of every map row, by gradient
