@@ -284,6 +284,32 @@ def token_index(f: Field, unit: Sequence[int]) -> Optional[tuple[int, int]]:
     return flat_dim, index + (offset[0] if offset else 0)
 
 
+PLACES_NOTE = (
+    "windows: the map's positions as (windows·B, tokens, C); each element keeps its "
+    "position's field, the size is the map's"
+)
+
+
+def _placed(f: Field) -> Optional[Field]:
+    """A row whose elements are the map's positions with its windows folded into dim 0
+    (Swin's window partition, the attention inside each window) shown as the map, like
+    tokens: each position's field, the map's grid as the size (rfcalc.rules.positions).
+    None for any other field."""
+    from .rules import positions
+
+    pos = positions.of(f)
+    if f.dims is not None or f.status == UNKNOWN or pos is None or pos.idx.dim() < 2:
+        return None
+    if positions.constant_along(pos, [0]):
+        # windows are folded into dim 0 (windows·B): a map merely viewed another way (a
+        # (6, 7) map as (2, 21)) stays flattened, as before
+        return None
+    per = positions.held(pos)
+    if per is None or per.status == UNKNOWN:
+        return None
+    return Field(per.axes, per.dims, per.status, per.note or PLACES_NOTE)
+
+
 def to_row(
     name: str,
     op: str,
@@ -306,6 +332,10 @@ def to_row(
             note += f"; {f.packed[4]} token(s) in front see nothing of the input"
         f = Field(per_token.axes, per_token.dims, per_token.status, note)
         size = tuple(a.size for a in f.axes)
+    else:
+        per_place = _placed(f)
+        if per_place is not None:
+            f, size = per_place, tuple(a.size for a in per_place.axes)
     status, per_axis, note = judge(f)
     if status == UNKNOWN:
         jump = rf = start = ()
@@ -583,6 +613,8 @@ def covers(f: Optional[Field]) -> Optional[bool]:
     """Whether some unit of a field sees every input pixel (None: the field is unknown)."""
     if f is not None and tokens(f) is not None:
         f = tokens(f)  # a token is a position: what the token at each position sees
+    elif f is not None and _placed(f) is not None:
+        f = _placed(f)  # windows: each element sees its position's field
     if f is None or f.status == UNKNOWN or not f.axes:
         return None
     return all(any(s == (0, a.extent - 1) for s in a.seen) for a in f.axes)

@@ -112,15 +112,39 @@ def constant_along(pos: Positions, dims) -> bool:
 
 def restored(pos: Positions, out_shape) -> Optional[Field]:
     """The map's field if the layout puts every position back in its place, else None."""
-    before = pos.before
     with _plain():
-        expected = _layout(before, tuple(out_shape))
+        expected = _layout(pos.before, tuple(out_shape))
         if expected is None or expected.shape != pos.idx.shape:
             return None
         if not torch.equal(expected, pos.idx):
             return None
-        if pos.box is None:
-            return before
+    return _per_position(pos)
+
+
+def held(pos: Positions) -> Optional[Field]:
+    """The field of each position of the map where the layout holds every position (and
+    nothing else: no -1), in whatever order (Swin's windows: (windows·B, tokens, C)): the
+    element holding position p sees what unit p of this field sees. None otherwise."""
+    sizes = [a.size for a in pos.before.axes]
+    if pos.before.dims is None or not sizes:
+        return None
+    with _plain():
+        idx = pos.idx.reshape(-1)
+        if idx.numel() == 0 or bool((idx < 0).any()):
+            return None
+        count = math.prod(sizes)
+        if int(idx.max()) >= count or int(torch.unique(idx).numel()) != count:
+            return None
+    return _per_position(pos)
+
+
+def _per_position(pos: Positions) -> Field:
+    """Per axis, unit o reads the box of every position at o (its window after attention,
+    an upper bound: approx), or the map's own field where nothing widened it."""
+    before = pos.before
+    if pos.box is None:
+        return before
+    with _plain():
         sizes = [a.size for a in before.axes]
         box = pos.box.view(*sizes, len(sizes), 2)
         axes = []

@@ -20,7 +20,9 @@ import torch
 
 from .. import geometry as g
 from ..geometry import APPROX, EXACT, GLOBAL, UNKNOWN, Field, NotGeometric
+from . import positions
 from .dispatch import Call, mixed
+from .positions import Positions
 
 KIND = "scores"
 
@@ -54,6 +56,11 @@ def product(call: Call) -> Optional[Field]:
     fa, fb = fields.get(id(a)), fields.get(id(b))
     if fa is None or fb is None or a.dim() < 2 or a.dim() != b.dim():
         return None
+    if fa.packed is not None and fa.packed[0] == KIND and isinstance(fa.packed[1], Positions):
+        return _read_windows(call, fa, fb)
+    qp, kp = positions.of(fa), positions.of(fb)
+    if qp is not None or kp is not None:
+        return _windows(call, fa, qp, kp)
     if fa.packed is not None and fa.packed[0] == KIND:
         v = _tokens(fb, -2, b.dim())
         _, q, k, _ = fa.packed
@@ -67,6 +74,59 @@ def product(call: Call) -> Optional[Field]:
         return None
     note = f"{call.name}: a product across positions"  # the scores: read at `@ v`
     return Field(fa.axes, None, GLOBAL, note, (KIND, q, k, None))
+
+
+def _windows(
+    call: Call, fa: Field, q: Optional[Positions], k: Optional[Positions]
+) -> Optional[Field]:
+    """q @ kᵀ within windows (timm's Swin): queries and keys laid out as positions
+    (rfcalc.rules.positions), features along -1 of q and -2 of kᵀ. The scores carry both
+    layouts; `@ v` reads them (None: not this pattern)."""
+    if q is None or k is None:
+        return None
+    if not positions.constant_along(q, [-1]) or not positions.constant_along(k, [-2]):
+        return None
+    n = k.idx.dim()
+    keys = positions.permuted(k, list(range(n - 2)) + [n - 1, n - 2])  # (…, N, d) as q
+    if tuple(q.idx.shape[:-1]) != tuple(keys.idx.shape[:-1]):
+        return None  # broadcast queries or keys: not followed
+    # only windows folded into dim 0 (Swin's (windows·B, heads, N, d)), each row a whole
+    # box of the map: other layouts (a map's heads, MobileViT's strided patches) stay global
+    if positions.constant_along(q, [0]) or not (_boxes_whole(q) and _boxes_whole(keys)):
+        return None
+    note = f"{call.name}: scores within windows"  # read at `@ v`
+    return Field(fa.axes, None, GLOBAL, note, (KIND, q, keys, None))
+
+
+def _boxes_whole(p: Positions) -> bool:
+    """Whether the positions of every row (the dim before the features) fill their box:
+    a window of the map, each position once."""
+    sizes = tuple(a.size for a in p.before.axes)
+    with positions._plain():
+        rows = p.idx[..., 0].reshape(-1, p.idx.shape[-2])
+        if bool((rows < 0).any()):
+            return False
+        coords = torch.stack(torch.unravel_index(rows, sizes), -1)  # rows x N x n
+        volume = (coords.amax(1) - coords.amin(1) + 1).prod(-1)
+        distinct = rows.sort(1).values
+        count = (distinct[:, 1:] != distinct[:, :-1]).sum(1) + 1
+        return bool((count == rows.shape[1]).all()) and bool((volume == count).all())
+
+
+def _read_windows(call: Call, scores: Field, fb: Field) -> Optional[Field]:
+    """scores @ v within windows: each query position reads the key and value positions
+    of its row, a box per position (an upper bound: a mask only takes keys away)."""
+    _, q, k, _ = scores.packed
+    v = positions.of(fb)
+    if v is None or not positions.constant_along(v, [-1]):
+        return None
+    out = q
+    for other in dict.fromkeys((k, v)):
+        out = positions.attended(out, other)
+        if out is None:
+            return None
+    out = positions.resized(out, [-1], tuple(call.out_tensor.shape))
+    return positions.wrap(fb, out)
 
 
 def masked(call: Call, f: Field) -> Optional[Field]:
