@@ -39,6 +39,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+from rfkit_base.commandline import UserError  # noqa: E402
 from training.allocator import OPT_OUT, malloc_tuned, tune_malloc  # noqa: E402
 from training.augment import AugConfig, TensorAugment  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
@@ -47,7 +48,7 @@ from training.engine import Trainer  # noqa: E402
 from training.fsutil import write_json  # noqa: E402
 from training.loaders import ReferenceBatches, TensorBatches  # noqa: E402
 from training.models import load_model  # noqa: E402
-from training.options import UserError, resolve_device  # noqa: E402
+from training.options import resolve_device  # noqa: E402
 from training.seeding import seed_everything  # noqa: E402
 
 

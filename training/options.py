@@ -1,32 +1,17 @@
-"""rftrain's device option. The command-line kit itself is rfkit_base's (one for all five
-commands): its names are re-exported here for code written against this module
-(training/sweep.py, benchmarks, tests); new code imports them from rfkit_base."""
+"""rftrain's device option (the command-line kit itself is rfkit_base.commandline, one for
+all five commands)."""
 
 from __future__ import annotations
 
 import os
 from typing import TYPE_CHECKING
 
-from rfkit_base.commandline import CheckingParser, UserError, fail, flag
-from rfkit_base.commandline import Parser as OneLineParser
-from rfkit_base.commandline import installed_version as package_version
-from rfkit_base.settings import add_dataclass_options, dataclass_values, setting
+from rfkit_base.commandline import UserError
 
 if TYPE_CHECKING:  # torch loads when a device is chosen, not for `rftrain --help`
     import torch
 
-__all__ = [
-    "resolve_device",
-    "UserError",
-    "OneLineParser",
-    "CheckingParser",
-    "fail",
-    "flag",
-    "package_version",
-    "setting",
-    "add_dataclass_options",
-    "dataclass_values",
-]
+__all__ = ["resolve_device"]
 
 
 def resolve_device(name: str) -> torch.device:

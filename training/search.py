@@ -40,8 +40,11 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from rfkit_base.commandline import Parser as OneLineParser
+from rfkit_base.commandline import UserError, fail
+from rfkit_base.commandline import installed_version as package_version
+
 from .fsutil import write_json
-from .options import OneLineParser, UserError, fail, package_version
 from .search_space import DESIGN_AXES, Candidate, Sample, Space, parse_space, sample
 
 PROG = "rfsearch"

@@ -20,8 +20,7 @@ from typing import Any, Optional
 from netbuilder.presets import S9_WIDTHS
 from netbuilder.spec import KINDS, NetSpec, SpecError, Stage
 from netbuilder.variants import DEPTHS, TRANSITIONS, structure, variant_name
-
-from .options import UserError
+from rfkit_base.commandline import UserError
 
 # The design axes, each with the values a space takes when it leaves the axis out.
 DESIGN_AXES: dict[str, tuple] = {

@@ -46,9 +46,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from rfkit_base.commandline import Parser as OneLineParser
+from rfkit_base.commandline import UserError, fail
+from rfkit_base.commandline import flag as option_flag
+from rfkit_base.commandline import installed_version as package_version
+
 from .fsutil import write_json
-from .options import OneLineParser, UserError, fail, package_version
-from .options import flag as option_flag
 from .record import SUMMARY_KEYS, epoch_rows
 from .tune_sweep import RayUnavailable
 from .tune_trial import option_flags, rftrain_argv, run_status, trial_config, trial_record

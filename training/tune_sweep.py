@@ -28,8 +28,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
+from rfkit_base.commandline import UserError
+
 from .fsutil import write_json
-from .options import UserError
 from .tune_trial import run_status, train_trial, trial_record
 
 EXPERIMENTS = "tune"  # OUT/tune: one folder per Tune experiment of the sweep

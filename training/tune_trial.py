@@ -37,9 +37,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from rfkit_base.commandline import CheckingParser, UserError
+from rfkit_base.commandline import flag as option_flag
+
 from .fsutil import write_json
-from .options import CheckingParser, UserError
-from .options import flag as option_flag
 from .record import EPOCH_KEYS
 
 TRIAL_RECORD = "trial.json"

@@ -13,8 +13,9 @@ import pytest
 import torch
 
 import training.augment as aug
+from rfkit_base.commandline import Parser as OneLineParser
+from rfkit_base.settings import add_dataclass_options
 from training.augment import AUG_PRESETS, AugConfig, TensorAugment, albumentations_pipeline
-from training.options import OneLineParser, add_dataclass_options
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 OFF = {f: 0.0 for f in ("flip_p", "affine_p", "jitter_p", "gray_p", "cutout_p")}

@@ -11,7 +11,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from netbuilder.build import Net
-from training.options import UserError
+from rfkit_base.commandline import UserError
 from training.search_space import design_spec, parse_space, sample
 
 SPACE = {

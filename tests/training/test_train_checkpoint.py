@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from rfkit_base.commandline import UserError
 from training import checkpoint
-from training.options import UserError
 
 
 class Opaque:

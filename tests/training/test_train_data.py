@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 from train_synth import CLASSES, make_images, write_folders, write_pickles
 
+from rfkit_base.commandline import UserError
 from training import data as data_mod
 from training.data import Cifar, load_cifar10
-from training.options import UserError
 
 
 def test_pickles_decode_planes_row_major(tmp_path):

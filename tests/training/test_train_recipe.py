@@ -11,12 +11,12 @@ import torch
 import torch.nn as nn
 from train_synth import CLASSES, make_images
 
+from rfkit_base.commandline import UserError
 from training import checkpoint
 from training.augment import AugConfig
 from training.config import TrainConfig
 from training.data import Cifar
 from training.models import _groups, convert_norm, load_model
-from training.options import UserError
 from training.run import train_run
 
 CPU = torch.device("cpu")

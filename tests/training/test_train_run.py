@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 from train_synth import CLASSES, make_images
 
+from rfkit_base.commandline import UserError
 from training import checkpoint
 from training.augment import AugConfig
 from training.config import TrainConfig
 from training.data import Cifar
 from training.models import load_model
-from training.options import UserError
 from training.run import train_run
 
 TIMING = ("train_seconds", "test_seconds", "images_per_s")

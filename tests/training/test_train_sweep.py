@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from training.options import UserError
+from rfkit_base.commandline import UserError
 from training.sweep import load_sweep, main
 
 ROOT = Path(__file__).resolve().parents[2]
