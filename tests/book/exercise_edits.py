@@ -306,8 +306,8 @@ EXERCISES: tuple[Exercise, ...] = (
         edits=(
             Edit(
                 "cfg = RECIPES[RECIPE](",
-                "channels_last=CUDA\n)",
-                "channels_last=CUDA\n)\ncfg = replace(cfg, pct_start=0.25)",
+                "fast=True)\n",
+                "fast=True)\ncfg = replace(cfg, pct_start=0.25)\n",
             ),
         ),
     ),
