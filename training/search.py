@@ -42,7 +42,6 @@ from typing import Optional, Sequence
 
 from rfkit_base.commandline import Parser as OneLineParser
 from rfkit_base.commandline import UserError, fail
-from rfkit_base.commandline import installed_version as package_version
 
 from .fsutil import write_json
 from .search_space import DESIGN_AXES, Candidate, Sample, Space, parse_space, sample
@@ -453,6 +452,7 @@ def search(
 def _parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog=PROG,
+        version=True,
         description="Sample a design space (netbuilder), train the samples on Ray Tune with "
         "ASHA early stopping, and report accuracy against params, MACs and receptive field "
         "with the Pareto front.",
@@ -480,7 +480,6 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the sampled designs and stop (no training, no Ray)",
     )
-    p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     return p
 
 

@@ -49,7 +49,6 @@ from typing import Any, Optional, Sequence
 from rfkit_base.commandline import Parser as OneLineParser
 from rfkit_base.commandline import UserError, fail
 from rfkit_base.commandline import flag as option_flag
-from rfkit_base.commandline import installed_version as package_version
 
 from .fsutil import write_json
 from .record import SUMMARY_KEYS, epoch_rows
@@ -429,6 +428,7 @@ def _share(text: str) -> float:
 def _parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog=PROG,
+        version=True,
         description="Run a sweep of rftrain runs (models x recipes x seeds) to completion as "
         "Ray Tune trials (Ray embedded on this machine, or a cluster with --address), and "
         "collect their results into one JSON.",
@@ -485,7 +485,6 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write the result JSON from the runs there are, run nothing",
     )
-    p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     return p
 
 
