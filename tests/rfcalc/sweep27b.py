@@ -18,8 +18,10 @@ are flags to check by hand, not errors; an under-claim is always an error (the u
 from __future__ import annotations
 
 import copy
+import io
 import pickle
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from typing import Callable, Optional
 
@@ -746,6 +748,19 @@ def pickle_patch_paste(s, x):
     return y + F.pad(patch, (2, 8, 2, 8))
 
 
+def thread_patch_paste(s, x):
+    with ThreadPoolExecutor(1) as pool:  # the recorder's torch-function mode is thread-local
+        patch = pool.submit(lambda: s.c3(x)[..., 7:10, 7:10] * 1).result()
+    return s.c1(x) + F.pad(patch, (1, 8, 1, 8))
+
+
+def torch_save_patch(s, x):
+    f = io.BytesIO()
+    torch.save(s.c3(x)[..., 8:10, 8:10].clone(), f)
+    f.seek(0)
+    return s.c1(x) + F.pad(torch.load(f), (2, 8, 2, 8))
+
+
 def item_into_one_unit(s, x):
     y = s.c1(x).clone()
     y[..., 3, 3] = y[..., 3, 3] + x[0, 0, 3, 9].item()
@@ -768,6 +783,32 @@ def actnorm_first_batch_init(s, x):
             s.an_logs.data.copy_(torch.log(1 / (y.std() + 1e-6)).reshape(1, 1, 1, 1))
             s.initialized.fill_(1)
     return (y + s.an_bias) * torch.exp(s.an_logs)
+
+
+@tag(setup=_actnorm, stateful=True)
+def actnorm_param_copy(s, x):
+    # the same init spelled as an in-place copy into the Parameter itself
+    y = s.c1(x)
+    if not bool(s.initialized):
+        with torch.no_grad():
+            s.an_bias.copy_(-y.mean().reshape(1, 1, 1, 1))
+            s.initialized.fill_(1)
+    return y + s.an_bias
+
+
+def _lazy_stat(s):
+    s.register_buffer("mu", torch.zeros(1, 1, 1, 1))
+    s.ready = False
+
+
+@tag(setup=_lazy_stat, stateful=True)
+def lazy_buffer_statistic(s, x):
+    # a statistic taken from the first input into a buffer, then reused
+    y = s.c1(x)
+    if not s.ready:
+        s.mu.copy_(y.mean((2, 3), keepdim=True))
+        s.ready = True
+    return y - s.mu
 
 
 @tag(setup=_setup(calls=list), stateful=True)
@@ -1015,6 +1056,7 @@ def dependence(fn, shape) -> tuple[torch.Tensor, torch.Tensor, dict]:
     net = build(fn)
     caught: dict[str, torch.Tensor] = {}
     if not stateful and not getattr(fn, "hooks", False):
+
         def keep(path, o) -> None:  # returns None: the module's output stays its own
             if isinstance(o, torch.Tensor) and o.dim() == 1 + len(shape) and path not in caught:
                 caught[path] = o.detach().clone()
@@ -1062,7 +1104,8 @@ def exact_too_wide(row, shape, units: dict) -> list[str]:
             rf, jump, start = (Fraction(v) for v in (row.rf[i], row.jump[i], row.start[i]))
             centre = start + unit[i] * jump
             lo, hi = centre - (rf - 1) / 2, centre + (rf - 1) / 2
-            if lo >= 0 and hi <= shape[1 + i] - 1 and (a, b) != (lo, hi):
+            inside = lo >= 0 and hi <= shape[1 + i] - 1
+            if inside and a >= lo and b <= hi and (a, b) != (lo, hi):
                 out.append(f"unit {unit} axis {i}: exact {lo}..{hi}, moved by {a}..{b}")
     return out
 
