@@ -1,12 +1,13 @@
-"""The intended edit of every exercise in the book, for tests/book/test_exercises.py.
+"""The intended edit of every exercise in the book, run by tests/book/test_chapters_nbclient.py
+(inside each page's notebook run) and checked against the pages by test_exercises.py.
 
 One `Exercise` per numbered item under a chapter's "## Exercises" heading, found by `text`,
 a snippet of the item's own words (not its number, so adding an exercise elsewhere in the
 list does not move it). An exercise that asks the reader to change a cell lists its `edits`:
 each names the cell by a snippet of its source (`cell`, found in exactly one code cell of the
-chapter) and replaces `old` by `new` there (every occurrence; `old` must occur). The test runs
-the chapter's cells up to the first edited cell, then the edited cells and any cells between
-them, and fails if one raises (unless the exercise's answer is that error: `raises` holds
+chapter) and replaces `old` by `new` there (every occurrence; `old` must occur). The page's
+run pauses before the first edited cell, runs the edited cells and any cells between them,
+and fails if one raises (unless the exercise's answer is that error: `raises` holds
 a piece of its message, and the test fails if it does not come). `through_end` runs on to
 the chapter's last cell ("run the notebook"). An exercise with no cell to edit says why in `none`.
 

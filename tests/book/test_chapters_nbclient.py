@@ -1,97 +1,148 @@
-"""Every chapter runs as a notebook outside the book build, as a student runs it in JupyterLab.
+"""Every page runs as a notebook outside the book build, as a student runs it in JupyterLab,
+and every hands-on exercise runs there with its intended edit applied.
 
-Each chapter of `_toc.yml` is read as a notebook (jupytext for the MyST `.md` chapters,
-nbformat for the `.ipynb` ones) and executed top to bottom by nbclient in a fresh kernel, in
-book/ as JupyterLab would: a chapter that only works inside `jupyter-book build` fails here.
+Each page of `_toc.yml` that holds code (sections such as 4.1 included) is read as a notebook
+and executed cell by cell by nbclient in one fresh kernel, in book/ as JupyterLab would: a
+page that only works inside `jupyter-book build` fails here. Where an exercise of
+exercise_edits.py edits cells, the run pauses before its first edited cell and does what a
+reader would: runs the edited cells (and those between them), then the kernel's globals and
+random-number states are put back as they were, and the page goes on unedited. So each page
+runs once, with its exercises inside that run; an exercise's error is reported as its own
+(unless its answer is that error: `raises`), the page's own error as the page's.
 
 Chapters 6 and 7 need CIFAR-10; they get a tiny synthetic image-folder copy written here
 (`CIFAR10_DIR`), and chapter 7 trains on it for one short epoch (`EPOCHS`, `SUBSET`) into a
-temporary run folder (`RUN_DIR`). The notebooks are executed in memory: nothing in book/ is
-rewritten.
+temporary run folder (`RUN_DIR`; each exercise gets its own, so chapter 7's exercise does not
+find the chapter's run). The notebooks are executed in memory: nothing in book/ is rewritten.
 """
 
 from __future__ import annotations
 
+import copy
 import os
+import re
 from pathlib import Path
 
-import jupytext
 import nbformat
-import numpy as np
 import pytest
-import yaml
+from chapters import BOOK, REPO, pages, plans, read, synthetic_cifar
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
-from PIL import Image
 
-REPO = Path(__file__).resolve().parents[2]
-BOOK = REPO / "book"
 CELL_TIMEOUT = 600  # seconds; a chapter's slowest cell (variants, a training epoch) is far less
 
+# Run in the kernel around each exercise: keep the globals and the random-number states
+# (a later unseeded cell of the page must draw what it draws in a plain run), and give the
+# exercise its own run folder (FOLDER: replaced by the path); then put them back.
+SAVE = """\
+def _rfkit_save(g=globals()):
+    import random
+    import sys
 
-def _chapters() -> list[Path]:
-    """The chapter files of `_toc.yml`, in reading order, that hold code."""
-    toc = yaml.safe_load((BOOK / "_toc.yml").read_text())
-    found = []
-    for entry in [toc["root"]] + [c["file"] for c in toc["chapters"]]:
-        path = next(p for p in (BOOK / f"{entry}.md", BOOK / f"{entry}.ipynb") if p.exists())
-        if any(c.cell_type == "code" for c in _read(path).cells):
-            found.append(path)
-    return found
-
-
-def _read(path: Path) -> nbformat.NotebookNode:
-    if path.suffix == ".ipynb":
-        return nbformat.read(path, as_version=4)
-    return jupytext.read(path)  # the MyST chapter as the notebook JupyterLab opens
+    rng = {"random": random.getstate()}
+    if "numpy" in sys.modules:
+        rng["numpy"] = sys.modules["numpy"].random.get_state()
+    if "torch" in sys.modules:
+        rng["torch"] = sys.modules["torch"].get_rng_state()
+    g["__rfkit_saved"] = (dict(g), rng)
 
 
-def _synthetic_cifar(root: Path, train: int = 8, test: int = 4) -> Path:
-    """train/<class>/*.png and test/<class>/*.png, 32x32 RGB noise, for the ten classes."""
-    from training.data import CLASSES
+_rfkit_save()
+__import__("os").environ["RUN_DIR"] = FOLDER
+"""
+RESTORE = """\
+def _rfkit_restore(g=globals()):
+    import random
+    import sys
 
-    rng = np.random.default_rng(0)
-    for split, n in (("train", train), ("test", test)):
-        for name in CLASSES:
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(n):
-                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(folder / f"{i}.png")
-    return root
+    saved, rng = g["__rfkit_saved"]
+    for name in [k for k in g if k not in saved]:
+        del g[name]
+    g.update(saved)
+    random.setstate(rng["random"])
+    if "numpy" in rng:
+        sys.modules["numpy"].random.set_state(rng["numpy"])
+    if "torch" in rng:
+        sys.modules["torch"].set_rng_state(rng["torch"])
+    elif "torch" in sys.modules:  # imported by the exercise: as a fresh import leaves it
+        torch = sys.modules["torch"]
+        torch.manual_seed(torch.initial_seed())
 
 
-def _pending_rewrite(path: Path) -> bool:
-    """Chapter 7 before its rewrite reads a finished run and cannot train on EPOCHS/SUBSET."""
-    return path.name == "07_training.ipynb" and "EPOCHS" not in path.read_text()
+_rfkit_restore()
+__import__("os").environ["RUN_DIR"] = FOLDER
+"""
 
 
-@pytest.mark.parametrize("chapter", _chapters(), ids=lambda p: p.stem)
-def test_chapter_runs_as_a_notebook(chapter, tmp_path, monkeypatch, request):
-    if _pending_rewrite(chapter):
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="chapter 7 does not honour EPOCHS/SUBSET/RUN_DIR yet (being rewritten)",
-                strict=True,
-            )
-        )
-    # the kernel inherits this environment: the synthetic data, a one-epoch run, and this
-    # checkout's packages ahead of any installed copy
-    monkeypatch.setenv("CIFAR10_DIR", str(_synthetic_cifar(tmp_path / "cifar10")))
+def _environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the kernel inherits: the synthetic data, a one-epoch run, the explorer page's
+    folder (4.1), and this checkout's packages ahead of any installed copy."""
+    monkeypatch.setenv("CIFAR10_DIR", str(synthetic_cifar(tmp_path / "cifar10")))
     monkeypatch.setenv("EPOCHS", "1")
     monkeypatch.setenv("SUBSET", "40")
     monkeypatch.setenv("RUN_DIR", str(tmp_path / "run"))
+    monkeypatch.setenv("RFKIT_BOOK_HTML", str(tmp_path / "html"))
     monkeypatch.setenv(
         "PYTHONPATH", os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
     )
-    notebook = _read(chapter)
+
+
+@pytest.mark.parametrize("page", list(pages()))
+def test_page_runs_as_a_notebook_with_its_exercises(page, tmp_path, monkeypatch):
+    _environment(tmp_path, monkeypatch)
+    path = pages()[page]
+    notebook = read(path)
     client = NotebookClient(
-        notebook,
+        copy.deepcopy(notebook),  # execute_cell stores each cell it runs in client.nb
         timeout=CELL_TIMEOUT,
         kernel_name="python3",
         resources={"metadata": {"path": str(BOOK)}},
     )
-    try:
-        client.execute()
-    except CellExecutionError as exc:  # the failing cell and its traceback, not nbclient's
-        pytest.fail(f"{chapter.name}: {exc}", pytrace=False)
+    scratch = nbformat.v4.new_code_cell("pass")
+
+    def run(source: str, index: int) -> None:
+        cell = copy.deepcopy(notebook.cells[index] if index >= 0 else scratch)
+        cell.source = source
+        client.execute_cell(cell, max(index, 0), store_history=False)
+
+    def run_page(start: int, stop: int) -> None:
+        for i in range(start, stop):
+            if notebook.cells[i].cell_type == "code":
+                try:
+                    run(notebook.cells[i].source, i)
+                except CellExecutionError as exc:  # the page's own error, not an exercise's
+                    pytest.fail(f"{path.name}, cell {i}: {exc}", pytrace=False)
+
+    failures, expected, passed_but_known = [], [], []
+    with client.setup_kernel():
+        done = 0  # the page's cells run so far
+        for plan in plans(page, notebook):
+            run_page(done, plan.first)
+            done = max(done, plan.first)
+            ex = plan.exercise
+            run(SAVE.replace("FOLDER", repr(str(tmp_path / f"exercise-{plan.number}"))), -1)
+            error = None
+            for i in range(plan.first, plan.end + 1):
+                if notebook.cells[i].cell_type != "code":
+                    continue
+                try:
+                    run(plan.sources.get(i, notebook.cells[i].source), i)
+                except CellExecutionError as exc:
+                    error = f"{page}: exercise {ex.text!r}, cell {i}:\n{exc}"
+                    break
+            run(RESTORE.replace("FOLDER", repr(str(tmp_path / "run"))), -1)
+            if ex.raises:
+                plain = re.sub(r"\x1b\[[0-9;]*m", "", error or "")
+                if ex.raises not in plain:
+                    failures.append(f"{page}: {ex.text!r} should fail with {ex.raises!r}")
+            elif error and not ex.known_failure:
+                failures.append(error)
+            elif error:
+                expected.append(f"{ex.text!r}: {ex.known_failure}")
+            elif ex.known_failure:
+                passed_but_known.append(f"{ex.text!r} runs now: delete its known_failure")
+        run_page(done, len(notebook.cells))
+    assert not failures, "\n\n".join(failures)
+    assert not passed_but_known, "\n".join(passed_but_known)
+    if expected:
+        pytest.xfail("; ".join(expected))

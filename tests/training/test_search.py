@@ -75,15 +75,6 @@ def write_two_class_pickles(root: Path, n: int = 500) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ray_session():
-    from training.search import init_ray
-
-    init_ray(num_cpus=2)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def searched(ray_session, tmp_path_factory):
     """The search run once through the command line; (folder, result, stdout)."""
     root = tmp_path_factory.mktemp("search")

@@ -63,31 +63,6 @@ class Trap(Tiny):
 
 
 @pytest.fixture(scope="module")
-def ray_session(tmp_path_factory):
-    """One Ray for the module (its start costs seconds): 2 CPUs, no dashboard; the workers
-    import this checkout (PYTHONPATH, inherited from here) and find the trap's folder."""
-    from training.tune_sweep import RayUnavailable, start_ray
-
-    trap = tmp_path_factory.mktemp("trap")
-    env = {"PYTHONPATH": str(ROOT), "RFSWEEP_TEST_TRAP": str(trap)}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # the workers start with this environment
-    try:
-        try:  # local, dashboard off, tried again if a loaded machine is slow
-            start_ray(num_cpus=2, tries=3)
-        except RayUnavailable as exc:  # the machine, not the code: said in the skip reason
-            pytest.skip(str(exc))
-        yield trap
-        ray.shutdown()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-@pytest.fixture(scope="module")
 def material(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("material")
     (root / "tiny.py").write_text(TRAP_MODEL)
