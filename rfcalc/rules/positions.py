@@ -90,13 +90,54 @@ def start(before: Field, src_shape, out_shape) -> Optional[Positions]:
 
 
 def reshaped(pos: Positions, out_shape) -> Positions:
+    out_shape = tuple(out_shape)
     with _plain():
-        return pos.moved(pos.idx.reshape(tuple(out_shape)))
+        idx = pos.idx
+        # trailing dims broadcast (features) that the view leaves alone: reshape the rest,
+        # so a layout never grows to the features' size by a copy
+        k = 0
+        while (
+            k < min(idx.dim(), len(out_shape))
+            and idx.shape[-1 - k] == out_shape[-1 - k]
+            and idx.stride(-1 - k) == 0
+        ):
+            k += 1
+        lead = out_shape[: len(out_shape) - k]
+        if k and math.prod(idx.shape[: idx.dim() - k]) == math.prod(lead):
+            head = idx[(...,) + (slice(0, 1),) * k]
+            return pos.moved(head.reshape(lead + (1,) * k).expand(out_shape))
+        return pos.moved(idx.reshape(out_shape))
+
+
+def sliced(pos: Positions, index: tuple) -> Optional[Positions]:
+    """The layout after basic slicing (slices and an ellipsis only); None if it fails."""
+    with _plain():
+        try:
+            return pos.moved(pos.idx[index])
+        except (IndexError, RuntimeError, TypeError):
+            return None
 
 
 def permuted(pos: Positions, order: list[int]) -> Positions:
     with _plain():
         return pos.moved(pos.idx.permute(order))
+
+
+def lean(idx: torch.Tensor) -> torch.Tensor:
+    """`idx` with every broadcast dim (stride 0: a Linear's features) narrowed to one
+    element: the same positions in the same places, a fraction of the elements."""
+    for d in range(idx.dim()):
+        if idx.stride(d) == 0 and idx.shape[d] > 1:
+            idx = idx.narrow(d, 0, 1)
+    return idx
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """torch.equal of two layouts of one shape, on their lean forms where those agree."""
+    la, lb = lean(a), lean(b)
+    if la.shape == lb.shape:
+        return torch.equal(la, lb)
+    return torch.equal(a, b)
 
 
 def constant_along(pos: Positions, dims) -> bool:
@@ -105,7 +146,10 @@ def constant_along(pos: Positions, dims) -> bool:
         idx = pos.idx
         for d in dims:
             d = int(d) % idx.dim()
-            if not bool((idx == idx.narrow(d, 0, 1)).all()):
+            if idx.stride(d) == 0 or idx.shape[d] <= 1:
+                continue  # broadcast along d: one position, by construction
+            small = lean(idx)
+            if not bool((small == small.narrow(d, 0, 1)).all()):
                 return False
         return True
 
@@ -116,7 +160,7 @@ def restored(pos: Positions, out_shape) -> Optional[Field]:
         expected = _layout(pos.before, tuple(out_shape))
         if expected is None or expected.shape != pos.idx.shape:
             return None
-        if not torch.equal(expected, pos.idx):
+        if not _same(expected, pos.idx):
             return None
     return _per_position(pos)
 
@@ -129,11 +173,15 @@ def held(pos: Positions) -> Optional[Field]:
     if pos.before.dims is None or not sizes:
         return None
     with _plain():
-        idx = pos.idx.reshape(-1)
+        idx = lean(pos.idx).reshape(-1)
         if idx.numel() == 0 or bool((idx < 0).any()):
             return None
         count = math.prod(sizes)
-        if int(idx.max()) >= count or int(torch.unique(idx).numel()) != count:
+        if int(idx.max()) >= count:
+            return None
+        present = torch.zeros(count, dtype=torch.bool)
+        present[idx] = True
+        if not bool(present.all()):
             return None
     return _per_position(pos)
 
@@ -208,28 +256,44 @@ def attended(q: Positions, k: Positions) -> Optional[Positions]:
 
 
 def blocks(pos: Positions, out_shape) -> Optional[tuple[Field, tuple[int, ...]]]:
-    """A space-to-depth (TResNet's stem: view, permute, view): the map's axes back in the
-    last dims of `out_shape`, each shrunk by an integer factor r, and the other dims at each
-    place holding exactly the r×r block under it, every pixel of it. Its field is then a
-    window of k = r, s = r (what F.pixel_unshuffle gives); returns (field, r per axis), or
-    None where the layout is anything else (a permuted block, a gap, a position twice)."""
+    """A space-to-depth (TResNet's stem: view, permute, view; Swin's PatchMerging, channels
+    last): `out_shape` a map, (B, C, *map) or (B, *map, C), each axis shrunk by an integer
+    factor r, and the other dims at each place holding exactly the r×r block under it,
+    every pixel of it. Its field is then a window of k = r, s = r (what F.pixel_unshuffle
+    gives); returns (field, r per axis), or None where the layout is anything else (a
+    permuted block, a gap, a position twice)."""
+    before = pos.before
+    n = len(before.axes)
+    if pos.box is not None or before.dims is None or len(out_shape) != n + 2:
+        return None  # only a map as convs and Linears take it: (B, C, *map) or (B, *map, C)
+    for trail in (0, 1):
+        found = _blocks_at(pos, out_shape, trail)
+        if found is not None:
+            return found
+    return None
+
+
+def _blocks_at(pos: Positions, out_shape, trail: int) -> Optional[tuple[Field, tuple[int, ...]]]:
+    """`blocks` with the map's axes in the n dims before the last `trail` dims."""
     before = pos.before
     n = len(before.axes)
     sizes = [a.size for a in before.axes]
-    if pos.box is not None or before.dims is None or len(out_shape) < n + 1:
-        return None
-    small = list(out_shape[-n:])
+    ndim = len(out_shape)
+    where = list(range(ndim - n - trail, ndim - trail))
+    small = [out_shape[d] for d in where]
     if any(s < 1 or m % s for s, m in zip(small, sizes)):
         return None
     r = [m // s for s, m in zip(small, sizes)]
     if all(k == 1 for k in r):
         return None  # nothing gathered: `restored` answers for a map put back as it was
     with _plain():
-        idx = pos.idx
+        idx = lean(pos.idx)
+        if any(idx.shape[d] != out_shape[d] for d in where):
+            return None
         if bool((idx < 0).any()):
             return None
         # one row per output place: every position the other dims hold there
-        rows = idx.movedim(tuple(range(-n, 0)), tuple(range(n))).reshape(math.prod(small), -1)
+        rows = idx.movedim(tuple(where), tuple(range(n))).reshape(math.prod(small), -1)
         coords = torch.stack(torch.unravel_index(rows, tuple(sizes)), -1)  # P x E x n
         place = torch.stack(
             torch.unravel_index(torch.arange(math.prod(small)), tuple(small)), -1
@@ -244,4 +308,5 @@ def blocks(pos: Positions, out_shape) -> Optional[tuple[Field, tuple[int, ...]]]
         if not bool((count == math.prod(r)).all()):
             return None  # a hole in the block: not every pixel of it is there
     axes = tuple(g.window(a, k, k) for a, k in zip(before.axes, r))
-    return Field(axes, tuple(range(-n, 0)), before.status, before.note), tuple(r)
+    dims = tuple(d - ndim for d in where)
+    return Field(axes, dims, before.status, before.note), tuple(r)
