@@ -35,7 +35,8 @@ class Positions:
     def __init__(self, idx: torch.Tensor, before: Field, box: Optional[torch.Tensor] = None):
         self.idx = idx  # int64, CPU, the op's output shape
         self.before = before  # the map's field before it was taken apart
-        # per position and axis, the first and last unit of `before` it reads (None: itself)
+        # per position and axis, the first and last input pixel it reads (None: what the
+        # position of `before` reads)
         self.box = box
 
     def moved(self, idx: torch.Tensor) -> "Positions":
@@ -200,10 +201,73 @@ def _per_position(pos: Positions) -> Field:
             along = box[..., i, :].movedim(i, 0).reshape(sizes[i], -1, 2)
             lo = along[..., 0].amin(1).tolist()
             hi = along[..., 1].amax(1).tolist()
-            axes.append(g.gather(a, [list(range(lo_, hi_ + 1)) for lo_, hi_ in zip(lo, hi)]))
+            seen = tuple((x, y) if x <= y else None for x, y in zip(lo, hi))
+            axes.append(g.spans(a, seen))
     status = APPROX if before.status == "exact" else before.status
     note = "attention within windows: each unit reads its window (the box shown per axis)"
     return Field(tuple(axes), before.dims, status, before.note or note)
+
+
+NONE = 1 << 40  # an empty span's first pixel (its last is -NONE): reads nothing
+
+
+def _pixels(before: Field) -> torch.Tensor:
+    """Per position of `before`'s map (row-major) and axis, the first and last input pixel
+    it reads: P x n x 2 (an empty span: (NONE, -NONE))."""
+    sizes = tuple(a.size for a in before.axes)
+    coords = torch.stack(torch.unravel_index(torch.arange(math.prod(sizes)), sizes), -1)
+    per_axis = []
+    for i, a in enumerate(before.axes):
+        spans = torch.tensor([s if s is not None else (NONE, -NONE) for s in a.seen])
+        per_axis.append(spans[coords[:, i]])  # P x 2
+    return torch.stack(per_axis, 1)
+
+
+def _alike(a: Field, b: Field) -> bool:
+    return a is b or a == b
+
+
+def merged(layouts: list[Positions], out_shape) -> Optional[Positions]:
+    """The layout of an element-wise op (a broadcast, an add) on tensors laid out alike:
+    every element, broadcast to `out_shape`, holds the same position of the same map in
+    each input (and nothing widened one more than another). None otherwise."""
+    first = layouts[0]
+    with _plain():
+        try:
+            idx = [p.idx.expand(tuple(out_shape)) for p in layouts]
+        except RuntimeError:
+            return None
+        for p, i in zip(layouts[1:], idx[1:]):
+            if p.box is not first.box or not _alike(p.before, first.before):
+                return None
+            if not _same(i, idx[0]):
+                return None
+    return first.moved(idx[0])
+
+
+def padded(pos: Positions, widths, ndim: int) -> Optional[Positions]:
+    """The layout after F.pad with a constant: the new elements hold no position (-1)."""
+    with _plain():
+        try:
+            return pos.moved(torch.nn.functional.pad(pos.idx, list(widths), value=-1))
+        except (RuntimeError, TypeError, ValueError):
+            return None
+
+
+def of_query(term: Positions, q: Positions) -> bool:
+    """Whether every element (…, i, j) of `term` holds query i's position of `q` (laid out
+    (…, Nq, d)) or none: a term computed from each query alone (HaloNet's relative
+    position logits, q against learned offsets)."""
+    if term.box is not q.box or not _alike(term.before, q.before):
+        return False
+    with _plain():
+        qi = q.idx[..., :1]  # (…, Nq, 1)
+        try:
+            t = term.idx
+            own = qi.expand(t.shape)
+        except RuntimeError:
+            return False
+        return bool(((t == own) | (t < 0)).all())
 
 
 def resized(pos: Positions, dims, out_shape) -> Positions:
@@ -224,21 +288,23 @@ def picked(pos: Positions, dim: int) -> Positions:
 
 def attended(q: Positions, k: Positions) -> Optional[Positions]:
     """The layout after attention of queries `q` over keys `k` along dim -2 (features along
-    -1): each query position reads every key position of its row."""
+    -1): each query position reads every key position of its row. The keys may lie on
+    another map (HaloNet's keys: the windows of an unfold) and hold -1 (padding: nothing);
+    boxes are kept in input pixels."""
     with _plain():
         qi, ki = q.idx[..., 0], k.idx[..., 0]
-        if qi.shape[:-1] != ki.shape[:-1] or bool((qi < 0).any()) or bool((ki < 0).any()):
+        if qi.shape[:-1] != ki.shape[:-1] or bool((qi < 0).any()):
             return None
         before = q.before
+        if len(k.before.axes) != len(before.axes):
+            return None
         n = len(before.axes)
-        sizes = [a.size for a in before.axes]
-        P = math.prod(sizes)
-        if q.box is None:
-            coords = torch.stack(torch.unravel_index(torch.arange(P), tuple(sizes)), -1)
-            base = torch.stack([coords, coords], -1)  # P x n x 2
-        else:
-            base = q.box
-        kb = (k.box if k.box is not None else base)[ki.reshape(-1)].view(*ki.shape, n, 2)
+        base = q.box if q.box is not None else _pixels(before)  # P x n x 2
+        keys = k.box if k.box is not None else _pixels(k.before)
+        flat_k = ki.reshape(-1)
+        kb = keys[flat_k.clamp(min=0)]
+        empty = torch.tensor([NONE, -NONE]).expand_as(kb)
+        kb = torch.where((flat_k < 0)[:, None, None], empty, kb).view(*ki.shape, n, 2)
         row_lo = kb[..., 0].amin(-2)  # rows x n
         row_hi = kb[..., 1].amax(-2)
         rows = qi.reshape(-1, qi.shape[-1])
