@@ -47,8 +47,8 @@ match exactly.
 The cost is one recorded forward pass on a batch of 10 images for a 2-D input (two copies,
 five pixels, three outsides; 14 in 3-D), split into several where the input is large
 (BATCH_ELEMENTS), and where a model has rows inside window attention one more forward per
-pattern (and one for the probe); the data-free path (large inputs) has no values to perturb, and its rows
-are unchecked (analysis notes say so).
+pattern (and one for the probe); the data-free path (large inputs) has no values to perturb,
+and its rows are unchecked (analysis notes say so).
 """
 
 from __future__ import annotations

@@ -156,14 +156,50 @@ def constant_along(pos: Positions, dims) -> bool:
 
 
 def restored(pos: Positions, out_shape) -> Optional[Field]:
-    """The map's field if the layout puts every position back in its place, else None."""
+    """The map's field if the layout puts every position back in place as a map: each axis
+    along one dim of the output, in order (the dims it came from, or others: a view that
+    moved the map, Swin's one-window reverse); else None."""
+    out_shape = tuple(out_shape)
+    before = pos.before
     with _plain():
-        expected = _layout(pos.before, tuple(out_shape))
-        if expected is None or expected.shape != pos.idx.shape:
+        expected = _layout(before, out_shape)
+        if expected is not None and expected.shape == pos.idx.shape and _same(expected, pos.idx):
+            return _per_position(pos)
+        dims = _map_dims(pos, out_shape)
+        if dims is None or dims == before.dims:
             return None
-        if not _same(expected, pos.idx):
+        moved = Field(before.axes, dims, before.status, before.note)
+        expected = _layout(moved, out_shape)
+        if expected is None or expected.shape != pos.idx.shape or not _same(expected, pos.idx):
             return None
-    return _per_position(pos)
+    f = _per_position(pos)
+    return Field(f.axes, dims, f.status, f.note)
+
+
+def _map_dims(pos: Positions, out_shape: tuple[int, ...]) -> Optional[tuple[int, ...]]:
+    """The dims (negative, per axis of the map) along which a layout steps through the
+    map's positions as a map would: one dim per axis, stepping by that axis's row-major
+    stride from the first element. None where no such dims exist."""
+    sizes = [a.size for a in pos.before.axes]
+    if not sizes or len(out_shape) != pos.idx.dim():
+        return None
+    strides = [math.prod(sizes[i + 1 :]) for i in range(len(sizes))]
+    idx = lean(pos.idx)
+    origin = idx[(0,) * idx.dim()]
+    if int(origin) != 0:
+        return None
+    dims: list[Optional[int]] = [None] * len(sizes)
+    for d in range(idx.dim()):
+        if idx.shape[d] < 2:
+            continue
+        step = int(idx[tuple(1 if k == d else 0 for k in range(idx.dim()))]) - int(origin)
+        hits = [i for i, st in enumerate(strides) if st == step and idx.shape[d] == sizes[i]]
+        if len(hits) != 1 or dims[hits[0]] is not None:
+            return None  # a dim the map does not step along (the caller's check says no)
+        dims[hits[0]] = d - idx.dim()
+    if any(d is None for d in dims):
+        return None
+    return tuple(dims)
 
 
 def held(pos: Positions) -> Optional[Field]:

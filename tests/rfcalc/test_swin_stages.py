@@ -17,7 +17,7 @@ import os
 import pytest
 import torch
 
-from rfcalc import APPROX, EXACT, GLOBAL, analyze
+from rfcalc import APPROX, EXACT, GLOBAL, UNKNOWN, analyze
 from rfcalc.record import record
 
 timm = pytest.importorskip("timm")
@@ -127,9 +127,14 @@ def test_window_attention_is_local_stage_by_stage(swin):
     assert a["layers.0.blocks.1.add"].rf == (32, 32)
     # PatchMerging: unit 4 of the 8x8 map holds tokens 8 and 9
     assert lines["layers.1.downsample.reduction"][0][4] == (8, 23)
-    # the last stage's one window is the whole map: attention there is global
+    # the last stage's one window is the whole map: attention there is global, and so is
+    # every row after it (not unknown: the window reverse puts the map back)
     assert a["layers.2.blocks.0.attn.proj"].status == GLOBAL
+    assert a["layers.2.blocks.1.reshape_1"].status == GLOBAL
+    assert a["layers.2.blocks.1.reshape_1"].size == (4, 4)
+    assert a.output.status == GLOBAL
     assert a["patch_embed.proj"].status == EXACT
+    assert not [r.name for r in a.rows if r.status == UNKNOWN]
 
 
 @pytest.mark.slow
@@ -146,3 +151,5 @@ def test_swin_tiny_rows_after_stage_one_are_not_global():
         assert ends and all(r.status == APPROX and r.size == (side, side) for r in ends)
     assert a["layers.0.blocks.0.add"].rf == (28, 28)  # a window: 7 tokens of 4 pixels
     assert a["layers.3.blocks.0.attn.proj"].status == GLOBAL
+    assert a["layers.3.blocks.1.reshape_1"].status == GLOBAL
+    assert not [r.name for r in a.rows if r.status == UNKNOWN]
