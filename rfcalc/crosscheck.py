@@ -20,7 +20,9 @@ unseen path enters is named itself, and every row that depends on it stops claim
 rows (a map flattened into one dim, maybe behind a class token) are checked element by
 element: token t against the field of the position it holds (`analysis.token_index`'s
 layout), a token in front of the map against nothing, or against everything once attention
-has mixed all tokens.
+has mixed all tokens. Rows inside window attention (the map's positions in windows, the batch
+folded into dim 0 with them: rules.positions) are checked with one image per forward, each
+pattern on its own, element by element against the field of the position it holds.
 
 Why it is sound to compare batch elements: the model runs in eval mode (BatchNorm uses its
 running statistics, dropout is off) and an element is compared with element 0 of the same
@@ -44,8 +46,9 @@ match exactly.
 
 The cost is one recorded forward pass on a batch of 10 images for a 2-D input (two copies,
 five pixels, three outsides; 14 in 3-D), split into several where the input is large
-(BATCH_ELEMENTS); the data-free path (large inputs) has no values to perturb, and its rows
-are unchecked (analysis notes say so).
+(BATCH_ELEMENTS), and where a model has rows inside window attention one more forward per
+pattern (and one for the probe); the data-free path (large inputs) has no values to perturb,
+and its rows are unchecked (analysis notes say so).
 """
 
 from __future__ import annotations
@@ -90,6 +93,10 @@ class Claim:
     flat: bool = False
     grid: Optional["Claim"] = None
     where: Optional[torch.Tensor] = None  # flat: (elements, axes) position of each, -1: none
+    # a map taken apart into windows (windows·B in dim 0, rules.positions): per element of
+    # the row's tensor (as the analysis's one-image run laid it out), the position of the
+    # map it holds (row-major over `grid`'s axes); `grid` claims each position's field
+    layout: Optional[torch.Tensor] = None
 
 
 @dataclass
@@ -102,10 +109,12 @@ class Pattern:
 
 def claim_of(f: Optional[Field]) -> Optional[Claim]:
     """The per-unit claim of a field, or None where it claims nothing spatial to check."""
-    from .analysis import tokens
+    from .analysis import _placed, tokens
 
     if f is not None and tokens(f) is not None:
         return _token_claim(f, tokens(f))
+    if f is not None and _placed(f) is not None:
+        return _window_claim(f, _placed(f))
     if f is None or f.status == UNKNOWN or f.dims is None or not f.axes:
         return None
     lo, hi = [], []
@@ -145,6 +154,39 @@ def _token_claim(f: Field, per: Field) -> Optional[Claim]:
         lo.append(torch.where(inside, grid.lo[i][at], front_lo))
         hi.append(torch.where(inside, grid.hi[i][at], front_hi))
     return Claim((flat_dim,), tuple(lo), tuple(hi), (front + count,), True, grid, where)
+
+
+def _window_claim(f: Field, per: Field) -> Optional[Claim]:
+    """The claim of a row whose elements are the map's positions in windows: each element
+    claims its position's field. Its batch elements are folded into dim 0 with the windows,
+    so it is compared one image per forward (`_one_by_one`), element by element."""
+    from .rules import positions
+
+    grid = claim_of(per)
+    if grid is None:
+        return None
+    idx = positions.of(f).idx
+    if idx.numel() == 0 or int(idx.min()) < 0 or int(idx.max()) >= math.prod(grid.size):
+        return None
+    return Claim(grid.dims, grid.lo, grid.hi, grid.size, grid=grid, layout=idx)
+
+
+def _moved_laid(out: torch.Tensor, reference: torch.Tensor, claim: Claim) -> Optional[torch.Tensor]:
+    """(1, *positions) bool: the positions of the map some element of `out` holding them
+    moved against `reference` (one image each, laid out as `claim.layout`); None where the
+    tensors are not laid out so."""
+    layout = claim.layout
+    if out.shape != reference.shape or tuple(out.shape) != tuple(layout.shape):
+        return None
+    if out.is_floating_point() or out.is_complex():
+        size = reference.abs()
+        tol = TOLERANCE_ULPS * torch.finfo(size.dtype).eps
+        moved = (out - reference).abs() > tol * (size + size.mean())
+    else:
+        moved = out != reference
+    count = torch.zeros(math.prod(claim.size), dtype=torch.long)
+    count.index_add_(0, layout.reshape(-1), moved.reshape(-1).long().cpu())
+    return (count > 0).view(1, *claim.size)
 
 
 def _sorted_sizes(f: Field) -> tuple[int, ...]:
@@ -300,9 +342,11 @@ class _Watch(Recording):
 
     def compare(self, name: str, out: torch.Tensor, claim: Claim) -> Optional[torch.Tensor]:
         if self.reference is None:
-            return _moved(out[1:], out[:1], claim)
+            return None if claim.layout is not None else _moved(out[1:], out[:1], claim)
         ref = self.reference.get(name)
-        return None if ref is None else _moved(out, ref, claim)
+        if ref is None:
+            return None
+        return _moved_laid(out, ref, claim) if claim.layout is not None else _moved(out, ref, claim)
 
 
 def _snapshot(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -396,6 +440,9 @@ def crosscheck(model: nn.Module, rec: Record) -> tuple[dict[str, str], str]:
                     "or the model does not run on a batch)"
                 )
                 moved = _one_by_one(model, probe, perturbed, claims, steps)
+            laid = {n: c for n, c in claims.items() if c.layout is not None and n not in moved}
+            if laid:  # windows·B in dim 0: one image per forward, these rows only
+                moved.update(_one_by_one(model, probe, perturbed, laid, steps))
     except _Unchecked as exc:
         return {}, f"unchecked: {exc}"
     except Exception as exc:  # noqa: BLE001 - the check must never break an analysis

@@ -636,6 +636,12 @@ def union(axes: list[Axis], strict: bool = True) -> Axis:
     )
 
 
+def spans(like: Axis, seen: tuple[Span, ...]) -> Axis:
+    """An axis known only by what each unit reads (input pixels, None: nothing), as
+    `like`'s input: no classic description."""
+    return Axis(len(seen), 1, 0, (0,), (0,), like.extent, seen, False, _mixed(like, seen))
+
+
 def pad(axis: Axis, lo: int, hi: int, mode: str = "constant") -> Axis:
     """Padding by (lo, hi) units (negative: a crop). `constant` (zeros) adds units that see
     nothing; `reflect`, `replicate` and `circular` fill them with copies of border units,

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from .. import geometry as g
 from ..geometry import EXACT, GLOBAL, UNKNOWN, Field, NotGeometric
-from . import scores
+from . import positions, scores
 from .dispatch import (
     MIXED,
     Call,
@@ -49,6 +49,8 @@ _NO_CHANGE = (
     "type_as",
     "bernoulli",
 )
+# element-wise in name only: they move or mix values across the channel dim
+_MOVES_CHANNELS = ("channel_shuffle", "native_channel_shuffle", "local_response_norm")
 _ALIASES = (
     "contiguous",
     "clone",
@@ -92,6 +94,15 @@ def pointwise(call: Call) -> Outcome:
         if call.name in ("masked_fill", "add") and len(fields) == 1:
             f = scores.masked(call, fields[0])
             return Outcome(f if f is not None else layout_lost(fields[0]))
+        if call.name == "add" and len(fields) == 2 and scores.plus_query_term(fields):
+            return Outcome(fields[0])  # a term of each query alone: nothing new is read
+    lays = [positions.of(f) for f in fields] if dims is None else []
+    if lays and all(p is not None for p in lays):
+        if call.name in _MOVES_CHANNELS:
+            return Outcome(layout_lost(fields[0]))
+        both = positions.merged(lays, tuple(out.shape))
+        if both is not None:  # a broadcast, or a merge of tensors laid out alike
+            return Outcome(positions.wrap(fields[0], both))
     if (
         dims is None
         and fields[0].packed is not None

@@ -16,6 +16,7 @@ import torch
 
 from .. import geometry as g
 from ..geometry import NotGeometric, Window
+from . import positions
 from .dispatch import Call, Outcome, placed, positive, rule, spatial_window, with_axes
 
 Taps = Callable[[int], tuple[int, int]]
@@ -181,6 +182,11 @@ def pad(call: Call) -> Outcome:
     for i in range(len(widths) // 2):  # pairs run from the last dim backwards
         lo_hi[ndim - 1 - i] = (int(widths[2 * i]), int(widths[2 * i + 1]))
     if f.dims is None:
+        laid = positions.of(f)
+        if laid is not None and mode == "constant":
+            moved = positions.padded(laid, widths, ndim)
+            if moved is not None:  # padding holds no position (HaloNet's skewed logits)
+                return Outcome(positions.wrap(f, moved))
         return Outcome(f)
     pos = positive(f.dims, ndim)
     axes = tuple(g.pad(a, *lo_hi.get(d, (0, 0)), mode) for a, d in zip(f.axes, pos))

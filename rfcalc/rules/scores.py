@@ -88,29 +88,44 @@ def _windows(
         return None
     n = k.idx.dim()
     keys = positions.permuted(k, list(range(n - 2)) + [n - 1, n - 2])  # (…, N, d) as q
-    if tuple(q.idx.shape[:-1]) != tuple(keys.idx.shape[:-1]):
+    if tuple(q.idx.shape[:-2]) != tuple(keys.idx.shape[:-2]):
         return None  # broadcast queries or keys: not followed
-    # only windows folded into dim 0 (Swin's (windows·B, heads, N, d)), each row a whole
-    # box of the map: other layouts (a map's heads, MobileViT's strided patches) stay global
-    if positions.constant_along(q, [0]) or not (_boxes_whole(q) and _boxes_whole(keys)):
+    # only windows (Swin's (windows·B, heads, N, d), HaloNet's (B·heads, blocks, N, d)),
+    # each row a whole box of its map, none the whole map: other layouts (a map's heads,
+    # MobileViT's strided patches) stay global
+    if _whole_map(q) or not (_boxes_whole(q) and _boxes_whole(keys)):
         return None
     note = f"{call.name}: scores within windows"  # read at `@ v`
     return Field(fa.axes, None, GLOBAL, note, (KIND, q, keys, None))
 
 
-def _boxes_whole(p: Positions) -> bool:
+def _whole_map(p: Positions) -> bool:
+    """Whether some row (the dim before the features) holds every position of the map."""
+    count = math.prod(a.size for a in p.before.axes)
+    return p.idx.shape[-2] >= count and _boxes_whole(p, count)
+
+
+def _boxes_whole(p: Positions, least: int = 0) -> bool:
     """Whether the positions of every row (the dim before the features) fill their box:
-    a window of the map, each position once."""
+    a window of the map, each position at most as often as any other (padding, -1, aside).
+    With `least`: whether some row holds that many distinct positions instead."""
     sizes = tuple(a.size for a in p.before.axes)
     with positions._plain():
-        rows = p.idx[..., 0].reshape(-1, p.idx.shape[-2])
-        if bool((rows < 0).any()):
-            return False
-        coords = torch.stack(torch.unravel_index(rows, sizes), -1)  # rows x N x n
-        volume = (coords.amax(1) - coords.amin(1) + 1).prod(-1)
-        distinct = rows.sort(1).values
-        count = (distinct[:, 1:] != distinct[:, :-1]).sum(1) + 1
-        return bool((count == rows.shape[1]).all()) and bool((volume == count).all())
+        rows = positions.lean(p.idx)[..., 0]
+        rows = rows.reshape(-1, rows.shape[-1])
+        valid = rows >= 0
+        safe = rows.clamp(min=0)
+        coords = torch.stack(torch.unravel_index(safe, sizes), -1)  # rows x N x n
+        big = torch.iinfo(torch.long).max
+        lo = torch.where(valid[..., None], coords, big).amin(1)
+        hi = torch.where(valid[..., None], coords, -1).amax(1)
+        volume = (hi - lo + 1).clamp(min=0).prod(-1)
+        distinct = torch.where(valid, rows, -1).sort(1).values
+        count = ((distinct[:, 1:] != distinct[:, :-1]) & (distinct[:, 1:] >= 0)).sum(1)
+        count = count + (distinct[:, :1] >= 0).squeeze(1).long()
+        if least:
+            return bool((count >= least).any())
+        return bool((volume == count).all())
 
 
 def _read_windows(call: Call, scores: Field, fb: Field) -> Optional[Field]:
@@ -127,6 +142,14 @@ def _read_windows(call: Call, scores: Field, fb: Field) -> Optional[Field]:
             return None
     out = positions.resized(out, [-1], tuple(call.out_tensor.shape))
     return positions.wrap(fb, out)
+
+
+def plus_query_term(fields: list[Field]) -> bool:
+    """Window scores (first) plus a tensor laid out as positions whose every element holds
+    its query's position (or none): the sum reads what the scores read."""
+    _, q, _, _ = fields[0].packed
+    term = positions.of(fields[1])
+    return isinstance(q, Positions) and term is not None and positions.of_query(term, q)
 
 
 def masked(call: Call, f: Field) -> Optional[Field]:

@@ -93,6 +93,26 @@ def _tokens_kept(f: Field, src: torch.Tensor, out: torch.Tensor) -> Field | None
     return Field(f.axes, None, f.status, f.note, (p[0], p[1], at - out.dim()) + tuple(p[3:]))
 
 
+def _tokens_channels_last(f: Field, src: torch.Tensor, out: torch.Tensor) -> Field | None:
+    """A map with features behind it, (B, H, W, C), viewed as tokens (B, H·W, C) (Swin's
+    blocks around their MLP): the map's dims merged into one in place, the dims behind left
+    as they were. The tokens' layout (as a patch embedding's (B, N, C)); None otherwise."""
+    ndim = src.dim()
+    where = sorted(positive(f.dims, ndim))
+    first, last = where[0], where[-1]
+    after = ndim - 1 - last
+    if after < 1 or where != list(range(first, last + 1)) or len(where) < 2:
+        return None
+    tail = tuple(src.shape[first : last + 1])
+    if tuple(out.shape) != tuple(src.shape[:first]) + (math.prod(tail),) + tuple(
+        src.shape[last + 1 :]
+    ):
+        return None
+    before = Field(f.axes, tuple(d + after for d in f.dims), f.status, f.note)
+    flat = _packed(before, tail)
+    return Field(flat.axes, None, flat.status, flat.note, ("flat", tail, -1 - after, before))
+
+
 def reshape(call: Call) -> Outcome:
     """Keep the map if its trailing dims survive unchanged; a flatten of the map's dims is
     shown as global but remembered, so a view that restores the map restores its field."""
@@ -100,16 +120,7 @@ def reshape(call: Call) -> Outcome:
     src, out = call.first_tensor, call.out_tensor
     pos = positions.of(f)
     if pos is not None:  # a map taken apart by views (windows): follow each position
-        moved = positions.reshaped(pos, tuple(out.shape))
-        back = positions.restored(moved, tuple(out.shape))
-        if back is not None:
-            return Outcome(back)
-        gathered = positions.blocks(moved, tuple(out.shape))
-        if gathered is not None:
-            field, r = gathered
-            n = len(r)
-            return Outcome(field, Window(r, r, (0,) * n, (1,) * n))
-        return Outcome(positions.wrap(f, moved))
+        return _laid_out(f, positions.reshaped(pos, tuple(out.shape)), tuple(out.shape))
     if f.dims is None:
         restored = _unpacked(f, out, src)
         if restored is not None:
@@ -147,13 +158,32 @@ def reshape(call: Call) -> Outcome:
         tail = tuple(src.shape[k:])
         if tuple(out.shape) == tuple(src.shape[:k]) + (math.prod(tail),):
             return Outcome(_packed(f, tail))
+    tokens = _tokens_channels_last(f, src, out)
+    if tokens is not None:
+        return Outcome(tokens)
     shown = mixed(
         f,
         f"{call.name}: the spatial map is flattened, per-position fields end here",
         keep_dims=False,
     )
     pos = positions.start(f, tuple(src.shape), tuple(out.shape)) if f.status != UNKNOWN else None
-    return Outcome(shown if pos is None else positions.wrap(shown, pos))
+    if pos is None:
+        return Outcome(shown)
+    return _laid_out(shown, pos, tuple(out.shape))
+
+
+def _laid_out(f: Field, moved: positions.Positions, shape: tuple[int, ...]) -> Outcome:
+    """A view's output holding the map's positions as `moved`: the map itself where they
+    are all back in place, a space-to-depth's windows, else the layout to follow."""
+    back = positions.restored(moved, shape)
+    if back is not None:
+        return Outcome(back)
+    gathered = positions.blocks(moved, shape)
+    if gathered is not None:
+        field, r = gathered
+        n = len(r)
+        return Outcome(field, Window(r, r, (0,) * n, (1,) * n))
+    return Outcome(positions.wrap(f, moved))
 
 
 def permute(call: Call) -> Outcome:
@@ -213,6 +243,14 @@ def getitem(call: Call) -> Outcome:
     index = index if isinstance(index, tuple) else (index,)
     if any(i is None or isinstance(i, (torch.Tensor, list, bool)) for i in index):
         raise NotGeometric("advanced indexing")
+    pos = positions.of(f)
+    if pos is not None and all(isinstance(i, slice) or i is Ellipsis for i in index):
+        # a crop of a map taken apart (Swin's `x[:, :H, :W]` after its windows): each
+        # element left keeps its position; a view may put them back (rules.positions)
+        moved = positions.sliced(pos, index)
+        if moved is not None:
+            back = positions.restored(moved, tuple(call.out_tensor.shape))
+            return Outcome(back if back is not None else positions.wrap(f, moved))
     if f.dims is None:
         kept = _tokens_sliced(f, index, src)
         if kept is None and whole_global(f):

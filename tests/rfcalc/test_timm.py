@@ -11,6 +11,7 @@ import torch
 from measure import reads, unit_gradient
 
 from rfcalc import APPROX, EXACT, GLOBAL, UNKNOWN, analyze
+from rfcalc.record import record
 
 timm = pytest.importorskip("timm")
 
@@ -84,7 +85,6 @@ def test_tresnet_space_to_depth_reads_its_block():
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("RFCALC_SLOW") != "1", reason="set RFCALC_SLOW=1 (1 min)")
-@pytest.mark.xfail(strict=True, reason="halo attention is still shown global (issue 27)")
 def test_halonet_halo_attention_reads_its_blocks_window():
     # stage 3's halo attention at 256² (a 16x16 map, blocks of 8, halo 2): measured by
     # gradient (BatchNorm weights at 1: timm starts some at 0), a unit of the first block
@@ -110,3 +110,10 @@ def test_halonet_halo_attention_reads_its_blocks_window():
     out = rows[-1]
     assert out.status == APPROX and out.size == (16, 16)
     assert all(rf >= 195 for rf in out.rf) and all(rf < 256 for rf in out.rf)
+    # unit by unit, the claim is the measured window (never narrower)
+    step = next(s for s in record(model, x.detach()).steps if s.name == out.name)
+    for i in range(2):
+        assert (step.field.axes[i].sees(0), step.field.axes[i].sees(15)) == (
+            spans[(0, 0)][i],
+            spans[(15, 15)][i],
+        )
