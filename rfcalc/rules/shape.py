@@ -8,7 +8,7 @@ import torch
 
 from .. import geometry as g
 from ..geometry import GLOBAL, UNKNOWN, Field, NotGeometric, Window
-from . import positions
+from . import positions, regrid
 from .dispatch import (
     MIXED,
     Call,
@@ -122,6 +122,9 @@ def reshape(call: Call) -> Outcome:
             field, r = gathered
             n = len(r)
             return Outcome(field, Window(r, r, (0,) * n, (1,) * n))
+        regathered = regrid.regridded(moved, tuple(out.shape))  # a depth-to-space by hand
+        if regathered is not None:
+            return Outcome(regathered)
         return Outcome(positions.wrap(f, moved))
     if f.dims is None:
         restored = _unpacked(f, out, src)
@@ -166,6 +169,9 @@ def reshape(call: Call) -> Outcome:
         keep_dims=False,
     )
     pos = positions.start(f, tuple(src.shape), tuple(out.shape)) if f.status != UNKNOWN else None
+    regathered = None if pos is None else regrid.regridded(pos, tuple(out.shape))
+    if regathered is not None:  # sub-pixels in dims of their own merged in (depth-to-space)
+        return Outcome(regathered)
     return Outcome(shown if pos is None else positions.wrap(shown, pos))
 
 
