@@ -13,6 +13,7 @@ import torch
 
 from .. import geometry as g
 from ..geometry import GLOBAL, UNKNOWN, Field, NotGeometric
+from . import masked as masked_attention
 from . import positions, scores
 from .dispatch import (
     MIXED,
@@ -527,7 +528,7 @@ def _over_tokens(call: Call) -> Optional[Outcome]:
             call.kwargs.get(n) is not None for n in ("key_padding_mask", "attn_mask")
         ) or bool(call.kwargs.get("is_causal", False))
     layouts = {f.packed for _, f in call.inputs}
-    if masked or not call.inputs or len(layouts) != 1:
+    if not call.inputs or len(layouts) != 1:
         return None  # one layout for q, k and v (the same tokens), or not followed
     (p,) = layouts
     if p is None or p[0] not in ("flat", "tokens") or p[2] % q.dim() != token:
@@ -538,6 +539,8 @@ def _over_tokens(call: Call) -> Optional[Outcome]:
     out = call.out_tensor
     if out.dim() != q.dim() or out.shape[token] != q.shape[token]:
         return None
+    if masked:  # each token reads the keys its row allows (rules.masked)
+        return masked_attention.tokens(call, p, before)
     seen = mixed(before, f"{call.name}: attention reads every position")
     f = call.first
     return Outcome(Field(f.axes, None, GLOBAL, seen.note, (p[0], p[1], p[2], seen) + p[4:]))

@@ -342,3 +342,84 @@ def test_slicing_the_batch_or_the_features_keeps_the_tokens():
     (grad,) = torch.autograd.grad(tokens(probe)[0, 6].abs().sum(), probe)
     _, spans = reads(grad[0].abs().sum(0))
     assert spans == ((4, 7), (8, 11))
+
+
+# ---------------------------------------------------------------- SDPA's own masks over tokens
+
+
+class MaskedTokens(nn.Module):
+    """A 3x3 conv's 2 channels as tokens (B, H·W, 2), attention with a mask given to SDPA
+    or nn.MultiheadAttention (not written out by hand), back to the map."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+        self.mha = nn.MultiheadAttention(2, 1, batch_first=True)
+        self.how = how
+
+    def forward(self, x):
+        b, _, h, w = x.shape
+        n = h * w
+        t = self.conv(x).flatten(2).transpose(1, 2)
+        i = torch.arange(n)
+        if self.how == "causal":
+            o = F.scaled_dot_product_attention(t, t * 0.5, t, is_causal=True)
+        elif self.how == "top rows":  # True takes part: keys of the first half of the rows
+            keep = (i < n // 2)[None, :].expand(n, n)
+            o = F.scaled_dot_product_attention(t, t, t, attn_mask=keep)
+        elif self.how == "additive band":  # -inf takes a key away: tokens at most w apart
+            band = (i[:, None] - i[None, :]).abs() <= w
+            mask = torch.zeros(n, n, dtype=x.dtype).masked_fill(~band, float("-inf"))
+            o = F.scaled_dot_product_attention(t, t, t, attn_mask=mask)
+        elif self.how == "mha causal":  # True is *not* allowed
+            block = torch.ones(n, n, dtype=torch.bool).triu(1)
+            o = self.mha(t, t, t, attn_mask=block, need_weights=False)[0]
+        else:  # "mha padding": the keys of the second half of the rows ignored
+            pad = (i >= n // 2).expand(b, n)
+            o = self.mha(t, t, t, key_padding_mask=pad, need_weights=False)[0]
+        return o.transpose(1, 2).reshape(b, 2, h, w)
+
+
+def _claimed(m: nn.Module, shape: tuple, name: str):
+    """The output row's field as rfcalc records it: what it says each unit sees, per axis."""
+    from rfcalc.record import record
+
+    rec = record(m, torch.zeros((1, *shape), dtype=torch.float64))
+    return next(s.field for s in rec.steps if s.name == name)
+
+
+@pytest.mark.parametrize(
+    "how, unit, seen",
+    [
+        # token (r, c) reads the tokens before it in row-major order: rows 0..r, with its
+        # 3x3 conv rows 0..r+1; in row 0 only columns 0..c (+1), below every column
+        ("causal", (0, 0), ((0, 1), (0, 1))),
+        ("causal", (0, 3), ((0, 1), (0, 4))),
+        ("causal", (2, 3), ((0, 3), (0, 7))),
+        ("mha causal", (2, 3), ((0, 3), (0, 7))),
+        # keys of rows 0..3 (conv: 0..4) and the token itself
+        ("top rows", (1, 1), ((0, 4), (0, 7))),
+        ("mha padding", (1, 1), ((0, 4), (0, 7))),
+        # tokens within 8 of token (3, 2) in row-major order: (2, 2..7), row 3, (4, 0..2);
+        # with the conv rows 1..5, every column
+        ("additive band", (3, 2), ((1, 5), (0, 7))),
+    ],
+)
+def test_a_mask_given_to_attention_keeps_the_token_grid_and_reads_its_keys(how, unit, seen):
+    # before: global, size () (the masked attention's rows lost the tokens' grid)
+    torch.manual_seed(0)
+    m = MaskedTokens(how).double().eval()
+    shape = (1, 8, 8)
+    a = analyze(m, shape)
+    out = a.output
+    assert out.size == (8, 8) and out.status == APPROX
+    units = perturb(m, shape)  # measured: every input pixel changed on its own
+    assert units[unit] == seen
+    # never an under-claim: what rfcalc says each unit sees holds what it was measured to
+    field = _claimed(m, shape, out.name)
+    for u, spans in units.items():
+        for axis, o, (lo, hi) in zip(field.axes, u, spans):
+            claim = axis.sees(o)
+            assert claim is not None and claim[0] <= lo and hi <= claim[1], (u, spans, claim)
+    if how == "causal":
+        assert "causal" in out.note

@@ -259,8 +259,9 @@ def test_a_reduction_over_the_windows_keeps_the_unfold_note():
         lambda c: c.amax(-2),
         lambda c: (c.softmax(1) * c).sum(1),
         lambda c: (c * c.mean(1, keepdim=True)).sum(1),
+        lambda c: c.transpose(1, 2).mean(-1),
     ],
-    ids=["sum", "mean-keepdim", "amax", "softmax-sum", "product"],
+    ids=["sum", "mean-keepdim", "amax", "softmax-sum", "product", "transposed-mean"],
 )
 def test_a_reduction_over_each_windows_entries_is_a_box_filter(fn):
     # F.unfold k2 on the conv3's 6x7 map: window o holds conv units o, o+1, pixels o-1..o+2
