@@ -19,8 +19,8 @@ from typing import Optional
 
 import torch
 
-from ..geometry import Field
-from .dispatch import Call, Outcome
+from ..geometry import GLOBAL, Field
+from .dispatch import Call, Outcome, mixed
 from .scores import _boxes
 
 CAUSAL_NOTE = "causal attention: token i reads tokens 0..i (row-major), a box per axis"
@@ -89,8 +89,10 @@ def tokens(call: Call, p: tuple, before: Field) -> Optional[Outcome]:
     ok = allowed(call, n)
     if ok is None:
         return None
-    if bool(ok.all()):
-        return None  # every key: plain attention, the caller's
+    f = call.first
+    if bool(ok.all()):  # a mask that takes no key away (a learned bias): every token
+        seen = mixed(before, f"{call.name}: attention reads every position")
+        return Outcome(Field(f.axes, None, GLOBAL, seen.note, (p[0], p[1], p[2], seen)))
     field = _boxes(before, tuple(p[1]), ok)
     if field is None:
         return None
@@ -100,7 +102,6 @@ def tokens(call: Call, p: tuple, before: Field) -> Optional[Outcome]:
         causal = bool(call.kwargs.get("is_causal", False))
     if causal and not before.note:
         field = Field(field.axes, field.dims, field.status, CAUSAL_NOTE)
-    f = call.first
     return Outcome(Field(f.axes, None, field.status, field.note, (p[0], p[1], p[2], field)))
 
 

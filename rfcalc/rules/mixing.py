@@ -358,7 +358,7 @@ def matmul(call: Call) -> Outcome:
         # by position or keyword: torch.matmul(input, other), torch.mm(input, mat2)
         second = {"mm": "mat2", "bmm": "mat2"}.get(call.name, "other")
         right = call.arg(1, second) is call.first_tensor
-        unfolded = f.packed is not None and f.packed[0] in ("unfold", "cols")
+        unfolded = f.packed is not None and f.packed[0] == "unfold"
         if f.dims is None and unfolded and right:
             # weight @ F.unfold(x): a convolution in disguise, every window's entries mixed
             return Outcome(Field(f.axes, None, f.status, f.note, packed=("cols",) + f.packed[1:]))
@@ -366,11 +366,6 @@ def matmul(call: Call) -> Outcome:
             # W @ x over channels of flattened positions: a 1x1 conv
             return Outcome(_resized(call, as_tokens(f), [-2 if right else -1]))
         if f.dims is None:
-            if f.packed is not None and f.packed[0] == "unfold" and right:
-                # weight @ F.unfold(x): a convolution in disguise, every window's entries mixed
-                return Outcome(
-                    Field(f.axes, None, f.status, f.note, packed=("cols",) + f.packed[1:])
-                )
             return Outcome(_flat(f))
         # W @ x contracts x's second-to-last dim; for a vector x, -2 and -1 (taken modulo
         # its one dim by _contract) are both that dim

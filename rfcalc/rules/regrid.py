@@ -7,8 +7,9 @@ Reads the layout `rfcalc.rules.positions` follows (each element: the map positio
 Each place of the new grid reads the positions held there in any other dim (channels); per
 axis, unit o reads the union of the coordinates held at places o along it. That is exact
 where every place holds exactly the product of its axes' sets, each a run (a box), which
-is all this module accepts: anything else keeps the layout (a later view may restore
-it), as do windows folded into the batch dim (Swin), which the batch dim must not hold.
+is all this module accepts, and only for a tensor shaped as a map again ((B, C, *map) or
+(B, *map, C)): anything else keeps the layout (a later view may restore it), as do windows
+folded into the batch dim (Swin), which the batch dim must not hold.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ def regridded(pos: Positions, out_shape) -> Optional[Field]:
     before = pos.before
     n = len(before.axes)
     out_shape = tuple(out_shape)
-    if pos.box is not None or before.dims is None or n == 0 or len(out_shape) < n + 1:
+    if pos.box is not None or before.dims is None or n == 0 or len(out_shape) != n + 2:
+        # a map tensor again, (B, C, *map) or (B, *map, C): any other rank is a layout on
+        # its way (Swin's and TinyViT's windows: (B, nH, ws, nW, ws, C)), kept for the
+        # view that restores the map
         return None
     if not constant_along(pos, [0]):
         return None  # map positions in the batch dim (windows): not a map of this grid
@@ -77,12 +81,30 @@ def _axes(pos: Positions, dims: tuple[int, ...], out_shape) -> Optional[tuple[g.
         if not torch.equal(distinct, boxes):
             return None
         reads = [[m.nonzero().flatten().tolist() for m in h] for h in held]
-    if any(r[-1] - r[0] + 1 != len(r) for axis in reads for r in axis):
-        # a comb of positions (Swin's reverse half done: (B, nH, nW, ws, ws, C), each place
-        # of the ws x ws grid holds every window's): a layout on its way, kept for the view
-        # that restores the map
+    if not all(_tiles(axis, a.size) for axis, a in zip(reads, before.axes)):
         return None
     return tuple(_axis(a, r) for a, r in zip(before.axes, reads))
+
+
+def _tiles(reads: list[list[int]], size: int) -> bool:
+    """Whether units reading `reads` cut the axis into consecutive runs, each read by one
+    unit (a space-to-depth: r·o .. r·o + r - 1) or one position read by several units in a
+    row (a depth-to-space: o // r). Anything else is a layout on its way, kept for the view
+    that restores the map: a comb (Swin's reverse half done, each place of a ws x ws grid
+    holding every window's), or every place holding the whole map (heads split off a
+    token's features)."""
+    end = -1
+    for i, r in enumerate(reads):
+        if r[-1] - r[0] + 1 != len(r):
+            return False  # holes: a comb
+        if i and r == reads[i - 1]:
+            if len(r) > 1:
+                return False  # a run of several positions read again
+            continue
+        if r[0] != end + 1:
+            return False  # a gap, an overlap or a step back
+        end = r[-1]
+    return end == size - 1
 
 
 def _axis(a: g.Axis, reads: list[list[int]]) -> g.Axis:

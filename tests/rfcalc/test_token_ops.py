@@ -371,6 +371,9 @@ class MaskedTokens(nn.Module):
             band = (i[:, None] - i[None, :]).abs() <= w
             mask = torch.zeros(n, n, dtype=x.dtype).masked_fill(~band, float("-inf"))
             o = F.scaled_dot_product_attention(t, t, t, attn_mask=mask)
+        elif self.how == "bias":  # a finite float mask (a learned bias) takes no key away
+            bias = torch.linspace(-1, 1, n * n, dtype=x.dtype).view(n, n)
+            o = F.scaled_dot_product_attention(t, t, t, attn_mask=bias)
         elif self.how == "mha causal":  # True is *not* allowed
             block = torch.ones(n, n, dtype=torch.bool).triu(1)
             o = self.mha(t, t, t, attn_mask=block, need_weights=False)[0]
@@ -423,3 +426,14 @@ def test_a_mask_given_to_attention_keeps_the_token_grid_and_reads_its_keys(how, 
             assert claim is not None and claim[0] <= lo and hi <= claim[1], (u, spans, claim)
     if how == "causal":
         assert "causal" in out.note
+
+
+def test_a_mask_that_takes_no_key_away_reads_every_token_on_the_token_grid():
+    # before: global with size () (the row lost the tokens' grid); measured: every unit
+    # moves with every pixel
+    torch.manual_seed(0)
+    m = MaskedTokens("bias").double().eval()
+    shape = (1, 8, 8)
+    a = analyze(m, shape)
+    assert a.output.status == GLOBAL and a.output.size == (8, 8) and a.covers_input
+    assert set(perturb(m, shape).values()) == {((0, 7), (0, 7))}
