@@ -252,6 +252,18 @@ def apply(call: Call, key: Optional[str] = None) -> Outcome:
 # ---------------------------------------------------------------- helpers for rules
 
 
+def as_tokens(f: Field) -> Field:
+    """An F.unfold's windows (packed "unfold", or "cols" once a weight mixed each window's
+    entries) seen as tokens: the L dim (last) is the grid of windows flattened, each element
+    keeps its window's field. What an op that moves or mixes the entries of a window
+    (a reduction over them, a product with a per-window kernel, a transpose) sees: F.fold
+    can no longer put the pixels back. Any other field as it is."""
+    p = f.packed
+    if f.dims is not None or p is None or p[0] not in ("unfold", "cols"):
+        return f
+    return Field(f.axes, None, f.status, f.note, ("flat", p[2], -1, p[4]))
+
+
 def layout_lost(f: Field) -> Field:
     """`f` shown as a whole once its layout is no longer followed: still a vector whose
     every element mixed every position where it was one (tokens after global attention)."""

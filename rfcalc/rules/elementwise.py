@@ -11,6 +11,7 @@ from .dispatch import (
     MIXED,
     Call,
     Outcome,
+    as_tokens,
     layout_lost,
     mixed,
     positive,
@@ -109,7 +110,8 @@ def pointwise(call: Call) -> Outcome:
         and all(f.packed == fields[0].packed for f in fields)
     ):
         return Outcome(fields[0])  # the same flattened map, element by element
-    tokens = _tokens_merged(fields) if dims is None else None
+    # (an F.unfold's windows merged with a per-window map, a dynamic local filter: tokens)
+    tokens = _tokens_merged([as_tokens(f) for f in fields]) if dims is None else None
     if tokens is not None:
         return Outcome(tokens)
     if dims is None:

@@ -13,11 +13,13 @@ import torch
 
 from .. import geometry as g
 from ..geometry import GLOBAL, UNKNOWN, Field, NotGeometric
+from . import masked as masked_attention
 from . import positions, scores
 from .dispatch import (
     MIXED,
     Call,
     Outcome,
+    as_tokens,
     layout_lost,
     mixed,
     plus_arguments,
@@ -40,7 +42,9 @@ def _along(call: Call, dims, note: str) -> Outcome:
     f = call.first
     if f.dims is None:
         if _tokens_apart(f, call.first_tensor.dim(), dims):
-            return Outcome(f)  # along channels of (B, N, C) tokens: each token on its own
+            # along channels of (B, N, C) tokens: each token on its own (along an unfold's
+            # window entries: each window on its own, the entries mixed)
+            return Outcome(as_tokens(f))
         if (
             f.packed is not None
             and f.packed[0] == scores.KIND
@@ -60,6 +64,7 @@ def _tokens_apart(f: Field, ndim: int, dims) -> bool:
     pos = positions.of(f)
     if pos is not None:
         return positions.constant_along(pos, dims)
+    f = as_tokens(f)
     if f.packed is None or f.packed[0] not in ("flat", "tokens") or ndim < 1:
         return False
     flat = f.packed[2] % ndim
@@ -224,7 +229,7 @@ def reduction(call: Call) -> Outcome:
         )
     )
     if f.dims is None:
-        return Outcome(_flat(f))
+        return Outcome(_tokens_reduced(f, ndim, dim, keep))
     if dim is None or (isinstance(dim, (list, tuple)) and len(dim) == 0):
         reduced = set(range(ndim))
     else:
@@ -260,6 +265,22 @@ def reduction(call: Call) -> Outcome:
     )
 
 
+def _tokens_reduced(f: Field, ndim: int, dim, keep: bool) -> Field:
+    """A flattened map reduced over dims other than its token dim (the channels of (B, N, C)
+    tokens, the window entries of F.unfold's (B, C·k·k, L): a box filter): each token keeps
+    its field, the token dim moves where dims behind it are removed. Else the layout is lost."""
+    if dim is None or (isinstance(dim, (list, tuple)) and len(dim) == 0):
+        return _flat(f)
+    reduced = {int(d) % ndim for d in (dim if isinstance(dim, (list, tuple)) else [dim])}
+    if positions.of(f) is not None or not _tokens_apart(f, ndim, reduced):
+        return _flat(f)
+    t = as_tokens(f)
+    kind, tail, flat_dim, *rest = t.packed
+    if not keep:
+        flat_dim += sum(1 for r in reduced if r > flat_dim % ndim)
+    return Field(t.axes, None, t.status, t.note, (kind, tail, flat_dim, *rest))
+
+
 def linear(call: Call) -> Outcome:
     """Linear mixes its last dim: global along that axis when it is spatial (a token-mixing
     Linear along W), else per position. A weight computed from the input widens every unit."""
@@ -269,7 +290,7 @@ def linear(call: Call) -> Outcome:
 
         return pointwise(call)  # x1ᵀ W x2 at each position: both fields, position by position
     if f.dims is None and _tokens_apart(f, call.first_tensor.dim(), [-1]) and len(call.inputs) == 1:
-        return Outcome(_resized(call, f, [-1]))  # per token over (B, N, C): channels mixed
+        return Outcome(_resized(call, as_tokens(f), [-1]))  # per token: channels mixed
     if f.dims is None:  # over a flattened map: every element mixes every position
         flat = (
             mixed(f, f"{call.name}: mixes every position of the map", keep_dims=False, really=True)
@@ -337,15 +358,14 @@ def matmul(call: Call) -> Outcome:
         # by position or keyword: torch.matmul(input, other), torch.mm(input, mat2)
         second = {"mm": "mat2", "bmm": "mat2"}.get(call.name, "other")
         right = call.arg(1, second) is call.first_tensor
+        unfolded = f.packed is not None and f.packed[0] == "unfold"
+        if f.dims is None and unfolded and right:
+            # weight @ F.unfold(x): a convolution in disguise, every window's entries mixed
+            return Outcome(Field(f.axes, None, f.status, f.note, packed=("cols",) + f.packed[1:]))
         if f.dims is None and _tokens_apart(f, call.first_tensor.dim(), [-2 if right else -1]):
             # W @ x over channels of flattened positions: a 1x1 conv
-            return Outcome(_resized(call, f, [-2 if right else -1]))
+            return Outcome(_resized(call, as_tokens(f), [-2 if right else -1]))
         if f.dims is None:
-            if f.packed is not None and f.packed[0] == "unfold" and right:
-                # weight @ F.unfold(x): a convolution in disguise, every window's entries mixed
-                return Outcome(
-                    Field(f.axes, None, f.status, f.note, packed=("cols",) + f.packed[1:])
-                )
             return Outcome(_flat(f))
         # W @ x contracts x's second-to-last dim; for a vector x, -2 and -1 (taken modulo
         # its one dim by _contract) are both that dim
@@ -503,7 +523,7 @@ def _over_tokens(call: Call) -> Optional[Outcome]:
             call.kwargs.get(n) is not None for n in ("key_padding_mask", "attn_mask")
         ) or bool(call.kwargs.get("is_causal", False))
     layouts = {f.packed for _, f in call.inputs}
-    if masked or not call.inputs or len(layouts) != 1:
+    if not call.inputs or len(layouts) != 1:
         return None  # one layout for q, k and v (the same tokens), or not followed
     (p,) = layouts
     if p is None or p[0] not in ("flat", "tokens") or p[2] % q.dim() != token:
@@ -514,6 +534,8 @@ def _over_tokens(call: Call) -> Optional[Outcome]:
     out = call.out_tensor
     if out.dim() != q.dim() or out.shape[token] != q.shape[token]:
         return None
+    if masked:  # each token reads the keys its row allows (rules.masked)
+        return masked_attention.tokens(call, p, before)
     seen = mixed(before, f"{call.name}: attention reads every position")
     f = call.first
     return Outcome(Field(f.axes, None, GLOBAL, seen.note, (p[0], p[1], p[2], seen) + p[4:]))

@@ -8,8 +8,18 @@ import torch
 
 from .. import geometry as g
 from ..geometry import GLOBAL, UNKNOWN, Field, NotGeometric, Window
-from . import positions
-from .dispatch import MIXED, Call, Outcome, layout_lost, mixed, positive, rule, whole_global
+from . import positions, regrid
+from .dispatch import (
+    MIXED,
+    Call,
+    Outcome,
+    as_tokens,
+    layout_lost,
+    mixed,
+    positive,
+    rule,
+    whole_global,
+)
 
 
 def _packed(f: Field, tail: tuple[int, ...]) -> Field:
@@ -27,7 +37,7 @@ def _unpacked(f: Field, out: torch.Tensor, src: torch.Tensor) -> Field | None:
         if out.dim() == ndim and all(out.shape[d] == a.size for a, d in zip(kept.axes, kept.dims)):
             return kept
         return None
-    if f.packed[0] == "cols":  # weight @ F.unfold(x), viewed as the map of windows
+    if f.packed[0] in ("unfold", "cols"):  # (weight @) F.unfold(x), viewed as the map of windows
         size, windows = f.packed[2], f.packed[4]
         if out.dim() >= len(size) and tuple(out.shape[-len(size) :]) == size:
             return windows
@@ -84,7 +94,10 @@ def _tokens_kept(f: Field, src: torch.Tensor, out: torch.Tensor) -> Field | None
     """Tokens viewed so that every dim up to the token dim stays as it was (a head split,
     (B, N, C) as (B, N, h, d), and its merge back): each element keeps its token, the
     token dim only moves its place counted from the end. None for any other view."""
-    p = f.packed
+    windows = f.packed is not None and f.packed[0] in ("unfold", "cols")
+    if windows and out.shape[-1] == src.shape[-1]:
+        return None  # the windows still last and apart: F.fold can still put them back
+    p = as_tokens(f).packed
     if p is None or p[0] not in ("flat", "tokens"):
         return None
     at = p[2] % src.dim()
@@ -174,7 +187,8 @@ def reshape(call: Call) -> Outcome:
 
 def _laid_out(f: Field, moved: positions.Positions, shape: tuple[int, ...]) -> Outcome:
     """A view's output holding the map's positions as `moved`: the map itself where they
-    are all back in place, a space-to-depth's windows, else the layout to follow."""
+    are all back in place, a space-to-depth's windows, a map regathered into another grid
+    (depth-to-space by hand), else the layout to follow."""
     back = positions.restored(moved, shape)
     if back is not None:
         return Outcome(back)
@@ -183,6 +197,9 @@ def _laid_out(f: Field, moved: positions.Positions, shape: tuple[int, ...]) -> O
         field, r = gathered
         n = len(r)
         return Outcome(field, Window(r, r, (0,) * n, (1,) * n))
+    regathered = regrid.regridded(moved, shape)  # sub-pixels merged in: depth-to-space
+    if regathered is not None:
+        return Outcome(regathered)
     return Outcome(positions.wrap(f, moved))
 
 
@@ -196,6 +213,7 @@ def permute(call: Call) -> Outcome:
     if pos is not None:
         return Outcome(positions.wrap(f, positions.permuted(pos, order)))
     if f.dims is None:
+        f = as_tokens(f)  # an unfold's windows transposed (patchify): tokens
         if f.packed is not None and f.packed[0] in ("flat", "tokens"):
             kind, tail, flat_dim, *rest = f.packed  # a class token's offset stays
             moved = where[flat_dim % ndim] - ndim

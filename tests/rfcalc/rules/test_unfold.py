@@ -243,13 +243,40 @@ def test_a_norm_with_batch_statistics_loses_the_unfolded_layout():
     assert analyze(m, (1, 6, 7)).output.status != EXACT
 
 
-@pytest.mark.parametrize("fn", [lambda c: c.sum(1), lambda c: c.mean(-1)], ids=["sum", "mean"])
-def test_a_reduction_of_unfolded_windows_keeps_the_unfold_note(fn):
-    # F.unfold flattens the windows into one dim (the map is gone, every entry global); a
-    # reduction after it says nothing new, so the row keeps the unfold's reason
-    a = analyze(model(lambda s, x: fn(F.unfold(s.c3(x), 2))), (1, 6, 7))
+def test_a_reduction_over_the_windows_keeps_the_unfold_note():
+    # a reduction over the flattened windows (L) mixes every window: global, and the row
+    # keeps the unfold's reason
+    a = analyze(model(lambda s, x: F.unfold(s.c3(x), 2).mean(-1)), (1, 6, 7))
     assert a.output.status == GLOBAL and a.output.size == ()
     assert a.output.note == "unfold: the windows are flattened into one dim"
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda c: c.sum(1),
+        lambda c: c.mean(1, keepdim=True),
+        lambda c: c.amax(-2),
+        lambda c: (c.softmax(1) * c).sum(1),
+        lambda c: (c * c.mean(1, keepdim=True)).sum(1),
+        lambda c: c.transpose(1, 2).mean(-1),
+    ],
+    ids=["sum", "mean-keepdim", "amax", "softmax-sum", "product", "transposed-mean"],
+)
+def test_a_reduction_over_each_windows_entries_is_a_box_filter(fn):
+    # F.unfold k2 on the conv3's 6x7 map: window o holds conv units o, o+1, pixels o-1..o+2
+    # (rf 4, centre o + 1/2, 5x6 windows). Reduced over its entries (dim 1) each window is
+    # a token of the 5x6 grid (before: global, size ()); viewed back, the map of windows.
+    # Measured by gradients on the view back to the map
+    m = model(lambda s, x: fn(F.unfold(s.c3(x), 2)).view(1, 1, 5, 6))
+    a = analyze(m, (1, 6, 7))
+    row = a.rows[-2]  # the reduction, shown as tokens: the grid of windows
+    assert row.size == (5, 6) and row.status == EXACT and not a.covers_input
+    o = a.output
+    assert o.status == EXACT and o.size == (5, 6) and o.rf == (4, 4)
+    assert o.start == (Fr(1, 2), Fr(1, 2))
+    units = check(m, (1, 6, 7))[a.rows[-1].name][1]
+    assert units[(0, 0)] == ((0, 2), (0, 2)) and units[(2, 3)] == ((1, 4), (2, 5))
 
 
 def test_fold_of_a_product_with_a_flattened_map_that_no_unfold_made_is_unknown():
@@ -262,3 +289,41 @@ def test_fold_of_a_product_with_a_flattened_map_that_no_unfold_made_is_unknown()
     assert o.note == (
         "fold: F.fold of a tensor that is not (a layout-keeping function of) the output of F.unfold"
     )
+
+
+def test_patchify_by_unfold_and_a_per_patch_linear_sees_its_patch():
+    # F.unfold k2 s2 of the conv3's 6x6 map: patch o holds conv units 2o, 2o+1, pixels
+    # 2o-1..2o+2 (rf 4, jump 2, 3x3 patches). Transposed to (B, L, C·k·k) and mixed by a
+    # Linear per patch (ViT's patch embedding), then put back as the map: each unit still
+    # sees its patch (before: global, size ()). Measured by gradients
+    lin = torch.full((3, 4), 0.1, dtype=D)
+    m = model(
+        lambda s, x: (
+            F.linear(F.unfold(s.c3(x), 2, stride=2).transpose(1, 2), lin)
+            .transpose(1, 2)
+            .reshape(1, 3, 3, 3)
+        )
+    )
+    a = analyze(m, (1, 6, 6))
+    o = a.output
+    assert (o.status, o.size, o.rf, o.jump) == (EXACT, (3, 3), (4, 4), (2, 2))
+    assert not a.covers_input
+    units = check(m, (1, 6, 6))[a.rows[-1].name][1]
+    assert units[(1, 1)] == ((1, 4), (1, 4)) and units[(0, 2)] == ((0, 2), (3, 5))
+
+
+def test_a_dynamic_local_filter_reads_the_window_and_its_kernel():
+    # CARAFE-style: a 3x3 kernel per position from the conv3 (softmax over its 9 entries,
+    # flattened to (B, 9, L)) times F.unfold k3 padding 1 of the conv3's map, summed over
+    # the entries: unit o reads conv units o-1..o+1 of the unfold (pixels o-2..o+2, rf 5)
+    # and its own kernel (pixels o-1..o+1): rf 5 (before: global, size ())
+    def fn(s, x):
+        k = s.c4(x).repeat(1, 3, 1, 1)[:, :9].softmax(1).flatten(2)
+        return (F.unfold(s.c3(x), 3, padding=1) * k).sum(1).view(1, 1, 6, 7)
+
+    m = model(fn)
+    a = analyze(m, (1, 6, 7))
+    o = a.output
+    assert (o.status, o.size, o.rf) == (EXACT, (6, 7), (5, 5)) and not a.covers_input
+    units = check(m, (1, 6, 7))[a.rows[-1].name][1]
+    assert units[(3, 3)] == ((1, 5), (1, 5)) and units[(0, 6)] == ((0, 2), (4, 6))

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from measure import check  # rules/conftest.py puts tests/rfcalc on sys.path
 from rulenets import W9, D, model, out
 
-from rfcalc import EXACT, GLOBAL, UNKNOWN, analyze
+from rfcalc import APPROX, EXACT, GLOBAL, UNKNOWN, analyze
 from rfcalc.analysis import TOKENS_NOTE
 
 
@@ -93,12 +93,14 @@ def test_a_view_that_does_not_restore_the_map_keeps_it_whole(fn, rf, note):
 @pytest.mark.parametrize(
     "fn, rf, status, note",
     [
-        # F.unfold's columns transposed: the windows as a whole, rf 10 x 11 (as above)
+        # F.unfold's columns (windows of 3, padding 1, over the conv3: pixels o-2..o+2)
+        # transposed to (B, L, 9): tokens, one per window, each its 5x5 field (before: the
+        # windows as a whole, rf 10 x 11; measured in test_unfold.py's patchify test)
         (
             lambda y: (W9 @ F.unfold(y, 3, padding=1)).transpose(1, 2),
-            (10, 11),
-            GLOBAL,
-            "unfold: the windows are flattened into one dim",
+            (5, 5),
+            EXACT,
+            TOKENS_NOTE,
         ),
         # a map pooled to one value per channel, transposed: every pixel of the conv's
         # units, 8 x 9 (a pooled vector is exact: each entry sees the whole map)
@@ -255,3 +257,56 @@ def test_a_view_that_splits_the_map_another_way_says_which_op_flattened_it():
     o = out(lambda s, x: s.c3(x).view(1, 2, 21))
     assert (o.status, o.size, o.rf) == (GLOBAL, (), (8, 9))
     assert o.note == "view: " + FLAT_NOTE
+
+
+def _space_to_depth(y, r):  # (1, C, H, W) -> (1, C·r·r, H/r, W/r), by hand
+    b, c, h, w = y.shape
+    y = y.view(b, c, h // r, r, w // r, r).permute(0, 1, 3, 5, 2, 4)
+    return y.reshape(b, c * r * r, h // r, w // r)
+
+
+def _depth_to_space(y, r):  # the inverse, by hand (what F.pixel_shuffle does)
+    b, c, h, w = y.shape
+    y = y.view(b, c // (r * r), r, r, h, w).permute(0, 1, 4, 2, 5, 3)
+    return y.reshape(b, c // (r * r), h * r, w * r)
+
+
+def test_depth_to_space_by_hand_reads_the_unit_under_each_pixel():
+    # the conv3's 4 channels (6x7) spread over a 12x14 map: unit o reads conv unit o // 2,
+    # pixels o//2 - 1 .. o//2 + 1 (before: global, size ()). Units differ along the map (two
+    # per conv unit, as F.pixel_shuffle): approx, rf 3. Measured by gradients, every unit
+    m = model(lambda s, x: _depth_to_space(s.c4(x), 2))
+    a = analyze(m, (1, 6, 7))
+    o = a.output
+    assert (o.status, o.size, o.rf) == (APPROX, (12, 14), (3, 3)) and not a.covers_input
+    units = check(m, (1, 6, 7))[o.name][1]
+    assert units[(5, 9)] == ((1, 3), (3, 5)) and units[(0, 13)] == ((0, 1), (5, 6))
+
+
+def test_space_to_depth_conv_depth_to_space_by_hand():
+    # the conv3's 8x8 map as 4x4 blocks of 2x2 (unit q: conv units 2q, 2q+1, pixels
+    # 2q-1..2q+2), a 3x3 conv over them (pixels 2q-3..2q+4, rf 8), spread back to 8x8: unit
+    # o reads o // 2's field; none reaches all 8 pixels. Measured by gradients on every row
+    def fn(s, x):
+        d = _space_to_depth(s.c3(x), 2)
+        y = F.conv2d(d, torch.full((4, 4, 3, 3), 0.1, dtype=D), padding=1)
+        return _depth_to_space(y, 2)
+
+    m = model(fn)
+    a = analyze(m, (1, 8, 8))
+    s2d = next(r for r in a.rows if r.size == (4, 4))
+    assert (s2d.status, s2d.rf, s2d.jump) == (EXACT, (4, 4), (2, 2))
+    o = a.output
+    assert (o.status, o.size, o.rf) == (APPROX, (8, 8), (8, 8)) and not a.covers_input
+    units = check(m, (1, 8, 8))[o.name][1]
+    assert units[(0, 0)] == ((0, 4), (0, 4)) and units[(7, 2)] == ((3, 7), (0, 6))
+
+
+def test_a_space_to_depth_along_one_axis_is_an_exact_window():
+    # columns in pairs folded into channels: unit (r, c) reads conv units (r, 2c..2c+1),
+    # pixels r-1..r+1 and 2c-1..2c+2: exact, rf 3 x 4, jump 1 x 2
+    m = model(lambda s, x: s.c3(x).view(1, 1, 6, 3, 2).permute(0, 1, 4, 2, 3).reshape(1, 2, 6, 3))
+    o = analyze(m, (1, 6, 6)).output
+    assert (o.status, o.size, o.rf, o.jump) == (EXACT, (6, 3), (3, 4), (1, 2))
+    units = check(m, (1, 6, 6))[o.name][1]
+    assert units[(2, 1)] == ((1, 3), (1, 4))
