@@ -60,7 +60,15 @@ class _Frame:
 
 # Tensor methods through which values leave torch: what comes back (torch.from_numpy,
 # torch.tensor) has no recorded producer, so it may depend on the input unseen
-_ESCAPES = frozenset({"numpy", "tolist", "array", "dlpack"})
+_ESCAPES = frozenset(
+    # untyped_storage / storage: pickling and torch.save read a tensor's memory through them
+    {"numpy", "tolist", "array", "dlpack", "untyped_storage", "storage", "_typed_storage"}
+)
+
+# ops whose output holds no defined values until something writes it: a tensor made so and
+# read before any recorded op wrote it was filled another way (pickle.loads and torch.load
+# rebuild a tensor as torch.empty, then point it at memory they filled themselves)
+_BLANK = frozenset({"empty", "empty_like", "new_empty", "empty_strided", "new_empty_strided"})
 
 # ops whose values do not depend on their input's (only its shape, dtype, device): like
 # torch.zeros, what they make is a fresh tensor without a field (`x.new_zeros(...)` as the
@@ -99,6 +107,12 @@ def _storage_key(t: torch.Tensor) -> int:
             return storage._cdata
         # the memory itself, also shared by a dlpack or numpy round trip
         return storage.data_ptr() or storage._cdata
+
+
+def _layout(t: torch.Tensor) -> tuple:
+    """Which elements of its memory a tensor views: shape, strides, offset."""
+    with torch._C.DisableTorchFunction():
+        return (tuple(t.shape), t.stride(), t.storage_offset())
 
 
 def _placed(value: Field, region: torch.Tensor, base: torch.Tensor, name: str) -> Field:
@@ -260,6 +274,13 @@ class Recording(TorchFunctionMode):
         self.scalars: dict[int, tuple[float, Field]] = {}
         # maps whose memory went to numpy: storage key -> their values then
         self.exposed: dict[int, torch.Tensor] = {}
+        # tensors made during the forward by ops the recorder saw, without a field-carrying
+        # input: known constants (True: made blank by torch.empty, no recorded write since)
+        self.made: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        # memory a map was written into while the tensor written had no field (a canvas, a
+        # parameter's .data): storage key -> {layout: (field, step)}. Any other object over
+        # the same memory (the Parameter itself, read later) takes the field from here
+        self.filled: dict[int, dict[tuple, tuple[Field, Optional[Step]]]] = {}
         # the model's own tensors (parameters, buffers, tensor attributes): known constants
         self.owned = {
             id(t)
@@ -298,7 +319,10 @@ class Recording(TorchFunctionMode):
         self.fields[tensor] = f
         if step is not None:
             self.made_by[tensor] = step
-        views = self.aliases.setdefault(_storage_key(tensor), [])
+        key = _storage_key(tensor)
+        if key in self.filled:
+            self.filled[key][_layout(tensor)] = (f, step or self.made_by.get(tensor))
+        views = self.aliases.setdefault(key, [])
         if not any(r() is tensor for r in views):
             views.append(weakref.ref(tensor))
 
@@ -363,6 +387,8 @@ class Recording(TorchFunctionMode):
         if not self.blind:
             self._watch_transforms()
         tensors = list(_tensors((args, kwargs)))
+        if self.filled:
+            self._adopt(tensors)
         inputs = [(t, self.fields[t]) for t in tensors if t in self.fields]
         versions = [(t, _version(t)) for t, _ in inputs]
         raw = getattr(func, "__name__", "") or ""
@@ -384,9 +410,13 @@ class Recording(TorchFunctionMode):
                 with torch._C.DisableTorchFunction():
                     first = inputs[0][0]
                     self.exposed[_storage_key(first)] = first.detach().clone()
-        strangers = bool(self.escaped) and any(
-            t not in self.fields and t.dim() > 0 and id(t) not in self.owned for t in tensors
-        )
+        in_place = raw.endswith("_") and not raw.startswith("_") or raw.startswith("__i")
+        # an op writing a constant into a tensor (torch.empty(n).fill_(c)) does not read it
+        write_first = not inputs and bool(tensors) and (in_place or name in _WRITES_VALUE)
+        readers = tensors[1:] if write_first else tensors
+        strangers = bool(self.escaped) and any(self._stranger(t) for t in readers)
+        if write_first and not strangers and self.made.get(tensors[0]):
+            self.made[tensors[0]] = False  # a blank filled by a recorded op: a constant
         try:
             out = run(*args, **kwargs)
         except RFError:
@@ -403,6 +433,7 @@ class Recording(TorchFunctionMode):
                 f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
             ) from exc
         if not inputs or name in _FRESH:
+            self._made(out, name, strangers)
             return out
         if name in ("item", "tolist"):
             self._scalars(out, inputs[0][1])
@@ -411,6 +442,7 @@ class Recording(TorchFunctionMode):
         written = [t for t, v in blanks if _version(t) != v]
         if written and name in _WRITES_VALUE:  # a canvas or cache receives a map
             self._fill(name, args, written, inputs)
+            self._mark_filled(written)
             return out
         if not outs:
             for t in mutated:  # setitem, copy_ into a slice, out=: written, nothing returned
@@ -485,7 +517,25 @@ class Recording(TorchFunctionMode):
                 view = t._base is not None
             if view or not any(t is o for o in outs):
                 self._fill(name, args, [t], inputs, f)
+        self._mark_filled(written)
         return out
+
+    def _made(self, out: Any, name: str, strangers: bool) -> None:
+        """Outputs of an op without a field-carrying input: constants the recorder saw made
+        (blank where torch.empty made them), or, where the op read a stranger after data
+        left torch (a tensor rebuilt by pickle), UNKNOWN: they may hold the input's values."""
+        outs = list(_tensors(out))
+        if strangers:
+            note = (
+                f"{name}: reads a tensor with no recorded producer after data left torch "
+                f"({self.escaped}): it may come from the input"
+            )
+            for t in outs:
+                self.set_field(t, Field((), None, UNKNOWN, note), None)
+            return
+        for t in outs:
+            if t not in self.made:
+                self.made[t] = name in _BLANK
 
     def _unseen_alias(self, t: torch.Tensor, name: str) -> bool:
         """Whether `t`, written as a fresh tensor, shares its memory with maps that carry a
@@ -502,6 +552,39 @@ class Recording(TorchFunctionMode):
         for o in [*others, t]:
             self.set_field(o, unknown, self.made_by.get(o))
         return True
+
+    def _mark_filled(self, tensors: list[torch.Tensor]) -> None:
+        """These tensors had no field and received a map: remember their memory's field."""
+        for t in tensors:
+            if t in self.fields:
+                key = _storage_key(t)
+                self.filled.setdefault(key, {})[_layout(t)] = (self.fields[t], self.made_by.get(t))
+
+    def _adopt(self, tensors: list[torch.Tensor]) -> None:
+        """Tensors without a field over memory a map was written into (`p.data.copy_(...)`,
+        then `p` read) hold that map: the field written there, or UNKNOWN where they view its
+        elements another way."""
+        for t in tensors:
+            if t in self.fields:
+                continue
+            kept = self.filled.get(_storage_key(t))
+            if not kept:
+                continue
+            f, step = kept.get(_layout(t), (None, None))
+            if f is None:
+                note = "shares memory with a map written in place, viewed another way"
+                f, step = Field((), None, UNKNOWN, note), None
+            self.fields[t] = f
+            if step is not None:
+                self.made_by[t] = step
+
+    def _stranger(self, t: torch.Tensor) -> bool:
+        """A tensor without a field that no recorded op made as a constant (nor the model
+        owns): after data left torch, it may hold the input's values."""
+        if t in self.fields or id(t) in self.owned:
+            return False
+        made = self.made.get(t)
+        return made is None and t.dim() > 0 or bool(made)
 
     def _check_exposed(self, tensors: list[torch.Tensor]) -> None:
         """Maps whose memory went to numpy (`.numpy()`) may be written there, where no
@@ -615,6 +698,7 @@ class Recording(TorchFunctionMode):
                     inputs=self.sources(t for t, _ in inputs),
                 )
                 self._emit(step, [base])
+            self.filled.setdefault(_storage_key(base), {})  # read later through any alias
             self.set_field(base, f, step)
             self._written(base, f, step, name)
 
