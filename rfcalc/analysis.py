@@ -488,7 +488,9 @@ def analyze(
     checked = ""
     try:
         with torch.inference_mode(False), torch.no_grad():
-            rec, ran_real = record_shapes(model, shape, real=real, materialize=materialize)
+            rec, ran_real = record_shapes(
+                model, shape, real=real, materialize=materialize, capture=_capture(check)
+            )
             checked = _check(rec, check)
     finally:
         for m, flag in flags.items():
@@ -568,6 +570,15 @@ def _output_row(out_field, out_step, by_name: dict, shape: tuple[int, ...]) -> R
                 shape=output.shape,
             )
     return output
+
+
+def _capture(check: bool):
+    """What takes the model's state before a run on real values: the check's start."""
+    if not check:
+        return None
+    from .crosscheck import capture
+
+    return capture
 
 
 UNCHECKED = (

@@ -66,6 +66,9 @@ from .record import Record, Recording, Step, _tensors
 AMPLITUDE = 4.0  # perturbation, in standard deviations of the probe (seeded normal noise)
 TOLERANCE_ULPS = 2**12
 RANDOM_UNITS = 2  # output units beyond the centre whose outside is perturbed
+# sparse random pixel sets: set i perturbs a seeded random 2^-(1 + i mod K) of the pixels,
+# K the densities that leave at least one pixel expected (see the module docstring)
+SPARSE_SETS = 8
 OUTPUT = "output"  # the pseudo-row of the tensor the model returns
 # input elements per batched forward (the probe's copies included): the check's memory is
 # then at most that many images' worth of activations, small images all in one pass
@@ -196,6 +199,13 @@ def patterns(spatial: tuple[int, ...], output: Optional[Claim]) -> list[Pattern]
                 continue
             where = ", ".join(f"{n} {a}..{b}" for n, (a, b) in zip(_names(len(spatial)), box))
             add(~_box_mask(spatial, box), f"the pixels outside {where} change")
+    gen = torch.Generator().manual_seed(2)
+    levels = max(1, int(math.log2(math.prod(spatial))))
+    for i in range(SPARSE_SETS):
+        rate = 2.0 ** -(1 + i % levels)
+        mask = torch.rand(spatial, generator=gen) < rate
+        first = tuple(int(c) for c in torch.nonzero(mask)[0]) if mask.any() else ()
+        add(mask, f"a random 1 in {round(1 / rate)} of the pixels change (pixel {first} ...)")
     return found
 
 
@@ -305,38 +315,77 @@ class _Watch(Recording):
         return None if ref is None else _moved(out, ref, claim)
 
 
-def _snapshot(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Every parameter and buffer: the tensor, what its .data is now, and a copy of it."""
-    seen, out = set(), []
+# nn.Module's own bookkeeping in a module's __dict__ (hooks, submodules): not user state
+_INTERNAL = frozenset(nn.Module().__dict__)
+# containers in a module's __dict__ whose contents are saved up to this many items
+_CONTENTS_UP_TO = 10_000
+
+
+@dataclass
+class State:
+    """A model's state at one moment: every parameter and buffer (the tensor, what its .data
+    was, a copy of its values), every module's attribute, parameter and buffer slots, and
+    the contents of plain lists, dicts and sets among its attributes (a call counter)."""
+
+    tensors: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    slots: dict[nn.Module, dict[str, dict]]
+    contents: list[tuple[Any, Any]]
+
+
+def capture(model: nn.Module) -> State:
+    """The model's state now (rfcalc.analysis takes it before its own forward pass, so the
+    check's forwards take the paths a first call takes: ActNorm's initialisation, a warm-up)."""
+    seen, tensors = set(), []
     for t in itertools.chain(model.parameters(), model.buffers()):
         if id(t) not in seen:
             seen.add(id(t))
-            out.append((t, t.data, t.detach().clone()))
-    return out
+            tensors.append((t, t.data, t.detach().clone()))
+    slots, contents = {}, []
+    for m in model.modules():
+        # a ScriptModule keeps its parameters and buffers in torch's own containers
+        slots[m] = {
+            where: dict(getattr(m, where))
+            for where in ("__dict__", "_buffers", "_parameters")
+            if isinstance(getattr(m, where), dict)
+        }
+        for key, v in m.__dict__.items():
+            if key not in _INTERNAL and type(v) in (list, dict, set) and len(v) <= _CONTENTS_UP_TO:
+                contents.append((v, type(v)(v)))
+    return State(tensors, slots, contents)
 
 
-def _restore(saved, attributes: dict) -> None:
-    for t, data, copy in saved:
+def _restore(state: State) -> None:
+    """Put the model back into `state`, in place (the objects the model holds stay)."""
+    for t, data, copy in state.tensors:
         if t.data.data_ptr() != data.data_ptr() or t.data.shape != data.shape:
             t.data = data  # `param.data = ...` in the forward
         with torch.no_grad():
             t.data.copy_(copy)
-    for m, before in attributes.items():
-        for where in ("__dict__", "_buffers", "_parameters"):
-            now = getattr(m, where) if where != "__dict__" else m.__dict__
-            old = before[where]
+    for m, before in state.slots.items():
+        for where, old in before.items():
+            now = m.__dict__ if where == "__dict__" else getattr(m, where)
             for key in list(now):
                 if key not in old:
                     del now[key]
                 elif now[key] is not old[key]:
                     now[key] = old[key]
+            for key in old.keys() - now.keys():
+                now[key] = old[key]
+    for container, copy in state.contents:
+        if isinstance(container, list):
+            container[:] = copy
+        else:
+            container.clear()
+            container.update(copy)
 
 
 def _run(
-    model: nn.Module, probe: torch.Tensor, claims, steps, reference=None, keep=False
+    model: nn.Module, probe: torch.Tensor, claims, steps, reference=None, keep=False, state=None
 ) -> tuple[_Watch, Any]:
     from .record import input_field
 
+    if state is not None:  # every check forward starts where the analysis's own run started
+        _restore(state)
     watch = _Watch(model, claims, steps, reference, keep)
     watch.batch = probe.shape[0]
     watch.set_field(probe, input_field(tuple(probe.shape[2:])), None)
@@ -370,15 +419,8 @@ def crosscheck(model: nn.Module, rec: Record) -> tuple[dict[str, str], str]:
     signs = torch.randint(0, 2, (len(found), probe.shape[1], *spatial), generator=gen) * 2 - 1
     delta = AMPLITUDE * signs * masks.unsqueeze(1)
     perturbed = probe + delta.to(device=probe.device, dtype=probe.dtype)  # (P, C, *spatial)
-    attributes = {
-        m: {
-            "__dict__": dict(m.__dict__),
-            "_buffers": dict(m._buffers),
-            "_parameters": dict(m._parameters),
-        }
-        for m in model.modules()
-    }
-    saved = _snapshot(model)
+    saved = capture(model)  # as the analysis's run left it: how the model is left
+    start = getattr(rec, "before", None) or saved
     devices = [probe.device] if probe.device.type == "cuda" else []
     how = ""
     quiet = io.StringIO()  # the model's own prints were shown by the analysis's run
@@ -389,19 +431,19 @@ def crosscheck(model: nn.Module, rec: Record) -> tuple[dict[str, str], str]:
             contextlib.redirect_stdout(quiet),
             contextlib.redirect_stderr(quiet),
         ):
-            moved = _batched(model, probe, perturbed, claims, steps, rec)
+            moved = _batched(model, probe, perturbed, claims, steps, rec, start)
             if moved is None:
                 how = (
                     "perturbation check: each pattern ran on its own (batch elements interact "
                     "or the model does not run on a batch)"
                 )
-                moved = _one_by_one(model, probe, perturbed, claims, steps)
+                moved = _one_by_one(model, probe, perturbed, claims, steps, start)
     except _Unchecked as exc:
         return {}, f"unchecked: {exc}"
     except Exception as exc:  # noqa: BLE001 - the check must never break an analysis
         return {}, f"unchecked: the perturbation check's forward raised {type(exc).__name__}"
     finally:
-        _restore(saved, attributes)
+        _restore(saved)
     integral = masks.to(torch.long)
     for a in range(len(spatial)):
         integral = torch.nn.functional.pad(integral.cumsum(a + 1), _pad(a, len(spatial)))
@@ -446,7 +488,9 @@ def _pad(axis: int, n: int) -> tuple[int, ...]:
     return tuple(widths)
 
 
-def _batched(model, probe, perturbed, claims, steps, rec) -> Optional[dict[str, torch.Tensor]]:
+def _batched(
+    model, probe, perturbed, claims, steps, rec, state=None
+) -> Optional[dict[str, torch.Tensor]]:
     """The patterns in as few batches as BATCH_ELEMENTS allows, each after two copies of the
     probe: moved units per row, or None where batch elements are not independent (or the
     model runs on one image only)."""
@@ -454,7 +498,7 @@ def _batched(model, probe, perturbed, claims, steps, rec) -> Optional[dict[str, 
     parts: dict[str, list[torch.Tensor]] = {}
     chunks = [perturbed[i : i + per] for i in range(0, perturbed.shape[0], per)]
     for chunk in chunks:
-        moved = _one_batch(model, probe, chunk, claims, steps, rec)
+        moved = _one_batch(model, probe, chunk, claims, steps, rec, state)
         if moved is None:
             return None
         for name, m in moved.items():
@@ -462,10 +506,12 @@ def _batched(model, probe, perturbed, claims, steps, rec) -> Optional[dict[str, 
     return {n: torch.cat(ms) for n, ms in parts.items() if len(ms) == len(chunks)}
 
 
-def _one_batch(model, probe, perturbed, claims, steps, rec) -> Optional[dict[str, torch.Tensor]]:
+def _one_batch(
+    model, probe, perturbed, claims, steps, rec, state=None
+) -> Optional[dict[str, torch.Tensor]]:
     batch = torch.cat([probe, probe, perturbed])
     try:
-        watch, result = _run(model, batch, claims, steps)
+        watch, result = _run(model, batch, claims, steps, state=state)
     except Exception:  # noqa: BLE001 - a model that only runs on one image
         return None
     outs, first = list(_tensors(result)), list(_tensors(rec.result))
@@ -494,15 +540,15 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
     return bool(((a - b).abs() <= tol * (b.abs() + b.abs().mean())).all())
 
 
-def _one_by_one(model, probe, perturbed, claims, steps) -> dict[str, torch.Tensor]:
+def _one_by_one(model, probe, perturbed, claims, steps, state=None) -> dict[str, torch.Tensor]:
     """Each pattern in a forward pass of its own, against the probe's own pass."""
-    ref_watch, ref_result = _run(model, probe, claims, steps, keep=True)
+    ref_watch, ref_result = _run(model, probe, claims, steps, keep=True, state=state)
     reference = ref_watch.kept
     ref_out = next(iter(_tensors(ref_result)), None)
     ref_out = None if ref_out is None else ref_out.detach().clone()
     moved: dict[str, list[torch.Tensor]] = {}
     for k in range(perturbed.shape[0]):
-        watch, result = _run(model, perturbed[k : k + 1], claims, steps, reference)
+        watch, result = _run(model, perturbed[k : k + 1], claims, steps, reference, state=state)
         out = next(iter(_tensors(result)), None)
         if OUTPUT in claims and out is not None and ref_out is not None:
             m = _moved(out, ref_out, claims[OUTPUT])
@@ -513,4 +559,4 @@ def _one_by_one(model, probe, perturbed, claims, steps) -> dict[str, torch.Tenso
     return {n: torch.cat(ms) for n, ms in moved.items() if len(ms) == perturbed.shape[0]}
 
 
-__all__ = ["crosscheck", "claim_of", "patterns", "AMPLITUDE", "TOLERANCE_ULPS"]
+__all__ = ["crosscheck", "capture", "claim_of", "patterns", "AMPLITUDE", "TOLERANCE_ULPS"]

@@ -716,6 +716,13 @@ class Recording(TorchFunctionMode):
         if not self.stack or self.stack[-1].module is not module:
             return
         frame = self.stack.pop()
+        if not frame.leaf and frame.inputs and not self._quiet:
+            # a module fed maps that returns tensors no recorded op made ran its body where
+            # the recorder cannot see (a TorchScript module): they are no constants
+            note = f"{frame.path or type(module).__name__}: computed where rfcalc cannot see"
+            for t in _tensors(output):
+                if t not in self.fields and t not in self.made and id(t) not in self.owned:
+                    self.set_field(t, Field((), None, UNKNOWN, note + " (TorchScript?)"), None)
         if not frame.leaf or self._quiet or not frame.inputs:
             return
         outs = list(_tensors(output))
@@ -850,6 +857,7 @@ class Record:
     # every returned tensor when there are several: (where, its field, the step that made it)
     outputs: list[tuple[str, Optional[Field], Optional[Step]]] = dc_field(default_factory=list)
     model: Optional[nn.Module] = None  # the model that ran (a materialised one, say)
+    before: Any = None  # the model's state before the run (rfcalc.crosscheck.capture)
 
 
 def record(
