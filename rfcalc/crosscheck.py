@@ -15,7 +15,17 @@ everything outside their claimed field. Every pattern tests every unit of every 
 claimed field holds none of its pixels, not just the unit it was made for: a single pixel
 tests, in every row, the units it lies just outside of (their ring) and all units further
 away; an outside tests what an unseen global path (`x.mean().item()`) would move, with the
-strongest signal. So every claimed row is checked, not only the output: a row where an
+strongest signal. Last come SPARSE_SETS seeded random pixel sets for local unseen paths (a
+patch pasted elsewhere after a pickle round trip), set i perturbing each pixel with chance
+p = 2^-(1 + i mod K), K = floor(log2(pixels)) so that each set expects at least one pixel:
+1/2, 1/4, ..., 1/128, 1/2 at 12x12; 1/2 ... 1/256 from 16x16 up. A set detects an unseen
+path from pixel q to a unit whose claimed field holds F pixels (q outside it) when it holds q
+and none of the F: chance p(1-p)^F, largest at p ~ 1/(F+1), which one of the densities is
+near. Over the eight sets (at 32x32): one such pair is found with chance 0.52 for F = 1,
+0.13 for F = 9, 0.02 for F = 49; a path moving m units from m other pixels (disjoint pairs)
+with 1 - (1 - that)^m: 4 pairs 0.95 / 0.43 / 0.10, 36 pairs 1.00 / 0.99 / 0.60. The sets are
+seeded, so a given model gets the same verdict every run.
+So every claimed row is checked, not only the output: a row where an
 unseen path enters is named itself, and every row that depends on it stops claiming. Token
 rows (a map flattened into one dim, maybe behind a class token) are checked element by
 element: token t against the field of the position it holds (`analysis.token_index`'s
@@ -42,10 +52,17 @@ change a pixel moved by 4 standard deviations makes through a path of ordinary w
 weaker dependence is missed: this is a sample, not a proof. Integer and boolean outputs must
 match exactly.
 
-The cost is one recorded forward pass on a batch of 10 images for a 2-D input (two copies,
-five pixels, three outsides; 14 in 3-D), split into several where the input is large
-(BATCH_ELEMENTS); the data-free path (large inputs) has no values to perturb, and its rows
-are unchecked (analysis notes say so).
+The state. Every check forward starts from the model's state before the analysis's own
+forward (rfcalc.analysis passes `capture`'s snapshot, taken right before it: parameters,
+buffers, module attributes and the contents of plain lists, dicts and sets among them), so
+paths only a first call takes (ActNorm's initialisation from the first batch, a warm-up)
+are the ones checked; it is restored before each forward. Afterwards the model is left as
+the analysis's own forward left it (one call's worth of state changes, as without the check).
+
+The cost is one recorded forward pass on a batch of 18 images for a 2-D input (two copies,
+five pixels, three outsides, eight sparse sets; 22 in 3-D), split into several where the
+input is large (BATCH_ELEMENTS); the data-free path (large inputs) has no values to perturb,
+and its rows are unchecked (analysis notes say so).
 """
 
 from __future__ import annotations
@@ -400,8 +417,10 @@ class _Unchecked(Exception):
 
 def crosscheck(model: nn.Module, rec: Record) -> tuple[dict[str, str], str]:
     """Contradicted rows and why ({row name or OUTPUT: note}), and a note on the check
-    itself where it could not run as planned ("" when it did). Leaves the model's
-    parameters, buffers, module attributes and the global random state as they were."""
+    itself where it could not run as planned ("" when it did). Each forward starts from
+    `rec.before` where the record has it (the state before the analysis's run). Leaves the
+    model's parameters, buffers, module attributes and the global random state as they
+    were when called."""
     probe = rec.probe
     spatial = tuple(probe.shape[2:])
     steps = {s.name: s for s in rec.steps}
