@@ -349,12 +349,22 @@ class State:
     contents: list[tuple[Any, Any]]
 
 
-def capture(model: nn.Module) -> State:
+def capture(model: nn.Module) -> Optional[State]:
     """The model's state now (rfcalc.analysis takes it before its own forward pass, so the
-    check's forwards take the paths a first call takes: ActNorm's initialisation, a warm-up)."""
+    check's forwards take the paths a first call takes: ActNorm's initialisation, a warm-up).
+    None for a model with lazy modules still to initialise: their first forward changes
+    their class, which no snapshot puts back (the check then starts from the state after)."""
+    lazy = nn.parameter.UninitializedTensorMixin
+    if any(isinstance(t, lazy) for t in itertools.chain(model.parameters(), model.buffers())):
+        return None
+    return _state(model)
+
+
+def _state(model: nn.Module) -> State:
     seen, tensors = set(), []
+    lazy = nn.parameter.UninitializedTensorMixin
     for t in itertools.chain(model.parameters(), model.buffers()):
-        if id(t) not in seen:
+        if id(t) not in seen and not isinstance(t, lazy):  # a lazy module never called
             seen.add(id(t))
             tensors.append((t, t.data, t.detach().clone()))
     slots, contents = {}, []
@@ -438,7 +448,7 @@ def crosscheck(model: nn.Module, rec: Record) -> tuple[dict[str, str], str]:
     signs = torch.randint(0, 2, (len(found), probe.shape[1], *spatial), generator=gen) * 2 - 1
     delta = AMPLITUDE * signs * masks.unsqueeze(1)
     perturbed = probe + delta.to(device=probe.device, dtype=probe.dtype)  # (P, C, *spatial)
-    saved = capture(model)  # as the analysis's run left it: how the model is left
+    saved = _state(model)  # as the analysis's run left it: how the model is left
     start = getattr(rec, "before", None) or saved
     devices = [probe.device] if probe.device.type == "cuda" else []
     how = ""
