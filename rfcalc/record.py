@@ -70,6 +70,10 @@ _ESCAPES = frozenset(
 # rebuild a tensor as torch.empty, then point it at memory they filled themselves)
 _BLANK = frozenset({"empty", "empty_like", "new_empty", "empty_strided", "new_empty_strided"})
 
+# ops that make a tensor from data outside torch: after data left torch (or with a Python
+# number taken from a map among their arguments) what they make may be the input's values
+_IMPORTS = frozenset({"tensor", "as_tensor", "asarray", "from_numpy", "from_dlpack"})
+
 # ops whose values do not depend on their input's (only its shape, dtype, device): like
 # torch.zeros, what they make is a fresh tensor without a field (`x.new_zeros(...)` as the
 # canvas of the U-Net's "pad the decoder map to the skip's size" idiom)
@@ -411,12 +415,19 @@ class Recording(TorchFunctionMode):
                     first = inputs[0][0]
                     self.exposed[_storage_key(first)] = first.detach().clone()
         in_place = raw.endswith("_") and not raw.startswith("_") or raw.startswith("__i")
-        # an op writing a constant into a tensor (torch.empty(n).fill_(c)) does not read it
-        write_first = not inputs and bool(tensors) and (in_place or name in _WRITES_VALUE)
-        readers = tensors[1:] if write_first else tensors
-        strangers = bool(self.escaped) and any(self._stranger(t) for t in readers)
-        if write_first and not strangers and self.made.get(tensors[0]):
-            self.made[tensors[0]] = False  # a blank filled by a recorded op: a constant
+        # an op writing into a tensor (torch.empty(n).fill_(c), out=) does not read it
+        targets = tensors[:1] if in_place or name in _WRITES_VALUE else []
+        targets += list(_tensors(kwargs.get("out")))
+        readers = [t for t in tensors if not any(t is w for w in targets)]
+        # a blank read before any recorded write was filled unseen (set_ onto a map's storage)
+        strangers = any(
+            self._stranger(t) if self.escaped else bool(self.made.get(t)) for t in readers
+        )
+        if not inputs and name in _IMPORTS and (self.escaped or self.scalars):
+            strangers = strangers or self._outside_data((args, kwargs))
+        for t in targets if not inputs and not strangers else ():
+            if self.made.get(t):
+                self.made[t] = False  # a blank filled by a recorded op: a constant
         try:
             out = run(*args, **kwargs)
         except RFError:
@@ -460,13 +471,7 @@ class Recording(TorchFunctionMode):
         if self.blind and f.status != UNKNOWN:
             f = Field((), f.dims, UNKNOWN, self.blind)
         if strangers and f.status != UNKNOWN:
-            f = Field(
-                (),
-                None,
-                UNKNOWN,
-                f"{name}: reads a tensor with no recorded producer after "
-                f"data left torch ({self.escaped}): it may come from the input",
-            )
+            f = Field((), None, UNKNOWN, self._stranger_note(name))
         if f.status != UNKNOWN and f.dims is not None:
             actual = (
                 tuple(outs[0].shape[d] for d in f.dims)
@@ -526,10 +531,7 @@ class Recording(TorchFunctionMode):
         left torch (a tensor rebuilt by pickle), UNKNOWN: they may hold the input's values."""
         outs = list(_tensors(out))
         if strangers:
-            note = (
-                f"{name}: reads a tensor with no recorded producer after data left torch "
-                f"({self.escaped}): it may come from the input"
-            )
+            note = self._stranger_note(name)
             for t in outs:
                 self.set_field(t, Field((), None, UNKNOWN, note), None)
             return
@@ -577,6 +579,37 @@ class Recording(TorchFunctionMode):
             self.fields[t] = f
             if step is not None:
                 self.made_by[t] = step
+
+    def _stranger_note(self, name: str) -> str:
+        if not self.escaped:
+            return (
+                f"{name}: reads a tensor made by torch.empty that no recorded op wrote "
+                "(filled another way: set_, a C extension): it may come from the input"
+            )
+        return (
+            f"{name}: reads a tensor with no recorded producer after data left torch "
+            f"({self.escaped}): it may come from the input"
+        )
+
+    def _outside_data(self, obj: Any) -> bool:
+        """Whether an import op's arguments hold data from outside torch (a numpy array, a
+        buffer) or a Python number taken from a map (.item(), .tolist())."""
+        stack = [obj]
+        while stack:
+            v = stack.pop()
+            if isinstance(v, float):
+                kept = self.scalars.get(id(v))
+                if kept is not None and kept[0] is v:
+                    return True
+            elif isinstance(v, (list, tuple)):
+                stack.extend(v)
+            elif isinstance(v, dict):
+                stack.extend(v.values())
+            elif self.escaped and (
+                isinstance(v, (bytes, bytearray, memoryview)) or hasattr(v, "__array_interface__")
+            ):
+                return True
+        return False
 
     def _stranger(self, t: torch.Tensor) -> bool:
         """A tensor without a field that no recorded op made as a constant (nor the model

@@ -11,6 +11,7 @@ import io
 import pickle
 
 import adversarial as adv  # tests/rfcalc is on sys.path, as for zoo
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -289,12 +290,49 @@ def test_a_tensor_rebuilt_from_memory_that_left_torch_is_no_constant(fn):
     assert adv.under_claims(analyze(adv.model(fn), adv.SHAPE).output, adv.SHAPE, units) == []
 
 
+def frombuffer_patch(s, x):
+    b = bytearray(x[..., 8:10, 8:10].contiguous().numpy().tobytes())
+    return s.c1(x) + F.pad(torch.frombuffer(b, dtype=x.dtype).view(1, 1, 2, 2), (2, 8, 2, 8))
+
+
+def memoryview_patch(s, x):
+    m = memoryview(x[..., 8:10, 8:10].contiguous().numpy())
+    return s.c1(x) + F.pad(torch.tensor(np.asarray(m).copy()), (2, 8, 2, 8))
+
+
+def set_onto_storage(s, x):
+    y = s.c7(x)
+    z = torch.empty(0, dtype=x.dtype).set_(y.untyped_storage(), 0, y.shape, y.stride())
+    return s.c1(x) + z
+
+
+def set_onto_map(s, x):
+    z = torch.empty(0, dtype=x.dtype)
+    z.set_(s.c7(x))  # no torch function sees set_: z is a blank no recorded op wrote
+    return s.c1(x) + z
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [frombuffer_patch, memoryview_patch, set_onto_storage, set_onto_map],
+    ids=lambda f: f.__name__,
+)
+def test_tensors_rebuilt_from_memory_rfcalc_did_not_follow_claim_nothing(fn):
+    _, _, units = measured(fn)
+    assert max(b - a_ + 1 for s in units.values() for a_, b in s) > 1  # wider than c1's
+    a = analyze(adv.model(fn), adv.SHAPE, check=False)  # the source alone
+    assert a.output.status == UNKNOWN and "it may come from the input" in a.output.note
+
+
 def test_constants_stay_constants_after_data_left_torch():
     # after a .tolist() a factory constant made in the forward is still a constant: the
     # field stays c3's 3x3 (measured), not unknown
     def fn(s, x):
         s.c1(x).tolist()
-        return s.c3(x) + torch.ones(1, 1, 12, 12, dtype=x.dtype).mul_(2)
+        blank = torch.empty(1, 1, 12, 12, dtype=x.dtype).fill_(3)  # filled by a recorded op
+        out = torch.empty_like(blank)
+        torch.add(s.c3(x), 1, out=out)  # written through out=
+        return out + torch.ones(1, 1, 12, 12, dtype=x.dtype).mul_(2) + blank
 
     a = analyze(adv.model(fn), adv.SHAPE, check=False)
     _, _, units = measured(fn)
@@ -303,9 +341,11 @@ def test_constants_stay_constants_after_data_left_torch():
 
 
 def test_a_local_path_the_source_misses_is_caught_by_the_sparse_pixel_sets(monkeypatch):
-    # without the storage escapes the source calls the pickled patch a constant (exact rf 1);
-    # no centre, corner or outside pattern reaches it: the sparse random sets must
+    # without the storage escapes and the blanks rule the source calls the pickled patch a
+    # constant (exact rf 1); no centre, corner or outside pattern reaches it: the sparse
+    # random sets must
     monkeypatch.setattr("rfcalc.record._ESCAPES", frozenset({"numpy", "tolist", "array", "dlpack"}))
+    monkeypatch.setattr("rfcalc.record._BLANK", frozenset())
     assert analyze(adv.model(pickle_patch), adv.SHAPE, check=False).output.rf == (1, 1)
     a = analyze(adv.model(pickle_patch), adv.SHAPE)
     _, _, units = measured(pickle_patch)
