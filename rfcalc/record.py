@@ -279,8 +279,9 @@ class Recording(TorchFunctionMode):
         # maps whose memory went to numpy: storage key -> their values then
         self.exposed: dict[int, torch.Tensor] = {}
         # tensors made during the forward by ops the recorder saw, without a field-carrying
-        # input: known constants (True: made blank by torch.empty, no recorded write since)
+        # input: known constants (0), or blanks made by torch.empty (their storage key)
         self.made: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self.blank_keys: set[int] = set()  # storage keys of blanks no recorded op wrote yet
         # memory a map was written into while the tensor written had no field (a canvas, a
         # parameter's .data): storage key -> {layout: (field, step)}. Any other object over
         # the same memory (the Parameter itself, read later) takes the field from here
@@ -420,14 +421,14 @@ class Recording(TorchFunctionMode):
         targets += list(_tensors(kwargs.get("out")))
         readers = [t for t in tensors if not any(t is w for w in targets)]
         # a blank read before any recorded write was filled unseen (set_ onto a map's storage)
-        strangers = any(
-            self._stranger(t) if self.escaped else bool(self.made.get(t)) for t in readers
-        )
+        unwritten = [t for t in readers if self._blank(t)]
+        strangers = any(self._stranger(t) for t in readers) if self.escaped else bool(unwritten)
         if not inputs and name in _IMPORTS and (self.escaped or self.scalars):
             strangers = strangers or self._outside_data((args, kwargs))
-        for t in targets if not inputs and not strangers else ():
-            if self.made.get(t):
-                self.made[t] = False  # a blank filled by a recorded op: a constant
+        # set_ points a tensor at other memory: no value a recorded op computed
+        for t in targets if not strangers and name != "set" else ():
+            if self.made.get(t):  # a blank (or a view of one) written by a recorded op
+                self.blank_keys.discard(_storage_key(t))
         try:
             out = run(*args, **kwargs)
         except RFError:
@@ -444,7 +445,7 @@ class Recording(TorchFunctionMode):
                 f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
             ) from exc
         if not inputs or name in _FRESH:
-            self._made(out, name, strangers)
+            self._made(out, name, strangers, unwritten)
             return out
         if name in ("item", "tolist"):
             self._scalars(out, inputs[0][1])
@@ -525,11 +526,17 @@ class Recording(TorchFunctionMode):
         self._mark_filled(written)
         return out
 
-    def _made(self, out: Any, name: str, strangers: bool) -> None:
+    def _made(self, out: Any, name: str, strangers: bool, unwritten: list) -> None:
         """Outputs of an op without a field-carrying input: constants the recorder saw made
         (blank where torch.empty made them), or, where the op read a stranger after data
         left torch (a tensor rebuilt by pickle), UNKNOWN: they may hold the input's values."""
         outs = list(_tensors(out))
+        if strangers and unwritten and not self.escaped:
+            keys = {_storage_key(b) for b in unwritten}
+            if all(_storage_key(t) in keys for t in outs):  # a view of a blank: no read
+                for t in outs:
+                    self.made[t] = _storage_key(t)
+                return
         if strangers:
             note = self._stranger_note(name)
             for t in outs:
@@ -537,7 +544,9 @@ class Recording(TorchFunctionMode):
             return
         for t in outs:
             if t not in self.made:
-                self.made[t] = name in _BLANK
+                self.made[t] = _storage_key(t) if name in _BLANK else 0
+                if name in _BLANK:
+                    self.blank_keys.add(self.made[t])
 
     def _unseen_alias(self, t: torch.Tensor, name: str) -> bool:
         """Whether `t`, written as a fresh tensor, shares its memory with maps that carry a
@@ -611,13 +620,21 @@ class Recording(TorchFunctionMode):
                 return True
         return False
 
+    def _blank(self, t: torch.Tensor) -> bool:
+        """Made by torch.empty (or a view of it) and not written by any recorded op since,
+        or pointed at other memory unseen (set_)."""
+        made = self.made.get(t)
+        if not made or t in self.fields:
+            return False
+        key = _storage_key(t)
+        return key != made or key in self.blank_keys
+
     def _stranger(self, t: torch.Tensor) -> bool:
         """A tensor without a field that no recorded op made as a constant (nor the model
         owns): after data left torch, it may hold the input's values."""
         if t in self.fields or id(t) in self.owned:
             return False
-        made = self.made.get(t)
-        return made is None and t.dim() > 0 or bool(made)
+        return t not in self.made and t.dim() > 0 or self._blank(t)
 
     def _check_exposed(self, tensors: list[torch.Tensor]) -> None:
         """Maps whose memory went to numpy (`.numpy()`) may be written there, where no

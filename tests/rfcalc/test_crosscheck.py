@@ -436,3 +436,24 @@ def test_a_torchscript_submodule_is_unknown_and_the_check_does_not_break():
     traced = adv.model(lambda s, x: s.tp(s.c1(x)))
     traced.tp = torch.jit.trace(nn.AvgPool2d(5, 1, 2), torch.rand(1, 1, 12, 12).double())
     assert analyze(traced, adv.SHAPE).output.status == UNKNOWN
+
+
+def test_a_blank_filled_by_recorded_ops_keeps_its_field():
+    # torch.empty_like filled by copy_, torch.empty filled through two views: recorded
+    # writes, so the field is c7's 7x7 and c3's 3x3 (measured), not unknown
+    def copied(s, x):
+        out = torch.empty_like(x)
+        out.copy_(s.c7(x))
+        return s.c1(x) * out
+
+    def halves(s, x):
+        b = torch.empty(1, 1, 12, 12, dtype=x.dtype)
+        b[..., :6].fill_(1)
+        b[..., 6:].fill_(2)
+        return s.c3(x) * b
+
+    for fn, rf, span in ((copied, 7, (2, 8)), (halves, 3, (4, 6))):
+        _, _, units = measured(fn)
+        assert units[(5, 5)] == (span, span)
+        o = analyze(adv.model(fn), adv.SHAPE, check=False).output
+        assert o.status == EXACT and o.rf == (rf, rf)
