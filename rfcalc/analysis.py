@@ -468,8 +468,10 @@ def analyze(
     Where the pass ran on real values, every row's claim is checked by perturbing input
     pixels (rfcalc.crosscheck: one more forward pass, on a batch of about ten images): a row
     that a perturbation contradicts, and every row that depends on it, becomes unknown with
-    a note saying what moved. `check=False` skips that. The data-free pass has no values to
-    perturb: a note says its rows are unchecked.
+    a note saying what moved. `check=False` skips that. The check's forwards start from the
+    model's state before the analysis's own forward (first-call paths included); the model
+    is left as that one forward left it. The data-free pass has no values to perturb: a note
+    says its rows are unchecked.
 
     Runs in eval mode under no_grad (the model's train/eval flags are restored). Rows come in
     execution order; a leaf module's row is named by its path (`c1.0.conv`), functional ops by
@@ -488,7 +490,9 @@ def analyze(
     checked = ""
     try:
         with torch.inference_mode(False), torch.no_grad():
-            rec, ran_real = record_shapes(model, shape, real=real, materialize=materialize)
+            rec, ran_real = record_shapes(
+                model, shape, real=real, materialize=materialize, capture=_capture(check)
+            )
             checked = _check(rec, check)
     finally:
         for m, flag in flags.items():
@@ -568,6 +572,15 @@ def _output_row(out_field, out_step, by_name: dict, shape: tuple[int, ...]) -> R
                 shape=output.shape,
             )
     return output
+
+
+def _capture(check: bool):
+    """What takes the model's state before a run on real values: the check's start."""
+    if not check:
+        return None
+    from .crosscheck import capture
+
+    return capture
 
 
 UNCHECKED = (

@@ -15,7 +15,17 @@ everything outside their claimed field. Every pattern tests every unit of every 
 claimed field holds none of its pixels, not just the unit it was made for: a single pixel
 tests, in every row, the units it lies just outside of (their ring) and all units further
 away; an outside tests what an unseen global path (`x.mean().item()`) would move, with the
-strongest signal. So every claimed row is checked, not only the output: a row where an
+strongest signal. Last come SPARSE_SETS seeded random pixel sets for local unseen paths (a
+patch pasted elsewhere after a pickle round trip), set i perturbing each pixel with chance
+p = 2^-(1 + i mod K), K = floor(log2(pixels)) so that each set expects at least one pixel:
+1/2, 1/4, ..., 1/128, 1/2 at 12x12; 1/2 ... 1/256 from 16x16 up. A set detects an unseen
+path from pixel q to a unit whose claimed field holds F pixels (q outside it) when it holds q
+and none of the F: chance p(1-p)^F, largest at p ~ 1/(F+1), which one of the densities is
+near. Over the eight sets (at 32x32): one such pair is found with chance 0.52 for F = 1,
+0.13 for F = 9, 0.02 for F = 49; a path moving m units from m other pixels (disjoint pairs)
+with 1 - (1 - that)^m: 4 pairs 0.95 / 0.43 / 0.10, 36 pairs 1.00 / 0.99 / 0.60. The sets are
+seeded, so a given model gets the same verdict every run.
+So every claimed row is checked, not only the output: a row where an
 unseen path enters is named itself, and every row that depends on it stops claiming. Token
 rows (a map flattened into one dim, maybe behind a class token) are checked element by
 element: token t against the field of the position it holds (`analysis.token_index`'s
@@ -44,11 +54,18 @@ change a pixel moved by 4 standard deviations makes through a path of ordinary w
 weaker dependence is missed: this is a sample, not a proof. Integer and boolean outputs must
 match exactly.
 
-The cost is one recorded forward pass on a batch of 10 images for a 2-D input (two copies,
-five pixels, three outsides; 14 in 3-D), split into several where the input is large
-(BATCH_ELEMENTS), and where a model has rows inside window attention one more forward per
-pattern (and one for the probe); the data-free path (large inputs) has no values to perturb,
-and its rows are unchecked (analysis notes say so).
+The state. Every check forward starts from the model's state before the analysis's own
+forward (rfcalc.analysis passes `capture`'s snapshot, taken right before it: parameters,
+buffers, module attributes and the contents of plain lists, dicts and sets among them), so
+paths only a first call takes (ActNorm's initialisation from the first batch, a warm-up)
+are the ones checked; it is restored before each forward. Afterwards the model is left as
+the analysis's own forward left it (one call's worth of state changes, as without the check).
+
+The cost is one recorded forward pass on a batch of 18 images for a 2-D input (two copies,
+five pixels, three outsides, eight sparse sets; 22 in 3-D), split into several where the
+input is large (BATCH_ELEMENTS), and where a model has rows inside window attention one more
+forward per pattern (and one for the probe); the data-free path (large inputs) has no values
+to perturb, and its rows are unchecked (analysis notes say so).
 """
 
 from __future__ import annotations
@@ -69,6 +86,9 @@ from .record import Record, Recording, Step, _tensors
 AMPLITUDE = 4.0  # perturbation, in standard deviations of the probe (seeded normal noise)
 TOLERANCE_ULPS = 2**12
 RANDOM_UNITS = 2  # output units beyond the centre whose outside is perturbed
+# sparse random pixel sets: set i perturbs a seeded random 2^-(1 + i mod K) of the pixels,
+# K the densities that leave at least one pixel expected (see the module docstring)
+SPARSE_SETS = 8
 OUTPUT = "output"  # the pseudo-row of the tensor the model returns
 # input elements per batched forward (the probe's copies included): the check's memory is
 # then at most that many images' worth of activations, small images all in one pass
@@ -238,6 +258,13 @@ def patterns(spatial: tuple[int, ...], output: Optional[Claim]) -> list[Pattern]
                 continue
             where = ", ".join(f"{n} {a}..{b}" for n, (a, b) in zip(_names(len(spatial)), box))
             add(~_box_mask(spatial, box), f"the pixels outside {where} change")
+    gen = torch.Generator().manual_seed(2)
+    levels = max(1, int(math.log2(math.prod(spatial))))
+    for i in range(SPARSE_SETS):
+        rate = 2.0 ** -(1 + i % levels)
+        mask = torch.rand(spatial, generator=gen) < rate
+        first = tuple(int(c) for c in torch.nonzero(mask)[0]) if mask.any() else ()
+        add(mask, f"a random 1 in {round(1 / rate)} of the pixels change (pixel {first} ...)")
     return found
 
 
@@ -349,38 +376,87 @@ class _Watch(Recording):
         return _moved_laid(out, ref, claim) if claim.layout is not None else _moved(out, ref, claim)
 
 
-def _snapshot(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Every parameter and buffer: the tensor, what its .data is now, and a copy of it."""
-    seen, out = set(), []
+# nn.Module's own bookkeeping in a module's __dict__ (hooks, submodules): not user state
+_INTERNAL = frozenset(nn.Module().__dict__)
+# containers in a module's __dict__ whose contents are saved up to this many items
+_CONTENTS_UP_TO = 10_000
+
+
+@dataclass
+class State:
+    """A model's state at one moment: every parameter and buffer (the tensor, what its .data
+    was, a copy of its values), every module's attribute, parameter and buffer slots, and
+    the contents of plain lists, dicts and sets among its attributes (a call counter)."""
+
+    tensors: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    slots: dict[nn.Module, dict[str, dict]]
+    contents: list[tuple[Any, Any]]
+
+
+def capture(model: nn.Module) -> Optional[State]:
+    """The model's state now (rfcalc.analysis takes it before its own forward pass, so the
+    check's forwards take the paths a first call takes: ActNorm's initialisation, a warm-up).
+    None for a model with lazy modules still to initialise: their first forward changes
+    their class, which no snapshot puts back (the check then starts from the state after)."""
+    lazy = nn.parameter.UninitializedTensorMixin
+    if any(isinstance(t, lazy) for t in itertools.chain(model.parameters(), model.buffers())):
+        return None
+    return _state(model)
+
+
+def _state(model: nn.Module) -> State:
+    seen, tensors = set(), []
+    lazy = nn.parameter.UninitializedTensorMixin
     for t in itertools.chain(model.parameters(), model.buffers()):
-        if id(t) not in seen:
+        if id(t) not in seen and not isinstance(t, lazy):  # a lazy module never called
             seen.add(id(t))
-            out.append((t, t.data, t.detach().clone()))
-    return out
+            tensors.append((t, t.data, t.detach().clone()))
+    slots, contents = {}, []
+    for m in model.modules():
+        # a ScriptModule keeps its parameters and buffers in torch's own containers
+        slots[m] = {
+            where: dict(getattr(m, where))
+            for where in ("__dict__", "_buffers", "_parameters")
+            if isinstance(getattr(m, where), dict)
+        }
+        for key, v in m.__dict__.items():
+            if key not in _INTERNAL and type(v) in (list, dict, set) and len(v) <= _CONTENTS_UP_TO:
+                contents.append((v, type(v)(v)))
+    return State(tensors, slots, contents)
 
 
-def _restore(saved, attributes: dict) -> None:
-    for t, data, copy in saved:
+def _restore(state: State) -> None:
+    """Put the model back into `state`, in place (the objects the model holds stay)."""
+    for t, data, copy in state.tensors:
         if t.data.data_ptr() != data.data_ptr() or t.data.shape != data.shape:
             t.data = data  # `param.data = ...` in the forward
         with torch.no_grad():
             t.data.copy_(copy)
-    for m, before in attributes.items():
-        for where in ("__dict__", "_buffers", "_parameters"):
-            now = getattr(m, where) if where != "__dict__" else m.__dict__
-            old = before[where]
+    for m, before in state.slots.items():
+        for where, old in before.items():
+            now = m.__dict__ if where == "__dict__" else getattr(m, where)
             for key in list(now):
                 if key not in old:
                     del now[key]
                 elif now[key] is not old[key]:
                     now[key] = old[key]
+            for key in old.keys() - now.keys():
+                now[key] = old[key]
+    for container, copy in state.contents:
+        if isinstance(container, list):
+            container[:] = copy
+        else:
+            container.clear()
+            container.update(copy)
 
 
 def _run(
-    model: nn.Module, probe: torch.Tensor, claims, steps, reference=None, keep=False
+    model: nn.Module, probe: torch.Tensor, claims, steps, reference=None, keep=False, state=None
 ) -> tuple[_Watch, Any]:
     from .record import input_field
 
+    if state is not None:  # every check forward starts where the analysis's own run started
+        _restore(state)
     watch = _Watch(model, claims, steps, reference, keep)
     watch.batch = probe.shape[0]
     watch.set_field(probe, input_field(tuple(probe.shape[2:])), None)
@@ -395,8 +471,10 @@ class _Unchecked(Exception):
 
 def crosscheck(model: nn.Module, rec: Record) -> tuple[dict[str, str], str]:
     """Contradicted rows and why ({row name or OUTPUT: note}), and a note on the check
-    itself where it could not run as planned ("" when it did). Leaves the model's
-    parameters, buffers, module attributes and the global random state as they were."""
+    itself where it could not run as planned ("" when it did). Each forward starts from
+    `rec.before` where the record has it (the state before the analysis's run). Leaves the
+    model's parameters, buffers, module attributes and the global random state as they
+    were when called."""
     probe = rec.probe
     spatial = tuple(probe.shape[2:])
     steps = {s.name: s for s in rec.steps}
@@ -414,15 +492,8 @@ def crosscheck(model: nn.Module, rec: Record) -> tuple[dict[str, str], str]:
     signs = torch.randint(0, 2, (len(found), probe.shape[1], *spatial), generator=gen) * 2 - 1
     delta = AMPLITUDE * signs * masks.unsqueeze(1)
     perturbed = probe + delta.to(device=probe.device, dtype=probe.dtype)  # (P, C, *spatial)
-    attributes = {
-        m: {
-            "__dict__": dict(m.__dict__),
-            "_buffers": dict(m._buffers),
-            "_parameters": dict(m._parameters),
-        }
-        for m in model.modules()
-    }
-    saved = _snapshot(model)
+    saved = _state(model)  # as the analysis's run left it: how the model is left
+    start = getattr(rec, "before", None) or saved
     devices = [probe.device] if probe.device.type == "cuda" else []
     how = ""
     quiet = io.StringIO()  # the model's own prints were shown by the analysis's run
@@ -433,22 +504,22 @@ def crosscheck(model: nn.Module, rec: Record) -> tuple[dict[str, str], str]:
             contextlib.redirect_stdout(quiet),
             contextlib.redirect_stderr(quiet),
         ):
-            moved = _batched(model, probe, perturbed, claims, steps, rec)
+            moved = _batched(model, probe, perturbed, claims, steps, rec, start)
             if moved is None:
                 how = (
                     "perturbation check: each pattern ran on its own (batch elements interact "
                     "or the model does not run on a batch)"
                 )
-                moved = _one_by_one(model, probe, perturbed, claims, steps)
+                moved = _one_by_one(model, probe, perturbed, claims, steps, start)
             laid = {n: c for n, c in claims.items() if c.layout is not None and n not in moved}
             if laid:  # windows·B in dim 0: one image per forward, these rows only
-                moved.update(_one_by_one(model, probe, perturbed, laid, steps))
+                moved.update(_one_by_one(model, probe, perturbed, laid, steps, start))
     except _Unchecked as exc:
         return {}, f"unchecked: {exc}"
     except Exception as exc:  # noqa: BLE001 - the check must never break an analysis
         return {}, f"unchecked: the perturbation check's forward raised {type(exc).__name__}"
     finally:
-        _restore(saved, attributes)
+        _restore(saved)
     integral = masks.to(torch.long)
     for a in range(len(spatial)):
         integral = torch.nn.functional.pad(integral.cumsum(a + 1), _pad(a, len(spatial)))
@@ -493,7 +564,9 @@ def _pad(axis: int, n: int) -> tuple[int, ...]:
     return tuple(widths)
 
 
-def _batched(model, probe, perturbed, claims, steps, rec) -> Optional[dict[str, torch.Tensor]]:
+def _batched(
+    model, probe, perturbed, claims, steps, rec, state=None
+) -> Optional[dict[str, torch.Tensor]]:
     """The patterns in as few batches as BATCH_ELEMENTS allows, each after two copies of the
     probe: moved units per row, or None where batch elements are not independent (or the
     model runs on one image only)."""
@@ -501,7 +574,7 @@ def _batched(model, probe, perturbed, claims, steps, rec) -> Optional[dict[str, 
     parts: dict[str, list[torch.Tensor]] = {}
     chunks = [perturbed[i : i + per] for i in range(0, perturbed.shape[0], per)]
     for chunk in chunks:
-        moved = _one_batch(model, probe, chunk, claims, steps, rec)
+        moved = _one_batch(model, probe, chunk, claims, steps, rec, state)
         if moved is None:
             return None
         for name, m in moved.items():
@@ -509,10 +582,12 @@ def _batched(model, probe, perturbed, claims, steps, rec) -> Optional[dict[str, 
     return {n: torch.cat(ms) for n, ms in parts.items() if len(ms) == len(chunks)}
 
 
-def _one_batch(model, probe, perturbed, claims, steps, rec) -> Optional[dict[str, torch.Tensor]]:
+def _one_batch(
+    model, probe, perturbed, claims, steps, rec, state=None
+) -> Optional[dict[str, torch.Tensor]]:
     batch = torch.cat([probe, probe, perturbed])
     try:
-        watch, result = _run(model, batch, claims, steps)
+        watch, result = _run(model, batch, claims, steps, state=state)
     except Exception:  # noqa: BLE001 - a model that only runs on one image
         return None
     outs, first = list(_tensors(result)), list(_tensors(rec.result))
@@ -541,15 +616,15 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
     return bool(((a - b).abs() <= tol * (b.abs() + b.abs().mean())).all())
 
 
-def _one_by_one(model, probe, perturbed, claims, steps) -> dict[str, torch.Tensor]:
+def _one_by_one(model, probe, perturbed, claims, steps, state=None) -> dict[str, torch.Tensor]:
     """Each pattern in a forward pass of its own, against the probe's own pass."""
-    ref_watch, ref_result = _run(model, probe, claims, steps, keep=True)
+    ref_watch, ref_result = _run(model, probe, claims, steps, keep=True, state=state)
     reference = ref_watch.kept
     ref_out = next(iter(_tensors(ref_result)), None)
     ref_out = None if ref_out is None else ref_out.detach().clone()
     moved: dict[str, list[torch.Tensor]] = {}
     for k in range(perturbed.shape[0]):
-        watch, result = _run(model, perturbed[k : k + 1], claims, steps, reference)
+        watch, result = _run(model, perturbed[k : k + 1], claims, steps, reference, state=state)
         out = next(iter(_tensors(result)), None)
         if OUTPUT in claims and out is not None and ref_out is not None:
             m = _moved(out, ref_out, claims[OUTPUT])
@@ -560,4 +635,4 @@ def _one_by_one(model, probe, perturbed, claims, steps) -> dict[str, torch.Tenso
     return {n: torch.cat(ms) for n, ms in moved.items() if len(ms) == perturbed.shape[0]}
 
 
-__all__ = ["crosscheck", "claim_of", "patterns", "AMPLITUDE", "TOLERANCE_ULPS"]
+__all__ = ["crosscheck", "capture", "claim_of", "patterns", "AMPLITUDE", "TOLERANCE_ULPS"]

@@ -31,7 +31,7 @@ import linecache
 import math
 import os
 from types import FrameType, TracebackType
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 import torch.nn as nn
@@ -59,6 +59,7 @@ def record_shapes(
     *,
     real: Optional[bool] = None,
     materialize: Optional[Callable[[], nn.Module]] = None,
+    capture: Optional[Callable[[nn.Module], Any]] = None,
 ) -> tuple[Record, Optional[str]]:
     """`record(model, probe)` on a (1, *shape) probe without data, or on real values where
     the model needs them. `real`: True always real values, False data-free first, None (the
@@ -73,11 +74,17 @@ def record_shapes(
 
     The caller sets eval mode and no_grad. The model's state is left as it was: module
     attributes the data-free forward set to fake tensors (a lazily built cache) are undone.
+    `capture(model)`, where given, is taken right before a run on real values and kept as
+    the record's `before` (the state the perturbation check starts each forward from).
     """
 
     def on_values(note: Optional[str]) -> tuple[Record, Optional[str]]:
         runner = _with_values(model, materialize, note)
-        return record(runner, probe_for(runner, shape)), note
+        probe = probe_for(runner, shape)
+        before = capture(runner) if capture is not None else None
+        rec = record(runner, probe)
+        rec.before = before
+        return rec, note
 
     if real is None:
         real = math.prod(shape[1:]) * sum(p.numel() for p in model.parameters()) <= REAL_UP_TO

@@ -60,7 +60,19 @@ class _Frame:
 
 # Tensor methods through which values leave torch: what comes back (torch.from_numpy,
 # torch.tensor) has no recorded producer, so it may depend on the input unseen
-_ESCAPES = frozenset({"numpy", "tolist", "array", "dlpack"})
+_ESCAPES = frozenset(
+    # untyped_storage / storage: pickling and torch.save read a tensor's memory through them
+    {"numpy", "tolist", "array", "dlpack", "untyped_storage", "storage", "_typed_storage"}
+)
+
+# ops whose output holds no defined values until something writes it: a tensor made so and
+# read before any recorded op wrote it was filled another way (pickle.loads and torch.load
+# rebuild a tensor as torch.empty, then point it at memory they filled themselves)
+_BLANK = frozenset({"empty", "empty_like", "new_empty", "empty_strided", "new_empty_strided"})
+
+# ops that make a tensor from data outside torch: after data left torch (or with a Python
+# number taken from a map among their arguments) what they make may be the input's values
+_IMPORTS = frozenset({"tensor", "as_tensor", "asarray", "from_numpy", "from_dlpack"})
 
 # ops whose values do not depend on their input's (only its shape, dtype, device): like
 # torch.zeros, what they make is a fresh tensor without a field (`x.new_zeros(...)` as the
@@ -99,6 +111,12 @@ def _storage_key(t: torch.Tensor) -> int:
             return storage._cdata
         # the memory itself, also shared by a dlpack or numpy round trip
         return storage.data_ptr() or storage._cdata
+
+
+def _layout(t: torch.Tensor) -> tuple:
+    """Which elements of its memory a tensor views: shape, strides, offset."""
+    with torch._C.DisableTorchFunction():
+        return (tuple(t.shape), t.stride(), t.storage_offset())
 
 
 def _placed(value: Field, region: torch.Tensor, base: torch.Tensor, name: str) -> Field:
@@ -260,6 +278,14 @@ class Recording(TorchFunctionMode):
         self.scalars: dict[int, tuple[float, Field]] = {}
         # maps whose memory went to numpy: storage key -> their values then
         self.exposed: dict[int, torch.Tensor] = {}
+        # tensors made during the forward by ops the recorder saw, without a field-carrying
+        # input: known constants (0), or blanks made by torch.empty (their storage key)
+        self.made: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self.blank_keys: set[int] = set()  # storage keys of blanks no recorded op wrote yet
+        # memory a map was written into while the tensor written had no field (a canvas, a
+        # parameter's .data): storage key -> {layout: (field, step)}. Any other object over
+        # the same memory (the Parameter itself, read later) takes the field from here
+        self.filled: dict[int, dict[tuple, tuple[Field, Optional[Step]]]] = {}
         # the model's own tensors (parameters, buffers, tensor attributes): known constants
         self.owned = {
             id(t)
@@ -298,7 +324,10 @@ class Recording(TorchFunctionMode):
         self.fields[tensor] = f
         if step is not None:
             self.made_by[tensor] = step
-        views = self.aliases.setdefault(_storage_key(tensor), [])
+        key = _storage_key(tensor)
+        if key in self.filled:
+            self.filled[key][_layout(tensor)] = (f, step or self.made_by.get(tensor))
+        views = self.aliases.setdefault(key, [])
         if not any(r() is tensor for r in views):
             views.append(weakref.ref(tensor))
 
@@ -363,6 +392,8 @@ class Recording(TorchFunctionMode):
         if not self.blind:
             self._watch_transforms()
         tensors = list(_tensors((args, kwargs)))
+        if self.filled:
+            self._adopt(tensors)
         inputs = [(t, self.fields[t]) for t in tensors if t in self.fields]
         versions = [(t, _version(t)) for t, _ in inputs]
         raw = getattr(func, "__name__", "") or ""
@@ -384,9 +415,20 @@ class Recording(TorchFunctionMode):
                 with torch._C.DisableTorchFunction():
                     first = inputs[0][0]
                     self.exposed[_storage_key(first)] = first.detach().clone()
-        strangers = bool(self.escaped) and any(
-            t not in self.fields and t.dim() > 0 and id(t) not in self.owned for t in tensors
-        )
+        in_place = raw.endswith("_") and not raw.startswith("_") or raw.startswith("__i")
+        # an op writing into a tensor (torch.empty(n).fill_(c), out=) does not read it
+        targets = tensors[:1] if in_place or name in _WRITES_VALUE else []
+        targets += list(_tensors(kwargs.get("out")))
+        readers = [t for t in tensors if not any(t is w for w in targets)]
+        # a blank read before any recorded write was filled unseen (set_ onto a map's storage)
+        unwritten = [t for t in readers if self._blank(t)]
+        strangers = any(self._stranger(t) for t in readers) if self.escaped else bool(unwritten)
+        if not inputs and name in _IMPORTS and (self.escaped or self.scalars):
+            strangers = strangers or self._outside_data((args, kwargs))
+        # set_ points a tensor at other memory: no value a recorded op computed
+        for t in targets if not strangers and name != "set" else ():
+            if self.made.get(t):  # a blank (or a view of one) written by a recorded op
+                self.blank_keys.discard(_storage_key(t))
         try:
             out = run(*args, **kwargs)
         except RFError:
@@ -403,6 +445,7 @@ class Recording(TorchFunctionMode):
                 f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
             ) from exc
         if not inputs or name in _FRESH:
+            self._made(out, name, strangers, unwritten)
             return out
         if name in ("item", "tolist"):
             self._scalars(out, inputs[0][1])
@@ -411,6 +454,7 @@ class Recording(TorchFunctionMode):
         written = [t for t, v in blanks if _version(t) != v]
         if written and name in _WRITES_VALUE:  # a canvas or cache receives a map
             self._fill(name, args, written, inputs)
+            self._mark_filled(written)
             return out
         if not outs:
             for t in mutated:  # setitem, copy_ into a slice, out=: written, nothing returned
@@ -428,13 +472,7 @@ class Recording(TorchFunctionMode):
         if self.blind and f.status != UNKNOWN:
             f = Field((), f.dims, UNKNOWN, self.blind)
         if strangers and f.status != UNKNOWN:
-            f = Field(
-                (),
-                None,
-                UNKNOWN,
-                f"{name}: reads a tensor with no recorded producer after "
-                f"data left torch ({self.escaped}): it may come from the input",
-            )
+            f = Field((), None, UNKNOWN, self._stranger_note(name))
         if f.status != UNKNOWN and f.dims is not None:
             actual = (
                 tuple(outs[0].shape[d] for d in f.dims)
@@ -485,7 +523,30 @@ class Recording(TorchFunctionMode):
                 view = t._base is not None
             if view or not any(t is o for o in outs):
                 self._fill(name, args, [t], inputs, f)
+        self._mark_filled(written)
         return out
+
+    def _made(self, out: Any, name: str, strangers: bool, unwritten: list) -> None:
+        """Outputs of an op without a field-carrying input: constants the recorder saw made
+        (blank where torch.empty made them), or, where the op read a stranger after data
+        left torch (a tensor rebuilt by pickle), UNKNOWN: they may hold the input's values."""
+        outs = list(_tensors(out))
+        if strangers and unwritten and not self.escaped:
+            keys = {_storage_key(b) for b in unwritten}
+            if all(_storage_key(t) in keys for t in outs):  # a view of a blank: no read
+                for t in outs:
+                    self.made[t] = _storage_key(t)
+                return
+        if strangers:
+            note = self._stranger_note(name)
+            for t in outs:
+                self.set_field(t, Field((), None, UNKNOWN, note), None)
+            return
+        for t in outs:
+            if t not in self.made:
+                self.made[t] = _storage_key(t) if name in _BLANK else 0
+                if name in _BLANK:
+                    self.blank_keys.add(self.made[t])
 
     def _unseen_alias(self, t: torch.Tensor, name: str) -> bool:
         """Whether `t`, written as a fresh tensor, shares its memory with maps that carry a
@@ -502,6 +563,78 @@ class Recording(TorchFunctionMode):
         for o in [*others, t]:
             self.set_field(o, unknown, self.made_by.get(o))
         return True
+
+    def _mark_filled(self, tensors: list[torch.Tensor]) -> None:
+        """These tensors had no field and received a map: remember their memory's field."""
+        for t in tensors:
+            if t in self.fields:
+                key = _storage_key(t)
+                self.filled.setdefault(key, {})[_layout(t)] = (self.fields[t], self.made_by.get(t))
+
+    def _adopt(self, tensors: list[torch.Tensor]) -> None:
+        """Tensors without a field over memory a map was written into (`p.data.copy_(...)`,
+        then `p` read) hold that map: the field written there, or UNKNOWN where they view its
+        elements another way."""
+        for t in tensors:
+            if t in self.fields:
+                continue
+            kept = self.filled.get(_storage_key(t))
+            if not kept:
+                continue
+            f, step = kept.get(_layout(t), (None, None))
+            if f is None:
+                note = "shares memory with a map written in place, viewed another way"
+                f, step = Field((), None, UNKNOWN, note), None
+            self.fields[t] = f
+            if step is not None:
+                self.made_by[t] = step
+
+    def _stranger_note(self, name: str) -> str:
+        if not self.escaped:
+            return (
+                f"{name}: reads a tensor made by torch.empty that no recorded op wrote "
+                "(filled another way: set_, a C extension): it may come from the input"
+            )
+        return (
+            f"{name}: reads a tensor with no recorded producer after data left torch "
+            f"({self.escaped}): it may come from the input"
+        )
+
+    def _outside_data(self, obj: Any) -> bool:
+        """Whether an import op's arguments hold data from outside torch (a numpy array, a
+        buffer) or a Python number taken from a map (.item(), .tolist())."""
+        stack = [obj]
+        while stack:
+            v = stack.pop()
+            if isinstance(v, float):
+                kept = self.scalars.get(id(v))
+                if kept is not None and kept[0] is v:
+                    return True
+            elif isinstance(v, (list, tuple)):
+                stack.extend(v)
+            elif isinstance(v, dict):
+                stack.extend(v.values())
+            elif self.escaped and (
+                isinstance(v, (bytes, bytearray, memoryview)) or hasattr(v, "__array_interface__")
+            ):
+                return True
+        return False
+
+    def _blank(self, t: torch.Tensor) -> bool:
+        """Made by torch.empty (or a view of it) and not written by any recorded op since,
+        or pointed at other memory unseen (set_)."""
+        made = self.made.get(t)
+        if not made or t in self.fields:
+            return False
+        key = _storage_key(t)
+        return key != made or key in self.blank_keys
+
+    def _stranger(self, t: torch.Tensor) -> bool:
+        """A tensor without a field that no recorded op made as a constant (nor the model
+        owns): after data left torch, it may hold the input's values."""
+        if t in self.fields or id(t) in self.owned:
+            return False
+        return t not in self.made and t.dim() > 0 or self._blank(t)
 
     def _check_exposed(self, tensors: list[torch.Tensor]) -> None:
         """Maps whose memory went to numpy (`.numpy()`) may be written there, where no
@@ -615,6 +748,7 @@ class Recording(TorchFunctionMode):
                     inputs=self.sources(t for t, _ in inputs),
                 )
                 self._emit(step, [base])
+            self.filled.setdefault(_storage_key(base), {})  # read later through any alias
             self.set_field(base, f, step)
             self._written(base, f, step, name)
 
@@ -632,6 +766,13 @@ class Recording(TorchFunctionMode):
         if not self.stack or self.stack[-1].module is not module:
             return
         frame = self.stack.pop()
+        if not frame.leaf and frame.inputs and not self._quiet:
+            # a module fed maps that returns tensors no recorded op made ran its body where
+            # the recorder cannot see (a TorchScript module): they are no constants
+            note = f"{frame.path or type(module).__name__}: computed where rfcalc cannot see"
+            for t in _tensors(output):
+                if t not in self.fields and t not in self.made and id(t) not in self.owned:
+                    self.set_field(t, Field((), None, UNKNOWN, note + " (TorchScript?)"), None)
         if not frame.leaf or self._quiet or not frame.inputs:
             return
         outs = list(_tensors(output))
@@ -766,6 +907,7 @@ class Record:
     # every returned tensor when there are several: (where, its field, the step that made it)
     outputs: list[tuple[str, Optional[Field], Optional[Step]]] = dc_field(default_factory=list)
     model: Optional[nn.Module] = None  # the model that ran (a materialised one, say)
+    before: Any = None  # the model's state before the run (rfcalc.crosscheck.capture)
 
 
 def record(

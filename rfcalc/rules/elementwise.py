@@ -135,7 +135,7 @@ def pointwise(call: Call) -> Outcome:
                 a = g.broadcast(a, n)
                 spread.add(i)
             per_axis[i].append(a)
-    axes = _joint(per_axis, tuple(g.union(group) for group in per_axis))
+    axes = _separable(per_axis, _joint(per_axis, tuple(g.union(group) for group in per_axis)))
     note = _note(fields, globals_)
     if spread and not note:
         note = f"{call.name}: one unit's field is spread over the whole map"
@@ -192,6 +192,27 @@ def _joint(per_axis: list[list[g.Axis]], axes: tuple[g.Axis, ...]) -> tuple[g.Ax
         if all(g.runs_within(s[k], s[j]) for s in sets for k in range(n)):
             return axes
     return tuple(replace(a, taps=None) for a in axes)
+
+
+def _separable(per_axis: list[list[g.Axis]], axes: tuple[g.Axis, ...]) -> tuple[g.Axis, ...]:
+    """The merged axes, not exact along an axis where the inputs differ while one input
+    reaches only some units along another axis (a map written into half of a buffer, then
+    added): the units it does not reach see the others' field along the first axis, not the
+    merged one, which one field per axis cannot say."""
+    n = len(per_axis[0])
+    partial = [any(None in group[j].seen for group in per_axis) for j in range(n)]
+    if len(axes) < 2 or not any(partial):
+        return axes
+    out = []
+    for i, a in enumerate(axes):
+        others = [k for k in range(len(axes)) if k != i]
+        split = any(
+            partial[j] and any(None in per_axis[k][j].seen for k in others) for j in range(n)
+        )
+        differ = len({group.seen for group in per_axis[i]}) > 1
+        # no classic field describes such an axis: its columns come from what units see
+        out.append(replace(a, classic=False) if split and differ and a.exact else a)
+    return tuple(out)
 
 
 def _rank(status: str) -> int:

@@ -1062,7 +1062,8 @@ def dependence(fn, shape) -> tuple[torch.Tensor, torch.Tensor, dict]:
                 caught[path] = o.detach().clone()
 
         for path, m in net.named_modules():
-            if path and not list(m.children()):
+            # a ScriptModule takes no hooks: its rows are not measured
+            if path and not list(m.children()) and not isinstance(m, torch.jit.ScriptModule):
                 m.register_forward_hook(lambda m, i, o, path=path: keep(path, o))
 
     def run(x):

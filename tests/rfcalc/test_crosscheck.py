@@ -7,10 +7,15 @@ output: gradients cannot see `.data`, `.item()`, numpy or inference mode.
 
 from __future__ import annotations
 
+import io
+import pickle
+
 import adversarial as adv  # tests/rfcalc is on sys.path, as for zoo
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 import zoo
 
 from rfcalc import EXACT, UNKNOWN, analyze, rules
@@ -188,8 +193,9 @@ def test_the_check_costs_one_batched_forward():
             return self.conv(x)
 
     analyze(Count(), (3, 16, 16))
-    # the analysis's own run, then one run of 2 copies + 5 pixels + 3 outside patterns
-    assert calls == [1, 10]
+    # the analysis's own run, then one run of 2 copies + 5 pixels + 3 outside patterns + 8
+    # sparse random pixel sets
+    assert calls == [1, 18]
 
 
 # ---------------------------------------------------------------- closed at the source
@@ -257,3 +263,197 @@ def test_a_python_number_from_the_map_widens_what_it_multiplies():
 def test_work_the_recorder_cannot_follow_makes_the_rows_after_it_unknown(fn, says):
     a = analyze(adv.model(fn), adv.SHAPE, check=False)  # the source alone, without the check
     assert a.output.status == UNKNOWN and says in a.output.note
+
+
+# ---------------------------------------------------------------- values that leave torch (#27)
+
+
+def pickle_patch(s, x):
+    # a patch of pixels 8..9 pasted at 2..3 after a pickle round trip (no recorded producer)
+    patch = pickle.loads(pickle.dumps(x[..., 8:10, 8:10]))
+    return s.c1(x) + F.pad(patch, (2, 8, 2, 8))
+
+
+def torch_save_patch(s, x):
+    f = io.BytesIO()
+    torch.save(s.c3(x)[..., 8:10, 8:10].clone(), f)
+    f.seek(0)
+    return s.c1(x) + F.pad(torch.load(f), (2, 8, 2, 8))
+
+
+@pytest.mark.parametrize("fn", [pickle_patch, torch_save_patch], ids=lambda f: f.__name__)
+def test_a_tensor_rebuilt_from_memory_that_left_torch_is_no_constant(fn):
+    _, _, units = measured(fn)
+    assert units[(2, 2)][0][1] >= 8  # unit (2, 2) moves with a pixel in rows 8..9 (measured)
+    a = analyze(adv.model(fn), adv.SHAPE, check=False)  # the source alone
+    assert a.output.status == UNKNOWN and "no recorded producer" in a.output.note
+    assert adv.under_claims(analyze(adv.model(fn), adv.SHAPE).output, adv.SHAPE, units) == []
+
+
+def frombuffer_patch(s, x):
+    b = bytearray(x[..., 8:10, 8:10].contiguous().numpy().tobytes())
+    return s.c1(x) + F.pad(torch.frombuffer(b, dtype=x.dtype).view(1, 1, 2, 2), (2, 8, 2, 8))
+
+
+def memoryview_patch(s, x):
+    m = memoryview(x[..., 8:10, 8:10].contiguous().numpy())
+    return s.c1(x) + F.pad(torch.tensor(np.asarray(m).copy()), (2, 8, 2, 8))
+
+
+def set_onto_storage(s, x):
+    y = s.c7(x)
+    z = torch.empty(0, dtype=x.dtype).set_(y.untyped_storage(), 0, y.shape, y.stride())
+    return s.c1(x) + z
+
+
+def set_onto_map(s, x):
+    z = torch.empty(0, dtype=x.dtype)
+    z.set_(s.c7(x))  # no torch function sees set_: z is a blank no recorded op wrote
+    return s.c1(x) + z
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [frombuffer_patch, memoryview_patch, set_onto_storage, set_onto_map],
+    ids=lambda f: f.__name__,
+)
+def test_tensors_rebuilt_from_memory_rfcalc_did_not_follow_claim_nothing(fn):
+    _, _, units = measured(fn)
+    assert max(b - a_ + 1 for s in units.values() for a_, b in s) > 1  # wider than c1's
+    a = analyze(adv.model(fn), adv.SHAPE, check=False)  # the source alone
+    assert a.output.status == UNKNOWN and "it may come from the input" in a.output.note
+
+
+def test_constants_stay_constants_after_data_left_torch():
+    # after a .tolist() a factory constant made in the forward is still a constant: the
+    # field stays c3's 3x3 (measured), not unknown
+    def fn(s, x):
+        s.c1(x).tolist()
+        blank = torch.empty(1, 1, 12, 12, dtype=x.dtype).fill_(3)  # filled by a recorded op
+        out = torch.empty_like(blank)
+        torch.add(s.c3(x), 1, out=out)  # written through out=
+        return out + torch.ones(1, 1, 12, 12, dtype=x.dtype).mul_(2) + blank
+
+    a = analyze(adv.model(fn), adv.SHAPE, check=False)
+    _, _, units = measured(fn)
+    assert a.output.status == EXACT and a.output.rf == (3, 3)
+    assert units[(5, 5)] == ((4, 6), (4, 6))
+
+
+def test_a_local_path_the_source_misses_is_caught_by_the_sparse_pixel_sets(monkeypatch):
+    # without the storage escapes and the blanks rule the source calls the pickled patch a
+    # constant (exact rf 1); no centre, corner or outside pattern reaches it: the sparse
+    # random sets must
+    monkeypatch.setattr("rfcalc.record._ESCAPES", frozenset({"numpy", "tolist", "array", "dlpack"}))
+    monkeypatch.setattr("rfcalc.record._BLANK", frozenset())
+    assert analyze(adv.model(pickle_patch), adv.SHAPE, check=False).output.rf == (1, 1)
+    a = analyze(adv.model(pickle_patch), adv.SHAPE)
+    _, _, units = measured(pickle_patch)
+    assert a.output.status == UNKNOWN and "random 1 in" in a.output.note
+    assert adv.under_claims(a.output, adv.SHAPE, units) == []
+
+
+def _actnorm(s, x):
+    # Glow's ActNorm: the first call's statistics set the parameters, through .data
+    y = s.c1(x)
+    if not bool(s.initialized):
+        with torch.no_grad():
+            s.an_bias.data.copy_(-y.mean().reshape(1, 1, 1, 1))
+            s.initialized.fill_(1)
+    return y + s.an_bias
+
+
+def actnorm_model() -> nn.Module:
+    m = adv.model(_actnorm)
+    m.register_buffer("initialized", torch.zeros((), dtype=torch.float64))
+    m.an_bias = nn.Parameter(torch.zeros(1, 1, 1, 1, dtype=torch.float64))
+    return m
+
+
+def fresh_dependence(build) -> dict:
+    """Per output unit, the pixels that move it, each forward on a freshly built model (the
+    field of a first call)."""
+    gen = torch.Generator().manual_seed(0)
+    probe = torch.rand((1, *adv.SHAPE), generator=gen, dtype=torch.float64) + 1
+    with torch.no_grad():
+        base = build()(probe.clone())
+        moved = torch.zeros((*adv.SHAPE[1:], *base.shape), dtype=torch.bool)
+        for i in range(adv.SHAPE[1]):
+            for j in range(adv.SHAPE[2]):
+                x = probe.clone()
+                x[..., i, j] += 1.0
+                moved[i, j] = build()(x) != base
+    return adv.unit_spans(moved, ND, (-2, -1))
+
+
+def test_a_write_through_param_data_is_seen_when_the_parameter_is_read():
+    units = fresh_dependence(actnorm_model)
+    assert set(units.values()) == {((0, 11), (0, 11))}  # the mean of the whole first input
+    a = analyze(actnorm_model(), adv.SHAPE, check=False)  # the source alone
+    assert a.output.status == "global" and a.output.rf == (12, 12)
+
+
+def _warm_up(s, x):
+    y = s.c1(x)
+    if not s.calls:  # a path only the first call takes
+        y = y + s.c7(x)
+    s.calls.append(1)
+    return y
+
+
+def test_the_check_runs_from_the_state_before_the_analysis(monkeypatch):
+    # a conv rule that forgets the kernel: on the first call c7 reaches the output, so the
+    # check must run first-call forwards to see it (a list attribute keeps the state)
+    def build():
+        m = adv.model(_warm_up)
+        m.calls = []
+        return m
+
+    units = fresh_dependence(build)
+    assert units[(5, 5)] == ((2, 8), (2, 8))
+    real = rules.RULES["conv2d"]
+    monkeypatch.setitem(rules.RULES, "conv2d", lambda call: Outcome(call.first, real(call).window))
+    m = build()
+    a = analyze(m, adv.SHAPE)
+    assert a.output.status == UNKNOWN and "perturbation check" in a.output.note
+    assert m.calls == [1]  # left as the analysis's own forward left it
+
+
+def test_a_torchscript_submodule_is_unknown_and_the_check_does_not_break():
+    def fn(s, x):
+        return s.js(x) + s.c1(x)
+
+    m = adv.model(fn)
+    conv = nn.Sequential(nn.Conv2d(1, 1, 7, padding=3), nn.ReLU()).double()
+    with torch.no_grad():
+        conv[0].weight.fill_(0.1)
+    m.js = torch.jit.script(conv)
+    _, moved = adv.dependence(m)
+    units = adv.unit_spans(moved, ND, (-2, -1))
+    assert units[(5, 5)] == ((2, 8), (2, 8))  # the scripted 7x7 reaches the output
+    a = analyze(m, adv.SHAPE)
+    assert a.output.status == UNKNOWN and "js" in a.output.note
+    traced = adv.model(lambda s, x: s.tp(s.c1(x)))
+    traced.tp = torch.jit.trace(nn.AvgPool2d(5, 1, 2), torch.rand(1, 1, 12, 12).double())
+    assert analyze(traced, adv.SHAPE).output.status == UNKNOWN
+
+
+def test_a_blank_filled_by_recorded_ops_keeps_its_field():
+    # torch.empty_like filled by copy_, torch.empty filled through two views: recorded
+    # writes, so the field is c7's 7x7 and c3's 3x3 (measured), not unknown
+    def copied(s, x):
+        out = torch.empty_like(x)
+        out.copy_(s.c7(x))
+        return s.c1(x) * out
+
+    def halves(s, x):
+        b = torch.empty(1, 1, 12, 12, dtype=x.dtype)
+        b[..., :6].fill_(1)
+        b[..., 6:].fill_(2)
+        return s.c3(x) * b
+
+    for fn, rf, span in ((copied, 7, (2, 8)), (halves, 3, (4, 6))):
+        _, _, units = measured(fn)
+        assert units[(5, 5)] == (span, span)
+        o = analyze(adv.model(fn), adv.SHAPE, check=False).output
+        assert o.status == EXACT and o.rf == (rf, rf)

@@ -193,3 +193,22 @@ def test_a_map_mixed_along_one_axis_merges_with_an_exact_map(fn, note):
     assert (o.size, o.rf, o.status, o.axis_status) == ((6, 7), (3, 9), GLOBAL, (EXACT, GLOBAL))
     assert o.note == f"{note} (exact along H, global along W)"
     check(m, (1, 6, 7))
+
+
+def test_a_map_added_to_half_of_a_buffer_is_not_exact_along_the_other_axis():
+    # c7 written into columns 0..5 of a zeroed buffer, then c1(x) + buffer: a unit in columns
+    # 0..5 reads rows i-3..i+3, one in columns 6..11 only row i (measured by perturbation),
+    # which no per-axis field says exactly: the rows axis is approx, rf the widest unit's
+    import adversarial as adv
+
+    def fn(s, x):
+        s.cache.zero_()
+        s.cache[..., :, :6].add_(s.c7(x)[..., :, :6])
+        return s.c1(x) + s.cache
+
+    _, moved = adv.dependence(adv.model(fn))
+    units = adv.unit_spans(moved, 2, (-2, -1))
+    assert units[(5, 2)][0] == (2, 8) and units[(5, 8)][0] == (5, 5)
+    o = analyze(adv.model(fn), adv.SHAPE, check=False).output
+    assert o.axis_status[0] != EXACT and o.rf[0] == 7
+    assert adv.under_claims(o, adv.SHAPE, units) == []
