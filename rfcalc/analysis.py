@@ -466,12 +466,12 @@ def analyze(
     with weights (see rfcalc.execute.record_shapes).
 
     Where the pass ran on real values, every row's claim is checked by perturbing input
-    pixels (rfcalc.crosscheck: one more forward pass, on a batch of about ten images): a row
-    that a perturbation contradicts, and every row that depends on it, becomes unknown with
-    a note saying what moved. `check=False` skips that. The check's forwards start from the
-    model's state before the analysis's own forward (first-call paths included); the model
-    is left as that one forward left it. The data-free pass has no values to perturb: a note
-    says its rows are unchecked.
+    pixels (rfcalc.crosscheck: one more forward pass, on a batch of up to 18 images for a
+    2-D input): a row that a perturbation contradicts, and every row that depends on it,
+    becomes unknown with a note saying what moved. `check=False` skips that. The check's
+    forwards start from the model's state before the analysis's own forward (first-call
+    paths included); the model is left as that one forward left it. The data-free pass has
+    no values to perturb: a note says its rows are unchecked.
 
     Runs in eval mode under no_grad (the model's train/eval flags are restored). Rows come in
     execution order; a leaf module's row is named by its path (`c1.0.conv`), functional ops by

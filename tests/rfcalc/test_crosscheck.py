@@ -457,3 +457,17 @@ def test_a_blank_filled_by_recorded_ops_keeps_its_field():
         assert units[(5, 5)] == (span, span)
         o = analyze(adv.model(fn), adv.SHAPE, check=False).output
         assert o.status == EXACT and o.rf == (rf, rf)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_unchecked_and_says_so(dtype, monkeypatch):
+    # 2^12 ulps of a half is more than the value: a planted wrong rule (a 3x3 conv claimed
+    # as rf 1) caught in float32 would pass unseen, so the analysis must not claim a check
+    real = rules.RULES["conv2d"]
+    monkeypatch.setitem(rules.RULES, "conv2d", lambda call: Outcome(call.first, real(call).window))
+    model = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.Conv2d(1, 1, 3, padding=1))
+    caught = analyze(model, (1, 8, 8))
+    assert caught.rows[0].status == UNKNOWN and "perturbation check" in caught.rows[0].note
+    a = analyze(model.to(dtype), (1, 8, 8))
+    assert any(n.startswith("unchecked: in float16/bfloat16") for n in a.notes), a.notes
+    assert not any("perturbation check" in r.note for r in a.rows)

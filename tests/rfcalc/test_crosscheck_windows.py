@@ -43,3 +43,24 @@ def test_shifted_window_rows_are_checked_too(shift, monkeypatch):
     monkeypatch.setattr(positions, "attended", lambda q, k: positions.Positions(q.idx, q.before))
     a = analyze(positive(WindowAttention(shift=shift)), SHAPE)
     assert a[INSIDE[0]].status == UNKNOWN and "perturbation check" in a[INSIDE[0]].note
+
+
+def test_window_rows_cost_one_forward_per_pixel_and_outside_pattern():
+    # each one-image forward is a whole model's pass, so the window rows' check runs the
+    # single pixels and the outsides of output units, not the eight sparse sets
+    from rfcalc.crosscheck import patterns
+
+    calls = []
+    model = positive(WindowAttention())
+    model.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
+    a = analyze(model, SHAPE)
+    assert a[INSIDE[0]].status == APPROX
+    found = patterns(SHAPE[1:], None)
+    sparse = sum(p.sparse for p in found)
+    assert sparse == 8 and len(found) == 5 + 8  # pixels, then the sparse sets
+    # the analysis's run, the batched run (2 copies + every pattern), then one image per
+    # forward: the probe and each non-sparse pattern
+    assert calls[0] == 1 and calls[1] > 10
+    singles = calls[2:]
+    assert set(singles) == {1}
+    assert len(singles) == 1 + (calls[1] - 2 - sparse)
