@@ -61,12 +61,18 @@ paths only a first call takes (ActNorm's initialisation from the first batch, a 
 are the ones checked; it is restored before each forward. Afterwards the model is left as
 the analysis's own forward left it (one call's worth of state changes, as without the check).
 
-The cost is one recorded forward pass on a batch of 18 images for a 2-D input (two copies,
-five pixels, three outsides, eight sparse sets; 22 in 3-D), split into several where the
-input is large (BATCH_ELEMENTS), and where a model has rows inside window attention one more
-forward per single pixel and outside (not the sparse sets), and one for the probe; the
-data-free path (large inputs) has no values to perturb, and its rows are unchecked (analysis
-notes say so). In float16/bfloat16 the tolerance exceeds the values: not checked (HALF_NOTE).
+A value read from one batch element (`float(x[0].mean())`, common where a model expects a
+batch of one) is the probe's in every element and would move nothing: so the pattern that
+changes the most pixels also runs on its own, and where its output differs from its batch
+element's, every pattern runs on its own (as for a batch that mixes).
+
+The cost is one recorded forward pass on a batch of 18 images for a 2-D input, (two copies,
+five pixels, three outsides, eight sparse sets; 22 in 3-D) and one on a single image, split
+into several where the input is large (BATCH_ELEMENTS), and where a model has rows inside
+window attention one more forward per single pixel and outside (not the sparse sets), and
+one for the probe; the data-free path (large inputs) has no values to perturb, and its rows
+are unchecked (analysis notes say so). In float16/bfloat16 the tolerance exceeds the values:
+not checked (HALF_NOTE).
 """
 
 from __future__ import annotations
@@ -617,6 +623,17 @@ def _one_batch(
         raise _Unchecked("the forward is not deterministic (one input, two outputs)")
     # element 0 against the single-image run: a model mixing the batch differs here
     if not _same(outs[0][:1], first[0]):
+        return None
+    # a value read from one element (`float(x[0].mean())`, the batch-of-one idiom) is the
+    # probe's in every element, so nothing would move: the pattern that changes most, run
+    # on its own, must give what its element of the batch gave
+    k = int((perturbed - probe).abs().flatten(1).sum(1).argmax())
+    try:
+        _, alone = _run(model, perturbed[k : k + 1], {}, steps, state=state)
+    except Exception:  # noqa: BLE001 - ran on a batch, not on one image: not comparable
+        return None
+    single = next(iter(_tensors(alone)), None)
+    if single is None or not _same(outs[0][2 + k : 3 + k], single):
         return None
     return {name: m[1:] for name, m in watch.moved.items()}
 

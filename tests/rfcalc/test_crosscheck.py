@@ -194,8 +194,9 @@ def test_the_check_costs_one_batched_forward():
 
     analyze(Count(), (3, 16, 16))
     # the analysis's own run, then one run of 2 copies + 5 pixels + 3 outside patterns + 8
-    # sparse random pixel sets
-    assert calls == [1, 18]
+    # sparse random pixel sets, then the densest pattern on its own (a value read from one
+    # batch element)
+    assert calls == [1, 18, 1]
 
 
 # ---------------------------------------------------------------- closed at the source
@@ -471,3 +472,27 @@ def test_half_precision_is_unchecked_and_says_so(dtype, monkeypatch):
     a = analyze(model.to(dtype), (1, 8, 8))
     assert any(n.startswith("unchecked: in float16/bfloat16") for n in a.notes), a.notes
     assert not any("perturbation check" in r.note for r in a.rows)
+
+
+def test_a_number_read_from_the_first_image_is_not_missed():
+    # `float(x[0]...)`: in the check's batch element 0 is the unchanged probe, so every
+    # copy would read the probe's number and nothing would move. Measured by perturbation:
+    # every unit moves when the far corner pixel changes (the number divides every unit)
+    class FirstImage(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv(x) / (1 + float(x[0].abs().mean()))
+
+    torch.manual_seed(0)
+    model = FirstImage().eval()
+    probe = torch.randn(1, 1, 8, 8)
+    moved = probe.clone()
+    moved[0, 0, 7, 7] += 4.0
+    with torch.no_grad():
+        assert bool(((model(moved) - model(probe)).abs()[0, 0, 0, 0] > 1e-6))  # unit (0, 0)
+    a = analyze(model, (1, 8, 8))
+    assert a.output.status != EXACT or a.output.rf == (8, 8), (a.output, a.notes)
+    assert a.rows[-1].status == UNKNOWN and "perturbation check" in a.rows[-1].note

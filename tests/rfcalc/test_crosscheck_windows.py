@@ -58,9 +58,9 @@ def test_window_rows_cost_one_forward_per_pixel_and_outside_pattern():
     found = patterns(SHAPE[1:], None)
     sparse = sum(p.sparse for p in found)
     assert sparse == 8 and len(found) == 5 + 8  # pixels, then the sparse sets
-    # the analysis's run, the batched run (2 copies + every pattern), then one image per
-    # forward: the probe and each non-sparse pattern
+    # the analysis's run, the batched run (2 copies + every pattern) and its densest
+    # pattern alone, then one image per forward: the probe and each non-sparse pattern
     assert calls[0] == 1 and calls[1] > 10
     singles = calls[2:]
     assert set(singles) == {1}
-    assert len(singles) == 1 + (calls[1] - 2 - sparse)
+    assert len(singles) == 1 + 1 + (calls[1] - 2 - sparse)
