@@ -25,14 +25,15 @@ near. Over the eight sets (at 32x32): one such pair is found with chance 0.52 fo
 0.13 for F = 9, 0.02 for F = 49; a path moving m units from m other pixels (disjoint pairs)
 with 1 - (1 - that)^m: 4 pairs 0.95 / 0.43 / 0.10, 36 pairs 1.00 / 0.99 / 0.60. The sets are
 seeded, so a given model gets the same verdict every run.
-So every claimed row is checked, not only the output: a row where an
-unseen path enters is named itself, and every row that depends on it stops claiming. Token
-rows (a map flattened into one dim, maybe behind a class token) are checked element by
-element: token t against the field of the position it holds (`analysis.token_index`'s
-layout), a token in front of the map against nothing, or against everything once attention
-has mixed all tokens. Rows inside window attention (the map's positions in windows, the batch
-folded into dim 0 with them: rules.positions) are checked with one image per forward, each
-pattern on its own, element by element against the field of the position it holds.
+So every compared row (its tensor holds the batch in dim 0) is checked, not only the output:
+a row where an unseen path enters is named itself, and every row that depends on it stops
+claiming. Token rows (a map flattened into one dim, maybe behind a class token) are checked
+element by element: token t against the field of the position it holds
+(`analysis.token_index`'s layout), a token in front of the map against nothing, or against
+everything once attention has mixed all tokens. Rows inside window attention (the map's
+positions in windows, the batch folded into dim 0 with them: rules.positions) are checked
+with one image per forward, each pattern on its own, element by element against the field of
+the position it holds.
 
 Why it is sound to compare batch elements: the model runs in eval mode (BatchNorm uses its
 running statistics, dropout is off) and an element is compared with element 0 of the same
@@ -66,7 +67,7 @@ batch of one) is the probe's in every element and would move nothing: so the pat
 changes the most pixels also runs on its own, and where its output differs from its batch
 element's, every pattern runs on its own (as for a batch that mixes).
 
-The cost is one recorded forward pass on a batch of 18 images for a 2-D input, (two copies,
+The cost is one recorded forward pass on a batch of 18 images for a 2-D input (two copies,
 five pixels, three outsides, eight sparse sets; 22 in 3-D) and one on a single image, split
 into several where the input is large (BATCH_ELEMENTS), and where a model has rows inside
 window attention one more forward per single pixel and outside (not the sparse sets), and
