@@ -595,8 +595,11 @@ def _batched(
     per = max(1, BATCH_ELEMENTS // probe.numel() - 2)
     parts: dict[str, list[torch.Tensor]] = {}
     chunks = [perturbed[i : i + per] for i in range(0, perturbed.shape[0], per)]
-    for chunk in chunks:
-        moved = _one_batch(model, probe, chunk, claims, steps, rec, state)
+    # the pattern that changes most also runs on its own, once (see `_one_batch`)
+    densest = int((perturbed - probe).abs().flatten(1).sum(1).argmax())
+    for c, chunk in enumerate(chunks):
+        alone = densest - c * per if c == densest // per else None
+        moved = _one_batch(model, probe, chunk, claims, steps, rec, state, alone)
         if moved is None:
             return None
         for name, m in moved.items():
@@ -605,7 +608,7 @@ def _batched(
 
 
 def _one_batch(
-    model, probe, perturbed, claims, steps, rec, state=None
+    model, probe, perturbed, claims, steps, rec, state=None, alone: Optional[int] = None
 ) -> Optional[dict[str, torch.Tensor]]:
     batch = torch.cat([probe, probe, perturbed])
     try:
@@ -626,15 +629,16 @@ def _one_batch(
     if not _same(outs[0][:1], first[0]):
         return None
     # a value read from one element (`float(x[0].mean())`, the batch-of-one idiom) is the
-    # probe's in every element, so nothing would move: the pattern that changes most, run
-    # on its own, must give what its element of the batch gave
-    k = int((perturbed - probe).abs().flatten(1).sum(1).argmax())
+    # probe's in every element, so nothing would move: the pattern that changes most
+    # (`alone`, in this chunk), run on its own, must give what its element of the batch gave
+    if alone is None:
+        return {name: m[1:] for name, m in watch.moved.items()}
     try:
-        _, alone = _run(model, perturbed[k : k + 1], {}, steps, state=state)
+        _, ran = _run(model, perturbed[alone : alone + 1], {}, steps, state=state)
     except Exception:  # noqa: BLE001 - ran on a batch, not on one image: not comparable
         return None
-    single = next(iter(_tensors(alone)), None)
-    if single is None or not _same(outs[0][2 + k : 3 + k], single):
+    single = next(iter(_tensors(ran)), None)
+    if single is None or not _same(outs[0][2 + alone : 3 + alone], single):
         return None
     return {name: m[1:] for name, m in watch.moved.items()}
 
